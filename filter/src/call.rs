@@ -1,0 +1,183 @@
+//! The normalized record of one LLM call. Every provider fills in the same `Call`; telemetry, budgets and
+//! redaction read only this. Field meanings follow the OpenTelemetry GenAI semantic conventions.
+
+/// The API shape of a request: decides how request and response bodies are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Api {
+    OpenAiChat,
+    OpenAiResponses,
+    OpenAiEmbeddings,
+    OpenAiCompletions,
+    AnthropicMessages,
+    Gemini,
+    BedrockConverse,
+    BedrockInvoke,
+    CohereChat,
+    OllamaChat,
+    OllamaGenerate,
+}
+
+impl Api {
+    /// `gen_ai.operation.name` for this API shape.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Api::OpenAiChat
+            | Api::OpenAiResponses
+            | Api::AnthropicMessages
+            | Api::BedrockConverse
+            | Api::BedrockInvoke
+            | Api::CohereChat
+            | Api::OllamaChat => "chat",
+            Api::Gemini => "generate_content",
+            Api::OpenAiEmbeddings => "embeddings",
+            Api::OpenAiCompletions | Api::OllamaGenerate => "text_completion",
+        }
+    }
+
+    /// The name used in configuration (`routes[].api`) and docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::OpenAiChat => "openai.chat",
+            Api::OpenAiResponses => "openai.responses",
+            Api::OpenAiEmbeddings => "openai.embeddings",
+            Api::OpenAiCompletions => "openai.completions",
+            Api::AnthropicMessages => "anthropic.messages",
+            Api::Gemini => "gemini",
+            Api::BedrockConverse => "bedrock.converse",
+            Api::BedrockInvoke => "bedrock.invoke",
+            Api::CohereChat => "cohere.chat",
+            Api::OllamaChat => "ollama.chat",
+            Api::OllamaGenerate => "ollama.generate",
+        }
+    }
+
+    pub const ALL: [Api; 11] = [
+        Api::OpenAiChat,
+        Api::OpenAiResponses,
+        Api::OpenAiEmbeddings,
+        Api::OpenAiCompletions,
+        Api::AnthropicMessages,
+        Api::Gemini,
+        Api::BedrockConverse,
+        Api::BedrockInvoke,
+        Api::CohereChat,
+        Api::OllamaChat,
+        Api::OllamaGenerate,
+    ];
+
+    pub fn from_name(s: &str) -> Option<Api> {
+        Api::ALL.iter().copied().find(|a| a.name() == s)
+    }
+}
+
+/// What request routing decided about a call before any body was seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub api: Api,
+    /// `gen_ai.provider.name` (e.g. `openai`, `azure.ai.openai`, `gcp.vertex_ai`).
+    pub provider: String,
+    /// Model named by the URL (Gemini, Vertex, Bedrock, Azure deployment), if any.
+    pub path_model: Option<String>,
+    /// The URL itself asks for a stream (Gemini `streamGenerateContent`, Bedrock `converse-stream`, ...).
+    pub path_stream: bool,
+}
+
+/// Token usage with semconv meaning: `input` INCLUDES cached tokens, `output` INCLUDES reasoning tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+    pub cache_read: Option<u64>,
+    pub cache_write: Option<u64>,
+    pub reasoning: Option<u64>,
+}
+
+impl Usage {
+    pub fn is_empty(&self) -> bool {
+        *self == Usage::default()
+    }
+    pub fn total(&self) -> u64 {
+        self.input
+            .unwrap_or(0)
+            .saturating_add(self.output.unwrap_or(0))
+    }
+}
+
+/// A tool call the model asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+}
+
+/// What the request body (and URL) said.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Request {
+    pub model: Option<String>,
+    pub stream: bool,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub seed: Option<i64>,
+    pub choice_count: Option<u64>,
+    pub stop_sequences: Vec<String>,
+    /// `gen_ai.output.type`: text | json | image | speech.
+    pub output_type: Option<&'static str>,
+    pub tool_names: Vec<String>,
+    /// SHA-256 of the system prompt text, hex prefix.
+    pub system_prompt_hash: Option<String>,
+    pub service_tier: Option<String>,
+    pub reasoning_effort: Option<String>,
+    /// OpenAI-shaped streaming request that did not ask for usage; tollgate asked for it on the client's behalf.
+    pub include_usage_injected: bool,
+    /// Bytes of prompt text seen (for estimates when the provider reports no usage).
+    pub prompt_chars: u64,
+}
+
+/// What the response said.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Response {
+    pub id: Option<String>,
+    pub model: Option<String>,
+    /// One per choice, in choice order.
+    pub finish_reasons: Vec<String>,
+    pub usage: Usage,
+    pub tool_calls: Vec<ToolCall>,
+    /// Provider error type (`rate_limit_error`, `ThrottlingException`, ...) from an error body or stream event.
+    pub error_type: Option<String>,
+    pub service_tier: Option<String>,
+    pub system_fingerprint: Option<String>,
+    /// Characters of generated text seen (for output estimates).
+    pub output_chars: u64,
+    /// The stream ended without its terminal event (aborted, reset, truncated).
+    pub incomplete: bool,
+}
+
+impl Response {
+    /// Record the finish reason of choice `index`, growing the list as needed (bounded).
+    pub fn set_finish_reason(&mut self, index: usize, reason: &str) {
+        const MAX_CHOICES: usize = 128;
+        if index >= MAX_CHOICES {
+            return;
+        }
+        if self.finish_reasons.len() <= index {
+            self.finish_reasons.resize(index + 1, String::new());
+        }
+        if let Some(slot) = self.finish_reasons.get_mut(index) {
+            reason.clone_into(slot);
+        }
+    }
+
+    pub fn add_tool_call(&mut self, id: &str, name: &str) {
+        const MAX_TOOL_CALLS: usize = 128;
+        if self.tool_calls.len() < MAX_TOOL_CALLS {
+            self.tool_calls.push(ToolCall {
+                id: id.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+    }
+}

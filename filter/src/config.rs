@@ -1,0 +1,1 @@
+//! Plugin JSON → validated, compiled configuration.

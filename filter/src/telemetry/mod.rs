@@ -1,0 +1,1 @@
+//! Call → OTLP spans and metrics, trace context, export queue. Pure: the host only sends bytes.
