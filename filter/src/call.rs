@@ -181,3 +181,72 @@ impl Response {
         }
     }
 }
+
+/// W3C trace identity of the gateway span.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpanIds {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The caller's span, when the request carried a valid `traceparent`.
+    pub parent_span_id: Option<[u8; 8]>,
+    pub sampled: bool,
+    pub tracestate: String,
+}
+
+/// Everything tollgate learned about one LLM call; built up by the host as the exchange proceeds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Call {
+    pub route: Option<Route>,
+    pub request: Request,
+    pub response: Response,
+    pub http_status: Option<u16>,
+    /// `server.address` / `server.port`: the provider host the request was addressed to.
+    pub server_address: String,
+    pub server_port: Option<u16>,
+    pub conversation_id: Option<String>,
+    pub ids: SpanIds,
+    /// Wall clock (ns since the Unix epoch).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub first_chunk_ns: Option<u64>,
+    /// Output (and possibly input) tokens were estimated because the provider reported none.
+    pub usage_estimated: bool,
+    /// Transport-level failure (client abort, upstream reset, timeout) rather than a provider error.
+    pub transport_error: Option<&'static str>,
+}
+
+impl Call {
+    /// `gen_ai.request.model`, falling back to the model named in the URL.
+    pub fn request_model(&self) -> Option<&str> {
+        self.request
+            .model
+            .as_deref()
+            .or(self.route.as_ref().and_then(|r| r.path_model.as_deref()))
+    }
+
+    /// `error.type` per semconv: the provider's error type, else the HTTP status class, else a transport error.
+    pub fn error_type(&self) -> Option<String> {
+        if let Some(t) = &self.response.error_type {
+            return Some(t.clone());
+        }
+        match self.http_status {
+            Some(s) if s >= 400 => return Some(s.to_string()),
+            _ => {}
+        }
+        self.transport_error.map(str::to_owned)
+    }
+
+    /// When the provider reported no output tokens, estimate them from the generated text (≈ 4 chars a token)
+    /// and mark the usage estimated; never report 0 as if it were exact.
+    pub fn estimate_missing_usage(&mut self) {
+        let u = &mut self.response.usage;
+        if u.output.is_none() && self.response.output_chars > 0 {
+            u.output = Some(self.response.output_chars.div_ceil(4));
+            self.usage_estimated = true;
+        }
+        if u.input.is_none() && self.request.prompt_chars > 0 && u.output.is_some() {
+            u.input = Some(self.request.prompt_chars.div_ceil(4));
+            self.usage_estimated = true;
+        }
+    }
+}

@@ -9,3 +9,20 @@ pub mod config;
 pub mod providers;
 pub mod stream;
 pub mod telemetry;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi", not(test)))]
+mod host;
+
+/// libtest's std references `pthread_join`/`pthread_detach`, which the single-threaded wasm32-wasip1 libc
+/// does not define. The unit tests run with `--test-threads=1` under Node's WASI, so these are never called.
+#[cfg(all(test, target_arch = "wasm32", target_os = "wasi"))]
+mod wasi_test_shims {
+    #[no_mangle]
+    pub extern "C" fn pthread_join(_thread: usize, _retval: *mut *mut u8) -> i32 {
+        58 // ENOTSUP
+    }
+    #[no_mangle]
+    pub extern "C" fn pthread_detach(_thread: usize) -> i32 {
+        58
+    }
+}

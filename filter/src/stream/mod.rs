@@ -18,3 +18,6 @@ pub enum Frame<'a> {
         payload: &'a [u8],
     },
 }
+
+mod placeholder;
+pub use placeholder::{BodyDecoder, ContentEncoding, Limits};

@@ -1,1 +1,5 @@
 //! Call → OTLP spans and metrics, trace context, export queue. Pure: the host only sends bytes.
+
+pub mod export;
+pub mod span;
+pub mod trace;

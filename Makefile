@@ -1,0 +1,62 @@
+# tollgate — build, test and run the Envoy proxy-wasm filter.
+#   make build   tollgate.wasm (wasm32-wasip1, release, LTO, panic=abort)
+#   make test    native unit tests + the same tests on wasm32 under Node + end-to-end tests through real Envoy
+#   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C
+# Everything needed is installed by scripts/setup.sh (idempotent).
+
+SHELL := /bin/bash
+ROOT := $(abspath .)
+WASM_OUT := $(ROOT)/tollgate.wasm
+PY := $(ROOT)/.venv/bin/python
+
+# Prefer an installed rustup wasm32-wasip1 target (what users have); otherwise use Debian's rustc-web with
+# the std sources, building std for the target ourselves.
+HAVE_RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 && echo yes)
+ifeq ($(HAVE_RUSTUP_WASM),yes)
+WASM_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm
+WASM_STD :=
+WASM_TEST_STD :=
+else
+WASM_ENV := PATH=/usr/bin:$$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(ROOT)/target/wasm \
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi"
+WASM_STD := -Zbuild-std=std,panic_abort
+WASM_TEST_STD := -Zbuild-std=std,panic_abort -Zpanic-abort-tests
+endif
+
+.PHONY: all setup build test unit wasm-unit e2e run fmt clippy clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(WASM_ENV) cargo build --release --target wasm32-wasip1 $(WASM_STD) -p tollgate
+	@cp $(ROOT)/target/wasm/wasm32-wasip1/release/tollgate.wasm $(WASM_OUT)
+	@echo "tollgate.wasm: $$(stat -c %s $(WASM_OUT)) bytes"
+
+unit:
+	cargo test -p tollgate
+
+# The pure core's unit tests compiled to wasm32-wasip1 (32-bit usize, wasm codegen) and run under Node's WASI.
+wasm-unit: setup
+	$(WASM_ENV) CARGO_TARGET_WASM32_WASIP1_RUNNER="node $(ROOT)/scripts/wasi-run.mjs" \
+		cargo test -p tollgate --lib --target wasm32-wasip1 $(WASM_TEST_STD) -- --test-threads=1
+
+e2e: build
+	$(PY) -m pytest tests -q -rs
+
+test: setup unit wasm-unit e2e
+
+run: build
+	$(PY) testenv/run.py
+
+fmt:
+	cargo fmt --all
+
+clippy:
+	cargo clippy -p tollgate --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -f $(WASM_OUT)

@@ -1,0 +1,153 @@
+//! Non-panicking wrappers over the proxy-wasm ABI for the calls on the data path. The SDK's `hostcalls`
+//! panic on any unexpected status (and `get_map_value` unwraps UTF-8, so one non-UTF-8 header value would
+//! abort the VM); a panic here takes every request on this worker down, so these return `None`/`false`.
+
+use proxy_wasm::types::{BufferType, MapType, Status};
+use std::ptr::null_mut;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> Status;
+    fn proxy_set_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> Status;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
+}
+
+/// Take ownership of a host-returned buffer. The host allocates it through the SDK's exported
+/// `proxy_on_memory_allocate`, which hands out a `Vec<u8>` of exactly `size` capacity.
+unsafe fn owned(ptr: *mut u8, size: usize) -> Vec<u8> {
+    if ptr.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: see above; the host transfers ownership of [ptr, ptr+size) to us.
+        unsafe { Vec::from_raw_parts(ptr, size, size) }
+    }
+}
+
+/// A header value as bytes; None when absent or on any host error.
+pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointers are valid for the call; ownership of the result is taken by `owned`.
+    unsafe {
+        match proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) {
+            Status::Ok => Some(owned(data, size)),
+            _ => None,
+        }
+    }
+}
+
+/// A header value as a string, lossily decoded (header values may legally contain obs-text bytes).
+pub fn header_str(map: MapType, name: &str) -> Option<String> {
+    header(map, name).map(|v| match String::from_utf8(v) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+pub fn set_header(map: MapType, name: &str, value: &str) -> bool {
+    // SAFETY: pointers valid for the duration of the call.
+    unsafe {
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+            == Status::Ok
+    }
+}
+
+pub fn remove_header(map: MapType, name: &str) -> bool {
+    // SAFETY: pointers valid for the duration of the call.
+    unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) == Status::Ok }
+}
+
+/// Bytes `[start, start+max)` of a body buffer; empty on any error.
+pub fn buffer(kind: BufferType, start: usize, max: usize) -> Vec<u8> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `header`.
+    unsafe {
+        match proxy_get_buffer_bytes(kind, start, max, &mut data, &mut size) {
+            Status::Ok => owned(data, size),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Replace bytes `[start, start+size)` of a body buffer with `value`.
+pub fn set_buffer(kind: BufferType, start: usize, size: usize, value: &[u8]) -> bool {
+    // SAFETY: pointers valid for the duration of the call.
+    unsafe { proxy_set_buffer_bytes(kind, start, size, value.as_ptr(), value.len()) == Status::Ok }
+}
+
+/// proxy-wasm header map serialization: count, (key_len, value_len)*, then each key and value NUL-terminated.
+fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let n = u32::try_from(pairs.len()).unwrap_or(0);
+    out.extend_from_slice(&n.to_le_bytes());
+    for (k, v) in pairs.iter().take(n as usize) {
+        out.extend_from_slice(&u32::try_from(k.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
+    }
+    for (k, v) in pairs.iter().take(n as usize) {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Answer the request locally (budget denial, block rule). The caller then returns `Action::Pause`.
+pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    let h = serialize_map(headers);
+    // SAFETY: pointers valid for the duration of the call.
+    unsafe {
+        proxy_send_local_response(
+            status,
+            null_mut(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            h.as_ptr(),
+            h.len(),
+            -1,
+        ) == Status::Ok
+    }
+}

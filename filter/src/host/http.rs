@@ -1,0 +1,228 @@
+//! One HTTP exchange, in the order Envoy calls it: request headers → request body → response headers →
+//! response body chunks → log. Everything it learns goes into a `Call`; on `on_log` the call becomes a span.
+
+use super::abi;
+use super::root::Shared;
+use super::{now_ns, random, random_unit};
+use crate::call::Call;
+use crate::providers::{self, Framing, StreamState};
+use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use crate::telemetry::{span, trace};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
+
+pub struct Exchange {
+    shared: Shared,
+    call: Call,
+    /// This request is an LLM call tollgate inspects.
+    active: bool,
+    /// The request body was too large to buffer and passed uninspected.
+    request_skipped: bool,
+    framing: Framing,
+    decoder: Option<BodyDecoder>,
+    stream: StreamState,
+    response_done: bool,
+}
+
+impl Exchange {
+    pub fn new(shared: Shared) -> Exchange {
+        Exchange {
+            shared,
+            call: Call::default(),
+            active: false,
+            request_skipped: false,
+            framing: Framing::Whole,
+            decoder: None,
+            stream: StreamState::default(),
+            response_done: false,
+        }
+    }
+
+    fn request_header(name: &str) -> Option<String> {
+        abi::header_str(MapType::HttpRequestHeaders, name)
+    }
+
+    /// Feed response bytes through decompression and framing into the provider's reader.
+    fn read_response(&mut self, chunk: &[u8], end: bool) {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
+        let Some(route) = self.call.route.as_ref() else {
+            return;
+        };
+        let (resp, st, framing) = (&mut self.call.response, &mut self.stream, self.framing);
+        let mut first_content = false;
+        let mut on_frame = |f: Frame<'_>| {
+            if framing == Framing::Whole {
+                if let Frame::Json(body) = f {
+                    providers::response(route, body, resp);
+                }
+            } else {
+                let outcome = providers::frame(route, &f, st, resp);
+                first_content |= outcome.content;
+            }
+        };
+        decoder.push(chunk, &mut on_frame);
+        if end {
+            decoder.finish(&mut on_frame);
+        }
+        if first_content && self.call.first_chunk_ns.is_none() {
+            self.call.first_chunk_ns = Some(now_ns());
+        }
+    }
+}
+
+impl Context for Exchange {}
+
+impl HttpContext for Exchange {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let cfg = self.shared.config.clone();
+        if Self::request_header(":method").as_deref() != Some("POST") {
+            return Action::Continue;
+        }
+        let authority = Self::request_header(":authority").unwrap_or_default();
+        let path = Self::request_header(":path").unwrap_or_default();
+        let Some(route) = providers::detect(&authority, &path, &cfg.routes) else {
+            return Action::Continue;
+        };
+        self.active = true;
+        self.call.start_ns = now_ns();
+        self.call.request.stream = route.path_stream;
+        self.call.route = Some(route);
+        let host = providers::strip_port(&authority);
+        self.call.server_address = host.to_ascii_lowercase();
+        self.call.server_port = authority
+            .strip_prefix(host)
+            .and_then(|p| p.strip_prefix(':'))
+            .and_then(|p| p.parse().ok())
+            .or(Some(443));
+        if let Some(h) = &cfg.conversation_id_header {
+            self.call.conversation_id =
+                Self::request_header(h).filter(|v| !v.is_empty() && v.len() <= 256);
+        }
+        let tp = Self::request_header("traceparent");
+        let ts = Self::request_header("tracestate");
+        self.call.ids = trace::span_ids(
+            tp.as_deref(),
+            ts.as_deref(),
+            random(),
+            cfg.sampling_ratio,
+            random_unit(),
+        );
+        // The provider's own spans (if any) become children of the gateway span.
+        abi::set_header(
+            MapType::HttpRequestHeaders,
+            "traceparent",
+            &trace::format_traceparent(&self.call.ids),
+        );
+        let _ = end_of_stream;
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.active || self.request_skipped {
+            return Action::Continue;
+        }
+        if body_size > self.shared.config.max_request_body {
+            // Too large to hold: forward what is buffered and stop inspecting this request body.
+            self.request_skipped = true;
+            self.shared.stats.calls_uninspected.add(1);
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // Buffer until the whole body is here.
+        }
+        let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        if let Some(route) = self.call.route.as_ref() {
+            providers::request(route, &body, &mut self.call.request);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if !self.active {
+            return Action::Continue;
+        }
+        let status = abi::header_str(MapType::HttpResponseHeaders, ":status")
+            .and_then(|s| s.parse::<u16>().ok());
+        self.call.http_status = status;
+        let ct = abi::header_str(MapType::HttpResponseHeaders, "content-type").unwrap_or_default();
+        let ce =
+            abi::header_str(MapType::HttpResponseHeaders, "content-encoding").unwrap_or_default();
+        let encoding = if ce.trim().is_empty() {
+            Some(ContentEncoding::Identity)
+        } else {
+            ContentEncoding::from_header(&ce)
+        };
+        if let Some(route) = self.call.route.as_ref() {
+            self.framing = providers::framing(route, &self.call.request, &ct);
+            let cfg = &self.shared.config;
+            let limits = Limits {
+                max_event: cfg.max_event,
+                max_body: cfg.max_response_body,
+                ..Limits::default()
+            };
+            self.decoder = encoding.map(|e| BodyDecoder::new(e, self.framing, &limits));
+        }
+        if end_of_stream {
+            self.read_response(&[], true);
+            self.response_done = true;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.active || self.response_done {
+            return Action::Continue;
+        }
+        // Never Pause a response: each chunk goes to the client now; we parse a copy.
+        let chunk = if body_size > 0 {
+            abi::buffer(BufferType::HttpResponseBody, 0, body_size)
+        } else {
+            Vec::new()
+        };
+        self.read_response(&chunk, end_of_stream);
+        if end_of_stream {
+            self.response_done = true;
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if !self.active {
+            return;
+        }
+        if !self.response_done {
+            // Client abort, upstream reset or timeout: keep what the complete events told us.
+            self.read_response(&[], true);
+            self.call.transport_error = Some(if self.call.http_status.is_none() {
+                "no_response"
+            } else {
+                "stream_interrupted"
+            });
+        }
+        if self.framing != Framing::Whole && !self.stream.finished {
+            self.call.response.incomplete = true;
+        }
+        self.call.end_ns = now_ns();
+        self.call.estimate_missing_usage();
+        let stats = &self.shared.stats;
+        stats.calls.add(1);
+        if self.call.error_type().is_some() {
+            stats.calls_failed.add(1);
+        }
+        stats
+            .tokens_input
+            .add(self.call.response.usage.input.unwrap_or(0));
+        stats
+            .tokens_output
+            .add(self.call.response.usage.output.unwrap_or(0));
+        if self.call.usage_estimated {
+            stats.usage_estimated.add(1);
+        }
+        if self.shared.config.otlp.is_some() && self.call.ids.sampled {
+            let span = span::build_span(&self.call, &self.shared.config);
+            self.shared.queue.borrow_mut().push(span);
+        }
+    }
+}

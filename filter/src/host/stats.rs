@@ -1,0 +1,62 @@
+//! Envoy stats published by tollgate (`wasmcustom.tollgate.*`, `tollgate_*` in Prometheus output). Declared in
+//! one place; names are fixed strings so cardinality is bounded.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+pub struct Stats {
+    pub calls: Metric,
+    pub calls_failed: Metric,
+    pub calls_uninspected: Metric,
+    pub tokens_input: Metric,
+    pub tokens_output: Metric,
+    pub usage_estimated: Metric,
+    pub spans_enqueued: Metric,
+    pub spans_exported: Metric,
+    pub spans_dropped_queue_full: Metric,
+    pub spans_dropped_failed: Metric,
+    pub export_retries: Metric,
+    pub queue_depth: Metric,
+}
+
+/// A metric id; a metric the host refused to define is silently a no-op.
+#[derive(Clone, Copy)]
+pub struct Metric(Option<u32>);
+
+impl Metric {
+    fn define(kind: MetricType, name: &str) -> Metric {
+        Metric(hostcalls::define_metric(kind, name).ok())
+    }
+    /// Add `n` (counters reject increments ≤ 0, so zero is skipped).
+    pub fn add(self, n: u64) {
+        if let (Some(id), Ok(n @ 1..)) = (self.0, i64::try_from(n)) {
+            let _ = hostcalls::increment_metric(id, n);
+        }
+    }
+    /// Adjust a gauge by a signed delta.
+    pub fn delta(self, d: i64) {
+        if let (Some(id), true) = (self.0, d != 0) {
+            let _ = hostcalls::increment_metric(id, d);
+        }
+    }
+}
+
+impl Stats {
+    pub fn define() -> Stats {
+        let c = |n: &str| Metric::define(MetricType::Counter, n);
+        Stats {
+            calls: c("tollgate.calls"),
+            calls_failed: c("tollgate.calls_failed"),
+            calls_uninspected: c("tollgate.calls_uninspected"),
+            tokens_input: c("tollgate.tokens_input"),
+            tokens_output: c("tollgate.tokens_output"),
+            usage_estimated: c("tollgate.usage_estimated"),
+            spans_enqueued: c("tollgate.spans_enqueued"),
+            spans_exported: c("tollgate.spans_exported"),
+            spans_dropped_queue_full: c("tollgate.spans_dropped_queue_full"),
+            spans_dropped_failed: c("tollgate.spans_dropped_failed"),
+            export_retries: c("tollgate.export_retries"),
+            queue_depth: Metric::define(MetricType::Gauge, "tollgate.queue_depth"),
+        }
+    }
+}

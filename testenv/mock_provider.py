@@ -1,0 +1,219 @@
+"""A local mock LLM provider speaking the providers' real wire formats.
+
+Responses are scripted from fixture files (testenv/fixtures/<provider>/<case>.json): a request carrying
+`x-mock-fixture: <provider>/<case>` gets that fixture's status, headers and body, byte for byte. Optional
+request headers shape the delivery:
+  x-mock-chunk: N        send the body in N-byte chunks (chunked transfer encoding)
+  x-mock-delay-ms: D     sleep D ms between chunks
+  x-mock-gzip: 1         gzip the body (content-encoding: gzip)
+  x-mock-truncate: N     send only the first N bytes, then reset the connection
+Without a fixture header, OpenAI-shaped paths get a small canned chat completion (used by `make run` and the
+benchmark). Every request is recorded (method, path, headers, body) for assertions.
+"""
+
+import argparse
+import base64
+import gzip
+import json
+import os
+import socket
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "fixtures")
+
+
+def eventstream_message(headers, payload: bytes) -> bytes:
+    """Encode one AWS event-stream message (string headers only), CRCs included."""
+    hbytes = b""
+    for name, value in headers.items():
+        n = name.encode()
+        v = value.encode()
+        hbytes += bytes([len(n)]) + n + bytes([7]) + len(v).to_bytes(2, "big") + v
+    total = 12 + len(hbytes) + len(payload) + 4
+    prelude = total.to_bytes(4, "big") + len(hbytes).to_bytes(4, "big")
+    prelude += zlib.crc32(prelude).to_bytes(4, "big")
+    msg = prelude + hbytes + payload
+    return msg + zlib.crc32(msg).to_bytes(4, "big")
+
+
+def fixture_body(fx) -> bytes:
+    """The exact response bytes a fixture describes."""
+    resp = fx["response"]
+    if "body" in resp:
+        body = resp["body"]
+        return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    if "body_base64" in resp:
+        return base64.b64decode(resp["body_base64"])
+    if "eventstream" in resp:
+        out = b""
+        for ev in resp["eventstream"]:
+            if "payload_anthropic_event" in ev:
+                inner = json.dumps(ev["payload_anthropic_event"]).encode()
+                payload = json.dumps({"bytes": base64.b64encode(inner).decode()}).encode()
+            else:
+                payload = ev.get("payload", {})
+                payload = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            out += eventstream_message(ev["headers"], payload)
+        return out
+    return b""
+
+
+def load_fixture(name):
+    with open(os.path.join(FIXTURES, name + ".json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+CANNED = {
+    "id": "chatcmpl-mock",
+    "object": "chat.completion",
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the mock provider."},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+}
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []
+
+    def add(self, item):
+        with self.lock:
+            self.requests.append(item)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.requests)
+
+    def clear(self):
+        with self.lock:
+            self.requests.clear()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    recorder: Recorder = None  # set by make_server
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def _read_body(self):
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("content-length", "0") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def do_GET(self):
+        if self.path == "/__requests":
+            body = json.dumps(self.recorder.snapshot()).encode()
+            self._send(200, {"content-type": "application/json"}, body)
+        elif self.path == "/__health":
+            self._send(200, {"content-type": "text/plain"}, b"ok")
+        else:
+            self._send(404, {"content-type": "text/plain"}, b"not found")
+
+    def do_DELETE(self):
+        self.recorder.clear()
+        self._send(200, {"content-type": "text/plain"}, b"cleared")
+
+    def do_POST(self):
+        body = self._read_body()
+        self.recorder.add({
+            "method": "POST", "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+            "body_base64": base64.b64encode(body).decode(),
+        })
+        name = self.headers.get("x-mock-fixture")
+        if name:
+            fx = load_fixture(name)
+            status = fx["response"].get("status", 200)
+            headers = dict(fx["response"].get("headers", {}))
+            payload = fixture_body(fx)
+        else:
+            status, headers, payload = 200, {"content-type": "application/json"}, json.dumps(CANNED).encode()
+        if self.headers.get("x-mock-gzip") == "1":
+            payload = gzip.compress(payload)
+            headers["content-encoding"] = "gzip"
+        chunk = int(self.headers.get("x-mock-chunk", "0") or 0)
+        delay = int(self.headers.get("x-mock-delay-ms", "0") or 0) / 1000.0
+        truncate = self.headers.get("x-mock-truncate")
+        if truncate is not None:
+            self._send_truncated(status, headers, payload[: int(truncate)])
+        elif chunk > 0:
+            self._send_chunked(status, headers, payload, chunk, delay)
+        else:
+            self._send(status, headers, payload)
+
+    def _head(self, status, headers):
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+
+    def _send(self, status, headers, payload):
+        self._head(status, headers)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _send_chunked(self, status, headers, payload, size, delay):
+        self._head(status, headers)
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        for i in range(0, len(payload), size):
+            part = payload[i:i + size]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.flush()
+            if delay:
+                time.sleep(delay)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _send_truncated(self, status, headers, part):
+        self._head(status, headers)
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.flush()
+        time.sleep(0.05)
+        # Abort without the terminating chunk: the gateway sees an upstream reset mid-body.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.connection.close()
+        self.close_connection = True
+
+
+def make_server(port=0, host="127.0.0.1"):
+    recorder = Recorder()
+    handler = type("BoundHandler", (Handler,), {"recorder": recorder})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    server.recorder = recorder
+    return server
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    args = ap.parse_args()
+    server = make_server(args.port, args.host)
+    print(f"mock provider listening on {args.host}:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

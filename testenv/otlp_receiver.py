@@ -1,0 +1,182 @@
+"""A local OTLP/HTTP receiver that decodes what tollgate exports with the official protobuf definitions
+(the `opentelemetry-proto` package) and keeps it for assertions.
+
+Endpoints: POST /v1/traces, POST /v1/metrics (protobuf, optionally gzip). Control:
+  GET  /__spans            decoded spans as JSON (attributes flattened to {key: value})
+  GET  /__metrics          decoded metric data points as JSON
+  GET  /__raw              hex of every request body received (to search exported bytes)
+  POST /__mode             {"status": 503, "retry_after": 1, "delay_ms": 0} — how to answer next exports
+  DELETE /__spans          forget everything received
+"""
+
+import argparse
+import gzip
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+
+def any_value(v):
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return getattr(v, kind) if kind else None
+
+
+def attrs(kvs):
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+class Store:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.spans = []
+        self.metrics = []
+        self.raw = []
+        self.requests = 0
+        self.mode = {"status": 200, "retry_after": None, "delay_ms": 0}
+
+    def clear(self):
+        with self.lock:
+            self.spans.clear()
+            self.metrics.clear()
+            self.raw.clear()
+            self.requests = 0
+
+
+def decode_traces(body, store):
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(body)
+    out = []
+    for rs in req.resource_spans:
+        resource = attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                out.append({
+                    "name": s.name,
+                    "kind": s.kind,
+                    "trace_id": s.trace_id.hex(),
+                    "span_id": s.span_id.hex(),
+                    "parent_span_id": s.parent_span_id.hex(),
+                    "trace_state": s.trace_state,
+                    "start": s.start_time_unix_nano,
+                    "end": s.end_time_unix_nano,
+                    "status": {"code": s.status.code, "message": s.status.message},
+                    "attributes": attrs(s.attributes),
+                    "events": [{"name": e.name, "attributes": attrs(e.attributes)} for e in s.events],
+                    "resource": resource,
+                    "scope": {"name": ss.scope.name, "version": ss.scope.version},
+                })
+    with store.lock:
+        store.spans.extend(out)
+
+
+def decode_metrics(body, store):
+    req = ExportMetricsServiceRequest()
+    req.ParseFromString(body)
+    d = MessageToDict(req, preserving_proto_field_name=True)
+    with store.lock:
+        store.metrics.append(d)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    store: Store = None
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _send(self, status, body=b"", ctype="application/json", extra=None):
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        s = self.store
+        with s.lock:
+            if self.path == "/__spans":
+                body = json.dumps(s.spans)
+            elif self.path == "/__metrics":
+                body = json.dumps(s.metrics)
+            elif self.path == "/__raw":
+                body = json.dumps([r.hex() for r in s.raw])
+            elif self.path == "/__stats":
+                body = json.dumps({"requests": s.requests, "spans": len(s.spans)})
+            else:
+                self._send(404)
+                return
+        self._send(200, body.encode())
+
+    def do_DELETE(self):
+        self.store.clear()
+        self._send(200)
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", "0") or 0)
+        body = self.rfile.read(n)
+        s = self.store
+        if self.path == "/__mode":
+            with s.lock:
+                s.mode.update(json.loads(body or b"{}"))
+            self._send(200)
+            return
+        with s.lock:
+            mode = dict(s.mode)
+            s.requests += 1
+        if mode.get("delay_ms"):
+            time.sleep(mode["delay_ms"] / 1000.0)
+        if mode.get("status", 200) != 200:
+            extra = {"retry-after": str(mode["retry_after"])} if mode.get("retry_after") is not None else {}
+            self._send(mode["status"], b"{}", extra=extra)
+            return
+        if self.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        with s.lock:
+            s.raw.append(body)
+        if self.path == "/v1/traces":
+            decode_traces(body, s)
+            self._send(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+        elif self.path == "/v1/metrics":
+            decode_metrics(body, s)
+            self._send(200, b"", "application/x-protobuf")
+        else:
+            self._send(404)
+
+
+def make_server(port=0, host="127.0.0.1"):
+    store = Store()
+    handler = type("BoundHandler", (Handler,), {"store": store})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    server.store = store
+    return server
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=4318)
+    args = ap.parse_args()
+    server = make_server(args.port, args.host)
+    print(f"OTLP receiver listening on {args.host}:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
