@@ -273,10 +273,12 @@ pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
         hdr.extend_from_slice(&(value.len() as u16).to_be_bytes());
         hdr.extend_from_slice(value);
     }
-    let total = OVERHEAD + hdr.len() + payload.len();
+    let total = OVERHEAD
+        .saturating_add(hdr.len())
+        .saturating_add(payload.len());
     let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&(total as u32).to_be_bytes());
-    out.extend_from_slice(&(hdr.len() as u32).to_be_bytes());
+    out.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&u32::try_from(hdr.len()).unwrap_or(u32::MAX).to_be_bytes());
     let prelude_crc = crc32fast::hash(&out);
     out.extend_from_slice(&prelude_crc.to_be_bytes());
     out.extend_from_slice(&hdr);

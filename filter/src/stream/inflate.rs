@@ -198,12 +198,13 @@ impl Inflater {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let complete = match &self.codec {
-            Codec::Identity | Codec::Done => true,
-            Codec::Gzip { state, .. } => matches!(state, Gz::Between | Gz::Junk),
-            // Nothing at all arrived (e.g. a 204 that still names a coding): nothing to complain about.
-            _ => !self.saw_input,
-        };
+        // Nothing at all arrived (e.g. a 204 that still names a coding): nothing to complain about.
+        let complete = !self.saw_input
+            || match &self.codec {
+                Codec::Identity | Codec::Done => true,
+                Codec::Gzip { state, .. } => matches!(state, Gz::Between | Gz::Junk),
+                _ => false,
+            };
         self.release();
         if complete {
             Ok(())
@@ -535,5 +536,288 @@ fn after_strings(flags: u8) -> Gz {
         Gz::HeaderCrc { left: 2 }
     } else {
         Gz::Body
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stream::testutil::{every_split, one_byte, xorshift_chunks};
+    use std::io::Write;
+
+    pub fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    pub fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    pub fn raw_deflate(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    pub fn brotli(data: &[u8]) -> Vec<u8> {
+        let mut w = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+        w.write_all(data).unwrap();
+        w.into_inner()
+    }
+
+    /// Run an inflater over `chunks`; returns the output, the largest piece and the first error.
+    fn inflate(
+        enc: ContentEncoding,
+        cap: u64,
+        chunks: &[&[u8]],
+    ) -> (Vec<u8>, usize, Result<(), InflateError>) {
+        let mut inf = Inflater::new(enc, cap);
+        let mut out = Vec::new();
+        let mut biggest = 0;
+        let mut r = Ok(());
+        for c in chunks {
+            r = inf.push(c, &mut |p| {
+                biggest = biggest.max(p.len());
+                out.extend_from_slice(p);
+            });
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() {
+            r = inf.finish();
+        }
+        assert_eq!(inf.total_out(), out.len() as u64);
+        (out, biggest, r)
+    }
+
+    /// Text that compresses like a real response (repetitive JSON with some variety).
+    fn sample(n: usize) -> Vec<u8> {
+        let mut s = String::new();
+        let mut i = 0u64;
+        while s.len() < n {
+            s.push_str(&format!(
+                "data: {{\"id\":\"chatcmpl-{i}\",\"choices\":[{{\"delta\":{{\"content\":\"héllo 🌍 {}\"}}}}]}}\n\n",
+                i.wrapping_mul(2654435761) % 1000
+            ));
+            i += 1;
+        }
+        s.into_bytes()
+    }
+
+    #[test]
+    fn content_encoding_header_values() {
+        use ContentEncoding::*;
+        assert_eq!(ContentEncoding::from_header("gzip"), Some(Gzip));
+        assert_eq!(ContentEncoding::from_header(" GZip "), Some(Gzip));
+        assert_eq!(ContentEncoding::from_header("x-gzip"), Some(Gzip));
+        assert_eq!(ContentEncoding::from_header("Deflate"), Some(Deflate));
+        assert_eq!(ContentEncoding::from_header("br"), Some(Brotli));
+        assert_eq!(ContentEncoding::from_header("BR"), Some(Brotli));
+        assert_eq!(ContentEncoding::from_header("identity"), Some(Identity));
+        assert_eq!(ContentEncoding::from_header(""), Some(Identity));
+        assert_eq!(ContentEncoding::from_header("zstd"), None);
+        assert_eq!(ContentEncoding::from_header("compress"), None);
+        assert_eq!(ContentEncoding::from_header("gzip, br"), None);
+        assert_eq!(ContentEncoding::from_header("gzip,gzip"), None);
+    }
+
+    #[test]
+    fn every_coding_round_trips_in_any_chunking() {
+        let plain = sample(3000);
+        let cases = [
+            (ContentEncoding::Identity, plain.clone()),
+            (ContentEncoding::Gzip, gzip(&plain)),
+            (ContentEncoding::Deflate, zlib(&plain)),
+            (ContentEncoding::Deflate, raw_deflate(&plain)),
+            (ContentEncoding::Brotli, brotli(&plain)),
+        ];
+        for (enc, packed) in &cases {
+            for chunks in every_split(packed)
+                .chain(std::iter::once(one_byte(packed)))
+                .chain(xorshift_chunks(packed, 10))
+            {
+                let (out, _, r) = inflate(*enc, u64::MAX, &chunks);
+                assert_eq!(r, Ok(()), "{enc:?}");
+                assert!(out == plain, "{enc:?} output differs");
+            }
+        }
+    }
+
+    #[test]
+    fn large_output_comes_in_bounded_pieces() {
+        let plain = sample(200_000);
+        for (enc, packed) in [
+            (ContentEncoding::Gzip, gzip(&plain)),
+            (ContentEncoding::Deflate, zlib(&plain)),
+            (ContentEncoding::Brotli, brotli(&plain)),
+            (ContentEncoding::Identity, plain.clone()),
+        ] {
+            let (out, biggest, r) = inflate(enc, u64::MAX, &[&packed]);
+            assert_eq!(r, Ok(()));
+            assert!(out == plain);
+            assert!(biggest <= OUT_PIECE, "{enc:?} piece {biggest}");
+        }
+    }
+
+    /// A hand-built gzip header with every optional field (FEXTRA, FNAME, FCOMMENT, FHCRC).
+    fn gzip_full_header(data: &[u8]) -> Vec<u8> {
+        let mut g = vec![
+            0x1f,
+            0x8b,
+            8,
+            FHCRC | FEXTRA | FNAME | FCOMMENT,
+            1,
+            2,
+            3,
+            4,
+            0,
+            255,
+        ];
+        g.extend_from_slice(&[5, 0, b'A', b'B', 3, 0, 0]); // XLEN=5, one subfield
+        g.extend_from_slice(b"response.json\0");
+        g.extend_from_slice(b"a comment\0");
+        let hcrc = crc32fast::hash(&g) as u16;
+        g.extend_from_slice(&hcrc.to_le_bytes());
+        g.extend_from_slice(&raw_deflate(data));
+        g.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        g.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        g
+    }
+
+    #[test]
+    fn gzip_optional_header_fields_multi_member_and_trailing_junk() {
+        let a = sample(500);
+        let b = b"second member".to_vec();
+        let mut packed = gzip_full_header(&a);
+        packed.extend(gzip(&b));
+        packed.extend_from_slice(&[0, 0, 0, 0x1f, 0x8b]); // padding after the last member: ignored
+        let want = [a.clone(), b.clone()].concat();
+        for chunks in every_split(&packed).chain(std::iter::once(one_byte(&packed))) {
+            let (out, _, r) = inflate(ContentEncoding::Gzip, u64::MAX, &chunks);
+            assert_eq!(r, Ok(()));
+            assert!(out == want);
+        }
+    }
+
+    #[test]
+    fn gzip_checksum_and_header_errors() {
+        let plain = sample(1000);
+        let good = gzip(&plain);
+        let n = good.len();
+        let mut bad_crc = good.clone();
+        bad_crc[n - 6] ^= 1;
+        let mut bad_size = good.clone();
+        bad_size[n - 2] ^= 1;
+        let mut bad_magic = good.clone();
+        bad_magic[1] = 0x8c;
+        let mut bad_method = good.clone();
+        bad_method[2] = 7;
+        let mut reserved = good.clone();
+        reserved[3] = 0x20;
+        for (name, bytes) in [
+            ("crc", bad_crc),
+            ("size", bad_size),
+            ("magic", bad_magic),
+            ("method", bad_method),
+            ("reserved flag", reserved),
+        ] {
+            for chunks in xorshift_chunks(&bytes, 5).chain(std::iter::once(vec![&bytes[..]])) {
+                let (_, _, r) = inflate(ContentEncoding::Gzip, u64::MAX, &chunks);
+                assert_eq!(r, Err(InflateError::Corrupt), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_streams_are_reported_at_finish() {
+        let plain = sample(2000);
+        for (enc, packed) in [
+            (ContentEncoding::Gzip, gzip(&plain)),
+            (ContentEncoding::Deflate, zlib(&plain)),
+            (ContentEncoding::Brotli, brotli(&plain)),
+        ] {
+            for cut in [1, 2, 5, 11, packed.len() / 2, packed.len() - 1] {
+                let (out, _, r) = inflate(enc, u64::MAX, &[&packed[..cut]]);
+                assert_eq!(r, Err(InflateError::Truncated), "{enc:?} cut {cut}");
+                assert!(plain.starts_with(&out), "what came out is a prefix");
+            }
+            // An empty body is not an error (204/304 with a stale Content-Encoding).
+            assert_eq!(inflate(enc, u64::MAX, &[]).2, Ok(()));
+        }
+    }
+
+    #[test]
+    fn decompression_bomb_is_capped() {
+        let zeros = vec![0u8; 4 << 20];
+        let cap = 100_000u64;
+        for (enc, packed) in [
+            (ContentEncoding::Gzip, gzip(&zeros)),
+            (ContentEncoding::Deflate, zlib(&zeros)),
+            (ContentEncoding::Brotli, brotli(&zeros)),
+            (ContentEncoding::Identity, zeros.clone()),
+        ] {
+            assert!(enc == ContentEncoding::Identity || packed.len() < 40_000);
+            let mut inf = Inflater::new(enc, cap);
+            let mut got = 0u64;
+            let mut first_err = None;
+            for c in packed.chunks(1000) {
+                match inf.push(c, &mut |p| got += p.len() as u64) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            assert_eq!(first_err, Some(InflateError::Capped), "{enc:?}");
+            assert_eq!(got, cap, "{enc:?} hands out exactly the cap");
+            // Sticky: nothing more is decoded.
+            assert_eq!(
+                inf.push(&packed, &mut |_| panic!()),
+                Err(InflateError::Capped)
+            );
+            assert_eq!(inf.finish(), Err(InflateError::Capped));
+        }
+        // Exactly at the cap is fine.
+        let (out, _, r) = inflate(ContentEncoding::Gzip, 1000, &[&gzip(&[7; 1000])]);
+        assert_eq!((out.len(), r), (1000, Ok(())));
+    }
+
+    #[test]
+    fn garbage_and_mutations_never_panic() {
+        let plain = sample(800);
+        let encs = [
+            (ContentEncoding::Gzip, gzip(&plain)),
+            (ContentEncoding::Deflate, zlib(&plain)),
+            (ContentEncoding::Deflate, raw_deflate(&plain)),
+            (ContentEncoding::Brotli, brotli(&plain)),
+        ];
+        let mut s = 0x0123_4567_89ab_cdef_u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for _ in 0..150 {
+            let len = (next() % 600) as usize;
+            let junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            for (enc, good) in &encs {
+                let _ = inflate(*enc, 1 << 20, &[&junk]);
+                let mut m = good.clone();
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() as usize) % m.len();
+                    m[at] ^= 1 << (next() % 8);
+                }
+                for chunks in xorshift_chunks(&m, 2) {
+                    let (out, _, _) = inflate(*enc, 1 << 20, &chunks);
+                    assert!(out.len() <= 1 << 20);
+                }
+            }
+        }
     }
 }
