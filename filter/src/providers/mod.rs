@@ -6,8 +6,14 @@
 //!
 //! This module only dispatches; provider knowledge lives in the provider's file.
 
+pub mod azure;
 pub mod json;
+pub mod mistral;
 pub mod openai;
+pub mod openai_responses;
+
+#[cfg(test)]
+mod fixtures_test;
 
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -79,6 +85,13 @@ pub fn detect(host: &str, path: &str, rules: &[RouteRule]) -> Option<Route> {
 }
 
 fn detect_builtin(host: &str, path: &str) -> Option<Route> {
+    // Host-specific OpenAI dialects before the path-only OpenAI match, which would also take their paths.
+    if let Some(route) = azure::detect(host, path) {
+        return Some(route);
+    }
+    if let Some(route) = mistral::detect(host, path) {
+        return Some(route);
+    }
     openai::detect(host, path)
 }
 
@@ -86,6 +99,8 @@ fn detect_builtin(host: &str, path: &str) -> Option<Route> {
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     match route.api {
         Api::OpenAiChat => openai::request(route, body, req),
+        Api::OpenAiCompletions | Api::OpenAiEmbeddings => openai::request(route, body, req),
+        Api::OpenAiResponses => openai_responses::request(route, body, req),
         _ => {}
     }
 }
@@ -94,6 +109,8 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
 pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
     match route.api {
         Api::OpenAiChat => openai::response(route, body, resp),
+        Api::OpenAiCompletions | Api::OpenAiEmbeddings => openai::response(route, body, resp),
+        Api::OpenAiResponses => openai_responses::response(route, body, resp),
         _ => {}
     }
 }
@@ -108,6 +125,8 @@ pub fn frame(
     st.frames = st.frames.saturating_add(1);
     match route.api {
         Api::OpenAiChat => openai::frame(route, frame, st, resp),
+        Api::OpenAiCompletions => openai::frame(route, frame, st, resp),
+        Api::OpenAiResponses => openai_responses::frame(route, frame, st, resp),
         _ => FrameOutcome::default(),
     }
 }

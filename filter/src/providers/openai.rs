@@ -1,44 +1,68 @@
-//! OpenAI Chat Completions (`/v1/chat/completions`) and OpenAI-compatible servers.
+//! OpenAI Chat Completions (`/v1/chat/completions`), legacy Completions (`/v1/completions`) and Embeddings
+//! (`/v1/embeddings`), on api.openai.com and on every OpenAI-compatible server (vLLM, Ollama `/v1/*`, Azure,
+//! Mistral, ...). The readers here take the union of the known dialects' quirks, because `mod.rs` dispatches
+//! by API shape and a configured route may send any provider's traffic here:
+//! - Azure: a leading `prompt_filter_results` chunk and asynchronous-filter chunks with `id:""` and no delta;
+//! - vLLM: usage on every chunk with `continuous_usage_stats` (the last wins), `stop_reason` on choices,
+//!   top-level `{"object":"error",...}` error bodies;
+//! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
 use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 
+/// Built-in detection by path. An OpenAI-shaped path on a host tollgate does not know (vLLM, Ollama `/v1`,
+/// LiteLLM, ...) is reported as provider `openai`: the wire format is OpenAI's, and only the operator knows
+/// who serves it. A configured `RouteRule` for that host replaces the name (see `providers::detect`).
 pub fn detect(host: &str, path: &str) -> Option<Route> {
-    let path = path.split('?').next().unwrap_or("");
-    let api = if path.ends_with("/chat/completions") {
-        Api::OpenAiChat
-    } else {
-        return None;
-    };
-    let provider = if host.is_empty() || host.eq_ignore_ascii_case("api.openai.com") {
-        "openai"
-    } else {
-        // An OpenAI-shaped path on an unknown host: an OpenAI-compatible server.
-        "openai"
-    };
+    let _ = host;
+    let api = api_for_path(path)?;
     Some(Route {
         api,
-        provider: provider.to_owned(),
+        provider: "openai".to_owned(),
         path_model: None,
         path_stream: false,
     })
 }
 
+/// The OpenAI API shape named by the end of a path (query string ignored). Shared with Azure and Mistral,
+/// whose paths end the same way under a different prefix.
+pub(crate) fn api_for_path(path: &str) -> Option<Api> {
+    let path = path.split('?').next().unwrap_or("");
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path.ends_with("/chat/completions") {
+        Some(Api::OpenAiChat)
+    } else if path.ends_with("/completions") {
+        Some(Api::OpenAiCompletions)
+    } else if path.ends_with("/embeddings") {
+        Some(Api::OpenAiEmbeddings)
+    } else if path.ends_with("/responses") {
+        Some(Api::OpenAiResponses)
+    } else {
+        None
+    }
+}
+
+/// One request struct for the three shapes: fields a shape does not use are simply absent.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct ChatRequest<'a> {
+struct OpenAiRequest<'a> {
     #[serde(borrow)]
     model: Lenient<Cow<'a, str>>,
     stream: Lenient<bool>,
     temperature: Lenient<f64>,
     top_p: Lenient<f64>,
+    /// Not OpenAI's; vLLM and other compatible servers accept it.
     top_k: Lenient<f64>,
     n: Lenient<u64>,
     seed: Lenient<i64>,
+    /// Mistral's name for the seed.
+    random_seed: Lenient<i64>,
     stop: Lenient<OneOrMany>,
     frequency_penalty: Lenient<f64>,
     presence_penalty: Lenient<f64>,
@@ -48,7 +72,12 @@ struct ChatRequest<'a> {
     service_tier: Lenient<String>,
     tools: Lenient<Vec<Lenient<Tool<'a>>>>,
     response_format: Lenient<ResponseFormat<'a>>,
+    /// Chat.
     messages: Lenient<Vec<Lenient<Message<'a>>>>,
+    /// Legacy Completions: a string, an array of strings, or token arrays (which carry no text to count).
+    prompt: Lenient<OneOrMany>,
+    /// Embeddings: same forms as `prompt`.
+    input: Lenient<OneOrMany>,
 }
 
 #[derive(Deserialize, Default)]
@@ -80,17 +109,25 @@ struct Message<'a> {
     content: Lenient<TextContent>,
 }
 
-pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
-    let Some(r) = parse::<ChatRequest<'_>>(body) else {
+/// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
+/// set and then to the route's path model (the Azure deployment), because Azure bodies usually have none.
+pub fn request(route: &Route, body: &[u8], req: &mut Request) {
+    let Some(r) = parse::<OpenAiRequest<'_>>(body) else {
         return;
     };
-    req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
+    req.model = r
+        .model
+        .get()
+        .filter(|m| !m.is_empty())
+        .map(Cow::into_owned)
+        .or(req.model.take())
+        .or_else(|| route.path_model.clone());
     req.stream = r.stream.get().unwrap_or(false);
     req.temperature = r.temperature.get();
     req.top_p = r.top_p.get();
     req.top_k = r.top_k.get();
     req.choice_count = r.n.get();
-    req.seed = r.seed.get();
+    req.seed = r.seed.get().or(r.random_seed.get());
     req.stop_sequences = r.stop.get().map(|s| s.0).unwrap_or_default();
     req.frequency_penalty = r.frequency_penalty.get();
     req.presence_penalty = r.presence_penalty.get();
@@ -124,7 +161,7 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
         .filter_map(Lenient::get)
     {
         let text = m.content.get().map(|c| c.0).unwrap_or_default();
-        chars = chars.saturating_add(text.chars().count() as u64);
+        chars = chars.saturating_add(char_count(&text));
         if matches!(m.role.get().as_deref(), Some("system" | "developer")) {
             if !system.is_empty() {
                 system.push('\n');
@@ -132,10 +169,99 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
             system.push_str(&text);
         }
     }
+    let texts = match route.api {
+        Api::OpenAiCompletions => r.prompt.get(),
+        Api::OpenAiEmbeddings => r.input.get(),
+        _ => None,
+    };
+    for t in texts.map(|t| t.0).unwrap_or_default() {
+        chars = chars.saturating_add(char_count(&t));
+    }
     req.prompt_chars = chars;
     if !system.is_empty() {
         req.system_prompt_hash = Some(prompt_hash(&system));
     }
+}
+
+pub(crate) fn char_count(s: &str) -> u64 {
+    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
+}
+
+/// The part of a streaming request that decides whether usage must be asked for.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamFlags<'a> {
+    stream: Lenient<bool>,
+    #[serde(borrow)]
+    stream_options: Present<'a>,
+}
+
+/// A field's raw text when the key is present, even when its value is `null` (an `Option` would fold
+/// `null` into "absent", and adding a second `stream_options` key next to a `null` one makes a duplicate).
+#[derive(Default)]
+struct Present<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Present(Some(<&'a RawValue>::deserialize(d)?)))
+    }
+}
+
+const INCLUDE_USAGE_MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
+
+/// Rewrite a streaming Chat or Completions request so the provider reports usage: OpenAI sends no usage at
+/// all in a stream unless `stream_options.include_usage` is true. Returns the new body, or None when the
+/// request is not a stream, already asks for usage, or is not a JSON object (then it is forwarded untouched).
+///
+/// The edit is minimal: without a `stream_options` key, the member is inserted right after the opening `{`
+/// and every other byte is kept; with one, only that value is re-serialized (its own keys may be reordered).
+/// Bodies with a duplicated top-level key are left alone.
+///
+/// The caller decides whether the route takes the option (Chat and Completions only; not Mistral, which
+/// always reports usage and rejects unknown fields; not Azure api-versions before 2024-09-01-preview),
+/// sets `Request::include_usage_injected` when it forwards the new body, and then removes the chunks whose
+/// `FrameOutcome::usage_only` is set, since the client did not ask for them.
+pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
+    let flags = parse::<StreamFlags<'_>>(body)?;
+    if flags.stream.get() != Some(true) {
+        return None;
+    }
+    let Some(raw) = flags.stream_options.0 else {
+        let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
+        if body.get(open) != Some(&b'{') {
+            return None;
+        }
+        let (head, tail) = body.split_at_checked(open.checked_add(1)?)?;
+        let mut out = Vec::with_capacity(body.len().saturating_add(INCLUDE_USAGE_MEMBER.len()));
+        out.extend_from_slice(head);
+        out.extend_from_slice(INCLUDE_USAGE_MEMBER);
+        out.extend_from_slice(tail);
+        return Some(out);
+    };
+    let text = raw.get();
+    let mut opts = match serde_json::from_str::<serde_json::Value>(text).ok()? {
+        serde_json::Value::Object(m) => m,
+        // `null` or a wrong type: the provider would reject it anyway; replace it with a valid object.
+        _ => serde_json::Map::new(),
+    };
+    if opts.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    opts.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+    let value = serde_json::to_vec(&serde_json::Value::Object(opts)).ok()?;
+    // The raw value borrows from `body`, so its address gives its position.
+    let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let (head, rest) = body.split_at_checked(start)?;
+    let tail = rest.strip_prefix(text.as_bytes())?;
+    let mut out = Vec::with_capacity(
+        head.len()
+            .saturating_add(value.len())
+            .saturating_add(tail.len()),
+    );
+    out.extend_from_slice(head);
+    out.extend_from_slice(&value);
+    out.extend_from_slice(tail);
+    Some(out)
 }
 
 #[derive(Deserialize, Default)]
@@ -162,7 +288,8 @@ struct CompletionDetails {
 
 impl WireUsage {
     /// OpenAI already counts cached tokens inside prompt_tokens and reasoning inside completion_tokens,
-    /// which is the semconv meaning: copy as is.
+    /// which is the semconv meaning: copy as is. Each report overwrites the previous one, so with vLLM's
+    /// `continuous_usage_stats` (cumulative usage on every chunk) the last chunk wins.
     pub(crate) fn apply(self, resp: &mut Response) {
         let u = &mut resp.usage;
         u.input = self.prompt_tokens.get().or(u.input);
@@ -183,11 +310,17 @@ struct ChatResponse<'a> {
     #[serde(borrow)]
     id: Lenient<Cow<'a, str>>,
     model: Lenient<Cow<'a, str>>,
+    /// `"error"` on vLLM's older top-level error body `{"object":"error","type":…,"code":400}`.
+    object: Lenient<Cow<'a, str>>,
+    #[serde(rename = "type")]
+    kind: Lenient<Cow<'a, str>>,
     service_tier: Lenient<Cow<'a, str>>,
     system_fingerprint: Lenient<Cow<'a, str>>,
     choices: Lenient<Vec<Lenient<Choice<'a>>>>,
     usage: Lenient<WireUsage>,
     error: Lenient<ErrorBody<'a>>,
+    /// Azure's first chunk: prompt filter verdicts, no choices, no usage.
+    prompt_filter_results: Lenient<IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -198,13 +331,16 @@ struct Choice<'a> {
     finish_reason: Lenient<Cow<'a, str>>,
     message: Lenient<ChoiceMessage<'a>>,
     delta: Lenient<ChoiceMessage<'a>>,
+    /// Legacy Completions (and Mistral FIM in its completion form).
+    text: Lenient<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ChoiceMessage<'a> {
+    /// A string for OpenAI; Mistral may send a list of typed parts.
+    content: Lenient<TextContent>,
     #[serde(borrow)]
-    content: Lenient<Cow<'a, str>>,
     refusal: Lenient<Cow<'a, str>>,
     tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
 }
@@ -226,12 +362,15 @@ pub(crate) struct ErrorBody<'a> {
 }
 
 impl ErrorBody<'_> {
-    /// The provider's error type: `type` when present, else `code`.
+    /// The provider's error type: a string `code` when present, else `type`. OpenAI's 429 says
+    /// `"type":"tokens"` (or `"requests"`) with `"code":"rate_limit_exceeded"`, and its 400s say
+    /// `invalid_request_error` with codes such as `context_length_exceeded`: the code is the specific one.
+    /// Numeric codes (vLLM's HTTP status) fail the string type and leave `type`.
     pub(crate) fn error_type(&self) -> Option<String> {
-        self.kind
+        self.code
             .as_ref()
-            .or(self.code.as_ref())
             .filter(|s| !s.is_empty())
+            .or(self.kind.as_ref().filter(|s| !s.is_empty()))
             .map(|s| s.to_string())
     }
 }
@@ -242,9 +381,28 @@ fn set_if_nonempty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
     }
 }
 
-/// Fold one chat response object (a whole body or one stream chunk) into `resp`.
+/// Record a tool call unless one with the same id is already recorded. Streams name a call's id and
+/// function in its first fragment only, but some compatible servers repeat the id on every fragment, and
+/// some send the name in a later fragment than the id.
+pub(crate) fn add_tool_call_once(resp: &mut Response, id: &str, name: &str) {
+    if id.is_empty() && name.is_empty() {
+        return;
+    }
+    if !id.is_empty() {
+        if let Some(known) = resp.tool_calls.iter_mut().find(|t| t.id == id) {
+            if known.name.is_empty() {
+                name.clone_into(&mut known.name);
+            }
+            return;
+        }
+    }
+    resp.add_tool_call(id, name);
+}
+
+/// Fold one chat/completions response object (a whole body or one stream chunk) into `resp`.
 /// Returns whether the object carried generated content.
 fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
+    // Azure's prompt-filter and asynchronous-filter chunks carry `id:""` and `model:""`: skipped here.
     set_if_nonempty(&mut resp.id, c.id.get());
     set_if_nonempty(&mut resp.model, c.model.get());
     set_if_nonempty(&mut resp.service_tier, c.service_tier.get());
@@ -254,6 +412,13 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
     }
     if let Some(e) = c.error.get() {
         resp.error_type = e.error_type().or_else(|| Some("_OTHER".to_owned()));
+    } else if c.object.as_ref().is_some_and(|o| o == "error") {
+        resp.error_type = c
+            .kind
+            .get()
+            .filter(|k| !k.is_empty())
+            .map(Cow::into_owned)
+            .or_else(|| Some("_OTHER".to_owned()));
     }
     let mut content = false;
     for (pos, choice) in c.choices.get().unwrap_or_default().into_iter().enumerate() {
@@ -263,20 +428,23 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
             .get()
             .and_then(|i| usize::try_from(i).ok())
             .unwrap_or(pos);
-        if let Some(reason) = choice.finish_reason.get() {
+        if let Some(reason) = choice.finish_reason.get().filter(|r| !r.is_empty()) {
             resp.set_finish_reason(index, &reason);
+        }
+        if let Some(text) = choice.text.get().filter(|t| !t.is_empty()) {
+            resp.output_chars = resp.output_chars.saturating_add(char_count(&text));
+            content = true;
         }
         for msg in [choice.message.get(), choice.delta.get()]
             .into_iter()
             .flatten()
         {
-            if let Some(text) = msg.content.get().filter(|t| !t.is_empty()) {
-                resp.output_chars = resp
-                    .output_chars
-                    .saturating_add(text.chars().count() as u64);
+            if let Some(text) = msg.content.get().filter(|t| !t.0.is_empty()) {
+                resp.output_chars = resp.output_chars.saturating_add(char_count(&text.0));
                 content = true;
             }
-            if msg.refusal.get().is_some_and(|t| !t.is_empty()) {
+            if let Some(text) = msg.refusal.get().filter(|t| !t.is_empty()) {
+                resp.output_chars = resp.output_chars.saturating_add(char_count(&text));
                 content = true;
             }
             for call in msg
@@ -286,29 +454,29 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
                 .into_iter()
                 .filter_map(Lenient::get)
             {
+                // An arguments-only fragment is still generated output.
                 content = true;
-                // Streamed tool calls name id and function only in their first fragment.
                 let id = call.id.get().unwrap_or_default();
                 let name = call
                     .function
                     .get()
                     .and_then(|f| f.name.get())
                     .unwrap_or_default();
-                if !id.is_empty() || !name.is_empty() {
-                    resp.add_tool_call(&id, &name);
-                }
+                add_tool_call_once(resp, &id, &name);
             }
         }
     }
     content
 }
 
+/// Read a whole Chat, Completions or Embeddings response body, or an error body.
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     if let Some(c) = parse::<ChatResponse<'_>>(body) {
         apply_chunk(c, resp);
     }
 }
 
+/// Read one streamed Chat or Completions chunk (`data: {...}`; `data: [DONE]` ends the stream).
 pub fn frame(
     _route: &Route,
     frame: &Frame<'_>,
@@ -327,8 +495,11 @@ pub fn frame(
     let Some(c) = parse::<ChatResponse<'_>>(data) else {
         return FrameOutcome::default();
     };
-    let usage_only =
-        c.usage.as_ref().is_some() && matches!(c.choices.as_ref(), Some(v) if v.is_empty());
+    // The include_usage chunk: `choices: []` plus a usage object. Azure's prompt-filter chunk also has
+    // empty choices but no usage; it is excluded explicitly in case a server adds `usage` to it.
+    let usage_only = c.usage.as_ref().is_some()
+        && matches!(c.choices.as_ref(), Some(v) if v.is_empty())
+        && c.prompt_filter_results.as_ref().is_none();
     let content = apply_chunk(c, resp);
     FrameOutcome {
         content,
@@ -342,6 +513,37 @@ mod tests {
 
     fn route() -> Route {
         detect("api.openai.com", "/v1/chat/completions").unwrap()
+    }
+
+    fn ev(d: &str) -> Frame<'_> {
+        Frame::Sse { event: "", data: d }
+    }
+
+    /// Feed `chunks` as one stream; returns the response and every frame's outcome.
+    fn stream(r: &Route, chunks: &[&str]) -> (Response, StreamState, Vec<FrameOutcome>) {
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        let outs = chunks
+            .iter()
+            .map(|c| frame(r, &ev(c), &mut st, &mut resp))
+            .collect();
+        (resp, st, outs)
+    }
+
+    #[test]
+    fn detects_paths() {
+        let d = |p| detect("api.openai.com", p).map(|r| r.api);
+        assert_eq!(d("/v1/chat/completions"), Some(Api::OpenAiChat));
+        assert_eq!(d("/v1/chat/completions?x=1"), Some(Api::OpenAiChat));
+        assert_eq!(d("/v1/completions"), Some(Api::OpenAiCompletions));
+        assert_eq!(d("/v1/embeddings"), Some(Api::OpenAiEmbeddings));
+        assert_eq!(d("/v1/responses"), Some(Api::OpenAiResponses));
+        assert_eq!(d("/v1/responses/resp_1"), None);
+        assert_eq!(d("/v1/models"), None);
+        assert_eq!(d(""), None);
+        // Unknown host, OpenAI path: OpenAI-compatible, reported as `openai` until a route names it.
+        let r = detect("vllm.internal", "/v1/chat/completions").unwrap();
+        assert_eq!(r.provider, "openai");
     }
 
     #[test]
@@ -370,6 +572,40 @@ mod tests {
     }
 
     #[test]
+    fn request_odd_types_are_local() {
+        let body =
+            br#"{"model":42,"stream":"yes","temperature":"hot","max_tokens":-1,"random_seed":9,
+            "messages":{"role":"user"},"tools":[1,{"function":{"name":["x"]}}]}"#;
+        let mut req = Request {
+            model: Some("from-path".into()),
+            ..Request::default()
+        };
+        request(&route(), body, &mut req);
+        assert_eq!(req.model.as_deref(), Some("from-path"));
+        assert!(!req.stream);
+        assert_eq!((req.temperature, req.max_tokens), (None, None));
+        assert_eq!(req.seed, Some(9), "Mistral's random_seed");
+        assert!(req.tool_names.is_empty());
+        let mut req = Request::default();
+        request(&route(), b"[1,2]", &mut req);
+        request(&route(), b"{\"model\":", &mut req);
+        assert_eq!(req, Request::default());
+    }
+
+    #[test]
+    fn path_model_is_the_fallback_model() {
+        let r = Route {
+            path_model: Some("my-deployment".into()),
+            ..route()
+        };
+        let mut req = Request::default();
+        request(&r, br#"{"messages":[]}"#, &mut req);
+        assert_eq!(req.model.as_deref(), Some("my-deployment"));
+        request(&r, br#"{"model":"gpt-4o"}"#, &mut req);
+        assert_eq!(req.model.as_deref(), Some("gpt-4o"));
+    }
+
+    #[test]
     fn reads_response() {
         let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024-08-06",
           "system_fingerprint":"fp_1","service_tier":"default",
@@ -389,10 +625,27 @@ mod tests {
         assert_eq!(resp.tool_calls.len(), 1);
         assert_eq!(resp.tool_calls[0].name, "f");
         assert_eq!(resp.system_fingerprint.as_deref(), Some("fp_1"));
+        assert_eq!(resp.service_tier.as_deref(), Some("default"));
+        assert_eq!(resp.output_chars, 5);
     }
 
     #[test]
-    fn reads_error_body() {
+    fn reads_refusal() {
+        let body = br#"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"No."},"finish_reason":"stop"}]}"#;
+        let mut resp = Response::default();
+        response(&route(), body, &mut resp);
+        assert_eq!(resp.output_chars, 3);
+        let (_, _, outs) = stream(
+            &route(),
+            &[
+                r#"{"id":"c","choices":[{"index":0,"delta":{"refusal":"No"},"finish_reason":null}]}"#,
+            ],
+        );
+        assert!(outs[0].content, "a refusal delta is the first token");
+    }
+
+    #[test]
+    fn reads_error_bodies() {
         let mut resp = Response::default();
         response(
             &route(),
@@ -400,50 +653,41 @@ mod tests {
             &mut resp,
         );
         assert_eq!(resp.error_type.as_deref(), Some("rate_limit_error"));
+        let mut resp = Response::default();
+        response(
+            &route(),
+            br#"{"error":{"message":"Rate limit reached","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#,
+            &mut resp,
+        );
+        assert_eq!(resp.error_type.as_deref(), Some("rate_limit_exceeded"));
+        // vLLM's top-level error object with a numeric code.
+        let mut resp = Response::default();
+        response(
+            &route(),
+            br#"{"object":"error","message":"too long","type":"BadRequestError","param":null,"code":400}"#,
+            &mut resp,
+        );
+        assert_eq!(resp.error_type.as_deref(), Some("BadRequestError"));
+        let mut resp = Response::default();
+        response(&route(), br#"{"error":{"message":"?"}}"#, &mut resp);
+        assert_eq!(resp.error_type.as_deref(), Some("_OTHER"));
     }
 
     #[test]
     fn stream_frames() {
-        let r = route();
-        let mut st = StreamState::default();
-        let mut resp = Response::default();
-        let ev = |d: &'static str| Frame::Sse { event: "", data: d };
-        let o = frame(
-            &r,
-            &ev(
+        let (resp, st, outs) = stream(
+            &route(),
+            &[
                 r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#,
-            ),
-            &mut st,
-            &mut resp,
-        );
-        assert!(!o.content, "the role header is not content");
-        let o = frame(
-            &r,
-            &ev(
                 r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#,
-            ),
-            &mut st,
-            &mut resp,
-        );
-        assert!(o.content);
-        frame(
-            &r,
-            &ev(
                 r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#,
-            ),
-            &mut st,
-            &mut resp,
-        );
-        let o = frame(
-            &r,
-            &ev(
                 r#"{"id":"c1","model":"m","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#,
-            ),
-            &mut st,
-            &mut resp,
+                "[DONE]",
+            ],
         );
-        assert!(o.usage_only && !o.content);
-        frame(&r, &ev("[DONE]"), &mut st, &mut resp);
+        assert!(!outs[0].content, "the role header is not content");
+        assert!(outs[1].content && !outs[1].usage_only);
+        assert!(outs[3].usage_only && !outs[3].content);
         assert!(st.finished);
         assert_eq!(resp.finish_reasons, vec!["stop"]);
         assert_eq!((resp.usage.input, resp.usage.output), (Some(5), Some(1)));
@@ -451,9 +695,235 @@ mod tests {
     }
 
     #[test]
+    fn stream_tool_call_fragments_record_each_call_once() {
+        let (resp, _, outs) = stream(
+            &route(),
+            &[
+                r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"loc"}}]},"finish_reason":null}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":""}}]},"finish_reason":null}]}"#,
+                // A compatible server repeating the id on a later fragment.
+                r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","function":{"arguments":"{}"}}]},"finish_reason":null}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            ],
+        );
+        assert!(outs[0].content && outs[1].content);
+        let calls: Vec<_> = resp
+            .tool_calls
+            .iter()
+            .map(|t| (t.id.as_str(), t.name.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![("call_a", "get_weather"), ("call_b", "get_time")]
+        );
+        assert_eq!(resp.finish_reasons, vec!["tool_calls"]);
+    }
+
+    #[test]
+    fn stream_n2_finish_reasons_by_index() {
+        let (resp, _, _) = stream(
+            &route(),
+            &[
+                r#"{"id":"c","choices":[{"index":1,"delta":{"content":"b"},"finish_reason":null}]}"#,
+                r#"{"id":"c","choices":[{"index":1,"delta":{},"finish_reason":"length"}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            ],
+        );
+        assert_eq!(resp.finish_reasons, vec!["stop", "length"]);
+    }
+
+    #[test]
+    fn stream_error_chunk() {
+        let (resp, st, _) = stream(
+            &route(),
+            &[
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}"#,
+                r#"{"error":{"message":"The server had an error","type":"server_error","code":null}}"#,
+            ],
+        );
+        assert_eq!(resp.error_type.as_deref(), Some("server_error"));
+        assert!(!st.finished);
+        assert_eq!(resp.id.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn vllm_continuous_usage_takes_the_last_and_ignores_stop_reason() {
+        let (resp, _, outs) = stream(
+            &route(),
+            &[
+                r#"{"id":"cmpl-1","model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":{"prompt_tokens":12,"total_tokens":12,"completion_tokens":0}}"#,
+                r#"{"id":"cmpl-1","model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}],"usage":{"prompt_tokens":12,"total_tokens":13,"completion_tokens":1}}"#,
+                r#"{"id":"cmpl-1","model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":"!"},"logprobs":null,"finish_reason":"stop","stop_reason":128009}],"usage":{"prompt_tokens":12,"total_tokens":14,"completion_tokens":2}}"#,
+                r#"{"id":"cmpl-1","model":"meta-llama/Llama-3.1-8B-Instruct","choices":[],"usage":{"prompt_tokens":12,"total_tokens":14,"completion_tokens":2}}"#,
+            ],
+        );
+        assert!(
+            !outs[1].usage_only,
+            "usage beside choices is not the usage-only chunk"
+        );
+        assert!(outs[3].usage_only);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(12), Some(2)));
+        assert_eq!(resp.finish_reasons, vec!["stop"]);
+    }
+
+    #[test]
+    fn azure_filter_chunks_are_not_content_nor_usage_only() {
+        let (resp, _, outs) = stream(
+            &route(),
+            &[
+                r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}"#,
+                r#"{"choices":[{"content_filter_results":{},"delta":{"content":"Hi"},"finish_reason":null,"index":0}],"created":1,"id":"chatcmpl-9","model":"gpt-4o-2024-08-06","object":"chat.completion.chunk"}"#,
+                r#"{"choices":[{"content_filter_offsets":{"check_offset":0,"start_offset":0,"end_offset":2},"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}},"finish_reason":null,"index":0}],"created":0,"id":"","model":"","object":""}"#,
+                r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[],"usage":{"prompt_tokens":1}}"#,
+            ],
+        );
+        assert_eq!(outs[0], FrameOutcome::default());
+        assert!(outs[1].content);
+        assert_eq!(outs[2], FrameOutcome::default());
+        assert!(!outs[3].usage_only);
+        assert_eq!(resp.id.as_deref(), Some("chatcmpl-9"));
+        assert_eq!(resp.model.as_deref(), Some("gpt-4o-2024-08-06"));
+    }
+
+    #[test]
+    fn legacy_completions() {
+        let r = detect("api.openai.com", "/v1/completions").unwrap();
+        let mut req = Request::default();
+        request(
+            &r,
+            br#"{"model":"gpt-3.5-turbo-instruct","prompt":["Say","this"],"max_tokens":7,"stream":true}"#,
+            &mut req,
+        );
+        assert_eq!(req.prompt_chars, 7);
+        assert_eq!(req.max_tokens, Some(7));
+        assert!(req.stream);
+        let mut req = Request::default();
+        request(&r, br#"{"model":"m","prompt":[[1,2,3]]}"#, &mut req);
+        assert_eq!((req.model.as_deref(), req.prompt_chars), (Some("m"), 0));
+        let mut resp = Response::default();
+        response(
+            &r,
+            br#"{"id":"cmpl-1","object":"text_completion","model":"gpt-3.5-turbo-instruct","choices":[{"text":"\n\nThis is","index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#,
+            &mut resp,
+        );
+        assert_eq!(resp.finish_reasons, vec!["length"]);
+        assert_eq!(resp.output_chars, 9);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(5), Some(7)));
+        let (_, _, outs) = stream(
+            &r,
+            &[
+                r#"{"id":"cmpl-1","object":"text_completion","choices":[{"text":"x","index":0,"finish_reason":null}]}"#,
+            ],
+        );
+        assert!(outs[0].content);
+    }
+
+    #[test]
+    fn embeddings() {
+        let r = detect("api.openai.com", "/v1/embeddings").unwrap();
+        let mut req = Request::default();
+        request(
+            &r,
+            br#"{"model":"text-embedding-3-small","input":"hello world","dimensions":256,"encoding_format":"float"}"#,
+            &mut req,
+        );
+        assert_eq!(req.model.as_deref(), Some("text-embedding-3-small"));
+        assert_eq!(req.prompt_chars, 11);
+        let mut resp = Response::default();
+        response(
+            &r,
+            br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,-0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":2,"total_tokens":2}}"#,
+            &mut resp,
+        );
+        assert_eq!(resp.usage.input, Some(2));
+        assert_eq!(resp.usage.output, None);
+        assert!(resp.finish_reasons.is_empty() && resp.id.is_none());
+    }
+
+    #[test]
     fn garbage_is_ignored() {
         let mut resp = Response::default();
         response(&route(), b"\xff\x00not json", &mut resp);
+        response(
+            &route(),
+            br#"{"choices":{"0":1},"usage":"many"}"#,
+            &mut resp,
+        );
+        response(
+            &route(),
+            br#"{"choices":[null,7,{"index":-1,"finish_reason":3}]}"#,
+            &mut resp,
+        );
         assert_eq!(resp, Response::default());
+        let (resp, st, outs) = stream(&route(), &["", ":", "{", "[DONE"]);
+        assert_eq!(resp, Response::default());
+        assert!(!st.finished);
+        assert!(outs.iter().all(|o| *o == FrameOutcome::default()));
+    }
+
+    fn injected(body: &str) -> serde_json::Value {
+        let out = inject_include_usage(body.as_bytes()).expect("rewritten");
+        serde_json::from_slice(&out).expect("valid JSON")
+    }
+
+    fn with_usage(body: &str, options: serde_json::Value) -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v.as_object_mut()
+            .unwrap()
+            .insert("stream_options".into(), options);
+        v
+    }
+
+    #[test]
+    fn injects_include_usage_without_stream_options() {
+        let body =
+            r#"  {"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let out = inject_include_usage(body.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"  {"stream_options":{"include_usage":true},"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        );
+        assert_eq!(
+            injected(body),
+            with_usage(body, serde_json::json!({"include_usage": true}))
+        );
+    }
+
+    #[test]
+    fn injects_include_usage_into_existing_stream_options() {
+        let body = r#"{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":false},"n":2}"#;
+        assert_eq!(
+            injected(body),
+            with_usage(
+                body,
+                serde_json::json!({"include_usage": true, "continuous_usage_stats": true})
+            )
+        );
+        let body = r#"{"stream":true, "stream_options" : null ,"model":"m"}"#;
+        let out = inject_include_usage(body.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"stream":true, "stream_options" : {"include_usage":true} ,"model":"m"}"#
+        );
+    }
+
+    #[test]
+    fn include_usage_left_alone_when_not_needed() {
+        for body in [
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+            r#"{"model":"m","stream":false}"#,
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","stream":"true"}"#,
+            r#"{"stream":true,"stream":true}"#,
+            r#"{"stream":true,"stream_options":{},"stream_options":{}}"#,
+            r#"[{"stream":true}]"#,
+            r#"{"stream":true"#,
+            "",
+            "\u{feff}{\"stream\":true}",
+        ] {
+            assert_eq!(inject_include_usage(body.as_bytes()), None, "{body}");
+        }
     }
 }
