@@ -6,7 +6,12 @@
 //!
 //! This module only dispatches; provider knowledge lives in the provider's file.
 
+pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
+pub mod gemini;
 pub mod json;
+pub mod ollama;
 pub mod openai;
 
 use crate::call::{Api, Request, Response, Route};
@@ -80,12 +85,22 @@ pub fn detect(host: &str, path: &str, rules: &[RouteRule]) -> Option<Route> {
 
 fn detect_builtin(host: &str, path: &str) -> Option<Route> {
     openai::detect(host, path)
+        .or_else(|| anthropic::detect(host, path))
+        .or_else(|| gemini::detect(host, path))
+        .or_else(|| bedrock::detect(host, path))
+        .or_else(|| cohere::detect(host, path))
+        .or_else(|| ollama::detect(host, path))
 }
 
 /// Read the request body into `req`. Unknown or malformed bodies leave `req` as it was.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     match route.api {
         Api::OpenAiChat => openai::request(route, body, req),
+        Api::AnthropicMessages => anthropic::request(route, body, req),
+        Api::Gemini => gemini::request(route, body, req),
+        Api::BedrockConverse | Api::BedrockInvoke => bedrock::request(route, body, req),
+        Api::CohereChat => cohere::request(route, body, req),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::request(route, body, req),
         _ => {}
     }
 }
@@ -94,6 +109,11 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
 pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
     match route.api {
         Api::OpenAiChat => openai::response(route, body, resp),
+        Api::AnthropicMessages => anthropic::response(route, body, resp),
+        Api::Gemini => gemini::response(route, body, resp),
+        Api::BedrockConverse | Api::BedrockInvoke => bedrock::response(route, body, resp),
+        Api::CohereChat => cohere::response(route, body, resp),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::response(route, body, resp),
         _ => {}
     }
 }
@@ -108,6 +128,11 @@ pub fn frame(
     st.frames = st.frames.saturating_add(1);
     match route.api {
         Api::OpenAiChat => openai::frame(route, frame, st, resp),
+        Api::AnthropicMessages => anthropic::frame(route, frame, st, resp),
+        Api::Gemini => gemini::frame(route, frame, st, resp),
+        Api::BedrockConverse | Api::BedrockInvoke => bedrock::frame(route, frame, st, resp),
+        Api::CohereChat => cohere::frame(route, frame, st, resp),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::frame(route, frame, st, resp),
         _ => FrameOutcome::default(),
     }
 }
@@ -123,6 +148,21 @@ pub fn framing(route: &Route, req: &Request, content_type: &str) -> Framing {
     }
     if ct.starts_with("application/x-ndjson") {
         return Framing::Ndjson;
+    }
+    // Ollama streams NDJSON by default, labelled application/json by some versions and proxies.
+    if matches!(route.api, Api::OllamaChat | Api::OllamaGenerate) && req.stream {
+        return Framing::Ndjson;
+    }
+    // Gemini `streamGenerateContent` without `alt=sse`: one JSON array delivered element by element.
+    if route.api == Api::Gemini && route.path_stream {
+        return Framing::JsonArray;
+    }
+    // Bedrock stream operations answer in event-stream frames; a JSON body there is an error document.
+    if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke)
+        && route.path_stream
+        && !ct.starts_with("application/json")
+    {
+        return Framing::AwsEventStream;
     }
     let _ = (route, req);
     Framing::Whole
