@@ -88,14 +88,18 @@ struct OutputConfig<'a> {
     effort: Lenient<Cow<'a, str>>,
 }
 
-/// Read a Messages request. The model may already be set from the path (Vertex, Bedrock): the body wins
-/// only when it names one.
-pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
+/// Read a Messages request. On Vertex (and Bedrock) the model and the stream flag come from the URL; a
+/// model named in the body still wins.
+pub fn request(route: &Route, body: &[u8], req: &mut Request) {
+    if req.model.is_none() {
+        req.model.clone_from(&route.path_model);
+    }
+    req.stream = route.path_stream;
     let Some(r) = parse::<MessagesRequest<'_>>(body) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
-    req.stream = r.stream.get().unwrap_or(false);
+    req.stream = r.stream.get().unwrap_or(false) || route.path_stream;
     req.max_tokens = r.max_tokens.get();
     req.temperature = r.temperature.get();
     req.top_p = r.top_p.get();
@@ -476,6 +480,23 @@ mod tests {
         let before = req.clone();
         request(&route(), b"{not json", &mut req);
         assert_eq!(req, before);
+    }
+
+    #[test]
+    fn vertex_request_takes_model_and_stream_from_path() {
+        let r = detect(
+            "aiplatform.googleapis.com",
+            "/v1/projects/p/locations/global/publishers/anthropic/models/claude-x:streamRawPredict",
+        )
+        .unwrap();
+        let mut req = Request::default();
+        request(
+            &r,
+            br#"{"anthropic_version":"vertex-2023-10-16","max_tokens":5}"#,
+            &mut req,
+        );
+        assert_eq!(req.model.as_deref(), Some("claude-x"));
+        assert!(req.stream);
     }
 
     #[test]

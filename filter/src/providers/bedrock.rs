@@ -17,7 +17,8 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
     // `bedrock-runtime.{region}.amazonaws.com`, `bedrock-runtime-fips.{region}…`, VPC endpoints
     // (`vpce-….bedrock-runtime.{region}.vpce.amazonaws.com`); "" when a configured route asks for inference.
     let host = host.to_ascii_lowercase();
-    if !host.is_empty() && !(host.contains("bedrock-runtime") && host.contains(".amazonaws.com")) {
+    let aws = host.contains("bedrock-runtime") && host.contains(".amazonaws.com");
+    if !host.is_empty() && !aws {
         return None;
     }
     let path = path.split('?').next().unwrap_or("");

@@ -9,6 +9,8 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
+#[cfg(test)]
+mod fixtures_b_test;
 pub mod gemini;
 pub mod json;
 pub mod ollama;
