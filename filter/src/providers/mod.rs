@@ -6,9 +6,16 @@
 //!
 //! This module only dispatches; provider knowledge lives in the provider's file.
 
+pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
+pub mod cohere;
+#[cfg(test)]
+mod fixtures_b_test;
+pub mod gemini;
 pub mod json;
 pub mod mistral;
+pub mod ollama;
 pub mod openai;
 pub mod openai_responses;
 
@@ -93,6 +100,11 @@ fn detect_builtin(host: &str, path: &str) -> Option<Route> {
         return Some(route);
     }
     openai::detect(host, path)
+        .or_else(|| anthropic::detect(host, path))
+        .or_else(|| gemini::detect(host, path))
+        .or_else(|| bedrock::detect(host, path))
+        .or_else(|| cohere::detect(host, path))
+        .or_else(|| ollama::detect(host, path))
 }
 
 /// Read the request body into `req`. Unknown or malformed bodies leave `req` as it was.
@@ -101,7 +113,11 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         Api::OpenAiChat => openai::request(route, body, req),
         Api::OpenAiCompletions | Api::OpenAiEmbeddings => openai::request(route, body, req),
         Api::OpenAiResponses => openai_responses::request(route, body, req),
-        _ => {}
+        Api::AnthropicMessages => anthropic::request(route, body, req),
+        Api::Gemini => gemini::request(route, body, req),
+        Api::BedrockConverse | Api::BedrockInvoke => bedrock::request(route, body, req),
+        Api::CohereChat => cohere::request(route, body, req),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::request(route, body, req),
     }
 }
 
@@ -111,7 +127,11 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         Api::OpenAiChat => openai::response(route, body, resp),
         Api::OpenAiCompletions | Api::OpenAiEmbeddings => openai::response(route, body, resp),
         Api::OpenAiResponses => openai_responses::response(route, body, resp),
-        _ => {}
+        Api::AnthropicMessages => anthropic::response(route, body, resp),
+        Api::Gemini => gemini::response(route, body, resp),
+        Api::BedrockConverse | Api::BedrockInvoke => bedrock::response(route, body, resp),
+        Api::CohereChat => cohere::response(route, body, resp),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::response(route, body, resp),
     }
 }
 
@@ -127,7 +147,13 @@ pub fn frame(
         Api::OpenAiChat => openai::frame(route, frame, st, resp),
         Api::OpenAiCompletions => openai::frame(route, frame, st, resp),
         Api::OpenAiResponses => openai_responses::frame(route, frame, st, resp),
-        _ => FrameOutcome::default(),
+        Api::AnthropicMessages => anthropic::frame(route, frame, st, resp),
+        Api::Gemini => gemini::frame(route, frame, st, resp),
+        Api::BedrockConverse | Api::BedrockInvoke => bedrock::frame(route, frame, st, resp),
+        Api::CohereChat => cohere::frame(route, frame, st, resp),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::frame(route, frame, st, resp),
+        // Embeddings never stream.
+        Api::OpenAiEmbeddings => FrameOutcome::default(),
     }
 }
 
@@ -142,6 +168,21 @@ pub fn framing(route: &Route, req: &Request, content_type: &str) -> Framing {
     }
     if ct.starts_with("application/x-ndjson") {
         return Framing::Ndjson;
+    }
+    // Ollama streams NDJSON by default, labelled application/json by some versions and proxies.
+    if matches!(route.api, Api::OllamaChat | Api::OllamaGenerate) && req.stream {
+        return Framing::Ndjson;
+    }
+    // Gemini `streamGenerateContent` without `alt=sse`: one JSON array delivered element by element.
+    if route.api == Api::Gemini && route.path_stream {
+        return Framing::JsonArray;
+    }
+    // Bedrock stream operations answer in event-stream frames; a JSON body there is an error document.
+    if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke)
+        && route.path_stream
+        && !ct.starts_with("application/json")
+    {
+        return Framing::AwsEventStream;
     }
     let _ = (route, req);
     Framing::Whole

@@ -1,0 +1,688 @@
+//! AWS Bedrock Runtime: Converse / ConverseStream (one shape for every model) and InvokeModel /
+//! InvokeModelWithResponseStream with Anthropic Claude bodies (`anthropic_version: bedrock-2023-05-31`),
+//! which are read by `anthropic.rs`. Bedrock bodies carry neither a response id nor a model: the host takes
+//! the id from `x-amzn-requestid` and the model comes from the path.
+
+use super::anthropic::{self, count_chars, set_if_nonempty};
+use super::gemini::percent_decode;
+use super::json::{parse, prompt_hash, Lenient};
+use super::{FrameOutcome, StreamState};
+use crate::call::{Api, Request, Response, Route};
+use crate::stream::Frame;
+use base64::Engine as _;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+pub fn detect(host: &str, path: &str) -> Option<Route> {
+    // `bedrock-runtime.{region}.amazonaws.com`, `bedrock-runtime-fips.{region}…`, VPC endpoints
+    // (`vpce-….bedrock-runtime.{region}.vpce.amazonaws.com`); "" when a configured route asks for inference.
+    let host = host.to_ascii_lowercase();
+    let aws = host.contains("bedrock-runtime") && host.contains(".amazonaws.com");
+    if !host.is_empty() && !aws {
+        return None;
+    }
+    let path = path.split('?').next().unwrap_or("");
+    let (model, op) = path.strip_prefix("/model/")?.rsplit_once('/')?;
+    let (api, stream) = match op {
+        "converse" => (Api::BedrockConverse, false),
+        "converse-stream" => (Api::BedrockConverse, true),
+        "invoke" => (Api::BedrockInvoke, false),
+        "invoke-with-response-stream" => (Api::BedrockInvoke, true),
+        _ => return None,
+    };
+    if model.is_empty() {
+        return None;
+    }
+    Some(Route {
+        api,
+        provider: "aws.bedrock".to_owned(),
+        // Model ids and ARNs arrive escaped (`arn%3Aaws%3Abedrock…%2F…`).
+        path_model: Some(percent_decode(model)),
+        path_stream: stream,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ConverseRequest<'a> {
+    #[serde(borrow)]
+    messages: Lenient<Vec<Lenient<Message<'a>>>>,
+    system: Lenient<Vec<Lenient<Block<'a>>>>,
+    #[serde(rename = "inferenceConfig")]
+    inference_config: Lenient<InferenceConfig>,
+    #[serde(rename = "toolConfig")]
+    tool_config: Lenient<ToolConfig<'a>>,
+    #[serde(rename = "additionalModelRequestFields")]
+    additional: Lenient<Additional>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Message<'a> {
+    #[serde(borrow)]
+    content: Lenient<Vec<Lenient<Block<'a>>>>,
+}
+
+/// A Converse content block: exactly one member is set (`text`, `toolUse`, `image`, `cachePoint`, ...).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Block<'a> {
+    #[serde(borrow)]
+    text: Lenient<Cow<'a, str>>,
+    #[serde(rename = "toolUse")]
+    tool_use: Lenient<ToolUse<'a>>,
+    #[serde(rename = "reasoningContent")]
+    reasoning: Lenient<Reasoning<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ToolUse<'a> {
+    #[serde(borrow, rename = "toolUseId")]
+    id: Lenient<Cow<'a, str>>,
+    name: Lenient<Cow<'a, str>>,
+    /// A string of partial JSON in stream deltas.
+    input: Lenient<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Reasoning<'a> {
+    #[serde(borrow)]
+    text: Lenient<Cow<'a, str>>,
+    #[serde(rename = "reasoningText")]
+    reasoning_text: Lenient<ReasoningText<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ReasoningText<'a> {
+    #[serde(borrow)]
+    text: Lenient<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct InferenceConfig {
+    #[serde(rename = "maxTokens")]
+    max_tokens: Lenient<u64>,
+    temperature: Lenient<f64>,
+    #[serde(rename = "topP")]
+    top_p: Lenient<f64>,
+    #[serde(rename = "stopSequences")]
+    stop_sequences: Lenient<Vec<Lenient<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ToolConfig<'a> {
+    #[serde(borrow)]
+    tools: Lenient<Vec<Lenient<ToolEntry<'a>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ToolEntry<'a> {
+    #[serde(borrow, rename = "toolSpec")]
+    tool_spec: Lenient<Named<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: Lenient<Cow<'a, str>>,
+}
+
+/// Model-specific parameters Converse passes through; top_k is the one semconv names.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Additional {
+    top_k: Lenient<f64>,
+    #[serde(rename = "topK")]
+    top_k_camel: Lenient<f64>,
+}
+
+fn blocks_text(blocks: Vec<Lenient<Block<'_>>>) -> String {
+    let mut out = String::new();
+    for t in blocks.into_iter().filter_map(|b| b.get()?.text.get()) {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&t);
+    }
+    out
+}
+
+pub fn request(route: &Route, body: &[u8], req: &mut Request) {
+    if req.model.is_none() {
+        req.model.clone_from(&route.path_model);
+    }
+    if route.api == Api::BedrockInvoke {
+        // Claude bodies are Anthropic Messages without `model` and `stream` (both are in the URL).
+        anthropic::request(route, body, req);
+        req.stream = route.path_stream;
+        return;
+    }
+    req.stream = route.path_stream;
+    let Some(r) = parse::<ConverseRequest<'_>>(body) else {
+        return;
+    };
+    if let Some(c) = r.inference_config.get() {
+        req.max_tokens = c.max_tokens.get();
+        req.temperature = c.temperature.get();
+        req.top_p = c.top_p.get();
+        req.stop_sequences = c
+            .stop_sequences
+            .get()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Lenient::get)
+            .collect();
+    }
+    if let Some(a) = r.additional.get() {
+        req.top_k = a.top_k.get().or(a.top_k_camel.get());
+    }
+    req.tool_names = r
+        .tool_config
+        .get()
+        .and_then(|t| t.tools.get())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| t.get()?.tool_spec.get()?.name.get().map(Cow::into_owned))
+        .collect();
+    let system = blocks_text(r.system.get().unwrap_or_default());
+    let mut chars = system.chars().count() as u64;
+    for m in r
+        .messages
+        .get()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Lenient::get)
+    {
+        let text = blocks_text(m.content.get().unwrap_or_default());
+        chars = chars.saturating_add(text.chars().count() as u64);
+    }
+    req.prompt_chars = chars;
+    if !system.is_empty() {
+        req.system_prompt_hash = Some(prompt_hash(&system));
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireUsage {
+    #[serde(rename = "inputTokens", alias = "inputTokenCount")]
+    input: Lenient<u64>,
+    #[serde(rename = "outputTokens", alias = "outputTokenCount")]
+    output: Lenient<u64>,
+    #[serde(rename = "cacheReadInputTokens", alias = "cacheReadInputTokenCount")]
+    cache_read: Lenient<u64>,
+    #[serde(rename = "cacheWriteInputTokens", alias = "cacheWriteInputTokenCount")]
+    cache_write: Lenient<u64>,
+}
+
+impl WireUsage {
+    /// Bedrock reports `inputTokens` WITHOUT the cache reads and writes (AWS prompt-caching guide:
+    /// totalTokens = inputTokens + cacheRead + cacheWrite + outputTokens), as Anthropic does, so semconv
+    /// input = inputTokens + cacheReadInputTokens + cacheWriteInputTokens. The same holds for the Claude
+    /// `amazon-bedrock-invocationMetrics` counts, whose cache fields may be missing: then the cache counts
+    /// already read from the Anthropic events are kept and added.
+    fn apply(self, resp: &mut Response) {
+        let u = &mut resp.usage;
+        let read = self.cache_read.get().or(u.cache_read);
+        let write = self.cache_write.get().or(u.cache_write);
+        if let Some(raw) = self.input.get() {
+            u.input = Some(
+                raw.saturating_add(read.unwrap_or(0))
+                    .saturating_add(write.unwrap_or(0)),
+            );
+        }
+        u.cache_read = read;
+        u.cache_write = write;
+        u.output = self.output.get().or(u.output);
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ConverseResponse<'a> {
+    #[serde(borrow)]
+    output: Lenient<Output<'a>>,
+    #[serde(rename = "stopReason")]
+    stop_reason: Lenient<Cow<'a, str>>,
+    usage: Lenient<WireUsage>,
+    /// AWS JSON error bodies sometimes name their type (`ThrottlingException`, or a
+    /// `namespace#ThrottlingException` shape id); usually the type is only in `x-amzn-errortype`.
+    #[serde(rename = "__type")]
+    error_type: Lenient<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Output<'a> {
+    #[serde(borrow)]
+    message: Lenient<Message<'a>>,
+}
+
+/// Fold one content block (whole or a stream start/delta); returns whether it is generated content.
+fn apply_block(b: Block<'_>, resp: &mut Response) -> bool {
+    let mut content = false;
+    if let Some(t) = b.tool_use.get() {
+        let id = t.id.get().unwrap_or_default();
+        let name = t.name.get().unwrap_or_default();
+        if !id.is_empty() || !name.is_empty() {
+            resp.add_tool_call(&id, &name);
+            content = true;
+        }
+        if let Some(input) = t.input.get().filter(|i| !i.is_empty()) {
+            count_chars(resp, &input);
+            content = true;
+        }
+    }
+    let reasoning = b
+        .reasoning
+        .get()
+        .and_then(|r| r.text.get().or_else(|| r.reasoning_text.get()?.text.get()));
+    for text in [b.text.get(), reasoning].into_iter().flatten() {
+        if !text.is_empty() {
+            count_chars(resp, &text);
+            content = true;
+        }
+    }
+    content
+}
+
+pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
+    if route.api == Api::BedrockInvoke {
+        anthropic::response(route, body, resp);
+        return;
+    }
+    let Some(r) = parse::<ConverseResponse<'_>>(body) else {
+        return;
+    };
+    if let Some(reason) = r.stop_reason.get() {
+        resp.set_finish_reason(0, &reason);
+    }
+    if let Some(u) = r.usage.get() {
+        u.apply(resp);
+    }
+    if let Some(t) = r.error_type.get() {
+        set_if_nonempty(
+            &mut resp.error_type,
+            Some(Cow::Borrowed(error_type_name(&t))),
+        );
+    }
+    for b in r
+        .output
+        .get()
+        .and_then(|o| o.message.get())
+        .and_then(|m| m.content.get())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Lenient::get)
+    {
+        apply_block(b, resp);
+    }
+}
+
+/// The bare error name from an `x-amzn-errortype` header or a `__type` field
+/// (`ThrottlingException:http://internal.amazon.com/…` or `com.amazon…#ThrottlingException`).
+pub fn error_type_name(value: &str) -> &str {
+    let name = value.split(':').next().unwrap_or("");
+    let name = name.rsplit('#').next().unwrap_or("");
+    name.trim()
+}
+
+/// InvokeModel reports usage for every model in `x-amzn-bedrock-input-token-count` /
+/// `x-amzn-bedrock-output-token-count`. Call it before the body is read: a body with its own usage
+/// (Claude) then overwrites these counts with cache-aware ones.
+pub fn usage_from_headers(input: Option<&str>, output: Option<&str>, resp: &mut Response) {
+    let num = |v: Option<&str>| v.and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(n) = num(input) {
+        resp.usage.input = Some(n);
+    }
+    if let Some(n) = num(output) {
+        resp.usage.output = Some(n);
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamPayload<'a> {
+    #[serde(borrow)]
+    start: Lenient<Block<'a>>,
+    delta: Lenient<Block<'a>>,
+    #[serde(rename = "stopReason")]
+    stop_reason: Lenient<Cow<'a, str>>,
+    usage: Lenient<WireUsage>,
+    /// InvokeModelWithResponseStream `chunk` events: the model's own event, base64-encoded.
+    bytes: Lenient<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct InvocationMetricsEvent {
+    #[serde(rename = "amazon-bedrock-invocationMetrics")]
+    metrics: Lenient<WireUsage>,
+}
+
+/// The largest base64 text decoded from one chunk (the event-stream decoder already caps frames).
+const MAX_CHUNK_B64: usize = 1 << 20;
+
+pub fn frame(
+    route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+) -> FrameOutcome {
+    let Frame::Aws {
+        message_type,
+        event_type,
+        exception_type,
+        payload,
+    } = *frame
+    else {
+        return FrameOutcome::default();
+    };
+    if message_type == "exception" || message_type == "error" {
+        // throttlingException, modelStreamErrorException, validationException, ...: the stream ends here.
+        resp.error_type = Some(if exception_type.is_empty() {
+            "_OTHER".to_owned()
+        } else {
+            exception_type.to_owned()
+        });
+        st.finished = true;
+        return FrameOutcome::default();
+    }
+    let Some(p) = parse::<StreamPayload<'_>>(payload) else {
+        return FrameOutcome::default();
+    };
+    let mut content = false;
+    match (route.api, event_type) {
+        (Api::BedrockInvoke, "chunk") => {
+            let Some(b64) = p.bytes.get().filter(|b| b.len() <= MAX_CHUNK_B64) else {
+                return FrameOutcome::default();
+            };
+            let Ok(event) = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) else {
+                return FrameOutcome::default();
+            };
+            let out = anthropic::event(&event, st, resp);
+            content = out.content;
+            // Bedrock appends its own metering to the model's last event (`message_stop`).
+            if let Some(m) = parse::<InvocationMetricsEvent>(&event).and_then(|e| e.metrics.get()) {
+                m.apply(resp);
+            }
+        }
+        (Api::BedrockConverse, "contentBlockStart") => {
+            if let Some(b) = p.start.get() {
+                content = apply_block(b, resp);
+            }
+        }
+        (Api::BedrockConverse, "contentBlockDelta") => {
+            if let Some(b) = p.delta.get() {
+                content = apply_block(b, resp);
+            }
+        }
+        (Api::BedrockConverse, "messageStop") => {
+            if let Some(reason) = p.stop_reason.get() {
+                resp.set_finish_reason(0, &reason);
+            }
+        }
+        // `metadata` follows messageStop and is the only event with usage: the stream's last word.
+        (Api::BedrockConverse, "metadata") => {
+            if let Some(u) = p.usage.get() {
+                u.apply(resp);
+            }
+            st.finished = true;
+        }
+        // messageStart, contentBlockStop and future events carry nothing we read.
+        _ => {}
+    }
+    FrameOutcome {
+        content,
+        usage_only: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "bedrock-runtime.us-east-1.amazonaws.com";
+
+    fn aws<'a>(event_type: &'a str, payload: &'a str) -> Frame<'a> {
+        Frame::Aws {
+            message_type: "event",
+            event_type,
+            exception_type: "",
+            payload: payload.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn detects_operations() {
+        let r = detect(
+            HOST,
+            "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.api, r.provider.as_str(), r.path_stream),
+            (Api::BedrockConverse, "aws.bedrock", false)
+        );
+        assert_eq!(
+            r.path_model.as_deref(),
+            Some("anthropic.claude-3-haiku-20240307-v1:0")
+        );
+        let r = detect(
+            "bedrock-runtime-fips.us-west-2.amazonaws.com:443",
+            "/model/m/converse-stream",
+        )
+        .unwrap();
+        assert!(r.path_stream);
+        let r = detect(HOST, "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.x/invoke-with-response-stream").unwrap();
+        assert_eq!((r.api, r.path_stream), (Api::BedrockInvoke, true));
+        assert_eq!(
+            r.path_model.as_deref(),
+            Some("arn:aws:bedrock:us-east-1:1:inference-profile/us.x")
+        );
+        assert!(detect("", "/model/m/invoke").is_some());
+        assert!(detect("bedrock.us-east-1.amazonaws.com", "/model/m/invoke").is_none());
+        assert!(detect(HOST, "/model//invoke").is_none());
+        assert!(detect(HOST, "/model/m/apply-guardrail").is_none());
+        assert!(detect(HOST, "/guardrail/g/version/1/apply").is_none());
+    }
+
+    #[test]
+    fn reads_converse_request() {
+        let r = detect(HOST, "/model/amazon.nova-pro-v1%3A0/converse").unwrap();
+        let body = br#"{"messages":[{"role":"user","content":[{"text":"hello"},{"image":{}}]}],
+          "system":[{"text":"be brief"},{"cachePoint":{"type":"default"}}],
+          "inferenceConfig":{"maxTokens":512,"temperature":0.7,"topP":0.9,"stopSequences":["STOP"]},
+          "toolConfig":{"tools":[{"toolSpec":{"name":"get_weather","inputSchema":{"json":{}}}},{"cachePoint":{}}]},
+          "additionalModelRequestFields":{"top_k":50}}"#;
+        let mut req = Request::default();
+        request(&r, body, &mut req);
+        assert_eq!(req.model.as_deref(), Some("amazon.nova-pro-v1:0"));
+        assert!(!req.stream);
+        assert_eq!(req.max_tokens, Some(512));
+        assert_eq!(
+            (req.temperature, req.top_p, req.top_k),
+            (Some(0.7), Some(0.9), Some(50.0))
+        );
+        assert_eq!(req.stop_sequences, vec!["STOP"]);
+        assert_eq!(req.tool_names, vec!["get_weather"]);
+        assert_eq!(req.system_prompt_hash, Some(prompt_hash("be brief")));
+        assert_eq!(req.prompt_chars, 13);
+        let mut req = Request::default();
+        request(&r, b"\x00garbage", &mut req);
+        assert_eq!(req.model.as_deref(), Some("amazon.nova-pro-v1:0"));
+    }
+
+    #[test]
+    fn reads_invoke_request_as_anthropic() {
+        let r = detect(
+            HOST,
+            "/model/anthropic.claude-sonnet-4-5/invoke-with-response-stream",
+        )
+        .unwrap();
+        let mut req = Request::default();
+        request(
+            &r,
+            br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
+            &mut req,
+        );
+        assert_eq!(req.model.as_deref(), Some("anthropic.claude-sonnet-4-5"));
+        assert!(req.stream);
+        assert_eq!(req.max_tokens, Some(100));
+    }
+
+    #[test]
+    fn reads_converse_response() {
+        let r = detect(HOST, "/model/m/converse").unwrap();
+        let body = br#"{"output":{"message":{"role":"assistant","content":[{"text":"ok"},{"toolUse":{"toolUseId":"tooluse_1","name":"get_weather","input":{"city":"Paris"}}}]}},
+          "stopReason":"tool_use","usage":{"inputTokens":4,"outputTokens":187,"totalTokens":7105,"cacheReadInputTokens":6914,"cacheWriteInputTokens":0},
+          "metrics":{"latencyMs":1200}}"#;
+        let mut resp = Response::default();
+        response(&r, body, &mut resp);
+        assert_eq!(resp.finish_reasons, vec!["tool_use"]);
+        assert_eq!(resp.usage.input, Some(6918));
+        assert_eq!(resp.usage.output, Some(187));
+        assert_eq!(
+            (resp.usage.cache_read, resp.usage.cache_write),
+            (Some(6914), Some(0))
+        );
+        assert_eq!(resp.tool_calls[0].id, "tooluse_1");
+        assert_eq!(resp.id, None);
+        let mut resp = Response::default();
+        response(
+            &r,
+            br#"{"__type":"com.amazon.coral#ThrottlingException","message":"slow"}"#,
+            &mut resp,
+        );
+        assert_eq!(resp.error_type.as_deref(), Some("ThrottlingException"));
+        assert_eq!(
+            error_type_name(
+                "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"
+            ),
+            "ValidationException"
+        );
+    }
+
+    #[test]
+    fn invoke_headers_then_body() {
+        let mut resp = Response::default();
+        usage_from_headers(Some(" 12 "), Some("x"), &mut resp);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(12), None));
+        let r = detect(HOST, "/model/anthropic.claude/invoke").unwrap();
+        response(
+            &r,
+            br#"{"id":"msg_bdrk_1","type":"message","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn",
+                 "usage":{"input_tokens":3,"cache_read_input_tokens":9,"output_tokens":2}}"#,
+            &mut resp,
+        );
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(12), Some(2)));
+        assert_eq!(resp.id.as_deref(), Some("msg_bdrk_1"));
+    }
+
+    #[test]
+    fn converse_stream() {
+        let r = detect(HOST, "/model/m/converse-stream").unwrap();
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        let frames = [
+            aws("messageStart", r#"{"p":"abc","role":"assistant"}"#),
+            aws(
+                "contentBlockDelta",
+                r#"{"contentBlockIndex":0,"delta":{"text":"Hi"},"p":"x"}"#,
+            ),
+            aws("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+            aws(
+                "contentBlockStart",
+                r#"{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"t1","name":"f"}}}"#,
+            ),
+            aws(
+                "contentBlockDelta",
+                r#"{"contentBlockIndex":1,"delta":{"toolUse":{"input":"{\"a\":1}"}}}"#,
+            ),
+            aws("messageStop", r#"{"stopReason":"tool_use"}"#),
+            aws(
+                "metadata",
+                r#"{"usage":{"inputTokens":10,"outputTokens":5,"totalTokens":15,"cacheWriteInputTokens":3},"metrics":{"latencyMs":9}}"#,
+            ),
+        ];
+        let content: Vec<bool> = frames
+            .iter()
+            .map(|f| frame(&r, f, &mut st, &mut resp).content)
+            .collect();
+        assert_eq!(content, vec![false, true, false, true, true, false, false]);
+        assert!(st.finished);
+        assert_eq!(resp.finish_reasons, vec!["tool_use"]);
+        assert_eq!(
+            (resp.usage.input, resp.usage.output, resp.usage.cache_write),
+            (Some(13), Some(5), Some(3))
+        );
+        assert_eq!(resp.tool_calls.len(), 1);
+        assert_eq!(resp.output_chars, 2 + 7);
+    }
+
+    #[test]
+    fn stream_exception_and_garbage() {
+        let r = detect(HOST, "/model/m/converse-stream").unwrap();
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        frame(&r, &aws("contentBlockDelta", "{{{"), &mut st, &mut resp);
+        frame(&r, &Frame::Json(b"{}"), &mut st, &mut resp);
+        assert!(!st.finished);
+        let ex = Frame::Aws {
+            message_type: "exception",
+            event_type: "",
+            exception_type: "throttlingException",
+            payload: br#"{"message":"Too many requests"}"#,
+        };
+        frame(&r, &ex, &mut st, &mut resp);
+        assert!(st.finished);
+        assert_eq!(resp.error_type.as_deref(), Some("throttlingException"));
+    }
+
+    #[test]
+    fn invoke_stream_decodes_claude_events() {
+        let r = detect(HOST, "/model/anthropic.claude/invoke-with-response-stream").unwrap();
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        let enc = |s: &str| {
+            format!(
+                r#"{{"bytes":"{}","p":"abcd"}}"#,
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        let events = [
+            enc(
+                r#"{"type":"message_start","message":{"id":"msg_bdrk_1","model":"claude-x","usage":{"input_tokens":7,"cache_read_input_tokens":20,"output_tokens":1}}}"#,
+            ),
+            enc(
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hey"}}"#,
+            ),
+            enc(
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":4}}"#,
+            ),
+            enc(
+                r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":7,"outputTokenCount":4,"invocationLatency":500,"firstByteLatency":200}}"#,
+            ),
+            r#"{"bytes":"!!!not base64"}"#.to_owned(),
+        ];
+        let content: Vec<bool> = events
+            .iter()
+            .map(|p| frame(&r, &aws("chunk", p), &mut st, &mut resp).content)
+            .collect();
+        assert_eq!(content, vec![false, true, false, false, false]);
+        assert!(st.finished);
+        assert_eq!(resp.id.as_deref(), Some("msg_bdrk_1"));
+        assert_eq!(resp.finish_reasons, vec!["end_turn"]);
+        assert_eq!(
+            (resp.usage.input, resp.usage.output, resp.usage.cache_read),
+            (Some(27), Some(4), Some(20))
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
+
+use super::anthropic::{count_chars, set_if_nonempty};
+use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
+use super::{FrameOutcome, StreamState};
+use crate::call::{Api, Request, Response, Route};
+use crate::stream::Frame;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+pub fn detect(host: &str, path: &str) -> Option<Route> {
+    let host = host.to_ascii_lowercase();
+    // `/v2/chat` is too generic to claim on any host; "" = a configured route asked for inference.
+    if !matches!(host.as_str(), "" | "api.cohere.com" | "api.cohere.ai") {
+        return None;
+    }
+    if path.split('?').next().unwrap_or("") != "/v2/chat" {
+        return None;
+    }
+    Some(Route {
+        api: Api::CohereChat,
+        provider: "cohere".to_owned(),
+        path_model: None,
+        path_stream: false,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChatRequest<'a> {
+    #[serde(borrow)]
+    model: Lenient<Cow<'a, str>>,
+    stream: Lenient<bool>,
+    max_tokens: Lenient<u64>,
+    temperature: Lenient<f64>,
+    k: Lenient<f64>,
+    p: Lenient<f64>,
+    seed: Lenient<i64>,
+    stop_sequences: Lenient<OneOrMany>,
+    frequency_penalty: Lenient<f64>,
+    presence_penalty: Lenient<f64>,
+    tools: Lenient<Vec<Lenient<Tool<'a>>>>,
+    response_format: Lenient<ResponseFormat<'a>>,
+    messages: Lenient<Vec<Lenient<Message<'a>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Tool<'a> {
+    #[serde(borrow)]
+    function: Lenient<Named<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: Lenient<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ResponseFormat<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Lenient<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Lenient<Cow<'a, str>>,
+    content: Lenient<TextContent>,
+}
+
+pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
+    let Some(r) = parse::<ChatRequest<'_>>(body) else {
+        return;
+    };
+    req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
+    req.stream = r.stream.get().unwrap_or(false);
+    req.max_tokens = r.max_tokens.get();
+    req.temperature = r.temperature.get();
+    req.top_k = r.k.get();
+    req.top_p = r.p.get();
+    req.seed = r.seed.get();
+    req.stop_sequences = r.stop_sequences.get().map(|s| s.0).unwrap_or_default();
+    req.frequency_penalty = r.frequency_penalty.get();
+    req.presence_penalty = r.presence_penalty.get();
+    req.tool_names = r
+        .tools
+        .get()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| t.get()?.function.get()?.name.get().map(Cow::into_owned))
+        .collect();
+    req.output_type = match r
+        .response_format
+        .get()
+        .and_then(|f| f.kind.get())
+        .as_deref()
+    {
+        Some("json_object") => Some("json"),
+        Some("text") => Some("text"),
+        _ => None,
+    };
+    let mut system = String::new();
+    let mut chars: u64 = 0;
+    for m in r
+        .messages
+        .get()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Lenient::get)
+    {
+        let text = m.content.get().map(|c| c.0).unwrap_or_default();
+        chars = chars.saturating_add(text.chars().count() as u64);
+        if m.role.get().as_deref() == Some("system") {
+            if !system.is_empty() {
+                system.push('\n');
+            }
+            system.push_str(&text);
+        }
+    }
+    req.prompt_chars = chars;
+    if !system.is_empty() {
+        req.system_prompt_hash = Some(prompt_hash(&system));
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireUsage {
+    billed_units: Lenient<Tokens>,
+    tokens: Lenient<Tokens>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Tokens {
+    input_tokens: Lenient<u64>,
+    output_tokens: Lenient<u64>,
+}
+
+impl WireUsage {
+    /// Semconv asks for Cohere's billed units. `tokens` (the raw counts, including prompt-template tokens)
+    /// is only a fallback when no billed units are reported.
+    fn apply(self, resp: &mut Response) {
+        let billed = self.billed_units.get().unwrap_or_default();
+        let raw = self.tokens.get().unwrap_or_default();
+        let u = &mut resp.usage;
+        u.input = billed
+            .input_tokens
+            .get()
+            .or(raw.input_tokens.get())
+            .or(u.input);
+        u.output = billed
+            .output_tokens
+            .get()
+            .or(raw.output_tokens.get())
+            .or(u.output);
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChatResponse<'a> {
+    #[serde(borrow)]
+    id: Lenient<Cow<'a, str>>,
+    finish_reason: Lenient<Cow<'a, str>>,
+    message: Lenient<AssistantMessage<'a>>,
+    usage: Lenient<WireUsage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AssistantMessage<'a> {
+    #[serde(borrow)]
+    content: Lenient<Vec<Lenient<ContentPart<'a>>>>,
+    tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContentPart<'a> {
+    #[serde(borrow)]
+    text: Lenient<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireToolCall<'a> {
+    #[serde(borrow)]
+    id: Lenient<Cow<'a, str>>,
+    function: Lenient<Named<'a>>,
+}
+
+fn add_tool_call(call: WireToolCall<'_>, resp: &mut Response) -> bool {
+    let id = call.id.get().unwrap_or_default();
+    let name = call
+        .function
+        .get()
+        .and_then(|f| f.name.get())
+        .unwrap_or_default();
+    if id.is_empty() && name.is_empty() {
+        return false;
+    }
+    resp.add_tool_call(&id, &name);
+    true
+}
+
+pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
+    let Some(c) = parse::<ChatResponse<'_>>(body) else {
+        return;
+    };
+    set_if_nonempty(&mut resp.id, c.id.get());
+    if let Some(reason) = c.finish_reason.get() {
+        resp.set_finish_reason(0, &reason);
+    }
+    if let Some(u) = c.usage.get() {
+        u.apply(resp);
+    }
+    if let Some(m) = c.message.get() {
+        for part in m
+            .content
+            .get()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Lenient::get)
+        {
+            if let Some(t) = part.text.get() {
+                count_chars(resp, &t);
+            }
+        }
+        for call in m
+            .tool_calls
+            .get()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Lenient::get)
+        {
+            add_tool_call(call, resp);
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamEvent<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Lenient<Cow<'a, str>>,
+    id: Lenient<Cow<'a, str>>,
+    delta: Lenient<StreamDelta<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamDelta<'a> {
+    #[serde(borrow)]
+    message: Lenient<DeltaMessage<'a>>,
+    finish_reason: Lenient<Cow<'a, str>>,
+    usage: Lenient<WireUsage>,
+}
+
+/// In stream deltas `content` and `tool_calls` are single objects, not lists.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DeltaMessage<'a> {
+    #[serde(borrow)]
+    content: Lenient<ContentPart<'a>>,
+    tool_plan: Lenient<Cow<'a, str>>,
+    tool_calls: Lenient<WireToolCall<'a>>,
+}
+
+pub fn frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+) -> FrameOutcome {
+    let data = match frame {
+        Frame::Sse { data, .. } => data.as_bytes(),
+        Frame::Json(bytes) => bytes,
+        Frame::Aws { .. } => return FrameOutcome::default(),
+    };
+    let Some(ev) = parse::<StreamEvent<'_>>(data) else {
+        return FrameOutcome::default();
+    };
+    let mut content = false;
+    let delta = ev.delta.get();
+    match ev.kind.as_ref().map(|k| k.as_ref()).unwrap_or("") {
+        "message-start" => set_if_nonempty(&mut resp.id, ev.id.get()),
+        "content-delta" | "tool-plan-delta" | "tool-call-delta" => {
+            let msg = delta.and_then(|d| d.message.get()).unwrap_or_default();
+            let text = msg.content.get().and_then(|c| c.text.get());
+            for t in [text, msg.tool_plan.get()].into_iter().flatten() {
+                if !t.is_empty() {
+                    count_chars(resp, &t);
+                    content = true;
+                }
+            }
+        }
+        "tool-call-start" => {
+            if let Some(call) = delta
+                .and_then(|d| d.message.get())
+                .and_then(|m| m.tool_calls.get())
+            {
+                content = add_tool_call(call, resp);
+            }
+        }
+        "message-end" => {
+            if let Some(d) = delta {
+                if let Some(reason) = d.finish_reason.get() {
+                    resp.set_finish_reason(0, &reason);
+                }
+                if let Some(u) = d.usage.get() {
+                    u.apply(resp);
+                }
+            }
+            st.finished = true;
+        }
+        _ => {}
+    }
+    FrameOutcome {
+        content,
+        usage_only: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> Route {
+        detect("api.cohere.com", "/v2/chat").unwrap()
+    }
+
+    #[test]
+    fn detects_only_cohere_hosts() {
+        assert_eq!(route().provider, "cohere");
+        assert!(detect("api.cohere.ai", "/v2/chat?x=1").is_some());
+        assert!(detect("example.com", "/v2/chat").is_none());
+        assert!(detect("api.cohere.com", "/v1/chat").is_none());
+    }
+
+    #[test]
+    fn reads_request() {
+        let body = br#"{"model":"command-a-03-2025","stream":true,"max_tokens":300,"temperature":0.3,"k":10,"p":0.75,
+          "seed":42,"stop_sequences":["END"],"frequency_penalty":0.1,"presence_penalty":0.2,
+          "response_format":{"type":"json_object"},
+          "tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}}],
+          "messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#;
+        let mut req = Request::default();
+        request(&route(), body, &mut req);
+        assert_eq!(req.model.as_deref(), Some("command-a-03-2025"));
+        assert!(req.stream);
+        assert_eq!(req.max_tokens, Some(300));
+        assert_eq!(
+            (req.top_k, req.top_p, req.seed),
+            (Some(10.0), Some(0.75), Some(42))
+        );
+        assert_eq!(req.stop_sequences, vec!["END"]);
+        assert_eq!(
+            (req.frequency_penalty, req.presence_penalty),
+            (Some(0.1), Some(0.2))
+        );
+        assert_eq!(req.output_type, Some("json"));
+        assert_eq!(req.tool_names, vec!["get_weather"]);
+        assert_eq!(req.system_prompt_hash, Some(prompt_hash("be brief")));
+        assert_eq!(req.prompt_chars, 10);
+        let mut req2 = Request::default();
+        request(&route(), br#"{"model":5,"k":"x","messages":{}}"#, &mut req2);
+        assert_eq!(req2, Request::default());
+    }
+
+    #[test]
+    fn reads_response_billed_units() {
+        let body = br#"{"id":"c-1","finish_reason":"TOOL_CALL","message":{"role":"assistant","tool_plan":"I will",
+          "tool_calls":[{"id":"get_weather_1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},
+          "usage":{"billed_units":{"input_tokens":17,"output_tokens":9},"tokens":{"input_tokens":880,"output_tokens":40}}}"#;
+        let mut resp = Response::default();
+        response(&route(), body, &mut resp);
+        assert_eq!(resp.id.as_deref(), Some("c-1"));
+        assert_eq!(resp.finish_reasons, vec!["TOOL_CALL"]);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(17), Some(9)));
+        assert_eq!(resp.tool_calls[0].id, "get_weather_1");
+        assert_eq!(resp.model, None);
+        let mut resp = Response::default();
+        response(&route(), b"[]", &mut resp);
+        assert_eq!(resp, Response::default());
+    }
+
+    #[test]
+    fn stream_events() {
+        let r = route();
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        let evs = [
+            r#"{"type":"message-start","id":"c-2","delta":{"message":{"role":"assistant","content":[],"tool_plan":"","tool_calls":[]}}}"#,
+            r#"{"type":"content-start","index":0,"delta":{"message":{"content":{"type":"text","text":""}}}}"#,
+            r#"{"type":"content-delta","index":0,"delta":{"message":{"content":{"text":"Hello"}}}}"#,
+            r#"{"type":"tool-call-start","index":0,"delta":{"message":{"tool_calls":{"id":"t_1","type":"function","function":{"name":"f","arguments":""}}}}}"#,
+            r#"garbage"#,
+            r#"{"type":"message-end","delta":{"finish_reason":"COMPLETE","usage":{"billed_units":{"input_tokens":3,"output_tokens":5},"tokens":{"input_tokens":70,"output_tokens":5}}}}"#,
+        ];
+        let content: Vec<bool> = evs
+            .iter()
+            .map(|d| frame(&r, &Frame::Sse { event: "", data: d }, &mut st, &mut resp).content)
+            .collect();
+        assert_eq!(content, vec![false, false, true, true, false, false]);
+        assert!(st.finished);
+        assert_eq!(resp.id.as_deref(), Some("c-2"));
+        assert_eq!(resp.finish_reasons, vec!["COMPLETE"]);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(3), Some(5)));
+        assert_eq!(resp.tool_calls.len(), 1);
+    }
+}

@@ -1,0 +1,357 @@
+//! Ollama native API: `POST /api/chat` and `/api/generate` (any host; Ollama's `/v1/*` is OpenAI-shaped
+//! and handled by `openai.rs`). Streaming is the DEFAULT: NDJSON, one object per line, the last with
+//! `done: true` and the counts. A whole response is that same final object.
+
+use super::anthropic::{count_chars, set_if_nonempty};
+use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
+use super::{FrameOutcome, StreamState};
+use crate::call::{Api, Request, Response, Route};
+use crate::stream::Frame;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+pub fn detect(_host: &str, path: &str) -> Option<Route> {
+    let api = match path.split('?').next().unwrap_or("") {
+        "/api/chat" => Api::OllamaChat,
+        "/api/generate" => Api::OllamaGenerate,
+        _ => return None,
+    };
+    Some(Route {
+        api,
+        provider: "ollama".to_owned(),
+        path_model: None,
+        path_stream: false,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct OllamaRequest<'a> {
+    #[serde(borrow)]
+    model: Lenient<Cow<'a, str>>,
+    stream: Lenient<bool>,
+    options: Lenient<Options>,
+    /// `"json"` or a JSON schema object: either way structured JSON output.
+    format: Lenient<&'a RawValue>,
+    system: Lenient<Cow<'a, str>>,
+    prompt: Lenient<Cow<'a, str>>,
+    messages: Lenient<Vec<Lenient<Message<'a>>>>,
+    tools: Lenient<Vec<Lenient<Tool<'a>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Options {
+    temperature: Lenient<f64>,
+    top_p: Lenient<f64>,
+    top_k: Lenient<f64>,
+    /// -1 (unbounded) and -2 (fill context) are not limits: Lenient<u64> drops them.
+    num_predict: Lenient<u64>,
+    stop: Lenient<OneOrMany>,
+    seed: Lenient<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Lenient<Cow<'a, str>>,
+    content: Lenient<TextContent>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Tool<'a> {
+    #[serde(borrow)]
+    function: Lenient<Named<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: Lenient<Cow<'a, str>>,
+}
+
+pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
+    let Some(r) = parse::<OllamaRequest<'_>>(body) else {
+        // Even an unreadable body streams by default.
+        req.stream = true;
+        return;
+    };
+    req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
+    req.stream = r.stream.get().unwrap_or(true);
+    if let Some(o) = r.options.get() {
+        req.temperature = o.temperature.get();
+        req.top_p = o.top_p.get();
+        req.top_k = o.top_k.get();
+        req.max_tokens = o.num_predict.get();
+        req.stop_sequences = o.stop.get().map(|s| s.0).unwrap_or_default();
+        req.seed = o.seed.get();
+    }
+    req.output_type = match r.format.get().map(RawValue::get) {
+        Some(f) if f.starts_with('{') || f == "\"json\"" => Some("json"),
+        _ => None,
+    };
+    req.tool_names = r
+        .tools
+        .get()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| t.get()?.function.get()?.name.get().map(Cow::into_owned))
+        .collect();
+    let mut system = r.system.get().map(Cow::into_owned).unwrap_or_default();
+    let mut chars = (system.chars().count() as u64)
+        .saturating_add(r.prompt.get().map_or(0, |p| p.chars().count() as u64));
+    for m in r
+        .messages
+        .get()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Lenient::get)
+    {
+        let text = m.content.get().map(|c| c.0).unwrap_or_default();
+        chars = chars.saturating_add(text.chars().count() as u64);
+        if m.role.get().as_deref() == Some("system") {
+            if !system.is_empty() {
+                system.push('\n');
+            }
+            system.push_str(&text);
+        }
+    }
+    req.prompt_chars = chars;
+    if !system.is_empty() {
+        req.system_prompt_hash = Some(prompt_hash(&system));
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    model: Lenient<Cow<'a, str>>,
+    message: Lenient<ChunkMessage<'a>>,
+    /// `/api/generate` text.
+    response: Lenient<Cow<'a, str>>,
+    thinking: Lenient<Cow<'a, str>>,
+    done: Lenient<bool>,
+    done_reason: Lenient<Cow<'a, str>>,
+    prompt_eval_count: Lenient<u64>,
+    eval_count: Lenient<u64>,
+    error: Lenient<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChunkMessage<'a> {
+    #[serde(borrow)]
+    content: Lenient<Cow<'a, str>>,
+    thinking: Lenient<Cow<'a, str>>,
+    tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireToolCall<'a> {
+    #[serde(borrow)]
+    id: Lenient<Cow<'a, str>>,
+    function: Lenient<Named<'a>>,
+}
+
+/// Ollama's `{"error":"…"}` has only a free-text message (model not found, out of memory, …), no code:
+/// report semconv's catch-all rather than inventing a classification from the prose.
+const ERROR_TYPE: &str = "_OTHER";
+
+/// Fold one object; returns (generated content seen, terminal object).
+fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
+    set_if_nonempty(&mut resp.model, c.model.get());
+    if c.error.as_ref().is_some() {
+        resp.error_type = Some(ERROR_TYPE.to_owned());
+        return (false, true);
+    }
+    let mut content = false;
+    let mut texts = vec![c.response.get(), c.thinking.get()];
+    if let Some(m) = c.message.get() {
+        texts.push(m.content.get());
+        texts.push(m.thinking.get());
+        for call in m
+            .tool_calls
+            .get()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Lenient::get)
+        {
+            let id = call.id.get().unwrap_or_default();
+            let name = call
+                .function
+                .get()
+                .and_then(|f| f.name.get())
+                .unwrap_or_default();
+            if !name.is_empty() {
+                resp.add_tool_call(&id, &name);
+                content = true;
+            }
+        }
+    }
+    for t in texts.into_iter().flatten() {
+        if !t.is_empty() {
+            count_chars(resp, &t);
+            content = true;
+        }
+    }
+    let done = c.done.get().unwrap_or(false);
+    if done {
+        // Counts are only meaningful on the final object, where an absent count means 0 (Ollama omits
+        // zero values, e.g. prompt_eval_count when the whole prompt came from its KV cache).
+        resp.usage.input = Some(c.prompt_eval_count.get().unwrap_or(0));
+        resp.usage.output = Some(c.eval_count.get().unwrap_or(0));
+        if let Some(reason) = c.done_reason.get().filter(|r| !r.is_empty()) {
+            resp.set_finish_reason(0, &reason);
+        }
+    }
+    (content, done)
+}
+
+pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
+    if let Some(c) = parse::<Chunk<'_>>(body) {
+        apply_chunk(c, resp);
+    }
+}
+
+pub fn frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+) -> FrameOutcome {
+    let data = match frame {
+        Frame::Json(bytes) => bytes,
+        Frame::Sse { data, .. } => data.as_bytes(),
+        Frame::Aws { .. } => return FrameOutcome::default(),
+    };
+    let Some(c) = parse::<Chunk<'_>>(data) else {
+        return FrameOutcome::default();
+    };
+    let (content, terminal) = apply_chunk(c, resp);
+    if terminal {
+        // `done:true` or an error line: Ollama closes the stream after either.
+        st.finished = true;
+    }
+    FrameOutcome {
+        content,
+        usage_only: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat() -> Route {
+        detect("localhost:11434", "/api/chat").unwrap()
+    }
+
+    #[test]
+    fn detects() {
+        assert_eq!(chat().api, Api::OllamaChat);
+        assert_eq!(
+            detect("x", "/api/generate").unwrap().api,
+            Api::OllamaGenerate
+        );
+        assert!(detect("x", "/api/embed").is_none());
+        assert_eq!(chat().provider, "ollama");
+    }
+
+    #[test]
+    fn reads_request_and_stream_default() {
+        let body = br#"{"model":"llama3.2","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],
+          "options":{"temperature":0.1,"top_p":0.5,"top_k":7,"num_predict":64,"stop":["\n"],"seed":3},
+          "format":{"type":"object"},"tools":[{"type":"function","function":{"name":"get_weather"}}]}"#;
+        let mut req = Request::default();
+        request(&chat(), body, &mut req);
+        assert!(req.stream, "stream defaults to true");
+        assert_eq!(req.model.as_deref(), Some("llama3.2"));
+        assert_eq!(
+            (req.temperature, req.top_p, req.top_k),
+            (Some(0.1), Some(0.5), Some(7.0))
+        );
+        assert_eq!((req.max_tokens, req.seed), (Some(64), Some(3)));
+        assert_eq!(req.stop_sequences, vec!["\n"]);
+        assert_eq!(req.output_type, Some("json"));
+        assert_eq!(req.tool_names, vec!["get_weather"]);
+        assert_eq!(req.system_prompt_hash, Some(prompt_hash("be brief")));
+        assert_eq!(req.prompt_chars, 10);
+
+        let mut req = Request::default();
+        request(
+            &chat(),
+            br#"{"model":"m","prompt":"why","system":"sys","stream":false,"format":"json","options":{"num_predict":-1}}"#,
+            &mut req,
+        );
+        assert!(!req.stream);
+        assert_eq!(req.max_tokens, None);
+        assert_eq!(req.output_type, Some("json"));
+        assert_eq!(req.system_prompt_hash, Some(prompt_hash("sys")));
+        assert_eq!(req.prompt_chars, 6);
+    }
+
+    #[test]
+    fn reads_whole_response() {
+        let body = br#"{"model":"llama3.2","created_at":"2026-01-01T00:00:00Z","message":{"role":"assistant","content":"",
+          "tool_calls":[{"function":{"name":"get_weather","arguments":{"city":"Paris"}}}]},
+          "done":true,"done_reason":"stop","total_duration":1,"prompt_eval_count":26,"eval_count":12}"#;
+        let mut resp = Response::default();
+        response(&chat(), body, &mut resp);
+        assert_eq!(resp.model.as_deref(), Some("llama3.2"));
+        assert_eq!(resp.finish_reasons, vec!["stop"]);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(26), Some(12)));
+        assert_eq!(
+            (
+                resp.tool_calls[0].id.as_str(),
+                resp.tool_calls[0].name.as_str()
+            ),
+            ("", "get_weather")
+        );
+    }
+
+    #[test]
+    fn stream_with_counts_absent_and_error() {
+        let r = detect("x", "/api/generate").unwrap();
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        let lines = [
+            r#"{"model":"m","response":"","done":false,"prompt_eval_count":99}"#,
+            r#"{"model":"m","response":"Hi","done":false}"#,
+            r#"{"model":"m","response":"","done":true,"done_reason":"length","eval_count":2}"#,
+        ];
+        let content: Vec<bool> = lines
+            .iter()
+            .map(|l| frame(&r, &Frame::Json(l.as_bytes()), &mut st, &mut resp).content)
+            .collect();
+        assert_eq!(content, vec![false, true, false]);
+        assert!(st.finished);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(0), Some(2)));
+        assert_eq!(resp.finish_reasons, vec!["length"]);
+
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        frame(
+            &r,
+            &Frame::Json(br#"{"model":"m","response":"a","done":false}"#),
+            &mut st,
+            &mut resp,
+        );
+        frame(&r, &Frame::Json(b"{oops"), &mut st, &mut resp);
+        assert!(!st.finished);
+        frame(
+            &r,
+            &Frame::Json(br#"{"error":"an error was encountered while running the model"}"#),
+            &mut st,
+            &mut resp,
+        );
+        assert!(st.finished);
+        assert_eq!(resp.error_type.as_deref(), Some("_OTHER"));
+        assert!(resp.usage.is_empty());
+    }
+}
