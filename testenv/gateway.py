@@ -47,6 +47,8 @@ def default_plugin_config(collector_cluster="otel_collector"):
         "otlp": {"cluster": collector_cluster, "authority": "otel-collector", "flush_interval_ms": 200,
                  "timeout_ms": 2000},
         "conversation_id_header": "x-conversation-id",
+        # Self-hosted OpenAI-compatible servers are mapped by host (the fixture corpus uses these names).
+        "routes": [{"host": "vllm.internal", "provider": "vllm"}],
     }
 
 

@@ -53,7 +53,7 @@ def fixture_body(fx) -> bytes:
         for ev in resp["eventstream"]:
             if "payload_anthropic_event" in ev:
                 inner = json.dumps(ev["payload_anthropic_event"]).encode()
-                payload = json.dumps({"bytes": base64.b64encode(inner).decode()}).encode()
+                payload = json.dumps({"bytes": base64.b64encode(inner).decode(), "p": "abcdefghij"}).encode()
             else:
                 payload = ev.get("payload", {})
                 payload = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()

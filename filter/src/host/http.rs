@@ -4,8 +4,9 @@
 use super::abi;
 use super::root::Shared;
 use super::{now_ns, random, random_unit};
-use crate::call::Call;
-use crate::providers::{self, Framing, StreamState};
+use crate::call::{Api, Call};
+use crate::providers::{self, bedrock, openai, Framing, StreamState};
+use crate::stream::sse_edit::{event_data, SseEventFilter};
 use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -22,6 +23,8 @@ pub struct Exchange {
     decoder: Option<BodyDecoder>,
     stream: StreamState,
     response_done: bool,
+    /// Removes the usage-only chunk from the client's stream when tollgate injected `include_usage`.
+    usage_filter: Option<SseEventFilter>,
 }
 
 impl Exchange {
@@ -35,7 +38,19 @@ impl Exchange {
             decoder: None,
             stream: StreamState::default(),
             response_done: false,
+            usage_filter: None,
         }
+    }
+
+    /// tollgate adds `stream_options.include_usage` to OpenAI-shaped streaming requests so streams report
+    /// usage. Not for Mistral (rejects unknown fields) nor Azure (older api-versions reject it).
+    fn may_inject_usage(&self) -> bool {
+        self.shared.config.include_usage
+            && self.call.route.as_ref().is_some_and(|r| {
+                matches!(r.api, Api::OpenAiChat | Api::OpenAiCompletions)
+                    && r.provider != "mistral_ai"
+                    && r.provider != "azure.ai.openai"
+            })
     }
 
     fn request_header(name: &str) -> Option<String> {
@@ -115,7 +130,11 @@ impl HttpContext for Exchange {
             "traceparent",
             &trace::format_traceparent(&self.call.ids),
         );
-        let _ = end_of_stream;
+        if !end_of_stream && self.may_inject_usage() {
+            // The body may grow by `stream_options`; its length is only known once it is buffered, and the
+            // headers leave first, so let Envoy frame the upstream body itself.
+            abi::remove_header(MapType::HttpRequestHeaders, "content-length");
+        }
         Action::Continue
     }
 
@@ -135,6 +154,13 @@ impl HttpContext for Exchange {
         let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
         if let Some(route) = self.call.route.as_ref() {
             providers::request(route, &body, &mut self.call.request);
+        }
+        if self.may_inject_usage() {
+            if let Some(new_body) = openai::inject_include_usage(&body) {
+                if abi::set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body) {
+                    self.call.request.include_usage_injected = true;
+                }
+            }
         }
         Action::Continue
     }
@@ -156,6 +182,28 @@ impl HttpContext for Exchange {
         };
         if let Some(route) = self.call.route.as_ref() {
             self.framing = providers::framing(route, &self.call.request, &ct);
+            // An error answer to a streaming request is one JSON document, whatever the route streams.
+            if status.is_some_and(|s| s >= 400) && ct.to_ascii_lowercase().contains("json") {
+                self.framing = Framing::Whole;
+            }
+            if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke) {
+                // Bedrock bodies carry no id; InvokeModel reports usage in headers.
+                self.call.response.id =
+                    abi::header_str(MapType::HttpResponseHeaders, "x-amzn-requestid");
+                let input = abi::header_str(
+                    MapType::HttpResponseHeaders,
+                    "x-amzn-bedrock-input-token-count",
+                );
+                let output = abi::header_str(
+                    MapType::HttpResponseHeaders,
+                    "x-amzn-bedrock-output-token-count",
+                );
+                bedrock::usage_from_headers(
+                    input.as_deref(),
+                    output.as_deref(),
+                    &mut self.call.response,
+                );
+            }
             let cfg = &self.shared.config;
             let limits = Limits {
                 max_event: cfg.max_event,
@@ -163,6 +211,16 @@ impl HttpContext for Exchange {
                 ..Limits::default()
             };
             self.decoder = encoding.map(|e| BodyDecoder::new(e, self.framing, &limits));
+            if encoding.is_none() {
+                self.shared.stats.calls_uninspected.add(1);
+            }
+        }
+        if self.call.request.include_usage_injected
+            && self.framing == Framing::Sse
+            && encoding == Some(ContentEncoding::Identity)
+        {
+            self.usage_filter = Some(SseEventFilter::default());
+            abi::remove_header(MapType::HttpResponseHeaders, "content-length");
         }
         if end_of_stream {
             self.read_response(&[], true);
@@ -182,6 +240,16 @@ impl HttpContext for Exchange {
             Vec::new()
         };
         self.read_response(&chunk, end_of_stream);
+        if let Some(filter) = self.usage_filter.as_mut() {
+            let drop = |ev: &[u8]| openai::is_usage_only_chunk(&event_data(ev));
+            let mut out = filter.push(&chunk, &drop);
+            if end_of_stream {
+                out.extend(filter.finish());
+            }
+            if out != chunk {
+                abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out);
+            }
+        }
         if end_of_stream {
             self.response_done = true;
         }

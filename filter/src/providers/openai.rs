@@ -507,6 +507,23 @@ pub fn frame(
     }
 }
 
+/// Whether one SSE data payload is the usage-only chunk (see `frame`); used to hide it from the client.
+pub fn is_usage_only_chunk(data: &[u8]) -> bool {
+    let mut scratch = Response::default();
+    frame(
+        &Route {
+            api: Api::OpenAiChat,
+            provider: String::new(),
+            path_model: None,
+            path_stream: false,
+        },
+        &Frame::Json(data),
+        &mut StreamState::default(),
+        &mut scratch,
+    )
+    .usage_only
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ pub mod inflate;
 pub mod json_array;
 pub mod ndjson;
 pub mod sse;
+pub mod sse_edit;
 
 pub use eventstream::{encode_message, EventStreamDecoder};
 pub use inflate::{ContentEncoding, InflateError, Inflater};
