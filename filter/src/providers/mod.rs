@@ -20,6 +20,8 @@ pub mod openai;
 pub mod openai_responses;
 
 #[cfg(test)]
+mod corpus_test;
+#[cfg(test)]
 mod fixtures_test;
 
 use crate::call::{Api, Request, Response, Route};
