@@ -7,5 +7,6 @@
 pub mod call;
 pub mod config;
 pub mod providers;
+pub mod redact;
 pub mod stream;
 pub mod telemetry;
