@@ -3,6 +3,7 @@
 //! text. Every other byte (keys, numbers, whitespace, untouched strings with their original escapes) is
 //! copied as it was, so the upstream sees the client's body except for the redacted spans.
 
+use super::scan::hex_digit;
 use super::{Findings, Redactor};
 
 /// Which JSON strings are user text.
@@ -232,7 +233,6 @@ fn unescape(raw: &[u8]) -> Option<String> {
 
 /// Write `s` as the contents of a JSON string (without quotes).
 fn escape_into(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for &c in s.as_bytes() {
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -244,8 +244,8 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
             0x0c => out.extend_from_slice(b"\\f"),
             0..=0x1f => {
                 out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(c >> 4)]);
-                out.push(HEX[usize::from(c & 0xf)]);
+                out.push(hex_digit(c >> 4));
+                out.push(hex_digit(c));
             }
             _ => out.push(c),
         }

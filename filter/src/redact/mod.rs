@@ -523,13 +523,12 @@ impl Redactor {
     }
 
     pub(crate) fn write_keyed(&self, out: &mut String, source: Source, mac: [u8; 32]) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         out.push('[');
         out.push_str(self.label(source));
         out.push(':');
         for b in mac.iter().take(4) {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            out.push(char::from(scan::hex_digit(b >> 4)));
+            out.push(char::from(scan::hex_digit(*b)));
         }
         out.push(']');
     }

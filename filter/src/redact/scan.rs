@@ -41,7 +41,7 @@ pub(crate) fn number_start(b: &[u8], i: usize) -> bool {
         return false;
     }
     let joined = matches!(p, b'-' | b'.' | b'/' | b',');
-    !(joined && is_digit(before(b, i.saturating_sub(1))) && i >= 2)
+    !(joined && is_digit(before(b, i.saturating_sub(1))))
 }
 
 /// A number may end at `j` (exclusive): the mirror of [`number_start`].
@@ -76,6 +76,15 @@ pub(crate) fn starts_with_ci(b: &[u8], i: usize, pat: &[u8]) -> bool {
         Some(s) => s.eq_ignore_ascii_case(pat),
         None => false,
     }
+}
+
+/// Lowercase hex digit of the low nibble of `n`.
+#[inline]
+pub(crate) fn hex_digit(n: u8) -> u8 {
+    b"0123456789abcdef"
+        .get(usize::from(n & 0xf))
+        .copied()
+        .unwrap_or(b'0')
 }
 
 #[cfg(test)]
