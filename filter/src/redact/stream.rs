@@ -36,6 +36,8 @@ struct Pem {
 }
 
 /// Incremental redactor for one stream. Memory: `hold_back` + `CONTEXT` + the largest piece pushed.
+/// Each push that releases something rescans the held window, so the cost per push is
+/// O(hold_back + piece).
 pub struct StreamRedactor {
     hold_back: usize,
     buf: String,
@@ -138,6 +140,10 @@ impl StreamRedactor {
 
     /// Release `buf[released..cut]` redacted and keep the rest (plus context).
     fn release(&mut self, r: &Redactor, out: &mut String, finishing: bool) {
+        // Nothing can leave while the unreleased text fits the window: skip the scan (small deltas).
+        if !finishing && self.buf.len().saturating_sub(self.released) <= self.hold_back {
+            return;
+        }
         let hits = r.hits(&self.buf);
         let len = self.buf.len();
         if !finishing && self.enter_pem(r, out, &hits) {
