@@ -7,6 +7,7 @@
 pub mod call;
 pub mod config;
 pub mod providers;
+pub mod redact;
 pub mod stream;
 pub mod telemetry;
 
