@@ -12,13 +12,19 @@ PY := $(ROOT)/.venv/bin/python
 # Prefer an installed rustup wasm32-wasip1 target (what users have); otherwise use Debian's rustc-web with
 # the std sources, building std for the target ourselves.
 HAVE_RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 && echo yes)
+# Unoptimized test binaries (the brotli encoder used to make test inputs) need more than the default 1 MiB
+# wasm stack; the release module Envoy loads keeps the default.
+TEST_STACK := -C link-arg=-zstack-size=16777216
 ifeq ($(HAVE_RUSTUP_WASM),yes)
 WASM_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm
+WASM_TEST_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm-test CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(TEST_STACK)"
 WASM_STD :=
 WASM_TEST_STD :=
 else
 WASM_ENV := PATH=/usr/bin:$$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(ROOT)/target/wasm \
 	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi"
+WASM_TEST_ENV := PATH=/usr/bin:$$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(ROOT)/target/wasm-test \
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi $(TEST_STACK)"
 WASM_STD := -Zbuild-std=std,panic_abort
 WASM_TEST_STD := -Zbuild-std=std,panic_abort -Zpanic-abort-tests
 endif
@@ -40,7 +46,7 @@ unit:
 
 # The pure core's unit tests compiled to wasm32-wasip1 (32-bit usize, wasm codegen) and run under Node's WASI.
 wasm-unit: setup
-	$(WASM_ENV) CARGO_TARGET_WASM32_WASIP1_RUNNER="node $(ROOT)/scripts/wasi-run.mjs" \
+	$(WASM_TEST_ENV) CARGO_TARGET_WASM32_WASIP1_RUNNER="node $(ROOT)/scripts/wasi-run.mjs" \
 		cargo test -p tollgate --lib --target wasm32-wasip1 $(WASM_TEST_STD) -- --test-threads=1
 
 e2e: build
