@@ -2,7 +2,9 @@
 //! (`…/publishers/anthropic/models/{model}:rawPredict|streamRawPredict`) and, with the same bodies, by
 //! Bedrock InvokeModel for Claude (see `bedrock.rs`, which reuses `request`, `response` and `event`).
 
-use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
+use super::json::{
+    count_chars, parse, prompt_hash, set_if_nonempty, Lenient, OneOrMany, TextContent,
+};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -220,19 +222,6 @@ struct Block<'a> {
 struct ErrorBody<'a> {
     #[serde(borrow, rename = "type")]
     kind: Lenient<Cow<'a, str>>,
-}
-
-/// Store `value` unless it is absent or empty.
-pub(crate) fn set_if_nonempty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
-    if let Some(v) = value.filter(|v| !v.is_empty()) {
-        *slot = Some(v.into_owned());
-    }
-}
-
-pub(crate) fn count_chars(resp: &mut Response, text: &str) {
-    resp.output_chars = resp
-        .output_chars
-        .saturating_add(text.chars().count() as u64);
 }
 
 fn apply_error(e: Option<ErrorBody<'_>>, resp: &mut Response) {

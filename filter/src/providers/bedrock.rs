@@ -3,8 +3,9 @@
 //! which are read by `anthropic.rs`. Bedrock bodies carry neither a response id nor a model: the host takes
 //! the id from `x-amzn-requestid` and the model comes from the path.
 
-use super::anthropic::{self, count_chars, set_if_nonempty};
+use super::anthropic;
 use super::gemini::percent_decode;
+use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};

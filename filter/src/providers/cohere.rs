@@ -1,6 +1,6 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
-use super::anthropic::{count_chars, set_if_nonempty};
+use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};

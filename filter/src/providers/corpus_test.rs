@@ -13,7 +13,6 @@ use std::path::Path;
 struct Case {
     name: String,
     route: Route,
-    request: Request,
     framing: Framing,
     body: Vec<u8>,
 }
@@ -101,7 +100,6 @@ fn cases() -> Vec<Case> {
             out.push(Case {
                 name: f.display().to_string(),
                 route,
-                request,
                 framing,
                 body: body_of(resp),
             });

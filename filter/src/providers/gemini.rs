@@ -6,7 +6,7 @@
 //! `alt=sse`, else elements of one JSON array); a whole response is the same object. All three go through
 //! `apply_chunk`.
 
-use super::anthropic::{count_chars, set_if_nonempty};
+use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};

@@ -106,6 +106,23 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
     serde_json::from_slice(body).ok()
 }
 
+/// Store `value` unless it is absent or empty (providers repeat ids and models as "" on some chunks).
+pub fn set_if_nonempty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
+    if let Some(v) = value.filter(|v| !v.is_empty()) {
+        *slot = Some(v.into_owned());
+    }
+}
+
+/// Characters (not bytes) in `s`, for usage estimates.
+pub fn char_count(s: &str) -> u64 {
+    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
+}
+
+/// Add generated text to the response's character count.
+pub fn count_chars(resp: &mut crate::call::Response, text: &str) {
+    resp.output_chars = resp.output_chars.saturating_add(char_count(text));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

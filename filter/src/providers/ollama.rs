@@ -2,7 +2,7 @@
 //! and handled by `openai.rs`). Streaming is the DEFAULT: NDJSON, one object per line, the last with
 //! `done: true` and the counts. A whole response is that same final object.
 
-use super::anthropic::{count_chars, set_if_nonempty};
+use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};

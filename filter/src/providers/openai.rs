@@ -7,7 +7,9 @@
 //!   top-level `{"object":"error",...}` error bodies;
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
-use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
+use super::json::{
+    char_count, parse, prompt_hash, set_if_nonempty, Lenient, OneOrMany, TextContent,
+};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -181,10 +183,6 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     if !system.is_empty() {
         req.system_prompt_hash = Some(prompt_hash(&system));
     }
-}
-
-pub(crate) fn char_count(s: &str) -> u64 {
-    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
 }
 
 /// The part of a streaming request that decides whether usage must be asked for.
@@ -372,12 +370,6 @@ impl ErrorBody<'_> {
             .filter(|s| !s.is_empty())
             .or(self.kind.as_ref().filter(|s| !s.is_empty()))
             .map(|s| s.to_string())
-    }
-}
-
-fn set_if_nonempty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
-    if let Some(v) = value.filter(|v| !v.is_empty()) {
-        *slot = Some(v.into_owned());
     }
 }
 

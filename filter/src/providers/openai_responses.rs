@@ -4,8 +4,9 @@
 //! The Responses API has no finish_reason; one is derived from `status` so that dashboards keyed on
 //! `gen_ai.response.finish_reasons` read the same values as for Chat Completions.
 
+use super::json::char_count;
 use super::json::{parse, prompt_hash, Lenient, TextContent};
-use super::openai::{add_tool_call_once, char_count, ErrorBody};
+use super::openai::{add_tool_call_once, ErrorBody};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Request, Response, Route};
 use crate::stream::Frame;
