@@ -28,6 +28,9 @@ def test_injected_and_hidden(gw):
     sent = json.loads(seen["body"])
     assert sent["stream_options"] == {"include_usage": True}, "tollgate asked the provider for usage"
     assert {k: v for k, v in sent.items() if k != "stream_options"} == request, "nothing else changed"
+    h = seen["headers"]
+    assert "content-length" not in h or h["content-length"] == str(len(seen["body"])), \
+        "the upstream framing tells the rewritten size"
 
     full = mock_provider.fixture_body(fx)
     expected = [e for e in events(full) if b'"choices":[]' not in e]

@@ -8,6 +8,7 @@ pub mod call;
 pub mod config;
 pub mod providers;
 pub mod redact;
+pub mod reply;
 pub mod stream;
 pub mod telemetry;
 

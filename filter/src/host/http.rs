@@ -53,6 +53,16 @@ impl Exchange {
             })
     }
 
+    /// Whether `on_http_request_body` may replace the body (then `content-length` must go).
+    fn may_rewrite_request_body(&self) -> bool {
+        self.may_inject_usage()
+    }
+
+    /// Replace the buffered request body (its `content-length` was removed with the headers).
+    fn replace_request_body(old_size: usize, body: &[u8]) -> bool {
+        abi::set_buffer(BufferType::HttpRequestBody, 0, old_size, body)
+    }
+
     fn request_header(name: &str) -> Option<String> {
         abi::header_str(MapType::HttpRequestHeaders, name)
     }
@@ -130,9 +140,10 @@ impl HttpContext for Exchange {
             "traceparent",
             &trace::format_traceparent(&self.call.ids),
         );
-        if !end_of_stream && self.may_inject_usage() {
-            // The body may grow by `stream_options`; its length is only known once it is buffered, and the
-            // headers leave first, so let Envoy frame the upstream body itself.
+        if !end_of_stream && self.may_rewrite_request_body() {
+            // The body's new length is only known once it is buffered, and the headers leave first (pausing
+            // them would also stop the body callbacks unless Envoy sets `allow_on_headers_stop_iteration`),
+            // so let Envoy frame the upstream body itself.
             abi::remove_header(MapType::HttpRequestHeaders, "content-length");
         }
         Action::Continue
@@ -157,7 +168,7 @@ impl HttpContext for Exchange {
         }
         if self.may_inject_usage() {
             if let Some(new_body) = openai::inject_include_usage(&body) {
-                if abi::set_buffer(BufferType::HttpRequestBody, 0, body_size, &new_body) {
+                if Self::replace_request_body(body_size, &new_body) {
                     self.call.request.include_usage_injected = true;
                 }
             }

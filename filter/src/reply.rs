@@ -1,0 +1,161 @@
+//! Local replies in the dialect of the API that was called, so the client's SDK recognises them: its retry
+//! logic backs off on a rate limit and surfaces a refusal as the provider's own error type.
+//!
+//! Pure: builds status, headers and body; `host` sends them with `send_http_response`.
+
+use crate::call::Api;
+use serde_json::json;
+
+/// Why tollgate answers instead of the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A token or cost budget is exhausted (429; SDKs retry after `retry-after`).
+    BudgetExceeded,
+    /// The request carries content a `block` rule forbids (400; not retryable).
+    ContentBlocked,
+}
+
+impl Refusal {
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::BudgetExceeded => 429,
+            Refusal::ContentBlocked => 400,
+        }
+    }
+
+    /// The stable machine-readable code in OpenAI-shaped bodies.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::BudgetExceeded => "token_budget_exceeded",
+            Refusal::ContentBlocked => "content_blocked",
+        }
+    }
+}
+
+/// A complete local reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The reply for `refusal` on `api`, with `message` (never containing user content) and extra headers
+/// (e.g. `retry-after`, `x-ratelimit-*`).
+pub fn refuse(api: Api, refusal: Refusal, message: &str, extra: Vec<(String, String)>) -> Reply {
+    let status = refusal.status();
+    let limited = refusal == Refusal::BudgetExceeded;
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let body = match api {
+        // Anthropic SDKs read `error.type`; 429 is `rate_limit_error`, 400 `invalid_request_error`.
+        Api::AnthropicMessages => json!({
+            "type": "error",
+            "error": {
+                "type": if limited { "rate_limit_error" } else { "invalid_request_error" },
+                "message": message,
+            }
+        }),
+        // google.rpc.Status as Google APIs return it.
+        Api::Gemini => json!({
+            "error": {
+                "code": status,
+                "message": message,
+                "status": if limited { "RESOURCE_EXHAUSTED" } else { "INVALID_ARGUMENT" },
+            }
+        }),
+        // AWS SDKs take the error type from `x-amzn-errortype` and the message from the body.
+        Api::BedrockConverse | Api::BedrockInvoke => {
+            let kind = if limited {
+                "ThrottlingException"
+            } else {
+                "ValidationException"
+            };
+            headers.push(("x-amzn-errortype".to_string(), kind.to_string()));
+            json!({ "message": message })
+        }
+        Api::CohereChat => json!({ "message": message }),
+        Api::OllamaChat | Api::OllamaGenerate => json!({ "error": message }),
+        Api::OpenAiChat | Api::OpenAiResponses | Api::OpenAiEmbeddings | Api::OpenAiCompletions => {
+            json!({
+                "error": {
+                    "message": message,
+                    "type": if limited { "rate_limit_error" } else { "invalid_request_error" },
+                    "param": null,
+                    "code": refusal.code(),
+                }
+            })
+        }
+    };
+    headers.extend(extra);
+    Reply {
+        status,
+        headers,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn body(r: &Reply) -> Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn openai_shape_budget() {
+        let r = refuse(
+            Api::OpenAiChat,
+            Refusal::BudgetExceeded,
+            "budget",
+            vec![("retry-after".into(), "12".into())],
+        );
+        assert_eq!(r.status, 429);
+        let b = body(&r);
+        assert_eq!(b["error"]["code"], "token_budget_exceeded");
+        assert_eq!(b["error"]["type"], "rate_limit_error");
+        assert_eq!(b["error"]["message"], "budget");
+        assert!(r.headers.contains(&("retry-after".into(), "12".into())));
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
+    }
+
+    #[test]
+    fn every_api_has_a_dialect() {
+        for api in Api::ALL {
+            for refusal in [Refusal::BudgetExceeded, Refusal::ContentBlocked] {
+                let r = refuse(api, refusal, "m \"quoted\"", vec![]);
+                assert_eq!(r.status, refusal.status());
+                let b = body(&r);
+                let text = b.to_string();
+                assert!(text.contains("m \\\"quoted\\\""), "{api:?}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn anthropic_gemini_bedrock() {
+        let a = body(&refuse(
+            Api::AnthropicMessages,
+            Refusal::BudgetExceeded,
+            "x",
+            vec![],
+        ));
+        assert_eq!(a["type"], "error");
+        assert_eq!(a["error"]["type"], "rate_limit_error");
+        let g = body(&refuse(Api::Gemini, Refusal::BudgetExceeded, "x", vec![]));
+        assert_eq!(g["error"]["status"], "RESOURCE_EXHAUSTED");
+        assert_eq!(g["error"]["code"], 429);
+        let br = refuse(Api::BedrockConverse, Refusal::BudgetExceeded, "x", vec![]);
+        assert!(br
+            .headers
+            .contains(&("x-amzn-errortype".into(), "ThrottlingException".into())));
+        let blocked = refuse(Api::BedrockInvoke, Refusal::ContentBlocked, "x", vec![]);
+        assert_eq!(blocked.status, 400);
+        assert!(blocked
+            .headers
+            .contains(&("x-amzn-errortype".into(), "ValidationException".into())));
+    }
+}
