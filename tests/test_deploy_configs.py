@@ -13,7 +13,8 @@ Self-contained (needs pytest + PyYAML): run as `.venv/bin/python -m pytest tests
   `<repo>/tollgate.wasm`) the configs are validated again with it, which checks that the real filter
   accepts every plugin configuration in the repo.
 - Plugin configuration: every wasm filter `configuration.value` (and every WasmPlugin `pluginConfig`)
-  is JSON using only the known keys, and `otlp.cluster` names a cluster that exists.
+  is JSON whose `otlp.cluster` names a cluster that exists; its keys and values are checked by the real
+  module in validate mode.
 - Istio: schema validation with @kubernetes-models/istio (pinned in tests/package.json, installed into
   `<repo>/build/node` on first run) through tests/deploy_validate.mjs; the Envoy parts inside
   EnvoyFilters and WasmPlugins are validated by Envoy itself in a synthetic bootstrap.
@@ -35,20 +36,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-# The plugin configuration keys the filter knows today (tenant, budgets, pricing, redaction come later).
-TOP_KEYS = {"service_name", "otlp", "routes", "conversation_id_header", "include_usage", "capture_content"}
-OTLP_KEYS = {
-    "cluster",
-    "authority",
-    "traces_path",
-    "metrics_path",
-    "timeout_ms",
-    "flush_interval_ms",
-    "max_batch",
-    "max_queue",
-}
-ROUTE_KEYS = {"host", "path_prefix", "api", "provider"}
 
 ENVOY_CONFIGS = sorted(
     [Path(p) for p in glob.glob(str(REPO / "envoy" / "*.yaml"))]
@@ -191,27 +178,14 @@ def run_envoy_validate(envoy: str, tree, tmp_path: Path, stem: str) -> subproces
 
 
 def check_plugin_config(cfg: dict, where: str, clusters: set[str] | None) -> list[str]:
+    """What Envoy's validate mode cannot see: the collector cluster the plugin calls at runtime must exist.
+    The keys and values themselves are checked by the real module (validate mode runs proxy_on_configure)."""
     errors = []
-    unknown = set(cfg) - TOP_KEYS
-    if unknown:
-        errors.append(f"{where}: unknown top-level keys {sorted(unknown)}")
     otlp = cfg.get("otlp")
     if not isinstance(otlp, dict):
         errors.append(f"{where}: otlp missing or not an object")
-    else:
-        if set(otlp) - OTLP_KEYS:
-            errors.append(f"{where}: unknown otlp keys {sorted(set(otlp) - OTLP_KEYS)}")
-        if clusters is not None and otlp.get("cluster") not in clusters:
-            errors.append(f"{where}: otlp.cluster {otlp.get('cluster')!r} is not a cluster here {sorted(clusters)}")
-        for k in ("timeout_ms", "flush_interval_ms", "max_batch", "max_queue"):
-            if k in otlp and not (isinstance(otlp[k], int) and otlp[k] > 0):
-                errors.append(f"{where}: otlp.{k} must be a positive integer")
-    for i, r in enumerate(cfg.get("routes", [])):
-        if not isinstance(r, dict) or set(r) - ROUTE_KEYS or "host" not in r:
-            errors.append(f"{where}: routes[{i}] must be an object with host and only {sorted(ROUTE_KEYS)}")
-    for k in ("include_usage", "capture_content"):
-        if k in cfg and not isinstance(cfg[k], bool):
-            errors.append(f"{where}: {k} must be a boolean")
+    elif clusters is not None and otlp.get("cluster") not in clusters:
+        errors.append(f"{where}: otlp.cluster {otlp.get('cluster')!r} is not a cluster here {sorted(clusters)}")
     return errors
 
 
