@@ -43,8 +43,8 @@ def main():
         print("\nEnvoy stats:", json.dumps({k: v for k, v in stats.items() if v}, indent=None))
         print(f"""
 Point an OpenAI client at the gateway (requests reach the mock provider here):
-  export OPENAI_BASE_URL=http://127.0.0.1:{PORT}/v1 OPENAI_API_KEY=sk-test
-  curl -s http://127.0.0.1:{PORT}/v1/chat/completions -H 'host: api.openai.com' \\
+  export HTTP_PROXY=http://127.0.0.1:{PORT} OPENAI_BASE_URL=http://api.openai.com/v1 OPENAI_API_KEY=sk-test
+  curl -s -x http://127.0.0.1:{PORT} http://api.openai.com/v1/chat/completions \\
        -H 'content-type: application/json' -d '{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}]}}'
 Spans: curl -s http://127.0.0.1:{topo.collector.port}/__spans | python3 -m json.tool
 Stats: curl -s http://127.0.0.1:{topo.envoy.admin_port}/stats/prometheus | grep tollgate
