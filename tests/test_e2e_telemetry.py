@@ -85,6 +85,7 @@ def test_span_attributes_types_and_trace_context(topology):
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (19, 10)
     assert a["gen_ai.request.seed"] == 7
     assert a["gen_ai.conversation.id"] == "c-1"
+    assert a["openai.api.type"] == "chat_completions"
     assert (a["server.address"], a["server.port"]) == ("api.openai.com", 443)
     assert "gen_ai.request.stream" not in a and "gen_ai.response.time_to_first_chunk" not in a
     assert j["status"]["code"] == 0, "UNSET on success"
