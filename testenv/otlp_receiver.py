@@ -3,9 +3,13 @@
 
 Endpoints: POST /v1/traces, POST /v1/metrics (protobuf, optionally gzip). Control:
   GET  /__spans            decoded spans as JSON (attributes flattened to {key: value})
-  GET  /__metrics          decoded metric data points as JSON
+  GET  /__metrics          decoded metric export requests as JSON (MessageToDict)
+  GET  /__points           every metric data point, flattened: name, unit, kind, temporality, attributes,
+                           resource, count/sum/bucket_counts/explicit_bounds (histograms) or value (sums)
+  GET  /__requests         every export request: path, arrival time, content-encoding, status answered
   GET  /__raw              hex of every request body received (to search exported bytes)
-  POST /__mode             {"status": 503, "retry_after": 1, "delay_ms": 0} — how to answer next exports
+  POST /__mode             {"status": 503, "retry_after": 1, "delay_ms": 0, "rejected": 0} — how to answer
+                           next exports ("rejected" > 0: 200 with a partial_success rejecting that many)
   DELETE /__spans          forget everything received
 """
 
@@ -17,7 +21,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf.json_format import MessageToDict
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -44,14 +51,18 @@ class Store:
         self.lock = threading.Lock()
         self.spans = []
         self.metrics = []
+        self.points = []
+        self.log = []
         self.raw = []
         self.requests = 0
-        self.mode = {"status": 200, "retry_after": None, "delay_ms": 0}
+        self.mode = {"status": 200, "retry_after": None, "delay_ms": 0, "rejected": 0}
 
     def clear(self):
         with self.lock:
             self.spans.clear()
             self.metrics.clear()
+            self.points.clear()
+            self.log.clear()
             self.raw.clear()
             self.requests = 0
 
@@ -87,8 +98,30 @@ def decode_metrics(body, store):
     req = ExportMetricsServiceRequest()
     req.ParseFromString(body)
     d = MessageToDict(req, preserving_proto_field_name=True)
+    points = []
+    for rm in req.resource_metrics:
+        resource = attrs(rm.resource.attributes)
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                base = {"name": m.name, "unit": m.unit, "kind": kind, "resource": resource,
+                        "scope": sm.scope.name}
+                if kind == "histogram":
+                    for p in m.histogram.data_points:
+                        points.append(dict(base, temporality=m.histogram.aggregation_temporality,
+                                           attributes=attrs(p.attributes), start=p.start_time_unix_nano,
+                                           time=p.time_unix_nano, count=p.count, sum=p.sum,
+                                           bucket_counts=list(p.bucket_counts),
+                                           explicit_bounds=list(p.explicit_bounds)))
+                elif kind == "sum":
+                    for p in m.sum.data_points:
+                        points.append(dict(base, temporality=m.sum.aggregation_temporality,
+                                           monotonic=m.sum.is_monotonic, attributes=attrs(p.attributes),
+                                           start=p.start_time_unix_nano, time=p.time_unix_nano,
+                                           value=p.as_int if p.WhichOneof("value") == "as_int" else p.as_double))
     with store.lock:
         store.metrics.append(d)
+        store.points.extend(points)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -114,6 +147,10 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(s.spans)
             elif self.path == "/__metrics":
                 body = json.dumps(s.metrics)
+            elif self.path == "/__points":
+                body = json.dumps(s.points)
+            elif self.path == "/__requests":
+                body = json.dumps(s.log)
             elif self.path == "/__raw":
                 body = json.dumps([r.hex() for r in s.raw])
             elif self.path == "/__stats":
@@ -139,6 +176,10 @@ class Handler(BaseHTTPRequestHandler):
         with s.lock:
             mode = dict(s.mode)
             s.requests += 1
+            s.log.append({"path": self.path, "t": time.time(), "status": mode.get("status", 200),
+                          "encoding": self.headers.get("content-encoding"),
+                          "user_agent": self.headers.get("user-agent"),
+                          "content_type": self.headers.get("content-type")})
         if mode.get("delay_ms"):
             time.sleep(mode["delay_ms"] / 1000.0)
         if mode.get("status", 200) != 200:
@@ -149,12 +190,21 @@ class Handler(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         with s.lock:
             s.raw.append(body)
+        rejected = int(mode.get("rejected") or 0)
         if self.path == "/v1/traces":
             decode_traces(body, s)
-            self._send(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
+            resp = ExportTraceServiceResponse()
+            if rejected:
+                resp.partial_success.rejected_spans = rejected
+                resp.partial_success.error_message = "test rejection"
+            self._send(200, resp.SerializeToString(), "application/x-protobuf")
         elif self.path == "/v1/metrics":
             decode_metrics(body, s)
-            self._send(200, b"", "application/x-protobuf")
+            resp = ExportMetricsServiceResponse()
+            if rejected:
+                resp.partial_success.rejected_data_points = rejected
+                resp.partial_success.error_message = "test rejection"
+            self._send(200, resp.SerializeToString(), "application/x-protobuf")
         else:
             self._send(404)
 

@@ -17,6 +17,15 @@ pub enum Semconv {
     Latest,
 }
 
+/// Body compression of OTLP export requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Otlp {
     /// Envoy cluster the collector is reached through.
@@ -33,6 +42,13 @@ pub struct Otlp {
     pub max_queue: usize,
     /// Extra request headers (e.g. authorization for a SaaS collector).
     pub headers: Vec<(String, String)>,
+    pub compression: Compression,
+    /// Export GenAI metrics (in addition to spans).
+    pub metrics: bool,
+    /// How often each VM exports its metric deltas.
+    pub metrics_interval_ms: u64,
+    /// Distinct attribute sets per metric per interval; beyond it measurements go to one overflow series.
+    pub metrics_max_series: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +116,11 @@ struct RawOtlp {
     max_queue: Option<u64>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    compression: Compression,
+    metrics: Option<bool>,
+    metrics_interval_ms: Option<u64>,
+    metrics_max_series: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +302,19 @@ impl Config {
                 "must be between 100 and 60000",
             ));
         }
+        let metrics_interval_ms = o.metrics_interval_ms.unwrap_or(10_000);
+        if !(100..=300_000).contains(&metrics_interval_ms) {
+            return Err(err(
+                "otlp.metrics_interval_ms",
+                "must be between 100 and 300000",
+            ));
+        }
+        let metrics_max_series = size(
+            "otlp.metrics_max_series",
+            o.metrics_max_series,
+            1_000,
+            100_000,
+        )?;
         let max_batch = size("otlp.max_batch", o.max_batch, 512, 10_000)?;
         let max_queue = size("otlp.max_queue", o.max_queue, 4096, 1_000_000)?;
         if max_queue < max_batch {
@@ -308,6 +342,10 @@ impl Config {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect(),
+            compression: o.compression,
+            metrics: o.metrics.unwrap_or(true),
+            metrics_interval_ms,
+            metrics_max_series,
         })
     }
 }
@@ -345,6 +383,51 @@ mod tests {
         assert_eq!(c.routes[0].host, "vllm.internal");
         assert_eq!(c.routes[0].api, Some(Api::OpenAiChat));
         assert_eq!(c.semconv, Semconv::Latest);
+        assert_eq!(o.compression, Compression::None);
+        assert!(o.metrics);
+        assert_eq!(
+            (o.metrics_interval_ms, o.metrics_max_series),
+            (10_000, 1_000)
+        );
+    }
+
+    #[test]
+    fn readme_examples_parse() {
+        let readme = include_str!("../../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```json\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(!blocks.is_empty());
+        for b in blocks {
+            Config::parse(b.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{b}"));
+        }
+    }
+
+    #[test]
+    fn export_options() {
+        let c = Config::parse(
+            br#"{"otlp":{"cluster":"c","compression":"gzip","metrics":false,"metrics_interval_ms":500,
+                 "metrics_max_series":20}}"#,
+        )
+        .unwrap();
+        let o = c.otlp.unwrap();
+        assert_eq!(o.compression, Compression::Gzip);
+        assert!(!o.metrics);
+        assert_eq!((o.metrics_interval_ms, o.metrics_max_series), (500, 20));
+        assert_eq!(
+            key_of(r#"{"otlp":{"cluster":"c","compression":"zstd"}}"#),
+            "otlp.compression"
+        );
+        assert_eq!(
+            key_of(r#"{"otlp":{"cluster":"c","metrics_interval_ms":10}}"#),
+            "otlp.metrics_interval_ms"
+        );
+        assert_eq!(
+            key_of(r#"{"otlp":{"cluster":"c","metrics_max_series":0}}"#),
+            "otlp.metrics_max_series"
+        );
     }
 
     fn key_of(json: &str) -> String {

@@ -299,6 +299,7 @@ impl HttpContext for Exchange {
         if self.call.usage_estimated {
             stats.usage_estimated.add(1);
         }
+        super::metrics::record(&self.shared, &self.call);
         if self.shared.config.otlp.is_some() && self.call.ids.sampled {
             let span = span::build_span(&self.call, &self.shared.config);
             self.shared.queue.borrow_mut().push(span);

@@ -3,6 +3,7 @@
 
 mod abi;
 mod http;
+mod metrics;
 mod root;
 mod stats;
 

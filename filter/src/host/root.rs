@@ -3,15 +3,17 @@
 
 use super::abi;
 use super::http::Exchange;
+use super::metrics::{self, now_ms, Answer, MetricsExporter};
 use super::stats::Stats;
-use super::{log, now_ns, random, random_unit};
+use super::{log, random, random_unit};
 use crate::config::Config;
-use crate::telemetry::export::{self, classify, ExportStats, Outcome, SpanQueue};
-use crate::telemetry::trace::hex;
+use crate::telemetry::export::{self, ExportStats, Outcome, SpanQueue};
+use crate::telemetry::metrics::Aggregator;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ pub struct Shared {
     pub config: Rc<Config>,
     pub queue: Rc<RefCell<SpanQueue>>,
     pub stats: Rc<Stats>,
+    pub metrics: Rc<RefCell<Aggregator>>,
 }
 
 #[derive(Default)]
@@ -28,6 +31,8 @@ pub struct Root {
     config: Option<Rc<Config>>,
     queue: Option<Rc<RefCell<SpanQueue>>>,
     stats: Option<Rc<Stats>>,
+    metrics: Option<MetricsExporter>,
+    resource: Option<Resource>,
     instance_id: String,
     in_flight: Option<u32>,
     last_flush_ms: u64,
@@ -36,13 +41,9 @@ pub struct Root {
     published_depth: i64,
 }
 
-fn now_ms() -> u64 {
-    now_ns() / 1_000_000
-}
-
 impl Root {
     fn publish_stats(&mut self) {
-        let (Some(q), Some(s)) = (&self.queue, &self.stats) else {
+        let (Some(q), Some(s)) = (self.queue.clone(), self.stats.clone()) else {
             return;
         };
         let q = q.borrow();
@@ -57,10 +58,16 @@ impl Root {
         s.spans_dropped_failed
             .add(now.dropped_failed.saturating_sub(p.dropped_failed));
         s.export_retries.add(now.retries.saturating_sub(p.retries));
+        s.spans_rejected
+            .add(now.rejected.saturating_sub(p.rejected));
         let depth = i64::try_from(q.len()).unwrap_or(i64::MAX);
         s.queue_depth.delta(depth - self.published_depth);
         self.published_depth = depth;
         self.published = now;
+        drop(q);
+        if let Some(m) = self.metrics.as_mut() {
+            m.publish(&s);
+        }
     }
 
     fn flush(&mut self) {
@@ -83,23 +90,7 @@ impl Root {
         }
         let Some(body) = q.next_request() else { return };
         self.last_flush_ms = now;
-        let ua = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", "POST"),
-            (":path", otlp.traces_path.as_str()),
-            (":authority", otlp.authority.as_str()),
-            ("content-type", "application/x-protobuf"),
-            ("user-agent", ua),
-        ];
-        headers.extend(otlp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let timeout = Duration::from_millis(otlp.timeout_ms);
-        match proxy_wasm::hostcalls::dispatch_http_call(
-            &otlp.cluster,
-            headers,
-            Some(&body),
-            vec![],
-            timeout,
-        ) {
+        match metrics::dispatch(otlp, &otlp.traces_path, &body) {
             Ok(token) => self.in_flight = Some(token),
             Err(status) => {
                 // Unknown cluster or bad argument: configuration problem; back off and count, never block traffic.
@@ -126,6 +117,14 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
+        if self
+            .metrics
+            .as_mut()
+            .is_some_and(|m| m.on_response(token, num_headers, body_size))
+        {
+            self.publish_stats();
+            return;
+        }
         if self.in_flight != Some(token) {
             return;
         }
@@ -133,42 +132,37 @@ impl Context for Root {
         let Some(queue) = self.queue.clone() else {
             return;
         };
-        // No headers means no response: timeout, reset or connection failure.
-        let status = if num_headers == 0 {
-            None
-        } else {
-            abi::header_str(MapType::HttpCallResponseHeaders, ":status")
-                .and_then(|s| s.parse::<u16>().ok())
-        };
-        let outcome = queue.borrow_mut().finish(classify(status));
+        let answer = Answer::read(num_headers, body_size);
+        let outcome = queue.borrow_mut().finish(answer.outcome());
         match outcome {
             Outcome::Success => {
-                if body_size > 0 {
-                    let body = abi::buffer(BufferType::HttpCallResponseBody, 0, body_size);
-                    if let Ok(resp) = ExportTraceServiceResponse::decode(body.as_slice()) {
-                        if let Some(p) = resp.partial_success.filter(|p| p.rejected_spans > 0) {
-                            log(
-                                LogLevel::Warn,
-                                &format!(
-                                    "tollgate: collector rejected {} spans: {}",
-                                    p.rejected_spans, p.error_message
-                                ),
-                            );
-                        }
+                if let Ok(resp) = ExportTraceServiceResponse::decode(answer.body.as_slice()) {
+                    if let Some(p) = resp.partial_success.filter(|p| p.rejected_spans > 0) {
+                        queue
+                            .borrow_mut()
+                            .rejected(u64::try_from(p.rejected_spans).unwrap_or(0));
+                        log(
+                            LogLevel::Warn,
+                            &format!(
+                                "tollgate: collector rejected {} spans: {}",
+                                p.rejected_spans, p.error_message
+                            ),
+                        );
                     }
                 }
             }
             Outcome::Retry => {
-                let retry_after = abi::header_str(MapType::HttpCallResponseHeaders, "retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok());
                 let attempts = queue.borrow().attempts();
                 self.next_attempt_ms =
-                    now_ms() + export::backoff_ms(attempts, retry_after, random_unit());
+                    now_ms() + export::backoff_ms(attempts, answer.retry_after, random_unit());
             }
             Outcome::Fail => {
                 log(
                     LogLevel::Warn,
-                    &format!("tollgate: OTLP export failed (status {status:?}); batch dropped"),
+                    &format!(
+                        "tollgate: OTLP export failed (status {:?}); batch dropped",
+                        answer.status
+                    ),
                 );
             }
         }
@@ -178,7 +172,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _size: usize) -> bool {
-        self.instance_id = hex(&random::<16>());
+        self.instance_id = export::instance_id(random::<16>());
         true
     }
 
@@ -196,9 +190,10 @@ impl RootContext for Root {
             }
         };
         if self.instance_id.is_empty() {
-            self.instance_id = hex(&random::<16>());
+            self.instance_id = export::instance_id(random::<16>());
         }
         let resource = export::resource(&cfg.service_name, &self.instance_id, &cfg.resource);
+        let resource_for_metrics = resource.clone();
         let (max_queue, max_batch) = cfg
             .otlp
             .as_ref()
@@ -212,6 +207,11 @@ impl RootContext for Root {
                 ))))
             }
         }
+        let max_series = cfg.otlp.as_ref().map_or(1, |o| o.metrics_max_series);
+        if self.metrics.is_none() {
+            self.metrics = Some(MetricsExporter::new(max_series));
+        }
+        self.resource = Some(resource_for_metrics);
         if self.stats.is_none() {
             self.stats = Some(Rc::new(Stats::define()));
         }
@@ -226,6 +226,13 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.flush();
+        if let (Some(m), Some(cfg), Some(res)) = (
+            self.metrics.as_mut(),
+            self.config.as_ref(),
+            self.resource.as_ref(),
+        ) {
+            m.tick(cfg, res);
+        }
         self.publish_stats();
     }
 
@@ -234,6 +241,7 @@ impl RootContext for Root {
             config: self.config.clone()?,
             queue: self.queue.clone()?,
             stats: self.stats.clone()?,
+            metrics: self.metrics.as_ref()?.aggregator.clone(),
         };
         Some(Box::new(Exchange::new(shared)))
     }

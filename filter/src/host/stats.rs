@@ -17,6 +17,12 @@ pub struct Stats {
     pub spans_dropped_failed: Metric,
     pub export_retries: Metric,
     pub queue_depth: Metric,
+    pub spans_rejected: Metric,
+    pub metrics_exported: Metric,
+    pub metrics_dropped: Metric,
+    pub metrics_rejected: Metric,
+    pub metrics_export_retries: Metric,
+    pub metrics_overflow: Metric,
 }
 
 /// A metric id; a metric the host refused to define is silently a no-op.
@@ -57,6 +63,12 @@ impl Stats {
             spans_dropped_failed: c("tollgate.spans_dropped_failed"),
             export_retries: c("tollgate.export_retries"),
             queue_depth: Metric::define(MetricType::Gauge, "tollgate.queue_depth"),
+            spans_rejected: c("tollgate.spans_rejected"),
+            metrics_exported: c("tollgate.metrics_exported"),
+            metrics_dropped: c("tollgate.metrics_dropped"),
+            metrics_rejected: c("tollgate.metrics_rejected"),
+            metrics_export_retries: c("tollgate.metrics_export_retries"),
+            metrics_overflow: c("tollgate.metrics_overflow"),
         }
     }
 }

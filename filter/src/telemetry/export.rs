@@ -21,6 +21,8 @@ pub struct ExportStats {
     pub dropped_failed: u64,
     pub exported: u64,
     pub retries: u64,
+    /// Spans the collector accepted the request for but rejected (`partial_success`); not retried.
+    pub rejected: u64,
 }
 
 /// A bounded FIFO of finished spans plus the batch currently being sent.
@@ -55,6 +57,40 @@ pub fn classify(status: Option<u16>) -> Outcome {
         Some(429 | 502 | 503 | 504) | None => Outcome::Retry,
         Some(_) => Outcome::Fail,
     }
+}
+
+/// `service.instance.id` for one Wasm VM: a random (version 4) UUID, as the semconv recommends, so every
+/// worker's VM is a distinct instance.
+pub fn instance_id(random: [u8; 16]) -> String {
+    let mut b = random;
+    if let Some(v) = b.get_mut(6) {
+        *v = (*v & 0x0f) | 0x40;
+    }
+    if let Some(v) = b.get_mut(8) {
+        *v = (*v & 0x3f) | 0x80;
+    }
+    let h = super::trace::hex(&b);
+    let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
+    format!(
+        "{}-{}-{}-{}-{}",
+        part(0..8),
+        part(8..12),
+        part(12..16),
+        part(16..20),
+        part(20..32)
+    )
+}
+
+/// Gzip an export body (`otlp.compression: "gzip"`). None if compression fails; the caller then sends the
+/// body uncompressed.
+pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 3 + 64),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok()
 }
 
 /// Batches are retried at most this many times before they are dropped.
@@ -184,6 +220,12 @@ impl SpanQueue {
         }
     }
 
+    /// The collector accepted the last request but rejected `n` spans (`partial_success`): counted, not retried.
+    pub fn rejected(&mut self, n: u64) {
+        self.stats.rejected = self.stats.rejected.saturating_add(n);
+        self.stats.exported = self.stats.exported.saturating_sub(n);
+    }
+
     /// Attempts made for the batch in flight (for backoff).
     pub fn attempts(&self) -> u32 {
         self.in_flight.as_ref().map_or(0, |f| f.attempts)
@@ -306,5 +348,33 @@ mod tests {
         assert_eq!(backoff_ms(1, None, 0.0), 250);
         assert_eq!(backoff_ms(1, Some(7), 0.0), 7000);
         assert!(backoff_ms(40, None, 1.0) <= 30_000);
+        assert_eq!(backoff_ms(3, Some(1), 0.0), 1000);
+    }
+
+    #[test]
+    fn instance_ids_are_uuids() {
+        let id = instance_id([0xff; 16]);
+        assert_eq!(id, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_ne!(instance_id([1; 16]), instance_id([2; 16]));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let mut q = SpanQueue::new(resource("gw", "vm", &[]), 10, 10);
+        for i in 0..10 {
+            q.push(span(i));
+        }
+        let body = q.next_request().unwrap();
+        let gz = gzip(&body).unwrap();
+        assert!(gz.len() < body.len());
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
+        q.finish(Outcome::Success);
+        q.rejected(3);
+        assert_eq!((q.stats.exported, q.stats.rejected), (7, 3));
     }
 }

@@ -1,5 +1,6 @@
 //! Call → OTLP spans and metrics, trace context, export queue. Pure: the host only sends bytes.
 
 pub mod export;
+pub mod metrics;
 pub mod span;
 pub mod trace;

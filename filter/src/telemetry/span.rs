@@ -1,6 +1,6 @@
 //! `Call` → OTLP span, with attribute names and types from the GenAI semantic conventions.
 
-use crate::call::Call;
+use crate::call::{Api, Call};
 use crate::config::{Config, Semconv};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
@@ -113,6 +113,14 @@ pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
     a.int("http.response.status_code", call.http_status.map(u64::from));
     a.str("error.type", call.error_type().as_deref());
     if route.is_some_and(|r| r.provider == "openai" || r.provider == "azure.ai.openai") {
+        a.str(
+            "openai.api.type",
+            match route.map(|r| r.api) {
+                Some(Api::OpenAiChat) => Some("chat_completions"),
+                Some(Api::OpenAiResponses) => Some("responses"),
+                _ => None,
+            },
+        );
         a.str("openai.request.service_tier", req.service_tier.as_deref());
         a.str("openai.response.service_tier", resp.service_tier.as_deref());
         a.str(
@@ -207,5 +215,44 @@ pub fn build_span(call: &Call, cfg: &Config) -> Span {
                 code: status::StatusCode::Unset as i32,
             },
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::Route;
+
+    fn api_type(api: Api, provider: &str) -> Option<String> {
+        let call = Call {
+            route: Some(Route {
+                api,
+                provider: provider.into(),
+                path_model: None,
+                path_stream: false,
+            }),
+            ..Default::default()
+        };
+        attributes(&call, &Config::default())
+            .into_iter()
+            .find(|kv| kv.key == "openai.api.type")
+            .and_then(|kv| match kv.value?.value? {
+                any_value::Value::StringValue(s) => Some(s),
+                _ => None,
+            })
+    }
+
+    #[test]
+    fn openai_api_type() {
+        assert_eq!(
+            api_type(Api::OpenAiChat, "openai").as_deref(),
+            Some("chat_completions")
+        );
+        assert_eq!(
+            api_type(Api::OpenAiResponses, "azure.ai.openai").as_deref(),
+            Some("responses")
+        );
+        assert_eq!(api_type(Api::OpenAiEmbeddings, "openai"), None);
+        assert_eq!(api_type(Api::OpenAiChat, "vllm"), None);
     }
 }
