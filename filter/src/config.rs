@@ -392,20 +392,6 @@ mod tests {
     }
 
     #[test]
-    fn readme_examples_parse() {
-        let readme = include_str!("../../README.md");
-        let blocks: Vec<&str> = readme
-            .split("```json\n")
-            .skip(1)
-            .filter_map(|b| b.split("```").next())
-            .collect();
-        assert!(!blocks.is_empty());
-        for b in blocks {
-            Config::parse(b.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{b}"));
-        }
-    }
-
-    #[test]
     fn export_options() {
         let c = Config::parse(
             br#"{"otlp":{"cluster":"c","compression":"gzip","metrics":false,"metrics_interval_ms":500,
