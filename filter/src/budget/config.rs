@@ -414,7 +414,7 @@ impl BudgetConfig {
             rules.push(r);
         }
         if rules.is_empty() {
-            return Err(err(format!("{prefix}"), "needs at least one rule"));
+            return Err(err(prefix, "needs at least one rule"));
         }
         let default_max_output_tokens = raw.default_max_output_tokens.unwrap_or(4096);
         if default_max_output_tokens == 0 || default_max_output_tokens > 10_000_000 {

@@ -17,6 +17,13 @@ pub struct Stats {
     pub spans_dropped_failed: Metric,
     pub export_retries: Metric,
     pub queue_depth: Metric,
+    pub budget_allowed: Metric,
+    pub budget_denied: Metric,
+    pub budget_clamped: Metric,
+    pub budget_dry_run_denied: Metric,
+    pub budget_tenant_invalid: Metric,
+    pub budget_tenant_overflow: Metric,
+    pub budget_errors: Metric,
 }
 
 /// A metric id; a metric the host refused to define is silently a no-op.
@@ -57,6 +64,13 @@ impl Stats {
             spans_dropped_failed: c("tollgate.spans_dropped_failed"),
             export_retries: c("tollgate.export_retries"),
             queue_depth: Metric::define(MetricType::Gauge, "tollgate.queue_depth"),
+            budget_allowed: c("tollgate.budget_allowed"),
+            budget_denied: c("tollgate.budget_denied"),
+            budget_clamped: c("tollgate.budget_clamped"),
+            budget_dry_run_denied: c("tollgate.budget_dry_run_denied"),
+            budget_tenant_invalid: c("tollgate.budget_tenant_invalid"),
+            budget_tenant_overflow: c("tollgate.budget_tenant_overflow"),
+            budget_errors: c("tollgate.budget_errors"),
         }
     }
 }
