@@ -356,3 +356,29 @@ def test_tenant_from_a_jwt_claim(topology):
         assert sorted(s["attributes"]["tollgate.tenant"] for s in spans) == ["team-jwt", "team-other"]
     finally:
         t.stop()
+
+
+def test_an_aborted_stream_commits_what_was_seen(topology):
+    budget = 100_000
+    gw = topology(config([{"tenant": "*", "window": "30d", "tokens": budget}]))
+    first = {"model": "gpt-4o", "max_tokens": 500, "stream": True, "stream_options": {"include_usage": True},
+             "messages": [{"role": "user", "content": "z" * 400}]}
+    raw1 = json.dumps(first).encode()
+    # The stream is cut after the content chunk, before the usage chunk: usage must be estimated.
+    h = dict(OPENAI, **{"x-tenant-id": "abort", "x-mock-usage": "max", "x-mock-truncate": "1200"})
+    try:
+        gw.call(CHAT, raw1, h)
+    except Exception:  # noqa: BLE001 - the reset may surface as a client error
+        pass
+    gw.wait_spans(1)  # the span is queued after the commit
+    second = {"model": "gpt-4o", "max_tokens": 10, "messages": []}
+    raw2 = json.dumps(second).encode()
+    status, headers, _ = gw.call(CHAT, raw2, dict(OPENAI, **{"x-tenant-id": "abort"}))
+    assert status == 200
+    committed = budget - int(headers["x-ratelimit-remaining-tokens"]) - (estimate(raw2) + 10)
+    print(f"committed for the aborted stream: {committed}")
+    # No usage and no complete content event arrived: the input estimate is charged, the reserved output
+    # is given back.
+    assert committed == estimate(raw1)
+    [span] = [s for s in gw.wait_spans(2) if s["attributes"].get("gen_ai.request.max_tokens") == 500]
+    assert span["attributes"]["error.type"] == "stream_interrupted"

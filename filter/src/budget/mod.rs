@@ -364,6 +364,18 @@ mod tests {
     }
 
     #[test]
+    fn readme_examples_are_valid_configurations() {
+        let readme = include_str!("../../../README.md");
+        let mut n = 0;
+        for block in readme.split("```json\n").skip(1) {
+            let json = block.split("```").next().unwrap();
+            crate::config::Config::parse(json.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{json}"));
+            n += 1;
+        }
+        assert!(n >= 2, "the budgets example is checked");
+    }
+
+    #[test]
     fn tenant_config_forms() {
         let t =
             TenantConfig::parse(json!({"header": "X-Tenant-Id", "default": "anonymous"})).unwrap();
