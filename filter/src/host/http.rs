@@ -2,6 +2,7 @@
 //! response body chunks → log. Everything it learns goes into a `Call`; on `on_log` the call becomes a span.
 
 use super::abi;
+use super::budget::{self, Budgeted, Step};
 use super::root::Shared;
 use super::{now_ns, random, random_unit};
 use crate::call::{Api, Call};
@@ -25,6 +26,7 @@ pub struct Exchange {
     response_done: bool,
     /// Removes the usage-only chunk from the client's stream when tollgate injected `include_usage`.
     usage_filter: Option<SseEventFilter>,
+    budget: Budgeted,
 }
 
 impl Exchange {
@@ -39,6 +41,7 @@ impl Exchange {
             stream: StreamState::default(),
             response_done: false,
             usage_filter: None,
+            budget: Budgeted::default(),
         }
     }
 
@@ -55,7 +58,7 @@ impl Exchange {
 
     /// Whether `on_http_request_body` may replace the body (then `content-length` must go).
     fn may_rewrite_request_body(&self) -> bool {
-        self.may_inject_usage()
+        self.may_inject_usage() || budget::may_rewrite(&self.shared.config)
     }
 
     /// Replace the buffered request body (its `content-length` was removed with the headers).
@@ -125,6 +128,7 @@ impl HttpContext for Exchange {
             self.call.conversation_id =
                 Self::request_header(h).filter(|v| !v.is_empty() && v.len() <= 256);
         }
+        budget::on_request_headers(&self.shared, &mut self.budget, &mut self.call);
         let tp = Self::request_header("traceparent");
         let ts = Self::request_header("tracestate");
         self.call.ids = trace::span_ids(
@@ -162,9 +166,29 @@ impl HttpContext for Exchange {
         if !end_of_stream {
             return Action::Pause; // Buffer until the whole body is here.
         }
-        let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        let mut body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        let mut body_size = body_size;
         if let Some(route) = self.call.route.as_ref() {
             providers::request(route, &body, &mut self.call.request);
+        }
+        match budget::on_request_body(&self.shared, &mut self.budget, &mut self.call, &body) {
+            Step::Continue => {}
+            Step::Rewrite(new_body) => {
+                if Self::replace_request_body(body_size, &new_body) {
+                    body_size = new_body.len();
+                    body = new_body;
+                }
+            }
+            Step::Refuse(reply) => {
+                let headers: Vec<(&str, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                abi::send_local_response(u32::from(reply.status), &headers, &reply.body);
+                self.response_done = true;
+                return Action::Pause;
+            }
         }
         if self.may_inject_usage() {
             if let Some(new_body) = openai::inject_include_usage(&body) {
@@ -177,9 +201,10 @@ impl HttpContext for Exchange {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if !self.active {
+        if !self.active || self.budget.refused {
             return Action::Continue;
         }
+        budget::on_response_headers(&self.shared, &self.budget);
         let status = abi::header_str(MapType::HttpResponseHeaders, ":status")
             .and_then(|s| s.parse::<u16>().ok());
         self.call.http_status = status;
@@ -285,6 +310,8 @@ impl HttpContext for Exchange {
         }
         self.call.end_ns = now_ns();
         self.call.estimate_missing_usage();
+        budget::on_log(&self.shared, &mut self.budget, &self.call);
+        self.call.cost_usd = crate::pricing::call_cost(&self.shared.config.pricing, &self.call);
         let stats = &self.shared.stats;
         stats.calls.add(1);
         if self.call.error_type().is_some() {

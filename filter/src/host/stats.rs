@@ -23,6 +23,13 @@ pub struct Stats {
     pub metrics_rejected: Metric,
     pub metrics_export_retries: Metric,
     pub metrics_overflow: Metric,
+    pub budget_allowed: Metric,
+    pub budget_denied: Metric,
+    pub budget_clamped: Metric,
+    pub budget_dry_run_denied: Metric,
+    pub budget_tenant_invalid: Metric,
+    pub budget_tenant_overflow: Metric,
+    pub budget_errors: Metric,
 }
 
 /// A metric id; a metric the host refused to define is silently a no-op.
@@ -69,6 +76,13 @@ impl Stats {
             metrics_rejected: c("tollgate.metrics_rejected"),
             metrics_export_retries: c("tollgate.metrics_export_retries"),
             metrics_overflow: c("tollgate.metrics_overflow"),
+            budget_allowed: c("tollgate.budget_allowed"),
+            budget_denied: c("tollgate.budget_denied"),
+            budget_clamped: c("tollgate.budget_clamped"),
+            budget_dry_run_denied: c("tollgate.budget_dry_run_denied"),
+            budget_tenant_invalid: c("tollgate.budget_tenant_invalid"),
+            budget_tenant_overflow: c("tollgate.budget_tenant_overflow"),
+            budget_errors: c("tollgate.budget_errors"),
         }
     }
 }
