@@ -5,6 +5,7 @@
 //! interpret events → `call` accumulates → on completion `telemetry` (and budgets) consume the `Call`.
 
 pub mod call;
+pub mod capture;
 pub mod config;
 pub mod providers;
 pub mod redact;
