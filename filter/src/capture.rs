@@ -472,19 +472,28 @@ pub fn cap_value(v: &mut Value, budget: &mut usize) -> bool {
 pub struct Rendered {
     /// (attribute name, JSON text).
     pub attributes: Vec<(&'static str, String)>,
+    /// Found in the input messages and system instructions.
     pub findings: Findings,
+    /// Found in the output messages.
+    pub output_findings: Findings,
     pub truncated: bool,
 }
 
 /// Render the content attributes: redaction first (on whole strings), then the size cap.
 pub fn render(input: Option<&Input>, resp: &Response, r: &Redactor, max_bytes: usize) -> Rendered {
     let mut out = Rendered::default();
-    let mut add = |name: &'static str, items: Vec<Value>, out: &mut Rendered| {
+    let add = |name: &'static str, items: Vec<Value>, out: &mut Rendered| {
         if items.is_empty() {
             return;
         }
         let mut v = Value::Array(items);
-        redact_value(r, &mut v, &mut out.findings);
+        let mut found = Findings::default();
+        redact_value(r, &mut v, &mut found);
+        if name == "gen_ai.output.messages" {
+            out.output_findings.merge(&found);
+        } else {
+            out.findings.merge(&found);
+        }
         let mut budget = max_bytes;
         out.truncated |= cap_value(&mut v, &mut budget);
         out.attributes.push((name, v.to_string()));
@@ -636,7 +645,8 @@ mod tests {
             !text.contains("jane@example.com") && !text.contains("sk-proj-Ab3"),
             "{text}"
         );
-        assert_eq!(out.findings.types, vec!["email", "openai_key"]);
+        assert_eq!(out.findings.types, vec!["openai_key"]);
+        assert_eq!(out.output_findings.types, vec!["email"]);
         let (name, outp) = &out.attributes[1];
         assert_eq!(*name, "gen_ai.output.messages");
         assert_eq!(

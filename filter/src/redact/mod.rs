@@ -15,6 +15,7 @@
 
 mod flags;
 mod json;
+mod output;
 mod pii;
 mod scan;
 mod secrets;
@@ -24,7 +25,8 @@ mod stream;
 pub mod corpus;
 
 pub use flags::security_flags;
-pub use json::FieldSelector;
+pub use json::{map_json_strings, FieldSelector};
+pub use output::SseOutputRedactor;
 pub use settings::{Engine, RawRedaction, Settings};
 pub use stream::{StreamRedactor, DEFAULT_HOLD_BACK};
 
