@@ -216,6 +216,8 @@ pub struct Call {
     pub usage_estimated: bool,
     /// Transport-level failure (client abort, upstream reset, timeout) rather than a provider error.
     pub transport_error: Option<&'static str>,
+    /// Redaction results, security flags and captured content.
+    pub evidence: crate::capture::Evidence,
 }
 
 impl Call {

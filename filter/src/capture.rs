@@ -467,6 +467,20 @@ pub fn cap_value(v: &mut Value, budget: &mut usize) -> bool {
     }
 }
 
+/// What redaction and capture add to one call's span.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evidence {
+    /// Redaction ran for this call (then `tollgate.redaction.count` is set, 0 included).
+    pub active: bool,
+    /// Spans redacted in the request's user text and in the output.
+    pub findings: Findings,
+    /// Prompt-injection flags (never blocking).
+    pub flags: Vec<&'static str>,
+    /// Content attributes (already redacted and capped): (name, JSON text).
+    pub content: Vec<(&'static str, String)>,
+    pub truncated: bool,
+}
+
 /// One content attribute, ready for the span: redacted, capped, serialised.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rendered {

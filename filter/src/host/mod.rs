@@ -3,6 +3,7 @@
 
 mod abi;
 mod http;
+mod redaction;
 mod root;
 mod stats;
 
