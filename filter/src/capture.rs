@@ -151,11 +151,7 @@ fn str_of(v: &Value) -> Option<&str> {
 /// Text of a content value that is a string or a list of `{text}` parts; other parts are kept by type.
 fn parts_of(content: &Value, out: &mut Vec<Value>) {
     match content {
-        Value::String(s) => {
-            if !s.is_empty() {
-                out.push(text_part(s));
-            }
-        }
+        Value::String(s) if !s.is_empty() => out.push(text_part(s)),
         Value::Array(items) => {
             for p in items {
                 if let Some(t) = p.get("text").and_then(str_of) {
@@ -645,8 +641,10 @@ mod tests {
 
     #[test]
     fn render_redacts_then_caps() {
-        let mut resp = Response::default();
-        resp.content = OutputCapture::new(64);
+        let mut resp = Response {
+            content: OutputCapture::new(64),
+            ..Default::default()
+        };
         resp.content.text(0, "mail jane@example.com now");
         resp.set_finish_reason(0, "stop");
         let i = inp(
