@@ -154,6 +154,8 @@ pub struct Response {
     pub output_chars: u64,
     /// The stream ended without its terminal event (aborted, reset, truncated).
     pub incomplete: bool,
+    /// Generated text and tool calls, kept only when content capture is on (bounded).
+    pub content: crate::capture::OutputCapture,
 }
 
 impl Response {
@@ -173,6 +175,7 @@ impl Response {
 
     pub fn add_tool_call(&mut self, id: &str, name: &str) {
         const MAX_TOOL_CALLS: usize = 128;
+        self.content.tool_call(0, id, name);
         if self.tool_calls.len() < MAX_TOOL_CALLS {
             self.tool_calls.push(ToolCall {
                 id: id.to_owned(),
@@ -219,6 +222,8 @@ pub struct Call {
     pub budget: Option<crate::budget::Outcome>,
     /// `tollgate.cost.usd` from the `pricing` table, when a price matches the model.
     pub cost_usd: Option<f64>,
+    /// Redaction results, security flags and captured content.
+    pub evidence: crate::capture::Evidence,
 }
 
 impl Call {

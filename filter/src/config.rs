@@ -63,6 +63,10 @@ pub struct Config {
     /// extra usage chunk from the client's stream).
     pub include_usage: bool,
     pub capture_content: bool,
+    /// Cap on the text of each captured content attribute; longer content is cut with a marker.
+    pub max_content_bytes: usize,
+    /// PII and secret redaction (telemetry, egress, block, output).
+    pub redaction: crate::redact::Settings,
     /// Request header carrying `gen_ai.conversation.id`, lowercase.
     pub conversation_id_header: Option<String>,
     pub semconv: Semconv,
@@ -100,6 +104,8 @@ struct Raw {
     routes: Vec<RawRoute>,
     include_usage: Option<bool>,
     capture_content: bool,
+    max_content_bytes: Option<u64>,
+    redaction: Option<crate::redact::RawRedaction>,
     conversation_id_header: Option<String>,
     semconv: Semconv,
     emit_gen_ai_system: bool,
@@ -203,6 +209,8 @@ impl Config {
             routes: Vec::new(),
             include_usage: true,
             capture_content: false,
+            max_content_bytes: 16 << 10,
+            redaction: crate::redact::Settings::default(),
             conversation_id_header: None,
             semconv: Semconv::Default,
             emit_gen_ai_system: false,
@@ -276,6 +284,9 @@ impl Config {
             routes,
             include_usage: raw.include_usage.unwrap_or(true),
             capture_content: raw.capture_content,
+            max_content_bytes: size("max_content_bytes", raw.max_content_bytes, 16 * 1024, MIB)?,
+            redaction: crate::redact::Settings::from_raw(raw.redaction)
+                .map_err(|(key, reason)| err(key, reason))?,
             conversation_id_header,
             semconv: raw.semconv,
             emit_gen_ai_system: raw.emit_gen_ai_system,
@@ -492,5 +503,30 @@ mod tests {
         assert!(c.pricing.lookup("gpt-4o-mini").is_some());
         let e = Config::parse(br#"{"typo_key":1}"#).unwrap_err();
         assert!(e.to_string().contains("typo_key"), "{e}");
+    }
+
+    #[test]
+    fn redaction_errors_name_the_key_and_pattern() {
+        let e =
+            Config::parse(br#"{"redaction":{"custom":[{"name":"employee_id","regex":"E[0-9"}]}}"#)
+                .unwrap_err();
+        assert_eq!(e.key, "redaction.custom[0].regex");
+        assert!(e.to_string().contains("employee_id"), "{e}");
+        assert_eq!(
+            key_of(r#"{"redaction":{"detectors":["nope"]}}"#),
+            "redaction.detectors[0]"
+        );
+        assert_eq!(
+            key_of(r#"{"redaction":{"replacement":"hash"}}"#),
+            "redaction.hash_key"
+        );
+        assert_eq!(key_of(r#"{"redaction":{"egres":true}}"#), "redaction.egres");
+        assert_eq!(key_of(r#"{"max_content_bytes":0}"#), "max_content_bytes");
+        let c = Config::parse(
+            br#"{"capture_content":true,"redaction":{"egress":true,"block":["email"]}}"#,
+        )
+        .unwrap();
+        assert!(c.capture_content && c.redaction.egress && c.redaction.configured);
+        assert_eq!(c.max_content_bytes, 16 * 1024);
     }
 }

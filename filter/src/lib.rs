@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod call;
+pub mod capture;
 pub mod config;
 pub mod pricing;
 pub mod providers;

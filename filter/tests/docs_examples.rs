@@ -43,7 +43,10 @@ fn every_config_example_is_accepted() {
         .into_iter()
         .filter(|(info, _, _)| info == "json config")
         .collect();
-    assert!(!configs.is_empty(), "the README shows at least one configuration");
+    assert!(
+        !configs.is_empty(),
+        "the README shows at least one configuration"
+    );
     for (_, body, line) in configs {
         if let Err(e) = Config::parse(body.as_bytes()) {
             panic!("README line {line}: configuration example rejected: {e:?}\n{body}");

@@ -3,6 +3,7 @@
 
 use super::abi;
 use super::budget::{self, Budgeted, Step};
+use super::redaction::{self, Redaction};
 use super::root::Shared;
 use super::{now_ns, random, random_unit};
 use crate::call::{Api, Call};
@@ -27,6 +28,8 @@ pub struct Exchange {
     /// Removes the usage-only chunk from the client's stream when tollgate injected `include_usage`.
     usage_filter: Option<SseEventFilter>,
     budget: Budgeted,
+    /// Block check, egress rewrite, output redaction, captured content.
+    redaction: Redaction,
 }
 
 impl Exchange {
@@ -42,6 +45,7 @@ impl Exchange {
             response_done: false,
             usage_filter: None,
             budget: Budgeted::default(),
+            redaction: Redaction::default(),
         }
     }
 
@@ -58,7 +62,9 @@ impl Exchange {
 
     /// Whether `on_http_request_body` may replace the body (then `content-length` must go).
     fn may_rewrite_request_body(&self) -> bool {
-        self.may_inject_usage() || budget::may_rewrite(&self.shared.config)
+        self.may_inject_usage()
+            || budget::may_rewrite(&self.shared.config)
+            || redaction::may_rewrite_request(&self.shared.config)
     }
 
     /// Replace the buffered request body (its `content-length` was removed with the headers).
@@ -114,6 +120,7 @@ impl HttpContext for Exchange {
             return Action::Continue;
         };
         self.active = true;
+        self.redaction.on_request_headers(&cfg);
         self.call.start_ns = now_ns();
         self.call.request.stream = route.path_stream;
         self.call.route = Some(route);
@@ -167,17 +174,32 @@ impl HttpContext for Exchange {
             return Action::Pause; // Buffer until the whole body is here.
         }
         let mut body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
-        let mut body_size = body_size;
+        let Some(api) = self.call.route.as_ref().map(|r| r.api) else {
+            return Action::Continue;
+        };
         if let Some(route) = self.call.route.as_ref() {
             providers::request(route, &body, &mut self.call.request);
         }
+        // 1. Redaction: refuse what a `block` detector matches, then rewrite what leaves the company.
+        let cfg = self.shared.config.clone();
+        if self
+            .redaction
+            .on_request_body(&cfg, &self.shared.stats, api, &body, &mut self.call)
+        {
+            return Action::Pause; // answered locally: a `block` detector matched
+        }
+        let mut rewritten = false;
+        if let Some(new_body) = self.redaction.take_egress_body() {
+            body = new_body;
+            rewritten = true;
+        }
+        // 2. Budgets: reserve the worst case of what is actually sent; refuse or clamp.
+        let mut clamped = false;
         match budget::on_request_body(&self.shared, &mut self.budget, &mut self.call, &body) {
             Step::Continue => {}
             Step::Rewrite(new_body) => {
-                if Self::replace_request_body(body_size, &new_body) {
-                    body_size = new_body.len();
-                    body = new_body;
-                }
+                body = new_body;
+                clamped = true;
             }
             Step::Refuse(reply) => {
                 let headers: Vec<(&str, &str)> = reply
@@ -190,11 +212,19 @@ impl HttpContext for Exchange {
                 return Action::Pause;
             }
         }
+        // 3. Ask OpenAI-shaped streams for usage.
+        let mut usage_injected = false;
         if self.may_inject_usage() {
             if let Some(new_body) = openai::inject_include_usage(&body) {
-                if Self::replace_request_body(body_size, &new_body) {
-                    self.call.request.include_usage_injected = true;
-                }
+                body = new_body;
+                usage_injected = true;
+            }
+        }
+        if (rewritten || clamped || usage_injected) && Self::replace_request_body(body_size, &body)
+        {
+            self.call.request.include_usage_injected = usage_injected;
+            if rewritten {
+                self.shared.stats.redaction_egress_rewritten.add(1);
             }
         }
         Action::Continue
@@ -258,6 +288,14 @@ impl HttpContext for Exchange {
             self.usage_filter = Some(SseEventFilter::default());
             abi::remove_header(MapType::HttpResponseHeaders, "content-length");
         }
+        let identity = encoding == Some(ContentEncoding::Identity);
+        let cfg = self.shared.config.clone();
+        if self
+            .redaction
+            .on_response_headers(&cfg, &self.shared.stats, self.framing, identity)
+        {
+            abi::remove_header(MapType::HttpResponseHeaders, "content-length");
+        }
         if end_of_stream {
             self.read_response(&[], true);
             self.response_done = true;
@@ -269,22 +307,43 @@ impl HttpContext for Exchange {
         if !self.active || self.response_done {
             return Action::Continue;
         }
-        // Never Pause a response: each chunk goes to the client now; we parse a copy.
+        if self.redaction.buffers_response() {
+            // Output redaction of a whole JSON body: hold it until it is complete, then redact it once.
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = abi::buffer(BufferType::HttpResponseBody, 0, body_size);
+            self.read_response(&body, true);
+            let cfg = self.shared.config.clone();
+            if let Some(out) = self.redaction.redact_json_response(&cfg, &body) {
+                abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out);
+            }
+            self.response_done = true;
+            return Action::Continue;
+        }
+        // Never Pause a stream: each chunk goes to the client now (less any output-redaction hold-back).
         let chunk = if body_size > 0 {
             abi::buffer(BufferType::HttpResponseBody, 0, body_size)
         } else {
             Vec::new()
         };
         self.read_response(&chunk, end_of_stream);
+        let mut out = None;
         if let Some(filter) = self.usage_filter.as_mut() {
             let drop = |ev: &[u8]| openai::is_usage_only_chunk(&event_data(ev));
-            let mut out = filter.push(&chunk, &drop);
+            let mut o = filter.push(&chunk, &drop);
             if end_of_stream {
-                out.extend(filter.finish());
+                o.extend(filter.finish());
             }
-            if out != chunk {
-                abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out);
-            }
+            out = Some(o);
+        }
+        let cfg = self.shared.config.clone();
+        let edited = out.as_deref().unwrap_or(&chunk);
+        if let Some(o) = self.redaction.redact_stream(&cfg, edited, end_of_stream) {
+            out = Some(o);
+        }
+        if let Some(o) = out.filter(|o| *o != chunk) {
+            abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, &o);
         }
         if end_of_stream {
             self.response_done = true;
@@ -327,8 +386,11 @@ impl HttpContext for Exchange {
             stats.usage_estimated.add(1);
         }
         super::metrics::record(&self.shared, &self.call);
-        if self.shared.config.otlp.is_some() && self.call.ids.sampled {
-            let span = span::build_span(&self.call, &self.shared.config);
+        let cfg = self.shared.config.clone();
+        self.redaction.finish(&cfg, stats, &mut self.call);
+        if cfg.otlp.is_some() && self.call.ids.sampled {
+            let mut span = span::build_span(&self.call, &cfg);
+            self.redaction.scrub(&cfg, &mut span);
             self.shared.queue.borrow_mut().push(span);
         }
     }

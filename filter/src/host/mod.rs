@@ -5,6 +5,7 @@ mod abi;
 mod budget;
 mod http;
 mod metrics;
+mod redaction;
 mod root;
 mod stats;
 

@@ -219,6 +219,9 @@ impl RootContext for Root {
         if self.stats.is_none() {
             self.stats = Some(Rc::new(Stats::define()));
         }
+        if let Some(s) = &self.stats {
+            s.define_detectors(&cfg.redaction.detector_names);
+        }
         let tick = cfg
             .otlp
             .as_ref()

@@ -3,6 +3,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
+use std::cell::RefCell;
 
 pub struct Stats {
     pub calls: Metric,
@@ -30,6 +31,15 @@ pub struct Stats {
     pub budget_tenant_invalid: Metric,
     pub budget_tenant_overflow: Metric,
     pub budget_errors: Metric,
+    /// Requests refused by a redaction `block` rule.
+    pub redaction_blocked: Metric,
+    /// Request bodies rewritten by egress redaction.
+    pub redaction_egress_rewritten: Metric,
+    /// Responses whose output could not be redacted (compressed, or a framing other than SSE/JSON).
+    pub redaction_output_unsupported: Metric,
+    /// `tollgate.redaction.detected.<detector>`: spans redacted per detector, defined at configure time from
+    /// the configured detector list (at most 14 built-ins + 64 custom patterns).
+    detectors: RefCell<Vec<(String, Metric)>>,
 }
 
 /// A metric id; a metric the host refused to define is silently a no-op.
@@ -83,6 +93,36 @@ impl Stats {
             budget_tenant_invalid: c("tollgate.budget_tenant_invalid"),
             budget_tenant_overflow: c("tollgate.budget_tenant_overflow"),
             budget_errors: c("tollgate.budget_errors"),
+            redaction_blocked: c("tollgate.redaction.blocked"),
+            redaction_egress_rewritten: c("tollgate.redaction.egress_rewritten"),
+            redaction_output_unsupported: c("tollgate.redaction.output_unsupported"),
+            detectors: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// (Re)define the per-detector counters for a configuration's detector names. Names already defined
+    /// keep their metric (Envoy returns the same id for the same name).
+    pub fn define_detectors(&self, names: &[String]) {
+        let mut d = self.detectors.borrow_mut();
+        d.retain(|(n, _)| names.contains(n));
+        for n in names {
+            if !d.iter().any(|(k, _)| k == n) {
+                let m = Metric::define(
+                    MetricType::Counter,
+                    &format!("tollgate.redaction.detected.{n}"),
+                );
+                d.push((n.clone(), m));
+            }
+        }
+    }
+
+    /// Count redacted spans per detector (unknown names are ignored: the set is fixed per configuration).
+    pub fn count_redactions(&self, f: &crate::redact::Findings) {
+        let d = self.detectors.borrow();
+        for (name, n) in f.per_type() {
+            if let Some((_, m)) = d.iter().find(|(k, _)| k == name) {
+                m.add(u64::from(n));
+            }
         }
     }
 }

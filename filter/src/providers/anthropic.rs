@@ -275,6 +275,9 @@ fn apply_block_start(b: Block<'_>, resp: &mut Response) -> bool {
             content = true;
         }
     }
+    if let Some(t) = b.text.as_ref() {
+        resp.content.text(0, t);
+    }
     for text in [b.text.get(), b.thinking.get()].into_iter().flatten() {
         if !text.is_empty() {
             count_chars(resp, &text);
@@ -332,6 +335,12 @@ pub(crate) fn event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> F
         }
         "content_block_delta" => {
             if let Some(d) = ev.delta.get() {
+                if let Some(t) = d.text.as_ref() {
+                    resp.content.text(0, t);
+                }
+                if let Some(j) = d.partial_json.as_ref() {
+                    resp.content.tool_arguments(0, j);
+                }
                 for text in [d.text.get(), d.partial_json.get(), d.thinking.get()]
                     .into_iter()
                     .flatten()

@@ -277,6 +277,7 @@ fn apply_block(b: Block<'_>, resp: &mut Response) -> bool {
             content = true;
         }
         if let Some(input) = t.input.get().filter(|i| !i.is_empty()) {
+            resp.content.tool_arguments(0, &input);
             count_chars(resp, &input);
             content = true;
         }
@@ -285,6 +286,9 @@ fn apply_block(b: Block<'_>, resp: &mut Response) -> bool {
         .reasoning
         .get()
         .and_then(|r| r.text.get().or_else(|| r.reasoning_text.get()?.text.get()));
+    if let Some(t) = b.text.as_ref() {
+        resp.content.text(0, t);
+    }
     for text in [b.text.get(), reasoning].into_iter().flatten() {
         if !text.is_empty() {
             count_chars(resp, &text);

@@ -229,6 +229,7 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
             .filter_map(Lenient::get)
         {
             if let Some(t) = part.text.get() {
+                resp.content.text(0, &t);
                 count_chars(resp, &t);
             }
         }
@@ -293,6 +294,9 @@ pub fn frame(
         "content-delta" | "tool-plan-delta" | "tool-call-delta" => {
             let msg = delta.and_then(|d| d.message.get()).unwrap_or_default();
             let text = msg.content.get().and_then(|c| c.text.get());
+            if let Some(t) = text.as_ref() {
+                resp.content.text(0, t);
+            }
             for t in [text, msg.tool_plan.get()].into_iter().flatten() {
                 if !t.is_empty() {
                     count_chars(resp, &t);

@@ -364,6 +364,7 @@ fn apply_chunk(c: GenerateResponse<'_>, resp: &mut Response) -> bool {
             .unwrap_or_default();
         for part in parts.into_iter().filter_map(Lenient::get) {
             if let Some(t) = part.text.get().filter(|t| !t.is_empty()) {
+                resp.content.text(index, &t);
                 count_chars(resp, &t);
                 content = true;
             }

@@ -172,7 +172,13 @@ fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
     }
     let mut content = false;
     let mut texts = vec![c.response.get(), c.thinking.get()];
+    if let Some(t) = texts.first().and_then(Option::as_ref) {
+        resp.content.text(0, t);
+    }
     if let Some(m) = c.message.get() {
+        if let Some(t) = m.content.as_ref() {
+            resp.content.text(0, t);
+        }
         texts.push(m.content.get());
         texts.push(m.thinking.get());
         for call in m

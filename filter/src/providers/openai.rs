@@ -94,6 +94,8 @@ struct Tool<'a> {
 struct Named<'a> {
     #[serde(borrow)]
     name: Lenient<Cow<'a, str>>,
+    /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
+    arguments: Lenient<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -425,6 +427,7 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
         }
         if let Some(text) = choice.text.get().filter(|t| !t.is_empty()) {
             resp.output_chars = resp.output_chars.saturating_add(char_count(&text));
+            resp.content.text(index, &text);
             content = true;
         }
         for msg in [choice.message.get(), choice.delta.get()]
@@ -433,10 +436,12 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
         {
             if let Some(text) = msg.content.get().filter(|t| !t.0.is_empty()) {
                 resp.output_chars = resp.output_chars.saturating_add(char_count(&text.0));
+                resp.content.text(index, &text.0);
                 content = true;
             }
             if let Some(text) = msg.refusal.get().filter(|t| !t.is_empty()) {
                 resp.output_chars = resp.output_chars.saturating_add(char_count(&text));
+                resp.content.text(index, &text);
                 content = true;
             }
             for call in msg
@@ -449,12 +454,16 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
                 // An arguments-only fragment is still generated output.
                 content = true;
                 let id = call.id.get().unwrap_or_default();
-                let name = call
+                let (name, args) = call
                     .function
                     .get()
-                    .and_then(|f| f.name.get())
+                    .map(|f| (f.name.get(), f.arguments.get()))
                     .unwrap_or_default();
+                let name = name.unwrap_or_default();
                 add_tool_call_once(resp, &id, &name);
+                if let Some(args) = args {
+                    resp.content.tool_arguments(index, &args);
+                }
             }
         }
     }

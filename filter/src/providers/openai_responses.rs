@@ -315,6 +315,7 @@ fn apply_object(o: ResponseObject<'_>, resp: &mut Response, count_text: bool) {
             {
                 for text in [part.text.get(), part.refusal.get()].into_iter().flatten() {
                     resp.output_chars = resp.output_chars.saturating_add(char_count(&text));
+                    resp.content.text(0, &text);
                 }
             }
         }
@@ -380,6 +381,9 @@ pub fn frame(
             if let Some(delta) = ev.delta.get().filter(|d| !d.is_empty()) {
                 if kind != "response.function_call_arguments.delta" {
                     resp.output_chars = resp.output_chars.saturating_add(char_count(&delta));
+                    resp.content.text(0, &delta);
+                } else {
+                    resp.content.tool_arguments(0, &delta);
                 }
                 out.content = true;
             }

@@ -125,6 +125,8 @@ struct Ctx {
     obj: bool,
     active: bool,
     rooted: bool,
+    /// Raw byte range of the key this container is the value of ((0, 0) for none).
+    key: (usize, usize),
 }
 
 /// Selection state for the value about to be read.
@@ -133,6 +135,7 @@ struct Next {
     active: bool,
     rooted: bool,
     structural: bool,
+    key: (usize, usize),
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -296,18 +299,42 @@ impl Redactor {
         json: &[u8],
         fields: FieldSelector<'_>,
     ) -> Option<(Vec<u8>, Findings)> {
+        let mut findings = Findings::default();
+        let out = map_json_strings(json, fields, &mut |_, text| {
+            let hits = self.hits(text);
+            if hits.is_empty() {
+                return None;
+            }
+            let mut redacted = String::with_capacity(text.len());
+            self.write_redacted(&mut redacted, text, &hits, &mut findings);
+            Some(redacted)
+        })??;
+        Some((out, findings))
+    }
+}
+
+/// Walk the selected string values of a JSON document; `visit(key, text)` sees each one decoded, with the
+/// (unescaped) object key it is the value of ("" at the top level), and may return a replacement.
+/// `None`: not valid JSON. `Some(None)`: valid, nothing replaced. `Some(Some(body))`: the document with the
+/// replacements, every other byte as it was.
+pub fn map_json_strings(
+    json: &[u8],
+    fields: FieldSelector<'_>,
+    visit: &mut dyn FnMut(&str, &str) -> Option<String>,
+) -> Option<Option<Vec<u8>>> {
+    {
         // Validating UTF-8 once lets every raw string slice below be a &str without rechecking.
         std::str::from_utf8(json).ok()?;
         let b = json;
         let mut out: Option<Vec<u8>> = None;
         let mut copied = 0usize;
-        let mut findings = Findings::default();
         let mut stack: Vec<Ctx> = Vec::new();
         let mut expect = Expect::Value;
         let mut next = Next {
             active: fields.roots.is_empty(),
             rooted: false,
             structural: false,
+            key: (0, 0),
         };
         let mut done = false;
         let mut i = 0usize;
@@ -337,6 +364,7 @@ impl Redactor {
                                     obj,
                                     active: next.active,
                                     rooted: next.rooted,
+                                    key: next.key,
                                 });
                                 expect = if obj {
                                     Expect::KeyOrEnd
@@ -350,8 +378,9 @@ impl Redactor {
                                 let (end, escaped) = scan_string(b, i)?;
                                 if next.active && !next.structural {
                                     let raw = b.get(i + 1..end - 1)?;
+                                    let key = decode(b.get(next.key.0..next.key.1)?)?;
                                     if let Some(rewritten) =
-                                        self.redact_string(raw, escaped, &mut findings)
+                                        rewrite_string(raw, escaped, &key, visit)
                                     {
                                         let o =
                                             out.get_or_insert_with(|| Vec::with_capacity(b.len()));
@@ -415,6 +444,7 @@ impl Redactor {
                             active,
                             rooted: true,
                             structural: fields.structural.contains(&key),
+                            key: (i + 1, end - 1),
                         };
                         expect = Expect::Colon;
                         i = end;
@@ -438,6 +468,7 @@ impl Redactor {
                                 active: top.active,
                                 rooted: top.rooted,
                                 structural: false,
+                                key: top.key,
                             };
                         }
                         (b'}', true) | (b']', false) => {
@@ -457,6 +488,7 @@ impl Redactor {
                             active: top.active,
                             rooted: top.rooted,
                             structural: false,
+                            key: top.key,
                         };
                     }
                 }
@@ -467,6 +499,7 @@ impl Redactor {
                         active: top.active,
                         rooted: top.rooted,
                         structural: false,
+                        key: top.key,
                     };
                 }
             }
@@ -474,30 +507,43 @@ impl Redactor {
         if !done {
             return None;
         }
-        let mut o = out?;
-        o.extend_from_slice(b.get(copied..)?);
-        Some((o, findings))
-    }
-
-    /// The re-escaped contents of one string with its matches replaced, or None when nothing matched.
-    fn redact_string(&self, raw: &[u8], escaped: bool, findings: &mut Findings) -> Option<Vec<u8>> {
-        let decoded;
-        let text: &str = if escaped {
-            decoded = unescape(raw)?;
-            &decoded
-        } else {
-            std::str::from_utf8(raw).ok()?
+        let Some(mut o) = out else {
+            return Some(None);
         };
-        let hits = self.hits(text);
-        if hits.is_empty() {
-            return None;
-        }
-        let mut redacted = String::with_capacity(text.len());
-        self.write_redacted(&mut redacted, text, &hits, findings);
-        let mut out = Vec::with_capacity(redacted.len() + 8);
-        escape_into(&mut out, &redacted);
-        Some(out)
+        o.extend_from_slice(b.get(copied..)?);
+        Some(Some(o))
     }
+}
+
+/// A raw key (between its quotes) decoded.
+fn decode(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    if raw.contains(&b'\\') {
+        unescape(raw).map(std::borrow::Cow::Owned)
+    } else {
+        std::str::from_utf8(raw)
+            .ok()
+            .map(std::borrow::Cow::Borrowed)
+    }
+}
+
+/// The re-escaped contents of one string as `visit` rewrote it, or None when it was left alone.
+fn rewrite_string(
+    raw: &[u8],
+    escaped: bool,
+    key: &str,
+    visit: &mut dyn FnMut(&str, &str) -> Option<String>,
+) -> Option<Vec<u8>> {
+    let decoded;
+    let text: &str = if escaped {
+        decoded = unescape(raw)?;
+        &decoded
+    } else {
+        std::str::from_utf8(raw).ok()?
+    };
+    let new = visit(key, text)?;
+    let mut out = Vec::with_capacity(new.len() + 8);
+    escape_into(&mut out, &new);
+    Some(out)
 }
 
 #[cfg(test)]

@@ -5,6 +5,72 @@ use crate::config::{Config, Semconv};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
 
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+    use crate::call::{Call, Route};
+    use crate::redact::{RedactionConfig, Redactor};
+
+    fn value(span: &Span, key: &str) -> Option<any_value::Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    }
+
+    #[test]
+    fn redaction_attributes_and_scrub() {
+        let mut call = Call {
+            route: Some(Route {
+                api: crate::call::Api::OpenAiChat,
+                provider: "openai".into(),
+                path_model: None,
+                path_stream: false,
+            }),
+            conversation_id: Some("jane@example.com".into()),
+            ..Default::default()
+        };
+        call.request.stop_sequences = vec!["call 555-123-4567".into()];
+        call.evidence.active = true;
+        call.evidence.findings.merge(
+            &Redactor::new(&RedactionConfig::default())
+                .unwrap()
+                .redact("a@example.com")
+                .1,
+        );
+        call.evidence.flags = vec!["prompt_injection.ignore_instructions"];
+        call.evidence.content = vec![("gen_ai.input.messages", "[]".into())];
+        let mut span = build_span(&call, &Config::default());
+        assert_eq!(
+            value(&span, "tollgate.redaction.count"),
+            Some(any_value::Value::IntValue(1))
+        );
+        assert!(
+            matches!(value(&span, "tollgate.redaction.types"), Some(any_value::Value::ArrayValue(a)) if a.values.len() == 1)
+        );
+        assert!(value(&span, "tollgate.security.flags").is_some());
+        assert_eq!(
+            value(&span, "gen_ai.input.messages"),
+            Some(any_value::Value::StringValue("[]".into()))
+        );
+        let f = scrub(
+            &mut span,
+            &Redactor::new(&RedactionConfig::default()).unwrap(),
+        );
+        assert_eq!(f.types, vec!["email", "phone"]);
+        assert_eq!(
+            value(&span, "gen_ai.conversation.id"),
+            Some(any_value::Value::StringValue("[REDACTED:EMAIL]".into()))
+        );
+        let bytes = format!("{span:?}");
+        assert!(!bytes.contains("jane@") && !bytes.contains("555-123"));
+        assert_eq!(
+            value(&span, "gen_ai.provider.name"),
+            Some(any_value::Value::StringValue("openai".into()))
+        );
+    }
+}
+
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
@@ -148,8 +214,87 @@ pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
         a.str("tollgate.budget.rule", b.rule.as_deref());
         a.int("tollgate.budget.remaining_tokens", b.remaining_tokens);
     }
+    let ev = &call.evidence;
+    for (name, json) in &ev.content {
+        a.str(name, Some(json));
+    }
+    if ev.truncated {
+        a.bool("tollgate.content.truncated", true);
+    }
+    if ev.active {
+        a.int(
+            "tollgate.redaction.count",
+            Some(u64::from(ev.findings.count)),
+        );
+        a.strs("tollgate.redaction.types", &ev.findings.types);
+    }
+    if !ev.flags.is_empty() {
+        let flags: Vec<String> = ev.flags.iter().map(|f| (*f).to_owned()).collect();
+        a.strs("tollgate.security.flags", &flags);
+    }
     let _ = Semconv::Latest; // The latest-only names are metrics; span names are shared by both sets today.
     a.0
+}
+
+/// Attributes whose values are protocol structure, never user text: everything else that is a string is
+/// redacted by [`scrub`] when redaction is on.
+const STRUCTURAL_ATTRIBUTES: &[&str] = &[
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.output.type",
+    "gen_ai.response.finish_reasons",
+    "server.address",
+    "error.type",
+    "openai.request.service_tier",
+    "openai.response.service_tier",
+    "openai.response.system_fingerprint",
+    "tollgate.system_prompt.hash",
+    "tollgate.redaction.types",
+    "tollgate.security.flags",
+    // Already redacted (and capped) when captured.
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+];
+
+fn scrub_value(v: &mut AnyValue, r: &crate::redact::Redactor, f: &mut crate::redact::Findings) {
+    match v.value.as_mut() {
+        Some(any_value::Value::StringValue(s)) => {
+            let (out, found) = r.redact(s);
+            if !found.is_empty() {
+                *s = out.into_owned();
+                f.merge(&found);
+            }
+        }
+        Some(any_value::Value::ArrayValue(arr)) => {
+            for x in &mut arr.values {
+                scrub_value(x, r, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Redact every string attribute (span and event attributes) that can carry user text — conversation ids,
+/// stop sequences, tool names, response ids — before the span is queued. Returns what was found.
+pub fn scrub(span: &mut Span, r: &crate::redact::Redactor) -> crate::redact::Findings {
+    let mut f = crate::redact::Findings::default();
+    let attrs = span
+        .attributes
+        .iter_mut()
+        .chain(span.events.iter_mut().flat_map(|e| e.attributes.iter_mut()));
+    for kv in attrs {
+        if STRUCTURAL_ATTRIBUTES.contains(&kv.key.as_str()) {
+            continue;
+        }
+        if let Some(v) = kv.value.as_mut() {
+            scrub_value(v, r, &mut f);
+        }
+    }
+    f
 }
 
 /// Span name per semconv: `{operation} {model}`, or the operation alone when the model is unknown.

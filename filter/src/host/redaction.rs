@@ -1,0 +1,212 @@
+//! Redaction and content capture for one exchange: the host side of `redact` and `capture`. `http.rs` calls
+//! these at fixed points of the request-body pipeline (block check, egress rewrite), the response (output
+//! redaction) and `on_log` (evidence for the span, counters, attribute scrubbing).
+
+use super::abi;
+use super::stats::Stats;
+use crate::call::{Api, Call};
+use crate::capture::{self, OutputCapture};
+use crate::config::Config;
+use crate::providers::Framing;
+use crate::redact::{map_json_strings, security_flags, FieldSelector, Findings, SseOutputRedactor};
+use crate::reply::{refuse, Refusal};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use proxy_wasm::types::MapType;
+
+/// User text gathered for the prompt-injection heuristics is capped (the flags need no more).
+const MAX_FLAG_TEXT: usize = 256 * 1024;
+
+#[derive(Default)]
+pub struct Redaction {
+    active: bool,
+    input: Option<capture::Input>,
+    request_findings: Findings,
+    flags: Vec<&'static str>,
+    egress_body: Option<Vec<u8>>,
+    sse: Option<SseOutputRedactor>,
+    json_output: bool,
+    output_findings: Findings,
+    /// Output was redacted on the data path (its findings are the output's; capture adds none).
+    output_redacted: bool,
+    /// The request was refused locally; the reply is ours and is not edited.
+    blocked: bool,
+}
+
+/// Whether redaction or capture does any work for this configuration.
+pub fn enabled(cfg: &Config) -> bool {
+    cfg.redaction.configured || cfg.capture_content
+}
+
+/// The request body may be rewritten (then the headers callback removes `content-length`).
+pub fn may_rewrite_request(cfg: &Config) -> bool {
+    cfg.redaction.egress
+}
+
+impl Redaction {
+    /// Request headers of a detected call: output redaction can only edit identity-encoded responses,
+    /// so ask the provider for one.
+    pub fn on_request_headers(&mut self, cfg: &Config) {
+        if cfg.redaction.output {
+            abi::remove_header(MapType::HttpRequestHeaders, "accept-encoding");
+        }
+    }
+
+    /// The whole request body, after the provider parsed it. Scans the user text once (findings, egress
+    /// rewrite, flags), starts content capture, and answers the request locally when a `block` detector
+    /// matched: returns true when it did (the caller returns `Action::Pause`).
+    pub fn on_request_body(
+        &mut self,
+        cfg: &Config,
+        stats: &Stats,
+        api: Api,
+        body: &[u8],
+        call: &mut Call,
+    ) -> bool {
+        if !enabled(cfg) {
+            return false;
+        }
+        self.active = true;
+        let settings = &cfg.redaction;
+        let r = settings.redactor();
+        if cfg.capture_content {
+            self.input = capture::input(api, body);
+            call.response.content = OutputCapture::new(cfg.max_content_bytes);
+        }
+        if let Some((rewritten, f)) = r.redact_json_strings(body, FieldSelector::REQUEST) {
+            self.request_findings = f;
+            if settings.egress {
+                self.egress_body = Some(rewritten);
+            }
+        }
+        let mut text = String::new();
+        let _ = map_json_strings(body, FieldSelector::REQUEST, &mut |_, t| {
+            if text.len() < MAX_FLAG_TEXT {
+                text.push_str(t);
+                text.push('\n');
+            }
+            None
+        });
+        self.flags = security_flags(&text);
+        let blocked = self.request_findings.blocked_by(&settings.block);
+        if blocked.is_empty() {
+            return false;
+        }
+        // Name the detector types, never the matched text.
+        let msg = format!(
+            "request blocked by the gateway's data protection policy: it contains {}",
+            blocked.join(", ")
+        );
+        let reply = refuse(api, Refusal::ContentBlocked, &msg, vec![]);
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        stats.redaction_blocked.add(1);
+        self.blocked = true;
+        call.http_status = Some(reply.status);
+        call.response.error_type = Some(Refusal::ContentBlocked.code().to_owned());
+        abi::send_local_response(u32::from(reply.status), &headers, &reply.body)
+    }
+
+    /// The egress-redacted body, when `egress` is on and something was redacted.
+    pub fn take_egress_body(&mut self) -> Option<Vec<u8>> {
+        self.egress_body.take()
+    }
+
+    /// Response headers: decide how output is redacted. Returns true when `content-length` must go.
+    pub fn on_response_headers(
+        &mut self,
+        cfg: &Config,
+        stats: &Stats,
+        framing: Framing,
+        identity: bool,
+    ) -> bool {
+        if !self.active || self.blocked || !cfg.redaction.output {
+            return false;
+        }
+        if !identity {
+            stats.redaction_output_unsupported.add(1);
+            return false;
+        }
+        match framing {
+            Framing::Sse => {
+                self.sse = Some(SseOutputRedactor::new(cfg.redaction.hold_back));
+                self.output_redacted = true;
+                true
+            }
+            Framing::Whole => {
+                self.json_output = true;
+                self.output_redacted = true;
+                true
+            }
+            Framing::Ndjson | Framing::JsonArray | Framing::AwsEventStream => {
+                stats.redaction_output_unsupported.add(1);
+                false
+            }
+        }
+    }
+
+    /// A whole JSON response is buffered so it can be redacted as one document.
+    pub fn buffers_response(&self) -> bool {
+        self.json_output
+    }
+
+    /// Redact a whole JSON response body; None when nothing changed.
+    pub fn redact_json_response(&mut self, cfg: &Config, body: &[u8]) -> Option<Vec<u8>> {
+        let (out, f) = cfg
+            .redaction
+            .redactor()
+            .redact_json_strings(body, FieldSelector::RESPONSE)?;
+        self.output_findings.merge(&f);
+        Some(out)
+    }
+
+    /// Redact client-bound stream bytes (after any other stream edit). None when output redaction is off.
+    pub fn redact_stream(&mut self, cfg: &Config, chunk: &[u8], end: bool) -> Option<Vec<u8>> {
+        let sse = self.sse.as_mut()?;
+        let r = cfg.redaction.redactor();
+        let mut out = sse.push(r, chunk);
+        if end {
+            out.extend(sse.finish(r));
+        }
+        Some(out)
+    }
+
+    /// `on_log`: put the evidence on the call and count findings per detector.
+    pub fn finish(&mut self, cfg: &Config, stats: &Stats, call: &mut Call) {
+        if !self.active {
+            return;
+        }
+        let mut findings = std::mem::take(&mut self.request_findings);
+        if let Some(sse) = &self.sse {
+            findings.merge(&sse.findings());
+        }
+        findings.merge(&self.output_findings);
+        let ev = &mut call.evidence;
+        if cfg.capture_content {
+            let rendered = capture::render(
+                self.input.as_ref(),
+                &call.response,
+                cfg.redaction.redactor(),
+                cfg.max_content_bytes,
+            );
+            if !self.output_redacted {
+                findings.merge(&rendered.output_findings);
+            }
+            ev.content = rendered.attributes;
+            ev.truncated = rendered.truncated;
+        }
+        stats.count_redactions(&findings);
+        ev.active = true;
+        ev.findings = findings;
+        ev.flags = std::mem::take(&mut self.flags);
+    }
+
+    /// Redact the span's other user-text attributes before it is queued.
+    pub fn scrub(&self, cfg: &Config, span: &mut Span) {
+        if self.active {
+            crate::telemetry::span::scrub(span, cfg.redaction.redactor());
+        }
+    }
+}
