@@ -55,6 +55,9 @@ pub enum Instrument {
     UsageReasoningOutputTokens,
     OperationInputTokens,
     OperationOutputTokens,
+    // tollgate's own, in both sets: attribution by tenant, cost and budget decisions.
+    Cost,
+    BudgetDecisions,
 }
 
 /// How an instrument aggregates.
@@ -63,10 +66,12 @@ pub enum Kind {
     Histogram(&'static [f64]),
     /// Monotonic counter.
     Counter,
+    /// Monotonic counter of a fractional quantity (USD).
+    CounterF64,
 }
 
 impl Instrument {
-    pub const ALL: [Instrument; 12] = [
+    pub const ALL: [Instrument; 14] = [
         Instrument::TokenUsage,
         Instrument::OperationDuration,
         Instrument::OperationTimeToFirstChunk,
@@ -79,6 +84,8 @@ impl Instrument {
         Instrument::UsageReasoningOutputTokens,
         Instrument::OperationInputTokens,
         Instrument::OperationOutputTokens,
+        Instrument::Cost,
+        Instrument::BudgetDecisions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +108,8 @@ impl Instrument {
             }
             Instrument::OperationInputTokens => "gen_ai.client.inference.operation.input_tokens",
             Instrument::OperationOutputTokens => "gen_ai.client.inference.operation.output_tokens",
+            Instrument::Cost => "tollgate.cost.usd",
+            Instrument::BudgetDecisions => "tollgate.budget.decisions",
         }
     }
 
@@ -117,11 +126,18 @@ impl Instrument {
             | Instrument::UsageOutputTokens
             | Instrument::UsageCacheReadInputTokens
             | Instrument::UsageCacheWriteInputTokens
-            | Instrument::UsageReasoningOutputTokens => Kind::Counter,
+            | Instrument::UsageReasoningOutputTokens
+            | Instrument::BudgetDecisions => Kind::Counter,
+            Instrument::Cost => Kind::CounterF64,
         }
     }
 
     pub fn unit(self) -> &'static str {
+        match self {
+            Instrument::Cost => return "{USD}",
+            Instrument::BudgetDecisions => return "{request}",
+            _ => {}
+        }
         match self.kind() {
             Kind::Histogram(b) if b == DURATION_BUCKETS.as_slice() => "s",
             _ => "{token}",
@@ -144,6 +160,10 @@ impl Instrument {
             Instrument::UsageReasoningOutputTokens => "Output tokens used for reasoning.",
             Instrument::OperationInputTokens => "Input tokens per inference operation.",
             Instrument::OperationOutputTokens => "Output tokens per inference operation.",
+            Instrument::Cost => "Cost of the calls in USD, from the pricing table.",
+            Instrument::BudgetDecisions => {
+                "Budget decisions (allowed, denied, clamped, dry_run_denied)."
+            }
         }
     }
 }
@@ -169,6 +189,7 @@ enum Data {
         max: f64,
     },
     Counter(u64),
+    CounterF64(f64),
 }
 
 impl Data {
@@ -182,6 +203,7 @@ impl Data {
                 max: f64::NEG_INFINITY,
             },
             Kind::Counter => Data::Counter(0),
+            Kind::CounterF64 => Data::CounterF64(0.0),
         }
     }
 
@@ -209,6 +231,11 @@ impl Data {
             }
             (Data::Counter(total), Kind::Counter) => {
                 *total = total.saturating_add(if v > 0.0 { v as u64 } else { 0 });
+            }
+            (Data::CounterF64(total), Kind::CounterF64) => {
+                if v > 0.0 {
+                    *total += v;
+                }
             }
             _ => {}
         }
@@ -276,6 +303,9 @@ fn base_attrs(call: &Call, with_error: bool) -> AttrSet {
         if let Some(p) = call.server_port {
             a.push(("server.port", Val::Int(i64::from(p))));
         }
+    }
+    if let Some(t) = call.tenant.as_deref() {
+        a.push(("tollgate.tenant", Val::Str(cut(t))));
     }
     if with_error {
         if let Some(e) = call.error_type() {
@@ -354,6 +384,17 @@ impl Aggregator {
         }
         if let Some(t) = ttfc {
             self.add(Instrument::OperationTimeToFirstChunk, base.clone(), t);
+        }
+        if let Some(usd) = call.cost_usd {
+            self.add(Instrument::Cost, base_attrs(call, false), usd);
+        }
+        if let Some(b) = &call.budget {
+            let a = with(
+                base_attrs(call, false),
+                "tollgate.budget.decision",
+                b.verdict.as_str(),
+            );
+            self.add(Instrument::BudgetDecisions, a, 1.0);
         }
         if semconv != Semconv::Latest {
             return;
@@ -516,26 +557,30 @@ fn encode(
                                 min: (*count > 0).then_some(*min),
                                 max: (*count > 0).then_some(*max),
                             }),
-                            Data::Counter(_) => None,
+                            Data::Counter(_) | Data::CounterF64(_) => None,
                         })
                         .collect(),
                     aggregation_temporality: delta,
                 }),
-                Kind::Counter => metric::Data::Sum(Sum {
+                Kind::Counter | Kind::CounterF64 => metric::Data::Sum(Sum {
                     data_points: per
                         .iter()
-                        .filter_map(|(a, d)| match d {
-                            Data::Counter(v) => Some(NumberDataPoint {
+                        .filter_map(|(a, d)| {
+                            let value = match d {
+                                Data::Counter(v) => number_data_point::Value::AsInt(
+                                    i64::try_from(*v).unwrap_or(i64::MAX),
+                                ),
+                                Data::CounterF64(v) => number_data_point::Value::AsDouble(*v),
+                                Data::Histogram { .. } => return None,
+                            };
+                            Some(NumberDataPoint {
                                 attributes: attrs(a),
                                 start_time_unix_nano: start_ns,
                                 time_unix_nano: now_ns,
                                 exemplars: Vec::new(),
                                 flags: 0,
-                                value: Some(number_data_point::Value::AsInt(
-                                    i64::try_from(*v).unwrap_or(i64::MAX),
-                                )),
-                            }),
-                            Data::Histogram { .. } => None,
+                                value: Some(value),
+                            })
                         })
                         .collect(),
                     aggregation_temporality: delta,
@@ -705,6 +750,67 @@ mod tests {
         let next = take(&mut agg, 3_000_000_000);
         let d = &hist_points(metric(&next, "gen_ai.client.operation.duration").unwrap())[0];
         assert_eq!((d.count, d.start_time_unix_nano), (1, 2_000_000_000));
+    }
+
+    #[test]
+    fn cost_and_budget_decisions_by_tenant() {
+        use crate::budget::{Outcome as Budget, Verdict};
+        let mut agg = Aggregator::new(100, 1);
+        for (usd, verdict) in [
+            (0.25, Verdict::Allowed),
+            (0.5, Verdict::Allowed),
+            (0.0, Verdict::Denied),
+        ] {
+            let mut c = call("gpt-4o", Some(10), Some(5), false);
+            c.tenant = Some("team-a".into());
+            c.cost_usd = (usd > 0.0).then_some(usd);
+            c.budget = Some(Budget {
+                verdict,
+                rule: Some("rules[0]".into()),
+                remaining_tokens: None,
+            });
+            agg.record(&c, Semconv::Default);
+        }
+        let req = take(&mut agg, 2_000_000_000);
+        let sum_points = |name: &str| match metric(&req, name).unwrap().data.as_ref().unwrap() {
+            PData::Sum(s) => {
+                assert!(s.is_monotonic);
+                assert_eq!(
+                    s.aggregation_temporality,
+                    AggregationTemporality::Delta as i32
+                );
+                s.data_points.clone()
+            }
+            other => panic!("not a sum: {other:?}"),
+        };
+        let cost = sum_points("tollgate.cost.usd");
+        assert_eq!(metric(&req, "tollgate.cost.usd").unwrap().unit, "{USD}");
+        assert_eq!(cost.len(), 1);
+        assert_eq!(
+            cost[0].value,
+            Some(number_data_point::Value::AsDouble(0.75))
+        );
+        assert_eq!(
+            attr(&cost[0].attributes, "tollgate.tenant"),
+            Some(&any_value::Value::StringValue("team-a".into()))
+        );
+        let decisions = sum_points("tollgate.budget.decisions");
+        let count = |v: &str| {
+            decisions
+                .iter()
+                .find(|p| {
+                    attr(&p.attributes, "tollgate.budget.decision")
+                        == Some(&any_value::Value::StringValue(v.into()))
+                })
+                .and_then(|p| p.value.clone())
+        };
+        assert_eq!(count("allowed"), Some(number_data_point::Value::AsInt(2)));
+        assert_eq!(count("denied"), Some(number_data_point::Value::AsInt(1)));
+        // The semconv histograms carry the tenant too, so usage is attributable.
+        let usage = hist_points(metric(&req, "gen_ai.client.token.usage").unwrap());
+        assert!(usage
+            .iter()
+            .all(|p| attr(&p.attributes, "tollgate.tenant").is_some()));
     }
 
     #[test]
