@@ -7,7 +7,7 @@ use super::{now_ns, random, random_unit};
 use crate::call::{Api, Call};
 use crate::providers::{self, bedrock, openai, Framing, StreamState};
 use crate::stream::sse_edit::{event_data, SseEventFilter};
-use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use crate::stream::{inflate_all, BodyDecoder, ContentEncoding, Frame, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -19,6 +19,8 @@ pub struct Exchange {
     active: bool,
     /// The request body was too large to buffer and passed uninspected.
     request_skipped: bool,
+    /// The request's `content-encoding`; `None` for codings tollgate cannot undo (body not inspected).
+    request_encoding: Option<ContentEncoding>,
     framing: Framing,
     decoder: Option<BodyDecoder>,
     stream: StreamState,
@@ -34,6 +36,7 @@ impl Exchange {
             call: Call::default(),
             active: false,
             request_skipped: false,
+            request_encoding: Some(ContentEncoding::Identity),
             framing: Framing::Whole,
             decoder: None,
             stream: StreamState::default(),
@@ -53,9 +56,10 @@ impl Exchange {
             })
     }
 
-    /// Whether `on_http_request_body` may replace the body (then `content-length` must go).
+    /// Whether `on_http_request_body` may replace the body (then `content-length` must go). A compressed
+    /// request body is only ever read (decoded copy), never rewritten.
     fn may_rewrite_request_body(&self) -> bool {
-        self.may_inject_usage()
+        self.request_encoding == Some(ContentEncoding::Identity) && self.may_inject_usage()
     }
 
     /// Replace the buffered request body (its `content-length` was removed with the headers).
@@ -125,6 +129,8 @@ impl HttpContext for Exchange {
             self.call.conversation_id =
                 Self::request_header(h).filter(|v| !v.is_empty() && v.len() <= 256);
         }
+        let ce = Self::request_header("content-encoding").unwrap_or_default();
+        self.request_encoding = ContentEncoding::from_header(&ce);
         let tp = Self::request_header("traceparent");
         let ts = Self::request_header("tracestate");
         self.call.ids = trace::span_ids(
@@ -163,10 +169,27 @@ impl HttpContext for Exchange {
             return Action::Pause; // Buffer until the whole body is here.
         }
         let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        // A compressed body is decoded into a copy for inspection; the original bytes go upstream.
+        let max = u64::try_from(self.shared.config.max_request_body).unwrap_or(u64::MAX);
+        let decoded = match self.request_encoding {
+            Some(ContentEncoding::Identity) => None,
+            Some(enc) => inflate_all(enc, &body, max).ok(),
+            None => None,
+        };
+        let readable = match self.request_encoding {
+            Some(ContentEncoding::Identity) => Some(body.as_slice()),
+            _ => decoded.as_deref(),
+        };
+        let Some(readable) = readable else {
+            // Unknown coding, corrupt or over `max_request_body` once decoded: forwarded as is.
+            self.request_skipped = true;
+            self.shared.stats.calls_uninspected.add(1);
+            return Action::Continue;
+        };
         if let Some(route) = self.call.route.as_ref() {
-            providers::request(route, &body, &mut self.call.request);
+            providers::request(route, readable, &mut self.call.request);
         }
-        if self.may_inject_usage() {
+        if self.may_rewrite_request_body() && self.may_inject_usage() {
             if let Some(new_body) = openai::inject_include_usage(&body) {
                 if Self::replace_request_body(body_size, &new_body) {
                     self.call.request.include_usage_injected = true;

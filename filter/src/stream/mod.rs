@@ -27,7 +27,7 @@ pub mod sse;
 pub mod sse_edit;
 
 pub use eventstream::{encode_message, EventStreamDecoder};
-pub use inflate::{ContentEncoding, InflateError, Inflater};
+pub use inflate::{inflate_all, ContentEncoding, InflateError, Inflater};
 pub use json_array::JsonArrayDecoder;
 pub use ndjson::NdjsonDecoder;
 pub use sse::SseDecoder;
