@@ -363,47 +363,12 @@ def test_worker_counts_account_every_call_once(topology, workers):
 # --- hot reload ----------------------------------------------------------------------------------------
 
 
-def lds_topology(plugin_config):
-    """A Topology whose listener comes from a file (LDS), so a test can replace the plugin JSON live."""
-    import yaml
-
-    t = gateway.Topology(plugin_config)
-    with open(t.envoy.config_path, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
-    listener = cfg["static_resources"].pop("listeners")[0]
-    listener["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
-    lds_path = os.path.join(t.envoy.dir, "lds.yaml")
-    cfg["dynamic_resources"] = {"lds_config": {"path_config_source": {"path": lds_path},
-                                               "resource_api_version": "V3"}}
-    cfg["node"] = {"id": "tollgate-test", "cluster": "tollgate-test"}
-    with open(t.envoy.config_path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(cfg, f)
-    t.lds_path, t.listener = lds_path, listener
-    write_lds(t, plugin_config)
-    return t
-
-
-def write_lds(t, plugin_config):
-    """Atomically replace the LDS file with the listener carrying `plugin_config`."""
-    import copy
-
-    import yaml
-
-    listener = copy.deepcopy(t.listener)
-    wasm = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
-    wasm["config"]["configuration"]["value"] = json.dumps(plugin_config)
-    tmp = t.lds_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"resources": [listener]}, f)
-    os.rename(tmp, t.lds_path)
-
-
 def envoy_stat(t, name):
     return t.envoy.stats(name).get(name, 0)
 
 
 def test_hot_reload_while_traffic_flows():
-    t = lds_topology(gateway.default_plugin_config()).start()
+    t = gateway.lds_topology(gateway.default_plugin_config()).start()
     try:
         stop = threading.Event()
         failures, done = [], [0]
@@ -424,7 +389,7 @@ def test_hot_reload_while_traffic_flows():
         v2 = gateway.default_plugin_config()
         v2["service_name"] = "tollgate-v2"
         ok_before = envoy_stat(t, "listener_manager.lds.update_success")
-        write_lds(t, v2)
+        gateway.write_lds(t, v2)
         deadline = time.time() + 20
         while time.time() < deadline and not any(
                 s["resource"]["service.name"] == "tollgate-v2" for s in t.spans()):
@@ -435,7 +400,7 @@ def test_hot_reload_while_traffic_flows():
         rejected = envoy_stat(t, "listener_manager.lds.update_rejected")
         bad = gateway.default_plugin_config()
         bad["otlp"]["timeout_ms"] = "soon"
-        write_lds(t, bad)
+        gateway.write_lds(t, bad)
         deadline = time.time() + 20
         while time.time() < deadline and envoy_stat(t, "listener_manager.lds.update_rejected") == rejected:
             time.sleep(0.1)
