@@ -2,6 +2,8 @@
 #   make build   tollgate.wasm (wasm32-wasip1, release, LTO, panic=abort)
 #   make test    native unit tests + the same tests on wasm32 under Node + end-to-end tests through real Envoy
 #   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C
+#   make fuzz    every cargo-fuzz target for FUZZ_SECONDS (default 25) each, seeded from the fixtures
+#   make soak    SOAK_SECONDS (default 600) of mixed traffic at high concurrency; memory and accounting checks
 # Everything needed is installed by scripts/setup.sh (idempotent).
 
 SHELL := /bin/bash
@@ -29,7 +31,7 @@ WASM_STD := -Zbuild-std=std,panic_abort
 WASM_TEST_STD := -Zbuild-std=std,panic_abort -Zpanic-abort-tests
 endif
 
-.PHONY: all setup build test unit wasm-unit e2e run fmt clippy clean
+.PHONY: all setup build test unit wasm-unit e2e run fmt clippy clean fuzz soak
 
 all: build
 
@@ -56,6 +58,16 @@ test: setup unit wasm-unit e2e
 
 run: build
 	$(PY) testenv/run.py
+
+FUZZ_SECONDS ?= 25
+fuzz:
+	@scripts/fuzz-setup.sh
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+SOAK_SECONDS ?= 600
+SOAK_CONCURRENCY ?= 64
+soak: build
+	$(PY) tests/soak/soak.py --duration $(SOAK_SECONDS) --concurrency $(SOAK_CONCURRENCY)
 
 fmt:
 	cargo fmt --all
