@@ -342,7 +342,7 @@ pub(crate) mod testutil {
                 s ^= s >> 7;
                 s ^= s << 17;
                 // Mostly small chunks, sometimes a large one.
-                let n = if s % 8 == 0 {
+                let n = if s.is_multiple_of(8) {
                     (s >> 8) as usize % 512
                 } else {
                     (s >> 8) as usize % 18
