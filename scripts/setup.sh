@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   echo "setup: using rustup's wasm32-wasip1 target"
 else
-  pkgs="rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc"
+  pkgs="rustc-web cargo-web rust-web-src rust-web-llvm rust-web-clippy lld-22 wasi-libc"
   missing=""
   for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ]; then

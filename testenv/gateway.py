@@ -228,3 +228,40 @@ class Topology:
         send_json(self.collector.port, "/__spans", None, method="DELETE")
         send_json(self.provider.port, "/__requests", None, method="DELETE")
         send_json(self.collector.port, "/__mode", {"status": 200, "retry_after": None, "delay_ms": 0})
+
+
+def lds_topology(plugin_config, **kw):
+    """A Topology (not started) whose listener comes from a file (LDS), so a test can replace the plugin
+    JSON while Envoy runs (`write_lds`)."""
+    import yaml
+
+    t = Topology(plugin_config, **kw)
+    with open(t.envoy.config_path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    listener = cfg["static_resources"].pop("listeners")[0]
+    listener["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    lds_path = os.path.join(t.envoy.dir, "lds.yaml")
+    cfg["dynamic_resources"] = {"lds_config": {"path_config_source": {"path": lds_path},
+                                               "resource_api_version": "V3"}}
+    cfg["node"] = {"id": "tollgate-test", "cluster": "tollgate-test"}
+    with open(t.envoy.config_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f)
+    t.lds_path, t.listener = lds_path, listener
+    write_lds(t, plugin_config)
+    return t
+
+
+def write_lds(t, plugin_config):
+    """Atomically replace the LDS file with the listener carrying `plugin_config`."""
+    import copy
+
+    import yaml
+
+    listener = copy.deepcopy(t.listener)
+    wasm = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+    raw = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+    wasm["config"]["configuration"]["value"] = raw
+    tmp = t.lds_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"resources": [listener]}, f)
+    os.rename(tmp, t.lds_path)

@@ -6,11 +6,19 @@ request headers shape the delivery:
   x-mock-chunk: N        send the body in N-byte chunks (chunked transfer encoding)
   x-mock-delay-ms: D     sleep D ms between chunks
   x-mock-gzip: 1         gzip the body (content-encoding: gzip)
+  x-mock-encoding: E     compress the body with E = gzip | deflate | br (content-encoding: E)
   x-mock-truncate: N     send only the first N bytes, then reset the connection
   x-mock-usage: max      (OpenAI chat shape) generate exactly the request's max_completion_tokens/max_tokens
                          output tokens, as a JSON body or an SSE stream (`stream: true`; the usage chunk only
                          when `stream_options.include_usage`); prompt_tokens = x-mock-prompt-tokens (default 10).
                          Lets budget tests know each call's exact usage and see clamped max tokens honoured.
+  x-mock-reset: N        same as truncate: N bytes, then a TCP RST (SO_LINGER 0); N=0 resets before headers
+  x-mock-close: N        send N bytes of a body announced with its full content-length, then close (FIN)
+  x-mock-wait-ms: D      wait D ms before sending anything (the gateway waits for response headers)
+  x-mock-stall-ms: D     after the headers and the first chunk, stall D ms before sending the rest
+  x-mock-content-type: T replace the response content-type
+  x-mock-body-b64: B     replace the response body with base64 B (invalid JSON, binary garbage, ...)
+  x-mock-header-bytes: N add an `x-mock-big` response header of N bytes
 Without a fixture header, OpenAI-shaped paths get a small canned chat completion (used by `make run` and the
 benchmark). Every request is recorded (method, path, headers, body) for assertions.
 """
@@ -91,6 +99,16 @@ def usage_max_response(body: bytes, prompt_tokens: int):
         out += chunk([], {"usage": usage})
     out += b"data: [DONE]\n\n"
     return {"content-type": "text/event-stream"}, out
+def compress(encoding, payload):
+    if encoding == "gzip":
+        return gzip.compress(payload)
+    if encoding == "deflate":
+        return zlib.compress(payload)
+    if encoding == "br":
+        import brotli  # testenv/requirements.txt
+
+        return brotli.compress(payload)
+    raise ValueError(f"unknown x-mock-encoding {encoding}")
 
 
 def load_fixture(name):
@@ -109,13 +127,21 @@ CANNED = {
 
 
 class Recorder:
+    """The last MAX_KEPT requests, and how many arrived since the last clear (`GET /__count`)."""
+
+    MAX_KEPT = 2000
+
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = []
+        self.count = 0
 
     def add(self, item):
         with self.lock:
+            self.count += 1
             self.requests.append(item)
+            if len(self.requests) > self.MAX_KEPT:
+                del self.requests[0]
 
     def snapshot(self):
         with self.lock:
@@ -124,6 +150,7 @@ class Recorder:
     def clear(self):
         with self.lock:
             self.requests.clear()
+            self.count = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -153,6 +180,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/__requests":
             body = json.dumps(self.recorder.snapshot()).encode()
             self._send(200, {"content-type": "application/json"}, body)
+        elif self.path == "/__count":
+            self._send(200, {"content-type": "application/json"}, json.dumps(self.recorder.count).encode())
         elif self.path == "/__health":
             self._send(200, {"content-type": "text/plain"}, b"ok")
         else:
@@ -181,16 +210,31 @@ class Handler(BaseHTTPRequestHandler):
             payload = fixture_body(fx)
         else:
             status, headers, payload = 200, {"content-type": "application/json"}, json.dumps(CANNED).encode()
-        if self.headers.get("x-mock-gzip") == "1":
-            payload = gzip.compress(payload)
-            headers["content-encoding"] = "gzip"
+        wait = int(self.headers.get("x-mock-wait-ms", "0") or 0)
+        if wait:
+            time.sleep(wait / 1000.0)
+        if self.headers.get("x-mock-body-b64") is not None:
+            payload = base64.b64decode(self.headers["x-mock-body-b64"])
+        if self.headers.get("x-mock-content-type") is not None:
+            headers["content-type"] = self.headers["x-mock-content-type"]
+        if self.headers.get("x-mock-header-bytes"):
+            headers["x-mock-big"] = "b" * int(self.headers["x-mock-header-bytes"])
+        encoding = "gzip" if self.headers.get("x-mock-gzip") == "1" else self.headers.get("x-mock-encoding")
+        if encoding:
+            payload = compress(encoding, payload)
+            headers["content-encoding"] = encoding
         chunk = int(self.headers.get("x-mock-chunk", "0") or 0)
         delay = int(self.headers.get("x-mock-delay-ms", "0") or 0) / 1000.0
-        truncate = self.headers.get("x-mock-truncate")
-        if truncate is not None:
+        stall = int(self.headers.get("x-mock-stall-ms", "0") or 0) / 1000.0
+        truncate = self.headers.get("x-mock-truncate") or self.headers.get("x-mock-reset")
+        if truncate is not None and int(truncate) == 0:
+            self._reset()
+        elif truncate is not None:
             self._send_truncated(status, headers, payload[: int(truncate)])
-        elif chunk > 0:
-            self._send_chunked(status, headers, payload, chunk, delay)
+        elif self.headers.get("x-mock-close") is not None:
+            self._send_closed(status, headers, payload, int(self.headers["x-mock-close"]))
+        elif chunk > 0 or stall:
+            self._send_chunked(status, headers, payload, chunk or len(payload) or 1, delay, stall)
         else:
             self._send(status, headers, payload)
 
@@ -206,19 +250,40 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
-    def _send_chunked(self, status, headers, payload, size, delay):
+    def _send_chunked(self, status, headers, payload, size, delay, stall=0.0):
         self._head(status, headers)
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
-        for i in range(0, len(payload), size):
+        for n, i in enumerate(range(0, len(payload), size)):
             part = payload[i:i + size]
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
-            self.wfile.flush()
+            try:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.flush()
+            except OSError:  # the gateway gave up on this stream (client abort)
+                self.close_connection = True
+                return
             if delay:
                 time.sleep(delay)
+            if stall and n == 0:
+                time.sleep(stall)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _reset(self):
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.connection.close()
+        self.close_connection = True
+
+    def _send_closed(self, status, headers, payload, n):
+        self._head(status, headers)
+        self.send_header("content-length", str(len(payload)))
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(payload[:n])
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_WR)
+        self.close_connection = True
 
     def _send_truncated(self, status, headers, part):
         self._head(status, headers)

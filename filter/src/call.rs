@@ -135,6 +135,10 @@ pub struct Request {
     pub include_usage_injected: bool,
     /// Bytes of prompt text seen (for estimates when the provider reports no usage).
     pub prompt_chars: u64,
+    /// Embeddings: `gen_ai.embeddings.dimension.count` (requested vector size).
+    pub embedding_dimensions: Option<u64>,
+    /// Embeddings: `gen_ai.request.encoding_formats`.
+    pub encoding_formats: Vec<String>,
 }
 
 /// What the response said.

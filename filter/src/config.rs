@@ -192,11 +192,30 @@ impl Config {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Config::from_raw(Raw::default());
         }
+        // serde also accepts a struct written as an array of its fields; a plugin config is an object.
+        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(err("", "the configuration must be a JSON object"));
+        }
         let de = &mut serde_json::Deserializer::from_slice(json);
-        let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
+        let raw: Raw = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+            let inner = e.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                // Not JSON at all: there is no key to name, only where the text breaks.
+                return err("", format!("invalid JSON: {inner}"));
+            }
             let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { key };
-            err(key, e.inner().to_string())
+            let key = if key == "." || key == "?" {
+                String::new()
+            } else {
+                key
+            };
+            err(key, inner.to_string())
+        })?;
+        de.end().map_err(|e| {
+            err(
+                "",
+                format!("invalid JSON after the configuration object: {e}"),
+            )
         })?;
         Config::from_raw(raw)
     }
@@ -481,7 +500,18 @@ mod tests {
             key_of(r#"{"otlp":{"cluster":"c","max_batch":100,"max_queue":10}}"#),
             "otlp.max_queue"
         );
-        assert!(Config::parse(b"{not json").is_err());
+        assert!(Config::parse(b"{not json")
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid tollgate configuration: invalid JSON: "));
+        assert!(Config::parse(b"{} {}")
+            .unwrap_err()
+            .reason
+            .starts_with("invalid JSON after the configuration object"));
+        assert_eq!(
+            Config::parse(br#"["svc"]"#).unwrap_err().reason,
+            "the configuration must be a JSON object"
+        );
         assert_eq!(
             key_of(r#"{"budgets":[{"tenant":"*","window":"1x","tokens":5}]}"#),
             "budgets[0].window"

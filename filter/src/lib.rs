@@ -4,6 +4,21 @@
 //! The path of one response chunk: `host::http` receives bytes → `stream` frames them → `providers`
 //! interpret events → `call` accumulates → on completion `telemetry` (and budgets) consume the `Call`.
 
+// A panic traps the Wasm VM and, depending on Envoy's failure_policy, fails or bypasses every request.
+// Non-test code therefore may not contain any panicking construct; an `allow` needs a comment proving it
+// cannot fire. Tests may unwrap freely. Checked by `make clippy` (native and wasm32, host glue included).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
+
 pub mod budget;
 pub mod call;
 pub mod capture;

@@ -196,7 +196,15 @@ fn rule_name(cfg: &BudgetConfig, rule: usize) -> Option<String> {
 }
 
 /// Budget admission for a parsed request body.
-pub fn on_request_body(shared: &Shared, st: &mut Budgeted, call: &mut Call, body: &[u8]) -> Step {
+/// `rewritable`: the body may be replaced (false for compressed bodies, which are forwarded as they are;
+/// a clamp that cannot be applied then refuses, as when the max-tokens field cannot be set).
+pub fn on_request_body(
+    shared: &Shared,
+    st: &mut Budgeted,
+    call: &mut Call,
+    body: &[u8],
+    rewritable: bool,
+) -> Step {
     let cfg = &shared.config;
     let (Some(b), Some(tenant), Some(route)) = (
         cfg.budgets.as_ref(),
@@ -260,7 +268,12 @@ pub fn on_request_body(shared: &Shared, st: &mut Budgeted, call: &mut Call, body
             // provider cannot generate more than was reserved.
             if b.clamp_min.is_some() && (clamped || !ask.declared) && ask.want.output > 0 {
                 let per_choice = output / ask.choices.max(1);
-                match clamp::set_max_output_tokens(route.api, &route.provider, body, per_choice) {
+                let new_body = rewritable
+                    .then(|| {
+                        clamp::set_max_output_tokens(route.api, &route.provider, body, per_choice)
+                    })
+                    .flatten();
+                match new_body {
                     Some(new_body) => step = Step::Rewrite(new_body),
                     None if clamped => {
                         // Cannot lower it safely: refuse rather than admit more than reserved.

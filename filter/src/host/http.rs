@@ -9,7 +9,7 @@ use super::{now_ns, random, random_unit};
 use crate::call::{Api, Call};
 use crate::providers::{self, bedrock, openai, Framing, StreamState};
 use crate::stream::sse_edit::{event_data, SseEventFilter};
-use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use crate::stream::{inflate_all, BodyDecoder, ContentEncoding, Frame, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -21,6 +21,8 @@ pub struct Exchange {
     active: bool,
     /// The request body was too large to buffer and passed uninspected.
     request_skipped: bool,
+    /// The request's `content-encoding`; `None` for codings tollgate cannot undo (body not inspected).
+    request_encoding: Option<ContentEncoding>,
     framing: Framing,
     decoder: Option<BodyDecoder>,
     stream: StreamState,
@@ -39,6 +41,7 @@ impl Exchange {
             call: Call::default(),
             active: false,
             request_skipped: false,
+            request_encoding: Some(ContentEncoding::Identity),
             framing: Framing::Whole,
             decoder: None,
             stream: StreamState::default(),
@@ -60,16 +63,29 @@ impl Exchange {
             })
     }
 
-    /// Whether `on_http_request_body` may replace the body (then `content-length` must go).
+    /// Whether `on_http_request_body` may replace the body (then `content-length` must go). A compressed
+    /// request body is only ever read (decoded copy), never rewritten.
     fn may_rewrite_request_body(&self) -> bool {
-        self.may_inject_usage()
-            || budget::may_rewrite(&self.shared.config)
-            || redaction::may_rewrite_request(&self.shared.config)
+        self.request_encoding == Some(ContentEncoding::Identity)
+            && (self.may_inject_usage()
+                || budget::may_rewrite(&self.shared.config)
+                || redaction::may_rewrite_request(&self.shared.config))
     }
 
     /// Replace the buffered request body (its `content-length` was removed with the headers).
     fn replace_request_body(old_size: usize, body: &[u8]) -> bool {
         abi::set_buffer(BufferType::HttpRequestBody, 0, old_size, body)
+    }
+
+    /// Answer locally instead of the provider; nothing of the body goes upstream.
+    fn refuse(&mut self, reply: &crate::reply::Reply) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        abi::send_local_response(u32::from(reply.status), &headers, &reply.body);
+        self.response_done = true;
     }
 
     fn request_header(name: &str) -> Option<String> {
@@ -135,6 +151,8 @@ impl HttpContext for Exchange {
             self.call.conversation_id =
                 Self::request_header(h).filter(|v| !v.is_empty() && v.len() <= 256);
         }
+        let ce = Self::request_header("content-encoding").unwrap_or_default();
+        self.request_encoding = ContentEncoding::from_header(&ce);
         budget::on_request_headers(&self.shared, &mut self.budget, &mut self.call);
         let tp = Self::request_header("traceparent");
         let ts = Self::request_header("tracestate");
@@ -173,54 +191,87 @@ impl HttpContext for Exchange {
         if !end_of_stream {
             return Action::Pause; // Buffer until the whole body is here.
         }
-        let mut body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
         let Some(api) = self.call.route.as_ref().map(|r| r.api) else {
             return Action::Continue;
         };
+        // A compressed body is decoded into a copy for inspection; the original bytes go upstream and are
+        // never rewritten.
+        let identity = self.request_encoding == Some(ContentEncoding::Identity);
+        let max = u64::try_from(self.shared.config.max_request_body).unwrap_or(u64::MAX);
+        let decoded = match self.request_encoding {
+            Some(enc) if !identity => inflate_all(enc, &body, max).ok(),
+            _ => None,
+        };
+        let readable = if identity {
+            Some(body.as_slice())
+        } else {
+            decoded.as_deref()
+        };
+        let Some(readable) = readable else {
+            // Unknown coding, corrupt or over `max_request_body` once decoded: forwarded as is.
+            self.request_skipped = true;
+            self.shared.stats.calls_uninspected.add(1);
+            return Action::Continue;
+        };
         if let Some(route) = self.call.route.as_ref() {
-            providers::request(route, &body, &mut self.call.request);
+            providers::request(route, readable, &mut self.call.request);
         }
         // 1. Redaction: refuse what a `block` detector matches, then rewrite what leaves the company.
         let cfg = self.shared.config.clone();
         if self
             .redaction
-            .on_request_body(&cfg, &self.shared.stats, api, &body, &mut self.call)
+            .on_request_body(&cfg, &self.shared.stats, api, readable, &mut self.call)
         {
             return Action::Pause; // answered locally: a `block` detector matched
         }
+        // What goes upstream instead of the original body, once a step rewrites it.
+        let mut out: Option<Vec<u8>> = None;
         let mut rewritten = false;
         if let Some(new_body) = self.redaction.take_egress_body() {
-            body = new_body;
+            if !identity {
+                // Egress redaction found something it cannot remove from a compressed body: refuse rather
+                // than let it leave.
+                self.refuse(&crate::reply::refuse(
+                    api,
+                    crate::reply::Refusal::ContentBlocked,
+                    "request blocked by the gateway's data protection policy: a compressed body with \
+                     sensitive content cannot be redacted; send it uncompressed",
+                    Vec::new(),
+                ));
+                self.shared.stats.redaction_blocked.add(1);
+                return Action::Pause;
+            }
+            out = Some(new_body);
             rewritten = true;
         }
         // 2. Budgets: reserve the worst case of what is actually sent; refuse or clamp.
-        let mut clamped = false;
-        match budget::on_request_body(&self.shared, &mut self.budget, &mut self.call, &body) {
+        let inspected = out.as_deref().unwrap_or(readable);
+        match budget::on_request_body(
+            &self.shared,
+            &mut self.budget,
+            &mut self.call,
+            inspected,
+            identity,
+        ) {
             Step::Continue => {}
-            Step::Rewrite(new_body) => {
-                body = new_body;
-                clamped = true;
-            }
+            Step::Rewrite(new_body) => out = Some(new_body),
             Step::Refuse(reply) => {
-                let headers: Vec<(&str, &str)> = reply
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                abi::send_local_response(u32::from(reply.status), &headers, &reply.body);
-                self.response_done = true;
+                self.refuse(&reply);
                 return Action::Pause;
             }
         }
         // 3. Ask OpenAI-shaped streams for usage.
         let mut usage_injected = false;
-        if self.may_inject_usage() {
-            if let Some(new_body) = openai::inject_include_usage(&body) {
-                body = new_body;
+        if self.may_rewrite_request_body() && self.may_inject_usage() {
+            if let Some(new_body) = openai::inject_include_usage(out.as_deref().unwrap_or(&body)) {
+                out = Some(new_body);
                 usage_injected = true;
             }
         }
-        if (rewritten || clamped || usage_injected) && Self::replace_request_body(body_size, &body)
+        if out
+            .as_deref()
+            .is_some_and(|new_body| Self::replace_request_body(body_size, new_body))
         {
             self.call.request.include_usage_injected = usage_injected;
             if rewritten {

@@ -100,6 +100,10 @@ fn attribute(key: &str, route: &Route, req: &Request, resp: &Response) -> Option
             opt((!req.stop_sequences.is_empty()).then(|| json!(req.stop_sequences)))
         }
         "gen_ai.output.type" => opt(req.output_type),
+        "gen_ai.embeddings.dimension.count" => opt(req.embedding_dimensions),
+        "gen_ai.request.encoding_formats" => {
+            opt((!req.encoding_formats.is_empty()).then(|| json!(req.encoding_formats)))
+        }
         "openai.request.service_tier" => opt(req.service_tier.clone()),
         "gen_ai.response.id" => opt(resp.id.clone()),
         "gen_ai.response.model" => opt(resp.model.clone()),

@@ -80,6 +80,10 @@ struct OpenAiRequest<'a> {
     prompt: Lenient<OneOrMany>,
     /// Embeddings: same forms as `prompt`.
     input: Lenient<OneOrMany>,
+    /// Embeddings: requested vector size.
+    dimensions: Lenient<u64>,
+    /// Embeddings: `float` or `base64`.
+    encoding_format: Lenient<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,6 +186,10 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         chars = chars.saturating_add(char_count(&t));
     }
     req.prompt_chars = chars;
+    if route.api == Api::OpenAiEmbeddings {
+        req.embedding_dimensions = r.dimensions.get();
+        req.encoding_formats = r.encoding_format.get().into_iter().collect();
+    }
     if !system.is_empty() {
         req.system_prompt_hash = Some(prompt_hash(&system));
     }
@@ -849,6 +857,8 @@ mod tests {
         );
         assert_eq!(req.model.as_deref(), Some("text-embedding-3-small"));
         assert_eq!(req.prompt_chars, 11);
+        assert_eq!(req.embedding_dimensions, Some(256));
+        assert_eq!(req.encoding_formats, vec!["float"]);
         let mut resp = Response::default();
         response(
             &r,

@@ -334,6 +334,20 @@ impl Inflater {
     }
 }
 
+/// Decode a whole buffered body (a compressed request body) for inspection, at most `max_output` bytes.
+/// The caller keeps forwarding the original bytes; this copy is only read.
+pub fn inflate_all(
+    encoding: ContentEncoding,
+    input: &[u8],
+    max_output: u64,
+) -> Result<Vec<u8>, InflateError> {
+    let mut inf = Inflater::new(encoding, max_output);
+    let mut out = Vec::new();
+    inf.push(input, &mut |piece| out.extend_from_slice(piece))?;
+    inf.finish()?;
+    Ok(out)
+}
+
 /// The output cap, shared by every codec.
 struct Sink<'a> {
     max: u64,
@@ -593,6 +607,32 @@ pub(crate) mod tests {
         }
         assert_eq!(inf.total_out(), out.len() as u64);
         (out, biggest, r)
+    }
+
+    #[test]
+    fn inflate_all_whole_bodies() {
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        for (enc, packed) in [
+            (ContentEncoding::Identity, body.to_vec()),
+            (ContentEncoding::Gzip, gzip(body)),
+            (ContentEncoding::Deflate, zlib(body)),
+            (ContentEncoding::Deflate, raw_deflate(body)),
+            (ContentEncoding::Brotli, brotli(body)),
+        ] {
+            assert_eq!(inflate_all(enc, &packed, 1 << 20).unwrap(), body, "{enc:?}");
+            let cut = packed.get(..packed.len() / 2).unwrap();
+            if enc != ContentEncoding::Identity {
+                assert!(inflate_all(enc, cut, 1 << 20).is_err(), "{enc:?} truncated");
+            }
+        }
+        assert_eq!(
+            inflate_all(ContentEncoding::Gzip, &gzip(body), 10),
+            Err(InflateError::Capped)
+        );
+        assert_eq!(
+            inflate_all(ContentEncoding::Gzip, b"not gzip at all", 1 << 20),
+            Err(InflateError::Corrupt)
+        );
     }
 
     /// Text that compresses like a real response (repetitive JSON with some variety).

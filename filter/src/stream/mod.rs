@@ -27,7 +27,7 @@ pub mod sse;
 pub mod sse_edit;
 
 pub use eventstream::{encode_message, EventStreamDecoder};
-pub use inflate::{ContentEncoding, InflateError, Inflater};
+pub use inflate::{inflate_all, ContentEncoding, InflateError, Inflater};
 pub use json_array::JsonArrayDecoder;
 pub use ndjson::NdjsonDecoder;
 pub use sse::SseDecoder;
@@ -342,7 +342,7 @@ pub(crate) mod testutil {
                 s ^= s >> 7;
                 s ^= s << 17;
                 // Mostly small chunks, sometimes a large one.
-                let n = if s % 8 == 0 {
+                let n = if s.is_multiple_of(8) {
                     (s >> 8) as usize % 512
                 } else {
                     (s >> 8) as usize % 18

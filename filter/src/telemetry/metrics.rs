@@ -232,11 +232,7 @@ impl Data {
             (Data::Counter(total), Kind::Counter) => {
                 *total = total.saturating_add(if v > 0.0 { v as u64 } else { 0 });
             }
-            (Data::CounterF64(total), Kind::CounterF64) => {
-                if v > 0.0 {
-                    *total += v;
-                }
-            }
+            (Data::CounterF64(total), Kind::CounterF64) if v > 0.0 => *total += v,
             _ => {}
         }
     }
@@ -802,7 +798,7 @@ mod tests {
                     attr(&p.attributes, "tollgate.budget.decision")
                         == Some(&any_value::Value::StringValue(v.into()))
                 })
-                .and_then(|p| p.value.clone())
+                .and_then(|p| p.value)
         };
         assert_eq!(count("allowed"), Some(number_data_point::Value::AsInt(2)));
         assert_eq!(count("denied"), Some(number_data_point::Value::AsInt(1)));

@@ -153,6 +153,11 @@ pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
     );
     a.strs("gen_ai.request.stop_sequences", &req.stop_sequences);
     a.str("gen_ai.output.type", req.output_type);
+    a.int(
+        "gen_ai.embeddings.dimension.count",
+        req.embedding_dimensions,
+    );
+    a.strs("gen_ai.request.encoding_formats", &req.encoding_formats);
     a.str("gen_ai.conversation.id", call.conversation_id.as_deref());
     a.str("gen_ai.response.id", resp.id.as_deref());
     a.str("gen_ai.response.model", resp.model.as_deref());

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Seed corpora for the fuzz targets, from the fixture corpus (testenv/fixtures) and the README's config
+examples: fuzz/corpus/<target>/<name>. Each target's input layout is documented in its source file."""
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import sys
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "testenv"))
+
+import mock_provider  # noqa: E402
+
+API = ["openai.chat", "openai.responses", "openai.embeddings", "openai.completions", "anthropic.messages",
+       "gemini", "bedrock.converse", "bedrock.invoke", "cohere.chat", "ollama.chat", "ollama.generate"]
+FRAMING = {"text/event-stream": 1, "application/x-ndjson": 2, "application/vnd.amazon.eventstream": 4}
+MAX = 4000  # keep seeds under libFuzzer's -max_len
+
+
+def put(target, data):
+    d = os.path.join(ROOT, "fuzz", "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    data = data[:MAX]
+    with open(os.path.join(d, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+        f.write(data)
+
+
+def main():
+    for root, _, files in os.walk(mock_provider.FIXTURES):
+        for fn in sorted(files):
+            if not fn.endswith(".json"):
+                continue
+            name = os.path.relpath(os.path.join(root, fn), mock_provider.FIXTURES)[:-5]
+            fx = mock_provider.load_fixture(name)
+            body = mock_provider.fixture_body(fx)
+            req = fx["request"]
+            req = req.encode() if isinstance(req, str) else json.dumps(req).encode()
+            api = API.index(fx["api"]) if fx["api"] in API else 0
+            ct = fx["response"].get("headers", {}).get("content-type", "").split(";")[0]
+            framing = FRAMING.get(ct, 3 if "stream" in name and fx["api"] == "gemini" else 0)
+            put("providers", bytes([api, framing]) + body)
+            put("providers", bytes([api, 0]) + req)
+            target = {1: "sse", 2: "ndjson", 3: "json_array", 4: "eventstream"}.get(framing)
+            if target:
+                put(target, bytes([7]) + body)
+            if framing == 1:
+                put("sse_edit", bytes([5]) + body)
+            put("redaction", req)
+            import brotli
+
+            for sel, packed in [(0, gzip.compress(body)), (1, zlib.compress(body)), (2, brotli.compress(body))]:
+                put("inflate", bytes([sel]) + packed)
+    for tp in ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\ncongo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+               "00-00000000000000000000000000000000-00f067aa0ba902b7-00\n", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]:
+        put("traceparent", tp.encode())
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    for block in re.findall(r"```json\n(.*?)```", readme, re.S):
+        put("config", block.encode())
+    import gateway
+
+    put("config", json.dumps(gateway.default_plugin_config()).encode())
+
+
+if __name__ == "__main__":
+    main()
