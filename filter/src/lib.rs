@@ -9,6 +9,7 @@ pub mod config;
 pub mod providers;
 pub mod redact;
 pub mod reply;
+pub mod rls;
 pub mod stream;
 pub mod telemetry;
 

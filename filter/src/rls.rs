@@ -1,0 +1,466 @@
+//! Envoy's rate-limit service protocol (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`), the
+//! pure part of `budgets.backend = "rls"`: the request and response messages, the descriptors tollgate sends,
+//! the decision read from an answer, and what a failed call means. The host glue is `host/rls.rs`.
+//!
+//! The messages are hand-written prost structs with the field numbers of
+//! `envoy/service/ratelimit/v3/rls.proto` and `envoy/extensions/common/ratelimit/v3/ratelimit.proto` (fields
+//! tollgate never reads are skipped as unknown fields). No gRPC framing here: proxy-wasm's
+//! `dispatch_grpc_call` takes the bare message and Envoy's gRPC client adds the 5-byte length prefix; the
+//! answer in `GrpcReceiveBuffer` is the bare message too.
+//!
+//! Why admission debits 1 and the usage is debited later: the protocol has no release (`hits_addend` is
+//! unsigned) and envoyproxy/ratelimit and Limitador both count every hit, so reserving a worst case would
+//! spend it for good. The admission call asks with `hits_addend = 1` ("is there at least one token left?")
+//! and that token is part of the request's usage; after the response a second call debits the rest
+//! (`usage - 1`). The service stays the one source of truth for every replica.
+
+use prost::Message;
+
+pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
+pub const METHOD: &str = "ShouldRateLimit";
+/// `hits_addend` of the admission call (and the part of the usage it already debited).
+pub const ADMISSION_HITS: u32 = 1;
+/// gRPC status codes Envoy reports for a failed call (0 is OK).
+pub const GRPC_OK: u32 = 0;
+
+pub const CODE_OK: i32 = 1;
+pub const CODE_OVER_LIMIT: i32 = 2;
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimitRequest {
+    #[prost(string, tag = "1")]
+    pub domain: String,
+    #[prost(message, repeated, tag = "2")]
+    pub descriptors: Vec<RateLimitDescriptor>,
+    #[prost(uint32, tag = "3")]
+    pub hits_addend: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimitDescriptor {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<Entry>,
+    #[prost(message, optional, tag = "2")]
+    pub limit: Option<RateLimitOverride>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Entry {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// The limit the descriptor carries, so the budget is defined once, in the plugin JSON.
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimitOverride {
+    #[prost(uint32, tag = "1")]
+    pub requests_per_unit: u32,
+    /// `envoy.type.v3.RateLimitUnit`.
+    #[prost(int32, tag = "2")]
+    pub unit: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimitResponse {
+    #[prost(int32, tag = "1")]
+    pub overall_code: i32,
+    #[prost(message, repeated, tag = "2")]
+    pub statuses: Vec<DescriptorStatus>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DescriptorStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(message, optional, tag = "2")]
+    pub current_limit: Option<RateLimit>,
+    #[prost(uint32, tag = "3")]
+    pub limit_remaining: u32,
+    #[prost(message, optional, tag = "4")]
+    pub duration_until_reset: Option<ProtoDuration>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RateLimit {
+    #[prost(string, tag = "3")]
+    pub name: String,
+    #[prost(uint32, tag = "1")]
+    pub requests_per_unit: u32,
+    #[prost(int32, tag = "2")]
+    pub unit: i32,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// `envoy.config.core.v3.GrpcService` with only `envoy_grpc` set: what `dispatch_grpc_call` takes as its
+/// upstream. A bare cluster name also works but Envoy first tries to parse it as this message, and a name
+/// can happen to parse; the serialized message is unambiguous and carries the `:authority` too.
+#[derive(Clone, PartialEq, Message)]
+pub struct GrpcService {
+    #[prost(message, optional, tag = "1")]
+    pub envoy_grpc: Option<EnvoyGrpc>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct EnvoyGrpc {
+    #[prost(string, tag = "1")]
+    pub cluster_name: String,
+    #[prost(string, tag = "2")]
+    pub authority: String,
+}
+
+pub fn grpc_service(cluster: &str, authority: &str) -> Vec<u8> {
+    GrpcService {
+        envoy_grpc: Some(EnvoyGrpc {
+            cluster_name: cluster.to_owned(),
+            authority: authority.to_owned(),
+        }),
+    }
+    .encode_to_vec()
+}
+
+/// The `envoy.type.v3.RateLimitUnit` of a budget window, when the protocol has one. MONTH is 30 days in
+/// envoyproxy/ratelimit and in the test service; other windows cannot be expressed.
+pub fn unit_for_window(secs: u64) -> Option<i32> {
+    match secs {
+        1 => Some(1),
+        60 => Some(2),
+        3_600 => Some(3),
+        86_400 => Some(4),
+        2_592_000 => Some(5),
+        _ => None,
+    }
+}
+
+/// One budget counter in the service: a rule's limit for one tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// The tenant the counter belongs to (the request's tenant for `"*"` rules).
+    pub tenant: String,
+    /// A stable id of the rule (its index and window), so two rules for one tenant never share a counter.
+    pub rule: String,
+    /// Tokens per window.
+    pub tokens: u32,
+    /// Window in seconds (one of those `unit_for_window` accepts).
+    pub window_secs: u64,
+}
+
+impl Counter {
+    fn descriptor(&self) -> RateLimitDescriptor {
+        RateLimitDescriptor {
+            entries: vec![
+                Entry {
+                    key: "tenant".into(),
+                    value: self.tenant.clone(),
+                },
+                Entry {
+                    key: "rule".into(),
+                    value: self.rule.clone(),
+                },
+            ],
+            limit: unit_for_window(self.window_secs).map(|unit| RateLimitOverride {
+                requests_per_unit: self.tokens,
+                unit,
+            }),
+        }
+    }
+}
+
+/// A `ShouldRateLimit` request debiting `hits` from every counter (`hits` 0 means 1 in the protocol, so
+/// callers never send 0: see `debit_after`).
+pub fn request(domain: &str, counters: &[Counter], hits: u32) -> Vec<u8> {
+    RateLimitRequest {
+        domain: domain.to_owned(),
+        descriptors: counters.iter().map(Counter::descriptor).collect(),
+        hits_addend: hits.max(1),
+    }
+    .encode_to_vec()
+}
+
+/// What remains to debit after the response: the usage less the admission hit, none when nothing is left.
+pub fn debit_after(usage: u64) -> Option<u32> {
+    let rest = usage.saturating_sub(u64::from(ADMISSION_HITS));
+    (rest > 0).then(|| u32::try_from(rest).unwrap_or(u32::MAX))
+}
+
+/// What the service said about a request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub over_limit: bool,
+    /// The tightest limit that answered (tokens per window).
+    pub limit: Option<u64>,
+    /// The least remaining among the counters with a limit.
+    pub remaining: Option<u64>,
+    /// Seconds until the tightest counter resets (the longest among over-limit counters when denied).
+    pub reset_secs: Option<u64>,
+}
+
+/// Read an answer; None when it is not a `RateLimitResponse` or its code is UNKNOWN (a service that could
+/// not decide), which callers treat as a failure.
+pub fn decision(body: &[u8]) -> Option<Decision> {
+    let resp = RateLimitResponse::decode(body).ok()?;
+    let over_limit = match resp.overall_code {
+        CODE_OK => false,
+        CODE_OVER_LIMIT => true,
+        _ => return None,
+    };
+    let mut d = Decision {
+        over_limit,
+        ..Decision::default()
+    };
+    for st in &resp.statuses {
+        let Some(limit) = &st.current_limit else {
+            continue;
+        };
+        let reset = st
+            .duration_until_reset
+            .as_ref()
+            .and_then(|r| u64::try_from(r.seconds).ok())
+            .map(|s| s.saturating_add(1).min(u64::from(u32::MAX)));
+        let counts = !over_limit || st.code == CODE_OVER_LIMIT;
+        let remaining = u64::from(st.limit_remaining);
+        let tighter = match d.remaining {
+            Some(r) => remaining < r,
+            None => true,
+        };
+        if tighter {
+            d.remaining = Some(remaining);
+            d.limit = Some(u64::from(limit.requests_per_unit));
+            if !over_limit {
+                d.reset_secs = reset;
+            }
+        }
+        if over_limit && counts {
+            d.reset_secs = match (d.reset_secs, reset) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Some(d)
+}
+
+/// What to do when the service cannot answer (unreachable, slow past the timeout, an error status, an
+/// undecodable answer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Admit the request and count it (`tollgate.budget_rls_failed_open`).
+    #[default]
+    Open,
+    /// Refuse it: 503 in the API's error dialect (`tollgate.budget_rls_failed_closed`).
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admit(Decision),
+    Deny(Decision),
+    /// The service failed and `failure_mode` is open.
+    FailOpen,
+    /// The service failed and `failure_mode` is closed.
+    FailClosed,
+}
+
+/// The admission outcome of an answered call: `grpc_status` as Envoy reports it (0 is OK; a timeout is
+/// DEADLINE_EXCEEDED, an unreachable cluster UNAVAILABLE), `body` the bare response message.
+pub fn admission(grpc_status: u32, body: &[u8], mode: FailureMode) -> Admission {
+    let decided = if grpc_status == GRPC_OK {
+        decision(body)
+    } else {
+        None
+    };
+    match (decided, mode) {
+        (Some(d), _) if d.over_limit => Admission::Deny(d),
+        (Some(d), _) => Admission::Admit(d),
+        (None, FailureMode::Open) => Admission::FailOpen,
+        (None, FailureMode::Closed) => Admission::FailClosed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter() -> Counter {
+        Counter {
+            tenant: "team-a".into(),
+            rule: "0-60".into(),
+            tokens: 1000,
+            window_secs: 60,
+        }
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// Golden bytes produced by the Python protobuf runtime (testenv/ratelimit/golden.py, a descriptor
+    /// built with the real field numbers) (RateLimitRequest{domain="tollgate", descriptors=[{entries=[tenant=team-a, rule=0-60],
+    /// limit={1000, MINUTE}}], hits_addend=1}).
+    #[test]
+    fn request_matches_python_protobuf() {
+        let got = request("tollgate", &[counter()], 1);
+        assert_eq!(hex(&got), GOLDEN_REQUEST);
+    }
+
+    const GOLDEN_REQUEST: &str = "0a08746f6c6c6761746512270a100a0674656e616e7412067465616d2d61\
+0a0c0a0472756c651204302d3630120508e80710021801";
+
+    #[test]
+    fn zero_hits_are_sent_as_one() {
+        let r = RateLimitRequest::decode(request("d", &[counter()], 0).as_slice()).unwrap();
+        assert_eq!(r.hits_addend, 1);
+    }
+
+    #[test]
+    fn windows_without_a_unit_carry_no_limit() {
+        let mut c = counter();
+        c.window_secs = 90;
+        let r = RateLimitRequest::decode(request("d", &[c], 5).as_slice()).unwrap();
+        assert_eq!(r.descriptors[0].limit, None);
+        assert_eq!(unit_for_window(86_400), Some(4));
+        assert_eq!(unit_for_window(2_592_000), Some(5));
+    }
+
+    #[test]
+    fn grpc_service_names_cluster_and_authority() {
+        let g = GrpcService::decode(grpc_service("ratelimit", "rls.local").as_slice()).unwrap();
+        let e = g.envoy_grpc.unwrap();
+        assert_eq!(
+            (e.cluster_name.as_str(), e.authority.as_str()),
+            ("ratelimit", "rls.local")
+        );
+        // field 1 (envoy_grpc), length-delimited, then cluster_name as field 1 of it.
+        assert_eq!(&grpc_service("c", "")[..4], &[0x0a, 0x03, 0x0a, 0x01]);
+    }
+
+    fn status(code: i32, limit: u32, remaining: u32, reset: i64) -> DescriptorStatus {
+        DescriptorStatus {
+            code,
+            current_limit: Some(RateLimit {
+                name: String::new(),
+                requests_per_unit: limit,
+                unit: 2,
+            }),
+            limit_remaining: remaining,
+            duration_until_reset: Some(ProtoDuration {
+                seconds: reset,
+                nanos: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn decision_takes_the_tightest_counter() {
+        let body = RateLimitResponse {
+            overall_code: CODE_OK,
+            statuses: vec![status(CODE_OK, 1000, 700, 40), status(CODE_OK, 500, 20, 10)],
+        }
+        .encode_to_vec();
+        let d = decision(&body).unwrap();
+        assert_eq!(
+            d,
+            Decision {
+                over_limit: false,
+                limit: Some(500),
+                remaining: Some(20),
+                reset_secs: Some(11),
+            }
+        );
+    }
+
+    #[test]
+    fn over_limit_reports_the_longest_reset_of_the_exhausted_counters() {
+        let body = RateLimitResponse {
+            overall_code: CODE_OVER_LIMIT,
+            statuses: vec![
+                status(CODE_OVER_LIMIT, 1000, 0, 40),
+                status(CODE_OK, 500000, 20000, 3000),
+                status(CODE_OVER_LIMIT, 50, 0, 5),
+            ],
+        }
+        .encode_to_vec();
+        let d = decision(&body).unwrap();
+        assert!(d.over_limit);
+        assert_eq!(d.remaining, Some(0));
+        assert_eq!(d.reset_secs, Some(41));
+    }
+
+    /// Golden bytes from the Python protobuf runtime (testenv/ratelimit/golden.py): overall OVER_LIMIT, one
+    /// status {OVER_LIMIT, limit {1000, MINUTE}, remaining 0, reset 12s}.
+    #[test]
+    fn decodes_golden_response() {
+        let bytes = [
+            0x08, 0x02, 0x12, 0x0d, 0x08, 0x02, 0x12, 0x05, 0x08, 0xe8, 0x07, 0x10, 0x02, 0x22,
+            0x02, 0x08, 0x0c,
+        ];
+        let d = decision(&bytes).unwrap();
+        assert_eq!(
+            d,
+            Decision {
+                over_limit: true,
+                limit: Some(1000),
+                remaining: Some(0),
+                reset_secs: Some(13),
+            }
+        );
+    }
+
+    #[test]
+    fn failures_follow_the_mode() {
+        let ok = RateLimitResponse {
+            overall_code: CODE_OK,
+            statuses: vec![],
+        }
+        .encode_to_vec();
+        assert!(matches!(
+            admission(0, &ok, FailureMode::Closed),
+            Admission::Admit(_)
+        ));
+        // DEADLINE_EXCEEDED (timeout), UNAVAILABLE (unreachable).
+        assert_eq!(admission(4, &ok, FailureMode::Open), Admission::FailOpen);
+        assert_eq!(
+            admission(14, &[], FailureMode::Closed),
+            Admission::FailClosed
+        );
+        // Garbage and an UNKNOWN overall code are failures, not decisions.
+        assert_eq!(
+            admission(0, &[0xff, 0xff], FailureMode::Closed),
+            Admission::FailClosed
+        );
+        let unknown = RateLimitResponse::default().encode_to_vec();
+        assert_eq!(
+            admission(0, &unknown, FailureMode::Open),
+            Admission::FailOpen
+        );
+    }
+
+    #[test]
+    fn debit_after_subtracts_the_admission_hit() {
+        assert_eq!(debit_after(0), None);
+        assert_eq!(debit_after(1), None);
+        assert_eq!(debit_after(250), Some(249));
+        assert_eq!(debit_after(u64::MAX), Some(u32::MAX));
+    }
+
+    #[test]
+    fn decoding_never_panics_on_truncations() {
+        let body = RateLimitResponse {
+            overall_code: CODE_OVER_LIMIT,
+            statuses: vec![status(CODE_OVER_LIMIT, 1000, 0, 40)],
+        }
+        .encode_to_vec();
+        for n in 0..body.len() {
+            let _ = admission(0, &body[..n], FailureMode::Open);
+        }
+    }
+}
