@@ -3,6 +3,7 @@
 
 mod abi;
 mod http;
+mod rls;
 mod root;
 mod stats;
 

@@ -17,6 +17,24 @@ pub struct Stats {
     pub spans_dropped_failed: Metric,
     pub export_retries: Metric,
     pub queue_depth: Metric,
+    pub rls: RlsStats,
+}
+
+/// `budgets.backend = "rls"`: calls to the rate-limit service and how they ended.
+pub struct RlsStats {
+    /// Admission calls answered with a decision.
+    pub checks: Metric,
+    /// Requests the service said were over a budget.
+    pub denied: Metric,
+    /// Admission calls that failed (unreachable, timeout, error, bad answer) and admitted (`failure_mode: open`).
+    pub failed_open: Metric,
+    /// Admission calls that failed and refused the request (`failure_mode: closed`).
+    pub failed_closed: Metric,
+    /// Usage debits dispatched after the response.
+    pub debits: Metric,
+    /// Usage debits Envoy refused to dispatch (those tokens went uncounted; a debit the service itself fails
+    /// is not seen: its answer arrives after the exchange is gone).
+    pub debit_failures: Metric,
 }
 
 /// A metric id; a metric the host refused to define is silently a no-op.
@@ -57,6 +75,14 @@ impl Stats {
             spans_dropped_failed: c("tollgate.spans_dropped_failed"),
             export_retries: c("tollgate.export_retries"),
             queue_depth: Metric::define(MetricType::Gauge, "tollgate.queue_depth"),
+            rls: RlsStats {
+                checks: c("tollgate.budget_rls_checks"),
+                denied: c("tollgate.budget_rls_denied"),
+                failed_open: c("tollgate.budget_rls_failed_open"),
+                failed_closed: c("tollgate.budget_rls_failed_closed"),
+                debits: c("tollgate.budget_rls_debits"),
+                debit_failures: c("tollgate.budget_rls_debit_failures"),
+            },
         }
     }
 }
