@@ -60,6 +60,12 @@ pub struct Config {
     pub max_response_body: usize,
     /// Largest single streamed event kept for inspection.
     pub max_event: usize,
+    /// How requests map to tenants (`tenant`).
+    pub tenant: crate::budget::TenantConfig,
+    /// Token and cost budgets (`budgets`); None = no enforcement.
+    pub budgets: Option<crate::budget::BudgetConfig>,
+    /// USD per million tokens by model pattern (`pricing`).
+    pub pricing: crate::pricing::Pricing,
 }
 
 impl Default for Config {
@@ -85,6 +91,9 @@ struct Raw {
     max_request_body: Option<u64>,
     max_response_body: Option<u64>,
     max_event: Option<u64>,
+    tenant: Option<serde_json::Value>,
+    budgets: Option<serde_json::Value>,
+    pricing: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +189,9 @@ impl Config {
             max_request_body: 8 << 20,
             max_response_body: 8 << 20,
             max_event: 256 << 10,
+            tenant: crate::budget::TenantConfig::default(),
+            budgets: None,
+            pricing: crate::pricing::Pricing::default(),
         }
     }
 
@@ -255,6 +267,20 @@ impl Config {
                 64 * MIB,
             )?,
             max_event: size("max_event", raw.max_event, 256 * 1024, 16 * MIB)?,
+            tenant: raw
+                .tenant
+                .map(crate::budget::TenantConfig::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            budgets: raw
+                .budgets
+                .map(crate::budget::BudgetConfig::parse)
+                .transpose()?,
+            pricing: raw
+                .pricing
+                .map(crate::pricing::Pricing::parse)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -376,6 +402,25 @@ mod tests {
             "otlp.max_queue"
         );
         assert!(Config::parse(b"{not json").is_err());
+        assert_eq!(
+            key_of(r#"{"budgets":[{"tenant":"*","window":"1x","tokens":5}]}"#),
+            "budgets[0].window"
+        );
+        assert_eq!(
+            key_of(r#"{"pricing":{"gpt-4o*":{"input":"cheap","output":1}}}"#),
+            "pricing.gpt-4o*.input"
+        );
+        assert_eq!(
+            key_of(r#"{"tenant":{"header":"x","bogus":1}}"#),
+            "tenant.bogus"
+        );
+        let c = Config::parse(
+            br#"{"tenant":{"header":"x-tenant-id"},"budgets":[{"tenant":"*","window":"1h","tokens":5}],
+                "pricing":{"gpt-4o*":{"input":2.5,"output":10}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.budgets.unwrap().rules.len(), 1);
+        assert!(c.pricing.lookup("gpt-4o-mini").is_some());
         let e = Config::parse(br#"{"typo_key":1}"#).unwrap_err();
         assert!(e.to_string().contains("typo_key"), "{e}");
     }

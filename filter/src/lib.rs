@@ -4,8 +4,10 @@
 //! The path of one response chunk: `host::http` receives bytes → `stream` frames them → `providers`
 //! interpret events → `call` accumulates → on completion `telemetry` (and budgets) consume the `Call`.
 
+pub mod budget;
 pub mod call;
 pub mod config;
+pub mod pricing;
 pub mod providers;
 pub mod redact;
 pub mod reply;

@@ -1,0 +1,218 @@
+//! Tenant identity: validation, API-key hashing, and reading a JWT claim from the dynamic metadata Envoy's
+//! `jwt_authn` filter writes (`payload_in_metadata`).
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Longest tenant value kept; longer values fall back to the default.
+pub const MAX_TENANT_LEN: usize = 64;
+
+/// 1–64 characters of `[A-Za-z0-9._:@-]`: safe in shared-data keys, span attributes, logs and descriptors.
+pub fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TENANT_LEN
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+}
+
+/// The outcome of resolving a request's tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub tenant: String,
+    /// The source produced a value that failed validation (counted; the default was used).
+    pub invalid: bool,
+}
+
+/// Pick the tenant from a raw source value, falling back to `default`.
+pub fn resolve(raw: Option<&str>, default: &str) -> Resolved {
+    match raw.map(str::trim) {
+        None | Some("") => Resolved {
+            tenant: default.to_owned(),
+            invalid: false,
+        },
+        Some(v) if valid_tenant(v) => Resolved {
+            tenant: v.to_owned(),
+            invalid: false,
+        },
+        Some(_) => Resolved {
+            tenant: default.to_owned(),
+            invalid: true,
+        },
+    }
+}
+
+/// `key:` + first 16 hex digits of SHA-256 of the API key. The key itself never leaves this function.
+pub fn api_key_tenant(
+    authorization: Option<&str>,
+    x_api_key: Option<&str>,
+    goog: Option<&str>,
+) -> Option<String> {
+    let key = authorization
+        .and_then(|a| {
+            let a = a.trim();
+            a.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .and_then(|_| a.get(7..))
+        })
+        .or(x_api_key)
+        .or(goog)
+        .map(str::trim)
+        .filter(|k| !k.is_empty())?;
+    let digest = Sha256::digest(key.as_bytes());
+    Some(format!(
+        "key:{}",
+        crate::telemetry::trace::hex(digest.get(..8).unwrap_or_default())
+    ))
+}
+
+// google.protobuf.Struct / Value, only the parts a claim needs; unknown fields are skipped by prost.
+#[derive(Clone, PartialEq, Message)]
+struct PbStruct {
+    #[prost(btree_map = "string, message", tag = "1")]
+    fields: BTreeMap<String, PbValue>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PbValue {
+    #[prost(double, optional, tag = "2")]
+    number_value: Option<f64>,
+    #[prost(string, optional, tag = "3")]
+    string_value: Option<String>,
+    #[prost(bool, optional, tag = "4")]
+    bool_value: Option<bool>,
+}
+
+/// Render a JSON scalar claim as a tenant candidate (strings as is, integers in decimal).
+fn claim_from_json(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .map(|u| u.to_string())
+            .or_else(|| n.as_i64().map(|i| i.to_string())),
+        _ => None,
+    }
+}
+
+/// A claim of the JWT payload as the host returned it for
+/// `metadata.filter_metadata["envoy.filters.http.jwt_authn"][<metadata_key>]`: Envoy serializes that
+/// `google.protobuf.Struct` as protobuf; a JSON object is also accepted (other hosts, tests).
+pub fn claim_from_metadata(bytes: &[u8], claim: &str) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    if bytes.first() == Some(&b'{') {
+        if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(bytes)
+        {
+            return m.get(claim).and_then(claim_from_json);
+        }
+    }
+    let s = PbStruct::decode(bytes).ok()?;
+    let v = s.fields.get(claim)?;
+    if let Some(s) = &v.string_value {
+        return Some(s.clone());
+    }
+    if let Some(n) = v
+        .number_value
+        .filter(|n| n.is_finite() && n.fract() == 0.0 && n.abs() < 9e15)
+    {
+        return Some(format!("{}", n as i64));
+    }
+    let _ = v.bool_value;
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        assert!(valid_tenant("team-a"));
+        assert!(valid_tenant("user@example.com"));
+        assert!(valid_tenant("key:0123abcd"));
+        assert!(!valid_tenant(""));
+        assert!(!valid_tenant("a b"));
+        assert!(!valid_tenant("a/b"));
+        assert!(!valid_tenant("é"));
+        assert!(valid_tenant(&"x".repeat(64)));
+        assert!(!valid_tenant(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn resolve_falls_back_and_flags() {
+        assert_eq!(resolve(Some("team-a"), "anon").tenant, "team-a");
+        assert_eq!(
+            resolve(None, "anon"),
+            Resolved {
+                tenant: "anon".into(),
+                invalid: false
+            }
+        );
+        assert_eq!(resolve(Some(""), "anon").invalid, false);
+        let bad = resolve(Some("team a/../x"), "anon");
+        assert_eq!((bad.tenant.as_str(), bad.invalid), ("anon", true));
+    }
+
+    #[test]
+    fn api_key_is_hashed_never_kept() {
+        let t = api_key_tenant(Some("Bearer sk-secret-123"), None, None).unwrap();
+        assert!(t.starts_with("key:") && t.len() == 4 + 16, "{t}");
+        assert!(!t.contains("secret"));
+        assert!(valid_tenant(&t));
+        // Same key through another header gives the same tenant.
+        assert_eq!(
+            api_key_tenant(None, Some("sk-secret-123"), None).unwrap(),
+            t
+        );
+        assert_eq!(
+            api_key_tenant(None, None, Some("sk-secret-123")).unwrap(),
+            t
+        );
+        assert_ne!(api_key_tenant(None, Some("sk-other"), None).unwrap(), t);
+        assert_eq!(api_key_tenant(Some("Basic abc"), None, None), None);
+        assert_eq!(api_key_tenant(None, Some("  "), None), None);
+    }
+
+    #[test]
+    fn claim_from_protobuf_struct() {
+        let mut s = PbStruct::default();
+        s.fields.insert(
+            "sub".into(),
+            PbValue {
+                string_value: Some("team-jwt".into()),
+                ..Default::default()
+            },
+        );
+        s.fields.insert(
+            "uid".into(),
+            PbValue {
+                number_value: Some(42.0),
+                ..Default::default()
+            },
+        );
+        let bytes = s.encode_to_vec();
+        assert_eq!(
+            claim_from_metadata(&bytes, "sub").as_deref(),
+            Some("team-jwt")
+        );
+        assert_eq!(claim_from_metadata(&bytes, "uid").as_deref(), Some("42"));
+        assert_eq!(claim_from_metadata(&bytes, "missing"), None);
+        assert_eq!(claim_from_metadata(b"\xff\xff\xff", "sub"), None);
+        assert_eq!(claim_from_metadata(b"", "sub"), None);
+    }
+
+    #[test]
+    fn claim_from_json_object() {
+        assert_eq!(
+            claim_from_metadata(br#"{"sub":"t1","n":7,"o":{}}"#, "sub").as_deref(),
+            Some("t1")
+        );
+        assert_eq!(
+            claim_from_metadata(br#"{"n":7}"#, "n").as_deref(),
+            Some("7")
+        );
+        assert_eq!(claim_from_metadata(br#"{"o":{}}"#, "o"), None);
+    }
+}

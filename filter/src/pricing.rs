@@ -1,0 +1,264 @@
+//! `pricing`: USD per million tokens per model pattern → `tollgate.cost.usd` and cost budgets.
+//!
+//! Usage has the semconv meaning (input INCLUDES cached tokens), so cost is
+//! `(input − cache_read − cache_write) × input + cache_read × cache_read_price + cache_write × cache_write_price
+//!  + output × output_price`; an absent cache price falls back to the input price.
+
+use crate::call::Usage;
+use crate::config::ConfigError;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Prices in USD per million tokens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: Option<f64>,
+    pub cache_write: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: f64,
+    output: f64,
+    cache_read: Option<f64>,
+    cache_write: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pricing {
+    /// (lowercase pattern, price), most specific first.
+    entries: Vec<(String, Price)>,
+}
+
+/// Case-insensitive glob with `*` (any run of characters) — `gpt-4o*` covers dated snapshots.
+pub fn model_matches(pattern: &str, model: &str) -> bool {
+    let p = pattern.to_ascii_lowercase();
+    let m = model.to_ascii_lowercase();
+    let parts: Vec<&str> = p.split('*').collect();
+    if parts.len() == 1 {
+        return p == m;
+    }
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return false;
+    };
+    let Some(mut rest) = m.strip_prefix(first) else {
+        return false;
+    };
+    let middle = parts.get(1..parts.len() - 1).unwrap_or_default();
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = rest.get(i + part.len()..).unwrap_or(""),
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Exact names beat patterns; among patterns, more literal characters beat fewer.
+fn specificity(pattern: &str) -> (bool, usize) {
+    (
+        !pattern.contains('*'),
+        pattern.chars().filter(|&c| c != '*').count(),
+    )
+}
+
+fn per_token_pico(usd_per_million: f64) -> u64 {
+    // 1 USD per million tokens = 1e-6 USD = 1e6 pico-USD per token; rounded up.
+    crate::budget::config::usd_to_pico(usd_per_million / 1e6).unwrap_or(u64::MAX)
+}
+
+impl Price {
+    /// USD for a usage record.
+    pub fn cost_usd(&self, u: &Usage) -> f64 {
+        let input = u.input.unwrap_or(0);
+        let read = u.cache_read.unwrap_or(0).min(input);
+        let write = u.cache_write.unwrap_or(0).min(input - read);
+        let plain = input - read - write;
+        (plain as f64 * self.input
+            + read as f64 * self.cache_read.unwrap_or(self.input)
+            + write as f64 * self.cache_write.unwrap_or(self.input)
+            + u.output.unwrap_or(0) as f64 * self.output)
+            / 1e6
+    }
+
+    /// Worst-case pico-USD per input token (cache writes may cost more than plain input).
+    pub fn input_pico_worst(&self) -> u64 {
+        per_token_pico(self.input.max(self.cache_write.unwrap_or(0.0)))
+    }
+
+    pub fn output_pico(&self) -> u64 {
+        per_token_pico(self.output)
+    }
+
+    /// Exact pico-USD for a usage record (for committing into cost budgets).
+    pub fn cost_pico(&self, u: &Usage) -> u64 {
+        crate::budget::config::usd_to_pico(self.cost_usd(u)).unwrap_or(u64::MAX)
+    }
+}
+
+impl Pricing {
+    pub fn parse(v: Value) -> Result<Pricing, ConfigError> {
+        let Value::Object(map) = v else {
+            return Err(ConfigError {
+                key: "pricing".into(),
+                reason: "must be an object of model pattern → prices".into(),
+            });
+        };
+        let mut entries = Vec::with_capacity(map.len());
+        for (pattern, v) in map {
+            let key = format!("pricing.{pattern}");
+            let raw: RawPrice = serde_path_to_error::deserialize(v).map_err(|e| ConfigError {
+                key: if e.path().to_string() == "." {
+                    key.clone()
+                } else {
+                    format!("{key}.{}", e.path())
+                },
+                reason: e.inner().to_string(),
+            })?;
+            if pattern.is_empty() {
+                return Err(ConfigError {
+                    key,
+                    reason: "model pattern must not be empty".into(),
+                });
+            }
+            for (name, p) in [
+                ("input", Some(raw.input)),
+                ("output", Some(raw.output)),
+                ("cache_read", raw.cache_read),
+                ("cache_write", raw.cache_write),
+            ] {
+                if let Some(p) = p {
+                    if !p.is_finite() || !(0.0..=1e6).contains(&p) {
+                        return Err(ConfigError {
+                            key: format!("{key}.{name}"),
+                            reason: "must be a price in USD per million tokens (0 to 1000000)"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            entries.push((
+                pattern.to_ascii_lowercase(),
+                Price {
+                    input: raw.input,
+                    output: raw.output,
+                    cache_read: raw.cache_read,
+                    cache_write: raw.cache_write,
+                },
+            ));
+        }
+        entries.sort_by(|a, b| specificity(&b.0).cmp(&specificity(&a.0)));
+        Ok(Pricing { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The most specific price whose pattern matches `model`.
+    pub fn lookup(&self, model: &str) -> Option<&Price> {
+        self.entries
+            .iter()
+            .find(|(p, _)| model_matches(p, model))
+            .map(|(_, price)| price)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn globs() {
+        assert!(model_matches("gpt-4o*", "gpt-4o-2024-08-06"));
+        assert!(model_matches("gpt-4o*", "GPT-4O"));
+        assert!(!model_matches("gpt-4o*", "gpt-4"));
+        assert!(model_matches(
+            "*sonnet*",
+            "anthropic.claude-3-5-sonnet-20240620-v1:0"
+        ));
+        assert!(model_matches("claude-*-haiku", "claude-3-5-haiku"));
+        assert!(!model_matches("claude-*-haiku", "claude-3-5-haiku-x"));
+        assert!(model_matches("a*a", "aa"));
+        assert!(!model_matches("a*a", "a"));
+        assert!(model_matches("*", ""));
+        assert!(model_matches("exact", "EXACT"));
+        assert!(!model_matches("exact", "exact2"));
+    }
+
+    #[test]
+    fn most_specific_pattern_wins() {
+        let p = Pricing::parse(json!({
+            "gpt-4o*": {"input": 2.5, "output": 10},
+            "gpt-4o-mini*": {"input": 0.15, "output": 0.6},
+            "gpt-4o-mini-2024-07-18": {"input": 0.1, "output": 0.5},
+            "*": {"input": 1, "output": 1}
+        }))
+        .unwrap();
+        assert_eq!(p.lookup("gpt-4o-2024-08-06").unwrap().input, 2.5);
+        assert_eq!(p.lookup("gpt-4o-mini-2024-09-01").unwrap().input, 0.15);
+        assert_eq!(p.lookup("gpt-4o-mini-2024-07-18").unwrap().input, 0.1);
+        assert_eq!(p.lookup("llama3").unwrap().input, 1.0);
+        assert!(Pricing::parse(json!({"x": {"input": 1}})).is_err());
+    }
+
+    #[test]
+    fn cost_charges_cached_tokens_at_their_price() {
+        let price = Price {
+            input: 2.5,
+            output: 10.0,
+            cache_read: Some(1.25),
+            cache_write: Some(3.75),
+        };
+        let u = Usage {
+            input: Some(1_000_000),
+            output: Some(100_000),
+            cache_read: Some(400_000),
+            cache_write: Some(100_000),
+            reasoning: None,
+        };
+        // 500k plain × 2.5 + 400k × 1.25 + 100k × 3.75 + 100k × 10, per million.
+        let want = 1.25 + 0.5 + 0.375 + 1.0;
+        assert!(
+            (price.cost_usd(&u) - want).abs() < 1e-9,
+            "{}",
+            price.cost_usd(&u)
+        );
+        // Without cache prices cached tokens cost the input price.
+        let plain = Price {
+            cache_read: None,
+            cache_write: None,
+            ..price
+        };
+        assert!((plain.cost_usd(&u) - (2.5 + 1.0)).abs() < 1e-9);
+        // Inconsistent reports (cache > input) never go negative.
+        let odd = Usage {
+            input: Some(10),
+            cache_read: Some(50),
+            ..Usage::default()
+        };
+        assert!(price.cost_usd(&odd) >= 0.0);
+        assert_eq!(price.output_pico(), 10_000_000);
+        assert_eq!(price.input_pico_worst(), 3_750_000);
+        assert_eq!(
+            price.cost_pico(&Usage {
+                output: Some(1),
+                ..Usage::default()
+            }),
+            10_000_000
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Pricing::parse(json!({"m": {"input": -1, "output": 1}})).unwrap_err();
+        assert_eq!(e.key, "pricing.m.input");
+        let e = Pricing::parse(json!({"m": {"input": 1, "output": 1, "typo": 1}})).unwrap_err();
+        assert!(e.key.starts_with("pricing.m"), "{e:?}");
+        assert!(Pricing::parse(json!([1])).is_err());
+    }
+}
