@@ -14,6 +14,8 @@
 //! and that token is part of the request's usage; after the response a second call debits the rest
 //! (`usage - 1`). The service stays the one source of truth for every replica.
 
+use crate::budget::config::Rule;
+use crate::budget::{Amount, CounterSpec, Limits};
 use prost::Message;
 
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -141,38 +143,173 @@ pub fn unit_for_window(secs: u64) -> Option<i32> {
     }
 }
 
-/// One budget counter in the service: a rule's limit for one tenant.
+/// Which quantity a service counter measures (one budget rule can limit several).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tokens,
+    Input,
+    Output,
+    /// Micro-USD (the protocol's limits are 32-bit: up to $4294.97 per window).
+    CostMicroUsd,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Tokens, Kind::Input, Kind::Output, Kind::CostMicroUsd];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tokens => "tokens",
+            Kind::Input => "input_tokens",
+            Kind::Output => "output_tokens",
+            Kind::CostMicroUsd => "cost_micro_usd",
+        }
+    }
+
+    /// The rule's limit in this kind's unit.
+    pub fn limit(self, l: &Limits) -> Option<u64> {
+        match self {
+            Kind::Tokens => l.tokens,
+            Kind::Input => l.input,
+            Kind::Output => l.output,
+            Kind::CostMicroUsd => l.cost_pico.map(|p| p / 1_000_000),
+        }
+    }
+
+    /// What a call used, in this kind's unit (cost rounded up).
+    pub fn amount(self, a: &Amount) -> u64 {
+        match self {
+            Kind::Tokens => a.tokens,
+            Kind::Input => a.input,
+            Kind::Output => a.output,
+            Kind::CostMicroUsd => a.cost_pico.div_ceil(1_000_000),
+        }
+    }
+}
+
+/// One budget counter in the service: one limit of a rule, for one tenant. Its descriptor is
+/// `[tenant=<tenant>, rule=<fingerprint>, limit=<kind>]` with the limit attached as the descriptor override.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counter {
     /// The tenant the counter belongs to (the request's tenant for `"*"` rules).
     pub tenant: String,
-    /// A stable id of the rule (its index and window), so two rules for one tenant never share a counter.
+    /// The rule's fingerprint (tenant, window, models): stable across reloads and reorderings.
     pub rule: String,
-    /// Tokens per window.
-    pub tokens: u32,
+    pub kind: Kind,
+    /// Limit per window, in the kind's unit.
+    pub limit: u32,
     /// Window in seconds (one of those `unit_for_window` accepts).
     pub window_secs: u64,
 }
 
 impl Counter {
     fn descriptor(&self) -> RateLimitDescriptor {
+        let entry = |k: &str, v: &str| Entry {
+            key: k.to_owned(),
+            value: v.to_owned(),
+        };
         RateLimitDescriptor {
             entries: vec![
-                Entry {
-                    key: "tenant".into(),
-                    value: self.tenant.clone(),
-                },
-                Entry {
-                    key: "rule".into(),
-                    value: self.rule.clone(),
-                },
+                entry("tenant", &self.tenant),
+                entry("rule", &self.rule),
+                entry("limit", self.kind.as_str()),
             ],
             limit: unit_for_window(self.window_secs).map(|unit| RateLimitOverride {
-                requests_per_unit: self.tokens,
+                requests_per_unit: self.limit,
                 unit,
             }),
         }
     }
+}
+
+/// With `backend: "rls"` every limit must be expressible in the protocol: a window of 1s, 1m, 1h, 1d or
+/// 30d, and a limit that fits 32 bits. Err: (the rule's key, the reason).
+pub fn check_rules(rules: &[Rule]) -> Result<(), (String, String)> {
+    for r in rules {
+        // `rules[i]` in the object form, `budgets[i]` in the list shorthand.
+        let key = if r.name.starts_with("budgets") {
+            r.name.clone()
+        } else {
+            format!("budgets.{}", r.name)
+        };
+        if unit_for_window(r.window_s).is_none() {
+            return Err((
+                format!("{key}.window"),
+                "must be 1s, 1m, 1h, 1d or 30d with backend \"rls\" (the protocol's units)".into(),
+            ));
+        }
+        for kind in Kind::ALL {
+            if kind
+                .limit(&r.limits)
+                .is_some_and(|v| v > u64::from(u32::MAX))
+            {
+                let field = match kind {
+                    Kind::CostMicroUsd => "cost_usd",
+                    k => k.as_str(),
+                };
+                return Err((
+                    format!("{key}.{field}"),
+                    "is too large for backend \"rls\" (the protocol's limits are 32-bit; cost is counted in micro-USD)"
+                        .into(),
+                ));
+            }
+            if kind == Kind::CostMicroUsd && kind.limit(&r.limits) == Some(0) {
+                return Err((
+                    format!("{key}.cost_usd"),
+                    "must be at least 0.000001 with backend \"rls\" (counted in micro-USD)".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The service counters of the counters `budget::counters` chose for a request of `tenant`.
+pub fn counters(rules: &[Rule], specs: &[CounterSpec], tenant: &str) -> Vec<Counter> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let Some(rule) = rules.get(spec.rule) else {
+            continue;
+        };
+        for kind in Kind::ALL {
+            if let Some(limit) = kind.limit(&rule.limits) {
+                out.push(Counter {
+                    tenant: tenant.to_owned(),
+                    rule: rule.fingerprint.clone(),
+                    kind,
+                    limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                    window_secs: spec.window_s,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The debit calls after a call used `used`: one per kind (the protocol has one `hits_addend` per request),
+/// each with the kind's counters and what remains to count. `admitted`: the admission call already counted
+/// `ADMISSION_HITS` on every counter.
+pub fn debits(counters: &[Counter], used: &Amount, admitted: bool) -> Vec<(u32, Vec<Counter>)> {
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        let of_kind: Vec<Counter> = counters
+            .iter()
+            .filter(|c| c.kind == kind)
+            .cloned()
+            .collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        let amount = kind.amount(used);
+        let hits = if admitted {
+            debit_after(amount)
+        } else {
+            (amount > 0).then(|| u32::try_from(amount).unwrap_or(u32::MAX))
+        };
+        if let Some(h) = hits {
+            out.push((h, of_kind));
+        }
+    }
+    out
 }
 
 /// A `ShouldRateLimit` request debiting `hits` from every counter (`hits` 0 means 1 in the protocol, so
@@ -250,15 +387,8 @@ pub fn decision(body: &[u8]) -> Option<Decision> {
 }
 
 /// What to do when the service cannot answer (unreachable, slow past the timeout, an error status, an
-/// undecodable answer).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FailureMode {
-    /// Admit the request and count it (`tollgate.budget_rls_failed_open`).
-    #[default]
-    Open,
-    /// Refuse it: 503 in the API's error dialect (`tollgate.budget_rls_failed_closed`).
-    Closed,
-}
+/// undecodable answer): `budgets.rls.failure_mode`.
+pub use crate::budget::FailureMode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -294,7 +424,8 @@ mod tests {
         Counter {
             tenant: "team-a".into(),
             rule: "0-60".into(),
-            tokens: 1000,
+            kind: Kind::Tokens,
+            limit: 1000,
             window_secs: 60,
         }
     }
@@ -305,15 +436,15 @@ mod tests {
 
     /// Golden bytes produced by the Python protobuf runtime (testenv/ratelimit/golden.py, a descriptor
     /// built with the real field numbers) (RateLimitRequest{domain="tollgate", descriptors=[{entries=[tenant=team-a, rule=0-60],
-    /// limit={1000, MINUTE}}], hits_addend=1}).
+    /// limit=tokens], limit={1000, MINUTE}}], hits_addend=1}).
     #[test]
     fn request_matches_python_protobuf() {
         let got = request("tollgate", &[counter()], 1);
         assert_eq!(hex(&got), GOLDEN_REQUEST);
     }
 
-    const GOLDEN_REQUEST: &str = "0a08746f6c6c6761746512270a100a0674656e616e7412067465616d2d61\
-0a0c0a0472756c651204302d3630120508e80710021801";
+    const GOLDEN_REQUEST: &str = "0a08746f6c6c6761746512380a100a0674656e616e7412067465616d2d61\
+0a0c0a0472756c651204302d36300a0f0a056c696d69741206746f6b656e73120508e80710021801";
 
     #[test]
     fn zero_hits_are_sent_as_one() {
@@ -441,6 +572,95 @@ mod tests {
         assert_eq!(
             admission(0, &unknown, FailureMode::Open),
             Admission::FailOpen
+        );
+    }
+
+    fn budgets(v: serde_json::Value) -> crate::budget::BudgetConfig {
+        crate::budget::BudgetConfig::parse(v).unwrap()
+    }
+
+    #[test]
+    fn counters_follow_the_rules_budget_chose() {
+        let cfg = budgets(serde_json::json!([
+            {"tenant": "*", "window": "1m", "tokens": 1000, "output_tokens": 300},
+            {"tenant": "*", "window": "1d", "cost_usd": 2.5, "models": ["gpt-4*"]},
+        ]));
+        let specs = crate::budget::counters(&cfg, "team-a", Some("gpt-4o"));
+        let cs = counters(&cfg.rules, &specs, "team-a");
+        let got: Vec<(Kind, u32, u64)> = cs
+            .iter()
+            .map(|c| (c.kind, c.limit, c.window_secs))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::Tokens, 1000, 60),
+                (Kind::Output, 300, 60),
+                (Kind::CostMicroUsd, 2_500_000, 86_400)
+            ]
+        );
+        assert!(cs.iter().all(|c| c.tenant == "team-a"));
+        assert_ne!(cs[0].rule, cs[2].rule);
+        // Another model skips the model rule.
+        let specs = crate::budget::counters(&cfg, "team-a", Some("claude"));
+        assert_eq!(counters(&cfg.rules, &specs, "team-a").len(), 2);
+    }
+
+    #[test]
+    fn debits_one_call_per_kind() {
+        let cfg = budgets(serde_json::json!([
+            {"tenant": "*", "window": "1m", "tokens": 1000, "output_tokens": 300, "cost_usd": 1},
+        ]));
+        let specs = crate::budget::counters(&cfg, "t", None);
+        let cs = counters(&cfg.rules, &specs, "t");
+        let used = Amount {
+            tokens: 120,
+            input: 100,
+            output: 20,
+            cost_pico: 1_500_001,
+        };
+        let d: Vec<(u32, Kind)> = debits(&cs, &used, true)
+            .into_iter()
+            .map(|(h, c)| (h, c[0].kind))
+            .collect();
+        assert_eq!(
+            d,
+            vec![
+                (119, Kind::Tokens),
+                (19, Kind::Output),
+                (1, Kind::CostMicroUsd)
+            ]
+        );
+        // Not admitted through the service (it was failing): the whole usage is debited.
+        let d: Vec<u32> = debits(&cs, &used, false)
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
+        assert_eq!(d, vec![120, 20, 2]);
+        assert!(debits(&cs, &Amount::default(), true).is_empty());
+    }
+
+    #[test]
+    fn rules_must_fit_the_protocol() {
+        let ok =
+            budgets(serde_json::json!([{"tenant": "*", "window": "30d", "tokens": 4294967295u64}]));
+        assert_eq!(check_rules(&ok.rules), Ok(()));
+        let odd = budgets(serde_json::json!([{"tenant": "a", "window": "90s", "tokens": 5}]));
+        let (key, why) = check_rules(&odd.rules).unwrap_err();
+        assert_eq!(key, "budgets[0].window");
+        assert!(why.contains("1s, 1m, 1h, 1d or 30d"), "{why}");
+        let big = budgets(
+            serde_json::json!([{"tenant": "a", "window": "1h", "output_tokens": 4294967296u64}]),
+        );
+        assert_eq!(
+            check_rules(&big.rules).unwrap_err().0,
+            "budgets[0].output_tokens"
+        );
+        let tiny =
+            budgets(serde_json::json!([{"tenant": "a", "window": "1h", "cost_usd": 0.0000001}]));
+        assert_eq!(
+            check_rules(&tiny.rules).unwrap_err().0,
+            "budgets[0].cost_usd"
         );
     }
 

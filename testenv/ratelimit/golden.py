@@ -21,7 +21,7 @@ pool = descriptor_pool.DescriptorPool(); pool.Add(fdp)
 get = lambda n: message_factory.GetMessageClass(pool.FindMessageTypeByName("envoy.service.ratelimit.v3."+n))
 Req, Resp = get("RateLimitRequest"), get("RateLimitResponse")
 r = Req(domain="tollgate", hits_addend=1)
-d = r.descriptors.add(); d.entries.add(key="tenant", value="team-a"); d.entries.add(key="rule", value="0-60")
+d = r.descriptors.add(); d.entries.add(key="tenant", value="team-a"); d.entries.add(key="rule", value="0-60"); d.entries.add(key="limit", value="tokens")
 d.limit.requests_per_unit = 1000; d.limit.unit = 2
 print("req", r.SerializeToString().hex())
 s = Resp(overall_code=2); st = s.statuses.add(code=2, limit_remaining=0); st.current_limit.requests_per_unit=1000; st.current_limit.unit=2; st.duration_until_reset.seconds=12

@@ -8,6 +8,7 @@
 
 use super::abi;
 use super::stats::RlsStats;
+use crate::budget::Amount;
 use crate::rls::{self, Admission, Counter, FailureMode};
 use proxy_wasm::types::BufferType;
 use std::time::Duration;
@@ -130,23 +131,20 @@ impl Gate {
         a
     }
 
-    /// After the response (or an abort): debit the exact usage less the admission hit. A request admitted
-    /// while the service was failing is debited in full, so what it used still counts once it is back.
-    pub fn debit(&mut self, s: &Settings, usage: u64, stats: &RlsStats) {
+    /// After the response (or an abort): debit the exact usage less the admission hit, one call per kind
+    /// of limit. A request admitted while the service was failing is debited in full, so what it used still
+    /// counts once the service is back.
+    pub fn debit(&mut self, s: &Settings, used: &Amount, stats: &RlsStats) {
         let counters = std::mem::take(&mut self.counters);
         if counters.is_empty() || self.token.is_some() {
             return;
         }
-        let hits = if self.admitted {
-            rls::debit_after(usage)
-        } else {
-            (usage > 0).then(|| u32::try_from(usage).unwrap_or(u32::MAX))
-        };
-        let Some(hits) = hits else { return };
-        let msg = rls::request(&s.domain, &counters, hits);
-        match abi::grpc_call(&s.upstream, rls::SERVICE, rls::METHOD, &msg, s.timeout) {
-            Some(_) => stats.debits.add(1),
-            None => stats.debit_failures.add(1),
+        for (hits, of_kind) in rls::debits(&counters, used, self.admitted) {
+            let msg = rls::request(&s.domain, &of_kind, hits);
+            match abi::grpc_call(&s.upstream, rls::SERVICE, rls::METHOD, &msg, s.timeout) {
+                Some(_) => stats.debits.add(1),
+                None => stats.debit_failures.add(1),
+            }
         }
     }
 }
