@@ -29,7 +29,7 @@ WASM_STD := -Zbuild-std=std,panic_abort
 WASM_TEST_STD := -Zbuild-std=std,panic_abort -Zpanic-abort-tests
 endif
 
-.PHONY: all setup build test unit wasm-unit e2e run fmt clippy clean
+.PHONY: all setup build ratelimit test unit wasm-unit e2e run fmt clippy clean
 
 all: build
 
@@ -43,6 +43,10 @@ build: setup
 
 unit:
 	cargo test -p tollgate
+
+# The test rate-limit service (testenv/ratelimit, its own workspace) for `budgets.backend = "rls"`.
+ratelimit:
+	cd testenv/ratelimit && CARGO_TARGET_DIR=$(ROOT)/target/ratelimit cargo build --release --locked
 
 # The pure core's unit tests compiled to wasm32-wasip1 (32-bit usize, wasm codegen) and run under Node's WASI.
 wasm-unit: setup
