@@ -1,7 +1,8 @@
 # tollgate — build, test and run the Envoy proxy-wasm filter.
 #   make build   tollgate.wasm (wasm32-wasip1, release, LTO, panic=abort)
 #   make test    native unit tests + the same tests on wasm32 under Node + end-to-end tests through real Envoy
-#   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C
+#   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C;
+#                TOLLGATE_RLS=1 make run adds Redis and the test rate-limit service (budgets.backend=rls)
 # Everything needed is installed by scripts/setup.sh (idempotent).
 
 SHELL := /bin/bash
