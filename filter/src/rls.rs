@@ -16,6 +16,8 @@
 
 use crate::budget::config::Rule;
 use crate::budget::{Amount, CounterSpec, Limits};
+use crate::call::Api;
+use crate::reply::{self, Refusal, Reply};
 use prost::Message;
 
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -416,6 +418,39 @@ pub fn admission(grpc_status: u32, body: &[u8], mode: FailureMode) -> Admission 
     }
 }
 
+/// The local reply for a refused admission, in the dialect of `api`: over a budget, 429 with `retry-after`
+/// (the service's reset) and the `x-ratelimit-*-tokens` headers when the service reported them; the service
+/// failing with `failure_mode: closed`, 429 with `retry-after: 1`. None when the request goes on.
+pub fn refusal(api: Api, admission: &Admission) -> Option<Reply> {
+    match admission {
+        Admission::Admit(_) | Admission::FailOpen => None,
+        Admission::Deny(d) => {
+            let mut extra = vec![(
+                "retry-after".to_string(),
+                d.reset_secs.unwrap_or(1).max(1).to_string(),
+            )];
+            if let Some(l) = d.limit {
+                extra.push(("x-ratelimit-limit-tokens".into(), l.to_string()));
+            }
+            if let Some(r) = d.remaining {
+                extra.push(("x-ratelimit-remaining-tokens".into(), r.to_string()));
+            }
+            Some(reply::refuse(
+                api,
+                Refusal::BudgetExceeded,
+                "token budget exceeded for this tenant; retry after the window resets",
+                extra,
+            ))
+        }
+        Admission::FailClosed => Some(reply::refuse(
+            api,
+            Refusal::BudgetExceeded,
+            "token budget service unavailable; retry later",
+            vec![("retry-after".into(), "1".into())],
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +697,38 @@ mod tests {
             check_rules(&tiny.rules).unwrap_err().0,
             "budgets[0].cost_usd"
         );
+    }
+
+    #[test]
+    fn refusals_speak_the_dialect() {
+        let d = Decision {
+            over_limit: true,
+            limit: Some(190),
+            remaining: Some(0),
+            reset_secs: Some(42),
+        };
+        let r = refusal(Api::AnthropicMessages, &Admission::Deny(d)).unwrap();
+        assert_eq!(r.status, 429);
+        let h = |r: &Reply, k: &str| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(h(&r, "retry-after").as_deref(), Some("42"));
+        assert_eq!(h(&r, "x-ratelimit-limit-tokens").as_deref(), Some("190"));
+        assert_eq!(h(&r, "x-ratelimit-remaining-tokens").as_deref(), Some("0"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"]["type"], "rate_limit_error");
+        let c = refusal(Api::OpenAiChat, &Admission::FailClosed).unwrap();
+        assert_eq!(
+            (c.status, h(&c, "retry-after").as_deref()),
+            (429, Some("1"))
+        );
+        let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
+        assert_eq!(body["error"]["code"], "token_budget_exceeded");
+        assert!(refusal(Api::OpenAiChat, &Admission::FailOpen).is_none());
+        assert!(refusal(Api::OpenAiChat, &Admission::Admit(Decision::default())).is_none());
     }
 
     #[test]
