@@ -8,7 +8,8 @@
 
 use super::abi;
 use super::stats::RlsStats;
-use crate::budget::Amount;
+use crate::budget::{Amount, BudgetConfig, RlsConfig};
+use crate::call::Api;
 use crate::rls::{self, Admission, Counter, FailureMode};
 use proxy_wasm::types::BufferType;
 use std::time::Duration;
@@ -24,6 +25,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    pub fn from_config(c: &RlsConfig) -> Settings {
+        Settings::new(
+            &c.cluster,
+            &c.authority,
+            &c.domain,
+            c.timeout_ms,
+            c.failure_mode,
+        )
+    }
+
     pub fn new(
         cluster: &str,
         authority: &str,
@@ -146,5 +157,63 @@ impl Gate {
                 None => stats.debit_failures.add(1),
             }
         }
+    }
+}
+
+/// Request body, `backend: "rls"`: start the admission call for `tenant` calling `model`. `Ok(())`: return
+/// `Action::Pause` and wait for `answer`; `Err(admission)`: decided now, `settle` it.
+pub fn admit(
+    budgets: &BudgetConfig,
+    gate: &mut Gate,
+    tenant: &str,
+    model: Option<&str>,
+    stats: &RlsStats,
+) -> Result<(), Admission> {
+    let Some(cfg) = budgets.rls.as_ref() else {
+        return Err(Admission::FailOpen);
+    };
+    let specs = crate::budget::counters(budgets, tenant, model);
+    let counters = rls::counters(&budgets.rules, &specs, tenant);
+    gate.start(&Settings::from_config(cfg), counters, stats)
+}
+
+/// `on_grpc_call_response`: the admission for this exchange's call, None for any other token.
+pub fn answer(
+    budgets: &BudgetConfig,
+    gate: &mut Gate,
+    token: u32,
+    status_code: u32,
+    size: usize,
+    stats: &RlsStats,
+) -> Option<Admission> {
+    let cfg = budgets.rls.as_ref()?;
+    if !gate.waiting_for(token) {
+        return None;
+    }
+    Some(gate.answer(&Settings::from_config(cfg), status_code, size, stats))
+}
+
+/// Act on an admission: refuse with a local reply (true: the exchange is answered) or let it go on.
+/// `resume`: the request was paused waiting for the answer.
+pub fn settle(api: Api, admission: &Admission, resume: bool) -> bool {
+    if let Some(reply) = rls::refusal(api, admission) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        abi::send_local_response(u32::from(reply.status), &headers, &reply.body);
+        return true;
+    }
+    if resume {
+        abi::resume_request();
+    }
+    false
+}
+
+/// `on_log`: debit what the call used.
+pub fn commit(budgets: &BudgetConfig, gate: &mut Gate, used: &Amount, stats: &RlsStats) {
+    if let Some(cfg) = budgets.rls.as_ref() {
+        gate.debit(&Settings::from_config(cfg), used, stats);
     }
 }
