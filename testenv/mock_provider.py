@@ -7,6 +7,10 @@ request headers shape the delivery:
   x-mock-delay-ms: D     sleep D ms between chunks
   x-mock-gzip: 1         gzip the body (content-encoding: gzip)
   x-mock-truncate: N     send only the first N bytes, then reset the connection
+  x-mock-usage: max      (OpenAI chat shape) generate exactly the request's max_completion_tokens/max_tokens
+                         output tokens, as a JSON body or an SSE stream (`stream: true`; the usage chunk only
+                         when `stream_options.include_usage`); prompt_tokens = x-mock-prompt-tokens (default 10).
+                         Lets budget tests know each call's exact usage and see clamped max tokens honoured.
 Without a fixture header, OpenAI-shaped paths get a small canned chat completion (used by `make run` and the
 benchmark). Every request is recorded (method, path, headers, body) for assertions.
 """
@@ -62,6 +66,33 @@ def fixture_body(fx) -> bytes:
     return b""
 
 
+def usage_max_response(body: bytes, prompt_tokens: int):
+    """An OpenAI chat completion whose output is exactly the request's max tokens (see x-mock-usage)."""
+    req = json.loads(body or b"{}")
+    n = req.get("max_completion_tokens", req.get("max_tokens", 16))
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+    model = req.get("model", "gpt-4o")
+    text = "tok " * n
+    if not req.get("stream"):
+        doc = {"id": "chatcmpl-max", "object": "chat.completion", "model": model,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                            "finish_reason": "length"}], "usage": usage}
+        return {"content-type": "application/json"}, json.dumps(doc).encode()
+
+    def chunk(choices, extra=None):
+        c = {"id": "chatcmpl-max", "object": "chat.completion.chunk", "model": model, "choices": choices}
+        c.update(extra or {})
+        return b"data: " + json.dumps(c).encode() + b"\n\n"
+
+    out = chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    out += chunk([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+    out += chunk([{"index": 0, "delta": {}, "finish_reason": "length"}])
+    if (req.get("stream_options") or {}).get("include_usage"):
+        out += chunk([], {"usage": usage})
+    out += b"data: [DONE]\n\n"
+    return {"content-type": "text/event-stream"}, out
+
+
 def load_fixture(name):
     with open(os.path.join(FIXTURES, name + ".json"), encoding="utf-8") as f:
         return json.load(f)
@@ -106,7 +137,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             data = b""
             while True:
-                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                line = self.rfile.readline().strip().split(b";")[0]
+                if not line:
+                    return data  # the gateway reset the stream mid-body (e.g. it answered locally)
+                size = int(line, 16)
                 if size == 0:
                     self.rfile.readline()
                     return data
@@ -137,7 +171,10 @@ class Handler(BaseHTTPRequestHandler):
             "body_base64": base64.b64encode(body).decode(),
         })
         name = self.headers.get("x-mock-fixture")
-        if name:
+        if self.headers.get("x-mock-usage") == "max":
+            status = 200
+            headers, payload = usage_max_response(body, int(self.headers.get("x-mock-prompt-tokens", "10")))
+        elif name:
             fx = load_fixture(name)
             status = fx["response"].get("status", 200)
             headers = dict(fx["response"].get("headers", {}))

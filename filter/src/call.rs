@@ -213,6 +213,12 @@ pub struct Call {
     pub usage_estimated: bool,
     /// Transport-level failure (client abort, upstream reset, timeout) rather than a provider error.
     pub transport_error: Option<&'static str>,
+    /// `tollgate.tenant`: who the call is attributed to (when tenants or budgets are configured).
+    pub tenant: Option<String>,
+    /// The budget check's result, when budgets apply to the call.
+    pub budget: Option<crate::budget::Outcome>,
+    /// `tollgate.cost.usd` from the `pricing` table, when a price matches the model.
+    pub cost_usd: Option<f64>,
 }
 
 impl Call {

@@ -150,7 +150,7 @@ impl Pricing {
                 },
             ));
         }
-        entries.sort_by(|a, b| specificity(&b.0).cmp(&specificity(&a.0)));
+        entries.sort_by_key(|e| std::cmp::Reverse(specificity(&e.0)));
         Ok(Pricing { entries })
     }
 
@@ -165,6 +165,24 @@ impl Pricing {
             .find(|(p, _)| model_matches(p, model))
             .map(|(_, price)| price)
     }
+}
+
+/// `tollgate.cost.usd` of a finished call: priced by the request model, else the response model; None when
+/// no price matches or no usage is known.
+pub fn call_cost(pricing: &Pricing, call: &crate::call::Call) -> Option<f64> {
+    if pricing.is_empty() || call.response.usage.is_empty() {
+        return None;
+    }
+    let price = call
+        .request_model()
+        .and_then(|m| pricing.lookup(m))
+        .or_else(|| {
+            call.response
+                .model
+                .as_deref()
+                .and_then(|m| pricing.lookup(m))
+        })?;
+    Some(price.cost_usd(&call.response.usage))
 }
 
 #[cfg(test)]
@@ -251,6 +269,27 @@ mod tests {
             }),
             10_000_000
         );
+    }
+
+    #[test]
+    fn call_cost_uses_request_then_response_model() {
+        let p = Pricing::parse(json!({"gpt-4o*": {"input": 2.5, "output": 10}})).unwrap();
+        let mut call = crate::call::Call::default();
+        assert_eq!(call_cost(&p, &call), None);
+        call.response.usage = Usage {
+            input: Some(1000),
+            output: Some(100),
+            ..Usage::default()
+        };
+        assert_eq!(call_cost(&p, &call), None, "no model");
+        call.response.model = Some("gpt-4o-2024-08-06".into());
+        assert!((call_cost(&p, &call).unwrap() - 0.0035).abs() < 1e-12);
+        call.request.model = Some("claude".into());
+        assert!(
+            call_cost(&p, &call).is_some(),
+            "falls back to the response model"
+        );
+        assert_eq!(call_cost(&Pricing::default(), &call), None);
     }
 
     #[test]

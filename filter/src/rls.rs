@@ -676,6 +676,32 @@ mod tests {
     }
 
     #[test]
+    fn rls_budgets_are_checked_at_parse_time() {
+        let parse = |v| {
+            crate::budget::BudgetConfig::parse(v)
+                .unwrap_err()
+                .to_string()
+        };
+        let rls = serde_json::json!({"cluster": "ratelimit"});
+        let e = parse(serde_json::json!({"backend": "rls", "rls": rls,
+            "rules": [{"tenant": "*", "window": "2h", "tokens": 5}]}));
+        assert!(e.contains("budgets.rules[0].window"), "{e}");
+        let e = parse(
+            serde_json::json!({"backend": "rls", "rls": rls, "clamp_max_tokens": true,
+            "rules": [{"tenant": "*", "window": "1h", "tokens": 5}]}),
+        );
+        assert!(
+            e.contains("budgets.clamp_max_tokens") && e.contains("rls"),
+            "{e}"
+        );
+        // The local backend keeps every window.
+        crate::budget::BudgetConfig::parse(
+            serde_json::json!([{"tenant": "*", "window": "2h", "tokens": 5}]),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn rules_must_fit_the_protocol() {
         let ok =
             budgets(serde_json::json!([{"tenant": "*", "window": "30d", "tokens": 4294967295u64}]));

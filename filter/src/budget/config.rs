@@ -414,7 +414,7 @@ impl BudgetConfig {
             rules.push(r);
         }
         if rules.is_empty() {
-            return Err(err(format!("{prefix}"), "needs at least one rule"));
+            return Err(err(prefix, "needs at least one rule"));
         }
         let default_max_output_tokens = raw.default_max_output_tokens.unwrap_or(4096);
         if default_max_output_tokens == 0 || default_max_output_tokens > 10_000_000 {
@@ -455,6 +455,15 @@ impl BudgetConfig {
         let rls = raw.rls.map(Self::rls).transpose()?;
         if raw.backend == BackendKind::Rls && rls.is_none() {
             return Err(err("budgets.rls", "required when backend is \"rls\""));
+        }
+        if raw.backend == BackendKind::Rls {
+            crate::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
+            if clamp_min.is_some() {
+                return Err(err(
+                    "budgets.clamp_max_tokens",
+                    "not available with backend \"rls\" (the service keeps no reservations to clamp against)",
+                ));
+            }
         }
         Ok(BudgetConfig {
             backend: raw.backend,

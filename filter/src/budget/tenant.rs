@@ -95,12 +95,60 @@ fn claim_from_json(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// Envoy returns a map-valued property (a `google.protobuf.Struct` seen through CEL) in the proxy-wasm pairs
+/// encoding: u32 count, count × (u32 key length, u32 value length), then each key and value NUL-terminated.
+/// String values are their bytes; numbers are 8-byte little-endian doubles.
+fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let n = u32_at(0)?;
+    if n > 4096 {
+        return None;
+    }
+    let mut sizes = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = 4usize.checked_add(i.checked_mul(8)?)?;
+        sizes.push((u32_at(at)?, u32_at(at.checked_add(4)?)?));
+    }
+    let mut pos = 4usize.checked_add(n.checked_mul(8)?)?;
+    let mut out = Vec::with_capacity(n);
+    for (k, v) in sizes {
+        let key = bytes.get(pos..pos.checked_add(k)?)?;
+        pos = pos.checked_add(k)?.checked_add(1)?;
+        let value = bytes.get(pos..pos.checked_add(v)?)?;
+        pos = pos.checked_add(v)?.checked_add(1)?;
+        out.push((key, value));
+    }
+    (pos == bytes.len()).then_some(out)
+}
+
+/// A pairs-encoded value as a claim: printable UTF-8 as is, else an 8-byte double holding an integer.
+fn claim_from_pair_value(v: &[u8]) -> Option<String> {
+    if let Ok(s) = std::str::from_utf8(v) {
+        if !s.is_empty() && s.chars().all(|c| !c.is_control()) {
+            return Some(s.to_owned());
+        }
+    }
+    let b: [u8; 8] = v.try_into().ok()?;
+    let n = f64::from_le_bytes(b);
+    (n.is_finite() && n.fract() == 0.0 && n.abs() < 9e15).then(|| format!("{}", n as i64))
+}
+
 /// A claim of the JWT payload as the host returned it for
-/// `metadata.filter_metadata["envoy.filters.http.jwt_authn"][<metadata_key>]`: Envoy serializes that
-/// `google.protobuf.Struct` as protobuf; a JSON object is also accepted (other hosts, tests).
+/// `metadata.filter_metadata["envoy.filters.http.jwt_authn"][<metadata_key>]`: Envoy 1.40 returns the pairs
+/// encoding (see `pairs`); a serialized `google.protobuf.Struct` and a JSON object are also accepted (other
+/// hosts and versions).
 pub fn claim_from_metadata(bytes: &[u8], claim: &str) -> Option<String> {
     if bytes.is_empty() {
         return None;
+    }
+    if let Some(p) = pairs(bytes) {
+        return p
+            .iter()
+            .find(|(k, _)| *k == claim.as_bytes())
+            .and_then(|(_, v)| claim_from_pair_value(v));
     }
     if bytes.first() == Some(&b'{') {
         if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(bytes)
@@ -150,7 +198,7 @@ mod tests {
                 invalid: false
             }
         );
-        assert_eq!(resolve(Some(""), "anon").invalid, false);
+        assert!(!resolve(Some(""), "anon").invalid);
         let bad = resolve(Some("team a/../x"), "anon");
         assert_eq!((bad.tenant.as_str(), bad.invalid), ("anon", true));
     }
@@ -201,6 +249,42 @@ mod tests {
         assert_eq!(claim_from_metadata(&bytes, "missing"), None);
         assert_eq!(claim_from_metadata(b"\xff\xff\xff", "sub"), None);
         assert_eq!(claim_from_metadata(b"", "sub"), None);
+    }
+
+    #[test]
+    fn claim_from_envoy_pairs() {
+        // What Envoy 1.40 returned for a jwt_authn payload {"iss","sub","exp"} (captured from a real run).
+        let exp = 1_795_000_000f64.to_le_bytes();
+        let mut b = Vec::new();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        for (k, v) in [(3u32, 13u32), (3, 8), (3, 8)] {
+            b.extend_from_slice(&k.to_le_bytes());
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for (k, v) in [
+            (&b"iss"[..], &b"tollgate-test"[..]),
+            (b"sub", b"team-jwt"),
+            (b"exp", &exp[..]),
+        ] {
+            b.extend_from_slice(k);
+            b.push(0);
+            b.extend_from_slice(v);
+            b.push(0);
+        }
+        assert_eq!(claim_from_metadata(&b, "sub").as_deref(), Some("team-jwt"));
+        assert_eq!(
+            claim_from_metadata(&b, "iss").as_deref(),
+            Some("tollgate-test")
+        );
+        assert_eq!(
+            claim_from_metadata(&b, "exp").as_deref(),
+            Some("1795000000")
+        );
+        assert_eq!(claim_from_metadata(&b, "aud"), None);
+        // Truncated encodings are rejected, never read out of bounds.
+        for cut in 0..b.len() {
+            let _ = claim_from_metadata(b.get(..cut).unwrap(), "sub");
+        }
     }
 
     #[test]

@@ -52,6 +52,26 @@ extern "C" {
         grpc_status: i32,
     ) -> Status;
     fn proxy_continue_stream(stream_type: StreamType) -> Status;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> Status;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> Status;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
 }
 
 /// Take ownership of a host-returned buffer. The host allocates it through the SDK's exported
@@ -185,4 +205,59 @@ pub fn grpc_call(
         timeout,
     )
     .ok()
+}
+
+/// Process-wide shared data (all workers of this vm_id): the value and its CAS token; None when absent or
+/// on any host error.
+pub fn get_shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: as in `header`.
+    unsafe {
+        match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) {
+            Status::Ok => Some((owned(data, size), cas)),
+            _ => None,
+        }
+    }
+}
+
+/// Outcome of a shared-data write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetShared {
+    Ok,
+    CasMismatch,
+    Failed,
+}
+
+/// Write shared data if its CAS token is still `cas` (0 = unconditionally).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> SetShared {
+    // SAFETY: pointers valid for the duration of the call.
+    let status =
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
+    match status {
+        Status::Ok => SetShared::Ok,
+        Status::CasMismatch => SetShared::CasMismatch,
+        _ => SetShared::Failed,
+    }
+}
+
+/// A host property (`["metadata", "filter_metadata", ...]`); None when absent or on any error.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let mut p = Vec::new();
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            p.push(0);
+        }
+        p.extend_from_slice(part.as_bytes());
+    }
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `header`.
+    unsafe {
+        match proxy_get_property(p.as_ptr(), p.len(), &mut data, &mut size) {
+            Status::Ok if !data.is_null() => Some(owned(data, size)),
+            _ => None,
+        }
+    }
 }

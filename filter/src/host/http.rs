@@ -2,6 +2,7 @@
 //! response body chunks → log. Everything it learns goes into a `Call`; on `on_log` the call becomes a span.
 
 use super::abi;
+use super::budget::{self, Budgeted, Step};
 use super::root::Shared;
 use super::{now_ns, random, random_unit};
 use crate::call::{Api, Call};
@@ -25,6 +26,7 @@ pub struct Exchange {
     response_done: bool,
     /// Removes the usage-only chunk from the client's stream when tollgate injected `include_usage`.
     usage_filter: Option<SseEventFilter>,
+    budget: Budgeted,
 }
 
 impl Exchange {
@@ -39,6 +41,7 @@ impl Exchange {
             stream: StreamState::default(),
             response_done: false,
             usage_filter: None,
+            budget: Budgeted::default(),
         }
     }
 
@@ -55,7 +58,7 @@ impl Exchange {
 
     /// Whether `on_http_request_body` may replace the body (then `content-length` must go).
     fn may_rewrite_request_body(&self) -> bool {
-        self.may_inject_usage()
+        self.may_inject_usage() || budget::may_rewrite(&self.shared.config)
     }
 
     /// Replace the buffered request body (its `content-length` was removed with the headers).
@@ -97,7 +100,39 @@ impl Exchange {
     }
 }
 
-impl Context for Exchange {}
+/// Answer the request locally; the caller returns `Action::Pause` (or is an asynchronous callback).
+fn send_reply(reply: &crate::reply::Reply) {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    abi::send_local_response(u32::from(reply.status), &headers, &reply.body);
+}
+
+impl Context for Exchange {
+    /// `budgets.backend = "rls"`: the rate-limit service's answer to the paused request.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let step = budget::on_grpc_answer(
+            &self.shared,
+            &mut self.budget,
+            &mut self.call,
+            token_id,
+            status_code,
+            response_size,
+        );
+        match step {
+            Some(Step::Refuse(reply)) => {
+                send_reply(&reply);
+                self.response_done = true;
+            }
+            Some(_) => {
+                abi::resume_request();
+            }
+            None => {}
+        }
+    }
+}
 
 impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -125,6 +160,7 @@ impl HttpContext for Exchange {
             self.call.conversation_id =
                 Self::request_header(h).filter(|v| !v.is_empty() && v.len() <= 256);
         }
+        budget::on_request_headers(&self.shared, &mut self.budget, &mut self.call);
         let tp = Self::request_header("traceparent");
         let ts = Self::request_header("tracestate");
         self.call.ids = trace::span_ids(
@@ -162,9 +198,27 @@ impl HttpContext for Exchange {
         if !end_of_stream {
             return Action::Pause; // Buffer until the whole body is here.
         }
-        let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        let mut body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        let mut body_size = body_size;
         if let Some(route) = self.call.route.as_ref() {
             providers::request(route, &body, &mut self.call.request);
+        }
+        let mut wait = false;
+        match budget::on_request_body(&self.shared, &mut self.budget, &mut self.call, &body) {
+            Step::Continue => {}
+            // The rate-limit service decides; the rewrites below still apply if it admits.
+            Step::Wait => wait = true,
+            Step::Rewrite(new_body) => {
+                if Self::replace_request_body(body_size, &new_body) {
+                    body_size = new_body.len();
+                    body = new_body;
+                }
+            }
+            Step::Refuse(reply) => {
+                send_reply(&reply);
+                self.response_done = true;
+                return Action::Pause;
+            }
         }
         if self.may_inject_usage() {
             if let Some(new_body) = openai::inject_include_usage(&body) {
@@ -173,13 +227,17 @@ impl HttpContext for Exchange {
                 }
             }
         }
+        if wait {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if !self.active {
+        if !self.active || self.budget.refused {
             return Action::Continue;
         }
+        budget::on_response_headers(&self.shared, &self.budget);
         let status = abi::header_str(MapType::HttpResponseHeaders, ":status")
             .and_then(|s| s.parse::<u16>().ok());
         self.call.http_status = status;
@@ -285,6 +343,8 @@ impl HttpContext for Exchange {
         }
         self.call.end_ns = now_ns();
         self.call.estimate_missing_usage();
+        budget::on_log(&self.shared, &mut self.budget, &self.call);
+        self.call.cost_usd = crate::pricing::call_cost(&self.shared.config.pricing, &self.call);
         let stats = &self.shared.stats;
         stats.calls.add(1);
         if self.call.error_type().is_some() {

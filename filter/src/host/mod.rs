@@ -2,6 +2,7 @@
 //! `http` follows one request top to bottom in the order Envoy calls it.
 
 mod abi;
+mod budget;
 mod http;
 mod rls;
 mod root;

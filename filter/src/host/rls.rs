@@ -9,7 +9,6 @@
 use super::abi;
 use super::stats::RlsStats;
 use crate::budget::{Amount, BudgetConfig, RlsConfig};
-use crate::call::Api;
 use crate::rls::{self, Admission, Counter, FailureMode};
 use proxy_wasm::types::BufferType;
 use std::time::Duration;
@@ -191,24 +190,6 @@ pub fn answer(
         return None;
     }
     Some(gate.answer(&Settings::from_config(cfg), status_code, size, stats))
-}
-
-/// Act on an admission: refuse with a local reply (true: the exchange is answered) or let it go on.
-/// `resume`: the request was paused waiting for the answer.
-pub fn settle(api: Api, admission: &Admission, resume: bool) -> bool {
-    if let Some(reply) = rls::refusal(api, admission) {
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        abi::send_local_response(u32::from(reply.status), &headers, &reply.body);
-        return true;
-    }
-    if resume {
-        abi::resume_request();
-    }
-    false
 }
 
 /// `on_log`: debit what the call used.

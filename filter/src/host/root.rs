@@ -195,6 +195,10 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if let Err(e) = super::budget::on_configure(&cfg) {
+            log(LogLevel::Error, &e);
+            return false;
+        }
         if self.instance_id.is_empty() {
             self.instance_id = hex(&random::<16>());
         }

@@ -17,6 +17,13 @@ pub struct Stats {
     pub spans_dropped_failed: Metric,
     pub export_retries: Metric,
     pub queue_depth: Metric,
+    pub budget_allowed: Metric,
+    pub budget_denied: Metric,
+    pub budget_clamped: Metric,
+    pub budget_dry_run_denied: Metric,
+    pub budget_tenant_invalid: Metric,
+    pub budget_tenant_overflow: Metric,
+    pub budget_errors: Metric,
     pub rls: RlsStats,
 }
 
@@ -83,6 +90,13 @@ impl Stats {
                 debits: c("tollgate.budget_rls_debits"),
                 debit_failures: c("tollgate.budget_rls_debit_failures"),
             },
+            budget_allowed: c("tollgate.budget_allowed"),
+            budget_denied: c("tollgate.budget_denied"),
+            budget_clamped: c("tollgate.budget_clamped"),
+            budget_dry_run_denied: c("tollgate.budget_dry_run_denied"),
+            budget_tenant_invalid: c("tollgate.budget_tenant_invalid"),
+            budget_tenant_overflow: c("tollgate.budget_tenant_overflow"),
+            budget_errors: c("tollgate.budget_errors"),
         }
     }
 }

@@ -133,6 +133,13 @@ pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
     if resp.incomplete {
         a.bool("tollgate.usage.partial", true);
     }
+    a.str("tollgate.tenant", call.tenant.as_deref());
+    a.double("tollgate.cost.usd", call.cost_usd);
+    if let Some(b) = &call.budget {
+        a.str("tollgate.budget.decision", Some(b.verdict.as_str()));
+        a.str("tollgate.budget.rule", b.rule.as_deref());
+        a.int("tollgate.budget.remaining_tokens", b.remaining_tokens);
+    }
     let _ = Semconv::Latest; // The latest-only names are metrics; span names are shared by both sets today.
     a.0
 }
