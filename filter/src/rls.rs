@@ -343,9 +343,10 @@ pub struct Decision {
     pub reset_secs: Option<u64>,
 }
 
-/// Read an answer; None when it is not a `RateLimitResponse` or its code is UNKNOWN (a service that could
-/// not decide), which callers treat as a failure.
-pub fn decision(body: &[u8]) -> Option<Decision> {
+/// Read an answer to a request for `counters` (statuses are in descriptor order); None when it is not a
+/// `RateLimitResponse` or its code is UNKNOWN (a service that could not decide), which callers treat as a
+/// failure. The limit and remaining reported are in tokens: cost counters decide but are not reported.
+pub fn decision(body: &[u8], counters: &[Counter]) -> Option<Decision> {
     let resp = RateLimitResponse::decode(body).ok()?;
     let over_limit = match resp.overall_code {
         CODE_OK => false,
@@ -356,10 +357,16 @@ pub fn decision(body: &[u8]) -> Option<Decision> {
         over_limit,
         ..Decision::default()
     };
-    for st in &resp.statuses {
+    for (i, st) in resp.statuses.iter().enumerate() {
         let Some(limit) = &st.current_limit else {
             continue;
         };
+        if counters
+            .get(i)
+            .is_some_and(|c| c.kind == Kind::CostMicroUsd)
+        {
+            continue;
+        }
         let reset = st
             .duration_until_reset
             .as_ref()
@@ -404,9 +411,14 @@ pub enum Admission {
 
 /// The admission outcome of an answered call: `grpc_status` as Envoy reports it (0 is OK; a timeout is
 /// DEADLINE_EXCEEDED, an unreachable cluster UNAVAILABLE), `body` the bare response message.
-pub fn admission(grpc_status: u32, body: &[u8], mode: FailureMode) -> Admission {
+pub fn admission(
+    grpc_status: u32,
+    body: &[u8],
+    counters: &[Counter],
+    mode: FailureMode,
+) -> Admission {
     let decided = if grpc_status == GRPC_OK {
-        decision(body)
+        decision(body, counters)
     } else {
         None
     };
@@ -532,7 +544,7 @@ mod tests {
             statuses: vec![status(CODE_OK, 1000, 700, 40), status(CODE_OK, 500, 20, 10)],
         }
         .encode_to_vec();
-        let d = decision(&body).unwrap();
+        let d = decision(&body, &[]).unwrap();
         assert_eq!(
             d,
             Decision {
@@ -542,6 +554,22 @@ mod tests {
                 reset_secs: Some(11),
             }
         );
+    }
+
+    #[test]
+    fn cost_counters_decide_but_are_not_reported_as_tokens() {
+        let body = RateLimitResponse {
+            overall_code: CODE_OK,
+            statuses: vec![
+                status(CODE_OK, 9000, 8000, 40),
+                status(CODE_OK, 2_500_000, 5, 40),
+            ],
+        }
+        .encode_to_vec();
+        let mut cost = counter();
+        cost.kind = Kind::CostMicroUsd;
+        let d = decision(&body, &[counter(), cost]).unwrap();
+        assert_eq!((d.limit, d.remaining), (Some(9000), Some(8000)));
     }
 
     #[test]
@@ -555,7 +583,7 @@ mod tests {
             ],
         }
         .encode_to_vec();
-        let d = decision(&body).unwrap();
+        let d = decision(&body, &[]).unwrap();
         assert!(d.over_limit);
         assert_eq!(d.remaining, Some(0));
         assert_eq!(d.reset_secs, Some(41));
@@ -569,7 +597,7 @@ mod tests {
             0x08, 0x02, 0x12, 0x0d, 0x08, 0x02, 0x12, 0x05, 0x08, 0xe8, 0x07, 0x10, 0x02, 0x22,
             0x02, 0x08, 0x0c,
         ];
-        let d = decision(&bytes).unwrap();
+        let d = decision(&bytes, &[]).unwrap();
         assert_eq!(
             d,
             Decision {
@@ -589,23 +617,26 @@ mod tests {
         }
         .encode_to_vec();
         assert!(matches!(
-            admission(0, &ok, FailureMode::Closed),
+            admission(0, &ok, &[], FailureMode::Closed),
             Admission::Admit(_)
         ));
         // DEADLINE_EXCEEDED (timeout), UNAVAILABLE (unreachable).
-        assert_eq!(admission(4, &ok, FailureMode::Open), Admission::FailOpen);
         assert_eq!(
-            admission(14, &[], FailureMode::Closed),
+            admission(4, &ok, &[], FailureMode::Open),
+            Admission::FailOpen
+        );
+        assert_eq!(
+            admission(14, &[], &[], FailureMode::Closed),
             Admission::FailClosed
         );
         // Garbage and an UNKNOWN overall code are failures, not decisions.
         assert_eq!(
-            admission(0, &[0xff, 0xff], FailureMode::Closed),
+            admission(0, &[0xff, 0xff], &[], FailureMode::Closed),
             Admission::FailClosed
         );
         let unknown = RateLimitResponse::default().encode_to_vec();
         assert_eq!(
-            admission(0, &unknown, FailureMode::Open),
+            admission(0, &unknown, &[], FailureMode::Open),
             Admission::FailOpen
         );
     }
@@ -773,7 +804,7 @@ mod tests {
         }
         .encode_to_vec();
         for n in 0..body.len() {
-            let _ = admission(0, &body[..n], FailureMode::Open);
+            let _ = admission(0, &body[..n], &[], FailureMode::Open);
         }
     }
 }

@@ -123,7 +123,7 @@ impl Gate {
         } else {
             Vec::new()
         };
-        let a = rls::admission(status_code, &body, s.failure_mode);
+        let a = rls::admission(status_code, &body, &self.counters, s.failure_mode);
         match a {
             Admission::Admit(d) => {
                 stats.checks.add(1);
