@@ -1,7 +1,8 @@
 # tollgate — build, test and run the Envoy proxy-wasm filter.
 #   make build   tollgate.wasm (wasm32-wasip1, release, LTO, panic=abort)
 #   make test    clippy gate + native unit tests + the same tests on wasm32 under Node + end-to-end tests through real Envoy
-#   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C
+#   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C;
+#                TOLLGATE_RLS=1 make run adds Redis and the test rate-limit service (budgets.backend=rls)
 #   make fuzz    every cargo-fuzz target for FUZZ_SECONDS (default 25) each, seeded from the fixtures
 #   make soak    SOAK_SECONDS (default 600) of mixed traffic at high concurrency; memory and accounting checks
 # Everything needed is installed by scripts/setup.sh (idempotent).
@@ -34,7 +35,7 @@ endif
 # i.e. rustup's target or Debian's rustc-web with its matching rust-web-clippy.
 WASM_CLIPPY_ENV := $(subst target/wasm,target/wasm-clippy,$(WASM_ENV))
 
-.PHONY: all setup build test unit wasm-unit e2e run fmt clippy clean fuzz soak
+.PHONY: all setup build ratelimit test unit wasm-unit e2e run fmt clippy clean fuzz soak
 
 all: build
 
@@ -48,6 +49,10 @@ build: setup
 
 unit:
 	cargo test -p tollgate
+
+# The test rate-limit service (testenv/ratelimit, its own workspace) for `budgets.backend = "rls"`.
+ratelimit:
+	cd testenv/ratelimit && CARGO_TARGET_DIR=$(ROOT)/target/ratelimit cargo build --release --locked
 
 # The pure core's unit tests compiled to wasm32-wasip1 (32-bit usize, wasm codegen) and run under Node's WASI.
 wasm-unit: setup

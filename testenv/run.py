@@ -21,8 +21,25 @@ def show(span):
     print(f"  span '{span['name']}' trace={span['trace_id'][:8]}… {fields}")
 
 
+def rls_setup():
+    """TOLLGATE_RLS=1: Redis + the test rate-limit service, and budgets with `backend: "rls"` (100k tokens per
+    day for each tenant of the `x-tenant-id` header)."""
+    from gateway import default_plugin_config
+    from ratelimit_env import RateLimitService, Redis, cluster_yaml
+
+    redis = Redis().start()
+    rls = RateLimitService(redis).start()
+    cfg = default_plugin_config()
+    cfg["tenant"] = {"header": "x-tenant-id"}
+    cfg["budgets"] = {"backend": "rls", "rules": [{"tenant": "*", "window": "1d", "tokens": 100000}],
+                      "rls": {"cluster": "ratelimit", "timeout_ms": 200}}
+    print(f"Redis on 127.0.0.1:{redis.port}, rate-limit service on 127.0.0.1:{rls.port} (budgets.backend=rls)")
+    return [rls, redis], {"plugin_config": cfg, "extra_clusters": cluster_yaml(rls.port)}
+
+
 def main():
-    topo = Topology(listen_port=PORT).start()
+    extras, kw = rls_setup() if os.environ.get("TOLLGATE_RLS") == "1" else ([], {})
+    topo = Topology(listen_port=PORT, **kw).start()
     try:
         print(f"tollgate gateway on http://127.0.0.1:{PORT} (Envoy admin http://127.0.0.1:{topo.envoy.admin_port})")
         print(f"mock provider on 127.0.0.1:{topo.provider.port}, OTLP receiver on 127.0.0.1:{topo.collector.port}\n")
@@ -55,6 +72,8 @@ Ctrl-C to stop.""", flush=True)
         print("\nstopping")
     finally:
         topo.stop()
+        for p in extras:
+            p.stop()
 
 
 if __name__ == "__main__":

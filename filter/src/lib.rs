@@ -27,6 +27,7 @@ pub mod pricing;
 pub mod providers;
 pub mod redact;
 pub mod reply;
+pub mod rls;
 pub mod stream;
 pub mod telemetry;
 

@@ -456,6 +456,15 @@ impl BudgetConfig {
         if raw.backend == BackendKind::Rls && rls.is_none() {
             return Err(err("budgets.rls", "required when backend is \"rls\""));
         }
+        if raw.backend == BackendKind::Rls {
+            crate::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
+            if clamp_min.is_some() {
+                return Err(err(
+                    "budgets.clamp_max_tokens",
+                    "not available with backend \"rls\" (the service keeps no reservations to clamp against)",
+                ));
+            }
+        }
         Ok(BudgetConfig {
             backend: raw.backend,
             rules,

@@ -343,7 +343,7 @@ mod tests {
     fn full_object_and_rls_keys() {
         let c = cfg(json!({
             "backend": "rls", "rules": [{"tenant": "*", "window": "30d", "cost_usd": 12.5, "models": ["gpt-4o*"]}],
-            "default_max_output_tokens": 512, "clamp_max_tokens": true, "dry_run": true,
+            "default_max_output_tokens": 512, "dry_run": true,
             "response_headers": false, "reservation_ttl_s": 60, "max_tenants": 50,
             "rls": {"cluster": "ratelimit", "timeout_ms": 250, "failure_mode": "closed"}
         }));
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(c.rules[0].limits.cost_pico, Some(12_500_000_000_000));
         assert_eq!(
             (c.clamp_min, c.dry_run, c.response_headers),
-            (Some(1), true, false)
+            (None, true, false)
         );
         assert_eq!(c.rules[0].name, "rules[0]");
     }

@@ -2,8 +2,9 @@
 //! panic on any unexpected status (and `get_map_value` unwraps UTF-8, so one non-UTF-8 header value would
 //! abort the VM); a panic here takes every request on this worker down, so these return `None`/`false`.
 
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 use std::ptr::null_mut;
+use std::time::Duration;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -50,6 +51,7 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> Status;
+    fn proxy_continue_stream(stream_type: StreamType) -> Status;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -170,6 +172,39 @@ pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -
             -1,
         ) == Status::Ok
     }
+}
+
+/// Let a request paused in a body callback go on (after an asynchronous admission).
+pub fn resume_request() -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_continue_stream(StreamType::HttpRequest) == Status::Ok }
+}
+
+/// A unary gRPC call; the token, or None when Envoy refused to start it (unknown cluster, no client).
+///
+/// This goes through the SDK's `hostcalls::dispatch_grpc_call` on purpose: only it registers the token with
+/// the SDK's dispatcher, which is what routes the answer to the calling context's `on_grpc_call_response`
+/// (a raw `proxy_grpc_call` here would be answered into the void). It panics only on a status Envoy
+/// returns for none of our inputs: `BadArgument` when the gRPC client cannot be built from the
+/// `GrpcService` (it can always be for an `envoy_grpc` one, whose cluster is not checked at dispatch) and
+/// `InvalidMemoryAccess` (our slices are valid). `upstream` must be the UTF-8 `GrpcService` bytes
+/// (`rls::grpc_service`, ASCII for the names config validation admits) or a bare cluster name.
+pub fn grpc_call(
+    upstream: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Option<u32> {
+    proxy_wasm::hostcalls::dispatch_grpc_call(
+        upstream,
+        service,
+        method,
+        vec![],
+        Some(message),
+        timeout,
+    )
+    .ok()
 }
 
 /// Process-wide shared data (all workers of this vm_id): the value and its CAS token; None when absent or

@@ -3,6 +3,7 @@
 //! usage (log). The arithmetic is in `crate::budget`; this file only supplies host facts and the store.
 
 use super::abi;
+use super::rls as rls_host;
 use super::root::Shared;
 use super::{log, now_ns, random};
 use crate::budget::ledger::{self, Clock, Contention, Ledger, Store, StoreError};
@@ -13,6 +14,7 @@ use crate::budget::{
 use crate::call::Call;
 use crate::config::Config;
 use crate::reply::{self, Refusal, Reply};
+use crate::rls;
 use proxy_wasm::types::{LogLevel, MapType};
 use std::cell::Cell;
 
@@ -50,20 +52,16 @@ fn now_s() -> u64 {
     now_ns() / 1_000_000_000
 }
 
-/// The engine that keeps the counters: the seam where the rate-limit-service backend plugs in.
-///
-/// `Local` reserves and commits synchronously in Envoy shared data. An `Rls` variant (issue #10) would
-/// dispatch `ShouldRateLimit` with `hits_addend` = the reservation from `admit` (the request body callback
-/// then returns `Pause` and resumes from the gRPC answer) and send the exact usage from `commit`.
+/// The engine that keeps the counters in Envoy shared data: it reserves and commits synchronously.
+/// `backend: "rls"` is asynchronous (a gRPC call the request waits for) and goes through `rls_admit`,
+/// `on_grpc_answer` and `on_log` instead (`host/rls.rs`).
 pub enum Backend {
     Local,
 }
 
 impl Backend {
-    pub fn for_config(cfg: &BudgetConfig) -> Backend {
-        match cfg.backend {
-            BackendKind::Local | BackendKind::Rls => Backend::Local,
-        }
+    pub fn for_config(_cfg: &BudgetConfig) -> Backend {
+        Backend::Local
     }
 
     fn ledger(cfg: &BudgetConfig) -> Ledger<'static, SharedData> {
@@ -108,10 +106,7 @@ pub fn on_configure(cfg: &Config) -> Result<(), String> {
         return Ok(());
     };
     if b.backend == BackendKind::Rls {
-        return Err(
-            "invalid tollgate configuration: budgets.backend: \"rls\" is not available in this build; use \"local\""
-                .into(),
-        );
+        return Ok(()); // Nothing in shared data; the rules were checked against the protocol at parse time.
     }
     // Create the key-creation lock before traffic flows.
     Backend::ledger(b).init();
@@ -127,6 +122,8 @@ pub struct Budgeted {
     /// `x-ratelimit-*` headers for the response.
     headers: Vec<(&'static str, String)>,
     pub refused: bool,
+    /// `backend: "rls"`: the rate-limit service calls of this exchange.
+    rls: rls_host::Gate,
 }
 
 /// Whether the body may be rewritten for budgets (clamping).
@@ -175,6 +172,9 @@ pub fn on_request_headers(shared: &Shared, st: &mut Budgeted, call: &mut Call) {
 /// What the request body callback must do.
 pub enum Step {
     Continue,
+    /// `backend: "rls"`: the rate-limit service is deciding. Finish the body work, then return
+    /// `Action::Pause`; the answer arrives in `on_grpc_call_response` (`on_grpc_answer`).
+    Wait,
     /// Forward this body instead (clamped max tokens).
     Rewrite(Vec<u8>),
     /// Answer locally.
@@ -221,6 +221,10 @@ pub fn on_request_body(
     let price = model.and_then(|m| cfg.pricing.lookup(m));
     let ask = budget::ask(b, route.api, &call.request, body.len(), price);
     st.input_estimate = ask.want.input;
+    if b.backend == BackendKind::Rls {
+        let (tenant, model) = (tenant.to_owned(), model.map(str::to_owned));
+        return rls_admit(shared, st, call, b, &tenant, model.as_deref());
+    }
     let clock = Clock {
         now_s: now_s(),
         ttl_s: b.reservation_ttl_s,
@@ -364,6 +368,92 @@ fn refuse(
     Step::Refuse(reply)
 }
 
+/// `backend: "rls"`: ask the rate-limit service (`Step::Wait`), or decide now when no call could be made.
+fn rls_admit(
+    shared: &Shared,
+    st: &mut Budgeted,
+    call: &mut Call,
+    b: &BudgetConfig,
+    tenant: &str,
+    model: Option<&str>,
+) -> Step {
+    match rls_host::admit(b, &mut st.rls, tenant, model, &shared.stats.rls) {
+        Ok(()) => Step::Wait,
+        Err(a) => rls_decided(shared, st, call, b, &a),
+    }
+}
+
+/// The rate-limit service answered this exchange's admission call (None: not this exchange's call).
+/// `Step::Refuse`: send the reply; otherwise resume the request.
+pub fn on_grpc_answer(
+    shared: &Shared,
+    st: &mut Budgeted,
+    call: &mut Call,
+    token: u32,
+    status_code: u32,
+    size: usize,
+) -> Option<Step> {
+    let b = shared.config.budgets.as_ref()?;
+    let a = rls_host::answer(b, &mut st.rls, token, status_code, size, &shared.stats.rls)?;
+    Some(rls_decided(shared, st, call, b, &a))
+}
+
+fn rls_decided(
+    shared: &Shared,
+    st: &mut Budgeted,
+    call: &mut Call,
+    b: &BudgetConfig,
+    a: &rls::Admission,
+) -> Step {
+    let stats = &shared.stats;
+    let Some(api) = call.route.as_ref().map(|r| r.api) else {
+        return Step::Continue;
+    };
+    let decision = match a {
+        rls::Admission::Admit(d) | rls::Admission::Deny(d) => Some(*d),
+        _ => None,
+    };
+    if let Some((limit, left)) = decision.and_then(|d| d.limit.zip(d.remaining)) {
+        st.headers = vec![
+            ("x-ratelimit-limit-tokens", limit.to_string()),
+            ("x-ratelimit-remaining-tokens", left.to_string()),
+        ];
+        if let Some(reset) = decision.and_then(|d| d.reset_secs) {
+            st.headers
+                .push(("x-ratelimit-reset-tokens", format!("{reset}s")));
+        }
+    }
+    let remaining_tokens = decision.and_then(|d| d.remaining);
+    let Some(reply) = rls::refusal(api, a) else {
+        stats.budget_allowed.add(1);
+        call.budget = Some(Outcome {
+            verdict: Verdict::Allowed,
+            rule: None,
+            remaining_tokens,
+        });
+        return Step::Continue;
+    };
+    if b.dry_run {
+        stats.budget_dry_run_denied.add(1);
+        call.budget = Some(Outcome {
+            verdict: Verdict::DryRunDenied,
+            rule: None,
+            remaining_tokens,
+        });
+        return Step::Continue;
+    }
+    stats.budget_denied.add(1);
+    call.budget = Some(Outcome {
+        verdict: Verdict::Denied,
+        rule: None,
+        remaining_tokens,
+    });
+    call.http_status = Some(reply.status);
+    call.response.error_type = Some(Refusal::BudgetExceeded.code().to_owned());
+    st.refused = true;
+    Step::Refuse(reply)
+}
+
 /// Add the remaining-tokens headers to a provider response.
 pub fn on_response_headers(shared: &Shared, st: &Budgeted) {
     if st.refused
@@ -382,19 +472,18 @@ pub fn on_response_headers(shared: &Shared, st: &Budgeted) {
 
 /// Commit the exact usage once the call is over (usage must already be final, estimates included).
 pub fn on_log(shared: &Shared, st: &mut Budgeted, call: &Call) {
-    let (Some(b), Some(res)) = (shared.config.budgets.as_ref(), st.reservation.take()) else {
+    let Some(b) = shared.config.budgets.as_ref() else {
         return;
     };
-    let price = call
-        .request_model()
-        .and_then(|m| shared.config.pricing.lookup(m));
-    let provider_error = call.http_status.is_some_and(|s| s >= 400);
-    let actual = budget::actual(
-        &call.response.usage,
-        provider_error,
-        st.input_estimate,
-        price,
-    );
+    if b.backend == BackendKind::Rls {
+        let actual = actual_usage(shared, st, call);
+        rls_host::commit(b, &mut st.rls, &actual, &shared.stats.rls);
+        return;
+    }
+    let Some(res) = st.reservation.take() else {
+        return;
+    };
+    let actual = actual_usage(shared, st, call);
     let clock = Clock {
         now_s: now_s(),
         ttl_s: b.reservation_ttl_s,
@@ -405,4 +494,18 @@ pub fn on_log(shared: &Shared, st: &mut Budgeted, call: &Call) {
     {
         shared.stats.budget_errors.add(1);
     }
+}
+
+/// What the call used, estimates filled in (see `budget::actual`).
+fn actual_usage(shared: &Shared, st: &Budgeted, call: &Call) -> budget::Amount {
+    let price = call
+        .request_model()
+        .and_then(|m| shared.config.pricing.lookup(m));
+    let provider_error = call.http_status.is_some_and(|s| s >= 400);
+    budget::actual(
+        &call.response.usage,
+        provider_error,
+        st.input_estimate,
+        price,
+    )
 }

@@ -122,7 +122,27 @@ impl Exchange {
     }
 }
 
-impl Context for Exchange {}
+/// Answer the request locally; the caller returns `Action::Pause` (or is an asynchronous callback).
+impl Context for Exchange {
+    /// `budgets.backend = "rls"`: the rate-limit service's answer to the paused request.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let step = budget::on_grpc_answer(
+            &self.shared,
+            &mut self.budget,
+            &mut self.call,
+            token_id,
+            status_code,
+            response_size,
+        );
+        match step {
+            Some(Step::Refuse(reply)) => self.refuse(&reply),
+            Some(_) => {
+                abi::resume_request();
+            }
+            None => {}
+        }
+    }
+}
 
 impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -247,6 +267,7 @@ impl HttpContext for Exchange {
         }
         // 2. Budgets: reserve the worst case of what is actually sent; refuse or clamp.
         let inspected = out.as_deref().unwrap_or(readable);
+        let mut wait = false;
         match budget::on_request_body(
             &self.shared,
             &mut self.budget,
@@ -255,6 +276,8 @@ impl HttpContext for Exchange {
             identity,
         ) {
             Step::Continue => {}
+            // The rate-limit service decides (`on_grpc_call_response`); the rewrites below still apply.
+            Step::Wait => wait = true,
             Step::Rewrite(new_body) => out = Some(new_body),
             Step::Refuse(reply) => {
                 self.refuse(&reply);
@@ -277,6 +300,9 @@ impl HttpContext for Exchange {
             if rewritten {
                 self.shared.stats.redaction_egress_rewritten.add(1);
             }
+        }
+        if wait {
+            return Action::Pause;
         }
         Action::Continue
     }

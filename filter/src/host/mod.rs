@@ -6,6 +6,7 @@ mod budget;
 mod http;
 mod metrics;
 mod redaction;
+mod rls;
 mod root;
 mod stats;
 

@@ -40,6 +40,24 @@ pub struct Stats {
     /// `tollgate.redaction.detected.<detector>`: spans redacted per detector, defined at configure time from
     /// the configured detector list (at most 14 built-ins + 64 custom patterns).
     detectors: RefCell<Vec<(String, Metric)>>,
+    pub rls: RlsStats,
+}
+
+/// `budgets.backend = "rls"`: calls to the rate-limit service and how they ended.
+pub struct RlsStats {
+    /// Admission calls answered with a decision.
+    pub checks: Metric,
+    /// Requests the service said were over a budget.
+    pub denied: Metric,
+    /// Admission calls that failed (unreachable, timeout, error, bad answer) and admitted (`failure_mode: open`).
+    pub failed_open: Metric,
+    /// Admission calls that failed and refused the request (`failure_mode: closed`).
+    pub failed_closed: Metric,
+    /// Usage debits dispatched after the response.
+    pub debits: Metric,
+    /// Usage debits Envoy refused to dispatch (those tokens went uncounted; a debit the service itself fails
+    /// is not seen: its answer arrives after the exchange is gone).
+    pub debit_failures: Metric,
 }
 
 /// A metric id; a metric the host refused to define is silently a no-op.
@@ -86,6 +104,14 @@ impl Stats {
             metrics_rejected: c("tollgate.metrics_rejected"),
             metrics_export_retries: c("tollgate.metrics_export_retries"),
             metrics_overflow: c("tollgate.metrics_overflow"),
+            rls: RlsStats {
+                checks: c("tollgate.budget_rls_checks"),
+                denied: c("tollgate.budget_rls_denied"),
+                failed_open: c("tollgate.budget_rls_failed_open"),
+                failed_closed: c("tollgate.budget_rls_failed_closed"),
+                debits: c("tollgate.budget_rls_debits"),
+                debit_failures: c("tollgate.budget_rls_debit_failures"),
+            },
             budget_allowed: c("tollgate.budget_allowed"),
             budget_denied: c("tollgate.budget_denied"),
             budget_clamped: c("tollgate.budget_clamped"),
