@@ -198,3 +198,27 @@ def test_bad_custom_pattern_rejects_the_config(topology):
     with pytest.raises(RuntimeError) as err:
         topology(config(custom=[{"name": "employee_id", "regex": "E[0-9{6}"}]))
     assert "redaction.custom[0].regex" in str(err.value) and "employee_id" in str(err.value)
+
+
+def test_egress_refuses_a_compressed_body_it_cannot_redact(topology):
+    """A compressed request body is inspected from a decoded copy but never rewritten; with egress redaction
+    on, sensitive content in it is refused (400 in the dialect) rather than allowed to leave unredacted,
+    and a compressed body without findings passes byte for byte."""
+    import gzip
+
+    t = topology(config(egress=True))
+    req = {"model": "gpt-4o", "messages": [{"role": "user", "content": f"mail {EMAIL}"}]}
+    status, _, body = t.call("/v1/chat/completions", gzip.compress(json.dumps(req).encode()),
+                             {"host": "api.openai.com", "content-encoding": "gzip"})
+    assert status == 400
+    err = json.loads(body)["error"]
+    assert err["code"] == "content_blocked" and EMAIL not in body.decode()
+    assert all(base64_body(r) == b"" for r in t.provider_requests()), "the body never left"
+    assert counter(t, "blocked") == 1
+
+    t.reset()
+    clean = gzip.compress(json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).encode())
+    status, _, _ = t.call("/v1/chat/completions", clean, {"host": "api.openai.com", "content-encoding": "gzip"})
+    assert status == 200
+    [seen] = t.provider_requests()
+    assert base64_body(seen) == clean
