@@ -29,7 +29,7 @@ WASM_STD := -Zbuild-std=std,panic_abort
 WASM_TEST_STD := -Zbuild-std=std,panic_abort -Zpanic-abort-tests
 endif
 
-.PHONY: all setup build test unit wasm-unit e2e run fmt clippy clean
+.PHONY: all setup build test unit wasm-unit e2e run fmt clippy clean bench bench-noop
 
 all: build
 
@@ -56,6 +56,19 @@ test: setup unit wasm-unit e2e
 
 run: build
 	$(PY) testenv/run.py
+
+# Performance benchmark through real Envoy (not part of `make test`): see README "Performance".
+# BENCH_ARGS=--quick for a short smoke run.
+NOOP_WASM := $(ROOT)/target/bench/tollgate_bench_noop.wasm
+bench-noop: setup
+	$(subst target/wasm,target/wasm-noop,$(WASM_ENV)) cargo build --release --target wasm32-wasip1 $(WASM_STD) \
+		--manifest-path $(ROOT)/bench/noop/Cargo.toml
+	@mkdir -p $(dir $(NOOP_WASM))
+	@cp $(ROOT)/target/wasm-noop/wasm32-wasip1/release/tollgate_bench_noop.wasm $(NOOP_WASM)
+
+bench: build bench-noop
+	@scripts/bench-setup.sh
+	$(PY) bench/run.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(BENCH_ARGS)
 
 fmt:
 	cargo fmt --all
