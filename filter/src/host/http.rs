@@ -6,7 +6,7 @@ use super::root::Shared;
 use super::{now_ns, random, random_unit};
 use crate::call::{Api, Call};
 use crate::providers::{self, bedrock, openai, Framing, StreamState};
-use crate::stream::sse_edit::{event_data, SseEventFilter};
+use crate::stream::sse_edit::{event_data, has_object_member, SseEventFilter};
 use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -252,12 +252,18 @@ impl HttpContext for Exchange {
         };
         self.read_response(&chunk, end_of_stream);
         if let Some(filter) = self.usage_filter.as_mut() {
-            let drop = |ev: &[u8]| openai::is_usage_only_chunk(&event_data(ev));
-            let mut out = filter.push(&chunk, &drop);
+            // Only an event with a `"usage": {` member can be the usage-only chunk: skip parsing the rest.
+            let drop = |ev: &[u8]| {
+                has_object_member(ev, b"usage") && openai::is_usage_only_chunk(&event_data(ev))
+            };
+            let mut out = filter.push_changed(&chunk, &drop);
             if end_of_stream {
-                out.extend(filter.finish());
+                let rest = filter.finish();
+                if !rest.is_empty() {
+                    out.get_or_insert_with(|| chunk.clone()).extend(rest);
+                }
             }
-            if out != chunk {
+            if let Some(out) = out {
                 abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out);
             }
         }
