@@ -571,8 +571,13 @@ def main():
             env = Envoy(workdir, key, filters, ports, envoy_cpu)
             print(f"bench: {label}", flush=True)
             if not env.start():
-                reason = [ln for ln in env.log().splitlines() if "error" in ln.lower() or "critical" in ln.lower()]
-                results["skipped"][key] = {"label": label, "reason": (reason[-1] if reason else env.log()[-400:])[:400]}
+                lines = env.log().splitlines()
+                # The plugin's own message (logged through the Wasm log) names the rejected key.
+                reason = [ln for ln in lines if "wasm log" in ln] or [
+                    ln for ln in lines if "error" in ln.lower() or "critical" in ln.lower()]
+                text = reason[0] if reason else env.log()[-400:]
+                text = text.split("wasm log", 1)[-1].strip(" :") if "wasm log" in text else text
+                results["skipped"][key] = {"label": label, "reason": text[:400]}
                 print(f"bench:   skipped: {results['skipped'][key]['reason']}", flush=True)
                 env.stop()
                 continue
@@ -595,7 +600,7 @@ def main():
                 for lk, path, req, conns in loads:
                     s[lk] = measured_load(env, workdir, load_cpus, path, reqs[req], conns, secs)
                     print(f"bench:   {lk}: {s[lk]['rps']:.0f} rps, p50 {s[lk]['p50_us']} µs, "
-                          f"cpu {s[lk]['cpu_us_per_req']:.1f} µs/req", flush=True)
+                          f"cpu {fmt(s[lk]['cpu_us_per_req'], '.1f')} µs/req", flush=True)
                 if key in ("none", "noop", "tollgate", "redaction"):
                     for lk, path, req, conns in linear:
                         s[lk] = measured_load(env, workdir, load_cpus, path, reqs[req], conns, max(1, secs - 2))
@@ -666,11 +671,13 @@ def derive(res):
         for lk in ("small", "sse", "req256k", "resp1m"):
             if lk not in s:
                 continue
-            if base and lk in base:
+            if s[lk]["cpu_us_per_req"] is None:
+                continue
+            if base and lk in base and base[lk]["cpu_us_per_req"] is not None:
                 x[f"{lk}_rps_vs_none"] = s[lk]["rps"] / base[lk]["rps"]
                 x[f"{lk}_cpu_us_added"] = s[lk]["cpu_us_per_req"] - base[lk]["cpu_us_per_req"]
                 x[f"{lk}_p50_us_added"] = s[lk]["p50_us"] - base[lk]["p50_us"]
-            if noop and lk in noop:
+            if noop and lk in noop and noop[lk]["cpu_us_per_req"] is not None:
                 x[f"{lk}_rps_vs_noop"] = s[lk]["rps"] / noop[lk]["rps"]
                 x[f"{lk}_cpu_us_vs_noop"] = s[lk]["cpu_us_per_req"] - noop[lk]["cpu_us_per_req"]
         if base and "stream_timing" in s and "stream_timing" in base:
@@ -698,6 +705,8 @@ def derive(res):
                             size = res["sizes"]["response_bytes"][size_key]
                         else:
                             size = res["sizes"]["sse_bytes"][size_key]
+                        if s[lk]["cpu_us_per_req"] is None or base[lk]["cpu_us_per_req"] is None:
+                            continue
                         added = s[lk]["cpu_us_per_req"] - base[lk]["cpu_us_per_req"]
                         row.append({"bytes": size, "cpu_us_added": added, "us_per_kib": added / (size / KIB)})
                 if len(row) == 3:
@@ -738,7 +747,7 @@ def write(res, args):
         r, x = s["small"], d[key]
         L.append(f"| {s['label']} | {r['rps']:.0f} | {fmt(x.get('small_rps_vs_none'), '.2f')} | "
                  f"{fmt(x.get('small_rps_vs_noop'), '.2f')} | {r['p50_us']} | {r['p99_us']} | "
-                 f"{r['cpu_us_per_req']:.1f} | {fmt(x.get('small_cpu_us_added'), '+.1f')} |")
+                 f"{fmt(r['cpu_us_per_req'], '.1f')} | {fmt(x.get('small_cpu_us_added'), '+.1f')} |")
     L += ["", "## Streaming (1,000-event SSE, " + f"{res['sizes']['sse_bytes']['sse'] / KIB:.0f} KiB)", "",
           "Sequential streams on one connection (median): time to headers, to the first body byte, to the end; "
           "and with 8 connections: streams/s and Envoy CPU.", "",
@@ -748,15 +757,15 @@ def write(res, args):
         t, x, r = s["stream_timing"], d[key], s["sse"]
         L.append(f"| {s['label']} | {t['ttfb_headers_us']:.0f} | {t['ttfb_body_us']:.0f} | {t['total_us']:.0f} | "
                  f"{fmt(x.get('sse_total_us_ratio'), '.2f')} | {t['client_mb_s']:.0f} | {r['rps']:.0f} | "
-                 f"{r['cpu_us_per_req']:.0f} | {fmt(x.get('sse_cpu_us_per_mib_vs_noop'), '.0f')} |")
+                 f"{fmt(r['cpu_us_per_req'], '.0f')} | {fmt(x.get('sse_cpu_us_per_mib_vs_noop'), '.0f')} |")
     L += ["", "## Large bodies (8 connections)", "",
           "| scenario | 256 KiB requests/s | × no filter | CPU µs/req | 1 MiB responses/s | × no filter | CPU µs/req |",
           "|---|---:|---:|---:|---:|---:|---:|"]
     for key, s in sc.items():
         x = d[key]
         L.append(f"| {s['label']} | {s['req256k']['rps']:.0f} | {fmt(x.get('req256k_rps_vs_none'), '.2f')} | "
-                 f"{s['req256k']['cpu_us_per_req']:.0f} | {s['resp1m']['rps']:.0f} | "
-                 f"{fmt(x.get('resp1m_rps_vs_none'), '.2f')} | {s['resp1m']['cpu_us_per_req']:.0f} |")
+                 f"{fmt(s['req256k']['cpu_us_per_req'], '.0f')} | {s['resp1m']['rps']:.0f} | "
+                 f"{fmt(x.get('resp1m_rps_vs_none'), '.2f')} | {fmt(s['resp1m']['cpu_us_per_req'], '.0f')} |")
     L += ["", "## Linearity (Envoy CPU added vs no filter, µs per request and per KiB)", ""]
     for key, s in sc.items():
         for fam in ("request", "response", "sse"):

@@ -61,7 +61,7 @@ fn chat_response(size: usize) -> Vec<u8> {
 }
 
 /// One streamed exchange, as `Exchange::read_response` + the usage filter in `on_http_response_body`.
-fn sse_exchange(body: &[u8], chunk: usize) -> (Response, u64) {
+fn sse_exchange(body: &[u8], chunk: usize) -> (Response, u64, usize) {
     let route = route();
     let mut resp = Response::default();
     let mut st = StreamState::default();
@@ -72,6 +72,8 @@ fn sse_exchange(body: &[u8], chunk: usize) -> (Response, u64) {
             && openai::is_usage_only_chunk(&event_data(ev))
     };
     let mut forwarded = 0u64;
+    // Bytes the filter carries between chunks (decoder + held-back event), at its highest.
+    let mut carried = 0usize;
     let mut chunks = body.chunks(chunk).peekable();
     while let Some(c) = chunks.next() {
         let mut on = |f: Frame<'_>| {
@@ -87,9 +89,10 @@ fn sse_exchange(body: &[u8], chunk: usize) -> (Response, u64) {
             }
         }
         forwarded += out.as_ref().map_or(c.len(), Vec::len) as u64;
+        carried = carried.max(dec.stats().buffered + filter.pending());
         black_box(&out);
     }
-    (resp, forwarded)
+    (resp, forwarded, carried)
 }
 
 fn request_exchange(body: &[u8]) -> Option<Vec<u8>> {
@@ -127,11 +130,14 @@ fn main() {
     let bytes: usize = match case {
         "sse" => {
             let body = sse_body(1000);
+            let mut carried = 0;
             for _ in 0..iters {
-                let (resp, fwd) = sse_exchange(&body, 16 * 1024);
+                let (resp, fwd, c) = sse_exchange(&body, 16 * 1024);
                 assert_eq!(resp.usage.output, Some(1000));
                 assert!(fwd < body.len() as u64, "the usage-only event is removed");
+                carried = c;
             }
+            println!("sse: at most {carried} bytes carried between 16 KiB chunks");
             body.len() * iters
         }
         "request" => {

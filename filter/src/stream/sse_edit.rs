@@ -55,20 +55,23 @@ pub fn event_data(raw: &[u8]) -> Vec<u8> {
 /// before parsing an event: inside JSON strings quotes are escaped, so `"key"` followed by `:` only occurs
 /// as a member name. (A name spelled with `\u` escapes is not recognised: such an event is kept.)
 pub fn has_object_member(raw: &[u8], key: &[u8]) -> bool {
-    memchr::memmem::find_iter(raw, key).any(|at| {
-        let before = at.checked_sub(1).and_then(|i| raw.get(i));
-        let Some(tail) = raw.get(at.saturating_add(key.len())..) else {
-            return false;
+    // Quote by quote with memchr rather than memmem: as fast here, and memmem's searchers add ~40 KB to
+    // the Wasm module.
+    let mut rest = raw;
+    while let Some(q) = memchr::memchr(b'"', rest) {
+        rest = rest.get(q + 1..).unwrap_or_default();
+        let Some(tail) = rest.strip_prefix(key).and_then(|t| t.strip_prefix(b"\"")) else {
+            continue;
         };
-        let Some(tail) = tail.strip_prefix(b"\"") else {
-            return false;
-        };
-        before == Some(&b'"')
-            && tail
-                .trim_ascii_start()
-                .strip_prefix(b":")
-                .is_some_and(|t| t.trim_ascii_start().first() == Some(&b'{'))
-    })
+        if tail
+            .trim_ascii_start()
+            .strip_prefix(b":")
+            .is_some_and(|t| t.trim_ascii_start().first() == Some(&b'{'))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 impl SseEventFilter {
@@ -125,6 +128,11 @@ impl SseEventFilter {
             None
         };
         out
+    }
+
+    /// Bytes of an unfinished event held back right now.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// End of stream: whatever is left is forwarded as it is.
