@@ -12,6 +12,10 @@ ROOT := $(abspath .)
 WASM_OUT := $(ROOT)/tollgate.wasm
 PY := $(ROOT)/.venv/bin/python
 
+# Binaryen's wasm-opt, when installed (scripts/bench-setup.sh installs Debian's), shrinks the module by ~10%
+# without slowing it (-O3); WASM_OPT=no skips it.
+WASM_OPT ?= auto
+
 # Prefer an installed rustup wasm32-wasip1 target (what users have); otherwise use Debian's rustc-web with
 # the std sources, building std for the target ourselves.
 HAVE_RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 && echo yes)
@@ -35,7 +39,7 @@ endif
 # i.e. rustup's target or Debian's rustc-web with its matching rust-web-clippy.
 WASM_CLIPPY_ENV := $(subst target/wasm,target/wasm-clippy,$(WASM_ENV))
 
-.PHONY: all setup build ratelimit test unit wasm-unit e2e run fmt clippy clean fuzz soak
+.PHONY: all setup build ratelimit test unit wasm-unit e2e run fmt clippy clean fuzz soak bench bench-noop
 
 all: build
 
@@ -45,6 +49,9 @@ setup:
 build: setup
 	$(WASM_ENV) cargo build --release --target wasm32-wasip1 $(WASM_STD) -p tollgate
 	@cp $(ROOT)/target/wasm/wasm32-wasip1/release/tollgate.wasm $(WASM_OUT)
+	@if [ "$(WASM_OPT)" != "no" ] && command -v wasm-opt >/dev/null 2>&1; then \
+		wasm-opt -O3 --all-features --strip-debug --strip-producers $(WASM_OUT) -o $(WASM_OUT).opt \
+			&& mv $(WASM_OUT).opt $(WASM_OUT) && echo "wasm-opt -O3 applied"; fi
 	@echo "tollgate.wasm: $$(stat -c %s $(WASM_OUT)) bytes"
 
 unit:
@@ -76,6 +83,19 @@ SOAK_SECONDS ?= 600
 SOAK_CONCURRENCY ?= 64
 soak: build
 	$(PY) tests/soak/soak.py --duration $(SOAK_SECONDS) --concurrency $(SOAK_CONCURRENCY)
+
+# Performance benchmark through real Envoy (not part of `make test`): see README "Performance".
+# BENCH_ARGS=--quick for a short smoke run.
+NOOP_WASM := $(ROOT)/target/bench/tollgate_bench_noop.wasm
+bench-noop: setup
+	$(subst target/wasm,target/wasm-noop,$(WASM_ENV)) cargo build --release --target wasm32-wasip1 $(WASM_STD) \
+		--manifest-path $(ROOT)/bench/noop/Cargo.toml
+	@mkdir -p $(dir $(NOOP_WASM))
+	@cp $(ROOT)/target/wasm-noop/wasm32-wasip1/release/tollgate_bench_noop.wasm $(NOOP_WASM)
+
+bench: build bench-noop
+	@scripts/bench-setup.sh
+	$(PY) bench/run.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(BENCH_ARGS)
 
 fmt:
 	cargo fmt --all

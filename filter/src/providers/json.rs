@@ -28,6 +28,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Borrow the raw text of the value, then try the expected type on it: a type mismatch is local.
         let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+        // `null` is absent; short-circuit it, since a failed typed parse builds a formatted error (costly
+        // on stream chunks, which carry `"usage":null` and `"finish_reason":null` on every event).
+        if raw.get() == "null" {
+            return Ok(Lenient(None));
+        }
         Ok(Lenient(serde_json::from_str(raw.get()).ok()))
     }
 }
