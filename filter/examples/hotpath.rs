@@ -4,13 +4,20 @@
 //! - `sse`: a 1,000-event OpenAI stream in 16 KiB chunks through the body decoder, the OpenAI stream reader
 //!   and the include_usage event filter;
 //! - `request`: parse + include_usage injection of a 1 KiB and a 256 KiB chat request;
-//! - `response`: a 1 MiB non-streamed chat completion through the decoder and reader.
+//! - `response`: a 1 MiB non-streamed chat completion through the decoder and reader;
+//! - `call`: the whole fixed per-request path of a 1 KiB chat exchange with the bench's config (OTLP on):
+//!   detect → trace ids + traceparent → request parse → response parse → estimate → cost → metrics record
+//!   → span build → OTLP encode (one batch per 100 calls, as a busy exporter does).
 
 use std::hint::black_box;
-use tollgate::call::{Api, Request, Response, Route};
+use tollgate::call::{Api, Call, Request, Response, Route};
+use tollgate::config::Config;
 use tollgate::providers::{self, openai, Framing, StreamState};
 use tollgate::stream::sse_edit::{event_data, has_object_member, SseEventFilter};
 use tollgate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use tollgate::telemetry::export::{self, Outcome, SpanQueue};
+use tollgate::telemetry::metrics::Aggregator;
+use tollgate::telemetry::{span, trace};
 
 /// Set to false to measure the filter without the `"usage": {` prefilter.
 const PREFILTER: bool = true;
@@ -122,6 +129,85 @@ fn response_exchange(body: &[u8]) -> Response {
     resp
 }
 
+const CALL_CONFIG: &[u8] = br#"{"service_name":"tollgate-bench","conversation_id_header":"x-conversation-id","otlp":{"cluster":"otel_collector","authority":"otel-collector","flush_interval_ms":1000}}"#;
+
+/// What `host/http.rs` does for one small non-streamed exchange, without the host calls.
+fn call_exchange(
+    cfg: &Config,
+    req_body: &[u8],
+    resp_body: &[u8],
+    agg: &mut Aggregator,
+    queue: &mut SpanQueue,
+    n: u64,
+    stages: u32,
+) {
+    let authority = "api.openai.com";
+    let Some(route) = providers::detect(authority, "/v1/chat/completions", &cfg.routes) else {
+        return;
+    };
+    let mut call = Call::default();
+    call.start_ns = 1_763_700_000_000_000_000 + n * 1000;
+    call.request.stream = route.path_stream;
+    call.route = Some(route);
+    let host = providers::strip_port(authority);
+    call.server_address = host.to_ascii_lowercase();
+    call.server_port = Some(443);
+    let mut rnd = [0u8; 24];
+    rnd[..8].copy_from_slice(&(n + 1).to_le_bytes());
+    rnd[16..].copy_from_slice(&(n + 7).to_le_bytes());
+    call.ids = trace::span_ids(None, None, rnd, cfg.sampling_ratio, 0.5);
+    black_box(trace::format_traceparent(&call.ids));
+    if stages < 1 {
+        return;
+    }
+    if let Some(route) = call.route.as_ref() {
+        providers::request(route, req_body, &mut call.request);
+    }
+    if stages < 2 {
+        return;
+    }
+    let framing = providers::framing(
+        call.route.as_ref().unwrap(),
+        &call.request,
+        "application/json",
+    );
+    let mut dec = BodyDecoder::new(ContentEncoding::Identity, framing, &Limits::default());
+    {
+        let route = call.route.as_ref().unwrap();
+        let resp = &mut call.response;
+        let mut on = |f: Frame<'_>| {
+            if let Frame::Json(b) = f {
+                providers::response(route, b, resp);
+            }
+        };
+        dec.push(resp_body, &mut on);
+        dec.finish(&mut on);
+    }
+    call.http_status = Some(200);
+    call.end_ns = call.start_ns + 2_000_000;
+    call.estimate_missing_usage();
+    call.cost_usd = tollgate::pricing::call_cost(&cfg.pricing, &call);
+    if stages < 3 {
+        return;
+    }
+    if cfg.otlp.as_ref().is_some_and(|o| o.metrics) {
+        agg.record(&call, cfg.semconv);
+    }
+    if stages < 4 {
+        return;
+    }
+    if cfg.otlp.is_some() && call.ids.sampled {
+        queue.push(span::build_span(&call, cfg));
+    }
+    if stages < 5 {
+        return;
+    }
+    if queue.batch_ready() {
+        black_box(queue.next_request());
+        queue.finish(Outcome::Success);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let case = args.get(1).map(String::as_str).unwrap_or("sse");
@@ -155,8 +241,25 @@ fn main() {
             }
             body.len() * iters
         }
+        "call" => {
+            let cfg = Config::parse(CALL_CONFIG).expect("bench config");
+            let (req, resp) = (chat_request(1024, false), chat_response(1024));
+            let resource = export::resource("tollgate", "bench", &[]);
+            let mut queue = SpanQueue::new(resource, 2048, 100);
+            let mut agg = Aggregator::new(1000, 1);
+            // Optional third argument: stop after stage 0 (detect, ids), 1 (request parse), 2 (response parse,
+            // estimate, cost), 3 (metrics), 4 (span build); 5 (default) also encodes, for per-stage costs.
+            let stages: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+            for n in 0..iters as u64 {
+                call_exchange(&cfg, &req, &resp, &mut agg, &mut queue, n, stages);
+            }
+            if stages >= 4 {
+                assert_eq!(queue.stats.enqueued, iters as u64);
+            }
+            (req.len() + resp.len()) * iters
+        }
         other => {
-            eprintln!("unknown case {other}: sse | request | response");
+            eprintln!("unknown case {other}: sse | request | response | call");
             std::process::exit(2);
         }
     };
