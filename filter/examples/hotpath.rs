@@ -145,13 +145,14 @@ fn call_exchange(
     let Some(route) = providers::detect(authority, "/v1/chat/completions", &cfg.routes) else {
         return;
     };
-    let mut call = Call::default();
-    call.start_ns = 1_763_700_000_000_000_000 + n * 1000;
+    let mut call = Call {
+        start_ns: 1_763_700_000_000_000_000 + n * 1000,
+        server_address: providers::strip_port(authority).to_ascii_lowercase(),
+        server_port: Some(443),
+        ..Call::default()
+    };
     call.request.stream = route.path_stream;
     call.route = Some(route);
-    let host = providers::strip_port(authority);
-    call.server_address = host.to_ascii_lowercase();
-    call.server_port = Some(443);
     let mut rnd = [0u8; 24];
     rnd[..8].copy_from_slice(&(n + 1).to_le_bytes());
     rnd[16..].copy_from_slice(&(n + 7).to_le_bytes());
