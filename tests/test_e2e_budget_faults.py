@@ -112,6 +112,8 @@ def test_hot_reload_preserves_budgets_of_unchanged_rules():
         left, limit, _ = probe(t.port, "a")
         assert (left, limit) == (LIMIT - spent_a, LIMIT)
         spent_a += PROBE_COST
+        # All of tenant a's spans are in before the reload, so the next one seen is the next probe's.
+        t.wait_spans(4, predicate=lambda s: s["attributes"].get("tollgate.tenant") == "a")
 
         # Traffic for another tenant flows through every reload; its budget never refuses it.
         bg = json.dumps({"model": "gpt-4o", "max_tokens": 20, "messages": [{"role": "user", "content": "b"}]})
@@ -199,15 +201,15 @@ def stream_body(max_tokens, content):
 
 
 def committed_by(t, tenant, send):
-    """Run `send()` (one faulted call for `tenant`), wait for its span, and return (commit, span)."""
-    t.reset()
+    """Run `send()` (one faulted call for `tenant`), wait for its span, and return (commit, span).
+    Spans are picked by tenant (other tests' spans may still be in flight: each worker flushes on its own)."""
     before, _, _ = probe(t.port, tenant)
     before -= PROBE_COST
-    t.wait_spans(1)
-    t.reset()
     send()
-    [span] = t.wait_spans(1)  # queued after the commit
-    t.reset()
+    # The faulted call's span (the only call of this tenant with more than the probe's 1 max token) is
+    # queued after its commit.
+    [span] = t.wait_spans(1, predicate=lambda s: s["attributes"].get("tollgate.tenant") == tenant
+                          and s["attributes"].get("gen_ai.request.max_tokens") != 1)
     after, limit, headers = probe(t.port, tenant)
     assert 0 <= after <= limit
     return before - after, span
@@ -326,13 +328,12 @@ def test_usage_beyond_the_reservation_saturates_at_zero(bgw):
     h = {**OPENAI, "x-tenant-id": "over", "x-mock-usage": "max", "x-mock-prompt-tokens": str(3 * LIMIT)}
     status, _, body = request(bgw.port, CHAT, raw, h)
     assert status == 200 and usage_of(status, {"content-type": "application/json"}, body) == (3 * LIMIT, 5)
-    bgw.wait_spans(1)
-    bgw.reset()
     status, headers, body = request(bgw.port, CHAT, PROBE, exact(PROBE, "over"))
     assert status == 429
     assert headers["x-ratelimit-remaining-tokens"] == "0"
     assert headers["x-ratelimit-limit-tokens"] == str(LIMIT)
-    [span] = bgw.wait_spans(1)
+    [span] = bgw.wait_spans(1, predicate=lambda s: s["attributes"].get("tollgate.tenant") == "over"
+                            and s["attributes"].get("tollgate.budget.decision") == "denied")
     assert span["attributes"]["tollgate.budget.remaining_tokens"] == 0
 
 
