@@ -13,7 +13,7 @@
 
 use super::json::map_json_strings;
 use super::{FieldSelector, Findings, Redactor, StreamRedactor};
-use crate::stream::sse_edit::event_data;
+use crate::stream::sse_edit::{event_data, event_end};
 
 /// An unfinished event larger than this is forwarded redacted as plain text and editing stops.
 pub const MAX_PENDING: usize = 1 << 20;
@@ -44,27 +44,6 @@ pub struct SseOutputRedactor {
     bypass: bool,
     /// Findings of the one-shot paths (the stream redactor keeps its own).
     extra: Findings,
-}
-
-/// The end (exclusive) of the first complete event in `buf`.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut line_start = 0usize;
-    let mut i = 0usize;
-    while let Some(rel) = buf.get(i..)?.iter().position(|&b| b == b'\n' || b == b'\r') {
-        let at = i + rel;
-        let len = match (buf.get(at), buf.get(at + 1)) {
-            (Some(b'\r'), Some(b'\n')) => 2,
-            (Some(b'\r'), None) => return None,
-            _ => 1,
-        };
-        let next = at + len;
-        if at == line_start {
-            return Some(next);
-        }
-        line_start = next;
-        i = next;
-    }
-    None
 }
 
 /// `raw` with its data line(s) replaced by one `data: <data>` line at the first data line's place.

@@ -15,7 +15,7 @@ pub struct SseEventFilter {
 
 /// End (exclusive) of the first complete event in `buf`, i.e. just past its terminating blank line.
 /// A `\r` at the very end is ambiguous (a `\n` may follow in the next chunk), so it is not an end yet.
-fn event_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn event_end(buf: &[u8]) -> Option<usize> {
     let mut line_start = 0;
     let mut i = 0;
     while let Some(rel) = memchr::memchr2(b'\n', b'\r', buf.get(i..)?) {
