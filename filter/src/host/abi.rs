@@ -156,7 +156,18 @@ fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// Answer the request locally (budget denial, block rule). The caller then returns `Action::Pause`.
+/// Send a local reply built by `crate::reply` (budget denial, block rule). The caller then returns
+/// `Action::Pause`.
+pub fn send_reply(reply: &crate::reply::Reply) -> bool {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    send_local_response(u32::from(reply.status), &headers, &reply.body)
+}
+
+/// Answer the request locally. The caller then returns `Action::Pause`.
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
     let h = serialize_map(headers);
     // SAFETY: pointers valid for the duration of the call.

@@ -79,12 +79,7 @@ impl Exchange {
 
     /// Answer locally instead of the provider; nothing of the body goes upstream.
     fn refuse(&mut self, reply: &crate::reply::Reply) {
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        abi::send_local_response(u32::from(reply.status), &headers, &reply.body);
+        abi::send_reply(reply);
         self.response_done = true;
     }
 

@@ -97,16 +97,11 @@ impl Redaction {
             blocked.join(", ")
         );
         let reply = refuse(api, Refusal::ContentBlocked, &msg, vec![]);
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         stats.redaction_blocked.add(1);
         self.blocked = true;
         call.http_status = Some(reply.status);
         call.response.error_type = Some(Refusal::ContentBlocked.code().to_owned());
-        abi::send_local_response(u32::from(reply.status), &headers, &reply.body)
+        abi::send_reply(&reply)
     }
 
     /// The egress-redacted body, when `egress` is on and something was redacted.
