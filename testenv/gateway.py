@@ -156,6 +156,19 @@ def request(port, path, body, headers=None, method="POST", timeout=30):
         c.close()
 
 
+def wait_for(pred, what, timeout=30):
+    """Poll pred() until it returns a truthy value and return it. The deadline only bounds a hang: tests never
+    assert on how long something took."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
 def get_json(port, path):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:

@@ -76,16 +76,6 @@ def drain(s):
 # --- 1. hot reload keeps the counters of unchanged rules ---------------------------------------------
 
 
-def wait_until(pred, what, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def wait_probe(t, tenant, cond, what):
     """Probe until cond(remaining before the probe, limit) holds (a reload took effect).
     Returns (remaining, limit, how many probes ran before, on the old config)."""
@@ -96,7 +86,7 @@ def wait_probe(t, tenant, cond, what):
         got[:] = [left, limit, got[2] + 1]
         return cond(left, limit)
 
-    wait_until(once, what)
+    gateway.wait_for(once, what)
     return tuple(got)
 
 
@@ -136,7 +126,7 @@ def test_hot_reload_preserves_budgets_of_unchanged_rules():
             time.sleep(0.5)
             # Reload 1: an unrelated change. The rule's fingerprint is unchanged: the counter is kept.
             gateway.write_lds(t, config(service_name="tollgate-v2"))
-            wait_until(lambda: any(s["resource"]["service.name"] == "tollgate-v2" for s in t.spans()),
+            gateway.wait_for(lambda: any(s["resource"]["service.name"] == "tollgate-v2" for s in t.spans()),
                        "the v2 plugin config to serve")
             t.reset()
             left, limit, _ = probe(t.port, "a")

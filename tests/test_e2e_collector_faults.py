@@ -9,7 +9,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testenv"))
 
 import mock_provider  # noqa: E402
-from gateway import default_plugin_config, get_json, send_json  # noqa: E402
+from gateway import default_plugin_config, get_json, send_json, wait_for  # noqa: E402
 
 FIXTURE = "openai/chat-stream"
 COLLECTOR_DELAY_S = 10
@@ -19,17 +19,6 @@ def config(**otlp):
     cfg = default_plugin_config()
     cfg["otlp"].update({"metrics_interval_ms": 300}, **otlp)
     return cfg
-
-
-def wait(what, fn, timeout=30):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def call_unchanged(t):
@@ -57,12 +46,12 @@ def test_collector_down(topology):
     t.collector.stop()  # the cluster now points at a closed port
     for _ in range(3):
         call_unchanged(t)
-    s = wait("export retries", lambda: (lambda s: s if s.get("export_retries", 0) >= 1
-                                        and s.get("metrics_export_retries", 0) >= 1 else None)(stats(t)))
+    s = wait_for(lambda: (lambda s: s if s.get("export_retries", 0) >= 1
+                                        and s.get("metrics_export_retries", 0) >= 1 else None)(stats(t)), "export retries")
     assert s["calls"] == 3 and s["spans_exported"] == 0
     assert s["queue_depth"] <= 3, "nothing beyond the calls made is held"
     # Retries end: after the attempts the batch is dropped and counted, nothing accumulates.
-    s = wait("drop after attempts", lambda: (lambda s: s if s.get("spans_dropped_failed", 0) >= 1 else None)(stats(t)),
+    s = wait_for(lambda: (lambda s: s if s.get("spans_dropped_failed", 0) >= 1 else None)(stats(t)), "drop after attempts",
              timeout=60)
     assert s["spans_dropped_failed"] + s["queue_depth"] + s["spans_exported"] <= 3
 
@@ -71,7 +60,7 @@ def test_slow_collector_does_not_delay_traffic(topology):
     t = topology(config(timeout_ms=30_000))
     send_json(t.collector.port, "/__mode", {"delay_ms": COLLECTOR_DELAY_S * 1000})
     call_unchanged(t)
-    wait("an export hanging in the collector", lambda: requests(t))
+    wait_for(lambda: requests(t), "an export hanging in the collector")
     # While the collector holds the export for 10 s, calls complete as fast as ever: far below the delay.
     took = [call_unchanged(t) for _ in range(5)]
     assert max(took) < COLLECTOR_DELAY_S / 2, took
@@ -83,14 +72,14 @@ def test_503_retry_after_then_recovery(topology):
     t = topology(config(), concurrency=1)
     send_json(t.collector.port, "/__mode", {"status": 503, "retry_after": 2})
     call_unchanged(t)
-    tries = wait("a retried export", lambda: (lambda r: r if len(r) >= 2 else None)(requests(t)))
+    tries = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(requests(t)), "a retried export")
     # Retry-After: 2 is honoured (a lower bound, so this cannot flake).
     assert tries[1]["t"] - tries[0]["t"] >= 1.9, tries
     assert t.spans() == []
     send_json(t.collector.port, "/__mode", {"status": 200, "retry_after": None})
     [span] = t.wait_spans(1, timeout=30)
     assert span["attributes"]["gen_ai.usage.output_tokens"] == 10
-    s = wait("stats", lambda: (lambda s: s if s.get("spans_exported") == 1 else None)(stats(t)))
+    s = wait_for(lambda: (lambda s: s if s.get("spans_exported") == 1 else None)(stats(t)), "stats")
     assert s["export_retries"] >= 1 and s["spans_dropped_failed"] == 0
 
 
@@ -98,10 +87,10 @@ def test_non_retryable_answer_drops_at_once(topology):
     t = topology(config(), concurrency=1)
     send_json(t.collector.port, "/__mode", {"status": 400})
     call_unchanged(t)
-    s = wait("dropped", lambda: (lambda s: s if s.get("spans_dropped_failed") == 1 else None)(stats(t)))
+    s = wait_for(lambda: (lambda s: s if s.get("spans_dropped_failed") == 1 else None)(stats(t)), "dropped")
     assert s["export_retries"] == 0, "400 is not retried"
     assert len(requests(t)) == 1
-    m = wait("metrics dropped", lambda: (lambda s: s if s.get("metrics_dropped", 0) > 0 else None)(stats(t)))
+    m = wait_for(lambda: (lambda s: s if s.get("metrics_dropped", 0) > 0 else None)(stats(t)), "metrics dropped")
     assert m["metrics_export_retries"] == 0
 
 
@@ -110,6 +99,6 @@ def test_queue_bound_respected_and_drops_counted(topology):
     send_json(t.collector.port, "/__mode", {"status": 503, "retry_after": 120})
     for _ in range(8):
         call_unchanged(t)
-    s = wait("drops", lambda: (lambda s: s if s.get("spans_dropped_queue_full") == 6
-                               and s.get("queue_depth") == 2 else None)(stats(t)))
+    s = wait_for(lambda: (lambda s: s if s.get("spans_dropped_queue_full") == 6
+                               and s.get("queue_depth") == 2 else None)(stats(t)), "drops")
     assert s["spans_enqueued"] == 2 and s["calls"] == 8

@@ -7,13 +7,12 @@ tenant, so counters never interact. The mock provider's canned completion uses 1
 import concurrent.futures
 import json
 import shutil
-import time
 import uuid
 
 import pytest
 
 import mock_provider
-from gateway import Background, Topology, default_plugin_config
+from gateway import Background, Topology, default_plugin_config, wait_for
 from ratelimit_env import RateLimitService, Redis, cluster_yaml, redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available() or shutil.which("cargo") is None,
@@ -74,15 +73,6 @@ def counter(env, who, kind="tokens"):
     keys = [k for k in (env.redis.cli("--scan", "--pattern", f"tollgate-rls:*{who}*") or "").split() if k]
     keys = [k for k in keys if f"={len(kind)}:{kind}" in k]
     return sum(int(env.redis.cli("GET", k) or 0) for k in keys)
-
-
-def wait_for(pred, what, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stat(gw, name):

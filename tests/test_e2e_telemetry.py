@@ -6,12 +6,11 @@ import json
 import os
 import re
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testenv"))
 
 import mock_provider  # noqa: E402
-from gateway import default_plugin_config, get_json, send_json  # noqa: E402
+from gateway import default_plugin_config, get_json, send_json, wait_for  # noqa: E402
 
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
@@ -25,18 +24,6 @@ def config(**otlp):
     cfg["otlp"].update({"metrics_interval_ms": 300}, **otlp)
     cfg["resource"] = {"deployment.environment.name": "e2e"}
     return cfg
-
-
-def wait(what, fn, timeout=20):
-    """Poll fn() until it returns a truthy value (no timed assertion: the deadline only bounds a hang)."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def points(t, name=None):
@@ -116,8 +103,8 @@ def test_metrics_match_the_calls(topology):
     for _ in range(3):
         json_call(t)
     stream_call(t)
-    wait("4 operations", lambda: hist_count(t, "gen_ai.client.operation.duration") >= 4)
-    wait("8 token measurements", lambda: hist_count(t, "gen_ai.client.token.usage") >= 8)
+    wait_for(lambda: hist_count(t, "gen_ai.client.operation.duration") >= 4, "4 operations")
+    wait_for(lambda: hist_count(t, "gen_ai.client.token.usage") >= 8, "8 token measurements")
     assert hist_count(t, "gen_ai.client.operation.duration") == 4
     usage = points(t, "gen_ai.client.token.usage")
     for kind, per_call in (("input", 19), ("output", 10)):
@@ -156,7 +143,7 @@ def test_error_calls_carry_error_type(topology):
     fx = mock_provider.load_fixture("openai/chat-error-429")
     status, _, body = t.call(fx["path"], fx["request"], {"host": fx["host"], "x-mock-fixture": "openai/chat-error-429"})
     assert (status, body) == (fx["response"]["status"], mock_provider.fixture_body(fx))
-    [p] = wait("duration point", lambda: points(t, "gen_ai.client.operation.duration"))
+    [p] = wait_for(lambda: points(t, "gen_ai.client.operation.duration"), "duration point")
     [span] = t.wait_spans(1)
     assert p["attributes"]["error.type"] == span["attributes"]["error.type"]
     assert span["status"]["code"] == 2
@@ -176,8 +163,8 @@ def test_latest_semconv_metrics(topology):
         "gen_ai.client.inference.usage.reasoning.output_tokens",
         "gen_ai.client.inference.operation.input_tokens", "gen_ai.client.inference.operation.output_tokens",
     }
-    wait("every latest instrument", lambda: names <= {p["name"] for p in points(t)}
-         and hist_count(t, "gen_ai.client.inference.duration") >= 2)
+    wait_for(lambda: names <= {p["name"] for p in points(t)}
+         and hist_count(t, "gen_ai.client.inference.duration") >= 2, "every latest instrument")
     counters = [p for p in points(t) if p["name"].startswith("gen_ai.client.inference.usage.")]
     for p in counters:
         assert p["kind"] == "sum" and p["monotonic"] and p["temporality"] == DELTA and p["unit"] == "{token}"
@@ -193,7 +180,7 @@ def test_gzip_export(topology):
     json_call(t)
     [span] = t.wait_spans(1)
     assert span["attributes"]["gen_ai.usage.input_tokens"] == 19
-    wait("metrics", lambda: points(t, "gen_ai.client.operation.duration"))
+    wait_for(lambda: points(t, "gen_ai.client.operation.duration"), "metrics")
     log = get_json(t.collector.port, "/__requests")
     assert {r["path"] for r in log} == {"/v1/traces", "/v1/metrics"}
     for r in log:
@@ -226,8 +213,8 @@ def test_envoy_stats_at_prometheus_endpoint(topology):
     fx = mock_provider.load_fixture("openai/chat-error-429")
     t.call(fx["path"], fx["request"], {"host": fx["host"], "x-mock-fixture": "openai/chat-error-429"})
     t.wait_spans(4)
-    s = wait("stats", lambda: (lambda p: p if p.get("tollgate_spans_exported", 0) >= 4
-                               and p.get("tollgate_metrics_exported", 0) > 0 else None)(prometheus(t)))
+    s = wait_for(lambda: (lambda p: p if p.get("tollgate_spans_exported", 0) >= 4
+                               and p.get("tollgate_metrics_exported", 0) > 0 else None)(prometheus(t)), "stats")
     assert s["tollgate_calls"] == 4
     assert s["tollgate_calls_failed"] == 1
     assert s["tollgate_tokens_input"] == 3 * 19 and s["tollgate_tokens_output"] == 3 * 10
@@ -249,12 +236,12 @@ def test_metric_cardinality_is_capped(topology):
         status, _, _ = t.call(fx["path"], dict(fx["request"], model=f"model-{i}"),
                               {"host": fx["host"], "x-mock-fixture": "openai/chat-json"})
         assert status == 200
-    wait("5 operations", lambda: hist_count(t, "gen_ai.client.operation.duration") >= 5)
+    wait_for(lambda: hist_count(t, "gen_ai.client.operation.duration") >= 5, "5 operations")
     pts = points(t, "gen_ai.client.operation.duration")
     overflow = [p for p in pts if p["attributes"].get("otel.metric.overflow") is True]
     assert len(pts) == 3 and sum(p["count"] for p in overflow) == 3
     assert overflow[0]["attributes"] == {"otel.metric.overflow": True}
-    s = wait("overflow stat", lambda: prometheus(t).get("tollgate_metrics_overflow"))
+    s = wait_for(lambda: prometheus(t).get("tollgate_metrics_overflow"), "overflow stat")
     assert s >= 3
 
 
@@ -263,8 +250,8 @@ def test_partial_success_is_counted_not_retried(topology):
     send_json(t.collector.port, "/__mode", {"rejected": 1})
     json_call(t)
     t.wait_spans(1)
-    s = wait("rejected stats", lambda: (lambda p: p if p.get("tollgate_spans_rejected") == 1
-                                        and p.get("tollgate_metrics_rejected") == 1 else None)(prometheus(t)))
+    s = wait_for(lambda: (lambda p: p if p.get("tollgate_spans_rejected") == 1
+                                        and p.get("tollgate_metrics_rejected") == 1 else None)(prometheus(t)), "rejected stats")
     assert s["tollgate_export_retries"] == 0
     traces = [r for r in get_json(t.collector.port, "/__requests") if r["path"] == "/v1/traces"]
     assert len(traces) == 1
