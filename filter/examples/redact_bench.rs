@@ -19,6 +19,10 @@ fn mbps(bytes: usize, iters: usize, f: &mut dyn FnMut()) -> f64 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("pipeline") {
+        // Only the request pipeline (for callgrind).
+        return request_pipeline(&Redactor::new(&RedactionConfig::default()).unwrap());
+    }
     let mixed = corpus::mixed_text(7, 1 << 20);
     let prose: String =
         "The quarterly review went well and the team agreed on next steps for the launch. "
@@ -67,6 +71,7 @@ fn main() {
         std::hint::black_box(all.redact_json_strings(&json, FieldSelector::REQUEST));
     });
     println!("redact_json_strings(REQUEST) chat body: {v:8.1} MB/s");
+    request_pipeline(&all);
     // Streamed output: ~6-byte deltas (a token each), 256-byte hold-back.
     let deltas: Vec<&str> = {
         let mut v = Vec::new();
@@ -97,4 +102,67 @@ fn main() {
         deltas.len(),
         n
     );
+}
+
+/// What `host/redaction.rs` does with a 256 KiB prose chat request when capture and egress redaction are on
+/// (the bench's "redaction + capture" scenario), stage by stage.
+fn request_pipeline(r: &Redactor) {
+    let iters: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    use tollgate::call::{Api, Response};
+    use tollgate::capture;
+    let words = "The quick brown fox jumps over the lazy dog while the gateway counts tokens. ";
+    let text = words.repeat(256 * 1024 / words.len());
+    let body = format!(
+        "{{\"model\":\"gpt-4o-mini\",\"stream\":false,\"max_tokens\":256,\"messages\":[{{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"}},{{\"role\":\"user\",\"content\":\"{text}\"}}]}}"
+    )
+    .into_bytes();
+    let n = body.len();
+    let input = capture::input(Api::OpenAiChat, &body);
+    let stages: [(&str, &mut dyn FnMut()); 7] = [
+        ("from_utf8", &mut || {
+            std::hint::black_box(std::str::from_utf8(&body).is_ok());
+        }),
+        ("walk (no visit)", &mut || {
+            std::hint::black_box(tollgate::redact::map_json_strings(
+                &body,
+                FieldSelector::REQUEST,
+                &mut |_, _| None,
+            ));
+        }),
+        ("redact text", &mut || {
+            std::hint::black_box(r.redact(&text));
+        }),
+        ("capture::input", &mut || {
+            std::hint::black_box(capture::input(Api::OpenAiChat, &body));
+        }),
+        ("redact + gather text", &mut || {
+            let mut t = String::new();
+            std::hint::black_box(r.redact_json_strings_observed(
+                &body,
+                FieldSelector::REQUEST,
+                &mut |s| {
+                    t.push_str(s);
+                    t.push('\n');
+                },
+            ));
+            std::hint::black_box(t);
+        }),
+        ("security_flags", &mut || {
+            std::hint::black_box(tollgate::redact::security_flags(&text));
+        }),
+        ("capture::render", &mut || {
+            std::hint::black_box(capture::render(
+                input.as_ref(),
+                &Response::default(),
+                r,
+                16 << 10,
+            ));
+        }),
+    ];
+    for (name, f) in stages {
+        println!("256 KiB request, {name:20}: {:8.1} MB/s", mbps(n, iters, f));
+    }
 }

@@ -8,7 +8,7 @@ use crate::call::{Api, Call};
 use crate::capture::{self, OutputCapture};
 use crate::config::Config;
 use crate::providers::Framing;
-use crate::redact::{map_json_strings, security_flags, FieldSelector, Findings, SseOutputRedactor};
+use crate::redact::{security_flags, FieldSelector, Findings, SseOutputRedactor};
 use crate::reply::{refuse, Refusal};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use proxy_wasm::types::MapType;
@@ -72,20 +72,22 @@ impl Redaction {
             self.input = capture::input(api, body);
             call.response.content = OutputCapture::new(cfg.max_content_bytes);
         }
-        if let Some((rewritten, f)) = r.redact_json_strings(body, FieldSelector::REQUEST) {
+        // One walk of the body: findings, the egress rewrite, and the user text for the flags.
+        let mut text = String::new();
+        let mut gather = |t: &str| {
+            if text.len() < MAX_FLAG_TEXT {
+                text.push_str(t);
+                text.push('\n');
+            }
+        };
+        if let Some((rewritten, f)) =
+            r.redact_json_strings_observed(body, FieldSelector::REQUEST, &mut gather)
+        {
             self.request_findings = f;
             if settings.egress {
                 self.egress_body = Some(rewritten);
             }
         }
-        let mut text = String::new();
-        let _ = map_json_strings(body, FieldSelector::REQUEST, &mut |_, t| {
-            if text.len() < MAX_FLAG_TEXT {
-                text.push_str(t);
-                text.push('\n');
-            }
-            None
-        });
         self.flags = security_flags(&text);
         let blocked = self.request_findings.blocked_by(&settings.block);
         if blocked.is_empty() {

@@ -132,57 +132,278 @@ fn contains_word(hay: &[u8], word: &str) -> bool {
     })
 }
 
-/// A verb followed within `WINDOW` bytes by an object; `qualifiers` (if any) must occur in between.
-fn verb_near_object(hay: &[u8], verbs: &[&str], objects: &[&str], qualifiers: &[&str]) -> bool {
-    verbs.iter().any(|v| {
-        memmem::find_iter(hay, v.as_bytes()).any(|p| {
-            if !word_at(hay, p) {
-                return false;
+/// What a phrase of the single-pass scan stands for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An IGNORE verb: needs a word start, then an object (with a qualifier before it) in its window.
+    IgnoreVerb,
+    /// A LEAK verb: needs a word start, then an object in its window.
+    LeakVerb,
+    /// Anywhere.
+    Role,
+    /// Anywhere.
+    Special,
+}
+
+/// The phrases the scan looks for (≤ 64: one bit each), and per-byte masks of the phrases whose first and
+/// second byte that is. `first[a] & second[b]` is the (usually empty) set of phrases that can start at a
+/// position holding `a b`, so most positions cost two table loads.
+struct Table {
+    phrases: Vec<(&'static [u8], Kind)>,
+    first: [u64; 256],
+    second: [u64; 256],
+}
+
+fn table() -> &'static Table {
+    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Table {
+            phrases: Vec::new(),
+            first: [0; 256],
+            second: [0; 256],
+        };
+        let lists: [(&[&'static str], Kind); 4] = [
+            (IGNORE_VERBS, Kind::IgnoreVerb),
+            (LEAK_VERBS, Kind::LeakVerb),
+            (ROLE_PHRASES, Kind::Role),
+            (SPECIAL, Kind::Special),
+        ];
+        for (list, kind) in lists {
+            for p in list {
+                let bit = 1u64.checked_shl(u32::try_from(t.phrases.len()).unwrap_or(64));
+                let (Some(bit), [a, b, ..]) = (bit, p.as_bytes()) else {
+                    continue; // the lists are constants: ≤ 64 phrases of ≥ 2 bytes (a unit test checks)
+                };
+                if let Some(m) = t.first.get_mut(usize::from(*a)) {
+                    *m |= bit;
+                }
+                if let Some(m) = t.second.get_mut(usize::from(*b)) {
+                    *m |= bit;
+                }
+                t.phrases.push((p.as_bytes(), kind));
             }
-            let from = p + v.len();
-            let Some(window) = hay.get(from..hay.len().min(from + WINDOW)) else {
-                return false;
-            };
-            objects.iter().any(|o| {
-                memmem::find(window, o.as_bytes()).is_some_and(|q| {
-                    qualifiers.is_empty()
-                        || window.get(..q).is_some_and(|between| {
-                            qualifiers.iter().any(|w| contains_word(between, w))
-                        })
-                })
-            })
+        }
+        t
+    })
+}
+
+/// Whether a verb at `p` (of `len` bytes) has an object in its window, with a qualifier before the object
+/// when `qualifiers` is not empty.
+fn object_follows(hay: &[u8], p: usize, len: usize, objects: &[&str], qualifiers: &[&str]) -> bool {
+    let from = p.saturating_add(len);
+    let Some(window) = hay.get(from..hay.len().min(from.saturating_add(WINDOW))) else {
+        return false;
+    };
+    objects.iter().any(|o| {
+        memmem::find(window, o.as_bytes()).is_some_and(|q| {
+            qualifiers.is_empty()
+                || window
+                    .get(..q)
+                    .is_some_and(|between| qualifiers.iter().any(|w| contains_word(between, w)))
         })
     })
 }
 
 /// Prompt-injection flags raised by `text` (stable names, in a fixed order, each at most once).
+///
+/// One pass over the normalised text: at each position the first two bytes select the candidate phrases
+/// (verbs, role phrases, special tokens); a verb at a word start then looks for its object in the window
+/// after it. Same answers as one substring search per phrase, in one pass instead of ~46 (which matters in
+/// Wasm, where substring search has no SIMD prefilter).
 pub fn security_flags(text: &str) -> Vec<&'static str> {
     let hay = normalise(text);
+    let t = table();
+    let (mut ignore, mut leak, mut role, mut special) = (false, false, false, false);
+    let mut rest = hay.as_slice();
+    let mut p = 0usize;
+    while let [a, tail @ ..] = rest {
+        let b = tail.first().copied().unwrap_or(0);
+        let mask = |m: &[u64; 256], c: u8| m.get(usize::from(c)).copied().unwrap_or(0);
+        let mut m = mask(&t.first, *a) & mask(&t.second, b);
+        while m != 0 && !(ignore && leak && role && special) {
+            let k = m.trailing_zeros();
+            m &= m - 1;
+            let Some(&(phrase, kind)) = t.phrases.get(k as usize) else {
+                break;
+            };
+            if !rest.starts_with(phrase) {
+                continue;
+            }
+            match kind {
+                Kind::IgnoreVerb if !ignore && word_at(&hay, p) => {
+                    ignore =
+                        object_follows(&hay, p, phrase.len(), IGNORE_OBJECTS, IGNORE_QUALIFIERS);
+                }
+                Kind::LeakVerb if !leak && word_at(&hay, p) => {
+                    leak = object_follows(&hay, p, phrase.len(), LEAK_OBJECTS, &[]);
+                }
+                Kind::Role => role = true,
+                Kind::Special => special = true,
+                _ => {}
+            }
+        }
+        if ignore && leak && role && special {
+            break;
+        }
+        rest = tail;
+        p += 1;
+    }
     let mut flags = Vec::new();
-    if verb_near_object(&hay, IGNORE_VERBS, IGNORE_OBJECTS, IGNORE_QUALIFIERS) {
-        flags.push(IGNORE_INSTRUCTIONS);
-    }
-    if verb_near_object(&hay, LEAK_VERBS, LEAK_OBJECTS, &[]) {
-        flags.push(SYSTEM_PROMPT_LEAK);
-    }
-    if ROLE_PHRASES
-        .iter()
-        .any(|p| memmem::find(&hay, p.as_bytes()).is_some())
-    {
-        flags.push(ROLE_OVERRIDE);
-    }
-    if SPECIAL
-        .iter()
-        .any(|p| memmem::find(&hay, p.as_bytes()).is_some())
-    {
-        flags.push(SPECIAL_TOKENS);
+    for (on, flag) in [
+        (ignore, IGNORE_INSTRUCTIONS),
+        (leak, SYSTEM_PROMPT_LEAK),
+        (role, ROLE_OVERRIDE),
+        (special, SPECIAL_TOKENS),
+    ] {
+        if on {
+            flags.push(flag);
+        }
     }
     flags
+}
+
+/// The definition the single pass must agree with: one substring search per phrase.
+#[cfg(test)]
+mod reference {
+    use super::*;
+
+    /// A verb followed within `WINDOW` bytes by an object; `qualifiers` (if any) must occur in between.
+    pub(super) fn verb_near_object(
+        hay: &[u8],
+        verbs: &[&str],
+        objects: &[&str],
+        qualifiers: &[&str],
+    ) -> bool {
+        verbs.iter().any(|v| {
+            memmem::find_iter(hay, v.as_bytes()).any(|p| {
+                if !word_at(hay, p) {
+                    return false;
+                }
+                let from = p + v.len();
+                let Some(window) = hay.get(from..hay.len().min(from + WINDOW)) else {
+                    return false;
+                };
+                objects.iter().any(|o| {
+                    memmem::find(window, o.as_bytes()).is_some_and(|q| {
+                        qualifiers.is_empty()
+                            || window.get(..q).is_some_and(|between| {
+                                qualifiers.iter().any(|w| contains_word(between, w))
+                            })
+                    })
+                })
+            })
+        })
+    }
+
+    pub fn flags(text: &str) -> Vec<&'static str> {
+        let hay = normalise(text);
+        let mut flags = Vec::new();
+        if verb_near_object(&hay, IGNORE_VERBS, IGNORE_OBJECTS, IGNORE_QUALIFIERS) {
+            flags.push(IGNORE_INSTRUCTIONS);
+        }
+        if verb_near_object(&hay, LEAK_VERBS, LEAK_OBJECTS, &[]) {
+            flags.push(SYSTEM_PROMPT_LEAK);
+        }
+        let any = |list: &[&str]| {
+            list.iter()
+                .any(|p| memmem::find(&hay, p.as_bytes()).is_some())
+        };
+        if any(ROLE_PHRASES) {
+            flags.push(ROLE_OVERRIDE);
+        }
+        if any(SPECIAL) {
+            flags.push(SPECIAL_TOKENS);
+        }
+        flags
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phrase_table_holds_every_phrase() {
+        let n = IGNORE_VERBS.len() + LEAK_VERBS.len() + ROLE_PHRASES.len() + SPECIAL.len();
+        assert!(n <= 64);
+        assert_eq!(table().phrases.len(), n);
+        assert!(table().phrases.iter().all(|(p, _)| p.len() >= 2));
+    }
+
+    /// The single pass gives the same flags as one search per phrase: every phrase alone, glued into
+    /// words, at word starts and inside words, with objects/qualifiers near and far, and random mixes.
+    #[test]
+    fn single_pass_matches_reference() {
+        let mut parts: Vec<&str> = Vec::new();
+        for list in [
+            IGNORE_VERBS,
+            LEAK_VERBS,
+            IGNORE_OBJECTS,
+            IGNORE_QUALIFIERS,
+            LEAK_OBJECTS,
+            ROLE_PHRASES,
+            SPECIAL,
+        ] {
+            parts.extend_from_slice(list);
+        }
+        parts.extend_from_slice(&[
+            "x",
+            " ",
+            "  ",
+            "\n",
+            "the",
+            "of the very long and winding",
+            "a",
+            "-",
+            "ü",
+            "日本",
+        ]);
+        let mut cases: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+        for a in &parts {
+            for b in &parts {
+                cases.push(format!("{a} {b}"));
+                cases.push(format!("{a}{b}"));
+            }
+        }
+        // Deterministic pseudo-random mixes of 2..12 parts.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = 2 + (seed % 11) as usize;
+            for k in 0..n {
+                let pick = (seed.rotate_left(k as u32 * 5) % parts.len() as u64) as usize;
+                text.push_str(parts[pick]);
+                if (seed >> k) & 1 == 1 {
+                    text.push(' ');
+                }
+            }
+            cases.push(text.to_uppercase());
+            cases.push(text);
+        }
+        let mut raised = std::collections::HashMap::new();
+        for text in &cases {
+            let got = security_flags(text);
+            assert_eq!(got, reference::flags(text), "{text:?}");
+            for f in got {
+                *raised.entry(f).or_insert(0usize) += 1;
+            }
+        }
+        // Not vacuous: every flag is raised by many cases (and not by all of them).
+        for f in [
+            IGNORE_INSTRUCTIONS,
+            SYSTEM_PROMPT_LEAK,
+            ROLE_OVERRIDE,
+            SPECIAL_TOKENS,
+        ] {
+            let n = raised.get(f).copied().unwrap_or(0);
+            assert!(n > 100 && n < cases.len(), "{f}: {n} of {}", cases.len());
+        }
+        let corpus = crate::redact::corpus::mixed_text(3, 1 << 16);
+        assert_eq!(security_flags(&corpus), reference::flags(&corpus));
+    }
 
     #[test]
     fn positives() {
