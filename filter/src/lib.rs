@@ -28,6 +28,7 @@ pub mod providers;
 pub mod redact;
 pub mod reply;
 pub mod rls;
+pub mod rng;
 pub mod stream;
 pub mod telemetry;
 

@@ -26,22 +26,42 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Random bytes from WASI `random_get`; a clock-derived fallback keeps ids unique-ish if it ever fails.
+thread_local! {
+    /// Seeded on first use from WASI `random_get` (the clock if that ever fails).
+    static RNG: std::cell::RefCell<Option<crate::rng::SplitMix64>> = const { std::cell::RefCell::new(None) };
+}
+
+fn with_rng<T>(f: impl FnOnce(&mut crate::rng::SplitMix64) -> T) -> Option<T> {
+    RNG.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let rng = slot.get_or_insert_with(|| {
+            let mut seed = [0u8; 8];
+            let seed = match getrandom::fill(&mut seed) {
+                Ok(()) => u64::from_le_bytes(seed),
+                Err(_) => now_ns(),
+            };
+            crate::rng::SplitMix64::new(seed)
+        });
+        Some(f(rng))
+    })
+}
+
+/// Random bytes for ids, from the per-VM generator (one host call per VM, none per request).
 pub(crate) fn random<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    if getrandom::fill(&mut buf).is_err() {
+    with_rng(|g| g.bytes()).unwrap_or_else(|| {
+        // Unreachable in practice (nothing re-enters the generator); keep ids unique-ish anyway.
         let t = now_ns().to_le_bytes();
+        let mut buf = [0u8; N];
         for (i, b) in buf.iter_mut().enumerate() {
             *b = t.get(i % 8).copied().unwrap_or(0) ^ (i as u8).wrapping_mul(151);
         }
-    }
-    buf
+        buf
+    })
 }
 
 /// Uniform draw in [0, 1) for sampling and jitter.
 pub(crate) fn random_unit() -> f64 {
-    let r: [u8; 8] = random();
-    (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64
+    with_rng(|g| g.unit()).unwrap_or(0.5)
 }
 
 pub(crate) fn log(level: LogLevel, msg: &str) {

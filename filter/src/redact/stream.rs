@@ -317,7 +317,10 @@ mod tests {
         // Held: 100 + 2, below the window plus a step (25): nothing leaves and nothing is scanned.
         assert_eq!(s.push(r, "yy"), "");
         // 100 + 26 held: everything but the window leaves.
-        assert_eq!(s.push(r, &"z".repeat(24)), format!("{}yy{}", "x".repeat(100), "z".repeat(24))[..26]);
+        assert_eq!(
+            s.push(r, &"z".repeat(24)),
+            format!("{}yy{}", "x".repeat(100), "z".repeat(24))[..26]
+        );
         assert_eq!(s.finish(r).len(), 100);
     }
 
