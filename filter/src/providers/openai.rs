@@ -642,15 +642,9 @@ fn fast_choice<'a>(r: &mut Reader<'a>) -> Option<FastChoice<'a>> {
     Some(c)
 }
 
-/// Characters of one generated string, and its text when content capture needs it.
-type Generated<'a> = (u64, Cow<'a, str>);
-
-/// One generated string, resolved before anything is applied: its characters, and its text when content
-/// capture needs it (unescaped only then).
-fn resolve<'a>(s: Option<Str<'a>>, capture: bool) -> Option<Option<Generated<'a>>> {
-    let Some(s) = s.filter(|s| !s.is_empty()) else {
-        return Some(None);
-    };
+/// Characters of one generated string (None: a lone surrogate, which serde refuses), and its text when
+/// content capture needs it (unescaped only then; "" otherwise).
+fn generated<'a>(s: Str<'a>, capture: bool) -> Option<(u64, Cow<'a, str>)> {
     let chars = s.char_count()?;
     let text = match s.plain() {
         Some(t) => Cow::Borrowed(t),
@@ -659,7 +653,21 @@ fn resolve<'a>(s: Option<Str<'a>>, capture: bool) -> Option<Option<Generated<'a>
         }
         None => Cow::Borrowed(""),
     };
-    Some(Some((chars, text)))
+    Some((chars, text))
+}
+
+/// A choice's generated strings, in `apply_chunk`'s order.
+fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
+    [
+        c.text,
+        c.message.content,
+        c.message.refusal,
+        c.delta.content,
+        c.delta.refusal,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|s| !s.is_empty())
 }
 
 /// Store `value` unless it is absent, empty or already there (no allocation per chunk for repeated ids).
@@ -736,18 +744,13 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
     if !r.at_end() {
         return None;
     }
+    // Check every generated string before anything is applied (escapes serde would refuse).
     let capture = resp.content.enabled();
-    let mut texts: [[Option<Generated<'_>>; 5]; FAST_CHOICES] = Default::default();
-    for (c, t) in choices.iter().take(n).zip(texts.iter_mut()) {
-        let parts = [
-            c.text,
-            c.message.content,
-            c.message.refusal,
-            c.delta.content,
-            c.delta.refusal,
-        ];
-        for (p, slot) in parts.into_iter().zip(t.iter_mut()) {
-            *slot = resolve(p, capture)?;
+    for c in choices.iter().take(n) {
+        for p in parts(c) {
+            if p.escaped {
+                generated(p, capture)?;
+            }
         }
     }
     // Everything was read: apply in `apply_chunk`'s order.
@@ -756,14 +759,17 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
     set_changed(&mut resp.service_tier, tier);
     set_changed(&mut resp.system_fingerprint, fingerprint);
     let mut content = false;
-    for (pos, (c, t)) in choices.iter().take(n).zip(texts.iter()).enumerate() {
+    for (pos, c) in choices.iter().take(n).enumerate() {
         let index = c.index.and_then(|i| usize::try_from(i).ok()).unwrap_or(pos);
         if let Some(reason) = c.finish_reason.filter(|r| !r.is_empty()) {
             resp.set_finish_reason(index, reason);
         }
-        for (chars, text) in t.iter().flatten() {
-            resp.output_chars = resp.output_chars.saturating_add(*chars);
-            resp.content.text(index, text);
+        for p in parts(c) {
+            let Some((chars, text)) = generated(p, capture) else {
+                continue;
+            };
+            resp.output_chars = resp.output_chars.saturating_add(chars);
+            resp.content.text(index, &text);
             content = true;
         }
     }
