@@ -151,8 +151,9 @@ pub fn frame(
 }
 
 /// `frame`, with (`fast`) or without the providers' fast paths for common stream events (the skimmer,
-/// `skim.rs`); without them every event goes through serde. The tests check that both give the same.
-pub(crate) fn frame_with(
+/// `skim.rs`); without them every event goes through serde. The tests and the `skim` fuzz target check that
+/// both give the same.
+pub fn frame_with(
     route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
