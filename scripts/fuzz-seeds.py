@@ -49,6 +49,10 @@ def main():
                 put(target, bytes([7]) + body)
             if framing == 1:
                 put("sse_edit", bytes([5]) + body)
+                # One seed per event for the fast-path target: byte 0 is the API (+0x80: capture on).
+                for line in body.split(b"\n"):
+                    if line.startswith(b"data:"):
+                        put("skim", bytes([api]) + line[5:].strip())
             put("redaction", req)
             import brotli
 

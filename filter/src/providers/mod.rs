@@ -18,6 +18,9 @@ pub mod mistral;
 pub mod ollama;
 pub mod openai;
 pub mod openai_responses;
+pub mod skim;
+#[cfg(test)]
+mod skim_test;
 
 #[cfg(test)]
 mod corpus_test;
@@ -144,10 +147,24 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    frame_with(route, frame, st, resp, true)
+}
+
+/// `frame`, with (`fast`) or without the providers' fast paths for common stream events (the skimmer,
+/// `skim.rs`); without them every event goes through serde. The tests and the `skim` fuzz target check that
+/// both give the same.
+pub fn frame_with(
+    route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
     st.frames = st.frames.saturating_add(1);
     match route.api {
-        Api::OpenAiChat => openai::frame(route, frame, st, resp),
-        Api::OpenAiCompletions => openai::frame(route, frame, st, resp),
+        Api::OpenAiChat | Api::OpenAiCompletions => {
+            openai::frame_with(route, frame, st, resp, fast)
+        }
         Api::OpenAiResponses => openai_responses::frame(route, frame, st, resp),
         Api::AnthropicMessages => anthropic::frame(route, frame, st, resp),
         Api::Gemini => gemini::frame(route, frame, st, resp),

@@ -10,6 +10,7 @@
 use super::json::{
     char_count, parse, prompt_hash, set_if_nonempty, Lenient, OneOrMany, TextContent,
 };
+use super::skim::{Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -487,10 +488,21 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 
 /// Read one streamed Chat or Completions chunk (`data: {...}`; `data: [DONE]` ends the stream).
 pub fn frame(
+    route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+) -> FrameOutcome {
+    frame_with(route, frame, st, resp, true)
+}
+
+/// `frame`, with (`fast`) or without the fast path for common chunks; the tests compare the two.
+pub(crate) fn frame_with(
     _route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
+    fast: bool,
 ) -> FrameOutcome {
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
@@ -500,6 +512,15 @@ pub fn frame(
     if data.trim_ascii() == b"[DONE]" {
         st.finished = true;
         return FrameOutcome::default();
+    }
+    if fast {
+        let text = match frame {
+            Frame::Sse { data, .. } => Some(*data),
+            _ => std::str::from_utf8(data).ok(),
+        };
+        if let Some(out) = text.and_then(|t| fast_chunk(t, resp)) {
+            return out;
+        }
     }
     let Some(c) = parse::<ChatResponse<'_>>(data) else {
         return FrameOutcome::default();
@@ -514,6 +535,248 @@ pub fn frame(
         content,
         usage_only,
     }
+}
+
+/// What the fast path keeps of a choice's `message` or `delta`.
+#[derive(Clone, Copy, Default)]
+struct FastMessage<'a> {
+    content: Option<Str<'a>>,
+    refusal: Option<Str<'a>>,
+}
+
+/// What the fast path keeps of one choice.
+#[derive(Clone, Copy, Default)]
+struct FastChoice<'a> {
+    index: Option<u64>,
+    finish_reason: Option<&'a str>,
+    text: Option<Str<'a>>,
+    message: FastMessage<'a>,
+    delta: FastMessage<'a>,
+}
+
+/// Choices per chunk the fast path handles (a stream chunk has one, `n>1` streams one per chunk too).
+const FAST_CHOICES: usize = 4;
+
+/// A string or null; None (not handled here) for any other type.
+fn str_or_null<'a>(r: &mut Reader<'a>) -> Option<Option<Str<'a>>> {
+    if r.null()? {
+        Some(None)
+    } else {
+        r.string().map(Some)
+    }
+}
+
+/// A string without escapes, or null.
+fn plain_or_null<'a>(r: &mut Reader<'a>) -> Option<Option<&'a str>> {
+    match str_or_null(r)? {
+        Some(s) => s.plain().map(Some),
+        None => Some(None),
+    }
+}
+
+fn fast_message<'a>(r: &mut Reader<'a>) -> Option<FastMessage<'a>> {
+    let mut m = FastMessage::default();
+    if r.null()? {
+        return Some(m);
+    }
+    r.begin_object()?;
+    let (mut seen, mut first) = (0u8, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        let bit = match key {
+            b"content" => 1,
+            b"refusal" => 2,
+            b"tool_calls" => 4,
+            _ => 0,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        match key {
+            b"content" => m.content = str_or_null(r)?,
+            b"refusal" => m.refusal = str_or_null(r)?,
+            // Tool calls take the serde path.
+            b"tool_calls" => r.null()?.then_some(())?,
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    Some(m)
+}
+
+fn fast_choice<'a>(r: &mut Reader<'a>) -> Option<FastChoice<'a>> {
+    let mut c = FastChoice::default();
+    r.begin_object()?;
+    let (mut seen, mut first) = (0u8, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        let bit = match key {
+            b"index" => 1,
+            b"finish_reason" => 2,
+            b"message" => 4,
+            b"delta" => 8,
+            b"text" => 16,
+            _ => 0,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        match key {
+            b"index" => {
+                if !r.null()? {
+                    c.index = Some(r.u64()?);
+                }
+            }
+            b"finish_reason" => c.finish_reason = plain_or_null(r)?,
+            b"message" => c.message = fast_message(r)?,
+            b"delta" => c.delta = fast_message(r)?,
+            b"text" => c.text = str_or_null(r)?,
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    Some(c)
+}
+
+/// Characters of one generated string (None: a lone surrogate, which serde refuses), and its text when
+/// content capture needs it (unescaped only then; "" otherwise).
+fn generated<'a>(s: Str<'a>, capture: bool) -> Option<(u64, Cow<'a, str>)> {
+    let chars = s.char_count()?;
+    let text = match s.plain() {
+        Some(t) => Cow::Borrowed(t),
+        None if capture => {
+            Cow::Owned(serde_json::from_str::<String>(&format!("\"{}\"", s.raw)).ok()?)
+        }
+        None => Cow::Borrowed(""),
+    };
+    Some((chars, text))
+}
+
+/// A choice's generated strings, in `apply_chunk`'s order.
+fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
+    [
+        c.text,
+        c.message.content,
+        c.message.refusal,
+        c.delta.content,
+        c.delta.refusal,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|s| !s.is_empty())
+}
+
+/// Store `value` unless it is absent, empty or already there (no allocation per chunk for repeated ids).
+fn set_changed(slot: &mut Option<String>, value: Option<&str>) {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return;
+    };
+    match slot {
+        Some(s) if s == v => {}
+        Some(s) => v.clone_into(s),
+        None => *slot = Some(v.to_owned()),
+    }
+}
+
+/// The fast path for the common stream chunk: id/model/fingerprint, choices with text, content or refusal
+/// deltas and finish reasons, `usage` and `error` absent or null. It reads the chunk with the skimmer,
+/// without building the serde structs; anything else (usage, tool calls, errors, content parts, escaped
+/// ids, Azure's filter chunks, duplicate keys, odd types) returns None and the chunk takes the serde path.
+/// Nothing is applied unless the whole chunk was read, so the result is always the serde path's.
+pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
+    let mut r = Reader::new(data);
+    r.begin_object()?;
+    let (mut id, mut model, mut tier, mut fingerprint) = (None, None, None, None);
+    let mut choices = [FastChoice::default(); FAST_CHOICES];
+    let mut n = 0usize;
+    let (mut seen, mut first) = (0u16, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        let bit = match key {
+            b"id" => 1,
+            b"model" => 2,
+            b"service_tier" => 4,
+            b"system_fingerprint" => 8,
+            b"object" => 16,
+            b"type" => 32,
+            b"choices" => 64,
+            b"usage" => 128,
+            b"error" => 256,
+            b"prompt_filter_results" => 512,
+            _ => 0,
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        match key {
+            b"id" => id = plain_or_null(&mut r)?,
+            b"model" => model = plain_or_null(&mut r)?,
+            b"service_tier" => tier = plain_or_null(&mut r)?,
+            b"system_fingerprint" => fingerprint = plain_or_null(&mut r)?,
+            b"object" => {
+                if plain_or_null(&mut r)? == Some("error") {
+                    return None;
+                }
+            }
+            b"usage" | b"error" => r.null()?.then_some(())?,
+            b"prompt_filter_results" => return None,
+            b"choices" => {
+                if !r.null()? {
+                    r.begin_array()?;
+                    let mut first = true;
+                    while r.next_item(first)? {
+                        first = false;
+                        *choices.get_mut(n)? = fast_choice(&mut r)?;
+                        n += 1;
+                    }
+                }
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    if !r.at_end() {
+        return None;
+    }
+    // Check every generated string before anything is applied (escapes serde would refuse).
+    let capture = resp.content.enabled();
+    for c in choices.iter().take(n) {
+        for p in parts(c) {
+            if p.escaped {
+                generated(p, capture)?;
+            }
+        }
+    }
+    // Everything was read: apply in `apply_chunk`'s order.
+    set_changed(&mut resp.id, id);
+    set_changed(&mut resp.model, model);
+    set_changed(&mut resp.service_tier, tier);
+    set_changed(&mut resp.system_fingerprint, fingerprint);
+    let mut content = false;
+    for (pos, c) in choices.iter().take(n).enumerate() {
+        let index = c.index.and_then(|i| usize::try_from(i).ok()).unwrap_or(pos);
+        if let Some(reason) = c.finish_reason.filter(|r| !r.is_empty()) {
+            resp.set_finish_reason(index, reason);
+        }
+        for p in parts(c) {
+            let Some((chars, text)) = generated(p, capture) else {
+                continue;
+            };
+            resp.output_chars = resp.output_chars.saturating_add(chars);
+            resp.content.text(index, &text);
+            content = true;
+        }
+    }
+    Some(FrameOutcome {
+        content,
+        usage_only: false,
+    })
 }
 
 /// Whether one SSE data payload is the usage-only chunk (see `frame`); used to hide it from the client.

@@ -1,0 +1,508 @@
+//! An allocation-free JSON skimmer for the stream fast paths: walk object members and array items as raw
+//! byte spans, skip values without building them, and count the characters of a string literal without
+//! unescaping it.
+//!
+//! It is a validator as strict as serde_json (RFC 8259: no trailing commas, no leading zeros, no control
+//! characters inside strings, only the defined escapes) and stricter where that is cheaper: a key written
+//! with escapes, nesting deeper than `MAX_DEPTH`, or anything it does not know is refused (`None`), and the
+//! caller then falls back to the serde path. So whatever the fast path accepts, serde accepts too.
+//! Total: never panics, recursion bounded by `MAX_DEPTH`.
+
+/// Deepest nesting `skip` walks (serde_json's own limit is 128).
+pub const MAX_DEPTH: u32 = 32;
+
+/// A cursor over one JSON text.
+#[derive(Clone, Debug)]
+pub struct Reader<'a> {
+    text: &'a str,
+    s: &'a [u8],
+    pos: usize,
+}
+
+/// A string literal: its raw text between the quotes, and whether that contains escapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Str<'a> {
+    pub raw: &'a str,
+    pub escaped: bool,
+}
+
+impl<'a> Str<'a> {
+    /// The text, when it needs no unescaping (then it is exactly the raw bytes).
+    pub fn plain(&self) -> Option<&'a str> {
+        if self.escaped {
+            None
+        } else {
+            Some(self.raw)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Characters of the unescaped text (a surrogate pair counts once); None for a lone surrogate, which
+    /// serde refuses to unescape.
+    pub fn char_count(&self) -> Option<u64> {
+        if !self.escaped {
+            return Some(utf8_chars(self.raw.as_bytes()));
+        }
+        let mut n: u64 = 0;
+        let mut rest = self.raw.as_bytes();
+        while let Some(i) = memchr::memchr(b'\\', rest) {
+            let (head, tail) = rest.split_at_checked(i)?;
+            n = n.saturating_add(utf8_chars(head));
+            let (&esc, after) = tail.get(1..)?.split_first()?;
+            rest = after;
+            n = n.saturating_add(1);
+            if esc == b'u' {
+                let (hex, after) = rest.split_at_checked(4)?;
+                let cp = hex4(hex)?;
+                rest = after;
+                if (0xD800..0xDC00).contains(&cp) {
+                    let (pre, after) = rest.split_at_checked(2)?;
+                    let (hex, after) = after.split_at_checked(4)?;
+                    if pre != b"\\u" || !(0xDC00..0xE000).contains(&hex4(hex)?) {
+                        return None;
+                    }
+                    rest = after;
+                } else if (0xDC00..0xE000).contains(&cp) {
+                    return None;
+                }
+            }
+        }
+        Some(n.saturating_add(utf8_chars(rest)))
+    }
+}
+
+/// Characters in UTF-8 text (bytes that do not continue a code point).
+fn utf8_chars(b: &[u8]) -> u64 {
+    let n = b.iter().filter(|&&c| (c & 0xC0) != 0x80).count();
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    let mut v: u32 = 0;
+    for &c in h {
+        let d = char::from(c).to_digit(16)?;
+        v = v.checked_mul(16)?.checked_add(d)?;
+    }
+    Some(v)
+}
+
+/// Offset of the first `"`, `\\` or control character (< 0x20) in `b`, eight bytes at a time (the
+/// classic has-zero-byte word test, SWAR: plain integer code, as fast in Wasm as natively).
+fn special(b: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let is_special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+    let mut words = b.chunks_exact(8);
+    let mut off = 0usize;
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let x = u64::from_le_bytes(word);
+        let q = x ^ (LO * u64::from(b'"'));
+        let bs = x ^ (LO * u64::from(b'\\'));
+        let hit = (q.wrapping_sub(LO) & !q)
+            | (bs.wrapping_sub(LO) & !bs)
+            | (x.wrapping_sub(LO * 0x20) & !x);
+        let hit = hit & HI;
+        if hit != 0 {
+            // A borrow can only mark bytes above a real match, so the lowest mark is exact.
+            return usize::try_from(hit.trailing_zeros() / 8)
+                .ok()
+                .map(|i| off + i);
+        }
+        off += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| is_special(c))
+        .map(|i| off + i)
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(text: &'a str) -> Reader<'a> {
+        Reader {
+            text,
+            s: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    fn ws(&mut self) {
+        while let Some(&b) = self.s.get(self.pos) {
+            if !is_ws(b) {
+                break;
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// The first byte of the next value (after whitespace), without consuming it.
+    pub fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> Option<()> {
+        if self.peek()? == b {
+            self.pos += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// Only whitespace is left.
+    pub fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    /// Consume `{`.
+    pub fn begin_object(&mut self) -> Option<()> {
+        self.eat(b'{')
+    }
+
+    /// The next member's key (raw, unescaped keys only), positioned at its value; `Ok(None)` past the `}`.
+    /// `first` is true right after `begin_object`.
+    pub fn next_key(&mut self, first: bool) -> Option<Option<&'a [u8]>> {
+        match self.peek()? {
+            b'}' => {
+                self.pos += 1;
+                return Some(None);
+            }
+            b',' if !first => self.pos += 1,
+            b'"' if first => {}
+            _ => return None,
+        }
+        let key = self.string()?;
+        if key.escaped {
+            return None;
+        }
+        self.eat(b':')?;
+        Some(Some(key.raw.as_bytes()))
+    }
+
+    /// Consume `[`.
+    pub fn begin_array(&mut self) -> Option<()> {
+        self.eat(b'[')
+    }
+
+    /// Positioned at the next item: `Some(true)`; past the `]`: `Some(false)`.
+    pub fn next_item(&mut self, first: bool) -> Option<bool> {
+        match self.peek()? {
+            b']' => {
+                self.pos += 1;
+                Some(false)
+            }
+            b',' if !first => {
+                self.pos += 1;
+                // A value must follow (no trailing comma).
+                (self.peek()? != b']').then_some(true)
+            }
+            _ if first => Some(true),
+            _ => None,
+        }
+    }
+
+    /// A string value.
+    pub fn string(&mut self) -> Option<Str<'a>> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            let rest = self.s.get(self.pos..)?;
+            let k = special(rest)?;
+            self.pos = self.pos.checked_add(k)?;
+            match rest.get(k)? {
+                b'"' => {
+                    let raw = self.text.get(start..self.pos)?;
+                    self.pos += 1;
+                    return Some(Str { raw, escaped });
+                }
+                b'\\' => {
+                    escaped = true;
+                    let &e = rest.get(k + 1)?;
+                    self.pos += 2;
+                    match e {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            let hex = self.s.get(self.pos..self.pos.checked_add(4)?)?;
+                            hex4(hex)?;
+                            self.pos += 4;
+                        }
+                        _ => return None,
+                    }
+                }
+                // A control character.
+                _ => return None,
+            }
+        }
+    }
+
+    /// `null` (consumed) or not (nothing consumed).
+    pub fn null(&mut self) -> Option<bool> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            Some(true)
+        } else {
+            Some(false)
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.pos.checked_add(word.len())?;
+        if self.s.get(self.pos..end)? != word {
+            return None;
+        }
+        self.pos = end;
+        Some(())
+    }
+
+    /// A number's raw text, validated against the JSON grammar.
+    pub fn number(&mut self) -> Option<&'a [u8]> {
+        self.ws();
+        let start = self.pos;
+        if self.s.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.s.get(self.pos)? {
+            b'0' => self.pos += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.s.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if !self.s.get(self.pos)?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        if matches!(self.s.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.s.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !self.s.get(self.pos)?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        self.s.get(start..self.pos)
+    }
+
+    fn digits(&mut self) {
+        while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+    }
+
+    /// A non-negative integer that fits u64 (what serde's u64 accepts from a plain integer); None for
+    /// anything else (sign, fraction, exponent, overflow).
+    pub fn u64(&mut self) -> Option<u64> {
+        let raw = self.number()?;
+        let mut v: u64 = 0;
+        for &c in raw {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        }
+        Some(v)
+    }
+
+    /// Skip one value of any type, validating it; returns its raw text.
+    pub fn skip(&mut self) -> Option<&'a [u8]> {
+        self.skip_at(0)
+    }
+
+    fn skip_at(&mut self, depth: u32) -> Option<&'a [u8]> {
+        let first = self.peek()?;
+        let start = self.pos;
+        match first {
+            b'"' => {
+                self.string()?;
+            }
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.pos += 1;
+                let mut first = true;
+                while self.next_key(first)?.is_some() {
+                    first = false;
+                    self.skip_at(depth + 1)?;
+                }
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.pos += 1;
+                let mut first = true;
+                while self.next_item(first)? {
+                    first = false;
+                    self.skip_at(depth + 1)?;
+                }
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => {
+                self.number()?;
+            }
+        }
+        self.s.get(start..self.pos)
+    }
+}
+
+/// Whether `raw` is one valid JSON value (surrounded by whitespace only), as far as the skimmer can tell.
+pub fn is_valid(raw: &str) -> bool {
+    let mut r = Reader::new(raw);
+    r.skip().is_some() && r.at_end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_ok(s: &[u8]) -> bool {
+        serde_json::from_slice::<serde::de::IgnoredAny>(s).is_ok()
+    }
+
+    #[test]
+    fn accepts_only_what_serde_accepts() {
+        let cases: &[&str] = &[
+            "{}",
+            " [ ] ",
+            "{\"a\":[1,2.5,-0,1e3,1E+2,-3.25e-4,true,false,null,\"x\\\"\\u00e9\\ud83c\\udf0d\"]}",
+            "{\"a\":1,}",
+            "[1,]",
+            "[,1]",
+            "01",
+            "1.",
+            "-",
+            ".5",
+            "1e",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"a\tb\"",
+            "{\"a\" 1}",
+            "{\"a\":1 \"b\":2}",
+            "{1:2}",
+            "nul",
+            "truex",
+            "[1] [2]",
+            "",
+            "   ",
+            "{\"a\":{\"b\":[{\"c\":null}]}}",
+        ];
+        for c in cases {
+            if is_valid(c) {
+                assert!(
+                    serde_ok(c.as_bytes()),
+                    "skimmer accepted what serde refuses: {c:?}"
+                );
+            }
+        }
+        assert!(is_valid(cases[2]));
+        assert!(!is_valid("[1,]"));
+    }
+
+    #[test]
+    fn finds_special_bytes_at_every_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for c in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = c;
+                    // Bytes that look close to the specials in a word test must not count.
+                    if at > 0 {
+                        v[at - 1] = 0xff;
+                    }
+                    assert_eq!(special(&v), Some(at), "{v:?}");
+                }
+            }
+            let v: Vec<u8> = (0..len)
+                .map(|i| [b'a', 0x20, 0x80, 0x21, 0x5b, 0xa2][i % 6])
+                .collect();
+            assert_eq!(special(&v), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        assert!(!is_valid(&deep));
+        let ok = format!("{}{}", "[".repeat(20), "]".repeat(20));
+        assert!(is_valid(&ok));
+        let huge = "[".repeat(100_000);
+        assert!(!is_valid(&huge));
+    }
+
+    #[test]
+    fn counts_characters_like_serde() {
+        for lit in [
+            r#""""#,
+            r#""héllo 🌍""#,
+            r#""a\"b\\c\/d\n\t""#,
+            r#""\u00e9\u0000""#,
+            r#""\ud83c\udf0d x""#,
+            r#""\ud83c""#,
+            r#""\udf0d""#,
+            r#""\ud83c\u0041""#,
+        ] {
+            let mut r = Reader::new(lit);
+            let s = r.string().unwrap();
+            let want = serde_json::from_str::<String>(lit)
+                .ok()
+                .map(|t| t.chars().count() as u64);
+            assert_eq!(s.char_count(), want, "{lit}");
+        }
+    }
+
+    #[test]
+    fn walks_members_and_items() {
+        let mut r = Reader::new(r#" {"a": [1, {"b":"c"}], "d" : null} "#);
+        r.begin_object().unwrap();
+        assert_eq!(r.next_key(true), Some(Some(&b"a"[..])));
+        r.begin_array().unwrap();
+        assert_eq!(r.next_item(true), Some(true));
+        assert_eq!(r.u64(), Some(1));
+        assert_eq!(r.next_item(false), Some(true));
+        assert_eq!(r.skip(), Some(&br#"{"b":"c"}"#[..]));
+        assert_eq!(r.next_item(false), Some(false));
+        assert_eq!(r.next_key(false), Some(Some(&b"d"[..])));
+        assert_eq!(r.null(), Some(true));
+        assert_eq!(r.next_key(false), Some(None));
+        assert!(r.at_end());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut s = 0x1234_5678_9abc_def0_u64;
+        let alphabet = b"{}[]\",:\\ \t\nu0123456789abcdefeEn.-+tr";
+        for _ in 0..20_000 {
+            let len = (s % 40) as usize;
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                v.push(alphabet[(s as usize) % alphabet.len()]);
+            }
+            let v = String::from_utf8(v).unwrap();
+            if is_valid(&v) {
+                assert!(serde_ok(v.as_bytes()), "{v:?}");
+            }
+            let mut r = Reader::new(&v);
+            let _ = r.string().map(|s| s.char_count());
+        }
+    }
+}
