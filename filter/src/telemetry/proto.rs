@@ -184,6 +184,47 @@ pub enum Field<'a> {
     Fixed64(u64),
     Len(&'a [u8]),
     Fixed32(u32),
+    /// A (deprecated) group, skipped.
+    Group,
+}
+
+impl<'a> Field<'a> {
+    /// The value of a varint field; None for another wire type.
+    pub fn varint(self) -> Option<u64> {
+        match self {
+            Field::Varint(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a length-delimited field; None for another wire type.
+    pub fn len(self) -> Option<&'a [u8]> {
+        match self {
+            Field::Len(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The value of a fixed64 field; None for another wire type.
+    pub fn fixed64(self) -> Option<u64> {
+        match self {
+            Field::Fixed64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Read `body` field by field through `each`; None when the message is malformed or `each` returns None
+/// (a known field with the wrong wire type, a bad nested message): what a generated decoder rejects.
+pub fn read_message<'a>(
+    body: &'a [u8],
+    mut each: impl FnMut(u32, Field<'a>) -> Option<()>,
+) -> Option<()> {
+    let mut r = Reader::new(body);
+    for (n, f) in &mut r {
+        each(n, f)?;
+    }
+    (!r.malformed).then_some(())
 }
 
 fn read_varint(buf: &mut &[u8]) -> Option<u64> {
@@ -193,48 +234,97 @@ fn read_varint(buf: &mut &[u8]) -> Option<u64> {
         *buf = rest;
         v |= u64::from(b & 0x7f) << shift;
         if b < 0x80 {
-            return Some(v);
+            // The tenth byte may only hold the top bit of a u64.
+            return (shift < 63 || b < 2).then_some(v);
         }
     }
     None
 }
 
-/// The fields of a message in order; stops (None) at the end or at malformed input.
-pub struct Reader<'a>(pub &'a [u8]);
+/// A field key: (field number ≥ 1, wire type), as generated decoders accept it (the key fits 32 bits).
+fn read_key(buf: &mut &[u8]) -> Option<(u32, u32)> {
+    let key = u32::try_from(read_varint(buf)?).ok()?;
+    Some((key >> 3, key & 7)).filter(|&(field, _)| field > 0)
+}
+
+/// Skip the rest of the group `field` (after its start key): up to its end key, nested groups included.
+fn skip_group(buf: &mut &[u8], field: u32, depth: u32) -> Option<()> {
+    loop {
+        let (n, wire) = read_key(buf)?;
+        match wire {
+            4 => return (n == field).then_some(()),
+            3 => skip_group(buf, n, depth.checked_sub(1)?)?,
+            _ => {
+                skip_value(buf, wire)?;
+            }
+        }
+    }
+}
+
+fn skip_value<'a>(buf: &mut &'a [u8], wire: u32) -> Option<Field<'a>> {
+    Some(match wire {
+        0 => Field::Varint(read_varint(buf)?),
+        1 => {
+            let (b, rest) = buf.split_first_chunk::<8>()?;
+            *buf = rest;
+            Field::Fixed64(u64::from_le_bytes(*b))
+        }
+        2 => {
+            let len = usize::try_from(read_varint(buf)?).ok()?;
+            let (b, rest) = buf.split_at_checked(len)?;
+            *buf = rest;
+            Field::Len(b)
+        }
+        5 => {
+            let (b, rest) = buf.split_first_chunk::<4>()?;
+            *buf = rest;
+            Field::Fixed32(u32::from_le_bytes(*b))
+        }
+        _ => return None,
+    })
+}
+
+/// The fields of a message in order; stops at the end or at malformed input (then `malformed` is set).
+/// Groups (wire types 3 and 4, deprecated) count as malformed.
+pub struct Reader<'a> {
+    rest: &'a [u8],
+    pub malformed: bool,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader {
+            rest: buf,
+            malformed: false,
+        }
+    }
+
+    fn field(&mut self) -> Option<(u32, Field<'a>)> {
+        let (field, wire) = read_key(&mut self.rest)?;
+        let value = match wire {
+            3 => {
+                skip_group(&mut self.rest, field, 100)?;
+                Field::Group
+            }
+            w => skip_value(&mut self.rest, w)?,
+        };
+        Some((field, value))
+    }
+}
 
 impl<'a> Iterator for Reader<'a> {
     type Item = (u32, Field<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.0.is_empty() {
+        if self.rest.is_empty() || self.malformed {
             return None;
         }
-        let key = read_varint(&mut self.0)?;
-        let field = u32::try_from(key >> 3).ok()?;
-        let value = match key & 7 {
-            0 => Field::Varint(read_varint(&mut self.0)?),
-            1 => {
-                let (b, rest) = self.0.split_first_chunk::<8>()?;
-                self.0 = rest;
-                Field::Fixed64(u64::from_le_bytes(*b))
-            }
-            2 => {
-                let len = usize::try_from(read_varint(&mut self.0)?).ok()?;
-                let (b, rest) = self.0.split_at_checked(len)?;
-                self.0 = rest;
-                Field::Len(b)
-            }
-            5 => {
-                let (b, rest) = self.0.split_first_chunk::<4>()?;
-                self.0 = rest;
-                Field::Fixed32(u32::from_le_bytes(*b))
-            }
-            _ => {
-                self.0 = &[];
-                return None;
-            }
-        };
-        Some((field, value))
+        let f = self.field();
+        if f.is_none() {
+            self.malformed = true;
+            self.rest = &[];
+        }
+        f
     }
 }
 
@@ -242,10 +332,10 @@ impl<'a> Iterator for Reader<'a> {
 /// `{ int64 rejected = 1; string error_message = 2; }` in field 1): (rejected, message).
 pub fn partial_success(body: &[u8]) -> Option<(i64, Cow<'_, str>)> {
     let mut found = None;
-    for (n, f) in Reader(body) {
+    for (n, f) in Reader::new(body) {
         if let (1, Field::Len(inner)) = (n, f) {
             let (mut rejected, mut message) = (0i64, Cow::Borrowed(""));
-            for (n, f) in Reader(inner) {
+            for (n, f) in Reader::new(inner) {
                 match (n, f) {
                     (1, Field::Varint(v)) => rejected = v as i64,
                     (2, Field::Len(s)) => message = String::from_utf8_lossy(s),
