@@ -198,7 +198,7 @@ fn call_exchange(
         return;
     }
     if cfg.otlp.is_some() && call.ids.sampled {
-        queue.push(span::build_span(&call, cfg));
+        queue.push(span::build_span(&call, cfg, None));
     }
     if stages < 5 {
         return;

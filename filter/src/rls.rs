@@ -2,9 +2,9 @@
 //! pure part of `budgets.backend = "rls"`: the request and response messages, the descriptors tollgate sends,
 //! the decision read from an answer, and what a failed call means. The host glue is `host/rls.rs`.
 //!
-//! The messages are hand-written prost structs with the field numbers of
+//! The messages are written and read by hand (`telemetry::proto`) with the field numbers of
 //! `envoy/service/ratelimit/v3/rls.proto` and `envoy/extensions/common/ratelimit/v3/ratelimit.proto` (fields
-//! tollgate never reads are skipped as unknown fields). No gRPC framing here: proxy-wasm's
+//! tollgate never reads are skipped as unknown fields); the tests check them against prost structs. No gRPC framing here: proxy-wasm's
 //! `dispatch_grpc_call` takes the bare message and Envoy's gRPC client adds the 5-byte length prefix; the
 //! answer in `GrpcReceiveBuffer` is the bare message too.
 //!
@@ -18,7 +18,7 @@ use crate::budget::config::Rule;
 use crate::budget::{Amount, CounterSpec, Limits};
 use crate::call::Api;
 use crate::reply::{self, Refusal, Reply};
-use prost::Message;
+use crate::telemetry::proto::{self, read_message};
 
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 pub const METHOD: &str = "ShouldRateLimit";
@@ -30,106 +30,89 @@ pub const GRPC_OK: u32 = 0;
 pub const CODE_OK: i32 = 1;
 pub const CODE_OVER_LIMIT: i32 = 2;
 
-#[derive(Clone, PartialEq, Message)]
-pub struct RateLimitRequest {
-    #[prost(string, tag = "1")]
-    pub domain: String,
-    #[prost(message, repeated, tag = "2")]
-    pub descriptors: Vec<RateLimitDescriptor>,
-    #[prost(uint32, tag = "3")]
-    pub hits_addend: u32,
+/// `envoy.service.ratelimit.v3.RateLimitResponse.DescriptorStatus`, the fields tollgate reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Status {
+    /// `code = 1`.
+    code: i32,
+    /// `current_limit = 2`: its `requests_per_unit = 1`, when the limit is present.
+    current_limit: Option<u32>,
+    /// `limit_remaining = 3`.
+    limit_remaining: u32,
+    /// `duration_until_reset = 4`: its `seconds = 1`, when present.
+    reset_seconds: Option<i64>,
 }
 
-#[derive(Clone, PartialEq, Message)]
-pub struct RateLimitDescriptor {
-    #[prost(message, repeated, tag = "1")]
-    pub entries: Vec<Entry>,
-    #[prost(message, optional, tag = "2")]
-    pub limit: Option<RateLimitOverride>,
+/// `RateLimitResponse { overall_code = 1; repeated DescriptorStatus statuses = 2; }` (other fields skipped).
+fn read_response(body: &[u8]) -> Option<(i32, Vec<Status>)> {
+    let mut code = 0;
+    let mut statuses = Vec::new();
+    read_message(body, |n, f| {
+        match n {
+            1 => code = f.varint()? as i32,
+            2 => statuses.push(read_status(f.len()?)?),
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some((code, statuses))
 }
 
-#[derive(Clone, PartialEq, Message)]
-pub struct Entry {
-    #[prost(string, tag = "1")]
-    pub key: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
-
-/// The limit the descriptor carries, so the budget is defined once, in the plugin JSON.
-#[derive(Clone, PartialEq, Message)]
-pub struct RateLimitOverride {
-    #[prost(uint32, tag = "1")]
-    pub requests_per_unit: u32,
-    /// `envoy.type.v3.RateLimitUnit`.
-    #[prost(int32, tag = "2")]
-    pub unit: i32,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RateLimitResponse {
-    #[prost(int32, tag = "1")]
-    pub overall_code: i32,
-    #[prost(message, repeated, tag = "2")]
-    pub statuses: Vec<DescriptorStatus>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct DescriptorStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(message, optional, tag = "2")]
-    pub current_limit: Option<RateLimit>,
-    #[prost(uint32, tag = "3")]
-    pub limit_remaining: u32,
-    #[prost(message, optional, tag = "4")]
-    pub duration_until_reset: Option<ProtoDuration>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RateLimit {
-    #[prost(string, tag = "3")]
-    pub name: String,
-    #[prost(uint32, tag = "1")]
-    pub requests_per_unit: u32,
-    #[prost(int32, tag = "2")]
-    pub unit: i32,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
+fn read_status(body: &[u8]) -> Option<Status> {
+    let mut st = Status::default();
+    read_message(body, |n, f| {
+        match n {
+            1 => st.code = f.varint()? as i32,
+            // `RateLimit { requests_per_unit = 1; unit = 2; name = 3; }`; a repeated message merges.
+            2 => {
+                let limit = st.current_limit.get_or_insert(0);
+                read_message(f.len()?, |n, f| {
+                    match n {
+                        1 => *limit = f.varint()? as u32,
+                        2 => {
+                            f.varint()?;
+                        }
+                        3 => {
+                            std::str::from_utf8(f.len()?).ok()?;
+                        }
+                        _ => {}
+                    }
+                    Some(())
+                })?;
+            }
+            3 => st.limit_remaining = f.varint()? as u32,
+            // `google.protobuf.Duration { seconds = 1; nanos = 2; }`.
+            4 => {
+                let secs = st.reset_seconds.get_or_insert(0);
+                read_message(f.len()?, |n, f| {
+                    match n {
+                        1 => *secs = f.varint()? as i64,
+                        2 => {
+                            f.varint()?;
+                        }
+                        _ => {}
+                    }
+                    Some(())
+                })?;
+            }
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(st)
 }
 
 /// `envoy.config.core.v3.GrpcService` with only `envoy_grpc` set: what `dispatch_grpc_call` takes as its
 /// upstream. A bare cluster name also works but Envoy first tries to parse it as this message, and a name
 /// can happen to parse; the serialized message is unambiguous and carries the `:authority` too.
-#[derive(Clone, PartialEq, Message)]
-pub struct GrpcService {
-    #[prost(message, optional, tag = "1")]
-    pub envoy_grpc: Option<EnvoyGrpc>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct EnvoyGrpc {
-    #[prost(string, tag = "1")]
-    pub cluster_name: String,
-    #[prost(string, tag = "2")]
-    pub authority: String,
-}
-
 pub fn grpc_service(cluster: &str, authority: &str) -> Vec<u8> {
-    GrpcService {
-        envoy_grpc: Some(EnvoyGrpc {
-            cluster_name: cluster.to_owned(),
-            authority: authority.to_owned(),
-        }),
-    }
-    .encode_to_vec()
+    // GrpcService { EnvoyGrpc envoy_grpc = 1 { cluster_name = 1; authority = 2; } }
+    let mut b = Vec::with_capacity(8 + cluster.len() + authority.len());
+    proto::message(&mut b, 1, |b| {
+        proto::opt_bytes(b, 1, cluster.as_bytes());
+        proto::opt_bytes(b, 2, authority.as_bytes());
+    });
+    b
 }
 
 /// The `envoy.type.v3.RateLimitUnit` of a budget window, when the protocol has one. MONTH is 30 days in
@@ -204,22 +187,27 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn descriptor(&self) -> RateLimitDescriptor {
-        let entry = |k: &str, v: &str| Entry {
-            key: k.to_owned(),
-            value: v.to_owned(),
-        };
-        RateLimitDescriptor {
-            entries: vec![
-                entry("tenant", &self.tenant),
-                entry("rule", &self.rule),
-                entry("limit", self.kind.as_str()),
-            ],
-            limit: unit_for_window(self.window_secs).map(|unit| RateLimitOverride {
-                requests_per_unit: self.limit,
-                unit,
-            }),
-        }
+    /// `RateLimitDescriptor { repeated Entry entries = 1 { key = 1; value = 2; };
+    /// RateLimitOverride limit = 2 { requests_per_unit = 1; unit = 2; } }` as field `field`.
+    fn write_descriptor(&self, b: &mut Vec<u8>, field: u32) {
+        proto::message(b, field, |b| {
+            for (k, v) in [
+                ("tenant", self.tenant.as_str()),
+                ("rule", self.rule.as_str()),
+                ("limit", self.kind.as_str()),
+            ] {
+                proto::message(b, 1, |b| {
+                    proto::opt_bytes(b, 1, k.as_bytes());
+                    proto::opt_bytes(b, 2, v.as_bytes());
+                });
+            }
+            if let Some(unit) = unit_for_window(self.window_secs) {
+                proto::message(b, 2, |b| {
+                    proto::opt_varint(b, 1, u64::from(self.limit));
+                    proto::opt_varint(b, 2, i64::from(unit) as u64);
+                });
+            }
+        });
     }
 }
 
@@ -317,12 +305,14 @@ pub fn debits(counters: &[Counter], used: &Amount, admitted: bool) -> Vec<(u32, 
 /// A `ShouldRateLimit` request debiting `hits` from every counter (`hits` 0 means 1 in the protocol, so
 /// callers never send 0: see `debit_after`).
 pub fn request(domain: &str, counters: &[Counter], hits: u32) -> Vec<u8> {
-    RateLimitRequest {
-        domain: domain.to_owned(),
-        descriptors: counters.iter().map(Counter::descriptor).collect(),
-        hits_addend: hits.max(1),
+    // RateLimitRequest { domain = 1; repeated RateLimitDescriptor descriptors = 2; hits_addend = 3; }
+    let mut b = Vec::with_capacity(64 + 64 * counters.len());
+    proto::opt_bytes(&mut b, 1, domain.as_bytes());
+    for c in counters {
+        c.write_descriptor(&mut b, 2);
     }
-    .encode_to_vec()
+    proto::opt_varint(&mut b, 3, u64::from(hits.max(1)));
+    b
 }
 
 /// What remains to debit after the response: the usage less the admission hit, none when nothing is left.
@@ -347,8 +337,8 @@ pub struct Decision {
 /// `RateLimitResponse` or its code is UNKNOWN (a service that could not decide), which callers treat as a
 /// failure. The limit and remaining reported are in tokens: cost counters decide but are not reported.
 pub fn decision(body: &[u8], counters: &[Counter]) -> Option<Decision> {
-    let resp = RateLimitResponse::decode(body).ok()?;
-    let over_limit = match resp.overall_code {
+    let (overall_code, statuses) = read_response(body)?;
+    let over_limit = match overall_code {
         CODE_OK => false,
         CODE_OVER_LIMIT => true,
         _ => return None,
@@ -357,8 +347,8 @@ pub fn decision(body: &[u8], counters: &[Counter]) -> Option<Decision> {
         over_limit,
         ..Decision::default()
     };
-    for (i, st) in resp.statuses.iter().enumerate() {
-        let Some(limit) = &st.current_limit else {
+    for (i, st) in statuses.iter().enumerate() {
+        let Some(requests_per_unit) = st.current_limit else {
             continue;
         };
         if counters
@@ -368,9 +358,8 @@ pub fn decision(body: &[u8], counters: &[Counter]) -> Option<Decision> {
             continue;
         }
         let reset = st
-            .duration_until_reset
-            .as_ref()
-            .and_then(|r| u64::try_from(r.seconds).ok())
+            .reset_seconds
+            .and_then(|s| u64::try_from(s).ok())
             .map(|s| s.saturating_add(1).min(u64::from(u32::MAX)));
         let counts = !over_limit || st.code == CODE_OVER_LIMIT;
         let remaining = u64::from(st.limit_remaining);
@@ -380,7 +369,7 @@ pub fn decision(body: &[u8], counters: &[Counter]) -> Option<Decision> {
         };
         if tighter {
             d.remaining = Some(remaining);
-            d.limit = Some(u64::from(limit.requests_per_unit));
+            d.limit = Some(u64::from(requests_per_unit));
             if !over_limit {
                 d.reset_secs = reset;
             }
@@ -463,9 +452,108 @@ pub fn refusal(api: Api, admission: &Admission) -> Option<Reply> {
     }
 }
 
+/// The messages as prost structs (the field numbers of `rls.proto`, `ratelimit.proto`, `grpc_service.proto`),
+/// for the tests to decode what tollgate sends and to encode golden answers.
+#[cfg(test)]
+mod pb {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimitRequest {
+        #[prost(string, tag = "1")]
+        pub domain: String,
+        #[prost(message, repeated, tag = "2")]
+        pub descriptors: Vec<RateLimitDescriptor>,
+        #[prost(uint32, tag = "3")]
+        pub hits_addend: u32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimitDescriptor {
+        #[prost(message, repeated, tag = "1")]
+        pub entries: Vec<Entry>,
+        #[prost(message, optional, tag = "2")]
+        pub limit: Option<RateLimitOverride>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Entry {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    /// The limit the descriptor carries, so the budget is defined once, in the plugin JSON.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimitOverride {
+        #[prost(uint32, tag = "1")]
+        pub requests_per_unit: u32,
+        /// `envoy.type.v3.RateLimitUnit`.
+        #[prost(int32, tag = "2")]
+        pub unit: i32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimitResponse {
+        #[prost(int32, tag = "1")]
+        pub overall_code: i32,
+        #[prost(message, repeated, tag = "2")]
+        pub statuses: Vec<DescriptorStatus>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DescriptorStatus {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(message, optional, tag = "2")]
+        pub current_limit: Option<RateLimit>,
+        #[prost(uint32, tag = "3")]
+        pub limit_remaining: u32,
+        #[prost(message, optional, tag = "4")]
+        pub duration_until_reset: Option<ProtoDuration>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RateLimit {
+        #[prost(string, tag = "3")]
+        pub name: String,
+        #[prost(uint32, tag = "1")]
+        pub requests_per_unit: u32,
+        #[prost(int32, tag = "2")]
+        pub unit: i32,
+    }
+
+    /// `google.protobuf.Duration`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ProtoDuration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+
+    /// `envoy.config.core.v3.GrpcService` with only `envoy_grpc` set: what `dispatch_grpc_call` takes as its
+    /// upstream. A bare cluster name also works but Envoy first tries to parse it as this message, and a name
+    /// can happen to parse; the serialized message is unambiguous and carries the `:authority` too.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GrpcService {
+        #[prost(message, optional, tag = "1")]
+        pub envoy_grpc: Option<EnvoyGrpc>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EnvoyGrpc {
+        #[prost(string, tag = "1")]
+        pub cluster_name: String,
+        #[prost(string, tag = "2")]
+        pub authority: String,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::pb::*;
     use super::*;
+    use prost::Message;
 
     fn counter() -> Counter {
         Counter {
@@ -591,6 +679,68 @@ mod tests {
 
     /// Golden bytes from the Python protobuf runtime (testenv/ratelimit/golden.py): overall OVER_LIMIT, one
     /// status {OVER_LIMIT, limit {1000, MINUTE}, remaining 0, reset 12s}.
+    /// The hand-written reader accepts and rejects what the generated decoder does and reads the same values:
+    /// the golden answer, every truncation, and single-byte corruptions at every offset.
+    #[test]
+    fn response_reader_agrees_with_prost() {
+        let mut named = status(1, 50, 7, 5);
+        if let Some(l) = named.current_limit.as_mut() {
+            l.name = "tokens".into();
+        }
+        let golden = RateLimitResponse {
+            overall_code: 2,
+            statuses: vec![
+                status(2, 1000, 0, 30),
+                named,
+                DescriptorStatus::default(),
+                status(1, u32::MAX, u32::MAX, -1),
+            ],
+        }
+        .encode_to_vec();
+        let mut inputs = vec![
+            golden.clone(),
+            vec![],
+            RateLimitResponse::default().encode_to_vec(),
+            // An unknown group field, then the answer.
+            [vec![0x1b, 0x08, 0x01, 0x1c], golden.clone()].concat(),
+            vec![0x1b, 0x08, 0x01, 0x24],
+            vec![0x0c],
+        ];
+        for i in 0..golden.len() {
+            inputs.push(golden[..i].to_vec());
+            for x in [0x00, 0x01, 0x03, 0x0b, 0x12, 0x0a, 0x7f, 0x80, 0xc3, 0xff] {
+                let mut m = golden.clone();
+                m[i] = x;
+                inputs.push(m);
+            }
+        }
+        let mut agreed_ok = 0;
+        for b in &inputs {
+            let ours = read_response(b);
+            let theirs = RateLimitResponse::decode(b.as_slice()).ok();
+            match (ours, theirs) {
+                (Some((code, statuses)), Some(r)) => {
+                    agreed_ok += 1;
+                    assert_eq!(code, r.overall_code, "{}", hex(b));
+                    let expect: Vec<Status> = r
+                        .statuses
+                        .iter()
+                        .map(|p| Status {
+                            code: p.code,
+                            current_limit: p.current_limit.as_ref().map(|l| l.requests_per_unit),
+                            limit_remaining: p.limit_remaining,
+                            reset_seconds: p.duration_until_reset.as_ref().map(|d| d.seconds),
+                        })
+                        .collect();
+                    assert_eq!(statuses, expect, "{}", hex(b));
+                }
+                (None, None) => {}
+                (ours, theirs) => panic!("{}: ours {ours:?}, prost {theirs:?}", hex(b)),
+            }
+        }
+        assert!(agreed_ok > 50 && agreed_ok < inputs.len());
+    }
+
     #[test]
     fn decodes_golden_response() {
         let bytes = [

@@ -1,9 +1,8 @@
 //! Tenant identity: validation, API-key hashing, and reading a JWT claim from the dynamic metadata Envoy's
 //! `jwt_authn` filter writes (`payload_in_metadata`).
 
-use prost::Message;
+use crate::telemetry::proto::read_message;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 /// Longest tenant value kept; longer values fall back to the default.
 pub const MAX_TENANT_LEN: usize = 64;
@@ -66,21 +65,51 @@ pub fn api_key_tenant(
     ))
 }
 
-// google.protobuf.Struct / Value, only the parts a claim needs; unknown fields are skipped by prost.
-#[derive(Clone, PartialEq, Message)]
-struct PbStruct {
-    #[prost(btree_map = "string, message", tag = "1")]
-    fields: BTreeMap<String, PbValue>,
+/// google.protobuf.Value, only the parts a claim needs (`number_value = 2`, `string_value = 3`,
+/// `bool_value = 4`; the others are skipped).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct PbValue {
+    number_value: Option<f64>,
+    string_value: Option<String>,
+    bool_value: Option<bool>,
 }
 
-#[derive(Clone, PartialEq, Message)]
-struct PbValue {
-    #[prost(double, optional, tag = "2")]
-    number_value: Option<f64>,
-    #[prost(string, optional, tag = "3")]
-    string_value: Option<String>,
-    #[prost(bool, optional, tag = "4")]
-    bool_value: Option<bool>,
+fn read_value(body: &[u8], v: &mut PbValue) -> Option<()> {
+    read_message(body, |n, f| {
+        match n {
+            2 => v.number_value = Some(f64::from_bits(f.fixed64()?)),
+            3 => v.string_value = Some(std::str::from_utf8(f.len()?).ok()?.to_owned()),
+            4 => v.bool_value = Some(f.varint()? != 0),
+            _ => {}
+        }
+        Some(())
+    })
+}
+
+/// The value of `claim` in a serialized `google.protobuf.Struct { map<string, Value> fields = 1; }`: outer
+/// None when the message is malformed, inner None when the claim is absent (the last entry of a key wins).
+fn struct_field(bytes: &[u8], claim: &str) -> Option<Option<PbValue>> {
+    let mut found = None;
+    read_message(bytes, |n, f| {
+        if n != 1 {
+            return Some(());
+        }
+        // A map entry: `key = 1`, `value = 2` (repeated occurrences merge).
+        let (mut key, mut value) = ("", PbValue::default());
+        read_message(f.len()?, |n, f| {
+            match n {
+                1 => key = std::str::from_utf8(f.len()?).ok()?,
+                2 => read_value(f.len()?, &mut value)?,
+                _ => {}
+            }
+            Some(())
+        })?;
+        if key == claim {
+            found = Some(value);
+        }
+        Some(())
+    })?;
+    Some(found)
 }
 
 /// Render a JSON scalar claim as a tenant candidate (strings as is, integers in decimal).
@@ -156,8 +185,7 @@ pub fn claim_from_metadata(bytes: &[u8], claim: &str) -> Option<String> {
             return m.get(claim).and_then(claim_from_json);
         }
     }
-    let s = PbStruct::decode(bytes).ok()?;
-    let v = s.fields.get(claim)?;
+    let v = struct_field(bytes, claim)??;
     if let Some(s) = &v.string_value {
         return Some(s.clone());
     }
@@ -171,9 +199,33 @@ pub fn claim_from_metadata(bytes: &[u8], claim: &str) -> Option<String> {
     None
 }
 
+/// google.protobuf.Struct / Value as prost structs, for the tests to encode claims and check the reader.
+#[cfg(test)]
+mod pb {
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PbStruct {
+        #[prost(btree_map = "string, message", tag = "1")]
+        pub fields: BTreeMap<String, PbValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PbValue {
+        #[prost(double, optional, tag = "2")]
+        pub number_value: Option<f64>,
+        #[prost(string, optional, tag = "3")]
+        pub string_value: Option<String>,
+        #[prost(bool, optional, tag = "4")]
+        pub bool_value: Option<bool>,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::pb::{PbStruct, PbValue};
     use super::*;
+    use prost::Message;
 
     #[test]
     fn validation() {
@@ -249,6 +301,78 @@ mod tests {
         assert_eq!(claim_from_metadata(&bytes, "missing"), None);
         assert_eq!(claim_from_metadata(b"\xff\xff\xff", "sub"), None);
         assert_eq!(claim_from_metadata(b"", "sub"), None);
+    }
+
+    /// The hand-written Struct reader accepts and rejects what prost does and finds the same value: every
+    /// truncation and single-byte corruption of an encoded Struct, and duplicate keys (the last wins).
+    #[test]
+    fn struct_reader_agrees_with_prost() {
+        let mut s = PbStruct::default();
+        for (k, v) in [
+            (
+                "sub",
+                PbValue {
+                    string_value: Some("team-jwt".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "uid",
+                PbValue {
+                    number_value: Some(42.0),
+                    bool_value: Some(true),
+                    ..Default::default()
+                },
+            ),
+            ("", PbValue::default()),
+        ] {
+            s.fields.insert(k.into(), v);
+        }
+        let golden = s.encode_to_vec();
+        let dup = [
+            golden.clone(),
+            golden.get(..golden.len() / 2).unwrap().to_vec(),
+        ]
+        .concat();
+        let mut inputs = vec![golden.clone(), dup, vec![]];
+        for i in 0..golden.len() {
+            inputs.push(golden[..i].to_vec());
+            for x in [
+                0x00, 0x01, 0x0a, 0x11, 0x12, 0x1a, 0x1b, 0x20, 0x7f, 0x80, 0xff,
+            ] {
+                let mut m = golden.clone();
+                m[i] = x;
+                inputs.push(m);
+            }
+        }
+        let mut agreed_ok = 0;
+        for b in &inputs {
+            let theirs = PbStruct::decode(b.as_slice()).ok();
+            for claim in ["sub", "uid", "", "missing"] {
+                let ours = struct_field(b, claim);
+                let expect = theirs.as_ref().map(|t| {
+                    t.fields.get(claim).map(|v| super::PbValue {
+                        number_value: v.number_value,
+                        string_value: v.string_value.clone(),
+                        bool_value: v.bool_value,
+                    })
+                });
+                // NaN never equals itself: compare the bits.
+                let bits = |v: &Option<Option<super::PbValue>>| {
+                    format!(
+                        "{:?}",
+                        v.as_ref().map(|v| v.as_ref().map(|v| (
+                            v.number_value.map(f64::to_bits),
+                            &v.string_value,
+                            v.bool_value
+                        )))
+                    )
+                };
+                assert_eq!(bits(&ours), bits(&expect), "{b:02x?} {claim}");
+                agreed_ok += usize::from(ours.is_some());
+            }
+        }
+        assert!(agreed_ok > 40);
     }
 
     #[test]

@@ -466,8 +466,7 @@ impl HttpContext for Exchange {
         let cfg = self.shared.config.clone();
         self.redaction.finish(&cfg, stats, &mut self.call);
         if cfg.otlp.is_some() && self.call.ids.sampled {
-            let mut span = span::build_span(&self.call, &cfg);
-            self.redaction.scrub(&cfg, &mut span);
+            let span = span::build_span(&self.call, &cfg, self.redaction.scrubber(&cfg));
             self.shared.queue.borrow_mut().push(span);
         }
     }

@@ -7,11 +7,8 @@ use super::stats::Stats;
 use super::{log, now_ns, random_unit};
 use crate::call::Call;
 use crate::config::{Compression, Config, Otlp};
-use crate::telemetry::export::{self, classify, Outcome};
+use crate::telemetry::export::{self, classify, Outcome, Resource};
 use crate::telemetry::metrics::{Aggregator, MetricsStats};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -47,6 +44,11 @@ pub(super) fn dispatch(otlp: &Otlp, path: &str, body: &[u8]) -> Result<u32, Stat
         vec![],
         Duration::from_millis(otlp.timeout_ms),
     )
+}
+
+/// The collector's `partial_success`, when it rejected something: (rejected count, its message).
+pub(super) fn partial_success(body: &[u8]) -> Option<(i64, std::borrow::Cow<'_, str>)> {
+    crate::telemetry::proto::partial_success(body).filter(|(n, _)| *n > 0)
 }
 
 /// The collector's answer to an export request, read inside `on_http_call_response`.
@@ -160,17 +162,14 @@ impl MetricsExporter {
         let mut agg = self.aggregator.borrow_mut();
         match agg.finish(answer.outcome()) {
             Outcome::Success => {
-                if let Ok(resp) = ExportMetricsServiceResponse::decode(answer.body.as_slice()) {
-                    if let Some(p) = resp.partial_success.filter(|p| p.rejected_data_points > 0) {
-                        agg.rejected(u64::try_from(p.rejected_data_points).unwrap_or(0));
-                        log(
-                            LogLevel::Warn,
-                            &format!(
-                                "tollgate: collector rejected {} metric data points: {}",
-                                p.rejected_data_points, p.error_message
-                            ),
-                        );
-                    }
+                if let Some((rejected, message)) = partial_success(&answer.body) {
+                    agg.rejected(u64::try_from(rejected).unwrap_or(0));
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "tollgate: collector rejected {rejected} metric data points: {message}"
+                        ),
+                    );
                 }
             }
             Outcome::Retry => {

@@ -10,7 +10,6 @@ use crate::config::Config;
 use crate::providers::Framing;
 use crate::redact::{security_flags, FieldSelector, Findings, SseOutputRedactor};
 use crate::reply::{refuse, Refusal};
-use opentelemetry_proto::tonic::trace::v1::Span;
 use proxy_wasm::types::MapType;
 
 /// User text gathered for the prompt-injection heuristics is capped (the flags need no more).
@@ -200,10 +199,8 @@ impl Redaction {
         ev.flags = std::mem::take(&mut self.flags);
     }
 
-    /// Redact the span's other user-text attributes before it is queued.
-    pub fn scrub(&self, cfg: &Config, span: &mut Span) {
-        if self.active {
-            crate::telemetry::span::scrub(span, cfg.redaction.redactor());
-        }
+    /// The redactor for the span's other user-text attributes (applied as the span is built), when on.
+    pub fn scrubber<'c>(&self, cfg: &'c Config) -> Option<&'c crate::redact::Redactor> {
+        self.active.then(|| cfg.redaction.redactor())
     }
 }

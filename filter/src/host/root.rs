@@ -3,15 +3,12 @@
 
 use super::abi;
 use super::http::Exchange;
-use super::metrics::{self, now_ms, Answer, MetricsExporter};
+use super::metrics::{self, now_ms, partial_success, Answer, MetricsExporter};
 use super::stats::Stats;
 use super::{log, random, random_unit};
 use crate::config::Config;
-use crate::telemetry::export::{self, ExportStats, Outcome, SpanQueue};
+use crate::telemetry::export::{self, ExportStats, Outcome, Resource, SpanQueue};
 use crate::telemetry::metrics::Aggregator;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use std::cell::RefCell;
@@ -136,19 +133,14 @@ impl Context for Root {
         let outcome = queue.borrow_mut().finish(answer.outcome());
         match outcome {
             Outcome::Success => {
-                if let Ok(resp) = ExportTraceServiceResponse::decode(answer.body.as_slice()) {
-                    if let Some(p) = resp.partial_success.filter(|p| p.rejected_spans > 0) {
-                        queue
-                            .borrow_mut()
-                            .rejected(u64::try_from(p.rejected_spans).unwrap_or(0));
-                        log(
-                            LogLevel::Warn,
-                            &format!(
-                                "tollgate: collector rejected {} spans: {}",
-                                p.rejected_spans, p.error_message
-                            ),
-                        );
-                    }
+                if let Some((rejected, message)) = partial_success(&answer.body) {
+                    queue
+                        .borrow_mut()
+                        .rejected(u64::try_from(rejected).unwrap_or(0));
+                    log(
+                        LogLevel::Warn,
+                        &format!("tollgate: collector rejected {rejected} spans: {message}"),
+                    );
                 }
             }
             Outcome::Retry => {

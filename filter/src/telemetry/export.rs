@@ -1,11 +1,8 @@
 //! The span export queue: bounded, batched, encoded as OTLP/HTTP protobuf. Pure: the host decides when to
 //! flush, sends the bytes, and reports the outcome back so retries and drops are accounted for.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
+use super::proto::{self, Value};
+use super::span::Span;
 use std::collections::VecDeque;
 
 pub const SCOPE_NAME: &str = "tollgate";
@@ -96,31 +93,35 @@ pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
 /// Batches are retried at most this many times before they are dropped.
 pub const MAX_ATTEMPTS: u32 = 5;
 
+/// The OTLP `Resource` every export request carries, encoded once per configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource(Vec<u8>);
+
+impl Resource {
+    /// The `Resource` message body.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 pub fn resource(service_name: &str, instance_id: &str, extra: &[(String, String)]) -> Resource {
-    let s = |k: &str, v: &str| KeyValue {
-        key: k.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.to_owned())),
-        }),
-        ..Default::default()
-    };
-    let mut attributes = vec![
-        s("service.name", service_name),
-        s("service.version", VERSION),
-        s("service.instance.id", instance_id),
-        s("telemetry.sdk.name", SCOPE_NAME),
-        s("telemetry.sdk.language", "rust"),
-        s("telemetry.sdk.version", VERSION),
+    let mut attributes: Vec<(&str, &str)> = vec![
+        ("service.name", service_name),
+        ("service.version", VERSION),
+        ("service.instance.id", instance_id),
+        ("telemetry.sdk.name", SCOPE_NAME),
+        ("telemetry.sdk.language", "rust"),
+        ("telemetry.sdk.version", VERSION),
     ];
     for (k, v) in extra {
-        attributes.retain(|a| &a.key != k);
-        attributes.push(s(k, v));
+        attributes.retain(|a| a.0 != k);
+        attributes.push((k, v));
     }
-    Resource {
-        attributes,
-        dropped_attributes_count: 0,
-        entity_refs: Vec::new(),
+    let mut buf = Vec::new();
+    for (k, v) in attributes {
+        proto::key_value(&mut buf, 1, k, Value::Str(v));
     }
+    Resource(buf)
 }
 
 impl SpanQueue {
@@ -232,24 +233,27 @@ impl SpanQueue {
     }
 }
 
+/// `ExportTraceServiceRequest { resource_spans = 1 }` for one resource and scope: the queued span messages
+/// are copied in as they are.
 pub fn encode(resource: &Resource, spans: &[Span]) -> Vec<u8> {
-    let req = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE_NAME.to_owned(),
-                    version: VERSION.to_owned(),
-                    attributes: Vec::new(),
-                    dropped_attributes_count: 0,
-                }),
-                spans: spans.to_vec(),
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    };
-    req.encode_to_vec()
+    // ScopeSpans { scope = 1, spans = 2 }, ResourceSpans { resource = 1, scope_spans = 2 }.
+    let scope =
+        proto::field_len(proto::field_len(SCOPE_NAME.len()) + proto::field_len(VERSION.len()));
+    let scope_spans = scope
+        + spans
+            .iter()
+            .map(|s| proto::field_len(s.as_bytes().len()))
+            .sum::<usize>();
+    let resource_spans = proto::field_len(resource.0.len()) + proto::field_len(scope_spans);
+    let mut b = Vec::with_capacity(proto::field_len(resource_spans));
+    proto::len_prefix(&mut b, 1, resource_spans);
+    proto::bytes(&mut b, 1, &resource.0);
+    proto::len_prefix(&mut b, 2, scope_spans);
+    proto::scope(&mut b, 1, SCOPE_NAME, VERSION);
+    for s in spans {
+        proto::bytes(&mut b, 2, s.as_bytes());
+    }
+    b
 }
 
 /// Backoff before retry `attempt` (1-based), in ms: exponential from 500 ms, capped at 30 s, with the
@@ -266,14 +270,24 @@ pub fn backoff_ms(attempt: u32, retry_after_s: Option<u64>, jitter: f64) -> u64 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::{Call, Route};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
 
     fn span(n: u8) -> Span {
-        Span {
-            name: format!("s{n}"),
-            span_id: vec![n; 8],
-            trace_id: vec![n; 16],
+        let mut call = Call {
+            route: Some(Route {
+                api: crate::call::Api::OpenAiChat,
+                provider: "openai".into(),
+                path_model: None,
+                path_stream: false,
+            }),
             ..Default::default()
-        }
+        };
+        call.request.model = Some(format!("s{n}"));
+        call.ids.span_id = [n; 8];
+        call.ids.trace_id = [n; 16];
+        super::super::span::build_span(&call, &crate::config::Config::default(), None)
     }
 
     #[test]
@@ -294,7 +308,7 @@ mod tests {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(names, ["s0", "s1"]);
+        assert_eq!(names, ["chat s0", "chat s1"]);
         let keys: Vec<_> = rs
             .resource
             .as_ref()

@@ -7,18 +7,13 @@
 //! which a backend can sum across VMs; cumulative series from several VMs would collide. Each VM also has a
 //! distinct `service.instance.id`, so even a backend that keeps series per instance stays correct.
 
+use super::export::Resource;
 use super::export::{Outcome, MAX_ATTEMPTS, SCOPE_NAME, VERSION};
+use super::proto::{self, Value};
 use crate::call::Call;
 use crate::config::Semconv;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Histogram, HistogramDataPoint, Metric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 
 /// Explicit bucket boundaries the semconv asks for on token histograms.
 pub const TOKEN_BUCKETS: [f64; 14] = [
@@ -168,7 +163,7 @@ impl Instrument {
     }
 }
 
-/// A metric attribute value (ordered so attribute sets can key a map).
+/// A metric attribute value (ordered: the points of a metric are exported in the order of their sets).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Val {
     Str(String),
@@ -176,8 +171,155 @@ pub enum Val {
     Bool(bool),
 }
 
+/// A borrowed attribute value, to look series up without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValRef<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+}
+
+impl Val {
+    fn as_ref(&self) -> ValRef<'_> {
+        match self {
+            Val::Str(s) => ValRef::Str(s),
+            Val::Int(i) => ValRef::Int(*i),
+            Val::Bool(b) => ValRef::Bool(*b),
+        }
+    }
+}
+
+impl ValRef<'_> {
+    fn to_val(self) -> Val {
+        match self {
+            ValRef::Str(s) => Val::Str(s.to_owned()),
+            ValRef::Int(i) => Val::Int(i),
+            ValRef::Bool(b) => Val::Bool(b),
+        }
+    }
+}
+
 /// An attribute set, in insertion order (the same code builds every set, so equal sets compare equal).
 pub type AttrSet = Vec<(&'static str, Val)>;
+
+/// A borrowed attribute.
+pub type Attr<'a> = (&'static str, ValRef<'a>);
+
+/// An attribute set being looked up: attributes shared by several sets of a call, plus at most one more,
+/// with its hash (computed incrementally: the shared part is hashed once per call).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a, 'b> {
+    base: &'b [Attr<'a>],
+    extra: Option<Attr<'a>>,
+    hash: u64,
+}
+
+impl<'a, 'b> View<'a, 'b> {
+    pub fn new(base: &'b [Attr<'a>], extra: Option<Attr<'a>>) -> Self {
+        let mut h = Fx(0);
+        h.attrs(base);
+        Self::after(h, base, extra)
+    }
+
+    /// The view of `base` + `extra`, where `h` already holds the hash of `base`.
+    fn after(mut h: Fx, base: &'b [Attr<'a>], extra: Option<Attr<'a>>) -> Self {
+        if let Some(a) = extra {
+            h.attr(a);
+        }
+        View {
+            base,
+            extra,
+            hash: h.0,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Attr<'a>> + '_ {
+        self.base.iter().copied().chain(self.extra)
+    }
+
+    fn len(&self) -> usize {
+        self.base.len() + usize::from(self.extra.is_some())
+    }
+
+    fn matches(&self, set: &AttrSet) -> bool {
+        // Keys are literals: the same pointer almost always, so the byte comparison is rarely needed.
+        let same_key = |k: &str, k2: &str| std::ptr::eq(k, k2) || k == k2;
+        set.len() == self.len()
+            && set
+                .iter()
+                .zip(self.iter())
+                .all(|((k, v), (k2, v2))| same_key(k, k2) && v.as_ref() == v2)
+    }
+
+    fn to_set(self) -> AttrSet {
+        self.iter().map(|(k, v)| (k, v.to_val())).collect()
+    }
+}
+
+/// The rustc "Fx" hash: fast and good enough for a table whose lookups always confirm equality.
+#[derive(Clone, Copy)]
+struct Fx(u64);
+
+impl Fx {
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            self.word(u64::from_le_bytes(
+                <[u8; 8]>::try_from(c).unwrap_or_default(),
+            ));
+        }
+        let rest = chunks.remainder();
+        let tail = match b.last_chunk::<8>() {
+            // The last 8 bytes, overlapping words already hashed.
+            Some(last) if !rest.is_empty() => u64::from_le_bytes(*last),
+            _ => rest.iter().fold(0u64, |w, &x| (w << 8) | u64::from(x)),
+        };
+        self.word(tail ^ ((b.len() as u64) << 56));
+    }
+
+    /// Keys are a fixed set of names: their length tells them apart well enough.
+    fn attr(&mut self, (k, v): Attr<'_>) {
+        match v {
+            ValRef::Str(s) => {
+                self.word(k.len() as u64);
+                self.bytes(s.as_bytes());
+            }
+            ValRef::Int(i) => {
+                self.word((k.len() as u64) | 1 << 32);
+                self.word(i as u64);
+            }
+            ValRef::Bool(b) => self.word((k.len() as u64) | (2 + u64::from(b)) << 32),
+        }
+    }
+
+    fn attrs(&mut self, attrs: &[Attr<'_>]) {
+        for &a in attrs {
+            self.attr(a);
+        }
+    }
+}
+
+/// Hasher for keys that already are hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 enum Data {
@@ -255,13 +397,21 @@ pub struct MetricsStats {
 /// Aggregates the calls one VM sees during an export interval. Memory is bounded: at most `max_series`
 /// attribute sets per instrument (+1 overflow series), whatever the traffic.
 pub struct Aggregator {
-    series: BTreeMap<Instrument, BTreeMap<AttrSet, Data>>,
+    /// The attribute sets of this interval, each stored once; series refer to them by index.
+    sets: Vec<AttrSet>,
+    /// Hash of a set's attributes → its index (collisions probe the next hash value).
+    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+    /// Per instrument (indexed by `Instrument as usize`): set index → aggregate.
+    series: Vec<BTreeMap<u32, Data>>,
     max_series: usize,
     /// Start of the current delta interval (ns since the epoch).
     start_ns: u64,
     pending: Option<Pending>,
     pub stats: MetricsStats,
 }
+
+/// The series key of the overflow series (its set is `[(OVERFLOW_ATTR, true)]`).
+const OVERFLOW: u32 = u32::MAX;
 
 /// An encoded export request being sent or retried. While it is pending, new calls keep aggregating (bounded
 /// by the series limit) into the next interval, so nothing grows while the collector is down.
@@ -271,49 +421,50 @@ struct Pending {
     attempts: u32,
 }
 
-fn cut(s: &str) -> String {
+fn cut(s: &str) -> &str {
     let mut end = s.len().min(MAX_ATTR_LEN);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s.get(..end).unwrap_or_default().to_owned()
+    s.get(..end).unwrap_or_default()
 }
 
-/// The semconv attributes shared by every GenAI client metric for this call.
-fn base_attrs(call: &Call, with_error: bool) -> AttrSet {
-    let mut a: AttrSet = Vec::with_capacity(8);
+/// The semconv attributes shared by every GenAI client metric for this call, `error.type` (when `error`)
+/// last so the set without it is a prefix. Returns the attributes and how many there are.
+fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 8], usize) {
+    let mut a: [Attr<'a>; 8] = [("", ValRef::Bool(false)); 8];
+    let mut n = 0;
+    let mut push = |kv: Attr<'a>| {
+        if let Some(slot) = a.get_mut(n) {
+            *slot = kv;
+            n += 1;
+        }
+    };
     let route = call.route.as_ref();
     let op = route.map_or("chat", |r| r.api.operation());
-    a.push(("gen_ai.operation.name", Val::Str(op.to_owned())));
+    push(("gen_ai.operation.name", ValRef::Str(op)));
     if let Some(r) = route {
-        a.push(("gen_ai.provider.name", Val::Str(cut(&r.provider))));
+        push(("gen_ai.provider.name", ValRef::Str(cut(&r.provider))));
     }
     if let Some(m) = call.request_model() {
-        a.push(("gen_ai.request.model", Val::Str(cut(m))));
+        push(("gen_ai.request.model", ValRef::Str(cut(m))));
     }
     if let Some(m) = call.response.model.as_deref() {
-        a.push(("gen_ai.response.model", Val::Str(cut(m))));
+        push(("gen_ai.response.model", ValRef::Str(cut(m))));
     }
     if !call.server_address.is_empty() {
-        a.push(("server.address", Val::Str(cut(&call.server_address))));
+        push(("server.address", ValRef::Str(cut(&call.server_address))));
         if let Some(p) = call.server_port {
-            a.push(("server.port", Val::Int(i64::from(p))));
+            push(("server.port", ValRef::Int(i64::from(p))));
         }
     }
     if let Some(t) = call.tenant.as_deref() {
-        a.push(("tollgate.tenant", Val::Str(cut(t))));
+        push(("tollgate.tenant", ValRef::Str(cut(t))));
     }
-    if with_error {
-        if let Some(e) = call.error_type() {
-            a.push(("error.type", Val::Str(cut(&e))));
-        }
+    if let Some(e) = error {
+        push(("error.type", ValRef::Str(cut(e))));
     }
-    a
-}
-
-fn with(mut a: AttrSet, key: &'static str, v: &str) -> AttrSet {
-    a.push((key, Val::Str(v.to_owned())));
-    a
+    (a, n)
 }
 
 fn seconds(from_ns: u64, to_ns: u64) -> Option<f64> {
@@ -323,7 +474,9 @@ fn seconds(from_ns: u64, to_ns: u64) -> Option<f64> {
 impl Aggregator {
     pub fn new(max_series: usize, start_ns: u64) -> Aggregator {
         Aggregator {
-            series: BTreeMap::new(),
+            sets: Vec::new(),
+            index: HashMap::default(),
+            series: Instrument::ALL.iter().map(|_| BTreeMap::new()).collect(),
             max_series: max_series.max(1),
             start_ns,
             pending: None,
@@ -336,106 +489,160 @@ impl Aggregator {
     }
 
     /// Record one measurement; a new attribute set beyond the limit goes to the overflow series.
-    pub fn add(&mut self, inst: Instrument, attrs: AttrSet, v: f64) {
-        if !v.is_finite() {
+    pub fn add(&mut self, inst: Instrument, attrs: &[Attr<'_>], v: f64) {
+        self.add_all(View::new(attrs, None), &[(inst, Some(v))]);
+    }
+
+    /// Record measurements of several instruments that share one attribute set (looked up once).
+    pub fn add_all(&mut self, view: View<'_, '_>, values: &[(Instrument, Option<f64>)]) {
+        if !values.iter().any(|(_, v)| v.is_some_and(f64::is_finite)) {
             return;
         }
-        let kind = inst.kind();
-        let max = self.max_series;
-        let per = self.series.entry(inst).or_default();
-        let overflow_key = || vec![(OVERFLOW_ATTR, Val::Bool(true))];
-        let regular = per.len() - usize::from(per.contains_key(&overflow_key()));
-        let key = if per.contains_key(&attrs) || regular < max {
-            attrs
-        } else {
-            self.stats.overflow = self.stats.overflow.saturating_add(1);
-            overflow_key()
+        // The set's index, or the free slot of the index where it would go.
+        let mut slot = view.hash;
+        let mut id = loop {
+            match self.index.get(&slot) {
+                None => break None,
+                Some(&i) if self.sets.get(i as usize).is_some_and(|s| view.matches(s)) => {
+                    break Some(i)
+                }
+                Some(_) => slot = slot.wrapping_add(1),
+            }
         };
-        per.entry(key)
-            .or_insert_with(|| Data::new(kind))
-            .record(kind, v);
+        for &(inst, v) in values {
+            let Some(v) = v.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            let kind = inst.kind();
+            let Some(per) = self.series.get_mut(inst as usize) else {
+                continue;
+            };
+            if let Some(d) = id.and_then(|i| per.get_mut(&i)) {
+                d.record(kind, v);
+                continue;
+            }
+            let regular = per.len() - usize::from(per.contains_key(&OVERFLOW));
+            let key = match id {
+                _ if regular < self.max_series => match id {
+                    Some(i) => i,
+                    None => {
+                        let i = u32::try_from(self.sets.len()).unwrap_or(OVERFLOW);
+                        self.sets.push(view.to_set());
+                        self.index.insert(slot, i);
+                        id = Some(i);
+                        i
+                    }
+                },
+                _ => {
+                    self.stats.overflow = self.stats.overflow.saturating_add(1);
+                    OVERFLOW
+                }
+            };
+            per.entry(key)
+                .or_insert_with(|| Data::new(kind))
+                .record(kind, v);
+        }
     }
 
     /// Record everything a finished call contributes to the configured semconv set.
     pub fn record(&mut self, call: &Call, semconv: Semconv) {
         let u = &call.response.usage;
-        let base = base_attrs(call, true);
+        let error = call.error_type();
+        let (attrs, n) = base_attrs(call, error.as_deref());
+        let base = attrs.get(..n).unwrap_or_default();
+        // Cost, budget and the latest set's counters are per call, not per outcome: no `error.type`.
+        let no_error = match error {
+            Some(_) => base.get(..n.saturating_sub(1)).unwrap_or_default(),
+            None => base,
+        };
+        // Hash the shared attributes once: `no_error` is a prefix of `base`.
+        let mut h_no_error = Fx(0);
+        h_no_error.attrs(no_error);
+        let mut h_base = h_no_error;
+        h_base.attrs(base.get(no_error.len()..).unwrap_or_default());
+        let state = |b: &[Attr<'_>]| {
+            if b.len() == no_error.len() {
+                h_no_error
+            } else {
+                h_base
+            }
+        };
+        let with = |b, key, v| View::after(state(b), b, Some((key, ValRef::Str(v))));
+        let plain = |b| View::after(state(b), b, None);
         let streaming = call.request.stream || call.route.as_ref().is_some_and(|r| r.path_stream);
         let duration = seconds(call.start_ns, call.end_ns);
         let ttfc = call
             .first_chunk_ns
             .filter(|_| streaming)
             .and_then(|f| seconds(call.start_ns, f));
-        // Token usage is reported only when the count is known (semconv: MUST NOT report otherwise).
-        if let Some(n) = u.input {
-            let a = with(base.clone(), "gen_ai.token.type", "input");
-            self.add(Instrument::TokenUsage, a, n as f64);
-        }
-        if let Some(n) = u.output {
-            let a = with(base.clone(), "gen_ai.token.type", "output");
-            self.add(Instrument::TokenUsage, a, n as f64);
-        }
-        if let Some(d) = duration {
-            self.add(Instrument::OperationDuration, base.clone(), d);
-        }
-        if let Some(t) = ttfc {
-            self.add(Instrument::OperationTimeToFirstChunk, base.clone(), t);
-        }
-        if let Some(usd) = call.cost_usd {
-            self.add(Instrument::Cost, base_attrs(call, false), usd);
-        }
-        if let Some(b) = &call.budget {
-            let a = with(
-                base_attrs(call, false),
-                "tollgate.budget.decision",
-                b.verdict.as_str(),
-            );
-            self.add(Instrument::BudgetDecisions, a, 1.0);
-        }
-        if semconv != Semconv::Latest {
-            return;
-        }
+        let latest = semconv == Semconv::Latest;
         // The latest set names inference operations only; embeddings keep `gen_ai.client.operation.duration`.
-        let inference = call
-            .route
-            .as_ref()
-            .is_none_or(|r| r.api.operation() != "embeddings");
+        let inference = latest
+            && call
+                .route
+                .as_ref()
+                .is_none_or(|r| r.api.operation() != "embeddings");
+        let tokens = |v: Option<u64>| v.map(|v| v as f64);
+        // Token usage is reported only when the count is known (semconv: MUST NOT report otherwise).
+        let token_type = "gen_ai.token.type";
+        let input = [(Instrument::TokenUsage, tokens(u.input))];
+        self.add_all(with(base, token_type, "input"), &input);
+        let output = [(Instrument::TokenUsage, tokens(u.output))];
+        self.add_all(with(base, token_type, "output"), &output);
+        let on = |yes: bool, v: Option<f64>| v.filter(|_| yes);
+        self.add_all(
+            plain(base),
+            &[
+                (Instrument::OperationDuration, duration),
+                (Instrument::OperationTimeToFirstChunk, ttfc),
+                (Instrument::InferenceDuration, on(inference, duration)),
+                (Instrument::InferenceTimeToFirstChunk, on(inference, ttfc)),
+            ],
+        );
+        self.add_all(
+            plain(no_error),
+            &[
+                (Instrument::Cost, call.cost_usd),
+                (
+                    Instrument::OperationInputTokens,
+                    on(inference, tokens(u.input)),
+                ),
+                (
+                    Instrument::OperationOutputTokens,
+                    on(inference, tokens(u.output)),
+                ),
+            ],
+        );
+        if let Some(b) = &call.budget {
+            self.add_all(
+                with(no_error, "tollgate.budget.decision", b.verdict.as_str()),
+                &[(Instrument::BudgetDecisions, Some(1.0))],
+            );
+        }
         if !inference {
             return;
         }
-        if let Some(d) = duration {
-            self.add(Instrument::InferenceDuration, base.clone(), d);
-        }
-        if let Some(t) = ttfc {
-            self.add(Instrument::InferenceTimeToFirstChunk, base.clone(), t);
-        }
         // Usage counters are recorded for failed calls too (0), broken down by modality; providers do not
         // break usage down by modality in what tollgate reads, so it is `unknown` as the semconv says.
-        let counted = with(base_attrs(call, false), "gen_ai.token.modality", "unknown");
-        let n = |v: Option<u64>| v.unwrap_or(0) as f64;
-        self.add(Instrument::UsageInputTokens, counted.clone(), n(u.input));
-        self.add(Instrument::UsageOutputTokens, counted.clone(), n(u.output));
-        for (inst, v) in [
-            (Instrument::UsageCacheReadInputTokens, u.cache_read),
-            (Instrument::UsageCacheWriteInputTokens, u.cache_write),
-            (Instrument::UsageReasoningOutputTokens, u.reasoning),
-        ] {
-            if let Some(v) = v {
-                self.add(inst, counted.clone(), v as f64);
-            }
-        }
-        let per_op = base_attrs(call, false);
-        if let Some(v) = u.input {
-            self.add(Instrument::OperationInputTokens, per_op.clone(), v as f64);
-        }
-        if let Some(v) = u.output {
-            self.add(Instrument::OperationOutputTokens, per_op, v as f64);
-        }
+        let n = |v: Option<u64>| Some(v.unwrap_or(0) as f64);
+        self.add_all(
+            with(no_error, "gen_ai.token.modality", "unknown"),
+            &[
+                (Instrument::UsageInputTokens, n(u.input)),
+                (Instrument::UsageOutputTokens, n(u.output)),
+                (Instrument::UsageCacheReadInputTokens, tokens(u.cache_read)),
+                (
+                    Instrument::UsageCacheWriteInputTokens,
+                    tokens(u.cache_write),
+                ),
+                (Instrument::UsageReasoningOutputTokens, tokens(u.reasoning)),
+            ],
+        );
     }
 
     /// Attribute sets currently held (all instruments).
     pub fn series_count(&self) -> usize {
-        self.series.values().map(BTreeMap::len).sum()
+        self.series.iter().map(BTreeMap::len).sum()
     }
 
     /// Close the interval at `now_ns`: encode what it aggregated as the pending export request and start a
@@ -447,17 +654,20 @@ impl Aggregator {
         }
         let start = self.start_ns;
         self.start_ns = now_ns;
-        let series = std::mem::take(&mut self.series);
-        let points = series.values().map(BTreeMap::len).sum::<usize>() as u64;
-        if points == 0 {
-            return;
+        let points = self.series_count() as u64;
+        let body = (points > 0).then(|| encode(resource, &self.sets, &self.series, start, now_ns));
+        self.sets.clear();
+        self.index.clear();
+        for per in &mut self.series {
+            per.clear();
         }
-        let body = encode(resource, &series, start, now_ns);
-        self.pending = Some(Pending {
-            body,
-            points,
-            attempts: 0,
-        });
+        if let Some(body) = body {
+            self.pending = Some(Pending {
+                body,
+                points,
+                attempts: 0,
+            });
+        }
     }
 
     /// The request body to send now (the pending one, again when retried), or None.
@@ -504,119 +714,139 @@ impl Aggregator {
     }
 }
 
-fn kv(key: &str, v: &Val) -> KeyValue {
-    let value = match v {
-        Val::Str(s) => any_value::Value::StringValue(s.clone()),
-        Val::Int(i) => any_value::Value::IntValue(*i),
-        Val::Bool(b) => any_value::Value::BoolValue(*b),
-    };
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
+fn put_attrs(b: &mut Vec<u8>, field: u32, set: &AttrSet) {
+    for (k, v) in set {
+        let v = match v {
+            Val::Str(s) => Value::Str(s),
+            Val::Int(i) => Value::Int(*i),
+            Val::Bool(b) => Value::Bool(*b),
+        };
+        proto::key_value(b, field, k, v);
     }
 }
 
+/// `ExportMetricsServiceRequest` (metrics_service.proto, metrics.proto) for one interval.
 fn encode(
     resource: &Resource,
-    series: &BTreeMap<Instrument, BTreeMap<AttrSet, Data>>,
+    sets: &[AttrSet],
+    series: &[BTreeMap<u32, Data>],
     start_ns: u64,
     now_ns: u64,
 ) -> Vec<u8> {
-    let delta = AggregationTemporality::Delta as i32;
-    let metrics = series
-        .iter()
-        .filter(|(_, per)| !per.is_empty())
-        .map(|(inst, per)| {
-            let attrs = |a: &AttrSet| a.iter().map(|(k, v)| kv(k, v)).collect::<Vec<_>>();
-            let data = match inst.kind() {
-                Kind::Histogram(bounds) => metric::Data::Histogram(Histogram {
-                    data_points: per
-                        .iter()
-                        .filter_map(|(a, d)| match d {
-                            Data::Histogram {
-                                buckets,
-                                count,
-                                sum,
-                                min,
-                                max,
-                            } => Some(HistogramDataPoint {
-                                attributes: attrs(a),
-                                start_time_unix_nano: start_ns,
-                                time_unix_nano: now_ns,
-                                count: *count,
-                                sum: Some(*sum),
-                                bucket_counts: buckets.clone(),
-                                explicit_bounds: bounds.to_vec(),
-                                exemplars: Vec::new(),
-                                flags: 0,
-                                min: (*count > 0).then_some(*min),
-                                max: (*count > 0).then_some(*max),
-                            }),
-                            Data::Counter(_) | Data::CounterF64(_) => None,
-                        })
-                        .collect(),
-                    aggregation_temporality: delta,
-                }),
-                Kind::Counter | Kind::CounterF64 => metric::Data::Sum(Sum {
-                    data_points: per
-                        .iter()
-                        .filter_map(|(a, d)| {
-                            let value = match d {
-                                Data::Counter(v) => number_data_point::Value::AsInt(
-                                    i64::try_from(*v).unwrap_or(i64::MAX),
-                                ),
-                                Data::CounterF64(v) => number_data_point::Value::AsDouble(*v),
-                                Data::Histogram { .. } => return None,
-                            };
-                            Some(NumberDataPoint {
-                                attributes: attrs(a),
-                                start_time_unix_nano: start_ns,
-                                time_unix_nano: now_ns,
-                                exemplars: Vec::new(),
-                                flags: 0,
-                                value: Some(value),
-                            })
-                        })
-                        .collect(),
-                    aggregation_temporality: delta,
-                    is_monotonic: true,
-                }),
-            };
-            Metric {
-                name: inst.name().to_owned(),
-                description: inst.description().to_owned(),
-                unit: inst.unit().to_owned(),
-                metadata: Vec::new(),
-                data: Some(data),
+    use proto::{double, fixed64, message, opt_bytes, opt_fixed64, opt_varint};
+    /// `AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA`.
+    const DELTA: u64 = 1;
+    let overflow: AttrSet = vec![(OVERFLOW_ATTR, Val::Bool(true))];
+    let mut out = Vec::with_capacity(4096);
+    // ExportMetricsServiceRequest { resource_metrics = 1 }
+    message(&mut out, 1, |b| {
+        // ResourceMetrics { resource = 1, scope_metrics = 2 }
+        proto::bytes(b, 1, resource.as_bytes());
+        message(b, 2, |b| {
+            // ScopeMetrics { scope = 1, metrics = 2 }
+            proto::scope(b, 1, SCOPE_NAME, VERSION);
+            for (inst, per) in Instrument::ALL.iter().zip(series) {
+                if per.is_empty() {
+                    continue;
+                }
+                // Points in the order of their attribute sets.
+                let mut points: Vec<(&AttrSet, &Data)> = per
+                    .iter()
+                    .filter_map(|(id, d)| match *id {
+                        OVERFLOW => Some((&overflow, d)),
+                        id => Some((sets.get(id as usize)?, d)),
+                    })
+                    .collect();
+                points.sort_by(|x, y| x.0.cmp(y.0));
+                // Metric { name = 1, description = 2, unit = 3, sum = 7 | histogram = 9 }
+                message(b, 2, |b| {
+                    opt_bytes(b, 1, inst.name().as_bytes());
+                    opt_bytes(b, 2, inst.description().as_bytes());
+                    opt_bytes(b, 3, inst.unit().as_bytes());
+                    match inst.kind() {
+                        Kind::Histogram(bounds) => message(b, 9, |b| {
+                            // Histogram { data_points = 1, aggregation_temporality = 2 }
+                            for (set, d) in &points {
+                                let Data::Histogram {
+                                    buckets,
+                                    count,
+                                    sum,
+                                    min,
+                                    max,
+                                } = d
+                                else {
+                                    continue;
+                                };
+                                // HistogramDataPoint { start_time_unix_nano = 2, time_unix_nano = 3,
+                                // count = 4, sum = 5, bucket_counts = 6, explicit_bounds = 7,
+                                // attributes = 9, min = 11, max = 12 }
+                                message(b, 1, |b| {
+                                    opt_fixed64(b, 2, start_ns);
+                                    opt_fixed64(b, 3, now_ns);
+                                    opt_fixed64(b, 4, *count);
+                                    double(b, 5, *sum);
+                                    if !buckets.is_empty() {
+                                        proto::len_prefix(b, 6, buckets.len() * 8);
+                                        for c in buckets {
+                                            b.extend_from_slice(&c.to_le_bytes());
+                                        }
+                                    }
+                                    if !bounds.is_empty() {
+                                        proto::len_prefix(b, 7, bounds.len() * 8);
+                                        for x in bounds.iter() {
+                                            b.extend_from_slice(&x.to_bits().to_le_bytes());
+                                        }
+                                    }
+                                    put_attrs(b, 9, set);
+                                    if *count > 0 {
+                                        double(b, 11, *min);
+                                        double(b, 12, *max);
+                                    }
+                                });
+                            }
+                            opt_varint(b, 2, DELTA);
+                        }),
+                        Kind::Counter | Kind::CounterF64 => message(b, 7, |b| {
+                            // Sum { data_points = 1, aggregation_temporality = 2, is_monotonic = 3 }
+                            for (set, d) in &points {
+                                // NumberDataPoint { start_time_unix_nano = 2, time_unix_nano = 3,
+                                // as_double = 4 | as_int = 6, attributes = 7 }
+                                let write_value: &dyn Fn(&mut Vec<u8>) = match d {
+                                    Data::Counter(v) => &|b| {
+                                        fixed64(b, 6, i64::try_from(*v).unwrap_or(i64::MAX) as u64)
+                                    },
+                                    Data::CounterF64(v) => &|b| double(b, 4, *v),
+                                    Data::Histogram { .. } => continue,
+                                };
+                                message(b, 1, |b| {
+                                    opt_fixed64(b, 2, start_ns);
+                                    opt_fixed64(b, 3, now_ns);
+                                    write_value(b);
+                                    put_attrs(b, 7, set);
+                                });
+                            }
+                            opt_varint(b, 2, DELTA);
+                            opt_varint(b, 3, 1);
+                        }),
+                    }
+                });
             }
-        })
-        .collect();
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(resource.clone()),
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE_NAME.to_owned(),
-                    version: VERSION.to_owned(),
-                    attributes: Vec::new(),
-                    dropped_attributes_count: 0,
-                }),
-                metrics,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
-    .encode_to_vec()
+        });
+    });
+    out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::call::{Api, Route, Usage};
     use crate::telemetry::export::resource;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
     use opentelemetry_proto::tonic::metrics::v1::metric::Data as PData;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        number_data_point, AggregationTemporality, HistogramDataPoint, Metric,
+    };
+    use prost::Message;
 
     fn call(model: &str, input: Option<u64>, output: Option<u64>, stream: bool) -> Call {
         let mut c = Call {
@@ -941,6 +1171,58 @@ mod tests {
         agg.record(&call("b", Some(1), None, false), Semconv::Default);
         agg.record(&call("a", Some(1), None, false), Semconv::Default);
         assert_eq!(agg.stats.overflow, 2);
+    }
+
+    #[test]
+    fn hash_collisions_keep_sets_apart() {
+        // Every view gets the same hash: lookups probe past the other sets and still find their own.
+        let mut agg = Aggregator::new(10, 1);
+        let models = ["a", "b", "c", "d"];
+        for round in 0..3 {
+            for (i, m) in models.iter().enumerate() {
+                let base = [("gen_ai.request.model", ValRef::Str(m))];
+                let view = View {
+                    base: &base,
+                    extra: None,
+                    hash: 42,
+                };
+                let v = Some((i + 1) as f64);
+                agg.add_all(view, &[(Instrument::UsageInputTokens, v)]);
+            }
+            assert_eq!(agg.series_count(), 4, "round {round}");
+        }
+        let req = take(&mut agg, 2);
+        let m = metric(&req, "gen_ai.client.inference.usage.input_tokens").unwrap();
+        let Some(PData::Sum(sum)) = &m.data else {
+            panic!()
+        };
+        let got: Vec<_> = sum.data_points.iter().map(|p| p.value).collect();
+        let expect: Vec<_> = (1..=4)
+            .map(|i| Some(number_data_point::Value::AsInt(3 * i)))
+            .collect();
+        assert_eq!(got, expect);
+        // Hashes of equal views agree however they were built; different values differ.
+        let base = [
+            ("gen_ai.operation.name", ValRef::Str("chat")),
+            ("server.port", ValRef::Int(443)),
+        ];
+        let extra = Some(("gen_ai.token.type", ValRef::Str("input")));
+        let all = [
+            base[0],
+            base[1],
+            ("gen_ai.token.type", ValRef::Str("input")),
+        ];
+        assert_eq!(View::new(&base, extra).hash, View::new(&all, None).hash);
+        assert_ne!(
+            View::new(&base, extra).hash,
+            View::new(&base, Some(("gen_ai.token.type", ValRef::Str("output")))).hash
+        );
+        let long = "x".repeat(13);
+        let longer = "x".repeat(14);
+        assert_ne!(
+            View::new(&[("k", ValRef::Str(&long))], None).hash,
+            View::new(&[("k", ValRef::Str(&longer))], None).hash
+        );
     }
 
     #[test]

@@ -2,5 +2,11 @@
 
 pub mod export;
 pub mod metrics;
+pub mod proto;
 pub mod span;
 pub mod trace;
+
+#[cfg(test)]
+mod equivalence;
+#[cfg(test)]
+mod legacy;

@@ -1,133 +1,116 @@
-//! `Call` → OTLP span, with attribute names and types from the GenAI semantic conventions.
+//! `Call` → OTLP span, with attribute names and types from the GenAI semantic conventions. The span is
+//! written straight into its protobuf encoding (a `Span` message of `trace.proto`) when the call ends: no
+//! per-attribute allocation, and a queued span is one compact buffer.
 
+use super::proto::{self, Value};
 use crate::call::{Api, Call};
 use crate::config::{Config, Semconv};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
+use crate::redact::{Findings, Redactor};
+use std::borrow::Cow;
 
-#[cfg(test)]
-mod redaction_tests {
-    use super::*;
-    use crate::call::{Call, Route};
-    use crate::redact::{RedactionConfig, Redactor};
+/// A finished span, encoded as the body of an OTLP `Span` message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Span(Vec<u8>);
 
-    fn value(span: &Span, key: &str) -> Option<any_value::Value> {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.clone()?.value)
-    }
-
-    #[test]
-    fn redaction_attributes_and_scrub() {
-        let mut call = Call {
-            route: Some(Route {
-                api: crate::call::Api::OpenAiChat,
-                provider: "openai".into(),
-                path_model: None,
-                path_stream: false,
-            }),
-            conversation_id: Some("jane@example.com".into()),
-            ..Default::default()
-        };
-        call.request.stop_sequences = vec!["call 555-123-4567".into()];
-        call.evidence.active = true;
-        call.evidence.findings.merge(
-            &Redactor::new(&RedactionConfig::default())
-                .unwrap()
-                .redact("a@example.com")
-                .1,
-        );
-        call.evidence.flags = vec!["prompt_injection.ignore_instructions"];
-        call.evidence.content = vec![("gen_ai.input.messages", "[]".into())];
-        let mut span = build_span(&call, &Config::default());
-        assert_eq!(
-            value(&span, "tollgate.redaction.count"),
-            Some(any_value::Value::IntValue(1))
-        );
-        assert!(
-            matches!(value(&span, "tollgate.redaction.types"), Some(any_value::Value::ArrayValue(a)) if a.values.len() == 1)
-        );
-        assert!(value(&span, "tollgate.security.flags").is_some());
-        assert_eq!(
-            value(&span, "gen_ai.input.messages"),
-            Some(any_value::Value::StringValue("[]".into()))
-        );
-        let f = scrub(
-            &mut span,
-            &Redactor::new(&RedactionConfig::default()).unwrap(),
-        );
-        assert_eq!(f.types, vec!["email", "phone"]);
-        assert_eq!(
-            value(&span, "gen_ai.conversation.id"),
-            Some(any_value::Value::StringValue("[REDACTED:EMAIL]".into()))
-        );
-        let bytes = format!("{span:?}");
-        assert!(!bytes.contains("jane@") && !bytes.contains("555-123"));
-        assert_eq!(
-            value(&span, "gen_ai.provider.name"),
-            Some(any_value::Value::StringValue("openai".into()))
-        );
+impl Span {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
+// `Span` field numbers (trace.proto).
+const TRACE_ID: u32 = 1;
+const SPAN_ID: u32 = 2;
+const TRACE_STATE: u32 = 3;
+const PARENT_SPAN_ID: u32 = 4;
+const NAME: u32 = 5;
+const KIND: u32 = 6;
+const START_TIME: u32 = 7;
+const END_TIME: u32 = 8;
+const ATTRIBUTES: u32 = 9;
+const EVENTS: u32 = 11;
+const STATUS: u32 = 15;
+const FLAGS: u32 = 16;
+/// `SpanKind.SPAN_KIND_CLIENT`.
+const KIND_CLIENT: u64 = 3;
+/// `Status.StatusCode.STATUS_CODE_ERROR`.
+const STATUS_ERROR: u64 = 2;
+
+/// Attribute writer: each `put_*` skips absent values so the span carries only what is known. With a
+/// redactor, string values that can carry user text are redacted as they are written.
+pub struct Attrs<'b, 'r> {
+    buf: &'b mut Vec<u8>,
+    /// The repeated `KeyValue` field of the enclosing message.
+    field: u32,
+    redactor: Option<&'r Redactor>,
+    findings: Findings,
+}
+
+fn redacted<'v>(findings: &mut Findings, r: &Redactor, v: &'v str) -> Cow<'v, str> {
+    let (out, found) = r.redact(v);
+    if found.is_empty() {
+        Cow::Borrowed(v)
+    } else {
+        findings.merge(&found);
+        Cow::Owned(out.into_owned())
     }
 }
 
-/// Attribute list under construction; each `put_*` skips absent values so the span carries only what is known.
-#[derive(Default)]
-pub struct Attrs(pub Vec<KeyValue>);
+impl<'r> Attrs<'_, 'r> {
+    fn redactor_for(&self, key: &str) -> Option<&'r Redactor> {
+        self.redactor
+            .filter(|_| !STRUCTURAL_ATTRIBUTES.contains(&key))
+    }
 
-impl Attrs {
     pub fn str(&mut self, key: &str, v: Option<&str>) {
-        if let Some(v) = v {
-            self.0
-                .push(kv(key, any_value::Value::StringValue(v.to_owned())));
+        let Some(v) = v else { return };
+        match self.redactor_for(key) {
+            Some(r) => {
+                let out = redacted(&mut self.findings, r, v);
+                proto::key_value(self.buf, self.field, key, Value::Str(&out));
+            }
+            None => proto::key_value(self.buf, self.field, key, Value::Str(v)),
         }
     }
     pub fn int(&mut self, key: &str, v: Option<u64>) {
         if let Some(v) = v {
-            self.0.push(kv(
-                key,
-                any_value::Value::IntValue(i64::try_from(v).unwrap_or(i64::MAX)),
-            ));
+            let v = Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+            proto::key_value(self.buf, self.field, key, v);
         }
     }
     pub fn i64(&mut self, key: &str, v: Option<i64>) {
         if let Some(v) = v {
-            self.0.push(kv(key, any_value::Value::IntValue(v)));
+            proto::key_value(self.buf, self.field, key, Value::Int(v));
         }
     }
     pub fn double(&mut self, key: &str, v: Option<f64>) {
         if let Some(v) = v.filter(|v| v.is_finite()) {
-            self.0.push(kv(key, any_value::Value::DoubleValue(v)));
+            proto::key_value(self.buf, self.field, key, Value::Double(v));
         }
     }
     pub fn bool(&mut self, key: &str, v: bool) {
-        self.0.push(kv(key, any_value::Value::BoolValue(v)));
+        proto::key_value(self.buf, self.field, key, Value::Bool(v));
     }
-    pub fn strs(&mut self, key: &str, v: &[String]) {
-        if !v.is_empty() {
-            let values = v
-                .iter()
-                .map(|s| AnyValue {
-                    value: Some(any_value::Value::StringValue(s.clone())),
-                })
-                .collect();
-            self.0
-                .push(kv(key, any_value::Value::ArrayValue(ArrayValue { values })));
+    pub fn strs<S: AsRef<str>>(&mut self, key: &str, v: &[S]) {
+        if v.is_empty() {
+            return;
+        }
+        match self.redactor_for(key) {
+            Some(r) => {
+                let findings = &mut self.findings;
+                let out: Vec<Cow<'_, str>> = v
+                    .iter()
+                    .map(|s| redacted(findings, r, s.as_ref()))
+                    .collect();
+                proto::key_strings(self.buf, self.field, key, &out);
+            }
+            None => proto::key_strings(self.buf, self.field, key, v),
         }
     }
 }
 
-/// Every span attribute the call determines. Shared by spans and the fixture tests.
-pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
-    let mut a = Attrs::default();
+/// Every span attribute the call determines, in the order they are written. `error` is `call.error_type()`.
+fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&str>) {
     let req = &call.request;
     let resp = &call.response;
     let route = call.route.as_ref();
@@ -182,7 +165,7 @@ pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
         a.int("server.port", call.server_port.map(u64::from));
     }
     a.int("http.response.status_code", call.http_status.map(u64::from));
-    a.str("error.type", call.error_type().as_deref());
+    a.str("error.type", error);
     if route.is_some_and(|r| r.provider == "openai" || r.provider == "azure.ai.openai") {
         a.str(
             "openai.api.type",
@@ -233,12 +216,8 @@ pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
         );
         a.strs("tollgate.redaction.types", &ev.findings.types);
     }
-    if !ev.flags.is_empty() {
-        let flags: Vec<String> = ev.flags.iter().map(|f| (*f).to_owned()).collect();
-        a.strs("tollgate.security.flags", &flags);
-    }
+    a.strs("tollgate.security.flags", &ev.flags);
     let _ = Semconv::Latest; // The latest-only names are metrics; span names are shared by both sets today.
-    a.0
 }
 
 /// Attributes whose values are protocol structure, never user text: everything else that is a string is
@@ -265,43 +244,6 @@ const STRUCTURAL_ATTRIBUTES: &[&str] = &[
     "gen_ai.system_instructions",
 ];
 
-fn scrub_value(v: &mut AnyValue, r: &crate::redact::Redactor, f: &mut crate::redact::Findings) {
-    match v.value.as_mut() {
-        Some(any_value::Value::StringValue(s)) => {
-            let (out, found) = r.redact(s);
-            if !found.is_empty() {
-                *s = out.into_owned();
-                f.merge(&found);
-            }
-        }
-        Some(any_value::Value::ArrayValue(arr)) => {
-            for x in &mut arr.values {
-                scrub_value(x, r, f);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Redact every string attribute (span and event attributes) that can carry user text — conversation ids,
-/// stop sequences, tool names, response ids — before the span is queued. Returns what was found.
-pub fn scrub(span: &mut Span, r: &crate::redact::Redactor) -> crate::redact::Findings {
-    let mut f = crate::redact::Findings::default();
-    let attrs = span
-        .attributes
-        .iter_mut()
-        .chain(span.events.iter_mut().flat_map(|e| e.attributes.iter_mut()));
-    for kv in attrs {
-        if STRUCTURAL_ATTRIBUTES.contains(&kv.key.as_str()) {
-            continue;
-        }
-        if let Some(v) = kv.value.as_mut() {
-            scrub_value(v, r, &mut f);
-        }
-    }
-    f
-}
-
 /// Span name per semconv: `{operation} {model}`, or the operation alone when the model is unknown.
 pub fn span_name(call: &Call) -> String {
     let op = call.route.as_ref().map_or("chat", |r| r.api.operation());
@@ -311,15 +253,57 @@ pub fn span_name(call: &Call) -> String {
     }
 }
 
-/// The OTLP span for a finished call.
-pub fn build_span(call: &Call, cfg: &Config) -> Span {
+/// The OTLP span for a finished call. With a redactor, every string attribute that can carry user text
+/// (conversation ids, stop sequences, tool names, response ids; span and event attributes) is redacted.
+pub fn build_span(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> Span {
+    build(call, cfg, redactor).0
+}
+
+/// [`build_span`], also returning what redaction found in the attributes.
+pub fn build(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> (Span, Findings) {
+    use proto::{bytes, opt_bytes, opt_fixed64, opt_varint};
     let error = call.error_type();
-    let events = call
-        .response
-        .tool_calls
-        .iter()
-        .map(|t| {
-            let mut a = Attrs::default();
+    let ids = &call.ids;
+    let mut buf = Vec::with_capacity(1024);
+    let b = &mut buf;
+    bytes(b, TRACE_ID, &ids.trace_id);
+    bytes(b, SPAN_ID, &ids.span_id);
+    opt_bytes(b, TRACE_STATE, ids.tracestate.as_bytes());
+    if let Some(p) = &ids.parent_span_id {
+        bytes(b, PARENT_SPAN_ID, p);
+    }
+    let op = call.route.as_ref().map_or("chat", |r| r.api.operation());
+    match call.request_model() {
+        Some(m) => {
+            proto::len_prefix(b, NAME, op.len() + 1 + m.len());
+            b.extend_from_slice(op.as_bytes());
+            b.push(b' ');
+            b.extend_from_slice(m.as_bytes());
+        }
+        None => opt_bytes(b, NAME, op.as_bytes()),
+    }
+    opt_varint(b, KIND, KIND_CLIENT);
+    opt_fixed64(b, START_TIME, call.start_ns);
+    opt_fixed64(b, END_TIME, call.end_ns.max(call.start_ns));
+    let mut a = Attrs {
+        buf: b,
+        field: ATTRIBUTES,
+        redactor,
+        findings: Findings::default(),
+    };
+    attributes(&mut a, call, cfg, error.as_deref());
+    let mut findings = a.findings;
+    for t in &call.response.tool_calls {
+        // `Span.Event { time_unix_nano = 1, name = 2, attributes = 3 }`.
+        proto::message(b, EVENTS, |e| {
+            opt_fixed64(e, 1, call.end_ns);
+            bytes(e, 2, b"gen_ai.tool.call");
+            let mut a = Attrs {
+                buf: e,
+                field: 3,
+                redactor,
+                findings: Findings::default(),
+            };
             a.str(
                 "gen_ai.tool.name",
                 Some(t.name.as_str()).filter(|s| !s.is_empty()),
@@ -328,50 +312,106 @@ pub fn build_span(call: &Call, cfg: &Config) -> Span {
                 "gen_ai.tool.call.id",
                 Some(t.id.as_str()).filter(|s| !s.is_empty()),
             );
-            span::Event {
-                time_unix_nano: call.end_ns,
-                name: "gen_ai.tool.call".to_owned(),
-                attributes: a.0,
-                dropped_attributes_count: 0,
-            }
-        })
-        .collect();
-    Span {
-        trace_id: call.ids.trace_id.to_vec(),
-        span_id: call.ids.span_id.to_vec(),
-        trace_state: call.ids.tracestate.clone(),
-        parent_span_id: call
-            .ids
-            .parent_span_id
-            .map(|p| p.to_vec())
-            .unwrap_or_default(),
-        flags: u32::from(call.ids.sampled)
-            | 0x100
-            | if call.ids.parent_span_id.is_some() {
-                0x200
-            } else {
+            findings.merge(&a.findings);
+        });
+    }
+    // `Status { message = 2, code = 3 }`, present (empty) even when unset.
+    match error.as_deref() {
+        Some(e) => {
+            let msg = if e.is_empty() {
                 0
-            },
-        name: span_name(call),
-        kind: span::SpanKind::Client as i32,
-        start_time_unix_nano: call.start_ns,
-        end_time_unix_nano: call.end_ns.max(call.start_ns),
-        attributes: attributes(call, cfg),
-        dropped_attributes_count: 0,
-        events,
-        dropped_events_count: 0,
-        links: Vec::new(),
-        dropped_links_count: 0,
-        status: Some(match error {
-            Some(e) => Status {
-                message: e,
-                code: status::StatusCode::Error as i32,
-            },
-            None => Status {
-                message: String::new(),
-                code: status::StatusCode::Unset as i32,
-            },
-        }),
+            } else {
+                proto::field_len(e.len())
+            };
+            proto::len_prefix(b, STATUS, msg + 2);
+            opt_bytes(b, 2, e.as_bytes());
+            opt_varint(b, 3, STATUS_ERROR);
+        }
+        None => proto::len_prefix(b, STATUS, 0),
+    }
+    let flags = u32::from(ids.sampled)
+        | 0x100
+        | if ids.parent_span_id.is_some() {
+            0x200
+        } else {
+            0
+        };
+    proto::tag(b, FLAGS, proto::FIXED32);
+    b.extend_from_slice(&flags.to_le_bytes());
+    (Span(buf), findings)
+}
+
+/// Test support: the span decoded with the official generated types.
+#[cfg(test)]
+pub fn decode(span: &Span) -> opentelemetry_proto::tonic::trace::v1::Span {
+    prost::Message::decode(span.as_bytes()).unwrap()
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+    use crate::call::{Call, Route};
+    use crate::redact::{RedactionConfig, Redactor};
+    use opentelemetry_proto::tonic::common::v1::any_value;
+
+    fn value(span: &Span, key: &str) -> Option<any_value::Value> {
+        decode(span)
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    }
+
+    #[test]
+    fn redaction_attributes_and_scrub() {
+        let mut call = Call {
+            route: Some(Route {
+                api: crate::call::Api::OpenAiChat,
+                provider: "openai".into(),
+                path_model: None,
+                path_stream: false,
+            }),
+            conversation_id: Some("jane@example.com".into()),
+            ..Default::default()
+        };
+        call.request.stop_sequences = vec!["call 555-123-4567".into()];
+        call.evidence.active = true;
+        call.evidence.findings.merge(
+            &Redactor::new(&RedactionConfig::default())
+                .unwrap()
+                .redact("a@example.com")
+                .1,
+        );
+        call.evidence.flags = vec!["prompt_injection.ignore_instructions"];
+        call.evidence.content = vec![("gen_ai.input.messages", "[]".into())];
+        let span = build_span(&call, &Config::default(), None);
+        assert_eq!(
+            value(&span, "tollgate.redaction.count"),
+            Some(any_value::Value::IntValue(1))
+        );
+        assert!(
+            matches!(value(&span, "tollgate.redaction.types"), Some(any_value::Value::ArrayValue(a)) if a.values.len() == 1)
+        );
+        assert!(value(&span, "tollgate.security.flags").is_some());
+        assert_eq!(
+            value(&span, "gen_ai.input.messages"),
+            Some(any_value::Value::StringValue("[]".into()))
+        );
+        let redactor = Redactor::new(&RedactionConfig::default()).unwrap();
+        let (span, f) = build(&call, &Config::default(), Some(&redactor));
+        assert_eq!(f.types, vec!["email", "phone"]);
+        assert_eq!(
+            value(&span, "gen_ai.conversation.id"),
+            Some(any_value::Value::StringValue("[REDACTED:EMAIL]".into()))
+        );
+        let bytes = format!("{:?}", decode(&span));
+        assert!(!bytes.contains("jane@") && !bytes.contains("555-123"));
+        let raw = String::from_utf8_lossy(span.as_bytes());
+        assert!(!raw.contains("jane@") && !raw.contains("555-123"));
+        assert_eq!(
+            value(&span, "gen_ai.provider.name"),
+            Some(any_value::Value::StringValue("openai".into()))
+        );
     }
 }
 
@@ -379,6 +419,7 @@ pub fn build_span(call: &Call, cfg: &Config) -> Span {
 mod tests {
     use super::*;
     use crate::call::Route;
+    use opentelemetry_proto::tonic::common::v1::any_value;
 
     fn api_type(api: Api, provider: &str) -> Option<String> {
         let call = Call {
@@ -390,7 +431,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        attributes(&call, &Config::default())
+        decode(&build_span(&call, &Config::default(), None))
+            .attributes
             .into_iter()
             .find(|kv| kv.key == "openai.api.type")
             .and_then(|kv| match kv.value?.value? {
