@@ -10,11 +10,12 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 
-struct Case {
-    name: String,
-    route: Route,
-    framing: Framing,
-    body: Vec<u8>,
+pub(super) struct Case {
+    pub(super) name: String,
+    pub(super) route: Route,
+    pub(super) framing: Framing,
+    pub(super) body: Vec<u8>,
+    pub(super) request_body: Vec<u8>,
 }
 
 fn body_of(resp: &Value) -> Vec<u8> {
@@ -52,7 +53,7 @@ fn body_of(resp: &Value) -> Vec<u8> {
     out
 }
 
-fn cases() -> Vec<Case> {
+pub(super) fn cases() -> Vec<Case> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testenv/fixtures");
     let mut out = Vec::new();
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
@@ -102,6 +103,7 @@ fn cases() -> Vec<Case> {
                 route,
                 framing,
                 body: body_of(resp),
+                request_body: req_body,
             });
         }
     }

@@ -23,6 +23,8 @@ pub mod openai_responses;
 mod corpus_test;
 #[cfg(test)]
 mod fixtures_test;
+#[cfg(test)]
+mod lenient_test;
 
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;

@@ -8,7 +8,7 @@
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
 use super::json::{
-    char_count, parse, prompt_hash, set_if_nonempty, Lenient, OneOrMany, TextContent,
+    char_count, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, TextContent,
 };
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -55,7 +55,7 @@ pub(crate) fn api_for_path(path: &str) -> Option<Api> {
 #[serde(default)]
 struct OpenAiRequest<'a> {
     #[serde(borrow)]
-    model: Lenient<Cow<'a, str>>,
+    model: LenientStr<'a>,
     stream: Lenient<bool>,
     temperature: Lenient<f64>,
     top_p: Lenient<f64>,
@@ -97,23 +97,23 @@ struct Tool<'a> {
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
-    name: Lenient<Cow<'a, str>>,
+    name: LenientStr<'a>,
     /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
-    arguments: Lenient<Cow<'a, str>>,
+    arguments: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ResponseFormat<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Message<'a> {
     #[serde(borrow)]
-    role: Lenient<Cow<'a, str>>,
+    role: LenientStr<'a>,
     content: Lenient<TextContent>,
 }
 
@@ -316,14 +316,14 @@ impl WireUsage {
 #[serde(default)]
 struct ChatResponse<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
-    model: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
+    model: LenientStr<'a>,
     /// `"error"` on vLLM's older top-level error body `{"object":"error","type":…,"code":400}`.
-    object: Lenient<Cow<'a, str>>,
+    object: LenientStr<'a>,
     #[serde(rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    service_tier: Lenient<Cow<'a, str>>,
-    system_fingerprint: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    service_tier: LenientStr<'a>,
+    system_fingerprint: LenientStr<'a>,
     choices: Lenient<Vec<Lenient<Choice<'a>>>>,
     usage: Lenient<WireUsage>,
     error: Lenient<ErrorBody<'a>>,
@@ -336,11 +336,11 @@ struct ChatResponse<'a> {
 struct Choice<'a> {
     index: Lenient<u64>,
     #[serde(borrow)]
-    finish_reason: Lenient<Cow<'a, str>>,
+    finish_reason: LenientStr<'a>,
     message: Lenient<ChoiceMessage<'a>>,
     delta: Lenient<ChoiceMessage<'a>>,
     /// Legacy Completions (and Mistral FIM in its completion form).
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -349,7 +349,7 @@ struct ChoiceMessage<'a> {
     /// A string for OpenAI; Mistral may send a list of typed parts.
     content: Lenient<TextContent>,
     #[serde(borrow)]
-    refusal: Lenient<Cow<'a, str>>,
+    refusal: LenientStr<'a>,
     tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
 }
 
@@ -357,7 +357,7 @@ struct ChoiceMessage<'a> {
 #[serde(default)]
 struct WireToolCall<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
     function: Lenient<Named<'a>>,
 }
 
@@ -365,8 +365,8 @@ struct WireToolCall<'a> {
 #[serde(default)]
 pub(crate) struct ErrorBody<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    code: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    code: LenientStr<'a>,
 }
 
 impl ErrorBody<'_> {
