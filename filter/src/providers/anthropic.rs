@@ -57,8 +57,8 @@ struct MessagesRequest<'a> {
     stop_sequences: Lenient<OneOrMany>,
     stream: Lenient<bool>,
     tools: Lenient<Vec<Lenient<Named<'a>>>>,
-    system: Lenient<TextContent>,
-    messages: Lenient<Vec<Lenient<Message>>>,
+    system: Lenient<TextContent<'a>>,
+    messages: Lenient<Vec<Lenient<Message<'a>>>>,
     thinking: Lenient<Thinking<'a>>,
     output_config: Lenient<OutputConfig<'a>>,
 }
@@ -72,8 +72,9 @@ struct Named<'a> {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Message {
-    content: Lenient<TextContent>,
+struct Message<'a> {
+    #[serde(borrow)]
+    content: Lenient<TextContent<'a>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -70,7 +70,7 @@ struct ResponseFormat<'a> {
 struct Message<'a> {
     #[serde(borrow)]
     role: LenientStr<'a>,
-    content: Lenient<TextContent>,
+    content: Lenient<TextContent<'a>>,
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {

@@ -429,9 +429,10 @@ impl<'de> Visitor<'de> for OneOrManyVisitor {
 }
 
 /// Text content written either as a string or as a list of typed parts (`[{"type":"text","text":…}]`).
-/// Only text parts are kept; their texts are joined with "\n". Any other value is empty text.
+/// Only text parts are kept; their texts are joined with "\n". Any other value is empty text. Borrowed from
+/// the body when it is one string (or one text part) without escapes.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct TextContent(pub String);
+pub struct TextContent<'a>(pub Cow<'a, str>);
 
 #[derive(Deserialize)]
 struct TextPart<'a> {
@@ -439,81 +440,96 @@ struct TextPart<'a> {
     text: LenientStr<'a>,
 }
 
-impl<'de> Deserialize<'de> for TextContent {
+impl<'de: 'a, 'a> Deserialize<'de> for TextContent<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if two_pass() {
             let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
             let text = raw.get();
             if text.starts_with('"') {
                 let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-                return Ok(TextContent(s));
+                return Ok(TextContent(Cow::Owned(s)));
             }
             if text.starts_with('[') {
-                let parts: Vec<Lenient<TextPart<'_>>> =
+                let parts: Vec<Lenient<TextPart<'de>>> =
                     serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-                return Ok(join_parts(parts.into_iter().filter_map(Lenient::get)));
+                let mut out = TextContent::default();
+                for part in parts.into_iter().filter_map(Lenient::get) {
+                    out.push_part(part);
+                }
+                return Ok(out);
             }
-            return Ok(TextContent(String::new()));
+            return Ok(TextContent::default());
         }
-        d.deserialize_any(TextContentVisitor)
+        d.deserialize_any(TextContentVisitor(PhantomData))
     }
 }
 
-fn join_parts<'a>(parts: impl Iterator<Item = TextPart<'a>>) -> TextContent {
-    let mut out = String::new();
-    for part in parts {
+impl<'a> TextContent<'a> {
+    fn push_part(&mut self, part: TextPart<'a>) {
         if let Some(t) = part.text.get() {
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(&t);
+            join_line(&mut self.0, t);
         }
     }
-    TextContent(out)
 }
 
-struct TextContentVisitor;
+/// Append `text` to `acc` on a new line; an empty `acc` takes `text` as it is (borrowed stays borrowed).
+pub fn join_line<'a>(acc: &mut Cow<'a, str>, text: Cow<'a, str>) {
+    if acc.is_empty() {
+        *acc = text;
+    } else {
+        let out = acc.to_mut();
+        out.push('\n');
+        out.push_str(&text);
+    }
+}
 
-impl<'de> Visitor<'de> for TextContentVisitor {
-    type Value = TextContent;
+struct TextContentVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TextContentVisitor<'a> {
+    type Value = TextContent<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("text or a list of text parts")
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<TextContent, E> {
-        Ok(TextContent(v.to_owned()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(TextContent(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<TextContent, E> {
-        Ok(TextContent(v))
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(TextContent(Cow::Owned(v.to_owned())))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TextContent, A::Error> {
-        let mut parts = Vec::new();
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(TextContent(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = TextContent::default();
         while let Some(p) = seq.next_element::<Lenient<TextPart<'de>>>()? {
-            parts.extend(p.get());
+            if let Some(p) = p.get() {
+                out.push_part(p);
+            }
         }
-        Ok(join_parts(parts.into_iter()))
+        Ok(out)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextContent, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         drain_map(&mut map)?;
         Ok(TextContent::default())
     }
-    fn visit_unit<E>(self) -> Result<TextContent, E> {
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(TextContent::default())
     }
-    fn visit_none<E>(self) -> Result<TextContent, E> {
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
         Ok(TextContent::default())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<TextContent, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
         Ok(TextContent::default())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<TextContent, E> {
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
         Ok(TextContent::default())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<TextContent, E> {
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
         Ok(TextContent::default())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<TextContent, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
         Ok(TextContent::default())
     }
 }
@@ -539,20 +555,26 @@ const HEX: [u8; 16] = *b"0123456789abcdef";
 /// Parse `body` as `T`; None on any error (never panics, never partially fails). One pass over the bytes;
 /// a second, value by value, only when the first met an error it could not contain (see `TwoPass`).
 pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
-    match serde_json::from_slice(body) {
-        Ok(v) => Some(v),
-        Err(_) if !two_pass() => {
-            let _mode = TwoPass::enter();
-            let v = serde_json::from_slice(body).ok();
-            #[cfg(test)]
-            SECOND_PASSES.with(|n| {
-                let (all, failed) = n.get();
-                n.set((all + 1, failed + u64::from(v.is_none())));
-            });
-            v
-        }
-        Err(_) => None,
+    if two_pass() {
+        return serde_json::from_slice(body).ok();
     }
+    // A body that is valid UTF-8 as a whole (all but broken ones) is checked once here rather than string
+    // by string inside the parser. The others are read as bytes: strings the reader skips may be invalid.
+    let first = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    if let Ok(v) = first {
+        return Some(v);
+    }
+    let _mode = TwoPass::enter();
+    let v = serde_json::from_slice(body).ok();
+    #[cfg(test)]
+    SECOND_PASSES.with(|n| {
+        let (all, failed) = n.get();
+        n.set((all + 1, failed + u64::from(v.is_none())));
+    });
+    v
 }
 
 /// Run `f` with the old value-by-value reader only: the reference the single pass must agree with.
@@ -592,16 +614,17 @@ mod tests {
 
     #[derive(Deserialize, Default)]
     #[serde(default)]
-    struct T {
+    struct T<'a> {
         a: Lenient<u64>,
         b: Lenient<String>,
         stop: Lenient<OneOrMany>,
-        c: Lenient<TextContent>,
+        #[serde(borrow)]
+        c: Lenient<TextContent<'a>>,
     }
 
     #[test]
     fn wrong_type_is_local() {
-        let t: T = parse(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#)
+        let t: T<'_> = parse(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#)
             .unwrap();
         assert_eq!(t.a.0, None);
         assert_eq!(t.b.0.as_deref(), Some("ok"));
@@ -626,7 +649,7 @@ mod tests {
         b: Lenient<bool>,
         s: Lenient<String>,
         stop: Lenient<OneOrMany>,
-        text: Lenient<TextContent>,
+        text: Lenient<TextContent<'a>>,
         choices: Lenient<Vec<Lenient<Choice<'a>>>>,
         usage: Lenient<Usage>,
         any: Lenient<IgnoredAny>,
@@ -644,7 +667,8 @@ mod tests {
     #[derive(Deserialize, Default, Debug, PartialEq)]
     #[serde(default)]
     struct Message<'a> {
-        content: Lenient<TextContent>,
+        #[serde(borrow)]
+        content: Lenient<TextContent<'a>>,
         #[serde(borrow)]
         tool_calls: Lenient<Vec<Lenient<ToolCall<'a>>>>,
     }
@@ -707,7 +731,7 @@ mod tests {
             (None, None, None, None, None, None, None)
         );
         // Text content of another type is empty text (as before), not absent.
-        assert_eq!(d.text.0, Some(TextContent(String::new())));
+        assert_eq!(d.text.0, Some(TextContent::default()));
         let u = d.usage.0.unwrap();
         assert_eq!((u.prompt_tokens.0, u.completion_tokens.0), (None, Some(2)));
         assert_eq!(u.details.0.unwrap().cached_tokens.0, None);
@@ -743,7 +767,7 @@ mod tests {
         let d = one_pass(r#"{"choices":{"0":{"index":0}},"usage":[],"text":{"text":"t"},"s":{}}"#);
         assert_eq!(d.choices.0, None);
         assert_eq!(d.usage.0, Some(Usage::default()));
-        assert_eq!(d.text.0, Some(TextContent(String::new())));
+        assert_eq!(d.text.0, Some(TextContent::default()));
         assert_eq!(d.s.0, None);
     }
 
@@ -918,6 +942,11 @@ mod tests {
         ] {
             assert_eq!(read(body).0, None, "{body:?}");
         }
+        // Bytes that are not UTF-8: a string read is an error, as before; one skipped is not.
         assert_eq!(parse::<Doc<'_>>(b"{\"id\":\"\xff\"}"), None);
+        let body = b"{\"zz\":\"\xff\",\"id\":\"a\"}";
+        let d = parse::<Doc<'_>>(body).unwrap();
+        assert_eq!(d.id.0.as_deref(), Some("a"));
+        assert_eq!(Some(d), with_two_pass(|| parse::<Doc<'_>>(body)));
     }
 }

@@ -57,7 +57,7 @@ struct Options {
 struct Message<'a> {
     #[serde(borrow)]
     role: LenientStr<'a>,
-    content: Lenient<TextContent>,
+    content: Lenient<TextContent<'a>>,
 }
 
 #[derive(Deserialize, Default)]

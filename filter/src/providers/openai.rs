@@ -8,7 +8,8 @@
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
 use super::json::{
-    char_count, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, TextContent,
+    char_count, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany,
+    TextContent,
 };
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -114,7 +115,7 @@ struct ResponseFormat<'a> {
 struct Message<'a> {
     #[serde(borrow)]
     role: LenientStr<'a>,
-    content: Lenient<TextContent>,
+    content: Lenient<TextContent<'a>>,
 }
 
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
@@ -159,7 +160,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         Some("text") => Some("text"),
         _ => None,
     };
-    let mut system = String::new();
+    let mut system = Cow::Borrowed("");
     let mut chars: u64 = 0;
     for m in r
         .messages
@@ -171,10 +172,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         let text = m.content.get().map(|c| c.0).unwrap_or_default();
         chars = chars.saturating_add(char_count(&text));
         if matches!(m.role.get().as_deref(), Some("system" | "developer")) {
-            if !system.is_empty() {
-                system.push('\n');
-            }
-            system.push_str(&text);
+            join_line(&mut system, text);
         }
     }
     let texts = match route.api {
@@ -347,7 +345,7 @@ struct Choice<'a> {
 #[serde(default)]
 struct ChoiceMessage<'a> {
     /// A string for OpenAI; Mistral may send a list of typed parts.
-    content: Lenient<TextContent>,
+    content: Lenient<TextContent<'a>>,
     #[serde(borrow)]
     refusal: LenientStr<'a>,
     tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,

@@ -25,7 +25,7 @@ struct ResponsesRequest<'a> {
     temperature: Lenient<f64>,
     top_p: Lenient<f64>,
     service_tier: Lenient<String>,
-    instructions: Lenient<TextContent>,
+    instructions: Lenient<TextContent<'a>>,
     input: Lenient<Input>,
     tools: Lenient<Vec<Lenient<RequestTool<'a>>>>,
     reasoning: Lenient<Reasoning>,
@@ -73,14 +73,18 @@ struct InputItem<'a> {
     #[serde(borrow)]
     role: LenientStr<'a>,
     /// A string or a list of `input_text` parts (`{"type":"input_text","text":…}`).
-    content: Lenient<TextContent>,
+    content: Lenient<TextContent<'a>>,
 }
 
 impl Input {
     fn push_items<'a>(&mut self, items: impl Iterator<Item = InputItem<'a>>) {
         for item in items {
             let role = item.role.get().map(Cow::into_owned).unwrap_or_default();
-            let content = item.content.get().map(|c| c.0).unwrap_or_default();
+            let content = item
+                .content
+                .get()
+                .map(|c| c.0.into_owned())
+                .unwrap_or_default();
             self.messages.push((role, content));
         }
     }
@@ -194,7 +198,11 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         Some("text") => Some("text"),
         _ => None,
     };
-    let mut system = r.instructions.get().map(|t| t.0).unwrap_or_default();
+    let mut system = r
+        .instructions
+        .get()
+        .map(|t| t.0.into_owned())
+        .unwrap_or_default();
     let mut chars = char_count(&system);
     for (role, text) in r.input.get().map(|i| i.messages).unwrap_or_default() {
         chars = chars.saturating_add(char_count(&text));
