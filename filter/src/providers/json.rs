@@ -10,7 +10,7 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -534,8 +534,37 @@ impl<'de: 'a, 'a> Visitor<'de> for TextContentVisitor<'a> {
     }
 }
 
+/// System prompts up to this size are remembered with their hash (see `prompt_hash`).
+const PROMPT_MEMO_MAX: usize = 32 * 1024;
+
+thread_local! {
+    /// The last system prompt hashed and its hash. Applications send the same system prompt call after
+    /// call, often many KiB of it (agents): comparing it costs a memcmp, hashing it ~55 instructions a byte.
+    static LAST_PROMPT: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+}
+
 /// SHA-256 of `text`, first 16 hex characters (64 bits): enough to correlate prompts, useless to reverse.
 pub fn prompt_hash(text: &str) -> String {
+    if text.is_empty() || text.len() > PROMPT_MEMO_MAX {
+        return sha256_prefix(text);
+    }
+    LAST_PROMPT.with(|memo| {
+        let Ok(mut memo) = memo.try_borrow_mut() else {
+            return sha256_prefix(text);
+        };
+        let (last, hash) = &mut *memo;
+        if !hash.is_empty() && last.as_str() == text {
+            return hash.clone();
+        }
+        let fresh = sha256_prefix(text);
+        last.clear();
+        last.push_str(text);
+        hash.clone_from(&fresh);
+        fresh
+    })
+}
+
+fn sha256_prefix(text: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(text.as_bytes());
     let mut out = String::with_capacity(16);
@@ -635,6 +664,16 @@ mod tests {
     #[test]
     fn hash_is_stable_prefix() {
         assert_eq!(prompt_hash(""), "e3b0c44298fc1c14");
+    }
+
+    #[test]
+    fn remembered_prompt_hashes_are_the_hashes() {
+        let long = "x".repeat(PROMPT_MEMO_MAX + 1);
+        for text in ["a", "a", "b", "a", "", "ab", "a", &long, &long, "a"] {
+            assert_eq!(prompt_hash(text), sha256_prefix(text), "{}", text.len());
+        }
+        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
+        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
     }
 
     /// A response-shaped document with every kind of lenient field.
