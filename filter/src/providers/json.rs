@@ -588,13 +588,12 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
         return serde_json::from_slice(body).ok();
     }
     // A body that is valid UTF-8 as a whole (all but broken ones) is checked once here rather than string
-    // by string inside the parser. The others are read as bytes: strings the reader skips may be invalid.
-    let first = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(body),
-    };
-    if let Ok(v) = first {
-        return Some(v);
+    // by string inside the parser. The others go to the two pass reader: its raw values reject bytes that
+    // are not UTF-8 even inside strings that no field reads, and the single pass would not.
+    if let Ok(text) = std::str::from_utf8(body) {
+        if let Ok(v) = serde_json::from_str(text) {
+            return Some(v);
+        }
     }
     let _mode = TwoPass::enter();
     let v = serde_json::from_slice(body).ok();
@@ -606,9 +605,10 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
     v
 }
 
-/// Run `f` with the old value-by-value reader only: the reference the single pass must agree with.
-#[cfg(test)]
-pub(crate) fn with_two_pass<R>(f: impl FnOnce() -> R) -> R {
+/// Run `f` with the old value-by-value reader only: the reference the single pass must agree with (unit
+/// tests and the `lenient` fuzz target).
+#[doc(hidden)]
+pub fn with_two_pass<R>(f: impl FnOnce() -> R) -> R {
     let _mode = TwoPass::enter();
     f()
 }
@@ -981,11 +981,15 @@ mod tests {
         ] {
             assert_eq!(read(body).0, None, "{body:?}");
         }
-        // Bytes that are not UTF-8: a string read is an error, as before; one skipped is not.
+        // Bytes that are not UTF-8: a string read is an error, as before; one skipped is not, unless it is
+        // inside a lenient value (whose raw text must be UTF-8): found by the `lenient` fuzz target.
         assert_eq!(parse::<Doc<'_>>(b"{\"id\":\"\xff\"}"), None);
         let body = b"{\"zz\":\"\xff\",\"id\":\"a\"}";
         let d = parse::<Doc<'_>>(body).unwrap();
         assert_eq!(d.id.0.as_deref(), Some("a"));
         assert_eq!(Some(d), with_two_pass(|| parse::<Doc<'_>>(body)));
+        let body = b"{\"usage\":{\"zz\":\"\xff\",\"prompt_tokens\":1},\"id\":\"a\"}";
+        assert_eq!(parse::<Doc<'_>>(body), None);
+        assert_eq!(with_two_pass(|| parse::<Doc<'_>>(body)), None);
     }
 }

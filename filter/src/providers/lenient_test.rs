@@ -310,3 +310,30 @@ fn odd_values_anywhere_read_as_the_two_pass_reader_reads_them() {
         second - start
     );
 }
+
+/// Found by the `lenient` fuzz target: a byte that is not UTF-8 inside a string no field reads, inside a
+/// lenient value (`error.message`). The value-by-value reader rejects the whole body; so must the new one.
+#[test]
+fn not_utf8_inside_a_lenient_value() {
+    let body = b"{\"error\":{\"message\":\"The server had an error w\xffile processing\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+    for api in crate::call::Api::ALL {
+        let route = Route {
+            api,
+            provider: "openai".to_owned(),
+            path_model: None,
+            path_stream: false,
+        };
+        let frames = [OwnedFrame::Json(body.to_vec())];
+        let framing = Framing::Whole;
+        assert_eq!(
+            read_frames(&route, framing, &frames),
+            with_two_pass(|| read_frames(&route, framing, &frames)),
+            "{api:?}"
+        );
+        assert_eq!(
+            read_request(&route, body),
+            with_two_pass(|| read_request(&route, body)),
+            "{api:?}"
+        );
+    }
+}
