@@ -44,6 +44,12 @@ def main():
             framing = FRAMING.get(ct, 3 if "stream" in name and fx["api"] == "gemini" else 0)
             put("providers", bytes([api, framing]) + body)
             put("providers", bytes([api, 0]) + req)
+            put("lenient", bytes([api, framing]) + body)
+            put("lenient", bytes([api, 0]) + req)
+            if framing == 1:
+                for line in body.split(b"\n"):
+                    if line.startswith(b"data:"):
+                        put("lenient", bytes([api, 0]) + line[5:].strip())
             target = {1: "sse", 2: "ndjson", 3: "json_array", 4: "eventstream"}.get(framing)
             if target:
                 put(target, bytes([7]) + body)

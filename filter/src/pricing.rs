@@ -33,28 +33,45 @@ pub struct Pricing {
     entries: Vec<(String, Price)>,
 }
 
-/// Case-insensitive glob with `*` (any run of characters) — `gpt-4o*` covers dated snapshots.
+/// Case-insensitive glob with `*` (any run of characters) — `gpt-4o*` covers dated snapshots. ASCII case is
+/// folded byte by byte, without building lowercase copies: it runs for every price entry on every call.
 pub fn model_matches(pattern: &str, model: &str) -> bool {
-    let p = pattern.to_ascii_lowercase();
-    let m = model.to_ascii_lowercase();
-    let parts: Vec<&str> = p.split('*').collect();
-    if parts.len() == 1 {
-        return p == m;
+    let (p, m) = (pattern.as_bytes(), model.as_bytes());
+    let mut parts = p.split(|&b| b == b'*').peekable();
+    let first = parts.next().unwrap_or_default();
+    if parts.peek().is_none() {
+        return p.eq_ignore_ascii_case(m);
     }
-    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+    let Some(mut rest) = strip_prefix_ci(m, first) else {
         return false;
     };
-    let Some(mut rest) = m.strip_prefix(first) else {
-        return false;
-    };
-    let middle = parts.get(1..parts.len() - 1).unwrap_or_default();
-    for part in middle {
-        match rest.find(part) {
-            Some(i) => rest = rest.get(i + part.len()..).unwrap_or(""),
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return rest.len() >= part.len()
+                && rest
+                    .get(rest.len() - part.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(part));
+        }
+        match find_ci(rest, part) {
+            Some(i) => rest = rest.get(i + part.len()..).unwrap_or_default(),
             None => return false,
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+    true
+}
+
+fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, tail) = s.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(tail)
+}
+
+/// The first position of `needle` in `hay`, ASCII case folded.
+fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Exact names beat patterns; among patterns, more literal characters beat fewer.
@@ -189,6 +206,87 @@ pub fn call_cost(pricing: &Pricing, call: &crate::call::Call) -> Option<f64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The allocating matcher `model_matches` replaced (lowercase copies, `str::find`).
+    fn model_matches_reference(pattern: &str, model: &str) -> bool {
+        let p = pattern.to_ascii_lowercase();
+        let m = model.to_ascii_lowercase();
+        let parts: Vec<&str> = p.split('*').collect();
+        if parts.len() == 1 {
+            return p == m;
+        }
+        let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+            return false;
+        };
+        let Some(mut rest) = m.strip_prefix(first) else {
+            return false;
+        };
+        for part in &parts[1..parts.len() - 1] {
+            match rest.find(part) {
+                Some(i) => rest = &rest[i + part.len()..],
+                None => return false,
+            }
+        }
+        rest.len() >= last.len() && rest.ends_with(last)
+    }
+
+    #[test]
+    fn glob_matches_the_reference_matcher() {
+        let patterns = [
+            "",
+            "*",
+            "**",
+            "gpt-4o",
+            "GPT-4o*",
+            "*mini",
+            "*sonnet*",
+            "a*b*c",
+            "a**c",
+            "*a*a*",
+            "é*",
+            "*É*",
+            "claude-3-5-*-v1:0",
+            "x*",
+            "*x",
+            "ab*ba",
+            "aba*aba",
+            "*-v2*",
+            "Ä*ß",
+        ];
+        let models = [
+            "",
+            "a",
+            "gpt-4o",
+            "GPT-4O-2024-08-06",
+            "gpt-4o-mini",
+            "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "abc",
+            "aXbXc",
+            "ac",
+            "aa",
+            "aaa",
+            "ababa",
+            "aba",
+            "abaaba",
+            "é",
+            "éa",
+            "É",
+            "xx",
+            "ab-v2-ba",
+            "äSS",
+            "Äß",
+            "claude-3-5-haiku-v1:0",
+        ];
+        for p in patterns {
+            for m in models {
+                assert_eq!(
+                    model_matches(p, m),
+                    model_matches_reference(p, m),
+                    "{p:?} {m:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn globs() {

@@ -3,7 +3,7 @@
 //! Bedrock InvokeModel for Claude (see `bedrock.rs`, which reuses `request`, `response` and `event`).
 
 use super::json::{
-    count_chars, parse, prompt_hash, set_if_nonempty, Lenient, OneOrMany, TextContent,
+    count_chars, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, TextContent,
 };
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -49,7 +49,7 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
 #[serde(default)]
 struct MessagesRequest<'a> {
     #[serde(borrow)]
-    model: Lenient<Cow<'a, str>>,
+    model: LenientStr<'a>,
     max_tokens: Lenient<u64>,
     temperature: Lenient<f64>,
     top_p: Lenient<f64>,
@@ -57,8 +57,8 @@ struct MessagesRequest<'a> {
     stop_sequences: Lenient<OneOrMany>,
     stream: Lenient<bool>,
     tools: Lenient<Vec<Lenient<Named<'a>>>>,
-    system: Lenient<TextContent>,
-    messages: Lenient<Vec<Lenient<Message>>>,
+    system: Lenient<TextContent<'a>>,
+    messages: Lenient<Vec<Lenient<Message<'a>>>>,
     thinking: Lenient<Thinking<'a>>,
     output_config: Lenient<OutputConfig<'a>>,
 }
@@ -67,27 +67,28 @@ struct MessagesRequest<'a> {
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
-    name: Lenient<Cow<'a, str>>,
+    name: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Message {
-    content: Lenient<TextContent>,
+struct Message<'a> {
+    #[serde(borrow)]
+    content: Lenient<TextContent<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Thinking<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct OutputConfig<'a> {
     #[serde(borrow)]
-    effort: Lenient<Cow<'a, str>>,
+    effort: LenientStr<'a>,
 }
 
 /// Read a Messages request. On Vertex (and Bedrock) the model and the stream flag come from the URL; a
@@ -197,11 +198,11 @@ impl WireUsage {
 #[serde(default)]
 struct MessageBody<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    id: Lenient<Cow<'a, str>>,
-    model: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    id: LenientStr<'a>,
+    model: LenientStr<'a>,
     content: Lenient<Vec<Lenient<Block<'a>>>>,
-    stop_reason: Lenient<Cow<'a, str>>,
+    stop_reason: LenientStr<'a>,
     usage: Lenient<WireUsage>,
     error: Lenient<ErrorBody<'a>>,
 }
@@ -210,18 +211,18 @@ struct MessageBody<'a> {
 #[serde(default)]
 struct Block<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    id: Lenient<Cow<'a, str>>,
-    name: Lenient<Cow<'a, str>>,
-    text: Lenient<Cow<'a, str>>,
-    thinking: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    id: LenientStr<'a>,
+    name: LenientStr<'a>,
+    text: LenientStr<'a>,
+    thinking: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ErrorBody<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
 }
 
 fn apply_error(e: Option<ErrorBody<'_>>, resp: &mut Response) {
@@ -297,7 +298,7 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 #[serde(default)]
 struct StreamEvent<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
     message: Lenient<MessageBody<'a>>,
     content_block: Lenient<Block<'a>>,
     delta: Lenient<Delta<'a>>,
@@ -309,10 +310,10 @@ struct StreamEvent<'a> {
 #[serde(default)]
 struct Delta<'a> {
     #[serde(borrow)]
-    text: Lenient<Cow<'a, str>>,
-    partial_json: Lenient<Cow<'a, str>>,
-    thinking: Lenient<Cow<'a, str>>,
-    stop_reason: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
+    partial_json: LenientStr<'a>,
+    thinking: LenientStr<'a>,
+    stop_reason: LenientStr<'a>,
 }
 
 /// One Messages stream event (the JSON `data` of an SSE event, or a decoded Bedrock chunk).

@@ -6,7 +6,7 @@
 use super::anthropic;
 use super::gemini::percent_decode;
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient};
+use super::json::{parse, prompt_hash, Lenient, LenientStr};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -69,7 +69,7 @@ struct Message<'a> {
 #[serde(default)]
 struct Block<'a> {
     #[serde(borrow)]
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
     #[serde(rename = "toolUse")]
     tool_use: Lenient<ToolUse<'a>>,
     #[serde(rename = "reasoningContent")]
@@ -80,17 +80,17 @@ struct Block<'a> {
 #[serde(default)]
 struct ToolUse<'a> {
     #[serde(borrow, rename = "toolUseId")]
-    id: Lenient<Cow<'a, str>>,
-    name: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
+    name: LenientStr<'a>,
     /// A string of partial JSON in stream deltas.
-    input: Lenient<Cow<'a, str>>,
+    input: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Reasoning<'a> {
     #[serde(borrow)]
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
     #[serde(rename = "reasoningText")]
     reasoning_text: Lenient<ReasoningText<'a>>,
 }
@@ -99,7 +99,7 @@ struct Reasoning<'a> {
 #[serde(default)]
 struct ReasoningText<'a> {
     #[serde(borrow)]
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -132,7 +132,7 @@ struct ToolEntry<'a> {
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
-    name: Lenient<Cow<'a, str>>,
+    name: LenientStr<'a>,
 }
 
 /// Model-specific parameters Converse passes through; top_k is the one semconv names.
@@ -251,12 +251,12 @@ struct ConverseResponse<'a> {
     #[serde(borrow)]
     output: Lenient<Output<'a>>,
     #[serde(rename = "stopReason")]
-    stop_reason: Lenient<Cow<'a, str>>,
+    stop_reason: LenientStr<'a>,
     usage: Lenient<WireUsage>,
     /// AWS JSON error bodies sometimes name their type (`ThrottlingException`, or a
     /// `namespace#ThrottlingException` shape id); usually the type is only in `x-amzn-errortype`.
     #[serde(rename = "__type")]
-    error_type: Lenient<Cow<'a, str>>,
+    error_type: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -359,10 +359,10 @@ struct StreamPayload<'a> {
     start: Lenient<Block<'a>>,
     delta: Lenient<Block<'a>>,
     #[serde(rename = "stopReason")]
-    stop_reason: Lenient<Cow<'a, str>>,
+    stop_reason: LenientStr<'a>,
     usage: Lenient<WireUsage>,
     /// InvokeModelWithResponseStream `chunk` events: the model's own event, base64-encoded.
-    bytes: Lenient<Cow<'a, str>>,
+    bytes: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]

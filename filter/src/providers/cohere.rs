@@ -1,7 +1,7 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
+use super::json::{parse, prompt_hash, Lenient, LenientStr, OneOrMany, TextContent};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -29,7 +29,7 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
 #[serde(default)]
 struct ChatRequest<'a> {
     #[serde(borrow)]
-    model: Lenient<Cow<'a, str>>,
+    model: LenientStr<'a>,
     stream: Lenient<bool>,
     max_tokens: Lenient<u64>,
     temperature: Lenient<f64>,
@@ -55,22 +55,22 @@ struct Tool<'a> {
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
-    name: Lenient<Cow<'a, str>>,
+    name: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ResponseFormat<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Message<'a> {
     #[serde(borrow)]
-    role: Lenient<Cow<'a, str>>,
-    content: Lenient<TextContent>,
+    role: LenientStr<'a>,
+    content: Lenient<TextContent<'a>>,
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
@@ -166,8 +166,8 @@ impl WireUsage {
 #[serde(default)]
 struct ChatResponse<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
-    finish_reason: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
+    finish_reason: LenientStr<'a>,
     message: Lenient<AssistantMessage<'a>>,
     usage: Lenient<WireUsage>,
 }
@@ -184,14 +184,14 @@ struct AssistantMessage<'a> {
 #[serde(default)]
 struct ContentPart<'a> {
     #[serde(borrow)]
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct WireToolCall<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
     function: Lenient<Named<'a>>,
 }
 
@@ -249,8 +249,8 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 #[serde(default)]
 struct StreamEvent<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    id: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    id: LenientStr<'a>,
     delta: Lenient<StreamDelta<'a>>,
 }
 
@@ -259,7 +259,7 @@ struct StreamEvent<'a> {
 struct StreamDelta<'a> {
     #[serde(borrow)]
     message: Lenient<DeltaMessage<'a>>,
-    finish_reason: Lenient<Cow<'a, str>>,
+    finish_reason: LenientStr<'a>,
     usage: Lenient<WireUsage>,
 }
 
@@ -269,7 +269,7 @@ struct StreamDelta<'a> {
 struct DeltaMessage<'a> {
     #[serde(borrow)]
     content: Lenient<ContentPart<'a>>,
-    tool_plan: Lenient<Cow<'a, str>>,
+    tool_plan: LenientStr<'a>,
     tool_calls: Lenient<WireToolCall<'a>>,
 }
 

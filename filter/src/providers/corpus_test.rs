@@ -15,6 +15,7 @@ pub(super) struct Case {
     pub(super) route: Route,
     pub(super) framing: Framing,
     pub(super) body: Vec<u8>,
+    pub(super) request_body: Vec<u8>,
 }
 
 fn body_of(resp: &Value) -> Vec<u8> {
@@ -102,6 +103,7 @@ pub(super) fn cases() -> Vec<Case> {
                 route,
                 framing,
                 body: body_of(resp),
+                request_body: req_body,
             });
         }
     }

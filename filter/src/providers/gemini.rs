@@ -7,7 +7,7 @@
 //! `apply_chunk`.
 
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient};
+use super::json::{parse, prompt_hash, Lenient, LenientStr};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -100,7 +100,7 @@ struct Content<'a> {
 #[serde(default)]
 struct Part<'a> {
     #[serde(borrow)]
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
     #[serde(rename = "functionCall", alias = "function_call")]
     function_call: Lenient<FunctionCall<'a>>,
 }
@@ -109,8 +109,8 @@ struct Part<'a> {
 #[serde(default)]
 struct FunctionCall<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
-    name: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
+    name: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -133,7 +133,7 @@ struct GenerationConfig<'a> {
     #[serde(rename = "frequencyPenalty", alias = "frequency_penalty")]
     frequency_penalty: Lenient<f64>,
     #[serde(borrow, rename = "responseMimeType", alias = "response_mime_type")]
-    response_mime_type: Lenient<Cow<'a, str>>,
+    response_mime_type: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -151,7 +151,7 @@ struct Tool<'a> {
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
-    name: Lenient<Cow<'a, str>>,
+    name: LenientStr<'a>,
 }
 
 fn content_text(c: Content<'_>) -> String {
@@ -238,9 +238,9 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
 #[serde(default)]
 struct GenerateResponse<'a> {
     #[serde(borrow, rename = "responseId", alias = "response_id")]
-    response_id: Lenient<Cow<'a, str>>,
+    response_id: LenientStr<'a>,
     #[serde(rename = "modelVersion", alias = "model_version")]
-    model_version: Lenient<Cow<'a, str>>,
+    model_version: LenientStr<'a>,
     candidates: Lenient<Vec<Lenient<Candidate<'a>>>>,
     #[serde(rename = "promptFeedback", alias = "prompt_feedback")]
     prompt_feedback: Lenient<PromptFeedback<'a>>,
@@ -254,7 +254,7 @@ struct GenerateResponse<'a> {
 struct Candidate<'a> {
     index: Lenient<u64>,
     #[serde(borrow, rename = "finishReason", alias = "finish_reason")]
-    finish_reason: Lenient<Cow<'a, str>>,
+    finish_reason: LenientStr<'a>,
     content: Lenient<Content<'a>>,
 }
 
@@ -262,7 +262,7 @@ struct Candidate<'a> {
 #[serde(default)]
 struct PromptFeedback<'a> {
     #[serde(borrow, rename = "blockReason", alias = "block_reason")]
-    block_reason: Lenient<Cow<'a, str>>,
+    block_reason: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -314,7 +314,7 @@ impl UsageMetadata {
 #[serde(default)]
 struct ErrorBody<'a> {
     #[serde(borrow)]
-    status: Lenient<Cow<'a, str>>,
+    status: LenientStr<'a>,
     code: Lenient<i64>,
 }
 

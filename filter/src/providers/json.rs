@@ -1,9 +1,75 @@
 //! Lenient JSON helpers shared by the providers. Provider bodies change often and clients send odd types;
 //! one unexpected field must never cost us the rest of the body, and nothing here can panic.
 
+use serde::de::value::{
+    BorrowedStrDeserializer, MapAccessDeserializer, SeqAccessDeserializer, StrDeserializer,
+};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::marker::PhantomData;
+
+// How the lenient types read, in one of two modes.
+//
+// Single pass (the default): `Lenient<T>` asks for whatever value comes (`deserialize_any`) and hands it to
+// `T` through serde's value deserializers; a map or sequence is handed over through a wrapper that records
+// where the parser stands, so that when `T` rejects the value the rest of it is skipped and the value becomes
+// None. Every byte is read once, whatever the nesting.
+//
+// Two pass (the old reader, kept as the reference): each `Lenient<T>` captures its value's raw text and
+// parses `T` from it on its own, so any error (a wrong type, a number beyond f64, a lone UTF-16 surrogate
+// escape) stays inside that one value. It reads nested bytes once per level.
+//
+// The single pass cannot contain the errors that serde_json raises while reading a token (a number beyond
+// f64, a lone surrogate): they abort the whole document. `parse` then reads the document again in the two
+// pass mode, so a body that the single pass reads at all gives what the two pass reader gives, and one that
+// it cannot read gives exactly the old result. Rare inputs pay twice; ordinary ones once.
+thread_local! {
+    static TWO_PASS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the lenient types read value by value (see above); custom readers of provider types follow it.
+pub(crate) fn two_pass() -> bool {
+    TWO_PASS.with(Cell::get)
+}
+
+/// Sets the two pass mode for its lifetime.
+struct TwoPass(bool);
+
+impl TwoPass {
+    fn enter() -> TwoPass {
+        TwoPass(TWO_PASS.with(|m| m.replace(true)))
+    }
+}
+
+impl Drop for TwoPass {
+    fn drop(&mut self) {
+        let previous = self.0;
+        TWO_PASS.with(|m| m.set(previous));
+    }
+}
+
+/// The error of a value that `T` rejected: it only says "not this type", so building one costs nothing
+/// (serde formats the message lazily, and `custom` drops it).
+#[derive(Debug)]
+struct Rejected;
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("rejected")
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+impl serde::de::Error for Rejected {
+    fn custom<M: fmt::Display>(_msg: M) -> Self {
+        Rejected
+    }
+}
 
 /// A field taken when it has the expected type and ignored (None) otherwise.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,14 +92,327 @@ impl<T> Lenient<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Borrow the raw text of the value, then try the expected type on it: a type mismatch is local.
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        // `null` is absent; short-circuit it, since a failed typed parse builds a formatted error (costly
-        // on stream chunks, which carry `"usage":null` and `"finish_reason":null` on every event).
-        if raw.get() == "null" {
-            return Ok(Lenient(None));
+        if two_pass() {
+            // Borrow the raw text of the value, then try the expected type on it: a type mismatch is local.
+            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+            // `null` is absent; short-circuit it, since a failed typed parse builds a formatted error.
+            if raw.get() == "null" {
+                return Ok(Lenient(None));
+            }
+            return Ok(Lenient(serde_json::from_str(raw.get()).ok()));
         }
-        Ok(Lenient(serde_json::from_str(raw.get()).ok()))
+        d.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Lenient(T::deserialize(Scalar::Bool(v)).ok()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Lenient(T::deserialize(Scalar::U64(v)).ok()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Lenient(T::deserialize(Scalar::I64(v)).ok()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Lenient(T::deserialize(Scalar::F64(v)).ok()))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Lenient(T::deserialize(Scalar::Borrowed(v)).ok()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Lenient(T::deserialize(Scalar::Transient(v)).ok()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut tracked = TrackedSeq {
+            inner: &mut seq,
+            failed: None,
+            _de: PhantomData,
+        };
+        let value = T::deserialize(SeqAccessDeserializer::new(&mut tracked));
+        if let Some(e) = tracked.failed {
+            // The parser itself failed somewhere inside: nothing can be skipped safely.
+            return Err(e);
+        }
+        // Elements are read whole or not at all, so after a rejection the rest can be skipped; and like
+        // serde_json's own end-of-array check, elements left over by `T` make the value invalid.
+        let mut value = value.ok();
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            value = None;
+        }
+        Ok(Lenient(value))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut tracked = TrackedMap {
+            inner: &mut map,
+            failed: None,
+            value_pending: false,
+            _de: PhantomData,
+        };
+        let value = T::deserialize(MapAccessDeserializer::new(&mut tracked));
+        if let Some(e) = tracked.failed {
+            return Err(e);
+        }
+        let mut value = value.ok();
+        if tracked.value_pending {
+            // `T` stopped between a key and its value (a duplicate field): skip the value.
+            map.next_value::<IgnoredAny>()?;
+            value = None;
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+            value = None;
+        }
+        Ok(Lenient(value))
+    }
+}
+
+/// A scalar handed to the type a `Lenient` reads, as serde's value deserializers would hand it over
+/// (`BoolDeserializer`, `U64Deserializer`, `BorrowedStrDeserializer` ...), but one type for all of them, so
+/// that each provider type's reader is compiled once for scalars rather than once per kind (module size).
+enum Scalar<'a, 'de> {
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    /// A string without escapes, borrowed from the body.
+    Borrowed(&'de str),
+    /// A string unescaped into the parser's scratch space.
+    Transient(&'a str),
+}
+
+impl<'de> Deserializer<'de> for Scalar<'_, 'de> {
+    type Error = Rejected;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Rejected> {
+        match self {
+            Scalar::Bool(b) => v.visit_bool(b),
+            Scalar::U64(n) => v.visit_u64(n),
+            Scalar::I64(n) => v.visit_i64(n),
+            Scalar::F64(n) => v.visit_f64(n),
+            Scalar::Borrowed(s) => v.visit_borrowed_str(s),
+            Scalar::Transient(s) => v.visit_str(s),
+        }
+    }
+
+    /// A string names a unit variant, as in serde_json.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Rejected> {
+        match self {
+            Scalar::Borrowed(s) => {
+                BorrowedStrDeserializer::<Rejected>::new(s).deserialize_enum(name, variants, v)
+            }
+            Scalar::Transient(s) => {
+                StrDeserializer::<Rejected>::new(s).deserialize_enum(name, variants, v)
+            }
+            other => other.deserialize_any(v),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+/// A `SeqAccess` that keeps the parser's own errors (after which its position is unknown) apart from the
+/// rejections of the type being read (after which it stands between two elements).
+struct TrackedSeq<'s, 'de, A: SeqAccess<'de>> {
+    inner: &'s mut A,
+    failed: Option<A::Error>,
+    _de: PhantomData<&'de ()>,
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for TrackedSeq<'_, 'de, A> {
+    type Error = Rejected;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Rejected> {
+        if self.failed.is_some() {
+            return Err(Rejected);
+        }
+        self.inner.next_element_seed(seed).map_err(|e| {
+            self.failed = Some(e);
+            Rejected
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+/// As `TrackedSeq`, for maps; it also knows whether a key was read without its value.
+struct TrackedMap<'m, 'de, A: MapAccess<'de>> {
+    inner: &'m mut A,
+    failed: Option<A::Error>,
+    value_pending: bool,
+    _de: PhantomData<&'de ()>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TrackedMap<'_, 'de, A> {
+    type Error = Rejected;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Rejected> {
+        if self.failed.is_some() || self.value_pending {
+            return Err(Rejected);
+        }
+        match self.inner.next_key_seed(seed) {
+            Ok(key) => {
+                self.value_pending = key.is_some();
+                Ok(key)
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                Err(Rejected)
+            }
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Rejected> {
+        if self.failed.is_some() || !self.value_pending {
+            return Err(Rejected);
+        }
+        self.value_pending = false;
+        self.inner.next_value_seed(seed).map_err(|e| {
+            self.failed = Some(e);
+            Rejected
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+/// Skip what is left of a sequence.
+fn drain_seq<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Skip what is left of a map.
+fn drain_map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A string field, borrowed from the body when it has no escapes; None when absent, `null` or not a string.
+/// The same contract as `Lenient<Cow<str>>` (which always copies, because `Cow`'s own `Deserialize` does).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LenientStr<'a>(pub Option<Cow<'a, str>>);
+
+impl<'a> LenientStr<'a> {
+    pub fn get(self) -> Option<Cow<'a, str>> {
+        self.0
+    }
+    pub fn as_ref(&self) -> Option<&Cow<'a, str>> {
+        self.0.as_ref()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if two_pass() {
+            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+            if raw.get() == "null" {
+                return Ok(LenientStr(None));
+            }
+            return Ok(LenientStr(
+                serde_json::from_str::<Cow<'_, str>>(raw.get())
+                    .ok()
+                    .map(|s| Cow::Owned(s.into_owned())),
+            ));
+        }
+        d.deserialize_any(StrVisitor(PhantomData))
+    }
+}
+
+struct StrVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for StrVisitor<'a> {
+    type Value = LenientStr<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Owned(v))))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(&mut seq)?;
+        Ok(LenientStr(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        drain_map(&mut map)?;
+        Ok(LenientStr(None))
+    }
+}
+
+/// A field's raw JSON text; None when absent or `null`. Any value is taken, so nothing is parsed twice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LenientRaw<'a>(pub Option<&'a RawValue>);
+
+impl<'a> LenientRaw<'a> {
+    pub fn get(self) -> Option<&'a RawValue> {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientRaw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+        Ok(LenientRaw(Some(raw).filter(|r| r.get() != "null")))
     }
 }
 
@@ -43,57 +422,182 @@ pub struct OneOrMany(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for OneOrMany {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        let text = raw.get();
-        if text.starts_with('"') {
-            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            Ok(OneOrMany(vec![s]))
-        } else {
+        if two_pass() {
+            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+            let text = raw.get();
+            if text.starts_with('"') {
+                let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+                return Ok(OneOrMany(vec![s]));
+            }
             let v: Vec<Lenient<String>> =
                 serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            Ok(OneOrMany(v.into_iter().filter_map(Lenient::get).collect()))
+            return Ok(OneOrMany(v.into_iter().filter_map(Lenient::get).collect()));
         }
+        d.deserialize_any(OneOrManyVisitor)
+    }
+}
+
+struct OneOrManyVisitor;
+
+impl<'de> Visitor<'de> for OneOrManyVisitor {
+    type Value = OneOrMany;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<OneOrMany, E> {
+        Ok(OneOrMany(vec![v.to_owned()]))
+    }
+    fn visit_string<E>(self, v: String) -> Result<OneOrMany, E> {
+        Ok(OneOrMany(vec![v]))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+        let mut out = Vec::new();
+        while let Some(s) = seq.next_element::<LenientStr<'de>>()? {
+            out.extend(s.get().map(Cow::into_owned));
+        }
+        Ok(OneOrMany(out))
     }
 }
 
 /// Text content written either as a string or as a list of typed parts (`[{"type":"text","text":…}]`).
-/// Only text parts are kept; their texts are joined with "\n".
+/// Only text parts are kept; their texts are joined with "\n". Any other value is empty text. Borrowed from
+/// the body when it is one string (or one text part) without escapes.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct TextContent(pub String);
+pub struct TextContent<'a>(pub Cow<'a, str>);
 
 #[derive(Deserialize)]
 struct TextPart<'a> {
     #[serde(borrow, default)]
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
 }
 
-impl<'de> Deserialize<'de> for TextContent {
+impl<'de: 'a, 'a> Deserialize<'de> for TextContent<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        let text = raw.get();
-        if text.starts_with('"') {
-            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            return Ok(TextContent(s));
-        }
-        let mut out = String::new();
-        if text.starts_with('[') {
-            let parts: Vec<Lenient<TextPart<'_>>> =
-                serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            for part in parts.into_iter().filter_map(Lenient::get) {
-                if let Some(t) = part.text.get() {
-                    if !out.is_empty() {
-                        out.push('\n');
-                    }
-                    out.push_str(&t);
+        if two_pass() {
+            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+            let text = raw.get();
+            if text.starts_with('"') {
+                let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+                return Ok(TextContent(Cow::Owned(s)));
+            }
+            if text.starts_with('[') {
+                let parts: Vec<Lenient<TextPart<'de>>> =
+                    serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+                let mut out = TextContent::default();
+                for part in parts.into_iter().filter_map(Lenient::get) {
+                    out.push_part(part);
                 }
+                return Ok(out);
+            }
+            return Ok(TextContent::default());
+        }
+        d.deserialize_any(TextContentVisitor(PhantomData))
+    }
+}
+
+impl<'a> TextContent<'a> {
+    fn push_part(&mut self, part: TextPart<'a>) {
+        if let Some(t) = part.text.get() {
+            join_line(&mut self.0, t);
+        }
+    }
+}
+
+/// Append `text` to `acc` on a new line; an empty `acc` takes `text` as it is (borrowed stays borrowed).
+pub fn join_line<'a>(acc: &mut Cow<'a, str>, text: Cow<'a, str>) {
+    if acc.is_empty() {
+        *acc = text;
+    } else {
+        let out = acc.to_mut();
+        out.push('\n');
+        out.push_str(&text);
+    }
+}
+
+struct TextContentVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TextContentVisitor<'a> {
+    type Value = TextContent<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("text or a list of text parts")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(TextContent(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(TextContent(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(TextContent(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = TextContent::default();
+        while let Some(p) = seq.next_element::<Lenient<TextPart<'de>>>()? {
+            if let Some(p) = p.get() {
+                out.push_part(p);
             }
         }
-        Ok(TextContent(out))
+        Ok(out)
     }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        drain_map(&mut map)?;
+        Ok(TextContent::default())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(TextContent::default())
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(TextContent::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TextContent::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TextContent::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TextContent::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TextContent::default())
+    }
+}
+
+/// System prompts up to this size are remembered with their hash (see `prompt_hash`).
+const PROMPT_MEMO_MAX: usize = 32 * 1024;
+
+thread_local! {
+    /// The last system prompt hashed and its hash. Applications send the same system prompt call after
+    /// call, often many KiB of it (agents): comparing it costs a memcmp, hashing it ~55 instructions a byte.
+    static LAST_PROMPT: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
 }
 
 /// SHA-256 of `text`, first 16 hex characters (64 bits): enough to correlate prompts, useless to reverse.
 pub fn prompt_hash(text: &str) -> String {
+    if text.is_empty() || text.len() > PROMPT_MEMO_MAX {
+        return sha256_prefix(text);
+    }
+    LAST_PROMPT.with(|memo| {
+        let Ok(mut memo) = memo.try_borrow_mut() else {
+            return sha256_prefix(text);
+        };
+        let (last, hash) = &mut *memo;
+        if !hash.is_empty() && last.as_str() == text {
+            return hash.clone();
+        }
+        let fresh = sha256_prefix(text);
+        last.clear();
+        last.push_str(text);
+        hash.clone_from(&fresh);
+        fresh
+    })
+}
+
+fn sha256_prefix(text: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(text.as_bytes());
     let mut out = String::with_capacity(16);
@@ -110,9 +614,41 @@ pub fn prompt_hash(text: &str) -> String {
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
 
-/// Parse `body` as `T`; None on any error (never panics, never partially fails).
+/// Parse `body` as `T`; None on any error (never panics, never partially fails). One pass over the bytes;
+/// a second, value by value, only when the first met an error it could not contain (see `TwoPass`).
 pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
-    serde_json::from_slice(body).ok()
+    // JSON is UTF-8 (RFC 8259): a body that is not is not read at all. Checked once here rather than string
+    // by string inside the parser, and only one reader (`StrRead`) is compiled for every provider type.
+    let text = std::str::from_utf8(body).ok()?;
+    if two_pass() {
+        return serde_json::from_str(text).ok();
+    }
+    if let Ok(v) = serde_json::from_str(text) {
+        return Some(v);
+    }
+    let _mode = TwoPass::enter();
+    let v = serde_json::from_str(text).ok();
+    #[cfg(test)]
+    SECOND_PASSES.with(|n| {
+        let (all, failed) = n.get();
+        n.set((all + 1, failed + u64::from(v.is_none())));
+    });
+    v
+}
+
+/// Run `f` with the old value-by-value reader only: the reference the single pass must agree with (unit
+/// tests and the `lenient` fuzz target).
+#[doc(hidden)]
+pub fn with_two_pass<R>(f: impl FnOnce() -> R) -> R {
+    let _mode = TwoPass::enter();
+    f()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Documents `parse` read a second time, and how many of those the second pass could not read either,
+    /// in this thread.
+    pub(crate) static SECOND_PASSES: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
 /// Store `value` unless it is absent or empty (providers repeat ids and models as "" on some chunks).
@@ -138,16 +674,17 @@ mod tests {
 
     #[derive(Deserialize, Default)]
     #[serde(default)]
-    struct T {
+    struct T<'a> {
         a: Lenient<u64>,
         b: Lenient<String>,
         stop: Lenient<OneOrMany>,
-        c: Lenient<TextContent>,
+        #[serde(borrow)]
+        c: Lenient<TextContent<'a>>,
     }
 
     #[test]
     fn wrong_type_is_local() {
-        let t: T = parse(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#)
+        let t: T<'_> = parse(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#)
             .unwrap();
         assert_eq!(t.a.0, None);
         assert_eq!(t.b.0.as_deref(), Some("ok"));
@@ -158,5 +695,328 @@ mod tests {
     #[test]
     fn hash_is_stable_prefix() {
         assert_eq!(prompt_hash(""), "e3b0c44298fc1c14");
+    }
+
+    #[test]
+    fn remembered_prompt_hashes_are_the_hashes() {
+        let long = "x".repeat(PROMPT_MEMO_MAX + 1);
+        for text in ["a", "a", "b", "a", "", "ab", "a", &long, &long, "a"] {
+            assert_eq!(prompt_hash(text), sha256_prefix(text), "{}", text.len());
+        }
+        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
+        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
+    }
+
+    /// A response-shaped document with every kind of lenient field.
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(default)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a>,
+        n: Lenient<u64>,
+        f: Lenient<f64>,
+        i: Lenient<i64>,
+        b: Lenient<bool>,
+        s: Lenient<String>,
+        stop: Lenient<OneOrMany>,
+        text: Lenient<TextContent<'a>>,
+        choices: Lenient<Vec<Lenient<Choice<'a>>>>,
+        usage: Lenient<Usage>,
+        any: Lenient<IgnoredAny>,
+    }
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(default)]
+    struct Choice<'a> {
+        index: Lenient<u64>,
+        #[serde(borrow)]
+        finish_reason: LenientStr<'a>,
+        message: Lenient<Message<'a>>,
+    }
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(default)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        content: Lenient<TextContent<'a>>,
+        #[serde(borrow)]
+        tool_calls: Lenient<Vec<Lenient<ToolCall<'a>>>>,
+    }
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(default)]
+    struct ToolCall<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a>,
+        function: Lenient<Function<'a>>,
+    }
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(default)]
+    struct Function<'a> {
+        #[serde(borrow)]
+        name: LenientStr<'a>,
+    }
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(default)]
+    struct Usage {
+        prompt_tokens: Lenient<u64>,
+        completion_tokens: Lenient<u64>,
+        details: Lenient<Details>,
+    }
+
+    #[derive(Deserialize, Default, Debug, PartialEq)]
+    #[serde(default)]
+    struct Details {
+        cached_tokens: Lenient<u64>,
+    }
+
+    /// Read `body` in one pass, check that the old two pass reader reads the same, and say whether the
+    /// one pass needed its second.
+    fn read(body: &str) -> (Option<Doc<'_>>, bool) {
+        let before = SECOND_PASSES.with(Cell::get).0;
+        let doc = parse::<Doc<'_>>(body.as_bytes());
+        let second = SECOND_PASSES.with(Cell::get).0 > before;
+        let old = with_two_pass(|| parse::<Doc<'_>>(body.as_bytes()));
+        assert_eq!(doc, old, "{body}");
+        (doc, second)
+    }
+
+    /// `read`, asserting the document read in one pass.
+    fn one_pass(body: &str) -> Doc<'_> {
+        let (doc, second) = read(body);
+        assert!(!second, "one pass: {body}");
+        doc.unwrap_or_else(|| panic!("read: {body}"))
+    }
+
+    #[test]
+    fn wrong_scalar_types_are_none_and_cost_nothing_else() {
+        let d = one_pass(
+            r#"{"id":5,"n":"7","f":true,"i":1.5,"b":"true","s":[],"stop":7,"text":false,
+                "usage":{"prompt_tokens":"1","completion_tokens":2,"details":{"cached_tokens":-3}},"any":[1]}"#,
+        );
+        assert_eq!(
+            (d.id.0, d.n.0, d.f.0, d.i.0, d.b.0, d.s.0, d.stop.0),
+            (None, None, None, None, None, None, None)
+        );
+        // Text content of another type is empty text (as before), not absent.
+        assert_eq!(d.text.0, Some(TextContent::default()));
+        let u = d.usage.0.unwrap();
+        assert_eq!((u.prompt_tokens.0, u.completion_tokens.0), (None, Some(2)));
+        assert_eq!(u.details.0.unwrap().cached_tokens.0, None);
+        assert!(d.any.0.is_some());
+        let d = one_pass(r#"{"n":7,"f":7,"i":-7,"b":false,"s":"s"}"#);
+        assert_eq!(
+            (d.n.0, d.f.0, d.i.0, d.b.0, d.s.0.as_deref()),
+            (Some(7), Some(7.0), Some(-7), Some(false), Some("s"))
+        );
+    }
+
+    #[test]
+    fn wrong_container_types_are_none_and_cost_nothing_else() {
+        let d = one_pass(r#"{"choices":"x","usage":5,"id":"ok","stop":{"a":["b"]},"n":[1,{}]}"#);
+        assert_eq!((d.choices.0, d.usage.0, d.n.0), (None, None, None));
+        assert_eq!((d.id.0.as_deref(), d.stop.0), (Some("ok"), None));
+        let d =
+            one_pass(r#"{"choices":[{"index":1,"message":[],"finish_reason":"stop"}],"id":"ok"}"#);
+        let c = d.choices.0.unwrap().remove(0).0.unwrap();
+        // serde reads a struct from an array by position: `[]` is an empty message, as it always was.
+        assert_eq!(c.message.0, Some(Message::default()));
+        assert_eq!(
+            (c.index.0, c.finish_reason.0.as_deref()),
+            (Some(1), Some("stop"))
+        );
+        // More elements than fields is no struct at all.
+        let d = one_pass(r#"{"choices":[{"message":[null,null,null],"finish_reason":"stop"}]}"#);
+        let c = d.choices.0.unwrap().remove(0).0.unwrap();
+        assert_eq!(
+            (c.message.0, c.finish_reason.0.as_deref()),
+            (None, Some("stop"))
+        );
+        let d = one_pass(r#"{"choices":{"0":{"index":0}},"usage":[],"text":{"text":"t"},"s":{}}"#);
+        assert_eq!(d.choices.0, None);
+        assert_eq!(d.usage.0, Some(Usage::default()));
+        assert_eq!(d.text.0, Some(TextContent::default()));
+        assert_eq!(d.s.0, None);
+    }
+
+    #[test]
+    fn a_wrong_type_deep_inside_keeps_the_rest_of_the_body() {
+        let d = one_pass(
+            r#"{"id":"chatcmpl-1","choices":[
+                {"index":0,"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":{"x":1}},{"text":"b"}],
+                  "tool_calls":[{"id":"c1","function":5},{"id":{"x":[1,2,{"y":"z"}]},"function":{"name":"g"}},
+                                {"id":"c3","function":{"name":["n"]}},7,null]},"finish_reason":"tool_calls"},
+                {"index":"1","message":{"content":"hi"},"finish_reason":null}],
+              "usage":{"prompt_tokens":19,"completion_tokens":10,"details":[{"cached_tokens":4}]},"n":3}"#,
+        );
+        assert_eq!(d.id.0.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(d.n.0, Some(3));
+        let choices = d.choices.0.unwrap();
+        let c0 = choices[0].0.as_ref().unwrap();
+        let m0 = c0.message.0.as_ref().unwrap();
+        assert_eq!(m0.content.0.as_ref().unwrap().0, "a\nb");
+        let calls = m0.tool_calls.0.as_ref().unwrap();
+        assert_eq!(calls.len(), 5);
+        assert_eq!(calls[0].0.as_ref().unwrap().id.0.as_deref(), Some("c1"));
+        assert_eq!(calls[0].0.as_ref().unwrap().function.0, None);
+        let c1 = calls[1].0.as_ref().unwrap();
+        assert_eq!(c1.id.0, None);
+        assert_eq!(c1.function.0.as_ref().unwrap().name.0.as_deref(), Some("g"));
+        assert_eq!(
+            calls[2].0.as_ref().unwrap().function.0,
+            Some(Function::default())
+        );
+        assert_eq!((&calls[3].0, &calls[4].0), (&None, &None));
+        assert_eq!(c0.finish_reason.0.as_deref(), Some("tool_calls"));
+        let c1 = choices[1].0.as_ref().unwrap();
+        assert_eq!((c1.index.0, c1.finish_reason.0.as_deref()), (None, None));
+        assert_eq!(
+            c1.message.0.as_ref().unwrap().content.0.as_ref().unwrap().0,
+            "hi"
+        );
+        let u = d.usage.0.unwrap();
+        assert_eq!(
+            (u.prompt_tokens.0, u.completion_tokens.0),
+            (Some(19), Some(10))
+        );
+        // `details` as an array: read by position, its one element is not a number.
+        assert_eq!(u.details.0, Some(Details::default()));
+    }
+
+    #[test]
+    fn null_is_none() {
+        let d = one_pass(
+            r#"{"id":null,"n":null,"s":null,"stop":null,"text":null,"usage":null,"any":null,
+                "choices":[null,{"index":null,"message":{"content":null,"tool_calls":[null]}}]}"#,
+        );
+        assert_eq!((d.id.0, d.n.0, d.s.0, d.stop.0), (None, None, None, None));
+        assert_eq!(
+            (d.text.0, d.usage.0, d.any.0.is_some()),
+            (None, None, false)
+        );
+        let choices = d.choices.0.unwrap();
+        assert_eq!(choices[0].0, None);
+        let c = choices[1].0.as_ref().unwrap();
+        assert_eq!(c.index.0, None);
+        let m = c.message.0.as_ref().unwrap();
+        assert_eq!(m.content.0, None);
+        assert_eq!(m.tool_calls.0.as_ref().unwrap()[0].0, None);
+    }
+
+    #[test]
+    fn strings_borrow_unless_escaped() {
+        let d = one_pass(r#"{"id":"plain é","s":"a\"b\u00e9\n\ud83d\ude00","stop":"x\ty"}"#);
+        assert!(matches!(d.id.0, Some(Cow::Borrowed("plain é"))));
+        assert_eq!(d.s.0.as_deref(), Some("a\"bé\n😀"));
+        assert_eq!(d.stop.0.unwrap().0, vec!["x\ty"]);
+        let d = one_pass(r#"{"id":"a\\b\/c","text":[{"text":"\u0041"},{"text":"B"}]}"#);
+        assert!(matches!(&d.id.0, Some(Cow::Owned(s)) if s == r"a\b/c"));
+        assert_eq!(d.text.0.unwrap().0, "A\nB");
+        let t: TextPart<'_> = serde_json::from_str(r#"{"text":"t"}"#).unwrap();
+        assert!(matches!(t.text.0, Some(Cow::Borrowed("t"))));
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_none_and_cost_nothing_else() {
+        let d = one_pass(r#"{"n":-1,"i":9223372036854775808,"f":18446744073709551616,"id":"x"}"#);
+        assert_eq!(
+            (d.n.0, d.i.0, d.f.0),
+            (None, None, Some(18446744073709551616.0))
+        );
+        let d =
+            one_pass(r#"{"n":18446744073709551616,"choices":[{"index":18446744073709551615}]}"#);
+        assert_eq!(d.n.0, None);
+        assert_eq!(
+            d.choices.0.unwrap()[0].0.as_ref().unwrap().index.0,
+            Some(u64::MAX)
+        );
+        let d = one_pass(r#"{"n":1e-400,"f":1e-400}"#);
+        assert_eq!((d.n.0, d.f.0), (None, Some(0.0)));
+        // Numbers beyond f64 stop serde_json itself; the second pass keeps them inside their field.
+        for body in [
+            r#"{"n":1e400,"id":"x","usage":{"prompt_tokens":1}}"#,
+            r#"{"f":-1e400,"id":"x","usage":{"prompt_tokens":1}}"#,
+            r#"{"n":1e99999999999,"id":"x","usage":{"prompt_tokens":1}}"#,
+            r#"{"id":"x","usage":{"prompt_tokens":1,"completion_tokens":1e400}}"#,
+            r#"{"id":"x","usage":{"prompt_tokens":1},"any":{"deep":[1e400]}}"#,
+        ] {
+            let (d, second) = read(body);
+            let d = d.unwrap();
+            assert_eq!(
+                (d.n.0, d.f.0, d.id.0.as_deref()),
+                (None, None, Some("x")),
+                "{body}"
+            );
+            assert_eq!(d.usage.0.unwrap().prompt_tokens.0, Some(1), "{body}");
+            assert_eq!(second, !body.contains("any"), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_none_and_costs_nothing_else() {
+        let (d, second) =
+            read(r#"{"id":"\ud800","s":"ok","text":[{"text":"\udc00"},{"text":"b"}]}"#);
+        let d = d.unwrap();
+        assert!(second);
+        assert_eq!((d.id.0, d.s.0.as_deref()), (None, Some("ok")));
+        assert_eq!(d.text.0.unwrap().0, "b");
+    }
+
+    #[test]
+    fn duplicate_keys() {
+        // Inside a value: that value is rejected, in one pass.
+        let d = one_pass(
+            r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":3},"id":"x",
+                "choices":[{"index":0,"index":1,"finish_reason":"stop"},{"index":2}]}"#,
+        );
+        assert_eq!((d.usage.0, d.id.0.as_deref()), (None, Some("x")));
+        let choices = d.choices.0.unwrap();
+        assert_eq!(choices[0].0, None);
+        assert_eq!(choices[1].0.as_ref().unwrap().index.0, Some(2));
+        // Unknown keys may repeat.
+        assert_eq!(
+            one_pass(r#"{"zz":1,"zz":[2],"id":"a"}"#).id.0.as_deref(),
+            Some("a")
+        );
+        // At the top the whole document is rejected, as before.
+        assert_eq!(read(r#"{"id":"a","n":1,"id":"b"}"#).0, None);
+    }
+
+    #[test]
+    fn raw_values_and_garbage() {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct R<'a> {
+            #[serde(borrow)]
+            raw: LenientRaw<'a>,
+            n: Lenient<u64>,
+        }
+        let r: R<'_> = parse(br#"{"raw": {"type":"object", "x":[1e400]} ,"n":1}"#).unwrap();
+        assert_eq!(
+            r.raw.get().map(RawValue::get),
+            Some(r#"{"type":"object", "x":[1e400]}"#)
+        );
+        assert_eq!(r.n.0, Some(1));
+        let r: R<'_> = parse(br#"{"raw":null}"#).unwrap();
+        assert!(r.raw.get().is_none());
+        for body in [
+            "",
+            "{",
+            r#"{"n":}"#,
+            r#"{"n":1,}"#,
+            r#"{"n":[1,]}"#,
+            r#"{"n":tru}"#,
+            "{\"id\":\"\u{1}\"}",
+        ] {
+            assert_eq!(read(body).0, None, "{body:?}");
+        }
+        // A body that is not UTF-8 is not read, even where the bytes are in a string no field reads.
+        assert_eq!(parse::<Doc<'_>>(b"{\"id\":\"\xff\"}"), None);
+        assert_eq!(parse::<Doc<'_>>(b"{\"zz\":\"\xff\",\"id\":\"a\"}"), None);
+        let body = b"{\"usage\":{\"zz\":\"\xff\",\"prompt_tokens\":1},\"id\":\"a\"}";
+        assert_eq!(parse::<Doc<'_>>(body), None);
+        assert_eq!(with_two_pass(|| parse::<Doc<'_>>(body)), None);
     }
 }

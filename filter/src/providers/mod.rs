@@ -26,6 +26,8 @@ mod skim_test;
 mod corpus_test;
 #[cfg(test)]
 mod fixtures_test;
+#[cfg(test)]
+mod lenient_test;
 
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;

@@ -3,7 +3,7 @@
 //! `done: true` and the counts. A whole response is that same final object.
 
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, OneOrMany, TextContent};
+use super::json::{parse, prompt_hash, Lenient, LenientRaw, LenientStr, OneOrMany, TextContent};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -29,13 +29,13 @@ pub fn detect(_host: &str, path: &str) -> Option<Route> {
 #[serde(default)]
 struct OllamaRequest<'a> {
     #[serde(borrow)]
-    model: Lenient<Cow<'a, str>>,
+    model: LenientStr<'a>,
     stream: Lenient<bool>,
     options: Lenient<Options>,
     /// `"json"` or a JSON schema object: either way structured JSON output.
-    format: Lenient<&'a RawValue>,
-    system: Lenient<Cow<'a, str>>,
-    prompt: Lenient<Cow<'a, str>>,
+    format: LenientRaw<'a>,
+    system: LenientStr<'a>,
+    prompt: LenientStr<'a>,
     messages: Lenient<Vec<Lenient<Message<'a>>>>,
     tools: Lenient<Vec<Lenient<Tool<'a>>>>,
 }
@@ -56,8 +56,8 @@ struct Options {
 #[serde(default)]
 struct Message<'a> {
     #[serde(borrow)]
-    role: Lenient<Cow<'a, str>>,
-    content: Lenient<TextContent>,
+    role: LenientStr<'a>,
+    content: Lenient<TextContent<'a>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -71,7 +71,7 @@ struct Tool<'a> {
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
-    name: Lenient<Cow<'a, str>>,
+    name: LenientStr<'a>,
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
@@ -130,24 +130,24 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
 #[serde(default)]
 struct Chunk<'a> {
     #[serde(borrow)]
-    model: Lenient<Cow<'a, str>>,
+    model: LenientStr<'a>,
     message: Lenient<ChunkMessage<'a>>,
     /// `/api/generate` text.
-    response: Lenient<Cow<'a, str>>,
-    thinking: Lenient<Cow<'a, str>>,
+    response: LenientStr<'a>,
+    thinking: LenientStr<'a>,
     done: Lenient<bool>,
-    done_reason: Lenient<Cow<'a, str>>,
+    done_reason: LenientStr<'a>,
     prompt_eval_count: Lenient<u64>,
     eval_count: Lenient<u64>,
-    error: Lenient<&'a RawValue>,
+    error: LenientRaw<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ChunkMessage<'a> {
     #[serde(borrow)]
-    content: Lenient<Cow<'a, str>>,
-    thinking: Lenient<Cow<'a, str>>,
+    content: LenientStr<'a>,
+    thinking: LenientStr<'a>,
     tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
 }
 
@@ -155,7 +155,7 @@ struct ChunkMessage<'a> {
 #[serde(default)]
 struct WireToolCall<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
     function: Lenient<Named<'a>>,
 }
 
@@ -166,7 +166,7 @@ const ERROR_TYPE: &str = "_OTHER";
 /// Fold one object; returns (generated content seen, terminal object).
 fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
     set_if_nonempty(&mut resp.model, c.model.get());
-    if c.error.as_ref().is_some() {
+    if c.error.0.is_some() {
         resp.error_type = Some(ERROR_TYPE.to_owned());
         return (false, true);
     }

@@ -8,7 +8,8 @@
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
 use super::json::{
-    char_count, parse, prompt_hash, set_if_nonempty, Lenient, OneOrMany, TextContent,
+    char_count, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany,
+    TextContent,
 };
 use super::skim::{Reader, Str};
 use super::{FrameOutcome, StreamState};
@@ -56,7 +57,7 @@ pub(crate) fn api_for_path(path: &str) -> Option<Api> {
 #[serde(default)]
 struct OpenAiRequest<'a> {
     #[serde(borrow)]
-    model: Lenient<Cow<'a, str>>,
+    model: LenientStr<'a>,
     stream: Lenient<bool>,
     temperature: Lenient<f64>,
     top_p: Lenient<f64>,
@@ -98,24 +99,24 @@ struct Tool<'a> {
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
-    name: Lenient<Cow<'a, str>>,
+    name: LenientStr<'a>,
     /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
-    arguments: Lenient<Cow<'a, str>>,
+    arguments: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ResponseFormat<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Message<'a> {
     #[serde(borrow)]
-    role: Lenient<Cow<'a, str>>,
-    content: Lenient<TextContent>,
+    role: LenientStr<'a>,
+    content: Lenient<TextContent<'a>>,
 }
 
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
@@ -160,7 +161,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         Some("text") => Some("text"),
         _ => None,
     };
-    let mut system = String::new();
+    let mut system = Cow::Borrowed("");
     let mut chars: u64 = 0;
     for m in r
         .messages
@@ -172,10 +173,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         let text = m.content.get().map(|c| c.0).unwrap_or_default();
         chars = chars.saturating_add(char_count(&text));
         if matches!(m.role.get().as_deref(), Some("system" | "developer")) {
-            if !system.is_empty() {
-                system.push('\n');
-            }
-            system.push_str(&text);
+            join_line(&mut system, text);
         }
     }
     let texts = match route.api {
@@ -317,14 +315,14 @@ impl WireUsage {
 #[serde(default)]
 struct ChatResponse<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
-    model: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
+    model: LenientStr<'a>,
     /// `"error"` on vLLM's older top-level error body `{"object":"error","type":…,"code":400}`.
-    object: Lenient<Cow<'a, str>>,
+    object: LenientStr<'a>,
     #[serde(rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    service_tier: Lenient<Cow<'a, str>>,
-    system_fingerprint: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    service_tier: LenientStr<'a>,
+    system_fingerprint: LenientStr<'a>,
     choices: Lenient<Vec<Lenient<Choice<'a>>>>,
     usage: Lenient<WireUsage>,
     error: Lenient<ErrorBody<'a>>,
@@ -337,20 +335,20 @@ struct ChatResponse<'a> {
 struct Choice<'a> {
     index: Lenient<u64>,
     #[serde(borrow)]
-    finish_reason: Lenient<Cow<'a, str>>,
+    finish_reason: LenientStr<'a>,
     message: Lenient<ChoiceMessage<'a>>,
     delta: Lenient<ChoiceMessage<'a>>,
     /// Legacy Completions (and Mistral FIM in its completion form).
-    text: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ChoiceMessage<'a> {
     /// A string for OpenAI; Mistral may send a list of typed parts.
-    content: Lenient<TextContent>,
+    content: Lenient<TextContent<'a>>,
     #[serde(borrow)]
-    refusal: Lenient<Cow<'a, str>>,
+    refusal: LenientStr<'a>,
     tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
 }
 
@@ -358,7 +356,7 @@ struct ChoiceMessage<'a> {
 #[serde(default)]
 struct WireToolCall<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
     function: Lenient<Named<'a>>,
 }
 
@@ -366,8 +364,8 @@ struct WireToolCall<'a> {
 #[serde(default)]
 pub(crate) struct ErrorBody<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    code: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    code: LenientStr<'a>,
 }
 
 impl ErrorBody<'_> {

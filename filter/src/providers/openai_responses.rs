@@ -5,11 +5,12 @@
 //! `gen_ai.response.finish_reasons` read the same values as for Chat Completions.
 
 use super::json::char_count;
-use super::json::{parse, prompt_hash, Lenient, TextContent};
+use super::json::{parse, prompt_hash, two_pass, Lenient, LenientStr, TextContent};
 use super::openai::{add_tool_call_once, ErrorBody};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Request, Response, Route};
 use crate::stream::Frame;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -18,13 +19,13 @@ use std::borrow::Cow;
 #[serde(default)]
 struct ResponsesRequest<'a> {
     #[serde(borrow)]
-    model: Lenient<Cow<'a, str>>,
+    model: LenientStr<'a>,
     stream: Lenient<bool>,
     max_output_tokens: Lenient<u64>,
     temperature: Lenient<f64>,
     top_p: Lenient<f64>,
     service_tier: Lenient<String>,
-    instructions: Lenient<TextContent>,
+    instructions: Lenient<TextContent<'a>>,
     input: Lenient<Input>,
     tools: Lenient<Vec<Lenient<RequestTool<'a>>>>,
     reasoning: Lenient<Reasoning>,
@@ -35,8 +36,8 @@ struct ResponsesRequest<'a> {
 #[serde(default)]
 struct RequestTool<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    name: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    name: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,7 +57,7 @@ struct TextOptions<'a> {
 #[serde(default)]
 struct Format<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
 }
 
 /// `input`: a plain string (one user message) or a list of items. Only message items carry prompt text.
@@ -70,13 +71,30 @@ struct Input {
 #[serde(default)]
 struct InputItem<'a> {
     #[serde(borrow)]
-    role: Lenient<Cow<'a, str>>,
+    role: LenientStr<'a>,
     /// A string or a list of `input_text` parts (`{"type":"input_text","text":…}`).
-    content: Lenient<TextContent>,
+    content: Lenient<TextContent<'a>>,
+}
+
+impl Input {
+    fn push_items<'a>(&mut self, items: impl Iterator<Item = InputItem<'a>>) {
+        for item in items {
+            let role = item.role.get().map(Cow::into_owned).unwrap_or_default();
+            let content = item
+                .content
+                .get()
+                .map(|c| c.0.into_owned())
+                .unwrap_or_default();
+            self.messages.push((role, content));
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !two_pass() {
+            return d.deserialize_any(InputVisitor);
+        }
         let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
         let text = raw.get();
         let mut input = Input::default();
@@ -86,13 +104,52 @@ impl<'de> Deserialize<'de> for Input {
         } else if text.starts_with('[') {
             let items: Vec<Lenient<InputItem<'_>>> =
                 serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            for item in items.into_iter().filter_map(Lenient::get) {
-                let role = item.role.get().map(Cow::into_owned).unwrap_or_default();
-                let content = item.content.get().map(|c| c.0).unwrap_or_default();
-                input.messages.push((role, content));
-            }
+            input.push_items(items.into_iter().filter_map(Lenient::get));
         }
         Ok(input)
+    }
+}
+
+/// The single pass reading of `Input` (see `json::two_pass`): the same results as the raw text reading.
+struct InputVisitor;
+
+impl<'de> Visitor<'de> for InputVisitor {
+    type Value = Input;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string or a list of input items")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Input, E> {
+        Ok(Input {
+            messages: vec![("user".to_owned(), v.to_owned())],
+        })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Input, A::Error> {
+        let mut input = Input::default();
+        while let Some(item) = seq.next_element::<Lenient<InputItem<'de>>>()? {
+            input.push_items(item.get().into_iter());
+        }
+        Ok(input)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Input, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Input::default())
+    }
+    fn visit_unit<E>(self) -> Result<Input, E> {
+        Ok(Input::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Input, E> {
+        Ok(Input::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Input, E> {
+        Ok(Input::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Input, E> {
+        Ok(Input::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Input, E> {
+        Ok(Input::default())
     }
 }
 
@@ -141,7 +198,11 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         Some("text") => Some("text"),
         _ => None,
     };
-    let mut system = r.instructions.get().map(|t| t.0).unwrap_or_default();
+    let mut system = r
+        .instructions
+        .get()
+        .map(|t| t.0.into_owned())
+        .unwrap_or_default();
     let mut chars = char_count(&system);
     for (role, text) in r.input.get().map(|i| i.messages).unwrap_or_default() {
         chars = chars.saturating_add(char_count(&text));
@@ -163,10 +224,10 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
 #[serde(default)]
 struct ResponseObject<'a> {
     #[serde(borrow)]
-    id: Lenient<Cow<'a, str>>,
-    model: Lenient<Cow<'a, str>>,
-    status: Lenient<Cow<'a, str>>,
-    service_tier: Lenient<Cow<'a, str>>,
+    id: LenientStr<'a>,
+    model: LenientStr<'a>,
+    status: LenientStr<'a>,
+    service_tier: LenientStr<'a>,
     incomplete_details: Lenient<IncompleteDetails<'a>>,
     /// `{code, message}` on a failed response; `{type, code, message, param}` on an HTTP error body.
     error: Lenient<ErrorBody<'a>>,
@@ -178,7 +239,7 @@ struct ResponseObject<'a> {
 #[serde(default)]
 struct IncompleteDetails<'a> {
     #[serde(borrow)]
-    reason: Lenient<Cow<'a, str>>,
+    reason: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -221,9 +282,9 @@ impl ResponsesUsage {
 #[serde(default)]
 struct OutputItem<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
-    call_id: Lenient<Cow<'a, str>>,
-    name: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
+    call_id: LenientStr<'a>,
+    name: LenientStr<'a>,
     content: Lenient<Vec<Lenient<OutputPart<'a>>>>,
 }
 
@@ -231,8 +292,8 @@ struct OutputItem<'a> {
 #[serde(default)]
 struct OutputPart<'a> {
     #[serde(borrow)]
-    text: Lenient<Cow<'a, str>>,
-    refusal: Lenient<Cow<'a, str>>,
+    text: LenientStr<'a>,
+    refusal: LenientStr<'a>,
 }
 
 impl OutputItem<'_> {
@@ -341,12 +402,12 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 #[serde(default)]
 struct Event<'a> {
     #[serde(borrow, rename = "type")]
-    kind: Lenient<Cow<'a, str>>,
+    kind: LenientStr<'a>,
     response: Lenient<ResponseObject<'a>>,
-    delta: Lenient<Cow<'a, str>>,
+    delta: LenientStr<'a>,
     item: Lenient<OutputItem<'a>>,
     /// The `error` event: `{"type":"error","code":…,"message":…,"param":…}`.
-    code: Lenient<Cow<'a, str>>,
+    code: LenientStr<'a>,
     /// Some gateways nest it: `{"type":"error","error":{"type":…,"code":…}}`.
     error: Lenient<ErrorBody<'a>>,
 }

@@ -1,0 +1,338 @@
+//! The single pass lenient reader (`json::Lenient` and friends) against the value-by-value reader it
+//! replaced (still there as `json::with_two_pass`): the same call records over the fixture corpus, and over
+//! every fixture document with each of its values in turn replaced by an odd one (wrong types of every
+//! kind, numbers beyond u64 and f64, escapes, lone surrogates, a duplicated key).
+
+use super::corpus_test::{cases, Case};
+use super::json::{with_two_pass, SECOND_PASSES};
+use crate::call::{Request, Response, Route};
+use crate::providers::{self, FrameOutcome, Framing, StreamState};
+use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use serde_json::Value;
+
+#[derive(Clone, Debug)]
+enum OwnedFrame {
+    Sse {
+        event: String,
+        data: String,
+    },
+    Json(Vec<u8>),
+    Aws {
+        message_type: String,
+        event_type: String,
+        exception_type: String,
+        payload: Vec<u8>,
+    },
+}
+
+impl OwnedFrame {
+    fn json(&self) -> &[u8] {
+        match self {
+            OwnedFrame::Sse { data, .. } => data.as_bytes(),
+            OwnedFrame::Json(b) => b,
+            OwnedFrame::Aws { payload, .. } => payload,
+        }
+    }
+
+    fn with_json(&self, json: Vec<u8>) -> OwnedFrame {
+        let mut f = self.clone();
+        match &mut f {
+            OwnedFrame::Sse { data, .. } => *data = String::from_utf8(json).unwrap(),
+            OwnedFrame::Json(b) => *b = json,
+            OwnedFrame::Aws { payload, .. } => *payload = json,
+        }
+        f
+    }
+
+    fn frame(&self) -> Frame<'_> {
+        match self {
+            OwnedFrame::Sse { event, data } => Frame::Sse { event, data },
+            OwnedFrame::Json(b) => Frame::Json(b),
+            OwnedFrame::Aws {
+                message_type,
+                event_type,
+                exception_type,
+                payload,
+            } => Frame::Aws {
+                message_type,
+                event_type,
+                exception_type,
+                payload,
+            },
+        }
+    }
+}
+
+fn frames(case: &Case) -> Vec<OwnedFrame> {
+    let mut dec = BodyDecoder::new(ContentEncoding::Identity, case.framing, &Limits::default());
+    let mut out = Vec::new();
+    let mut on = |f: Frame<'_>| {
+        out.push(match f {
+            Frame::Sse { event, data } => OwnedFrame::Sse {
+                event: event.to_owned(),
+                data: data.to_owned(),
+            },
+            Frame::Json(b) => OwnedFrame::Json(b.to_vec()),
+            Frame::Aws {
+                message_type,
+                event_type,
+                exception_type,
+                payload,
+            } => OwnedFrame::Aws {
+                message_type: message_type.to_owned(),
+                event_type: event_type.to_owned(),
+                exception_type: exception_type.to_owned(),
+                payload: payload.to_vec(),
+            },
+        })
+    };
+    dec.push(&case.body, &mut on);
+    dec.finish(&mut on);
+    out
+}
+
+fn read_request(route: &Route, body: &[u8]) -> Request {
+    let mut req = Request {
+        stream: route.path_stream,
+        ..Request::default()
+    };
+    providers::request(route, body, &mut req);
+    req
+}
+
+fn read_frames(
+    route: &Route,
+    framing: Framing,
+    frames: &[OwnedFrame],
+) -> (Response, Vec<FrameOutcome>, bool) {
+    let mut resp = Response::default();
+    let mut st = StreamState::default();
+    let mut outs = Vec::new();
+    for f in frames {
+        if framing == Framing::Whole {
+            if let Frame::Json(b) = f.frame() {
+                providers::response(route, b, &mut resp);
+            }
+        } else {
+            outs.push(providers::frame(route, &f.frame(), &mut st, &mut resp));
+        }
+    }
+    (resp, outs, st.finished)
+}
+
+/// Documents read twice so far, and those of them the second pass could not read either.
+fn second_passes() -> (u64, u64) {
+    SECOND_PASSES.with(|n| n.get())
+}
+
+#[test]
+fn the_corpus_reads_the_same_in_one_pass() {
+    for case in cases() {
+        let before = second_passes();
+        let req = read_request(&case.route, &case.request_body);
+        let frames = frames(&case);
+        let resp = read_frames(&case.route, case.framing, &frames);
+        let (all, failed) = second_passes();
+        assert_eq!(
+            all - before.0,
+            failed - before.1,
+            "{}: every fixture document that is JSON at all reads in one pass",
+            case.name
+        );
+        assert_eq!(
+            req,
+            with_two_pass(|| read_request(&case.route, &case.request_body)),
+            "{}: request",
+            case.name
+        );
+        assert_eq!(
+            resp,
+            with_two_pass(|| read_frames(&case.route, case.framing, &frames)),
+            "{}: response",
+            case.name
+        );
+    }
+}
+
+/// Values put in place of each value of a document in turn: every JSON type, the wrong number types for
+/// u64, i64 and f64 fields, numbers the parser cannot hold, escapes and lone surrogates.
+const ODD_VALUES: &[&str] = &[
+    r#""x""#,
+    r#""a\"b\u00e9\n""#,
+    r#""\ud800""#,
+    "0",
+    "-1",
+    "1.5",
+    "18446744073709551616",
+    "1e400",
+    "1e99999999999",
+    "true",
+    "null",
+    "[]",
+    r#"[1,"a",{"b":[]}]"#,
+    "{}",
+    r#"{"type":"text","text":5,"x":[{}]}"#,
+];
+
+const MARK: &str = "\u{1}odd\u{1}";
+
+/// Every position in `v`, as a path of object keys and array indexes.
+fn paths(v: &Value, at: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
+    out.push(at.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                at.push(Value::String(k.clone()));
+                paths(child, at, out);
+                at.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                at.push(Value::from(i));
+                paths(child, at, out);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn at_path<'v>(v: &'v mut Value, path: &[Value]) -> &'v mut Value {
+    path.iter().fold(v, |v, seg| match seg {
+        Value::String(k) => v.get_mut(k.as_str()).unwrap(),
+        _ => v.get_mut(seg.as_u64().unwrap() as usize).unwrap(),
+    })
+}
+
+/// The odd values the parser itself rejects (rather than the field's type): the first pass cannot contain
+/// them, so documents with them are read a second time.
+const PARSER_REJECTS: &[&str] = &["1e400", "1e99999999999", r#""\ud800""#];
+
+/// The document with the value at each position replaced by each odd value, and with each object's first
+/// key written twice; each handed to `f` (one at a time: the wasm unit tests run in one small heap) with
+/// whether it needs the second pass.
+fn mutations(doc: &[u8], f: &mut dyn FnMut(&[u8], bool)) {
+    let Ok(v) = serde_json::from_slice::<Value>(doc) else {
+        return;
+    };
+    let mut all = Vec::new();
+    paths(&v, &mut Vec::new(), &mut all);
+    let quoted_mark = serde_json::to_string(MARK).unwrap();
+    for path in &all {
+        let mut m = v.clone();
+        let slot = at_path(&mut m, path);
+        let original = std::mem::replace(slot, Value::String(MARK.to_owned()));
+        let text = serde_json::to_string(&m).unwrap();
+        for odd in ODD_VALUES {
+            f(
+                text.replacen(&quoted_mark, odd, 1).as_bytes(),
+                PARSER_REJECTS.contains(odd),
+            );
+        }
+        if let Value::Object(o) = &original {
+            if let Some((k, first)) = o.iter().next() {
+                let inner = serde_json::to_string(&original).unwrap();
+                let dup = format!(
+                    "{{{}:{},{}",
+                    serde_json::to_string(k).unwrap(),
+                    serde_json::to_string(first).unwrap(),
+                    inner.strip_prefix('{').unwrap()
+                );
+                f(text.replacen(&quoted_mark, &dup, 1).as_bytes(), false);
+            }
+        }
+    }
+}
+
+/// Unless `may`, the first pass read the document, or the second could not either.
+fn assert_one_pass(before: (u64, u64), may: bool, what: &dyn Fn() -> String) {
+    let after = second_passes();
+    assert!(
+        may || after.0 - before.0 == after.1 - before.1,
+        "read twice: {}",
+        what()
+    );
+}
+
+#[test]
+fn odd_values_anywhere_read_as_the_two_pass_reader_reads_them() {
+    let (mut docs, mut second) = (0u64, second_passes().0);
+    let start = second;
+    for case in cases() {
+        mutations(&case.request_body, &mut |body, may| {
+            docs += 1;
+            let before = second_passes();
+            let fast = read_request(&case.route, body);
+            assert_one_pass(before, may, &|| String::from_utf8_lossy(body).into_owned());
+            assert_eq!(
+                fast,
+                with_two_pass(|| read_request(&case.route, body)),
+                "{}: request {}",
+                case.name,
+                String::from_utf8_lossy(body)
+            );
+        });
+        let frames = frames(&case);
+        // Streams repeat a few kinds of event: the first and last ones and a sample of the middle suffice.
+        let n = frames.len();
+        for (i, f) in frames.iter().enumerate() {
+            if !(i < 4 || i + 4 >= n || i % 7 == 0) {
+                continue;
+            }
+            mutations(f.json(), &mut |json, may| {
+                docs += 1;
+                let one = [f.with_json(json.to_vec())];
+                let before = second_passes();
+                let fast = read_frames(&case.route, case.framing, &one);
+                assert_one_pass(before, may, &|| {
+                    String::from_utf8_lossy(one[0].json()).into_owned()
+                });
+                assert_eq!(
+                    fast,
+                    with_two_pass(|| read_frames(&case.route, case.framing, &one)),
+                    "{}: frame {i} {}",
+                    case.name,
+                    String::from_utf8_lossy(one[0].json())
+                );
+            });
+        }
+        second = second_passes().0;
+    }
+    eprintln!("{docs} documents, {} read twice", second - start);
+    // Most odd values stay inside their field on the first pass; only the few the parser itself rejects
+    // (numbers beyond f64, lone surrogates) need the second.
+    assert!(docs > 10_000, "{docs} documents");
+    assert!(
+        (second - start) * 4 < docs,
+        "{} of {docs} documents read twice",
+        second - start
+    );
+}
+
+/// Found by the `lenient` fuzz target: a byte that is not UTF-8 inside a string no field reads, inside a
+/// lenient value (`error.message`). The value-by-value reader rejects the whole body; so must the new one.
+#[test]
+fn not_utf8_inside_a_lenient_value() {
+    let body = b"{\"error\":{\"message\":\"The server had an error w\xffile processing\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+    for api in crate::call::Api::ALL {
+        let route = Route {
+            api,
+            provider: "openai".to_owned(),
+            path_model: None,
+            path_stream: false,
+        };
+        let frames = [OwnedFrame::Json(body.to_vec())];
+        let framing = Framing::Whole;
+        assert_eq!(
+            read_frames(&route, framing, &frames),
+            with_two_pass(|| read_frames(&route, framing, &frames)),
+            "{api:?}"
+        );
+        assert_eq!(
+            read_request(&route, body),
+            with_two_pass(|| read_request(&route, body)),
+            "{api:?}"
+        );
+    }
+}
