@@ -171,8 +171,8 @@ pub fn frame_with(
         Api::BedrockConverse | Api::BedrockInvoke => {
             bedrock::frame_with(route, frame, st, resp, fast)
         }
-        Api::CohereChat => cohere::frame(route, frame, st, resp),
-        Api::OllamaChat | Api::OllamaGenerate => ollama::frame(route, frame, st, resp),
+        Api::CohereChat => cohere::frame_with(frame, st, resp, fast),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::frame_with(frame, st, resp, fast),
         // Embeddings never stream.
         Api::OpenAiEmbeddings => FrameOutcome::default(),
     }

@@ -340,6 +340,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// `true`, `false` or null; None for anything else.
+    pub fn bool_or_null(&mut self) -> Option<Option<bool>> {
+        match self.peek()? {
+            b't' => self.literal(b"true").map(|()| Some(true)),
+            b'f' => self.literal(b"false").map(|()| Some(false)),
+            b'n' => self.literal(b"null").map(|()| None),
+            _ => None,
+        }
+    }
+
     /// Null, or an object (only `{` consumed): `Some(true)`; None for any other type.
     pub fn object_or_null(&mut self) -> Option<bool> {
         if self.null()? {

@@ -176,6 +176,13 @@ fn duplicated(v: &Value) -> Vec<String> {
 
 /// Member names the stream readers know (any provider): injected into every object of an event.
 const KNOWN_MEMBERS: &[&str] = &[
+    "tool_plan",
+    "tool_calls",
+    "finish_reason",
+    "done",
+    "done_reason",
+    "eval_count",
+    "refusal",
     "type",
     "message",
     "content_block",
@@ -329,6 +336,10 @@ fn fast_taken(route: &crate::call::Route, f: &Owned) -> bool {
         Api::AnthropicMessages => super::anthropic::fast_event(&text, &mut resp).is_some(),
         Api::Gemini => super::gemini::fast_chunk(&text, &mut resp).is_some(),
         Api::OpenAiResponses => super::openai_responses::fast_event(&text, &mut resp).is_some(),
+        Api::CohereChat => super::cohere::fast_event(&text, &mut resp).is_some(),
+        Api::OllamaChat | Api::OllamaGenerate => {
+            super::ollama::fast_chunk(&text, &mut resp).is_some()
+        }
         Api::BedrockInvoke => invoke_event(f)
             .and_then(|ev| String::from_utf8(ev).ok())
             .is_some_and(|ev| {
@@ -426,6 +437,8 @@ fn fast_paths_read_every_event_as_serde_does() {
         "Gemini",
         "OpenAiResponses",
         "BedrockInvoke",
+        "CohereChat",
+        "OllamaChat",
     ] {
         let (all, escaped) = taken.get(api).copied().unwrap_or_default();
         assert!(all > 200 && escaped > 50, "{api}: {all} / {escaped}");
