@@ -59,6 +59,13 @@ def main():
                 for line in body.split(b"\n"):
                     if line.startswith(b"data:"):
                         put("skim", bytes([api]) + line[5:].strip())
+            # Gemini JSON-array elements and Bedrock InvokeModel model events, for the same target.
+            if framing == 3:
+                for item in json.loads(body):
+                    put("skim", bytes([api]) + json.dumps(item).encode())
+            for ev in fx["response"].get("eventstream", []):
+                if "payload_anthropic_event" in ev:
+                    put("skim", bytes([api]) + json.dumps(ev["payload_anthropic_event"]).encode())
             put("redaction", req)
             import brotli
 

@@ -3,6 +3,8 @@
 //! Each case does what `host/http.rs` does for one exchange, minus the host calls:
 //! - `sse`: a 1,000-event OpenAI stream in 16 KiB chunks through the body decoder, the OpenAI stream reader
 //!   and the include_usage event filter;
+//! - `anthropic`: a 1,000-text-delta Anthropic Messages stream in 16 KiB chunks through the body decoder and
+//!   the Anthropic stream reader;
 //! - `request`: parse + include_usage injection of a 1 KiB and a 256 KiB chat request;
 //! - `response`: a 1 MiB non-streamed chat completion through the decoder and reader;
 //! - `call`: the whole fixed per-request path of a 1 KiB chat exchange with the bench's config (OTLP on):
@@ -45,6 +47,48 @@ fn sse_body(events: usize) -> Vec<u8> {
     out.push_str(&format!("data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1763700000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{{\"prompt_tokens\":250,\"completion_tokens\":{events},\"total_tokens\":{}}}}}\n\n", 250 + events));
     out.push_str("data: [DONE]\n\n");
     out.into_bytes()
+}
+
+/// An Anthropic Messages stream: message_start, one text block of `events` text deltas, message_delta, stop.
+fn anthropic_body(events: usize) -> Vec<u8> {
+    let mut out = String::new();
+    out.push_str("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":250,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n");
+    out.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    out.push_str("event: ping\ndata: {\"type\": \"ping\"}\n\n");
+    for i in 0..events {
+        out.push_str(&format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\" token{:02} and more\"}}}}\n\n",
+            i % 100
+        ));
+    }
+    out.push_str(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    );
+    out.push_str(&format!("event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{events}}}}}\n\n"));
+    out.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    out.into_bytes()
+}
+
+/// One streamed Anthropic exchange, as `Exchange::read_response` (no event filter on this API).
+fn anthropic_exchange(body: &[u8], chunk: usize) -> Response {
+    let route = Route {
+        api: Api::AnthropicMessages,
+        provider: "anthropic".to_owned(),
+        path_model: None,
+        path_stream: false,
+    };
+    let mut resp = Response::default();
+    let mut st = StreamState::default();
+    let mut dec = BodyDecoder::new(ContentEncoding::Identity, Framing::Sse, &Limits::default());
+    let mut on = |f: Frame<'_>| {
+        providers::frame(&route, &f, &mut st, &mut resp);
+    };
+    for c in body.chunks(chunk) {
+        dec.push(c, &mut on);
+    }
+    dec.finish(&mut on);
+    assert!(st.finished);
+    resp
 }
 
 fn chat_request(size: usize, stream: bool) -> Vec<u8> {
@@ -227,6 +271,15 @@ fn main() {
             println!("sse: at most {carried} bytes carried between 16 KiB chunks");
             body.len() * iters
         }
+        "anthropic" => {
+            let body = anthropic_body(1000);
+            for _ in 0..iters {
+                let resp = anthropic_exchange(&body, 16 * 1024);
+                assert_eq!(resp.usage.output, Some(1000));
+                assert_eq!(resp.output_chars, 1000 * 17);
+            }
+            body.len() * iters
+        }
         "request" => {
             let (small, big) = (chat_request(1024, true), chat_request(256 * 1024, true));
             for _ in 0..iters {
@@ -260,7 +313,7 @@ fn main() {
             (req.len() + resp.len()) * iters
         }
         other => {
-            eprintln!("unknown case {other}: sse | request | response | call");
+            eprintln!("unknown case {other}: sse | anthropic | request | response | call");
             std::process::exit(2);
         }
     };

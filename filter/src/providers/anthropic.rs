@@ -5,6 +5,7 @@
 use super::json::{
     count_chars, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, TextContent,
 };
+use super::skim::{generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -316,9 +317,28 @@ struct Delta<'a> {
     stop_reason: LenientStr<'a>,
 }
 
-/// One Messages stream event (the JSON `data` of an SSE event, or a decoded Bedrock chunk).
-/// The `type` field inside the data decides; the SSE `event:` name is redundant with it.
-pub(crate) fn event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOutcome {
+/// One Messages stream event (the JSON `data` of an SSE event, or a decoded Bedrock chunk), with (`fast`)
+/// or without the fast path for the per-token events (the tests compare the two); the flag says whether
+/// the fast path read it. The `type` field inside the data decides; the SSE `event:` name is redundant.
+pub(crate) fn event_with(
+    data: &[u8],
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> (FrameOutcome, bool) {
+    if fast {
+        if let Some(out) = std::str::from_utf8(data)
+            .ok()
+            .and_then(|t| fast_event(t, resp))
+        {
+            return (out, true);
+        }
+    }
+    (slow_event(data, st, resp), false)
+}
+
+/// The serde path for every event.
+fn slow_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOutcome {
     let Some(ev) = parse::<StreamEvent<'_>>(data) else {
         return FrameOutcome::default();
     };
@@ -382,11 +402,149 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    frame_with(frame, st, resp, true)
+}
+
+/// `frame`, with (`fast`) or without the fast path; the tests compare the two.
+pub(crate) fn frame_with(
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
     match frame {
-        Frame::Sse { data, .. } => event(data.as_bytes(), st, resp),
-        Frame::Json(bytes) => event(bytes, st, resp),
+        Frame::Sse { data, .. } => {
+            if fast {
+                if let Some(out) = fast_event(data, resp) {
+                    return out;
+                }
+            }
+            slow_event(data.as_bytes(), st, resp)
+        }
+        Frame::Json(bytes) => event_with(bytes, st, resp, fast).0,
         Frame::Aws { .. } => FrameOutcome::default(),
     }
+}
+
+/// What the fast path keeps of a `content_block_delta`'s `delta`.
+#[derive(Clone, Copy, Default)]
+struct FastDelta<'a> {
+    text: Option<Str<'a>>,
+    partial_json: Option<Str<'a>>,
+    thinking: Option<Str<'a>>,
+}
+
+fn fast_delta<'a>(r: &mut Reader<'a>) -> Option<FastDelta<'a>> {
+    let mut d = FastDelta::default();
+    // An array would be read as a struct in sequence form by serde: not handled here.
+    if !r.object_or_null()? {
+        return Some(d);
+    }
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"text" => {
+                once(&mut seen, 1)?;
+                d.text = r.str_or_null()?;
+            }
+            b"partial_json" => {
+                once(&mut seen, 2)?;
+                d.partial_json = r.str_or_null()?;
+            }
+            b"thinking" => {
+                once(&mut seen, 4)?;
+                d.thinking = r.str_or_null()?;
+            }
+            b"stop_reason" => {
+                once(&mut seen, 8)?;
+                r.skip()?;
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    Some(d)
+}
+
+/// The fast path for the per-token event, `content_block_delta` (text, thinking or tool-argument deltas),
+/// and the no-op `ping` and `content_block_stop`: read with the skimmer, without the serde structs.
+/// Anything else (other event types, an escaped or missing `type`, duplicate members, odd types, Bedrock's
+/// metering member, escapes serde would refuse) returns None and takes the serde path; nothing is applied
+/// unless the whole event was read, so the result is always the serde path's.
+pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
+    let mut r = Reader::new(data);
+    r.begin_object()?;
+    let mut kind = None;
+    let mut delta = FastDelta::default();
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"type" => {
+                once(&mut seen, 1)?;
+                kind = r.string()?.plain();
+            }
+            b"delta" => {
+                once(&mut seen, 2)?;
+                delta = fast_delta(&mut r)?;
+            }
+            // Lenient members the serde path reads but ignores for these types (duplicates fail it).
+            b"message" => {
+                once(&mut seen, 4)?;
+                r.skip()?;
+            }
+            b"content_block" => {
+                once(&mut seen, 8)?;
+                r.skip()?;
+            }
+            b"usage" => {
+                once(&mut seen, 16)?;
+                r.skip()?;
+            }
+            b"error" => {
+                once(&mut seen, 32)?;
+                r.skip()?;
+            }
+            // Bedrock appends its metering to an event; `bedrock.rs` reads it with serde.
+            b"amazon-bedrock-invocationMetrics" => return None,
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    if !r.at_end() {
+        return None;
+    }
+    match kind? {
+        "content_block_delta" => {}
+        "ping" | "content_block_stop" => return Some(FrameOutcome::default()),
+        _ => return None,
+    }
+    // Check every string before anything is applied (escapes serde would refuse).
+    let capture = resp.content.enabled();
+    let text = generated(delta.text, capture)?;
+    let partial = generated(delta.partial_json, capture)?;
+    let thinking = generated(delta.thinking, capture)?;
+    // Applied in `slow_event`'s order.
+    if let Some((_, t)) = &text {
+        resp.content.text(0, t);
+    }
+    if let Some((_, j)) = &partial {
+        resp.content.tool_arguments(0, j);
+    }
+    let mut content = false;
+    for (chars, _) in [text, partial, thinking].into_iter().flatten() {
+        if chars > 0 {
+            resp.output_chars = resp.output_chars.saturating_add(chars);
+            content = true;
+        }
+    }
+    Some(FrameOutcome {
+        content,
+        usage_only: false,
+    })
 }
 
 #[cfg(test)]

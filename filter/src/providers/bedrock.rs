@@ -7,6 +7,7 @@ use super::anthropic;
 use super::gemini::percent_decode;
 use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientStr};
+use super::skim::{once, Reader};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -381,6 +382,76 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    frame_with(route, frame, st, resp, true)
+}
+
+/// The base64 text of an InvokeModelWithResponseStream `chunk` payload (`{"bytes":"…"}`), read with the
+/// skimmer; None for anything the serde path must judge (duplicates, odd types, escapes, no `bytes`).
+pub(crate) fn fast_chunk_bytes(payload: &str) -> Option<&str> {
+    let mut r = Reader::new(payload);
+    r.begin_object()?;
+    let mut bytes = None;
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        let bit = match key {
+            b"start" => 1,
+            b"delta" => 2,
+            b"stopReason" => 4,
+            b"usage" => 8,
+            b"bytes" => 16,
+            _ => 0,
+        };
+        if bit != 0 {
+            once(&mut seen, bit)?;
+        }
+        if bit == 16 {
+            bytes = Some(r.string()?.plain()?);
+        } else {
+            r.skip()?;
+        }
+    }
+    if !r.at_end() {
+        return None;
+    }
+    bytes
+}
+
+/// An InvokeModelWithResponseStream `chunk`: the model's own (Anthropic) event, base64-encoded.
+fn invoke_chunk(
+    b64: Option<&str>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
+    let Some(b64) = b64.filter(|b| b.len() <= MAX_CHUNK_B64) else {
+        return FrameOutcome::default();
+    };
+    let Ok(event) = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) else {
+        return FrameOutcome::default();
+    };
+    let (out, fast_read) = anthropic::event_with(&event, st, resp, fast);
+    // Bedrock appends its own metering to the model's last event (`message_stop`). The fast path refuses
+    // events that carry it, so an event it read has none.
+    if !fast_read {
+        if let Some(m) = parse::<InvocationMetricsEvent>(&event).and_then(|e| e.metrics.get()) {
+            m.apply(resp);
+        }
+    }
+    FrameOutcome {
+        content: out.content,
+        usage_only: false,
+    }
+}
+
+/// `frame`, with (`fast`) or without the fast paths for InvokeModel chunks; the tests compare the two.
+pub(crate) fn frame_with(
+    route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
     let Frame::Aws {
         message_type,
         event_type,
@@ -400,25 +471,20 @@ pub fn frame(
         st.finished = true;
         return FrameOutcome::default();
     }
+    let invoke_chunk_event = route.api == Api::BedrockInvoke && event_type == "chunk";
+    if fast && invoke_chunk_event {
+        if let Some(b64) = std::str::from_utf8(payload).ok().and_then(fast_chunk_bytes) {
+            return invoke_chunk(Some(b64), st, resp, fast);
+        }
+    }
     let Some(p) = parse::<StreamPayload<'_>>(payload) else {
         return FrameOutcome::default();
     };
+    if invoke_chunk_event {
+        return invoke_chunk(p.bytes.as_ref().map(|b| b.as_ref()), st, resp, fast);
+    }
     let mut content = false;
     match (route.api, event_type) {
-        (Api::BedrockInvoke, "chunk") => {
-            let Some(b64) = p.bytes.get().filter(|b| b.len() <= MAX_CHUNK_B64) else {
-                return FrameOutcome::default();
-            };
-            let Ok(event) = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) else {
-                return FrameOutcome::default();
-            };
-            let out = anthropic::event(&event, st, resp);
-            content = out.content;
-            // Bedrock appends its own metering to the model's last event (`message_stop`).
-            if let Some(m) = parse::<InvocationMetricsEvent>(&event).and_then(|e| e.metrics.get()) {
-                m.apply(resp);
-            }
-        }
         (Api::BedrockConverse, "contentBlockStart") => {
             if let Some(b) = p.start.get() {
                 content = apply_block(b, resp);

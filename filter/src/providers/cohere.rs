@@ -2,6 +2,7 @@
 
 use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientStr, OneOrMany, TextContent};
+use super::skim::{generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -279,11 +280,30 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    frame_with(frame, st, resp, true)
+}
+
+/// `frame`, with (`fast`) or without the fast path for delta events; the tests compare the two.
+pub(crate) fn frame_with(
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Json(bytes) => bytes,
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
+    if fast {
+        let text = match frame {
+            Frame::Sse { data, .. } => Some(*data),
+            _ => std::str::from_utf8(data).ok(),
+        };
+        if let Some(out) = text.and_then(|t| fast_event(t, resp)) {
+            return out;
+        }
+    }
     let Some(ev) = parse::<StreamEvent<'_>>(data) else {
         return FrameOutcome::default();
     };
@@ -329,6 +349,124 @@ pub fn frame(
         content,
         usage_only: false,
     }
+}
+
+/// A delta's `message` for the fast path: `content.text` and `tool_plan` (None: not handled here).
+fn fast_message<'a>(r: &mut Reader<'a>) -> Option<(Option<Str<'a>>, Option<Str<'a>>)> {
+    let (mut text, mut plan) = (None, None);
+    // Arrays would be read as structs in sequence form by serde: not handled here.
+    if !r.object_or_null()? {
+        return Some((text, plan));
+    }
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"content" => {
+                once(&mut seen, 1)?;
+                if r.object_or_null()? {
+                    let (mut seen_part, mut first_key) = (0u32, true);
+                    while let Some(key) = r.next_key(first_key)? {
+                        first_key = false;
+                        if key == b"text" {
+                            once(&mut seen_part, 1)?;
+                            text = r.str_or_null()?;
+                        } else {
+                            r.skip()?;
+                        }
+                    }
+                }
+            }
+            b"tool_plan" => {
+                once(&mut seen, 2)?;
+                plan = r.str_or_null()?;
+            }
+            b"tool_calls" => {
+                once(&mut seen, 4)?;
+                r.skip()?;
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    Some((text, plan))
+}
+
+/// The fast path for the per-token events (`content-delta`, `tool-plan-delta`, `tool-call-delta`) and
+/// the no-op `content-start` / `content-end`, read with the skimmer. Anything else (other types, an
+/// escaped or missing `type`, duplicate members, odd types, escapes serde would refuse) returns None and
+/// takes the serde path; nothing is applied unless the whole event was read.
+pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
+    let mut r = Reader::new(data);
+    r.begin_object()?;
+    let mut kind = None;
+    let (mut text, mut plan) = (None, None);
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"type" => {
+                once(&mut seen, 1)?;
+                kind = r.string()?.plain();
+            }
+            b"id" => {
+                once(&mut seen, 2)?;
+                r.skip()?;
+            }
+            b"delta" => {
+                once(&mut seen, 4)?;
+                if r.object_or_null()? {
+                    let (mut seen_delta, mut first_key) = (0u32, true);
+                    while let Some(key) = r.next_key(first_key)? {
+                        first_key = false;
+                        let bit = match key {
+                            b"message" => 1,
+                            b"finish_reason" => 2,
+                            b"usage" => 4,
+                            _ => 0,
+                        };
+                        if bit != 0 {
+                            once(&mut seen_delta, bit)?;
+                        }
+                        if bit == 1 {
+                            (text, plan) = fast_message(&mut r)?;
+                        } else {
+                            r.skip()?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    if !r.at_end() {
+        return None;
+    }
+    match kind? {
+        "content-delta" | "tool-plan-delta" | "tool-call-delta" => {}
+        "content-start" | "content-end" => return Some(FrameOutcome::default()),
+        _ => return None,
+    }
+    let capture = resp.content.enabled();
+    let text = generated(text, capture)?;
+    let plan = generated(plan, capture)?;
+    if let Some((_, t)) = &text {
+        resp.content.text(0, t);
+    }
+    let mut content = false;
+    for (chars, _) in [text, plan].into_iter().flatten() {
+        if chars > 0 {
+            resp.output_chars = resp.output_chars.saturating_add(chars);
+            content = true;
+        }
+    }
+    Some(FrameOutcome {
+        content,
+        usage_only: false,
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientStr};
+use super::skim::{generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -417,11 +418,33 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    frame_with(frame, st, resp, true)
+}
+
+/// `frame`, with (`fast`) or without the fast path for text chunks; the tests compare the two.
+pub(crate) fn frame_with(
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Json(bytes) => bytes,
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
+    if fast {
+        let text = match frame {
+            Frame::Sse { data, .. } => Some(*data),
+            _ => std::str::from_utf8(data).ok(),
+        };
+        if let Some((out, terminal)) = text.and_then(|t| fast_chunk(t, resp)) {
+            if terminal {
+                st.finished = true;
+            }
+            return out;
+        }
+    }
     let Some(c) = parse::<GenerateResponse<'_>>(data) else {
         return FrameOutcome::default();
     };
@@ -445,6 +468,229 @@ pub fn frame(
         content,
         usage_only: false,
     }
+}
+
+/// Candidates and text parts per chunk the fast path handles (a stream chunk has one of each, as a rule).
+const FAST_CANDIDATES: usize = 4;
+const FAST_PARTS: usize = 8;
+
+/// What the fast path keeps of one candidate.
+#[derive(Clone, Copy, Default)]
+struct FastCandidate<'a> {
+    index: Option<u64>,
+    finish_reason: Option<&'a str>,
+}
+
+/// Text parts read so far: (candidate position, text).
+struct FastParts<'a> {
+    items: [(usize, Option<Str<'a>>); FAST_PARTS],
+    len: usize,
+}
+
+fn fast_usage(r: &mut Reader<'_>) -> Option<Option<UsageMetadata>> {
+    // An array would be read as a struct in sequence form by serde: not handled here.
+    if !r.object_or_null()? {
+        return Some(None);
+    }
+    let mut u = UsageMetadata::default();
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        // Each field answers to its camelCase name and its snake_case alias (both at once: a duplicate).
+        let (bit, slot) = match key {
+            b"promptTokenCount" | b"prompt_token_count" => (1, &mut u.prompt),
+            b"toolUsePromptTokenCount" | b"tool_use_prompt_token_count" => {
+                (2, &mut u.tool_use_prompt)
+            }
+            b"cachedContentTokenCount" | b"cached_content_token_count" => (4, &mut u.cached),
+            b"candidatesTokenCount" | b"candidates_token_count" => (8, &mut u.candidates),
+            b"thoughtsTokenCount" | b"thoughts_token_count" => (16, &mut u.thoughts),
+            _ => {
+                r.skip()?;
+                continue;
+            }
+        };
+        once(&mut seen, bit)?;
+        *slot = Lenient(r.u64_or_null()?);
+    }
+    Some(Some(u))
+}
+
+/// A candidate's `content`: its text parts go to `parts`; function calls are not handled here.
+fn fast_content<'a>(r: &mut Reader<'a>, pos: usize, parts: &mut FastParts<'a>) -> Option<()> {
+    if !r.object_or_null()? {
+        return Some(());
+    }
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        if key != b"parts" {
+            r.skip()?;
+            continue;
+        }
+        once(&mut seen, 1)?;
+        if !r.array_or_null()? {
+            continue;
+        }
+        let mut first_item = true;
+        while r.next_item(first_item)? {
+            first_item = false;
+            r.begin_object()?;
+            let (mut seen_part, mut first_key) = (0u32, true);
+            let mut text = None;
+            while let Some(key) = r.next_key(first_key)? {
+                first_key = false;
+                match key {
+                    b"text" => {
+                        once(&mut seen_part, 1)?;
+                        text = r.str_or_null()?;
+                    }
+                    b"functionCall" | b"function_call" => {
+                        once(&mut seen_part, 2)?;
+                        r.null()?.then_some(())?;
+                    }
+                    _ => {
+                        r.skip()?;
+                    }
+                }
+            }
+            *parts.items.get_mut(parts.len)? = (pos, text);
+            parts.len += 1;
+        }
+    }
+    Some(())
+}
+
+fn fast_candidate<'a>(
+    r: &mut Reader<'a>,
+    pos: usize,
+    parts: &mut FastParts<'a>,
+) -> Option<FastCandidate<'a>> {
+    let mut c = FastCandidate::default();
+    r.begin_object()?;
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"index" => {
+                once(&mut seen, 1)?;
+                c.index = r.u64_or_null()?;
+            }
+            b"finishReason" | b"finish_reason" => {
+                once(&mut seen, 2)?;
+                c.finish_reason = r.plain_or_null()?;
+            }
+            b"content" => {
+                once(&mut seen, 4)?;
+                fast_content(r, pos, parts)?;
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    Some(c)
+}
+
+/// The fast path for the common stream chunk: id, model version, usage metadata, candidates with text
+/// parts and finish reasons; `promptFeedback` and `error` absent or null. Anything else (function calls,
+/// errors, blocked prompts, escaped ids, duplicate members, odd types, more than `FAST_CANDIDATES`
+/// candidates or `FAST_PARTS` parts) returns None and the chunk takes the serde path; nothing is applied
+/// unless the whole chunk was read, so the result is always the serde path's. The flag is `frame`'s
+/// terminal condition (a finish reason together with usage).
+pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<(FrameOutcome, bool)> {
+    let mut r = Reader::new(data);
+    r.begin_object()?;
+    let (mut id, mut model, mut usage) = (None, None, None);
+    let mut cands = [FastCandidate::default(); FAST_CANDIDATES];
+    let mut n = 0usize;
+    let mut parts = FastParts {
+        items: [(0, None); FAST_PARTS],
+        len: 0,
+    };
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"responseId" | b"response_id" => {
+                once(&mut seen, 1)?;
+                id = r.plain_or_null()?;
+            }
+            b"modelVersion" | b"model_version" => {
+                once(&mut seen, 2)?;
+                model = r.plain_or_null()?;
+            }
+            b"usageMetadata" | b"usage_metadata" => {
+                once(&mut seen, 4)?;
+                usage = fast_usage(&mut r)?;
+            }
+            b"candidates" => {
+                once(&mut seen, 8)?;
+                if r.array_or_null()? {
+                    let mut first_item = true;
+                    while r.next_item(first_item)? {
+                        first_item = false;
+                        *cands.get_mut(n)? = fast_candidate(&mut r, n, &mut parts)?;
+                        n += 1;
+                    }
+                }
+            }
+            b"promptFeedback" | b"prompt_feedback" => {
+                once(&mut seen, 16)?;
+                r.null()?.then_some(())?;
+            }
+            b"error" => {
+                once(&mut seen, 32)?;
+                r.null()?.then_some(())?;
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    if !r.at_end() {
+        return None;
+    }
+    let cands = cands.get(..n)?;
+    let parts = parts.items.get(..parts.len)?;
+    // Check every text before anything is applied (escapes serde would refuse).
+    let capture = resp.content.enabled();
+    for (_, t) in parts {
+        generated(*t, capture)?;
+    }
+    // Everything was read: apply in `apply_chunk`'s order.
+    set_changed(&mut resp.id, id);
+    set_changed(&mut resp.model, model);
+    let has_usage = usage.is_some();
+    if let Some(u) = usage {
+        u.apply(resp);
+    }
+    let mut content = false;
+    let mut finish = false;
+    for (pos, c) in cands.iter().enumerate() {
+        let index = c.index.and_then(|i| usize::try_from(i).ok()).unwrap_or(pos);
+        if let Some(reason) = c.finish_reason.filter(|r| !r.is_empty()) {
+            resp.set_finish_reason(index, reason);
+            finish = true;
+        }
+        for (_, t) in parts.iter().filter(|(p, _)| *p == pos) {
+            let Some((chars, text)) = generated(*t, capture).flatten() else {
+                continue;
+            };
+            if chars > 0 {
+                resp.content.text(index, &text);
+                resp.output_chars = resp.output_chars.saturating_add(chars);
+                content = true;
+            }
+        }
+    }
+    Some((
+        FrameOutcome {
+            content,
+            usage_only: false,
+        },
+        has_usage && finish,
+    ))
 }
 
 #[cfg(test)]

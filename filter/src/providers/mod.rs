@@ -167,12 +167,14 @@ pub fn frame_with(
         Api::OpenAiChat | Api::OpenAiCompletions => {
             openai::frame_with(route, frame, st, resp, fast)
         }
-        Api::OpenAiResponses => openai_responses::frame(route, frame, st, resp),
-        Api::AnthropicMessages => anthropic::frame(route, frame, st, resp),
-        Api::Gemini => gemini::frame(route, frame, st, resp),
-        Api::BedrockConverse | Api::BedrockInvoke => bedrock::frame(route, frame, st, resp),
-        Api::CohereChat => cohere::frame(route, frame, st, resp),
-        Api::OllamaChat | Api::OllamaGenerate => ollama::frame(route, frame, st, resp),
+        Api::OpenAiResponses => openai_responses::frame_with(frame, st, resp, fast),
+        Api::AnthropicMessages => anthropic::frame_with(frame, st, resp, fast),
+        Api::Gemini => gemini::frame_with(frame, st, resp, fast),
+        Api::BedrockConverse | Api::BedrockInvoke => {
+            bedrock::frame_with(route, frame, st, resp, fast)
+        }
+        Api::CohereChat => cohere::frame_with(frame, st, resp, fast),
+        Api::OllamaChat | Api::OllamaGenerate => ollama::frame_with(frame, st, resp, fast),
         // Embeddings never stream.
         Api::OpenAiEmbeddings => FrameOutcome::default(),
     }

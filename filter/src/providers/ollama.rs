@@ -4,6 +4,7 @@
 
 use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientRaw, LenientStr, OneOrMany, TextContent};
+use super::skim::{generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -231,11 +232,30 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    frame_with(frame, st, resp, true)
+}
+
+/// `frame`, with (`fast`) or without the fast path for token chunks; the tests compare the two.
+pub(crate) fn frame_with(
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
     let data = match frame {
         Frame::Json(bytes) => bytes,
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
+    if fast {
+        let text = match frame {
+            Frame::Sse { data, .. } => Some(*data),
+            _ => std::str::from_utf8(data).ok(),
+        };
+        if let Some(out) = text.and_then(|t| fast_chunk(t, resp)) {
+            return out;
+        }
+    }
     let Some(c) = parse::<Chunk<'_>>(data) else {
         return FrameOutcome::default();
     };
@@ -248,6 +268,121 @@ pub fn frame(
         content,
         usage_only: false,
     }
+}
+
+/// The strings of a token chunk the fast path keeps, in `apply_chunk`'s order.
+#[derive(Clone, Copy, Default)]
+struct FastTexts<'a> {
+    response: Option<Str<'a>>,
+    thinking: Option<Str<'a>>,
+    content: Option<Str<'a>>,
+    message_thinking: Option<Str<'a>>,
+}
+
+/// The fast path for a token chunk (`"done":false`): model, `response` / `thinking` text, `message`
+/// content and thinking. Anything else (the final `done:true` object, errors, tool calls, duplicate
+/// members, odd types, escaped models, escapes serde would refuse) returns None and takes the serde path;
+/// nothing is applied unless the whole chunk was read.
+pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
+    let mut r = Reader::new(data);
+    r.begin_object()?;
+    let mut model = None;
+    let mut t = FastTexts::default();
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"model" => {
+                once(&mut seen, 1)?;
+                model = r.plain_or_null()?;
+            }
+            b"response" => {
+                once(&mut seen, 2)?;
+                t.response = r.str_or_null()?;
+            }
+            b"thinking" => {
+                once(&mut seen, 4)?;
+                t.thinking = r.str_or_null()?;
+            }
+            b"done" => {
+                once(&mut seen, 8)?;
+                // The final object (usage, done reason) takes the serde path.
+                (r.bool_or_null()? != Some(true)).then_some(())?;
+            }
+            b"error" => {
+                once(&mut seen, 16)?;
+                r.null()?.then_some(())?;
+            }
+            b"done_reason" | b"prompt_eval_count" | b"eval_count" => {
+                let bit = match key {
+                    b"done_reason" => 32,
+                    b"prompt_eval_count" => 64,
+                    _ => 128,
+                };
+                once(&mut seen, bit)?;
+                r.skip()?;
+            }
+            b"message" => {
+                once(&mut seen, 256)?;
+                // An array would be read as a struct in sequence form by serde: not handled here.
+                if r.object_or_null()? {
+                    let (mut seen_msg, mut first_key) = (0u32, true);
+                    while let Some(key) = r.next_key(first_key)? {
+                        first_key = false;
+                        match key {
+                            b"content" => {
+                                once(&mut seen_msg, 1)?;
+                                t.content = r.str_or_null()?;
+                            }
+                            b"thinking" => {
+                                once(&mut seen_msg, 2)?;
+                                t.message_thinking = r.str_or_null()?;
+                            }
+                            b"tool_calls" => {
+                                once(&mut seen_msg, 4)?;
+                                r.null()?.then_some(())?;
+                            }
+                            _ => {
+                                r.skip()?;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    if !r.at_end() {
+        return None;
+    }
+    let capture = resp.content.enabled();
+    let response = generated(t.response, capture)?;
+    let thinking = generated(t.thinking, capture)?;
+    let content = generated(t.content, capture)?;
+    let message_thinking = generated(t.message_thinking, capture)?;
+    set_changed(&mut resp.model, model);
+    if let Some((_, s)) = &response {
+        resp.content.text(0, s);
+    }
+    if let Some((_, s)) = &content {
+        resp.content.text(0, s);
+    }
+    let mut generated_any = false;
+    for (chars, _) in [response, thinking, content, message_thinking]
+        .into_iter()
+        .flatten()
+    {
+        if chars > 0 {
+            resp.output_chars = resp.output_chars.saturating_add(chars);
+            generated_any = true;
+        }
+    }
+    Some(FrameOutcome {
+        content: generated_any,
+        usage_only: false,
+    })
 }
 
 #[cfg(test)]

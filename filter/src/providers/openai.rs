@@ -11,7 +11,7 @@ use super::json::{
     char_count, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany,
     TextContent,
 };
-use super::skim::{Reader, Str};
+use super::skim::{set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -555,23 +555,6 @@ struct FastChoice<'a> {
 /// Choices per chunk the fast path handles (a stream chunk has one, `n>1` streams one per chunk too).
 const FAST_CHOICES: usize = 4;
 
-/// A string or null; None (not handled here) for any other type.
-fn str_or_null<'a>(r: &mut Reader<'a>) -> Option<Option<Str<'a>>> {
-    if r.null()? {
-        Some(None)
-    } else {
-        r.string().map(Some)
-    }
-}
-
-/// A string without escapes, or null.
-fn plain_or_null<'a>(r: &mut Reader<'a>) -> Option<Option<&'a str>> {
-    match str_or_null(r)? {
-        Some(s) => s.plain().map(Some),
-        None => Some(None),
-    }
-}
-
 fn fast_message<'a>(r: &mut Reader<'a>) -> Option<FastMessage<'a>> {
     let mut m = FastMessage::default();
     if r.null()? {
@@ -592,8 +575,8 @@ fn fast_message<'a>(r: &mut Reader<'a>) -> Option<FastMessage<'a>> {
         }
         seen |= bit;
         match key {
-            b"content" => m.content = str_or_null(r)?,
-            b"refusal" => m.refusal = str_or_null(r)?,
+            b"content" => m.content = r.str_or_null()?,
+            b"refusal" => m.refusal = r.str_or_null()?,
             // Tool calls take the serde path.
             b"tool_calls" => r.null()?.then_some(())?,
             _ => {
@@ -628,30 +611,16 @@ fn fast_choice<'a>(r: &mut Reader<'a>) -> Option<FastChoice<'a>> {
                     c.index = Some(r.u64()?);
                 }
             }
-            b"finish_reason" => c.finish_reason = plain_or_null(r)?,
+            b"finish_reason" => c.finish_reason = r.plain_or_null()?,
             b"message" => c.message = fast_message(r)?,
             b"delta" => c.delta = fast_message(r)?,
-            b"text" => c.text = str_or_null(r)?,
+            b"text" => c.text = r.str_or_null()?,
             _ => {
                 r.skip()?;
             }
         }
     }
     Some(c)
-}
-
-/// Characters of one generated string (None: a lone surrogate, which serde refuses), and its text when
-/// content capture needs it (unescaped only then; "" otherwise).
-fn generated<'a>(s: Str<'a>, capture: bool) -> Option<(u64, Cow<'a, str>)> {
-    let chars = s.char_count()?;
-    let text = match s.plain() {
-        Some(t) => Cow::Borrowed(t),
-        None if capture => {
-            Cow::Owned(serde_json::from_str::<String>(&format!("\"{}\"", s.raw)).ok()?)
-        }
-        None => Cow::Borrowed(""),
-    };
-    Some((chars, text))
 }
 
 /// A choice's generated strings, in `apply_chunk`'s order.
@@ -666,18 +635,6 @@ fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
     .into_iter()
     .flatten()
     .filter(|s| !s.is_empty())
-}
-
-/// Store `value` unless it is absent, empty or already there (no allocation per chunk for repeated ids).
-fn set_changed(slot: &mut Option<String>, value: Option<&str>) {
-    let Some(v) = value.filter(|v| !v.is_empty()) else {
-        return;
-    };
-    match slot {
-        Some(s) if s == v => {}
-        Some(s) => v.clone_into(s),
-        None => *slot = Some(v.to_owned()),
-    }
 }
 
 /// The fast path for the common stream chunk: id/model/fingerprint, choices with text, content or refusal
@@ -712,12 +669,12 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
         }
         seen |= bit;
         match key {
-            b"id" => id = plain_or_null(&mut r)?,
-            b"model" => model = plain_or_null(&mut r)?,
-            b"service_tier" => tier = plain_or_null(&mut r)?,
-            b"system_fingerprint" => fingerprint = plain_or_null(&mut r)?,
+            b"id" => id = r.plain_or_null()?,
+            b"model" => model = r.plain_or_null()?,
+            b"service_tier" => tier = r.plain_or_null()?,
+            b"system_fingerprint" => fingerprint = r.plain_or_null()?,
             b"object" => {
-                if plain_or_null(&mut r)? == Some("error") {
+                if r.plain_or_null()? == Some("error") {
                     return None;
                 }
             }
@@ -747,7 +704,7 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
     for c in choices.iter().take(n) {
         for p in parts(c) {
             if p.escaped {
-                generated(p, capture)?;
+                p.generated(capture)?;
             }
         }
     }
@@ -763,7 +720,7 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
             resp.set_finish_reason(index, reason);
         }
         for p in parts(c) {
-            let Some((chars, text)) = generated(p, capture) else {
+            let Some((chars, text)) = p.generated(capture) else {
                 continue;
             };
             resp.output_chars = resp.output_chars.saturating_add(chars);

@@ -7,6 +7,7 @@
 use super::json::char_count;
 use super::json::{parse, prompt_hash, two_pass, Lenient, LenientStr, TextContent};
 use super::openai::{add_tool_call_once, ErrorBody};
+use super::skim::{generated, once, Reader};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Request, Response, Route};
 use crate::stream::Frame;
@@ -420,6 +421,16 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    frame_with(frame, st, resp, true)
+}
+
+/// `frame`, with (`fast`) or without the fast path for delta events; the tests compare the two.
+pub(crate) fn frame_with(
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
     let (name, data) = match frame {
         Frame::Sse { event, data } => (*event, data.as_bytes()),
         Frame::Json(bytes) => ("", *bytes),
@@ -428,6 +439,15 @@ pub fn frame(
     if data.trim_ascii() == b"[DONE]" {
         st.finished = true;
         return FrameOutcome::default();
+    }
+    if fast {
+        let text = match frame {
+            Frame::Sse { data, .. } => Some(*data),
+            _ => std::str::from_utf8(data).ok(),
+        };
+        if let Some(out) = text.and_then(|t| fast_event(t, resp)) {
+            return out;
+        }
     }
     let Some(ev) = parse::<Event<'_>>(data) else {
         return FrameOutcome::default();
@@ -477,6 +497,68 @@ pub fn frame(
         }
     }
     out
+}
+
+/// The fast path for the per-token events (`response.output_text.delta`, `response.refusal.delta`,
+/// `response.function_call_arguments.delta`), read with the skimmer. Anything else (other types, an
+/// escaped or missing `type`, duplicate members, a `delta` that is not a string, escapes serde would
+/// refuse) returns None and takes the serde path; nothing is applied unless the whole event was read.
+pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
+    let mut r = Reader::new(data);
+    r.begin_object()?;
+    let (mut kind, mut delta) = (None, None);
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"type" => {
+                once(&mut seen, 1)?;
+                kind = r.string()?.plain();
+            }
+            b"delta" => {
+                once(&mut seen, 2)?;
+                delta = r.str_or_null()?;
+            }
+            // Lenient members the serde path reads but ignores for these types (duplicates fail it).
+            b"response" | b"item" | b"code" | b"error" => {
+                let bit = match key {
+                    b"response" => 4,
+                    b"item" => 8,
+                    b"code" => 16,
+                    _ => 32,
+                };
+                once(&mut seen, bit)?;
+                r.skip()?;
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    if !r.at_end() {
+        return None;
+    }
+    let text = match kind? {
+        "response.output_text.delta" | "response.refusal.delta" => true,
+        "response.function_call_arguments.delta" => false,
+        _ => return None,
+    };
+    let Some((chars, delta)) = generated(delta, resp.content.enabled())? else {
+        return Some(FrameOutcome::default());
+    };
+    if chars == 0 {
+        return Some(FrameOutcome::default());
+    }
+    if text {
+        resp.output_chars = resp.output_chars.saturating_add(chars);
+        resp.content.text(0, &delta);
+    } else {
+        resp.content.tool_arguments(0, &delta);
+    }
+    Some(FrameOutcome {
+        content: true,
+        usage_only: false,
+    })
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! caller then falls back to the serde path. So whatever the fast path accepts, serde accepts too.
 //! Total: never panics, recursion bounded by `MAX_DEPTH`.
 
+use std::borrow::Cow;
+
 /// Deepest nesting `skip` walks (serde_json's own limit is 128).
 pub const MAX_DEPTH: u32 = 32;
 
@@ -72,6 +74,53 @@ impl<'a> Str<'a> {
         }
         Some(n.saturating_add(utf8_chars(rest)))
     }
+}
+
+impl<'a> Str<'a> {
+    /// Characters of a generated string (None: a lone surrogate, which serde refuses to unescape), and its
+    /// text when content capture needs it (unescaped only then; "" otherwise).
+    pub fn generated(self, capture: bool) -> Option<(u64, Cow<'a, str>)> {
+        let chars = self.char_count()?;
+        let text = match self.plain() {
+            Some(t) => Cow::Borrowed(t),
+            None if capture => {
+                Cow::Owned(serde_json::from_str::<String>(&format!("\"{}\"", self.raw)).ok()?)
+            }
+            None => Cow::Borrowed(""),
+        };
+        Some((chars, text))
+    }
+}
+
+/// `Str::generated` of an optional string: `Some(None)` when absent, None when serde would refuse it.
+pub fn generated(s: Option<Str<'_>>, capture: bool) -> Option<Option<(u64, Cow<'_, str>)>> {
+    match s {
+        Some(s) => s.generated(capture).map(Some),
+        None => Some(None),
+    }
+}
+
+/// Store `value` unless it is absent, empty or already there (the outcome of `json::set_if_nonempty`,
+/// without an allocation per chunk for repeated ids).
+pub fn set_changed(slot: &mut Option<String>, value: Option<&str>) {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return;
+    };
+    match slot {
+        Some(s) if s == v => {}
+        Some(s) => v.clone_into(s),
+        None => *slot = Some(v.to_owned()),
+    }
+}
+
+/// Mark member `bit` as seen; None when it already was: serde refuses a duplicated field, so the fast
+/// paths hand such an object to it.
+pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
+    if *seen & bit != 0 {
+        return None;
+    }
+    *seen |= bit;
+    Some(())
 }
 
 /// Characters in UTF-8 text (bytes that do not continue a code point).
@@ -263,6 +312,62 @@ impl<'a> Reader<'a> {
         }
         self.pos = end;
         Some(())
+    }
+
+    /// A string or null; None (not handled here) for any other type.
+    pub fn str_or_null(&mut self) -> Option<Option<Str<'a>>> {
+        if self.null()? {
+            Some(None)
+        } else {
+            self.string().map(Some)
+        }
+    }
+
+    /// A string without escapes, or null; None for anything else.
+    pub fn plain_or_null(&mut self) -> Option<Option<&'a str>> {
+        match self.str_or_null()? {
+            Some(s) => s.plain().map(Some),
+            None => Some(None),
+        }
+    }
+
+    /// A plain non-negative integer (see `u64`) or null; None for anything else.
+    pub fn u64_or_null(&mut self) -> Option<Option<u64>> {
+        if self.null()? {
+            Some(None)
+        } else {
+            self.u64().map(Some)
+        }
+    }
+
+    /// `true`, `false` or null; None for anything else.
+    pub fn bool_or_null(&mut self) -> Option<Option<bool>> {
+        match self.peek()? {
+            b't' => self.literal(b"true").map(|()| Some(true)),
+            b'f' => self.literal(b"false").map(|()| Some(false)),
+            b'n' => self.literal(b"null").map(|()| None),
+            _ => None,
+        }
+    }
+
+    /// Null, or an object (only `{` consumed): `Some(true)`; None for any other type.
+    pub fn object_or_null(&mut self) -> Option<bool> {
+        if self.null()? {
+            Some(false)
+        } else {
+            self.begin_object()?;
+            Some(true)
+        }
+    }
+
+    /// Null, or an array (only `[` consumed): `Some(true)`; None for any other type.
+    pub fn array_or_null(&mut self) -> Option<bool> {
+        if self.null()? {
+            Some(false)
+        } else {
+            self.begin_array()?;
+            Some(true)
+        }
     }
 
     /// A number's raw text, validated against the JSON grammar.

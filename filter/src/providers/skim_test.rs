@@ -1,6 +1,6 @@
 //! The stream fast paths (`skim.rs` readers in the provider files) against the serde path: every streamed
 //! event of the fixture corpus, and many mutated variants of each (escapes, surrogates, unexpected types,
-//! null, nested arrays, removed and duplicated members, truncation), must leave exactly the same
+//! null, nested arrays, removed members, every member duplicated at any depth, truncation), must leave exactly the same
 //! `Response` (usage, finish reasons, ids, model, output characters, captured text), `StreamState` and
 //! `FrameOutcome` whichever path reads them, with content capture off and on.
 
@@ -129,6 +129,149 @@ fn structural(v: &Value) -> Vec<Value> {
     out
 }
 
+/// `v` written out with one member of one object (at any depth) duplicated, for every member: serde
+/// refuses a duplicated field of its structs, so the fast paths must hand such texts to it.
+fn duplicated(v: &Value) -> Vec<String> {
+    let js = |v: &Value| serde_json::to_string(v).unwrap();
+    let mut out = Vec::new();
+    match v {
+        Value::Object(m) => {
+            let write = |repl: Option<(&str, &str)>, dup: Option<&str>| {
+                let mut parts = Vec::new();
+                for (k, c) in m {
+                    let text = match repl {
+                        Some((rk, rt)) if rk == k => rt.to_owned(),
+                        _ => js(c),
+                    };
+                    if dup == Some(k.as_str()) {
+                        parts.push(format!("{}:{}", js(&Value::from(k.as_str())), text));
+                    }
+                    parts.push(format!("{}:{}", js(&Value::from(k.as_str())), text));
+                }
+                format!("{{{}}}", parts.join(","))
+            };
+            for (k, c) in m {
+                out.push(write(None, Some(k)));
+                for d in duplicated(c) {
+                    out.push(write(Some((k, &d)), None));
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                for d in duplicated(c) {
+                    let items: Vec<String> = a
+                        .iter()
+                        .enumerate()
+                        .map(|(j, x)| if i == j { d.clone() } else { js(x) })
+                        .collect();
+                    out.push(format!("[{}]", items.join(",")));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Member names the stream readers know (any provider): injected into every object of an event.
+const KNOWN_MEMBERS: &[&str] = &[
+    "tool_plan",
+    "tool_calls",
+    "finish_reason",
+    "done",
+    "done_reason",
+    "eval_count",
+    "refusal",
+    "type",
+    "message",
+    "content_block",
+    "delta",
+    "usage",
+    "error",
+    "text",
+    "partial_json",
+    "thinking",
+    "stop_reason",
+    "response",
+    "item",
+    "code",
+    "candidates",
+    "promptFeedback",
+    "prompt_feedback",
+    "usageMetadata",
+    "responseId",
+    "response_id",
+    "modelVersion",
+    "content",
+    "parts",
+    "functionCall",
+    "function_call",
+    "finishReason",
+    "index",
+    "promptTokenCount",
+    "prompt_token_count",
+    "choices",
+    "amazon-bedrock-invocationMetrics",
+    "bytes",
+    "start",
+    "stopReason",
+    "id",
+    "model",
+];
+
+/// `v` written out with a member inserted at the front of one object (at any depth): every known name,
+/// once as a duplicated null pair, once as an object and once as a string.
+fn injected(v: &Value) -> Vec<String> {
+    let js = |v: &Value| serde_json::to_string(v).unwrap();
+    let mut out = Vec::new();
+    match v {
+        Value::Object(m) => {
+            let rest = |repl: Option<(&str, &str)>| {
+                m.iter()
+                    .map(|(k, c)| {
+                        let text = match repl {
+                            Some((rk, rt)) if rk == k => rt.to_owned(),
+                            _ => js(c),
+                        };
+                        format!(",{}:{}", js(&Value::from(k.as_str())), text)
+                    })
+                    .collect::<String>()
+            };
+            let all = rest(None);
+            for k in KNOWN_MEMBERS {
+                for ins in [
+                    format!("\"{k}\":null,\"{k}\":null"),
+                    format!("\"{k}\":{{\"a\":1}}"),
+                    format!("\"{k}\":\"x\""),
+                ] {
+                    out.push(format!("{{{ins}{all}}}"));
+                }
+            }
+            for (k, c) in m {
+                for d in injected(c) {
+                    let body = rest(Some((k, &d)));
+                    out.push(format!("{{{}}}", body.strip_prefix(',').unwrap_or("")));
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                for d in injected(c) {
+                    let items: Vec<String> = a
+                        .iter()
+                        .enumerate()
+                        .map(|(j, x)| if i == j { d.clone() } else { js(x) })
+                        .collect();
+                    out.push(format!("[{}]", items.join(",")));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
 fn variants(text: &str) -> Vec<String> {
     let mut out = vec![text.to_owned()];
     // Truncated.
@@ -159,6 +302,8 @@ fn variants(text: &str) -> Vec<String> {
             out.push(format!("{{\"{k}\" : {first} , {rest}"));
         }
     }
+    out.extend(duplicated(&v));
+    out.extend(injected(&v));
     out.push(serde_json::to_string_pretty(&v).unwrap());
     for s in structural(&v) {
         out.push(serde_json::to_string(&s).unwrap());
@@ -177,22 +322,77 @@ fn check(case: &str, route: &crate::call::Route, f: &Owned, st: &StreamState, re
     assert_eq!(st_fast.finished, st_slow.finished, "{case}: state {f:?}");
 }
 
-/// How many of the texts the fast path takes: the test above must exercise it, not only the fallback.
-fn fast_taken(case: &crate::call::Route, text: &str) -> bool {
+/// Whether the fast path reads frame `f`: the test above must exercise it, not only the fallback.
+fn fast_taken(route: &crate::call::Route, f: &Owned) -> bool {
     use crate::call::Api;
     let mut resp = Response::default();
-    match case.api {
+    let Some(text) = text_of(f) else {
+        return false;
+    };
+    match route.api {
         Api::OpenAiChat | Api::OpenAiCompletions => {
-            super::openai::fast_chunk(text, &mut resp).is_some()
+            super::openai::fast_chunk(&text, &mut resp).is_some()
         }
+        Api::AnthropicMessages => super::anthropic::fast_event(&text, &mut resp).is_some(),
+        Api::Gemini => super::gemini::fast_chunk(&text, &mut resp).is_some(),
+        Api::OpenAiResponses => super::openai_responses::fast_event(&text, &mut resp).is_some(),
+        Api::CohereChat => super::cohere::fast_event(&text, &mut resp).is_some(),
+        Api::OllamaChat | Api::OllamaGenerate => {
+            super::ollama::fast_chunk(&text, &mut resp).is_some()
+        }
+        Api::BedrockInvoke => invoke_event(f)
+            .and_then(|ev| String::from_utf8(ev).ok())
+            .is_some_and(|ev| {
+                super::bedrock::fast_chunk_bytes(&text).is_some()
+                    && super::anthropic::fast_event(&ev, &mut resp).is_some()
+            }),
         _ => false,
     }
 }
 
+/// The Anthropic event inside a Bedrock InvokeModel `chunk` frame.
+fn invoke_event(f: &Owned) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let Owned::Aws {
+        event_type,
+        payload,
+        ..
+    } = f
+    else {
+        return None;
+    };
+    if event_type != "chunk" {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.get("bytes")?.as_str()?)
+        .ok()
+}
+
+/// Variants of a frame: of its JSON text, and for a Bedrock InvokeModel chunk also of the event inside.
+fn frame_variants(f: &Owned) -> Vec<Owned> {
+    use base64::Engine;
+    let mut out: Vec<Owned> = text_of(f)
+        .map(|t| variants(&t).into_iter().map(|v| with_text(f, v)).collect())
+        .unwrap_or_default();
+    if let Some(inner) = invoke_event(f).and_then(|e| String::from_utf8(e).ok()) {
+        for v in variants(&inner) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(v);
+            out.push(with_text(
+                f,
+                format!("{{\"bytes\":\"{b64}\",\"p\":\"abc\"}}"),
+            ));
+        }
+    }
+    out
+}
+
 #[test]
 fn fast_paths_read_every_event_as_serde_does() {
-    let mut taken = 0usize;
-    let mut escaped_taken = 0usize;
+    use std::collections::BTreeMap;
+    // Per API: variants on the fast path, and how many of those contain escapes.
+    let mut taken: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut events = 0usize;
     for case in cases() {
         if case.framing == Framing::Whole {
@@ -210,14 +410,17 @@ fn fast_paths_read_every_event_as_serde_does() {
                 resp.content = OutputCapture::new(64);
             }
             for (i, f) in frames.iter().enumerate() {
-                // Mutate the first few events and the last ones (the per-token event and the endings).
-                if let Some(text) = text_of(f).filter(|_| i < 6 || i + 4 > frames.len()) {
-                    for v in variants(&text) {
+                // Mutate the first few events, the last ones (the endings) and every one a fast path takes.
+                if i < 6 || i + 4 > frames.len() || fast_taken(&case.route, f) {
+                    for v in frame_variants(f) {
                         if fast_taken(&case.route, &v) {
-                            taken += 1;
-                            escaped_taken += usize::from(v.contains('\\'));
+                            let t = taken.entry(format!("{:?}", case.route.api)).or_default();
+                            t.0 += 1;
+                            let escaped = text_of(&v).is_some_and(|t| t.contains('\\'))
+                                || invoke_event(&v).is_some_and(|e| e.contains(&b'\\'));
+                            t.1 += usize::from(escaped);
                         }
-                        check(&case.name, &case.route, &with_text(f, v), &st, &resp);
+                        check(&case.name, &case.route, &v, &st, &resp);
                         events += 1;
                     }
                 }
@@ -226,10 +429,18 @@ fn fast_paths_read_every_event_as_serde_does() {
             }
         }
     }
+    eprintln!("{events} variants; on the fast path (all, with escapes): {taken:?}");
     assert!(events > 10_000, "{events} variants");
-    eprintln!("{events} variants, {taken} on the fast path, {escaped_taken} of them with escapes");
-    assert!(
-        taken > 1_000 && escaped_taken > 100,
-        "{taken} / {escaped_taken}"
-    );
+    for api in [
+        "OpenAiChat",
+        "AnthropicMessages",
+        "Gemini",
+        "OpenAiResponses",
+        "BedrockInvoke",
+        "CohereChat",
+        "OllamaChat",
+    ] {
+        let (all, escaped) = taken.get(api).copied().unwrap_or_default();
+        assert!(all > 200 && escaped > 50, "{api}: {all} / {escaped}");
+    }
 }
