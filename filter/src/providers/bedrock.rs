@@ -6,7 +6,7 @@
 use super::anthropic;
 use super::gemini::percent_decode;
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientStr};
+use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -166,7 +166,8 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         return;
     }
     req.stream = route.path_stream;
-    let Some(r) = parse::<ConverseRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<ConverseRequest<'_>>(body, &spare) else {
         return;
     };
     if let Some(c) = r.inference_config.get() {
@@ -303,7 +304,8 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         anthropic::response(route, body, resp);
         return;
     }
-    let Some(r) = parse::<ConverseResponse<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<ConverseResponse<'_>>(body, &spare) else {
         return;
     };
     if let Some(reason) = r.stop_reason.get() {
@@ -400,7 +402,8 @@ pub fn frame(
         st.finished = true;
         return FrameOutcome::default();
     }
-    let Some(p) = parse::<StreamPayload<'_>>(payload) else {
+    let spare = Spare::default();
+    let Some(p) = parse::<StreamPayload<'_>>(payload, &spare) else {
         return FrameOutcome::default();
     };
     let mut content = false;
@@ -415,7 +418,10 @@ pub fn frame(
             let out = anthropic::event(&event, st, resp);
             content = out.content;
             // Bedrock appends its own metering to the model's last event (`message_stop`).
-            if let Some(m) = parse::<InvocationMetricsEvent>(&event).and_then(|e| e.metrics.get()) {
+            let spare = Spare::default();
+            if let Some(m) =
+                parse::<InvocationMetricsEvent>(&event, &spare).and_then(|e| e.metrics.get())
+            {
                 m.apply(resp);
             }
         }
