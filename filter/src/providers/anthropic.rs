@@ -3,7 +3,8 @@
 //! Bedrock InvokeModel for Claude (see `bedrock.rs`, which reuses `request`, `response` and `event`).
 
 use super::json::{
-    count_chars, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, TextContent,
+    count_chars, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, Spare,
+    TextContent,
 };
 use super::skim::{generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
@@ -99,7 +100,8 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.model.clone_from(&route.path_model);
     }
     req.stream = route.path_stream;
-    let Some(r) = parse::<MessagesRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<MessagesRequest<'_>>(body, &spare) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -290,7 +292,8 @@ fn apply_block_start(b: Block<'_>, resp: &mut Response) -> bool {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    if let Some(m) = parse::<MessageBody<'_>>(body) {
+    let spare = Spare::default();
+    if let Some(m) = parse::<MessageBody<'_>>(body, &spare) {
         apply_message(m, resp);
     }
 }
@@ -339,7 +342,8 @@ pub(crate) fn event_with(
 
 /// The serde path for every event.
 fn slow_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOutcome {
-    let Some(ev) = parse::<StreamEvent<'_>>(data) else {
+    let spare = Spare::default();
+    let Some(ev) = parse::<StreamEvent<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let mut content = false;

@@ -6,7 +6,7 @@
 use super::anthropic;
 use super::gemini::percent_decode;
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientStr};
+use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare};
 use super::skim::{once, Reader};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -167,7 +167,8 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         return;
     }
     req.stream = route.path_stream;
-    let Some(r) = parse::<ConverseRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<ConverseRequest<'_>>(body, &spare) else {
         return;
     };
     if let Some(c) = r.inference_config.get() {
@@ -304,7 +305,8 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         anthropic::response(route, body, resp);
         return;
     }
-    let Some(r) = parse::<ConverseResponse<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<ConverseResponse<'_>>(body, &spare) else {
         return;
     };
     if let Some(reason) = r.stop_reason.get() {
@@ -434,7 +436,10 @@ fn invoke_chunk(
     // Bedrock appends its own metering to the model's last event (`message_stop`). The fast path refuses
     // events that carry it, so an event it read has none.
     if !fast_read {
-        if let Some(m) = parse::<InvocationMetricsEvent>(&event).and_then(|e| e.metrics.get()) {
+        let spare = Spare::default();
+        if let Some(m) =
+            parse::<InvocationMetricsEvent>(&event, &spare).and_then(|e| e.metrics.get())
+        {
             m.apply(resp);
         }
     }
@@ -477,7 +482,8 @@ pub(crate) fn frame_with(
             return invoke_chunk(Some(b64), st, resp, fast);
         }
     }
-    let Some(p) = parse::<StreamPayload<'_>>(payload) else {
+    let spare = Spare::default();
+    let Some(p) = parse::<StreamPayload<'_>>(payload, &spare) else {
         return FrameOutcome::default();
     };
     if invoke_chunk_event {

@@ -1,7 +1,7 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientStr, OneOrMany, TextContent};
+use super::json::{parse, prompt_hash, Lenient, LenientStr, OneOrMany, Spare, TextContent};
 use super::skim::{generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -75,7 +75,8 @@ struct Message<'a> {
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
-    let Some(r) = parse::<ChatRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<ChatRequest<'_>>(body, &spare) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -211,7 +212,8 @@ fn add_tool_call(call: WireToolCall<'_>, resp: &mut Response) -> bool {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let Some(c) = parse::<ChatResponse<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(c) = parse::<ChatResponse<'_>>(body, &spare) else {
         return;
     };
     set_if_nonempty(&mut resp.id, c.id.get());
@@ -304,7 +306,8 @@ pub(crate) fn frame_with(
             return out;
         }
     }
-    let Some(ev) = parse::<StreamEvent<'_>>(data) else {
+    let spare = Spare::default();
+    let Some(ev) = parse::<StreamEvent<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let mut content = false;

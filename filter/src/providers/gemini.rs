@@ -7,7 +7,7 @@
 //! `apply_chunk`.
 
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientStr};
+use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare};
 use super::skim::{generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -180,7 +180,8 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.model.clone_from(&route.path_model);
     }
     req.stream = route.path_stream;
-    let Some(r) = parse::<GenerateRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<GenerateRequest<'_>>(body, &spare) else {
         return;
     };
     if let Some(g) = r.generation_config.get() {
@@ -397,16 +398,21 @@ fn apply_chunk(c: GenerateResponse<'_>, resp: &mut Response) -> bool {
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     // A whole body is one object; a buffered JSON-array stream (and its errors) is an array of them.
     if body.trim_ascii_start().starts_with(b"[") {
-        let Some(items) = parse::<Vec<&RawValue>>(body) else {
+        let spare = Spare::default();
+        let Some(items) = parse::<Vec<&RawValue>>(body, &spare) else {
             return;
         };
         for item in items {
-            if let Some(c) = parse::<GenerateResponse<'_>>(item.get().as_bytes()) {
+            let spare = Spare::default();
+            if let Some(c) = parse::<GenerateResponse<'_>>(item.get().as_bytes(), &spare) {
                 apply_chunk(c, resp);
             }
         }
-    } else if let Some(c) = parse::<GenerateResponse<'_>>(body) {
-        apply_chunk(c, resp);
+    } else {
+        let spare = Spare::default();
+        if let Some(c) = parse::<GenerateResponse<'_>>(body, &spare) {
+            apply_chunk(c, resp);
+        }
     }
 }
 
@@ -445,7 +451,8 @@ pub(crate) fn frame_with(
             return out;
         }
     }
-    let Some(c) = parse::<GenerateResponse<'_>>(data) else {
+    let spare = Spare::default();
+    let Some(c) = parse::<GenerateResponse<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let terminal = c.usage_metadata.as_ref().is_some()

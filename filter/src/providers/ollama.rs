@@ -3,7 +3,9 @@
 //! `done: true` and the counts. A whole response is that same final object.
 
 use super::json::{count_chars, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientRaw, LenientStr, OneOrMany, TextContent};
+use super::json::{
+    parse, prompt_hash, Lenient, LenientRaw, LenientStr, OneOrMany, Spare, TextContent,
+};
 use super::skim::{generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -76,7 +78,8 @@ struct Named<'a> {
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
-    let Some(r) = parse::<OllamaRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<OllamaRequest<'_>>(body, &spare) else {
         // Even an unreadable body streams by default.
         req.stream = true;
         return;
@@ -221,7 +224,8 @@ fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    if let Some(c) = parse::<Chunk<'_>>(body) {
+    let spare = Spare::default();
+    if let Some(c) = parse::<Chunk<'_>>(body, &spare) {
         apply_chunk(c, resp);
     }
 }
@@ -256,7 +260,8 @@ pub(crate) fn frame_with(
             return out;
         }
     }
-    let Some(c) = parse::<Chunk<'_>>(data) else {
+    let spare = Spare::default();
+    let Some(c) = parse::<Chunk<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let (content, terminal) = apply_chunk(c, resp);

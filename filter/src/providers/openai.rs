@@ -9,7 +9,7 @@
 
 use super::json::{
     char_count, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany,
-    TextContent,
+    Spare, TextContent,
 };
 use super::skim::{set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
@@ -122,7 +122,8 @@ struct Message<'a> {
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
 /// set and then to the route's path model (the Azure deployment), because Azure bodies usually have none.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
-    let Some(r) = parse::<OpenAiRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<OpenAiRequest<'_>>(body, &spare) else {
         return;
     };
     req.model = r
@@ -229,7 +230,8 @@ const INCLUDE_USAGE_MEMBER: &[u8] = br#""stream_options":{"include_usage":true},
 /// sets `Request::include_usage_injected` when it forwards the new body, and then removes the chunks whose
 /// `FrameOutcome::usage_only` is set, since the client did not ask for them.
 pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
-    let flags = parse::<StreamFlags<'_>>(body)?;
+    let spare = Spare::default();
+    let flags = parse::<StreamFlags<'_>>(body, &spare)?;
     if flags.stream.get() != Some(true) {
         return None;
     }
@@ -256,8 +258,9 @@ pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     }
     opts.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
     let value = serde_json::to_vec(&serde_json::Value::Object(opts)).ok()?;
-    // The raw value borrows from `body`, so its address gives its position.
-    let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    // The raw value borrows from `body` (or its sanitised copy, laid out alike): its address gives its
+    // position. The copy's text differs from the body's only where it held a token serde cannot read.
+    let start = spare.offset(body, text)?;
     let (head, rest) = body.split_at_checked(start)?;
     let tail = rest.strip_prefix(text.as_bytes())?;
     let mut out = Vec::with_capacity(
@@ -479,7 +482,8 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
 
 /// Read a whole Chat, Completions or Embeddings response body, or an error body.
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    if let Some(c) = parse::<ChatResponse<'_>>(body) {
+    let spare = Spare::default();
+    if let Some(c) = parse::<ChatResponse<'_>>(body, &spare) {
         apply_chunk(c, resp);
     }
 }
@@ -520,7 +524,8 @@ pub(crate) fn frame_with(
             return out;
         }
     }
-    let Some(c) = parse::<ChatResponse<'_>>(data) else {
+    let spare = Spare::default();
+    let Some(c) = parse::<ChatResponse<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     // The include_usage chunk: `choices: []` plus a usage object. Azure's prompt-filter chunk also has

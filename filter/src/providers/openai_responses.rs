@@ -5,7 +5,9 @@
 //! `gen_ai.response.finish_reasons` read the same values as for Chat Completions.
 
 use super::json::char_count;
-use super::json::{parse, prompt_hash, two_pass, Lenient, LenientStr, TextContent};
+#[cfg(any(test, feature = "reference-reader"))]
+use super::json::two_pass;
+use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare, TextContent};
 use super::openai::{add_tool_call_once, ErrorBody};
 use super::skim::{generated, once, Reader};
 use super::{FrameOutcome, StreamState};
@@ -13,6 +15,7 @@ use crate::call::{Request, Response, Route};
 use crate::stream::Frame;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+#[cfg(any(test, feature = "reference-reader"))]
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -93,9 +96,18 @@ impl Input {
 
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if !two_pass() {
-            return d.deserialize_any(InputVisitor);
+        #[cfg(any(test, feature = "reference-reader"))]
+        if two_pass() {
+            return input_from_raw(d);
         }
+        d.deserialize_any(InputVisitor)
+    }
+}
+
+/// The old reader's `Input` (see `json::two_pass`): from the value's raw text.
+#[cfg(any(test, feature = "reference-reader"))]
+fn input_from_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Input, D::Error> {
+    {
         let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
         let text = raw.get();
         let mut input = Input::default();
@@ -157,7 +169,8 @@ impl<'de> Visitor<'de> for InputVisitor {
 /// Read a Responses request. The system prompt hash covers `instructions` followed by any `system` or
 /// `developer` input messages (the two ways the API takes a system prompt), joined as for Chat.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
-    let Some(r) = parse::<ResponsesRequest<'_>>(body) else {
+    let spare = Spare::default();
+    let Some(r) = parse::<ResponsesRequest<'_>>(body, &spare) else {
         return;
     };
     req.model = r
@@ -393,7 +406,8 @@ fn apply_object(o: ResponseObject<'_>, resp: &mut Response, count_text: bool) {
 
 /// Read a whole Responses body or an error body.
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    if let Some(o) = parse::<ResponseObject<'_>>(body) {
+    let spare = Spare::default();
+    if let Some(o) = parse::<ResponseObject<'_>>(body, &spare) {
         apply_object(o, resp, true);
     }
 }
@@ -449,7 +463,8 @@ pub(crate) fn frame_with(
             return out;
         }
     }
-    let Some(ev) = parse::<Event<'_>>(data) else {
+    let spare = Spare::default();
+    let Some(ev) = parse::<Event<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     // The data's `type` is authoritative; the SSE event name is the fallback.
