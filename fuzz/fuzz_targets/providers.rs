@@ -58,5 +58,5 @@ fuzz_target!(|data: &[u8]| {
     }
     framer.finish(&mut on);
     call.estimate_missing_usage();
-    let _ = span::build_span(&call, &Config::default());
+    let _ = span::build_span(&call, &Config::default(), None);
 });
