@@ -2,7 +2,7 @@
 
 use super::json::{count_chars, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientStr, OneOrMany, Spare, TextContent};
-use super::skim::{generated, once, Reader, Str};
+use super::skim::{self, generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -298,11 +298,7 @@ pub(crate) fn frame_with(
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
     if fast {
-        let text = match frame {
-            Frame::Sse { data, .. } => Some(*data),
-            _ => std::str::from_utf8(data).ok(),
-        };
-        if let Some(out) = text.and_then(|t| fast_event(t, resp)) {
+        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_event(t, resp)) {
             return out;
         }
     }

@@ -6,7 +6,7 @@ use super::json::{count_chars, set_if_nonempty};
 use super::json::{
     parse, prompt_hash, Lenient, LenientRaw, LenientStr, OneOrMany, Spare, TextContent,
 };
-use super::skim::{generated, once, set_changed, Reader, Str};
+use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -252,11 +252,7 @@ pub(crate) fn frame_with(
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
     if fast {
-        let text = match frame {
-            Frame::Sse { data, .. } => Some(*data),
-            _ => std::str::from_utf8(data).ok(),
-        };
-        if let Some(out) = text.and_then(|t| fast_chunk(t, resp)) {
+        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
             return out;
         }
     }

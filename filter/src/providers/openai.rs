@@ -11,7 +11,7 @@ use super::json::{
     char_count, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany,
     Spare, TextContent,
 };
-use super::skim::{set_changed, Reader, Str};
+use super::skim::{self, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -516,11 +516,7 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     }
     if fast {
-        let text = match frame {
-            Frame::Sse { data, .. } => Some(*data),
-            _ => std::str::from_utf8(data).ok(),
-        };
-        if let Some(out) = text.and_then(|t| fast_chunk(t, resp)) {
+        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
             return out;
         }
     }

@@ -9,7 +9,7 @@ use super::json::char_count;
 use super::json::two_pass;
 use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare, TextContent};
 use super::openai::{add_tool_call_once, ErrorBody};
-use super::skim::{generated, once, Reader};
+use super::skim::{self, generated, once, Reader};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Request, Response, Route};
 use crate::stream::Frame;
@@ -455,11 +455,7 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     }
     if fast {
-        let text = match frame {
-            Frame::Sse { data, .. } => Some(*data),
-            _ => std::str::from_utf8(data).ok(),
-        };
-        if let Some(out) = text.and_then(|t| fast_event(t, resp)) {
+        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_event(t, resp)) {
             return out;
         }
     }

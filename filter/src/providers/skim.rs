@@ -8,7 +8,18 @@
 //! caller then falls back to the serde path. So whatever the fast path accepts, serde accepts too.
 //! Total: never panics, recursion bounded by `MAX_DEPTH`.
 
+use crate::stream::Frame;
 use std::borrow::Cow;
+
+/// The JSON text a stream frame carries, for the fast paths: SSE data is already UTF-8, a JSON frame
+/// (NDJSON line, array element) is checked, an AWS event-stream message carries none here.
+pub(crate) fn frame_text<'a>(frame: &Frame<'a>) -> Option<&'a str> {
+    match frame {
+        Frame::Sse { data, .. } => Some(data),
+        Frame::Json(bytes) => std::str::from_utf8(bytes).ok(),
+        Frame::Aws { .. } => None,
+    }
+}
 
 /// Deepest nesting `skip` walks (serde_json's own limit is 128).
 pub const MAX_DEPTH: u32 = 32;
