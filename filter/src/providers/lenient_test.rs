@@ -8,85 +8,34 @@ use super::corpus_test::{cases, Case};
 use super::json::{with_reference, with_two_pass, SECOND_PASSES};
 use crate::call::{Request, Response, Route};
 use crate::providers::{self, FrameOutcome, Framing, StreamState};
+use crate::stream::testutil::Owned;
 use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use serde_json::Value;
 
-#[derive(Clone, Debug)]
-enum OwnedFrame {
-    Sse {
-        event: String,
-        data: String,
-    },
-    Json(Vec<u8>),
-    Aws {
-        message_type: String,
-        event_type: String,
-        exception_type: String,
-        payload: Vec<u8>,
-    },
-}
-
-impl OwnedFrame {
-    fn json(&self) -> &[u8] {
-        match self {
-            OwnedFrame::Sse { data, .. } => data.as_bytes(),
-            OwnedFrame::Json(b) => b,
-            OwnedFrame::Aws { payload, .. } => payload,
-        }
-    }
-
-    fn with_json(&self, json: Vec<u8>) -> OwnedFrame {
-        let mut f = self.clone();
-        match &mut f {
-            OwnedFrame::Sse { data, .. } => *data = String::from_utf8(json).unwrap(),
-            OwnedFrame::Json(b) => *b = json,
-            OwnedFrame::Aws { payload, .. } => *payload = json,
-        }
-        f
-    }
-
-    fn frame(&self) -> Frame<'_> {
-        match self {
-            OwnedFrame::Sse { event, data } => Frame::Sse { event, data },
-            OwnedFrame::Json(b) => Frame::Json(b),
-            OwnedFrame::Aws {
-                message_type,
-                event_type,
-                exception_type,
-                payload,
-            } => Frame::Aws {
-                message_type,
-                event_type,
-                exception_type,
-                payload,
-            },
-        }
+/// The JSON a frame carries (an event's data, a document, an event-stream payload).
+fn json_of(f: &Owned) -> &[u8] {
+    match f {
+        Owned::Sse { data, .. } => data.as_bytes(),
+        Owned::Json(b) => b,
+        Owned::Aws { payload, .. } => payload,
     }
 }
 
-fn frames(case: &Case) -> Vec<OwnedFrame> {
+/// The same frame carrying `json` instead.
+fn with_json(f: &Owned, json: Vec<u8>) -> Owned {
+    let mut f = f.clone();
+    match &mut f {
+        Owned::Sse { data, .. } => *data = String::from_utf8(json).unwrap(),
+        Owned::Json(b) => *b = json,
+        Owned::Aws { payload, .. } => *payload = json,
+    }
+    f
+}
+
+fn frames(case: &Case) -> Vec<Owned> {
     let mut dec = BodyDecoder::new(ContentEncoding::Identity, case.framing, &Limits::default());
     let mut out = Vec::new();
-    let mut on = |f: Frame<'_>| {
-        out.push(match f {
-            Frame::Sse { event, data } => OwnedFrame::Sse {
-                event: event.to_owned(),
-                data: data.to_owned(),
-            },
-            Frame::Json(b) => OwnedFrame::Json(b.to_vec()),
-            Frame::Aws {
-                message_type,
-                event_type,
-                exception_type,
-                payload,
-            } => OwnedFrame::Aws {
-                message_type: message_type.to_owned(),
-                event_type: event_type.to_owned(),
-                exception_type: exception_type.to_owned(),
-                payload: payload.to_vec(),
-            },
-        })
-    };
+    let mut on = |f: Frame<'_>| out.push(Owned::from(f));
     dec.push(&case.body, &mut on);
     dec.finish(&mut on);
     out
@@ -104,7 +53,7 @@ fn read_request(route: &Route, body: &[u8]) -> Request {
 fn read_frames(
     route: &Route,
     framing: Framing,
-    frames: &[OwnedFrame],
+    frames: &[Owned],
 ) -> (Response, Vec<FrameOutcome>, bool) {
     let mut resp = Response::default();
     let mut st = StreamState::default();
@@ -301,22 +250,22 @@ fn odd_values_anywhere_read_as_the_two_pass_reader_reads_them() {
             if !(i < 4 || i + 4 >= n || i % 7 == 0) {
                 continue;
             }
-            mutations(f.json(), &mut |json, null| {
+            mutations(json_of(f), &mut |json, null| {
                 docs += 1;
-                let one = [f.with_json(json.to_vec())];
+                let one = [with_json(f, json.to_vec())];
                 let before = second_passes();
                 let fast = read_frames(&case.route, case.framing, &one);
                 assert_one_pass(before, null.is_some(), &|| {
-                    String::from_utf8_lossy(one[0].json()).into_owned()
+                    String::from_utf8_lossy(json_of(&one[0])).into_owned()
                 });
                 if let Some(null) = null.filter(|_| second_passes().0 > before.0) {
-                    let twin = [f.with_json(null.to_vec())];
+                    let twin = [with_json(f, null.to_vec())];
                     assert_eq!(
                         fast,
                         read_frames(&case.route, case.framing, &twin),
                         "{}: frame {i}, sanitised {}",
                         case.name,
-                        String::from_utf8_lossy(one[0].json())
+                        String::from_utf8_lossy(json_of(&one[0]))
                     );
                 }
                 if null.is_some() {
@@ -330,7 +279,7 @@ fn odd_values_anywhere_read_as_the_two_pass_reader_reads_them() {
                     with_two_pass(|| read_frames(&case.route, case.framing, &one)),
                     "{}: frame {i} {}",
                     case.name,
-                    String::from_utf8_lossy(one[0].json())
+                    String::from_utf8_lossy(json_of(&one[0]))
                 );
             });
         }
@@ -360,7 +309,7 @@ fn not_utf8_inside_a_lenient_value() {
             path_model: None,
             path_stream: false,
         };
-        let frames = [OwnedFrame::Json(body.to_vec())];
+        let frames = [Owned::Json(body.to_vec())];
         let framing = Framing::Whole;
         assert_eq!(
             read_frames(&route, framing, &frames),

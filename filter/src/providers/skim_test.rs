@@ -9,7 +9,7 @@ use crate::call::Response;
 use crate::capture::OutputCapture;
 use crate::providers::{frame_with, Framing, StreamState};
 use crate::stream::testutil::Owned;
-use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use crate::stream::{BodyDecoder, ContentEncoding, Limits};
 use serde_json::Value;
 
 /// Values every node is replaced with in turn.
@@ -44,24 +44,6 @@ const ESCAPES: &[&str] = &[
     "\\u0000",
     "é🌍",
 ];
-
-fn borrowed(f: &Owned) -> Frame<'_> {
-    match f {
-        Owned::Sse { event, data } => Frame::Sse { event, data },
-        Owned::Json(j) => Frame::Json(j),
-        Owned::Aws {
-            message_type,
-            event_type,
-            exception_type,
-            payload,
-        } => Frame::Aws {
-            message_type,
-            event_type,
-            exception_type,
-            payload,
-        },
-    }
-}
 
 /// The JSON text of a frame, and a frame with the same headers carrying another text.
 fn text_of(f: &Owned) -> Option<String> {
@@ -315,8 +297,8 @@ fn variants(text: &str) -> Vec<String> {
 fn check(case: &str, route: &crate::call::Route, f: &Owned, st: &StreamState, resp: &Response) {
     let (mut st_fast, mut resp_fast) = (st.clone(), resp.clone());
     let (mut st_slow, mut resp_slow) = (st.clone(), resp.clone());
-    let fast = frame_with(route, &borrowed(f), &mut st_fast, &mut resp_fast, true);
-    let slow = frame_with(route, &borrowed(f), &mut st_slow, &mut resp_slow, false);
+    let fast = frame_with(route, &f.frame(), &mut st_fast, &mut resp_fast, true);
+    let slow = frame_with(route, &f.frame(), &mut st_slow, &mut resp_slow, false);
     assert_eq!(fast, slow, "{case}: outcome of {f:?}");
     assert_eq!(resp_fast, resp_slow, "{case}: response after {f:?}");
     assert_eq!(st_fast.finished, st_slow.finished, "{case}: state {f:?}");
@@ -425,7 +407,7 @@ fn fast_paths_read_every_event_as_serde_does() {
                     }
                 }
                 check(&case.name, &case.route, f, &st, &resp);
-                super::frame(&case.route, &borrowed(f), &mut st, &mut resp);
+                super::frame(&case.route, &f.frame(), &mut st, &mut resp);
             }
         }
     }

@@ -319,6 +319,27 @@ pub(crate) mod testutil {
         }
     }
 
+    impl Owned {
+        /// The borrowed frame, as the decoders hand it out.
+        pub fn frame(&self) -> Frame<'_> {
+            match self {
+                Owned::Sse { event, data } => Frame::Sse { event, data },
+                Owned::Json(j) => Frame::Json(j),
+                Owned::Aws {
+                    message_type,
+                    event_type,
+                    exception_type,
+                    payload,
+                } => Frame::Aws {
+                    message_type,
+                    event_type,
+                    exception_type,
+                    payload,
+                },
+            }
+        }
+    }
+
     /// `input` split into two chunks at every offset (both ends included: one chunk may be empty).
     pub fn every_split(input: &[u8]) -> impl Iterator<Item = Vec<&[u8]>> {
         (0..=input.len()).map(move |i| {
