@@ -151,7 +151,7 @@ fn hex4(h: &[u8]) -> Option<u32> {
 
 /// Offset of the first `"`, `\\` or control character (< 0x20) in `b`, eight bytes at a time (the
 /// classic has-zero-byte word test, SWAR: plain integer code, as fast in Wasm as natively).
-fn special(b: &[u8]) -> Option<usize> {
+pub(crate) fn special(b: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let is_special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;

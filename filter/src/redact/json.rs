@@ -5,6 +5,7 @@
 
 use super::scan::hex_digit;
 use super::{Findings, Redactor};
+use crate::providers::skim::special;
 
 /// Which JSON strings are user text.
 ///
@@ -145,33 +146,15 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Whether any of the 8 bytes in `w` is `"`, `\\` or a control byte (< 0x20): the bytes that end the
-/// fast run inside a JSON string. Exact (no false positives for "any byte"), SWAR on one u64, which is a
-/// native Wasm type: this is the loop that decides the redaction throughput on long prompts.
-fn special_in(w: u64) -> bool {
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    (zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\'))) | below_space) != 0
-}
-
 /// At an opening quote: the index after the closing quote, and whether the string has escapes.
 fn scan_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i.checked_add(1)?;
     let mut escaped = false;
     loop {
-        // Plain text 8 bytes at a time; the byte-wise match below handles the rest.
-        while let Some(w) = b
-            .get(j..j.saturating_add(8))
-            .and_then(|s| <[u8; 8]>::try_from(s).ok())
-        {
-            if special_in(u64::from_le_bytes(w)) {
-                break;
-            }
-            j += 8;
-        }
+        // Plain text is skipped 8 bytes at a time (the stream skimmer's scan); the match below handles the
+        // byte that ends it. No such byte: the string is unterminated and `get` below says so.
+        let rest = b.get(j..)?;
+        j += special(rest).unwrap_or(rest.len());
         let c = *b.get(j)?;
         match c {
             b'"' => return Some((j + 1, escaped)),
