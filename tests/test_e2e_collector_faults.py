@@ -68,6 +68,26 @@ def test_slow_collector_does_not_delay_traffic(topology):
     t.wait_spans(6, timeout=60)
 
 
+def test_backlog_drains_back_to_back_not_one_batch_per_tick(topology):
+    """A worker that makes spans faster than one batch per tick (200 ms) must not fall behind a healthy
+    collector: once an export is answered, the next full batch goes at once."""
+    t = topology(config(max_batch=2, max_queue=100, flush_interval_ms=60_000, timeout_ms=30_000), concurrency=1)
+    # Hold the first export for 5 s so the other spans queue behind it.
+    send_json(t.collector.port, "/__mode", {"delay_ms": 5000})
+    for _ in range(10):
+        call_unchanged(t)
+    send_json(t.collector.port, "/__mode", {"delay_ms": 0})
+    t.wait_spans(10, timeout=30)
+    traces = requests(t)
+    assert len(traces) == 5, traces
+    # After the held one, the backlog's four batches follow each other within a round trip, far below
+    # the 200 ms a tick-paced exporter would need between them.
+    gaps = [b["t"] - a["t"] for a, b in zip(traces[1:], traces[2:])]
+    assert max(gaps) < 0.15, gaps
+    s = wait_for(lambda: (lambda s: s if s.get("spans_exported") == 10 else None)(stats(t)), "stats")
+    assert s["spans_dropped_queue_full"] == 0
+
+
 def test_503_retry_after_then_recovery(topology):
     t = topology(config(), concurrency=1)
     send_json(t.collector.port, "/__mode", {"status": 503, "retry_after": 2})

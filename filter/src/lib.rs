@@ -23,6 +23,7 @@ pub mod budget;
 pub mod call;
 pub mod capture;
 pub mod config;
+pub mod headers;
 pub mod pricing;
 pub mod providers;
 pub mod redact;

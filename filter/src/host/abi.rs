@@ -2,18 +2,17 @@
 //! panic on any unexpected status (and `get_map_value` unwraps UTF-8, so one non-UTF-8 header value would
 //! abort the VM); a panic here takes every request on this worker down, so these return `None`/`false`.
 
+use crate::headers::Headers;
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 use std::ptr::null_mut;
 use std::time::Duration;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_header_map_value(
+    fn proxy_get_header_map_pairs(
         map_type: MapType,
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
     ) -> Status;
     fn proxy_replace_header_map_value(
         map_type: MapType,
@@ -85,25 +84,18 @@ unsafe fn owned(ptr: *mut u8, size: usize) -> Vec<u8> {
     }
 }
 
-/// A header value as bytes; None when absent or on any host error.
-pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
+/// A whole header map in one host call (empty on any host error). Reading several headers this way costs
+/// one crossing of the Wasm boundary and one allocation callback instead of one of each per header.
+pub fn headers(map: MapType) -> Headers {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: pointers are valid for the call; ownership of the result is taken by `owned`.
     unsafe {
-        match proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) {
-            Status::Ok => Some(owned(data, size)),
-            _ => None,
+        match proxy_get_header_map_pairs(map, &mut data, &mut size) {
+            Status::Ok => Headers::new(owned(data, size)),
+            _ => Headers::default(),
         }
     }
-}
-
-/// A header value as a string, lossily decoded (header values may legally contain obs-text bytes).
-pub fn header_str(map: MapType, name: &str) -> Option<String> {
-    header(map, name).map(|v| match String::from_utf8(v) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
 }
 
 pub fn set_header(map: MapType, name: &str, value: &str) -> bool {
@@ -123,7 +115,7 @@ pub fn remove_header(map: MapType, name: &str) -> bool {
 pub fn buffer(kind: BufferType, start: usize, max: usize) -> Vec<u8> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
-    // SAFETY: as in `header`.
+    // SAFETY: as in `headers`.
     unsafe {
         match proxy_get_buffer_bytes(kind, start, max, &mut data, &mut size) {
             Status::Ok => owned(data, size),
@@ -136,24 +128,6 @@ pub fn buffer(kind: BufferType, start: usize, max: usize) -> Vec<u8> {
 pub fn set_buffer(kind: BufferType, start: usize, size: usize, value: &[u8]) -> bool {
     // SAFETY: pointers valid for the duration of the call.
     unsafe { proxy_set_buffer_bytes(kind, start, size, value.as_ptr(), value.len()) == Status::Ok }
-}
-
-/// proxy-wasm header map serialization: count, (key_len, value_len)*, then each key and value NUL-terminated.
-fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let n = u32::try_from(pairs.len()).unwrap_or(0);
-    out.extend_from_slice(&n.to_le_bytes());
-    for (k, v) in pairs.iter().take(n as usize) {
-        out.extend_from_slice(&u32::try_from(k.len()).unwrap_or(0).to_le_bytes());
-        out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
-    }
-    for (k, v) in pairs.iter().take(n as usize) {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
 }
 
 /// Send a local reply built by `crate::reply` (budget denial, block rule). The caller then returns
@@ -169,7 +143,7 @@ pub fn send_reply(reply: &crate::reply::Reply) -> bool {
 
 /// Answer the request locally. The caller then returns `Action::Pause`.
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    let h = serialize_map(headers);
+    let h = crate::headers::serialize(headers);
     // SAFETY: pointers valid for the duration of the call.
     unsafe {
         proxy_send_local_response(
@@ -224,7 +198,7 @@ pub fn get_shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     let mut cas: u32 = 0;
-    // SAFETY: as in `header`.
+    // SAFETY: as in `headers`.
     unsafe {
         match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) {
             Status::Ok => Some((owned(data, size), cas)),
@@ -264,7 +238,7 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     }
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
-    // SAFETY: as in `header`.
+    // SAFETY: as in `headers`.
     unsafe {
         match proxy_get_property(p.as_ptr(), p.len(), &mut data, &mut size) {
             Status::Ok if !data.is_null() => Some(owned(data, size)),

@@ -13,6 +13,7 @@ use crate::budget::{
 };
 use crate::call::Call;
 use crate::config::Config;
+use crate::headers::Headers;
 use crate::reply::{self, Refusal, Reply};
 use crate::rls;
 use proxy_wasm::types::{LogLevel, MapType};
@@ -131,11 +132,10 @@ pub fn may_rewrite(cfg: &Config) -> bool {
     cfg.budgets.as_ref().is_some_and(|b| b.clamp_min.is_some())
 }
 
-fn tenant_source_value(cfg: &Config) -> Option<String> {
-    let req = MapType::HttpRequestHeaders;
+fn tenant_source_value(cfg: &Config, headers: &Headers) -> Option<String> {
     match &cfg.tenant.source {
         TenantSource::Fixed => None,
-        TenantSource::Header(h) => abi::header_str(req, h),
+        TenantSource::Header(h) => headers.get_string(h),
         TenantSource::JwtClaim {
             claim,
             metadata_key,
@@ -147,21 +147,23 @@ fn tenant_source_value(cfg: &Config) -> Option<String> {
         ])
         .and_then(|b| tenant::claim_from_metadata(&b, claim)),
         TenantSource::ApiKeyHash => tenant::api_key_tenant(
-            abi::header_str(req, "authorization").as_deref(),
-            abi::header_str(req, "x-api-key").as_deref(),
-            abi::header_str(req, "x-goog-api-key").as_deref(),
+            headers.get_str("authorization").as_deref(),
+            headers.get_str("x-api-key").as_deref(),
+            headers.get_str("x-goog-api-key").as_deref(),
         ),
     }
 }
 
 /// Resolve the tenant at request headers (when tenants or budgets are configured).
-pub fn on_request_headers(shared: &Shared, st: &mut Budgeted, call: &mut Call) {
+pub fn on_request_headers(shared: &Shared, st: &mut Budgeted, call: &mut Call, headers: &Headers) {
     let cfg = &shared.config;
     if cfg.budgets.is_none() && cfg.tenant.source == TenantSource::Fixed {
         return;
     }
-    let Resolved { tenant, invalid } =
-        tenant::resolve(tenant_source_value(cfg).as_deref(), &cfg.tenant.default);
+    let Resolved { tenant, invalid } = tenant::resolve(
+        tenant_source_value(cfg, headers).as_deref(),
+        &cfg.tenant.default,
+    );
     if invalid {
         shared.stats.budget_tenant_invalid.add(1);
     }

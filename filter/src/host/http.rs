@@ -83,10 +83,6 @@ impl Exchange {
         self.response_done = true;
     }
 
-    fn request_header(name: &str) -> Option<String> {
-        abi::header_str(MapType::HttpRequestHeaders, name)
-    }
-
     /// Feed response bytes through decompression and framing into the provider's reader.
     fn read_response(&mut self, chunk: &[u8], end: bool) {
         let Some(decoder) = self.decoder.as_mut() else {
@@ -142,11 +138,13 @@ impl Context for Exchange {
 impl HttpContext for Exchange {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let cfg = self.shared.config.clone();
-        if Self::request_header(":method").as_deref() != Some("POST") {
+        // One host call for the whole map; every header below is read from it.
+        let headers = abi::headers(MapType::HttpRequestHeaders);
+        if headers.get(":method") != Some(b"POST") {
             return Action::Continue;
         }
-        let authority = Self::request_header(":authority").unwrap_or_default();
-        let path = Self::request_header(":path").unwrap_or_default();
+        let authority = headers.get_str(":authority").unwrap_or_default();
+        let path = headers.get_str(":path").unwrap_or_default();
         let Some(route) = providers::detect(&authority, &path, &cfg.routes) else {
             return Action::Continue;
         };
@@ -163,14 +161,15 @@ impl HttpContext for Exchange {
             .and_then(|p| p.parse().ok())
             .or(Some(443));
         if let Some(h) = &cfg.conversation_id_header {
-            self.call.conversation_id =
-                Self::request_header(h).filter(|v| !v.is_empty() && v.len() <= 256);
+            self.call.conversation_id = headers
+                .get_string(h)
+                .filter(|v| !v.is_empty() && v.len() <= 256);
         }
-        let ce = Self::request_header("content-encoding").unwrap_or_default();
+        let ce = headers.get_str("content-encoding").unwrap_or_default();
         self.request_encoding = ContentEncoding::from_header(&ce);
-        budget::on_request_headers(&self.shared, &mut self.budget, &mut self.call);
-        let tp = Self::request_header("traceparent");
-        let ts = Self::request_header("tracestate");
+        budget::on_request_headers(&self.shared, &mut self.budget, &mut self.call, &headers);
+        let tp = headers.get_str("traceparent");
+        let ts = headers.get_str("tracestate");
         self.call.ids = trace::span_ids(
             tp.as_deref(),
             ts.as_deref(),
@@ -307,12 +306,13 @@ impl HttpContext for Exchange {
             return Action::Continue;
         }
         budget::on_response_headers(&self.shared, &self.budget);
-        let status = abi::header_str(MapType::HttpResponseHeaders, ":status")
+        let headers = abi::headers(MapType::HttpResponseHeaders);
+        let status = headers
+            .get_str(":status")
             .and_then(|s| s.parse::<u16>().ok());
         self.call.http_status = status;
-        let ct = abi::header_str(MapType::HttpResponseHeaders, "content-type").unwrap_or_default();
-        let ce =
-            abi::header_str(MapType::HttpResponseHeaders, "content-encoding").unwrap_or_default();
+        let ct = headers.get_str("content-type").unwrap_or_default();
+        let ce = headers.get_str("content-encoding").unwrap_or_default();
         let encoding = if ce.trim().is_empty() {
             Some(ContentEncoding::Identity)
         } else {
@@ -326,16 +326,9 @@ impl HttpContext for Exchange {
             }
             if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke) {
                 // Bedrock bodies carry no id; InvokeModel reports usage in headers.
-                self.call.response.id =
-                    abi::header_str(MapType::HttpResponseHeaders, "x-amzn-requestid");
-                let input = abi::header_str(
-                    MapType::HttpResponseHeaders,
-                    "x-amzn-bedrock-input-token-count",
-                );
-                let output = abi::header_str(
-                    MapType::HttpResponseHeaders,
-                    "x-amzn-bedrock-output-token-count",
-                );
+                self.call.response.id = headers.get_string("x-amzn-requestid");
+                let input = headers.get_str("x-amzn-bedrock-input-token-count");
+                let output = headers.get_str("x-amzn-bedrock-output-token-count");
                 bedrock::usage_from_headers(
                     input.as_deref(),
                     output.as_deref(),

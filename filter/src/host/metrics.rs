@@ -62,13 +62,16 @@ pub(super) struct Answer {
 
 impl Answer {
     pub fn read(num_headers: usize, body_size: usize) -> Answer {
-        let status = if num_headers == 0 {
-            None
+        let headers = if num_headers == 0 {
+            crate::headers::Headers::default()
         } else {
-            abi::header_str(MapType::HttpCallResponseHeaders, ":status")
-                .and_then(|s| s.parse::<u16>().ok())
+            abi::headers(MapType::HttpCallResponseHeaders)
         };
-        let retry_after = abi::header_str(MapType::HttpCallResponseHeaders, "retry-after")
+        let status = headers
+            .get_str(":status")
+            .and_then(|s| s.parse::<u16>().ok());
+        let retry_after = headers
+            .get_str("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok());
         // The body only matters for a partial success; a huge one is not read.
         let body = if body_size > 0 && body_size <= 64 * 1024 {

@@ -158,6 +158,9 @@ impl Context for Root {
                 );
             }
         }
+        // A full batch waiting goes now rather than at the next tick: otherwise export throughput would be
+        // capped at one batch per tick and a busy worker would drop spans with a healthy collector.
+        self.flush();
         self.publish_stats();
     }
 }
