@@ -280,7 +280,9 @@ impl HttpContext for Exchange {
         }
         // 3. Ask OpenAI-shaped streams for usage.
         let mut usage_injected = false;
-        if self.may_rewrite_request_body() && self.may_inject_usage() {
+        // Only a streaming request can take it; the parse above read the flag, so other bodies are not
+        // read a second time.
+        if self.call.request.stream && self.may_rewrite_request_body() && self.may_inject_usage() {
             if let Some(new_body) = openai::inject_include_usage(out.as_deref().unwrap_or(&body)) {
                 out = Some(new_body);
                 usage_injected = true;

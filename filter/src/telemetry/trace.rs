@@ -59,8 +59,13 @@ pub fn parse_traceparent(v: &str) -> Option<TraceParent> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         s.push(char::from(
             HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
@@ -69,17 +74,18 @@ pub fn hex(bytes: &[u8]) -> String {
             HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'),
         ));
     }
-    s
 }
 
-/// The `traceparent` naming the gateway span as parent, for the upstream request.
+/// The `traceparent` naming the gateway span as parent, for the upstream request (built without `format!`:
+/// this runs for every call).
 pub fn format_traceparent(ids: &SpanIds) -> String {
-    format!(
-        "00-{}-{}-{}",
-        hex(&ids.trace_id),
-        hex(&ids.span_id),
-        if ids.sampled { "01" } else { "00" }
-    )
+    let mut s = String::with_capacity(55);
+    s.push_str("00-");
+    push_hex(&mut s, &ids.trace_id);
+    s.push('-');
+    push_hex(&mut s, &ids.span_id);
+    s.push_str(if ids.sampled { "-01" } else { "-00" });
+    s
 }
 
 /// Keep at most 32 list members (the spec's limit) and drop an oversize header entirely.
