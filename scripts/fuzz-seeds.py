@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import sys
 import zlib
 
@@ -74,6 +75,16 @@ def main():
     for tp in ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\ncongo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
                "00-00000000000000000000000000000000-00f067aa0ba902b7-00\n", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]:
         put("traceparent", tp.encode())
+    # Header maps as proxy-wasm serializes them (count, sizes, NUL-terminated keys and values), and the
+    # name=value lines the target also round-trips.
+    def header_map(pairs):
+        out = struct.pack("<I", len(pairs)) + b"".join(struct.pack("<II", len(k), len(v)) for k, v in pairs)
+        return out + b"".join(k + b"\0" + v + b"\0" for k, v in pairs)
+
+    put("headers", header_map([(b":method", b"POST"), (b":authority", b"api.openai.com"),
+                               (b":path", b"/v1/chat/completions"), (b"content-type", b"application/json")]))
+    put("headers", header_map([(b":status", b"200"), (b"content-encoding", b"br"), (b"x-empty", b"")]))
+    put("headers", b":method=POST\ntraceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n")
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     for block in re.findall(r"```json\n(.*?)```", readme, re.S):
         put("config", block.encode())
