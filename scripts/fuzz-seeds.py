@@ -57,9 +57,12 @@ def main():
             if framing == 1:
                 put("sse_edit", bytes([5]) + body)
                 # One seed per event for the fast-path target: byte 0 is the API (+0x80: capture on).
-                for line in body.split(b"\n"):
-                    if line.startswith(b"data:"):
-                        put("skim", bytes([api]) + line[5:].strip())
+                datas = [line[5:].strip() for line in body.split(b"\n") if line.startswith(b"data:")]
+                for d in datas:
+                    put("skim", bytes([api]) + d)
+                # Runs of three consecutive events (0xFF between them): repeated shapes replay a template.
+                for i in range(len(datas) - 2):
+                    put("skim", bytes([api]) + b"\xff".join(datas[i : i + 3]))
             # Gemini JSON-array elements and Bedrock InvokeModel model events, for the same target.
             if framing == 3:
                 for item in json.loads(body):

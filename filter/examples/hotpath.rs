@@ -2,7 +2,7 @@
 //! `valgrind --tool=callgrind target/release/examples/hotpath sse 10` (see README "Performance").
 //! Each case does what `host/http.rs` does for one exchange, minus the host calls:
 //! - `sse`: a 1,000-event OpenAI stream in 16 KiB chunks through the body decoder, the OpenAI stream reader
-//!   and the include_usage event filter;
+//!   and the include_usage event filter (`sse-read`: without the filter);
 //! - `anthropic`: a 1,000-text-delta Anthropic Messages stream in 16 KiB chunks through the body decoder and
 //!   the Anthropic stream reader;
 //! - `request`: parse + include_usage injection of a 1 KiB and a 256 KiB chat request;
@@ -15,13 +15,13 @@ use std::hint::black_box;
 use tollgate::call::{Api, Call, Request, Response, Route};
 use tollgate::config::Config;
 use tollgate::providers::{self, openai, Framing, StreamState};
-use tollgate::stream::sse_edit::{event_data, has_object_member, SseEventFilter};
+use tollgate::stream::sse_edit::{event_data, SseEventFilter};
 use tollgate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use tollgate::telemetry::export::{self, Outcome, SpanQueue};
 use tollgate::telemetry::metrics::Aggregator;
 use tollgate::telemetry::{span, trace};
 
-/// Set to false to measure the filter without the `"usage": {` prefilter.
+/// Set to false to measure the filter without the raw-byte prefilters of `openai::is_usage_only_event`.
 const PREFILTER: bool = true;
 
 fn route() -> Route {
@@ -112,15 +112,20 @@ fn chat_response(size: usize) -> Vec<u8> {
 }
 
 /// One streamed exchange, as `Exchange::read_response` + the usage filter in `on_http_response_body`.
-fn sse_exchange(body: &[u8], chunk: usize) -> (Response, u64, usize) {
+/// `edit`: also run the include_usage event filter (`sse`); without it (`sse-read`) the stream is only read, as
+/// when the client asked for usage itself.
+fn sse_exchange(body: &[u8], chunk: usize, edit: bool) -> (Response, u64, usize) {
     let route = route();
     let mut resp = Response::default();
     let mut st = StreamState::default();
     let mut dec = BodyDecoder::new(ContentEncoding::Identity, Framing::Sse, &Limits::default());
     let mut filter = SseEventFilter::default();
     let drop = |ev: &[u8]| {
-        (!PREFILTER || has_object_member(ev, b"usage"))
-            && openai::is_usage_only_chunk(&event_data(ev))
+        if PREFILTER {
+            openai::is_usage_only_event(ev)
+        } else {
+            openai::is_usage_only_chunk(&event_data(ev))
+        }
     };
     let mut forwarded = 0u64;
     // Bytes the filter carries between chunks (decoder + held-back event), at its highest.
@@ -131,10 +136,14 @@ fn sse_exchange(body: &[u8], chunk: usize) -> (Response, u64, usize) {
             providers::frame(&route, &f, &mut st, &mut resp);
         };
         dec.push(c, &mut on);
-        let mut out = filter.push_changed(c, &drop);
+        let mut out = if edit {
+            filter.push_changed(c, &drop)
+        } else {
+            None
+        };
         if chunks.peek().is_none() {
             dec.finish(&mut on);
-            let rest = filter.finish();
+            let rest = if edit { filter.finish() } else { Vec::new() };
             if !rest.is_empty() {
                 out.get_or_insert_with(|| c.to_vec()).extend(rest);
             }
@@ -259,13 +268,18 @@ fn main() {
     let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let t0 = std::time::Instant::now();
     let bytes: usize = match case {
-        "sse" => {
+        "sse" | "sse-read" => {
             let body = sse_body(1000);
+            let edit = case == "sse";
             let mut carried = 0;
             for _ in 0..iters {
-                let (resp, fwd, c) = sse_exchange(&body, 16 * 1024);
+                let (resp, fwd, c) = sse_exchange(&body, 16 * 1024, edit);
                 assert_eq!(resp.usage.output, Some(1000));
-                assert!(fwd < body.len() as u64, "the usage-only event is removed");
+                assert_eq!(
+                    fwd < body.len() as u64,
+                    edit,
+                    "the usage-only event is removed"
+                );
                 carried = c;
             }
             println!("sse: at most {carried} bytes carried between 16 KiB chunks");
@@ -313,7 +327,9 @@ fn main() {
             (req.len() + resp.len()) * iters
         }
         other => {
-            eprintln!("unknown case {other}: sse | anthropic | request | response | call");
+            eprintln!(
+                "unknown case {other}: sse | sse-read | anthropic | request | response | call"
+            );
             std::process::exit(2);
         }
     };

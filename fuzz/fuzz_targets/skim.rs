@@ -1,7 +1,8 @@
 #![no_main]
 //! The stream fast paths (the JSON skimmer, `providers/skim.rs`) against the serde path: byte 0 picks the
-//! API and whether content capture is on, the rest is one event's data (fed as an SSE event, as a JSON
-//! frame, as a Bedrock `chunk` payload and base64-wrapped inside one). Both paths must leave the same call
+//! API and whether content capture is on, the rest is up to four events' data separated by 0xFF, fed in
+//! order twice as SSE events, twice as JSON frames (so repeated shapes replay `providers/template.rs`), then
+//! each as a Bedrock `chunk` payload and base64-wrapped inside one. Both paths must leave the same call
 //! record and outcomes.
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Response, Route};
@@ -37,20 +38,36 @@ fn aws(payload: &str) -> Frame<'_> {
     }
 }
 
-fn run(route: &Route, base: &Response, text: &str, fast: bool) -> (Response, Vec<FrameOutcome>, bool) {
+fn run(
+    route: &Route,
+    base: &Response,
+    texts: &[&str],
+    fast: bool,
+) -> (Response, Vec<FrameOutcome>, bool) {
     let (mut st, mut resp) = (StreamState::default(), base.clone());
-    let wrapped = format!("{{\"bytes\":\"{}\"}}", base64(text.as_bytes()));
-    let frames = [
-        Frame::Sse { event: "", data: text },
-        Frame::Json(text.as_bytes()),
+    let mut outs = Vec::new();
+    // The events in order, twice, as SSE events and then as JSON frames: a repeated event shape replays the
+    // template the fast path recorded (`providers/template.rs`).
+    for round in 0..4 {
+        for text in texts {
+            let f = if round < 2 {
+                Frame::Sse {
+                    event: "",
+                    data: text,
+                }
+            } else {
+                Frame::Json(text.as_bytes())
+            };
+            outs.push(frame_with(route, &f, &mut st, &mut resp, fast));
+        }
+    }
+    for text in texts {
+        let wrapped = format!("{{\"bytes\":\"{}\"}}", base64(text.as_bytes()));
         // Bedrock: the text as a chunk payload, and as the model event inside one.
-        aws(text),
-        aws(&wrapped),
-    ];
-    let outs = frames
-        .iter()
-        .map(|f| frame_with(route, f, &mut st, &mut resp, fast))
-        .collect();
+        for f in [aws(text), aws(&wrapped)] {
+            outs.push(frame_with(route, &f, &mut st, &mut resp, fast));
+        }
+    }
     (resp, outs, st.finished)
 }
 
@@ -58,10 +75,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    let Ok(text) = std::str::from_utf8(rest) else {
-        return;
-    };
-    let _ = skim::is_valid(text);
+    // Up to four events, separated by 0xFF (never part of UTF-8 text).
+    let mut texts = Vec::new();
+    for part in rest.split(|&b| b == 0xFF).take(4) {
+        let Ok(text) = std::str::from_utf8(part) else {
+            return;
+        };
+        texts.push(text);
+    }
+    for text in &texts {
+        let _ = skim::is_valid(text);
+    }
     let route = Route {
         api: Api::ALL[usize::from(sel & 0x7f) % Api::ALL.len()],
         provider: String::new(),
@@ -72,5 +96,8 @@ fuzz_target!(|data: &[u8]| {
     if sel & 0x80 != 0 {
         base.content = OutputCapture::new(32);
     }
-    assert_eq!(run(&route, &base, text, true), run(&route, &base, text, false));
+    assert_eq!(
+        run(&route, &base, &texts, true),
+        run(&route, &base, &texts, false)
+    );
 });

@@ -8,7 +8,7 @@ use super::root::Shared;
 use super::{now_ns, random, random_unit};
 use crate::call::{Api, Call};
 use crate::providers::{self, bedrock, openai, Framing, StreamState};
-use crate::stream::sse_edit::{event_data, has_object_member, SseEventFilter};
+use crate::stream::sse_edit::SseEventFilter;
 use crate::stream::{inflate_all, BodyDecoder, ContentEncoding, Frame, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -397,11 +397,7 @@ impl HttpContext for Exchange {
         self.read_response(&chunk, end_of_stream);
         let mut out = None;
         if let Some(filter) = self.usage_filter.as_mut() {
-            // Only an event with a `"usage": {` member can be the usage-only chunk: skip parsing the rest.
-            let drop = |ev: &[u8]| {
-                has_object_member(ev, b"usage") && openai::is_usage_only_chunk(&event_data(ev))
-            };
-            out = filter.push_changed(&chunk, &drop);
+            out = filter.push_changed(&chunk, &openai::is_usage_only_event);
             if end_of_stream {
                 let rest = filter.finish();
                 if !rest.is_empty() {

@@ -7,6 +7,7 @@ use super::json::{
     TextContent,
 };
 use super::skim::{generated, once, Reader, Str};
+use super::template::Sink;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -419,7 +420,10 @@ pub(crate) fn frame_with(
     match frame {
         Frame::Sse { data, .. } => {
             if fast {
-                if let Some(out) = fast_event(data, resp) {
+                if let Some((out, repeat)) = fast_event_with(data, resp) {
+                    if let Some((s, sink)) = repeat {
+                        st.template.record(frame, data, s, sink);
+                    }
                     return out;
                 }
             }
@@ -478,6 +482,15 @@ fn fast_delta<'a>(r: &mut Reader<'a>) -> Option<FastDelta<'a>> {
 /// metering member, escapes serde would refuse) returns None and takes the serde path; nothing is applied
 /// unless the whole event was read, so the result is always the serde path's.
 pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
+    fast_event_with(data, resp).map(|(out, _)| out)
+}
+
+/// `fast_event`, and for a delta with one string (text, tool arguments or thinking) that string and where it
+/// goes: a template for the next deltas.
+fn fast_event_with<'a>(
+    data: &'a str,
+    resp: &mut Response,
+) -> Option<(FrameOutcome, Option<(Str<'a>, Sink)>)> {
     let mut r = Reader::new(data);
     r.begin_object()?;
     let mut kind = None;
@@ -523,9 +536,15 @@ pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome
     }
     match kind? {
         "content_block_delta" => {}
-        "ping" | "content_block_stop" => return Some(FrameOutcome::default()),
+        "ping" | "content_block_stop" => return Some((FrameOutcome::default(), None)),
         _ => return None,
     }
+    let repeat = match (delta.text, delta.partial_json, delta.thinking) {
+        (Some(s), None, None) => Some((s, Sink::Text(0))),
+        (None, Some(s), None) => Some((s, Sink::ToolArguments(0))),
+        (None, None, Some(s)) => Some((s, Sink::Count)),
+        _ => None,
+    };
     // Check every string before anything is applied (escapes serde would refuse).
     let capture = resp.content.enabled();
     let text = generated(delta.text, capture)?;
@@ -545,10 +564,11 @@ pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome
             content = true;
         }
     }
-    Some(FrameOutcome {
+    let out = FrameOutcome {
         content,
         usage_only: false,
-    })
+    };
+    Some((out, repeat))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod openai_responses;
 pub mod skim;
 #[cfg(test)]
 mod skim_test;
+pub mod template;
 
 #[cfg(test)]
 mod corpus_test;
@@ -52,6 +53,8 @@ pub struct StreamState {
     pub finished: bool,
     /// Number of frames seen.
     pub frames: u64,
+    /// The last event that may repeat with another generated string (`template.rs`).
+    pub template: template::Template,
 }
 
 /// What one frame meant, for the host: TTFT and include_usage stripping need it.
@@ -163,6 +166,13 @@ pub fn frame_with(
     fast: bool,
 ) -> FrameOutcome {
     st.frames = st.frames.saturating_add(1);
+    if fast {
+        if let Some(out) = st.template.replay(frame, resp) {
+            return out;
+        }
+    }
+    // Whatever this frame is, it is not the template's event again: the provider may record a new one.
+    st.template.clear();
     match route.api {
         Api::OpenAiChat | Api::OpenAiCompletions => {
             openai::frame_with(route, frame, st, resp, fast)

@@ -12,8 +12,10 @@ use super::json::{
     Spare, TextContent,
 };
 use super::skim::{self, set_changed, Reader, Str};
+use super::template::Sink;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::stream::sse_edit::{event_data, has_empty_array, has_object_member};
 use crate::stream::Frame;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
@@ -516,8 +518,13 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     }
     if fast {
-        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
-            return out;
+        if let Some(t) = skim::frame_text(frame) {
+            if let Some((out, repeat)) = fast_chunk_with(t, resp) {
+                if let Some((s, index)) = repeat {
+                    st.template.record(frame, t, s, Sink::Text(index));
+                }
+                return out;
+            }
         }
     }
     let spare = Spare::default();
@@ -643,7 +650,17 @@ fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
 /// without building the serde structs; anything else (usage, tool calls, errors, content parts, escaped
 /// ids, Azure's filter chunks, duplicate keys, odd types) returns None and the chunk takes the serde path.
 /// Nothing is applied unless the whole chunk was read, so the result is always the serde path's.
+#[cfg(test)]
 pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
+    fast_chunk_with(data, resp).map(|(out, _)| out)
+}
+
+/// `fast_chunk`, and the chunk's generated string with its choice index when that string was the chunk's
+/// only effect besides ids (one choice, no finish reason, one text part): a template for the next chunks.
+fn fast_chunk_with<'a>(
+    data: &'a str,
+    resp: &mut Response,
+) -> Option<(FrameOutcome, Option<(Str<'a>, usize)>)> {
     let mut r = Reader::new(data);
     r.begin_object()?;
     let (mut id, mut model, mut tier, mut fingerprint) = (None, None, None, None);
@@ -715,8 +732,23 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
     set_changed(&mut resp.service_tier, tier);
     set_changed(&mut resp.system_fingerprint, fingerprint);
     let mut content = false;
+    let mut repeat = None;
     for (pos, c) in choices.iter().take(n).enumerate() {
         let index = c.index.and_then(|i| usize::try_from(i).ok()).unwrap_or(pos);
+        if n == 1 && c.finish_reason.is_none() {
+            let mut all = [
+                c.text,
+                c.message.content,
+                c.message.refusal,
+                c.delta.content,
+                c.delta.refusal,
+            ]
+            .into_iter()
+            .flatten();
+            if let (Some(s), None) = (all.next(), all.next()) {
+                repeat = Some((s, index));
+            }
+        }
         if let Some(reason) = c.finish_reason.filter(|r| !r.is_empty()) {
             resp.set_finish_reason(index, reason);
         }
@@ -729,10 +761,21 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
             content = true;
         }
     }
-    Some(FrameOutcome {
+    let out = FrameOutcome {
         content,
         usage_only: false,
-    })
+    };
+    Some((out, repeat))
+}
+
+/// Whether one raw SSE event (as `SseEventFilter` hands it over, `data:` lines and all) is the usage-only
+/// chunk. Two cheap necessary conditions on the raw bytes come first, so ordinary chunks are never parsed
+/// here: an empty array (the empty `choices`) and a `"usage": {` member. (A usage chunk whose JSON is split
+/// over several `data:` lines right there fails them and is forwarded: harmless, the client may read it.)
+pub fn is_usage_only_event(raw: &[u8]) -> bool {
+    has_empty_array(raw)
+        && has_object_member(raw, b"usage")
+        && is_usage_only_chunk(&event_data(raw))
 }
 
 /// Whether one SSE data payload is the usage-only chunk (see `frame`); used to hide it from the client.
@@ -1011,6 +1054,26 @@ mod tests {
         assert!(outs[3].usage_only);
         assert_eq!((resp.usage.input, resp.usage.output), (Some(12), Some(2)));
         assert_eq!(resp.finish_reasons, vec!["stop"]);
+    }
+
+    #[test]
+    fn usage_only_event_on_raw_bytes() {
+        let usage = b"data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n";
+        assert!(is_usage_only_event(usage));
+        assert!(is_usage_only_event(
+            b"data: {\"choices\": [ ],\r\ndata: \"usage\": {\"prompt_tokens\":1}}\r\n\r\n"
+        ));
+        // Content chunks, a final chunk with usage beside a choice, a null usage: kept.
+        assert!(!is_usage_only_event(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"[]\"}}],\"usage\":null}\n\n"
+        ));
+        assert!(!is_usage_only_event(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":{\"prompt_tokens\":1}}\n\n"
+        ));
+        assert!(!is_usage_only_event(
+            b"data: {\"choices\":[],\"usage\":null}\n\n"
+        ));
+        assert!(!is_usage_only_event(b"data: [DONE]\n\n"));
     }
 
     #[test]

@@ -195,6 +195,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The string literal whose opening quote is at byte `quote` of `text`, and the offset just past its
+    /// closing quote.
+    pub fn string_at(text: &'a str, quote: usize) -> Option<(Str<'a>, usize)> {
+        let mut r = Reader {
+            text,
+            s: text.as_bytes(),
+            pos: quote,
+        };
+        (r.s.get(quote) == Some(&b'"')).then_some(())?;
+        let s = r.string()?;
+        Some((s, r.pos))
+    }
+
     fn ws(&mut self) {
         while let Some(&b) = self.s.get(self.pos) {
             if !is_ws(b) {

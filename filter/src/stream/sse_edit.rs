@@ -35,6 +35,37 @@ pub(crate) fn event_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// `event_end` for a buffer known to hold no `\r` (the usual stream): one `memchr` per line, for `\n` only.
+fn event_end_lf(buf: &[u8]) -> Option<usize> {
+    if buf.first() == Some(&b'\n') {
+        return Some(1);
+    }
+    let mut i = 0;
+    while let Some(rel) = memchr::memchr(b'\n', buf.get(i..)?) {
+        let at = i + rel;
+        if buf.get(at + 1) == Some(&b'\n') {
+            return Some(at + 2);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// Whether `raw` holds an empty JSON array (`[`, whitespace, `]`) anywhere: a cheap necessary condition
+/// for an event whose member must be `[]`. (Brackets inside strings can only add false positives.)
+pub fn has_empty_array(raw: &[u8]) -> bool {
+    let mut seen = 0;
+    while let Some(b) = raw.get(seen..).and_then(|r| memchr::memchr(b'[', r)) {
+        let at = seen + b + 1;
+        seen = at;
+        let rest = raw.get(at..).unwrap_or_default();
+        if rest.trim_ascii_start().first() == Some(&b']') {
+            return true;
+        }
+    }
+    false
+}
+
 /// The `data:` payload of one raw event (data lines joined with "\n").
 pub fn event_data(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -97,10 +128,17 @@ impl SseEventFilter {
         }
         let pending = std::mem::take(&mut self.pending);
         let buf: &[u8] = if carried { &pending } else { chunk };
+        // Without any `\r` the events end at the first `\n\n`: one `memchr` per line, for one byte.
+        let lf_only = memchr::memchr(b'\r', buf).is_none();
         let mut out: Option<Vec<u8>> = None;
         let mut start = 0;
         while let Some(rest) = buf.get(start..) {
-            let Some(len) = event_end(rest) else { break };
+            let end = if lf_only {
+                event_end_lf(rest)
+            } else {
+                event_end(rest)
+            };
+            let Some(len) = end else { break };
             let event = rest.get(..len).unwrap_or_default();
             if drop(event) {
                 self.dropped += 1;
@@ -174,6 +212,41 @@ mod tests {
         }
         out.extend(f.finish());
         assert_eq!(out, KEPT);
+    }
+
+    #[test]
+    fn lf_only_streams_take_the_one_byte_scan_and_agree() {
+        // Every buffer over {a, \n} up to 10 bytes: the LF-only scan finds the same event end.
+        for len in 0..=10u32 {
+            for bits in 0..(1u32 << len) {
+                let buf: Vec<u8> = (0..len)
+                    .map(|i| if bits >> i & 1 == 1 { b'\n' } else { b'a' })
+                    .collect();
+                assert_eq!(event_end_lf(&buf), event_end(&buf), "{buf:?}");
+            }
+        }
+        let stream: &[u8] = b"data: {\"a\":1}\n\ndata: DROP\n\n: ping\n\ndata: [DONE]\n\n";
+        let kept: &[u8] = b"data: {\"a\":1}\n\n: ping\n\ndata: [DONE]\n\n";
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            let mut f = SseEventFilter::default();
+            let mut out = f.push(a, &is_drop);
+            out.extend(f.push(b, &is_drop));
+            out.extend(f.finish());
+            assert_eq!(out, kept, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn empty_array_prefilter() {
+        assert!(has_empty_array(br#"data: {"choices":[],"usage":{}}"#));
+        assert!(has_empty_array(b"data: {\"choices\":[ \r\n\t]}"));
+        assert!(has_empty_array(br#"data: {"a":[1],"choices":[]}"#));
+        assert!(!has_empty_array(
+            br#"data: {"choices":[{"index":0}],"usage":null}"#
+        ));
+        assert!(!has_empty_array(b"data: {\"choices\":["));
+        assert!(!has_empty_array(b""));
     }
 
     #[test]
