@@ -22,16 +22,21 @@ HAVE_RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -q
 # Unoptimized test binaries (the brotli encoder used to make test inputs) need more than the default 1 MiB
 # wasm stack; the release module Envoy loads keeps the default.
 TEST_STACK := -C link-arg=-zstack-size=16777216
+# Wasm SIMD (fixed-width 128-bit SIMD, part of the Wasm 2.0 standard; V8, Envoy's default runtime and
+# Istio's, and Wasmtime run it): memchr's scans and the stream path run ~1.4x faster in V8 with it (README
+# "Performance"). `make build WASM_FEATURES=` builds a module without it.
+WASM_FEATURES := -C target-feature=+simd128
 ifeq ($(HAVE_RUSTUP_WASM),yes)
-WASM_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm
-WASM_TEST_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm-test CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(TEST_STACK)"
+WASM_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(WASM_FEATURES)"
+WASM_TEST_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm-test \
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(WASM_FEATURES) $(TEST_STACK)"
 WASM_STD :=
 WASM_TEST_STD :=
 else
 WASM_ENV := PATH=/usr/bin:$$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(ROOT)/target/wasm \
-	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi"
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi $(WASM_FEATURES)"
 WASM_TEST_ENV := PATH=/usr/bin:$$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(ROOT)/target/wasm-test \
-	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi $(TEST_STACK)"
+	CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="-L native=/usr/lib/wasm32-wasi $(WASM_FEATURES) $(TEST_STACK)"
 WASM_STD := -Zbuild-std=std,panic_abort
 WASM_TEST_STD := -Zbuild-std=std,panic_abort -Zpanic-abort-tests
 endif
