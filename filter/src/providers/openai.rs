@@ -631,8 +631,8 @@ fn fast_choice<'a>(r: &mut Reader<'a>) -> Option<FastChoice<'a>> {
     Some(c)
 }
 
-/// A choice's generated strings, in `apply_chunk`'s order.
-fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
+/// A choice's strings that may carry generated text (present ones, empty or not), in `apply_chunk`'s order.
+fn strings<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
     [
         c.text,
         c.message.content,
@@ -642,7 +642,11 @@ fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
     ]
     .into_iter()
     .flatten()
-    .filter(|s| !s.is_empty())
+}
+
+/// A choice's generated strings, in `apply_chunk`'s order.
+fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
+    strings(c).filter(|s| !s.is_empty())
 }
 
 /// The fast path for the common stream chunk: id/model/fingerprint, choices with text, content or refusal
@@ -736,15 +740,7 @@ fn fast_chunk_with<'a>(
     for (pos, c) in choices.iter().take(n).enumerate() {
         let index = c.index.and_then(|i| usize::try_from(i).ok()).unwrap_or(pos);
         if n == 1 && c.finish_reason.is_none() {
-            let mut all = [
-                c.text,
-                c.message.content,
-                c.message.refusal,
-                c.delta.content,
-                c.delta.refusal,
-            ]
-            .into_iter()
-            .flatten();
+            let mut all = strings(c);
             if let (Some(s), None) = (all.next(), all.next()) {
                 repeat = Some((s, index));
             }

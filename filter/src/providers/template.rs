@@ -139,11 +139,6 @@ impl Template {
             usage_only: false,
         })
     }
-
-    /// Bytes held (for the per-stream memory figure).
-    pub fn held(&self) -> usize {
-        self.bytes.capacity().saturating_add(self.name.capacity())
-    }
 }
 
 #[cfg(test)]
@@ -263,67 +258,37 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_json_frame_never_replays_an_sse_template() {
+    fn sse<'a>(event: &'a str, data: &'a str) -> Frame<'a> {
+        Frame::Sse { event, data }
+    }
+
+    /// A template recorded from the SSE chunk holding `text`.
+    fn recorded(data: &str) -> Template {
         let mut t = Template::default();
-        let data = chunk("x");
         let s = Str {
-            raw: &data[P.len()..P.len() + 1],
+            raw: &data[P.len()..data.len() - S.len()],
             escaped: false,
         };
-        t.record(
-            &Frame::Sse {
-                event: "",
-                data: &data,
-            },
-            &data,
-            s,
-            Sink::Text(0),
-        );
-        assert!(t
-            .matches(&Frame::Sse {
-                event: "",
-                data: &chunk("y")
-            })
-            .is_some());
-        assert!(t.matches(&Frame::Json(chunk("y").as_bytes())).is_none());
-        assert!(t
-            .matches(&Frame::Sse {
-                event: "e",
-                data: &chunk("y")
-            })
-            .is_none());
+        t.record(&sse("", data), data, s, Sink::Text(0));
+        t
+    }
+
+    #[test]
+    fn a_json_frame_never_replays_an_sse_template() {
+        let mut t = recorded(&chunk("x"));
+        let y = chunk("y");
+        assert!(t.matches(&sse("", &y)).is_some());
+        assert!(t.matches(&Frame::Json(y.as_bytes())).is_none());
+        assert!(t.matches(&sse("e", &y)).is_none());
         t.clear();
-        assert!(t
-            .matches(&Frame::Sse {
-                event: "",
-                data: &chunk("y")
-            })
-            .is_none());
+        assert!(t.matches(&sse("", &y)).is_none());
     }
 
     #[test]
     fn oversized_events_are_not_recorded() {
-        let mut t = Template::default();
         let long = chunk(&"x".repeat(MAX_TEMPLATE));
-        let s = Str {
-            raw: &long[P.len()..long.len() - S.len()],
-            escaped: false,
-        };
-        t.record(
-            &Frame::Sse {
-                event: "",
-                data: &long,
-            },
-            &long,
-            s,
-            Sink::Text(0),
-        );
-        assert!(t
-            .matches(&Frame::Sse {
-                event: "",
-                data: &long
-            })
-            .is_none());
+        assert!(recorded(&long).matches(&sse("", &long)).is_none());
+        let short = chunk("x");
+        assert!(recorded(&short).matches(&sse("", &short)).is_some());
     }
 }

@@ -194,17 +194,22 @@ mod tests {
         event_data(ev) == b"DROP"
     }
 
-    #[test]
-    fn drops_whole_events_at_every_split() {
-        for cut in 0..=STREAM.len() {
-            let (a, b) = STREAM.split_at(cut);
+    /// `stream` through a filter in two chunks split at every offset: each time exactly `kept` comes out.
+    fn every_split(stream: &[u8], kept: &[u8]) {
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
             let mut f = SseEventFilter::default();
             let mut out = f.push(a, &is_drop);
             out.extend(f.push(b, &is_drop));
             out.extend(f.finish());
-            assert_eq!(out, KEPT, "split at {cut}");
+            assert_eq!(out, kept, "split at {cut}");
             assert_eq!(f.dropped, 1);
         }
+    }
+
+    #[test]
+    fn drops_whole_events_at_every_split() {
+        every_split(STREAM, KEPT);
         let mut f = SseEventFilter::default();
         let mut out = Vec::new();
         for b in STREAM {
@@ -227,14 +232,7 @@ mod tests {
         }
         let stream: &[u8] = b"data: {\"a\":1}\n\ndata: DROP\n\n: ping\n\ndata: [DONE]\n\n";
         let kept: &[u8] = b"data: {\"a\":1}\n\n: ping\n\ndata: [DONE]\n\n";
-        for cut in 0..=stream.len() {
-            let (a, b) = stream.split_at(cut);
-            let mut f = SseEventFilter::default();
-            let mut out = f.push(a, &is_drop);
-            out.extend(f.push(b, &is_drop));
-            out.extend(f.finish());
-            assert_eq!(out, kept, "split at {cut}");
-        }
+        every_split(stream, kept);
     }
 
     #[test]
