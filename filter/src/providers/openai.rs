@@ -11,7 +11,7 @@ use super::json::{
     char_count, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany,
     Spare, TextContent,
 };
-use super::skim::{self, set_changed, Reader, Str};
+use super::skim::{self, once, set_changed, Reader, Str};
 use super::template::Sink;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -484,6 +484,12 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
 
 /// Read a whole Chat, Completions or Embeddings response body, or an error body.
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
+    // The common response (text answer, integer usage) without the serde structs; see `fast_chunk_with`.
+    if let Ok(text) = std::str::from_utf8(body) {
+        if fast_chunk_with(text, resp).is_some() {
+            return;
+        }
+    }
     let spare = Spare::default();
     if let Some(c) = parse::<ChatResponse<'_>>(body, &spare) {
         apply_chunk(c, resp);
@@ -649,11 +655,12 @@ fn parts<'a>(c: &FastChoice<'a>) -> impl Iterator<Item = Str<'a>> {
     strings(c).filter(|s| !s.is_empty())
 }
 
-/// The fast path for the common stream chunk: id/model/fingerprint, choices with text, content or refusal
-/// deltas and finish reasons, `usage` and `error` absent or null. It reads the chunk with the skimmer,
-/// without building the serde structs; anything else (usage, tool calls, errors, content parts, escaped
-/// ids, Azure's filter chunks, duplicate keys, odd types) returns None and the chunk takes the serde path.
-/// Nothing is applied unless the whole chunk was read, so the result is always the serde path's.
+/// The fast path for the common stream chunk and the common whole response: id/model/fingerprint, choices
+/// with text, content or refusal deltas or messages and finish reasons, `usage` with integer counts, `error`
+/// absent or null. It reads the JSON with the skimmer, without building the serde structs; anything else
+/// (tool calls, errors, content parts, escaped ids, non-integer counts, Azure's filter chunks, duplicate
+/// keys, odd types) returns None and the chunk takes the serde path. Nothing is applied unless the whole
+/// chunk was read, so the result is always the serde path's.
 #[cfg(test)]
 pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome> {
     fast_chunk_with(data, resp).map(|(out, _)| out)
@@ -670,6 +677,8 @@ fn fast_chunk_with<'a>(
     let (mut id, mut model, mut tier, mut fingerprint) = (None, None, None, None);
     let mut choices = [FastChoice::default(); FAST_CHOICES];
     let mut n = 0usize;
+    // `choices` present as an array (possibly empty), and the `usage` object if any.
+    let (mut listed, mut usage) = (false, None);
     let (mut seen, mut first) = (0u16, true);
     while let Some(key) = r.next_key(first)? {
         first = false;
@@ -700,11 +709,13 @@ fn fast_chunk_with<'a>(
                     return None;
                 }
             }
-            b"usage" | b"error" => r.null()?.then_some(())?,
+            b"usage" => usage = fast_usage(&mut r)?,
+            b"error" => r.null()?.then_some(())?,
             b"prompt_filter_results" => return None,
             b"choices" => {
                 if !r.null()? {
                     r.begin_array()?;
+                    listed = true;
                     let mut first = true;
                     while r.next_item(first)? {
                         first = false;
@@ -735,11 +746,17 @@ fn fast_chunk_with<'a>(
     set_changed(&mut resp.model, model);
     set_changed(&mut resp.service_tier, tier);
     set_changed(&mut resp.system_fingerprint, fingerprint);
+    // The include_usage chunk: an empty `choices` list beside a usage object (see `frame_with`).
+    let usage_only = usage.is_some() && listed && n == 0;
+    let counted = usage.is_some();
+    if let Some(u) = usage {
+        u.apply(resp);
+    }
     let mut content = false;
     let mut repeat = None;
     for (pos, c) in choices.iter().take(n).enumerate() {
         let index = c.index.and_then(|i| usize::try_from(i).ok()).unwrap_or(pos);
-        if n == 1 && c.finish_reason.is_none() {
+        if n == 1 && c.finish_reason.is_none() && !counted {
             let mut all = strings(c);
             if let (Some(s), None) = (all.next(), all.next()) {
                 repeat = Some((s, index));
@@ -759,9 +776,79 @@ fn fast_chunk_with<'a>(
     }
     let out = FrameOutcome {
         content,
-        usage_only: false,
+        usage_only,
     };
     Some((out, repeat))
+}
+
+/// `usage` (an object or null) as serde reads `WireUsage`; None (the serde path) for anything else,
+/// including counts that are not plain integers.
+fn fast_usage(r: &mut Reader<'_>) -> Option<Option<WireUsage>> {
+    // An array would be read as a struct in sequence form by serde: not handled here.
+    if !r.object_or_null()? {
+        return Some(None);
+    }
+    let mut u = WireUsage::default();
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match key {
+            b"prompt_tokens" => {
+                once(&mut seen, 1)?;
+                u.prompt_tokens = Lenient(r.u64_or_null()?);
+            }
+            b"completion_tokens" => {
+                once(&mut seen, 2)?;
+                u.completion_tokens = Lenient(r.u64_or_null()?);
+            }
+            b"prompt_tokens_details" => {
+                once(&mut seen, 4)?;
+                let counts = fast_counts(r, [b"cached_tokens", b"cache_write_tokens"])?;
+                u.prompt_tokens_details = Lenient(counts.map(|[c, w]| PromptDetails {
+                    cached_tokens: Lenient(c),
+                    cache_write_tokens: Lenient(w),
+                }));
+            }
+            b"completion_tokens_details" => {
+                once(&mut seen, 8)?;
+                u.completion_tokens_details =
+                    Lenient(fast_counts(r, [b"reasoning_tokens"])?.map(|[reasoning]| {
+                        CompletionDetails {
+                            reasoning_tokens: Lenient(reasoning),
+                        }
+                    }));
+            }
+            _ => {
+                r.skip()?;
+            }
+        }
+    }
+    Some(Some(u))
+}
+
+/// A details object (or null) of integer counts: the `keys`' values, other members skipped.
+fn fast_counts<const N: usize>(
+    r: &mut Reader<'_>,
+    keys: [&[u8]; N],
+) -> Option<Option<[Option<u64>; N]>> {
+    if !r.object_or_null()? {
+        return Some(None);
+    }
+    let mut out = [None; N];
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match keys.iter().position(|k| *k == key) {
+            Some(i) => {
+                once(&mut seen, 1 << i)?;
+                *out.get_mut(i)? = r.u64_or_null()?;
+            }
+            None => {
+                r.skip()?;
+            }
+        }
+    }
+    Some(Some(out))
 }
 
 /// Whether one raw SSE event (as `SseEventFilter` hands it over, `data:` lines and all) is the usage-only

@@ -57,27 +57,26 @@ impl<'a> Str<'a> {
     /// serde refuses to unescape.
     pub fn char_count(&self) -> Option<u64> {
         if !self.escaped {
-            return Some(utf8_chars(self.raw.as_bytes()));
+            return Some(utf8_chars(self.raw));
         }
+        // Escapes are ASCII, so every split below falls on a character boundary (`get` checks anyway).
         let mut n: u64 = 0;
-        let mut rest = self.raw.as_bytes();
-        while let Some(i) = memchr::memchr(b'\\', rest) {
-            let (head, tail) = rest.split_at_checked(i)?;
-            n = n.saturating_add(utf8_chars(head));
-            let (&esc, after) = tail.get(1..)?.split_first()?;
-            rest = after;
+        let mut rest = self.raw;
+        while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
+            n = n.saturating_add(utf8_chars(rest.get(..i)?));
+            let esc = *rest.as_bytes().get(i + 1)?;
+            rest = rest.get(i + 2..)?;
             n = n.saturating_add(1);
             if esc == b'u' {
-                let (hex, after) = rest.split_at_checked(4)?;
-                let cp = hex4(hex)?;
-                rest = after;
+                let cp = hex4(rest.as_bytes().get(..4)?)?;
+                rest = rest.get(4..)?;
                 if (0xD800..0xDC00).contains(&cp) {
-                    let (pre, after) = rest.split_at_checked(2)?;
-                    let (hex, after) = after.split_at_checked(4)?;
+                    let low = rest.as_bytes().get(..6)?;
+                    let (pre, hex) = low.split_at_checked(2)?;
                     if pre != b"\\u" || !(0xDC00..0xE000).contains(&hex4(hex)?) {
                         return None;
                     }
-                    rest = after;
+                    rest = rest.get(6..)?;
                 } else if (0xDC00..0xE000).contains(&cp) {
                     return None;
                 }
@@ -134,10 +133,9 @@ pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
     Some(())
 }
 
-/// Characters in UTF-8 text (bytes that do not continue a code point).
-fn utf8_chars(b: &[u8]) -> u64 {
-    let n = b.iter().filter(|&&c| (c & 0xC0) != 0x80).count();
-    u64::try_from(n).unwrap_or(u64::MAX)
+/// Characters in `s` (std's word-at-a-time count).
+fn utf8_chars(s: &str) -> u64 {
+    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
