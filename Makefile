@@ -29,7 +29,7 @@ WASM_FEATURES := -C target-feature=+simd128
 # The Wasm features rustc's module uses, and only those: with --all-features wasm-opt may rewrite code with
 # proposals the runtime lacks (binaryen 108's -Oz emits typed function references that V8 11 refuses).
 WASM_OPT_FEATURES := --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int \
-	--enable-bulk-memory --enable-multivalue --enable-reference-types $(if $(WASM_FEATURES),--enable-simd)
+	--enable-bulk-memory --enable-multivalue --enable-reference-types $(if $(findstring simd128,$(WASM_FEATURES)),--enable-simd)
 ifeq ($(HAVE_RUSTUP_WASM),yes)
 WASM_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(WASM_FEATURES)"
 WASM_TEST_ENV := CARGO_TARGET_DIR=$(ROOT)/target/wasm-test \

@@ -8,6 +8,7 @@
 //! caller then falls back to the serde path. So whatever the fast path accepts, serde accepts too.
 //! Total: never panics, recursion bounded by `MAX_DEPTH`.
 
+use super::json;
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -57,13 +58,13 @@ impl<'a> Str<'a> {
     /// serde refuses to unescape.
     pub fn char_count(&self) -> Option<u64> {
         if !self.escaped {
-            return Some(utf8_chars(self.raw));
+            return Some(json::char_count(self.raw));
         }
         // Escapes are ASCII, so every split below falls on a character boundary (`get` checks anyway).
         let mut n: u64 = 0;
         let mut rest = self.raw;
         while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
-            n = n.saturating_add(utf8_chars(rest.get(..i)?));
+            n = n.saturating_add(json::char_count(rest.get(..i)?));
             let esc = *rest.as_bytes().get(i + 1)?;
             rest = rest.get(i + 2..)?;
             n = n.saturating_add(1);
@@ -82,7 +83,7 @@ impl<'a> Str<'a> {
                 }
             }
         }
-        Some(n.saturating_add(utf8_chars(rest)))
+        Some(n.saturating_add(json::char_count(rest)))
     }
 }
 
@@ -131,11 +132,6 @@ pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
     }
     *seen |= bit;
     Some(())
-}
-
-/// Characters in `s` (std's word-at-a-time count).
-fn utf8_chars(s: &str) -> u64 {
-    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {

@@ -41,8 +41,6 @@ pub enum Sink {
 /// The last event that may repeat (see the module documentation). Its buffer is reused from event to event.
 #[derive(Clone, Debug, Default)]
 pub struct Template {
-    /// There is a template.
-    valid: bool,
     /// The frame was an SSE event (true) or a JSON frame (false).
     sse: bool,
     /// The SSE event's `event:` name.
@@ -51,19 +49,20 @@ pub struct Template {
     bytes: Vec<u8>,
     /// Length of the prefix: the event's bytes up to and including the string's opening quote.
     split: usize,
+    /// Where the string goes; None: there is no template.
     sink: Option<Sink>,
 }
 
 impl Template {
     /// Forget the template (any event that does not replay it).
     pub fn clear(&mut self) {
-        self.valid = false;
+        self.sink = None;
     }
 
     /// Record `frame`, whose text `data` holds the generated string `s` (a slice of `data`) going to `sink`.
     /// Events that are too long, or whose `s` is not a slice of `data`, are not recorded.
     pub fn record(&mut self, frame: &Frame<'_>, data: &str, s: Str<'_>, sink: Sink) {
-        self.valid = false;
+        self.sink = None;
         let (sse, name) = match frame {
             Frame::Sse { event, .. } => (true, event.as_bytes()),
             Frame::Json(_) => (false, &b""[..]),
@@ -96,14 +95,11 @@ impl Template {
         self.bytes.extend_from_slice(suffix);
         self.split = start;
         self.sink = Some(sink);
-        self.valid = true;
     }
 
     /// The generated string of `frame` if it is the template's event with another string, else None.
     pub fn matches<'a>(&self, frame: &Frame<'a>) -> Option<Str<'a>> {
-        if !self.valid {
-            return None;
-        }
+        self.sink?;
         let data = match frame {
             Frame::Sse { event, data } if self.sse && event.as_bytes() == self.name => *data,
             Frame::Json(bytes) if !self.sse => std::str::from_utf8(bytes).ok()?,
