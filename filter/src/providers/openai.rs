@@ -1140,6 +1140,31 @@ mod tests {
     }
 
     #[test]
+    fn whole_text_responses_and_usage_chunks_take_the_skimmer() {
+        let body = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1}}}"#;
+        let mut resp = Response::default();
+        let (out, repeat) = fast_chunk_with(body, &mut resp).expect("read without serde");
+        assert!(out.content && !out.usage_only && repeat.is_none());
+        assert_eq!(
+            (
+                resp.usage.input,
+                resp.usage.output,
+                resp.usage.cache_read,
+                resp.usage.reasoning
+            ),
+            (Some(9), Some(2), Some(4), Some(1))
+        );
+        assert_eq!(resp.finish_reasons, vec!["stop"]);
+        let chunk = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        let (out, _) =
+            fast_chunk_with(chunk, &mut Response::default()).expect("read without serde");
+        assert!(out.usage_only);
+        // Counts that are not plain integers go to serde.
+        let float = body.replace("\"prompt_tokens\":9", "\"prompt_tokens\":9.0");
+        assert!(fast_chunk_with(&float, &mut Response::default()).is_none());
+    }
+
+    #[test]
     fn usage_only_event_on_raw_bytes() {
         let usage = b"data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n";
         assert!(is_usage_only_event(usage));
