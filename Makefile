@@ -48,7 +48,7 @@ endif
 # i.e. rustup's target or Debian's rustc-web with its matching rust-web-clippy.
 WASM_CLIPPY_ENV := $(subst target/wasm,target/wasm-clippy,$(WASM_ENV))
 
-.PHONY: all setup build ratelimit test unit wasm-unit e2e run fmt clippy clean fuzz soak bench bench-noop
+.PHONY: all setup build ratelimit test unit wasm-unit e2e run fmt clippy clean fuzz soak bench bench-noop bench-instructions
 
 all: build
 
@@ -96,7 +96,8 @@ soak: build
 	$(PY) tests/soak/soak.py --duration $(SOAK_SECONDS) --concurrency $(SOAK_CONCURRENCY)
 
 # Performance benchmark through real Envoy (not part of `make test`): see README "Performance".
-# BENCH_ARGS=--quick for a short smoke run.
+# BENCH_ARGS=--quick for a short smoke run. Then the instruction counts under callgrind (INSTR_ARGS, e.g.
+# --breakdown to price each host call; `make bench-instructions` runs only that part).
 NOOP_WASM := $(ROOT)/target/bench/tollgate_bench_noop.wasm
 bench-noop: setup
 	$(subst target/wasm,target/wasm-noop,$(WASM_ENV)) cargo build --release --target wasm32-wasip1 $(WASM_STD) \
@@ -107,6 +108,11 @@ bench-noop: setup
 bench: build bench-noop
 	@scripts/bench-setup.sh
 	$(PY) bench/run.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(BENCH_ARGS)
+	$(PY) bench/instructions.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(INSTR_ARGS)
+
+bench-instructions: build bench-noop
+	@scripts/bench-setup.sh
+	$(PY) bench/instructions.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(INSTR_ARGS)
 
 fmt:
 	cargo fmt --all
