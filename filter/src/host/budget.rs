@@ -456,8 +456,9 @@ fn rls_decided(
     Step::Refuse(reply)
 }
 
-/// Add the remaining-tokens headers to a provider response.
-pub fn on_response_headers(shared: &Shared, st: &Budgeted) {
+/// Add the remaining-tokens headers to a provider response (`headers`: the response's own), replacing the
+/// provider's headers of the same name.
+pub fn on_response_headers(shared: &Shared, st: &Budgeted, headers: &Headers) {
     if st.refused
         || !shared
             .config
@@ -468,7 +469,12 @@ pub fn on_response_headers(shared: &Shared, st: &Budgeted) {
         return;
     }
     for (k, v) in &st.headers {
-        abi::set_header(MapType::HttpResponseHeaders, k, v);
+        // Adding is the cheaper host call when there is nothing to replace (see `abi::add_header`).
+        if headers.get(k).is_some() {
+            abi::set_header(MapType::HttpResponseHeaders, k, v);
+        } else {
+            abi::add_header(MapType::HttpResponseHeaders, k, v);
+        }
     }
 }
 
