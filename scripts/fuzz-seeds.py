@@ -47,6 +47,8 @@ def main():
             put("providers", bytes([api, 0]) + req)
             put("lenient", bytes([api, framing]) + body)
             put("lenient", bytes([api, 0]) + req)
+            # The request skimmer, through the same target (each text is also read as a request body).
+            put("skim", bytes([api]) + req)
             if framing == 1:
                 for line in body.split(b"\n"):
                     if line.startswith(b"data:"):

@@ -2,12 +2,12 @@
 //! The stream fast paths (the JSON skimmer, `providers/skim.rs`) against the serde path: byte 0 picks the
 //! API and whether content capture is on, the rest is up to four events' data separated by 0xFF, fed in
 //! order twice as SSE events, twice as JSON frames (so repeated shapes replay `providers/template.rs`), then
-//! each as a Bedrock `chunk` payload and base64-wrapped inside one. Both paths must leave the same call
-//! record and outcomes.
+//! each as a Bedrock `chunk` payload and base64-wrapped inside one; and each as a request body. Both paths
+//! must leave the same call record and outcomes.
 use libfuzzer_sys::fuzz_target;
-use tollgate::call::{Api, Response, Route};
+use tollgate::call::{Api, Request, Response, Route};
 use tollgate::capture::OutputCapture;
-use tollgate::providers::{frame_with, skim, FrameOutcome, StreamState};
+use tollgate::providers::{frame_with, request_with, skim, FrameOutcome, StreamState};
 use tollgate::stream::Frame;
 
 /// Standard base64 with padding (Bedrock InvokeModel wraps each model event in `{"bytes":"<base64>"}`).
@@ -100,4 +100,15 @@ fuzz_target!(|data: &[u8]| {
         run(&route, &base, &texts, true),
         run(&route, &base, &texts, false)
     );
+    // Each text as a request body too (the OpenAI-shaped request skimmer).
+    for text in &texts {
+        let base = Request {
+            model: Some("before".to_owned()),
+            ..Request::default()
+        };
+        let (mut a, mut b) = (base.clone(), base);
+        request_with(&route, text.as_bytes(), &mut a, true);
+        request_with(&route, text.as_bytes(), &mut b, false);
+        assert_eq!(a, b);
+    }
 });

@@ -120,14 +120,26 @@ fn detect_builtin(host: &str, path: &str) -> Option<Route> {
 /// Read the request body into `req`. Unknown or malformed bodies leave `req` as it was.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     match route.api {
-        Api::OpenAiChat => openai::request(route, body, req),
-        Api::OpenAiCompletions | Api::OpenAiEmbeddings => openai::request(route, body, req),
+        Api::OpenAiChat | Api::OpenAiCompletions | Api::OpenAiEmbeddings => {
+            openai::request(route, body, req)
+        }
         Api::OpenAiResponses => openai_responses::request(route, body, req),
         Api::AnthropicMessages => anthropic::request(route, body, req),
         Api::Gemini => gemini::request(route, body, req),
         Api::BedrockConverse | Api::BedrockInvoke => bedrock::request(route, body, req),
         Api::CohereChat => cohere::request(route, body, req),
         Api::OllamaChat | Api::OllamaGenerate => ollama::request(route, body, req),
+    }
+}
+
+/// `request`, with (`fast`) or without the request skimmer (OpenAI-shaped bodies); the tests and the `skim`
+/// fuzz target check that both give the same.
+pub fn request_with(route: &Route, body: &[u8], req: &mut Request, fast: bool) {
+    match route.api {
+        Api::OpenAiChat | Api::OpenAiCompletions | Api::OpenAiEmbeddings => {
+            openai::request_with(route, body, req, fast)
+        }
+        _ => request(route, body, req),
     }
 }
 

@@ -124,77 +124,439 @@ struct Message<'a> {
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
 /// set and then to the route's path model (the Azure deployment), because Azure bodies usually have none.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
+    request_with(route, body, req, true);
+}
+
+/// `request`, with (`fast`) or without the skimmer for the common body; the tests compare the two.
+pub fn request_with(route: &Route, body: &[u8], req: &mut Request, fast: bool) {
+    if fast {
+        if let Some(f) = std::str::from_utf8(body).ok().and_then(fast_request) {
+            apply_request(route, f, req);
+            return;
+        }
+    }
     let spare = Spare::default();
-    let Some(r) = parse::<OpenAiRequest<'_>>(body, &spare) else {
-        return;
-    };
+    if let Some(r) = parse::<OpenAiRequest<'_>>(body, &spare) {
+        apply_request(route, RequestFields::from(r), req);
+    }
+}
+
+/// What a request body says, read by either path.
+#[derive(Default)]
+struct RequestFields<'a> {
+    model: Option<Cow<'a, str>>,
+    stream: Option<bool>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<f64>,
+    n: Option<u64>,
+    seed: Option<i64>,
+    random_seed: Option<i64>,
+    stop: Option<Vec<String>>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    max_completion_tokens: Option<u64>,
+    max_tokens: Option<u64>,
+    reasoning_effort: Option<String>,
+    service_tier: Option<String>,
+    tool_names: Vec<String>,
+    output_kind: Option<Cow<'a, str>>,
+    /// Characters of the messages' text, and the system/developer messages' text joined by lines.
+    message_chars: u64,
+    system: Cow<'a, str>,
+    prompt: Option<Vec<String>>,
+    input: Option<Vec<String>>,
+    dimensions: Option<u64>,
+    encoding_format: Option<String>,
+}
+
+impl<'a> RequestFields<'a> {
+    /// One message, in order: its text counts, and a system or developer message's text joins the prompt.
+    fn message(&mut self, role: Option<&str>, text: Cow<'a, str>) {
+        self.message_chars = self.message_chars.saturating_add(char_count(&text));
+        if matches!(role, Some("system" | "developer")) {
+            join_line(&mut self.system, text);
+        }
+    }
+}
+
+impl<'a> From<OpenAiRequest<'a>> for RequestFields<'a> {
+    fn from(r: OpenAiRequest<'a>) -> Self {
+        let mut f = RequestFields {
+            model: r.model.get(),
+            stream: r.stream.get(),
+            temperature: r.temperature.get(),
+            top_p: r.top_p.get(),
+            top_k: r.top_k.get(),
+            n: r.n.get(),
+            seed: r.seed.get(),
+            random_seed: r.random_seed.get(),
+            stop: r.stop.get().map(|s| s.0),
+            frequency_penalty: r.frequency_penalty.get(),
+            presence_penalty: r.presence_penalty.get(),
+            max_completion_tokens: r.max_completion_tokens.get(),
+            max_tokens: r.max_tokens.get(),
+            reasoning_effort: r.reasoning_effort.get(),
+            service_tier: r.service_tier.get(),
+            tool_names: r
+                .tools
+                .get()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| t.get()?.function.get()?.name.get().map(Cow::into_owned))
+                .collect(),
+            output_kind: r.response_format.get().and_then(|f| f.kind.get()),
+            prompt: r.prompt.get().map(|t| t.0),
+            input: r.input.get().map(|t| t.0),
+            dimensions: r.dimensions.get(),
+            encoding_format: r.encoding_format.get(),
+            ..RequestFields::default()
+        };
+        for m in r
+            .messages
+            .get()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(Lenient::get)
+        {
+            let text = m.content.get().map(|c| c.0).unwrap_or_default();
+            f.message(m.role.get().as_deref(), text);
+        }
+        f
+    }
+}
+
+fn apply_request(route: &Route, r: RequestFields<'_>, req: &mut Request) {
     req.model = r
         .model
-        .get()
         .filter(|m| !m.is_empty())
         .map(Cow::into_owned)
         .or(req.model.take())
         .or_else(|| route.path_model.clone());
-    req.stream = r.stream.get().unwrap_or(false);
-    req.temperature = r.temperature.get();
-    req.top_p = r.top_p.get();
-    req.top_k = r.top_k.get();
-    req.choice_count = r.n.get();
-    req.seed = r.seed.get().or(r.random_seed.get());
-    req.stop_sequences = r.stop.get().map(|s| s.0).unwrap_or_default();
-    req.frequency_penalty = r.frequency_penalty.get();
-    req.presence_penalty = r.presence_penalty.get();
-    req.max_tokens = r.max_completion_tokens.get().or(r.max_tokens.get());
-    req.reasoning_effort = r.reasoning_effort.get();
-    req.service_tier = r.service_tier.get();
-    req.tool_names = r
-        .tools
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|t| t.get()?.function.get()?.name.get().map(Cow::into_owned))
-        .collect();
-    req.output_type = match r
-        .response_format
-        .get()
-        .and_then(|f| f.kind.get())
-        .as_deref()
-    {
+    req.stream = r.stream.unwrap_or(false);
+    req.temperature = r.temperature;
+    req.top_p = r.top_p;
+    req.top_k = r.top_k;
+    req.choice_count = r.n;
+    req.seed = r.seed.or(r.random_seed);
+    req.stop_sequences = r.stop.unwrap_or_default();
+    req.frequency_penalty = r.frequency_penalty;
+    req.presence_penalty = r.presence_penalty;
+    req.max_tokens = r.max_completion_tokens.or(r.max_tokens);
+    req.reasoning_effort = r.reasoning_effort;
+    req.service_tier = r.service_tier;
+    req.tool_names = r.tool_names;
+    req.output_type = match r.output_kind.as_deref() {
         Some("json_object" | "json_schema") => Some("json"),
         Some("text") => Some("text"),
         _ => None,
     };
-    let mut system = Cow::Borrowed("");
-    let mut chars: u64 = 0;
-    for m in r
-        .messages
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
-        let text = m.content.get().map(|c| c.0).unwrap_or_default();
-        chars = chars.saturating_add(char_count(&text));
-        if matches!(m.role.get().as_deref(), Some("system" | "developer")) {
-            join_line(&mut system, text);
-        }
-    }
+    let mut chars = r.message_chars;
     let texts = match route.api {
-        Api::OpenAiCompletions => r.prompt.get(),
-        Api::OpenAiEmbeddings => r.input.get(),
+        Api::OpenAiCompletions => r.prompt,
+        Api::OpenAiEmbeddings => r.input,
         _ => None,
     };
-    for t in texts.map(|t| t.0).unwrap_or_default() {
+    for t in texts.unwrap_or_default() {
         chars = chars.saturating_add(char_count(&t));
     }
     req.prompt_chars = chars;
     if route.api == Api::OpenAiEmbeddings {
-        req.embedding_dimensions = r.dimensions.get();
-        req.encoding_formats = r.encoding_format.get().into_iter().collect();
+        req.embedding_dimensions = r.dimensions;
+        req.encoding_formats = r.encoding_format.into_iter().collect();
     }
-    if !system.is_empty() {
-        req.system_prompt_hash = Some(prompt_hash(&system));
+    if !r.system.is_empty() {
+        req.system_prompt_hash = Some(prompt_hash(&r.system));
     }
+}
+
+// The request skimmer. Each reader below gives exactly what the `Lenient` type of the same field gives
+// (`json.rs`): a value of another type is None and skipped, `null` is None. Whatever it does not read as
+// serde would (a duplicated member, an object written as an array, a string serde refuses to unescape,
+// nesting beyond `skim::MAX_DEPTH`, trailing text), it refuses (None), and the body goes to serde.
+
+/// `LenientStr`: a string (unescaped), else None.
+fn lenient_str<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
+    if r.peek()? != b'"' {
+        r.skip()?;
+        return Some(None);
+    }
+    r.string()?.text().map(Some)
+}
+
+/// `Lenient<bool>`.
+fn lenient_bool(r: &mut Reader<'_>) -> Option<Option<bool>> {
+    match r.peek()? {
+        b't' | b'f' | b'n' => r.bool_or_null(),
+        _ => {
+            r.skip()?;
+            Some(None)
+        }
+    }
+}
+
+/// A number's text (validated), or None after skipping a value of another type.
+fn number_text<'a>(r: &mut Reader<'a>) -> Option<Option<&'a [u8]>> {
+    if matches!(r.peek()?, b'-' | b'0'..=b'9') {
+        return r.number().map(Some);
+    }
+    r.skip()?;
+    Some(None)
+}
+
+/// `Lenient<f64>`: the number's text through serde_json's own conversion (the same rounding and range).
+fn lenient_f64(r: &mut Reader<'_>) -> Option<Option<f64>> {
+    let Some(raw) = number_text(r)? else {
+        return Some(None);
+    };
+    // ASCII by the grammar; `from_str` reuses the `StrRead` parser every provider type is read with.
+    Some(serde_json::from_str(std::str::from_utf8(raw).ok()?).ok())
+}
+
+/// The magnitude of a plain integer token (digits only), if it fits u64. serde_json reads any other number
+/// (fraction, exponent, overflow, and `-0`) as a float, which its integer types refuse.
+fn plain_integer(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |v, &c| {
+        c.is_ascii_digit().then_some(())?;
+        v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+    })
+}
+
+/// `Lenient<u64>`: a non-negative integer that fits, else None.
+fn lenient_u64(r: &mut Reader<'_>) -> Option<Option<u64>> {
+    Some(number_text(r)?.and_then(plain_integer))
+}
+
+/// `Lenient<i64>`: an integer that fits i64, else None (`-0` included, as above).
+fn lenient_i64(r: &mut Reader<'_>) -> Option<Option<i64>> {
+    let Some(raw) = number_text(r)? else {
+        return Some(None);
+    };
+    Some(match raw.strip_prefix(b"-") {
+        Some(digits) => plain_integer(digits)
+            .filter(|&m| m != 0)
+            .and_then(|m| 0i64.checked_sub_unsigned(m)),
+        None => plain_integer(raw).and_then(|m| i64::try_from(m).ok()),
+    })
+}
+
+/// `Lenient<OneOrMany>`: a string, or the strings of an array (other items skipped); else None.
+fn one_or_many(r: &mut Reader<'_>) -> Option<Option<Vec<String>>> {
+    match r.peek()? {
+        b'"' => Some(Some(vec![r.string()?.text()?.into_owned()])),
+        b'[' => {
+            r.begin_array()?;
+            let (mut out, mut first) = (Vec::new(), true);
+            while r.next_item(first)? {
+                first = false;
+                if let Some(s) = lenient_str(r)? {
+                    out.push(s.into_owned());
+                }
+            }
+            Some(Some(out))
+        }
+        _ => {
+            r.skip()?;
+            Some(None)
+        }
+    }
+}
+
+/// Where a `Lenient` struct is expected: an object (`{` consumed): `Some(true)`; null or a scalar (skipped):
+/// `Some(false)`; an array (serde reads a struct from one) is refused.
+fn lenient_object(r: &mut Reader<'_>) -> Option<bool> {
+    match r.peek()? {
+        b'{' => r.begin_object().map(|()| true),
+        b'[' => None,
+        _ => r.skip().map(|_| false),
+    }
+}
+
+/// A `Lenient<Vec<_>>`: an array (`[` consumed): `Some(true)`; anything else (skipped): `Some(false)`.
+fn lenient_array(r: &mut Reader<'_>) -> Option<bool> {
+    if r.peek()? == b'[' {
+        r.begin_array().map(|()| true)
+    } else {
+        r.skip().map(|_| false)
+    }
+}
+
+/// The members of an object whose `{` was consumed: `each` reads the value of a member it names (bit ≠ 0,
+/// once each), the others are skipped.
+fn members<'a>(
+    r: &mut Reader<'a>,
+    bit: &dyn Fn(&[u8]) -> u32,
+    each: &mut dyn FnMut(&mut Reader<'a>, u32) -> Option<()>,
+) -> Option<()> {
+    let (mut seen, mut first) = (0u32, true);
+    while let Some(key) = r.next_key(first)? {
+        first = false;
+        match bit(key) {
+            0 => {
+                r.skip()?;
+            }
+            b => {
+                once(&mut seen, b)?;
+                each(r, b)?;
+            }
+        }
+    }
+    Some(())
+}
+
+/// `Lenient<TextContent>`: a string, the text parts of an array joined by lines, or "" (anything else).
+fn fast_content<'a>(r: &mut Reader<'a>) -> Option<Cow<'a, str>> {
+    match r.peek()? {
+        b'"' => r.string()?.text(),
+        b'[' => {
+            r.begin_array()?;
+            let (mut out, mut first) = (Cow::Borrowed(""), true);
+            while r.next_item(first)? {
+                first = false;
+                if lenient_object(r)? {
+                    let mut text = None;
+                    members(r, &|k| u32::from(k == b"text"), &mut |r, _| {
+                        text = lenient_str(r)?;
+                        Some(())
+                    })?;
+                    if let Some(t) = text {
+                        join_line(&mut out, t);
+                    }
+                }
+            }
+            Some(out)
+        }
+        _ => r.skip().map(|_| Cow::Borrowed("")),
+    }
+}
+
+/// Whether the skimmer reads `text` (tests).
+#[cfg(test)]
+pub(crate) fn fast_request_reads(text: &str) -> bool {
+    fast_request(text).is_some()
+}
+
+/// The common Chat, Completions or Embeddings request without the serde structs.
+fn fast_request(text: &str) -> Option<RequestFields<'_>> {
+    const KEYS: [&[u8]; 22] = [
+        b"model",
+        b"stream",
+        b"temperature",
+        b"top_p",
+        b"top_k",
+        b"n",
+        b"seed",
+        b"random_seed",
+        b"stop",
+        b"frequency_penalty",
+        b"presence_penalty",
+        b"max_completion_tokens",
+        b"max_tokens",
+        b"reasoning_effort",
+        b"service_tier",
+        b"tools",
+        b"response_format",
+        b"messages",
+        b"prompt",
+        b"input",
+        b"dimensions",
+        b"encoding_format",
+    ];
+    let mut r = Reader::new(text);
+    r.begin_object()?;
+    let mut f = RequestFields::default();
+    let bit = |k: &[u8]| KEYS.iter().position(|&n| n == k).map_or(0, |i| 1u32 << i);
+    members(&mut r, &bit, &mut |r, b| {
+        match b.trailing_zeros() {
+            0 => f.model = lenient_str(r)?,
+            1 => f.stream = lenient_bool(r)?,
+            2 => f.temperature = lenient_f64(r)?,
+            3 => f.top_p = lenient_f64(r)?,
+            4 => f.top_k = lenient_f64(r)?,
+            5 => f.n = lenient_u64(r)?,
+            6 => f.seed = lenient_i64(r)?,
+            7 => f.random_seed = lenient_i64(r)?,
+            8 => f.stop = one_or_many(r)?,
+            9 => f.frequency_penalty = lenient_f64(r)?,
+            10 => f.presence_penalty = lenient_f64(r)?,
+            11 => f.max_completion_tokens = lenient_u64(r)?,
+            12 => f.max_tokens = lenient_u64(r)?,
+            13 => f.reasoning_effort = lenient_str(r)?.map(Cow::into_owned),
+            14 => f.service_tier = lenient_str(r)?.map(Cow::into_owned),
+            15 => {
+                if lenient_array(r)? {
+                    let mut first = true;
+                    while r.next_item(first)? {
+                        first = false;
+                        if lenient_object(r)? {
+                            let mut name = None;
+                            members(r, &|k| u32::from(k == b"function"), &mut |r, _| {
+                                if lenient_object(r)? {
+                                    let names = |k: &[u8]| match k {
+                                        b"name" => 1,
+                                        b"arguments" => 2,
+                                        _ => 0,
+                                    };
+                                    members(r, &names, &mut |r, b| {
+                                        if b == 1 {
+                                            name = lenient_str(r)?;
+                                        } else {
+                                            r.skip()?;
+                                        }
+                                        Some(())
+                                    })?;
+                                }
+                                Some(())
+                            })?;
+                            f.tool_names.extend(name.map(Cow::into_owned));
+                        }
+                    }
+                }
+            }
+            16 => {
+                if lenient_object(r)? {
+                    members(r, &|k| u32::from(k == b"type"), &mut |r, _| {
+                        f.output_kind = lenient_str(r)?;
+                        Some(())
+                    })?;
+                }
+            }
+            17 => {
+                if lenient_array(r)? {
+                    let mut first = true;
+                    while r.next_item(first)? {
+                        first = false;
+                        if lenient_object(r)? {
+                            let (mut role, mut content) = (None, None);
+                            let names = |k: &[u8]| match k {
+                                b"role" => 1,
+                                b"content" => 2,
+                                _ => 0,
+                            };
+                            members(r, &names, &mut |r, b| {
+                                if b == 1 {
+                                    role = lenient_str(r)?;
+                                } else {
+                                    content = Some(fast_content(r)?);
+                                }
+                                Some(())
+                            })?;
+                            f.message(role.as_deref(), content.unwrap_or_default());
+                        }
+                    }
+                }
+            }
+            18 => f.prompt = one_or_many(r)?,
+            19 => f.input = one_or_many(r)?,
+            20 => f.dimensions = lenient_u64(r)?,
+            _ => f.encoding_format = lenient_str(r)?.map(Cow::into_owned),
+        }
+        Some(())
+    })?;
+    r.at_end().then_some(f)
 }
 
 /// The part of a streaming request that decides whether usage must be asked for.

@@ -54,6 +54,17 @@ impl<'a> Str<'a> {
         self.raw.is_empty()
     }
 
+    /// The unescaped text (borrowed when there are no escapes); None when serde would refuse to unescape
+    /// it (a lone surrogate).
+    pub fn text(&self) -> Option<Cow<'a, str>> {
+        match self.plain() {
+            Some(t) => Some(Cow::Borrowed(t)),
+            None => serde_json::from_str::<String>(&format!("\"{}\"", self.raw))
+                .ok()
+                .map(Cow::Owned),
+        }
+    }
+
     /// Characters of the unescaped text (a surrogate pair counts once); None for a lone surrogate, which
     /// serde refuses to unescape.
     pub fn char_count(&self) -> Option<u64> {
@@ -94,9 +105,7 @@ impl<'a> Str<'a> {
         let chars = self.char_count()?;
         let text = match self.plain() {
             Some(t) => Cow::Borrowed(t),
-            None if capture => {
-                Cow::Owned(serde_json::from_str::<String>(&format!("\"{}\"", self.raw)).ok()?)
-            }
+            None if capture => self.text()?,
             None => Cow::Borrowed(""),
         };
         Some((chars, text))

@@ -205,6 +205,11 @@ const KNOWN_MEMBERS: &[&str] = &[
 /// `v` written out with a member inserted at the front of one object (at any depth): every known name,
 /// once as a duplicated null pair, once as an object and once as a string.
 fn injected(v: &Value) -> Vec<String> {
+    injected_with(v, KNOWN_MEMBERS)
+}
+
+/// `injected`, with the names in `names`.
+fn injected_with(v: &Value, names: &[&str]) -> Vec<String> {
     let js = |v: &Value| serde_json::to_string(v).unwrap();
     let mut out = Vec::new();
     match v {
@@ -221,7 +226,7 @@ fn injected(v: &Value) -> Vec<String> {
                     .collect::<String>()
             };
             let all = rest(None);
-            for k in KNOWN_MEMBERS {
+            for k in names {
                 for ins in [
                     format!("\"{k}\":null,\"{k}\":null"),
                     format!("\"{k}\":{{\"a\":1}}"),
@@ -231,7 +236,7 @@ fn injected(v: &Value) -> Vec<String> {
                 }
             }
             for (k, c) in m {
-                for d in injected(c) {
+                for d in injected_with(c, names) {
                     let body = rest(Some((k, &d)));
                     out.push(format!("{{{}}}", body.strip_prefix(',').unwrap_or("")));
                 }
@@ -239,7 +244,7 @@ fn injected(v: &Value) -> Vec<String> {
         }
         Value::Array(a) => {
             for (i, c) in a.iter().enumerate() {
-                for d in injected(c) {
+                for d in injected_with(c, names) {
                     let items: Vec<String> = a
                         .iter()
                         .enumerate()
@@ -430,4 +435,96 @@ fn fast_paths_read_every_event_as_serde_does() {
         let (all, escaped) = taken.get(api).copied().unwrap_or_default();
         assert!(all > 200 && escaped > 50, "{api}: {all} / {escaped}");
     }
+}
+
+/// Members the request skimmer reads (any depth).
+const REQUEST_MEMBERS: &[&str] = &[
+    "model",
+    "stream",
+    "temperature",
+    "n",
+    "seed",
+    "stop",
+    "max_tokens",
+    "service_tier",
+    "tools",
+    "function",
+    "name",
+    "response_format",
+    "type",
+    "messages",
+    "role",
+    "content",
+    "text",
+    "prompt",
+    "input",
+    "dimensions",
+];
+
+/// Requests with every member the skimmer reads, in the forms clients send.
+const REQUESTS: &[&str] = &[
+    r#"{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief."},{"role":"developer","content":[{"type":"text","text":"Dev"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"more"}]},{"role":"user","content":"Hi é🌍","name":"u"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"42"}],"temperature":0.7,"top_p":1,"top_k":40,"n":2,"seed":-5,"stop":["a","b"],"frequency_penalty":-0.5,"presence_penalty":0.25,"max_completion_tokens":100,"max_tokens":50,"reasoning_effort":"low","service_tier":"auto","stream":true,"stream_options":{"include_usage":true},"tools":[{"type":"function","function":{"name":"get_weather","description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}},{"type":"function","function":{"name":"other","arguments":"x"}}],"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{}}}}"#,
+    r#"{"model":"mistral-large","messages":[{"role":"user","content":"x"}],"random_seed":7,"stop":"END","response_format":{"type":"text"}}"#,
+    r#"{"model":"gpt-3.5-turbo-instruct","prompt":["Say this","and that",[1,2],null],"max_tokens":7,"temperature":0,"stream":false}"#,
+    r#"{"model":"text-embedding-3-small","input":"The food was delicious","dimensions":256,"encoding_format":"float"}"#,
+    r#"{"model":"","input":[[1,2,3]],"encoding_format":"base64","messages":null,"tools":null}"#,
+    // Integer edges: serde_json reads `-0` and anything out of range as a float.
+    r#"{"seed":-0,"n":0,"max_tokens":18446744073709551615,"dimensions":18446744073709551616}"#,
+    r#"{"seed":9223372036854775807,"random_seed":-9223372036854775808,"n":-0.0}"#,
+    r#"{"seed":9223372036854775808,"random_seed":-9223372036854775809,"max_tokens":1e2}"#,
+    r#"{"temperature":-0,"top_p":1e400,"top_k":123456789012345678901234567890,"presence_penalty":0.1e-400}"#,
+];
+
+#[test]
+fn request_fast_path_reads_every_request_as_serde_does() {
+    use crate::call::{Api, Request, Route};
+    let mut bodies: Vec<String> = REQUESTS.iter().map(|s| (*s).to_owned()).collect();
+    for case in cases() {
+        if matches!(
+            case.route.api,
+            Api::OpenAiChat | Api::OpenAiCompletions | Api::OpenAiEmbeddings
+        ) {
+            bodies.extend(String::from_utf8(case.request_body).ok());
+        }
+    }
+    let (mut checked, mut fast, mut fast_escaped) = (0usize, 0usize, 0usize);
+    for body in &bodies {
+        let mut texts = variants(body);
+        if let Ok(v) = serde_json::from_str::<Value>(body) {
+            texts.extend(injected_with(&v, REQUEST_MEMBERS));
+        }
+        for text in &texts {
+            if super::openai::fast_request_reads(text) {
+                fast += 1;
+                fast_escaped += usize::from(text.contains('\\'));
+            }
+            for api in [
+                Api::OpenAiChat,
+                Api::OpenAiCompletions,
+                Api::OpenAiEmbeddings,
+            ] {
+                let route = Route {
+                    api,
+                    provider: "openai".to_owned(),
+                    path_model: Some("deployment".to_owned()),
+                    path_stream: false,
+                };
+                let base = Request {
+                    model: Some("from-before".to_owned()),
+                    ..Request::default()
+                };
+                let (mut a, mut b) = (base.clone(), base);
+                super::openai::request_with(&route, text.as_bytes(), &mut a, true);
+                super::openai::request_with(&route, text.as_bytes(), &mut b, false);
+                assert_eq!(a, b, "{api:?}: {text}");
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("{checked} request readings; on the fast path: {fast} ({fast_escaped} with escapes)");
+    assert!(checked > 20_000, "{checked}");
+    assert!(
+        fast > 5_000 && fast_escaped > 500,
+        "{fast} / {fast_escaped}"
+    );
 }
