@@ -2,15 +2,17 @@
 """`make bench` (second part): instructions Envoy executes per request, counted by callgrind.
 
 Wall-clock figures on a shared VM move by ±20 % between runs; an instruction count does not (two runs of the
-same build agree within 0.3 %). Each scenario starts real Envoy (`--concurrency 1`) under
-`valgrind --tool=callgrind` with counting off, sends warm-up requests (V8 compiles the module's hot code
-with TurboFan), then counts every instruction of the Envoy process (all threads: V8's JIT code, Envoy, libc)
-over N sequential requests on one connection and divides. The upstream is the same nginx as bench/run.py.
+same build agree within about 1 %). Each scenario starts real Envoy (`--concurrency 1`) under
+`valgrind --tool=callgrind` with counting off, sends warm-up requests (connections, allocator and metric
+series settle; Envoy's V8 compiles the whole module with TurboFan at load), then counts every instruction
+of the Envoy process (all threads: V8's JIT code, Envoy, libc) over N sequential requests on one
+connection and divides. The upstream is the same nginx as bench/run.py.
 
 Scenarios: Envoy without filters; the no-op module; the no-op module making the host calls tollgate's data
 path cannot avoid (its configuration names them, see bench/noop), all together and (`--breakdown`) one by
-one; Envoy's native C++ `ai_protocol_manager`; tollgate in the bench's configurations. A small request is the 1 KiB chat exchange of bench/run.py; a stream is the
-1,000-event SSE response. Writes bench/results/<date>-<host>-instructions.{md,json}.
+one; Envoy's native C++ `ai_protocol_manager`; tollgate in the bench's configurations. A small request is
+the 1 KiB chat exchange of bench/run.py; a stream is the 1,000-event SSE response. Writes
+bench/results/<date>-<host>-instructions.{md,json} (`-2`, `-3` ... when that exists).
 """
 
 import argparse
@@ -121,7 +123,8 @@ def main():
               ("redaction", "tollgate + redaction + capture", tg(extra={
                   "capture_content": True, "redaction": {"egress": True}}))]
     streams = [("none", "no filter", ""), ("noop", "no-op Wasm", noop()),
-               ("native", "native ai_protocol_manager", bench.NATIVE_FILTER), ("tollgate", "tollgate defaults", tg())]
+               ("native", "native ai_protocol_manager", bench.NATIVE_FILTER),
+               ("tollgate", "tollgate defaults", tg())]
     only = set(filter(None, args.only.split(",")))
 
     workdir = tempfile.mkdtemp(prefix="tollgate-instr-")
@@ -161,15 +164,16 @@ def write(res, args):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     host = platform.node().split(".")[0] or "host"
     os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"{stamp}-{host}-instructions")
+    base = bench.free_stem(os.path.join(args.out, f"{stamp}-{host}-instructions"))
     with open(base + ".json", "w") as f:
         json.dump(res, f, indent=1)
     lines = [f"# tollgate instructions per request — {m['date']}", "",
              f"Envoy {m['envoy']} (`--concurrency 1`) under {res['valgrind']} callgrind, commit `{m['commit']}`, "
              f"tollgate.wasm {res['tollgate_bytes']} bytes. Instructions of the whole Envoy process per request "
              f"(V8's JIT code, Envoy, libc), averaged over {res['requests']} sequential small requests or "
-             f"{res['streams']} streams after a warm-up; repeatable within about 0.3 %. Ratios of instructions "
-             "are not ratios of time (memory stalls differ), but they move the same way.", ""]
+             f"{res['streams']} streams after a warm-up; two runs of the same build agree within about 1 %. "
+             "Ratios of instructions are not ratios of time (memory stalls differ), but they move the same way.",
+             ""]
     for part, title, unit in (("small", "Small requests (1 KiB in / 1 KiB out)", "request"),
                               ("sse", "Streams (1,000-event SSE, 247 KiB)", "stream")):
         rows = res[part]

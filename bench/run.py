@@ -7,7 +7,8 @@ floor), Envoy's native C++ `ai_protocol_manager`, and tollgate in three configur
 
 Layout: Envoy (`--concurrency 1`) is pinned to CPU 0; nginx (the fixed-response upstream), wrk and the Python
 clients share the other CPUs. Filter CPU is Envoy's process CPU time (/proc/<pid>/task/*/schedstat) divided by
-the requests served, minus the no-filter scenario's. Writes bench/results/<date>-<host>.{md,json}.
+the requests served, minus the no-filter scenario's. Writes bench/results/<date>-<host>.{md,json}
+(`-2`, `-3` ... when that exists: earlier results are never overwritten).
 """
 
 import argparse
@@ -744,10 +745,19 @@ def fmt(v, spec=".0f"):
     return "–" if v is None else format(v, spec)
 
 
+def free_stem(stem):
+    """`stem`, or `stem-2`, `-3` ...: a run never overwrites an earlier result of the same day."""
+    out, n = stem, 1
+    while os.path.exists(out + ".md") or os.path.exists(out + ".json"):
+        n += 1
+        out = f"{stem}-{n}"
+    return out
+
+
 def write(res, args):
     os.makedirs(args.out, exist_ok=True)
     m = res["machine"]
-    stem = os.path.join(args.out, f"{datetime.date.today().isoformat()}-{m['host']}")
+    stem = free_stem(os.path.join(args.out, f"{datetime.date.today().isoformat()}-{m['host']}"))
     with open(stem + ".json", "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
     order = ["none", "noop", "native", "tollgate", "budgets", "redaction"]
