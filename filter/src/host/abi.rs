@@ -113,8 +113,8 @@ pub fn set_header(map: MapType, name: &str, value: &str) -> bool {
     }
 }
 
-/// Add a header the map does not have yet: in Envoy 1.40 about 40% cheaper than `set_header`, which looks
-/// for existing values to remove first (measured in instructions per request, see README "Performance").
+/// Add a header the map does not have yet: in Envoy 1.40 about 3 k instructions cheaper than `set_header`,
+/// which removes existing values first (`bench/instructions.py`, README "Performance").
 pub fn add_header(map: MapType, name: &str, value: &str) -> bool {
     // SAFETY: pointers valid for the duration of the call.
     unsafe {
