@@ -135,20 +135,16 @@ def main():
     res = {"small": {}, "sse": {}, "requests": args.requests, "streams": args.streams}
     t0 = time.monotonic()
     try:
-        for key, label, filters in small:
-            if only and key not in only:
-                continue
-            v = count(workdir, "small-" + key, filters, ports, "/small/v1/chat/completions",
-                      bench.chat_request(1024, False), 300, args.requests)
-            res["small"][key] = {"label": label, "instructions": v}
-            print(f"instructions: small {label}: {v:,.0f}", flush=True)
-        for key, label, filters in streams:
-            if only and key not in only:
-                continue
-            v = count(workdir, "sse-" + key, filters, ports, "/sse/v1/chat/completions",
-                      bench.chat_request(1024, True), 50, args.streams)
-            res["sse"][key] = {"label": label, "instructions": v}
-            print(f"instructions: stream {label}: {v:,.0f}", flush=True)
+        for part, scenarios, path, stream, warm, n in (
+                ("small", small, "/small/v1/chat/completions", False, 300, args.requests),
+                ("sse", streams, "/sse/v1/chat/completions", True, 50, args.streams)):
+            for key, label, filters in scenarios:
+                if only and key not in only:
+                    continue
+                v = count(workdir, f"{part}-{key}", filters, ports, path, bench.chat_request(1024, stream),
+                          warm, n)
+                res[part][key] = {"label": label, "instructions": v}
+                print(f"instructions: {part} {label}: {v:,.0f}", flush=True)
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
