@@ -46,7 +46,8 @@ def test_collector_down(topology):
     t.collector.stop()  # the cluster now points at a closed port
     for _ in range(3):
         call_unchanged(t)
-    s = wait_for(lambda: (lambda s: s if s.get("export_retries", 0) >= 1
+    # `calls` reaches Envoy on the tick after each call, like the export counters.
+    s = wait_for(lambda: (lambda s: s if s.get("export_retries", 0) >= 1 and s.get("calls", 0) >= 3
                                         and s.get("metrics_export_retries", 0) >= 1 else None)(stats(t)), "export retries")
     assert s["calls"] == 3 and s["spans_exported"] == 0
     assert s["queue_depth"] <= 3, "nothing beyond the calls made is held"

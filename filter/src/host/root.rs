@@ -40,6 +40,9 @@ pub struct Root {
 
 impl Root {
     fn publish_stats(&mut self) {
+        if let Some(s) = &self.stats {
+            s.publish_batched();
+        }
         let (Some(q), Some(s)) = (self.queue.clone(), self.stats.clone()) else {
             return;
         };
@@ -107,6 +110,12 @@ impl Root {
 }
 
 impl Context for Root {
+    /// The VM is going away (reconfiguration, shutdown): counters still held for the tick go to Envoy now.
+    fn on_done(&mut self) -> bool {
+        self.publish_stats();
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
