@@ -3,7 +3,7 @@
 //! Bedrock InvokeModel for Claude (see `bedrock.rs`, which reuses `request`, `response` and `event`).
 
 use super::json::{
-    count_chars, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, Spare,
+    count_chars, items, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, Spare,
     TextContent,
 };
 use super::skim::{generated, once, Reader, Str};
@@ -134,13 +134,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         .map(Cow::into_owned);
     let system = r.system.get().map(|s| s.0).unwrap_or_default();
     let mut chars = system.chars().count() as u64;
-    for m in r
-        .messages
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for m in items(r.messages) {
         let text = m.content.get().map(|c| c.0).unwrap_or_default();
         chars = chars.saturating_add(text.chars().count() as u64);
     }
@@ -253,13 +247,7 @@ fn apply_message(m: MessageBody<'_>, resp: &mut Response) {
     if m.kind.as_ref().is_some_and(|k| k == "error") || m.error.as_ref().is_some() {
         apply_error(Some(m.error.get().unwrap_or_default()), resp);
     }
-    for block in m
-        .content
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for block in items(m.content) {
         apply_block_start(block, resp);
     }
 }

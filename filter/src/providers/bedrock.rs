@@ -5,7 +5,7 @@
 
 use super::anthropic;
 use super::gemini::percent_decode;
-use super::json::{count_chars, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare};
 use super::skim::{once, Reader};
 use super::{FrameOutcome, StreamState};
@@ -175,13 +175,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.max_tokens = c.max_tokens.get();
         req.temperature = c.temperature.get();
         req.top_p = c.top_p.get();
-        req.stop_sequences = c
-            .stop_sequences
-            .get()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Lenient::get)
-            .collect();
+        req.stop_sequences = items(c.stop_sequences).collect();
     }
     if let Some(a) = r.additional.get() {
         req.top_k = a.top_k.get().or(a.top_k_camel.get());
@@ -196,13 +190,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         .collect();
     let system = blocks_text(r.system.get().unwrap_or_default());
     let mut chars = system.chars().count() as u64;
-    for m in r
-        .messages
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for m in items(r.messages) {
         let text = blocks_text(m.content.get().unwrap_or_default());
         chars = chars.saturating_add(text.chars().count() as u64);
     }

@@ -1,6 +1,6 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
-use super::json::{count_chars, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientStr, OneOrMany, Spare, TextContent};
 use super::skim::{self, generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
@@ -108,13 +108,7 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
     };
     let mut system = String::new();
     let mut chars: u64 = 0;
-    for m in r
-        .messages
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for m in items(r.messages) {
         let text = m.content.get().map(|c| c.0).unwrap_or_default();
         chars = chars.saturating_add(text.chars().count() as u64);
         if m.role.get().as_deref() == Some("system") {
@@ -224,25 +218,13 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
         u.apply(resp);
     }
     if let Some(m) = c.message.get() {
-        for part in m
-            .content
-            .get()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Lenient::get)
-        {
+        for part in items(m.content) {
             if let Some(t) = part.text.get() {
                 resp.content.text(0, &t);
                 count_chars(resp, &t);
             }
         }
-        for call in m
-            .tool_calls
-            .get()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Lenient::get)
-        {
+        for call in items(m.tool_calls) {
             add_tool_call(call, resp);
         }
     }

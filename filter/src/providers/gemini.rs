@@ -6,7 +6,7 @@
 //! `alt=sse`, else elements of one JSON array); a whole response is the same object. All three go through
 //! `apply_chunk`.
 
-use super::json::{count_chars, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty};
 use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare};
 use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
@@ -157,13 +157,7 @@ struct Named<'a> {
 
 fn content_text(c: Content<'_>) -> String {
     let mut out = String::new();
-    for part in c
-        .parts
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for part in items(c.parts) {
         if let Some(t) = part.text.get() {
             if !out.is_empty() {
                 out.push('\n');
@@ -190,13 +184,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.top_k = g.top_k.get();
         req.choice_count = g.candidate_count.get();
         req.max_tokens = g.max_output_tokens.get();
-        req.stop_sequences = g
-            .stop_sequences
-            .get()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Lenient::get)
-            .collect();
+        req.stop_sequences = items(g.stop_sequences).collect();
         req.seed = g.seed.get();
         req.presence_penalty = g.presence_penalty.get();
         req.frequency_penalty = g.frequency_penalty.get();
@@ -206,12 +194,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
             _ => None,
         };
     }
-    req.tool_names = r
-        .tools
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
+    req.tool_names = items(r.tools)
         .flat_map(|t| t.function_declarations.get().unwrap_or_default())
         .filter_map(|f| f.get()?.name.get().map(Cow::into_owned))
         .collect();
@@ -221,13 +204,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         .map(content_text)
         .unwrap_or_default();
     let mut chars = system.chars().count() as u64;
-    for c in r
-        .contents
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for c in items(r.contents) {
         chars = chars.saturating_add(content_text(c).chars().count() as u64);
     }
     req.prompt_chars = chars;

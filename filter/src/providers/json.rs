@@ -333,6 +333,15 @@ fn drain_map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
     Ok(())
 }
 
+/// The elements of a lenient list that could be read: an absent, `null` or mistyped list has none, and a
+/// mistyped element is left out.
+pub fn items<T>(list: Lenient<Vec<Lenient<T>>>) -> impl Iterator<Item = T> {
+    list.get()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Lenient::get)
+}
+
 /// A string field, borrowed from the body when it has no escapes; None when absent, `null` or not a string.
 /// The same contract as `Lenient<Cow<str>>` (which always copies, because `Cow`'s own `Deserialize` does).
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -2,7 +2,7 @@
 //! and handled by `openai.rs`). Streaming is the DEFAULT: NDJSON, one object per line, the last with
 //! `done: true` and the counts. A whole response is that same final object.
 
-use super::json::{count_chars, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty};
 use super::json::{
     parse, prompt_hash, Lenient, LenientRaw, LenientStr, OneOrMany, Spare, TextContent,
 };
@@ -108,13 +108,7 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
     let mut system = r.system.get().map(Cow::into_owned).unwrap_or_default();
     let mut chars = (system.chars().count() as u64)
         .saturating_add(r.prompt.get().map_or(0, |p| p.chars().count() as u64));
-    for m in r
-        .messages
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for m in items(r.messages) {
         let text = m.content.get().map(|c| c.0).unwrap_or_default();
         chars = chars.saturating_add(text.chars().count() as u64);
         if m.role.get().as_deref() == Some("system") {
@@ -185,13 +179,7 @@ fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
         }
         texts.push(m.content.get());
         texts.push(m.thinking.get());
-        for call in m
-            .tool_calls
-            .get()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Lenient::get)
-        {
+        for call in items(m.tool_calls) {
             let id = call.id.get().unwrap_or_default();
             let name = call
                 .function

@@ -8,8 +8,8 @@
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
 use super::json::{
-    char_count, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany,
-    Spare, TextContent,
+    char_count, items, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr,
+    OneOrMany, Spare, TextContent,
 };
 use super::skim::{self, once, set_changed, Reader, Str};
 use super::template::Sink;
@@ -212,13 +212,7 @@ impl<'a> From<OpenAiRequest<'a>> for RequestFields<'a> {
             encoding_format: r.encoding_format.get(),
             ..RequestFields::default()
         };
-        for m in r
-            .messages
-            .get()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Lenient::get)
-        {
+        for m in items(r.messages) {
             let text = m.content.get().map(|c| c.0).unwrap_or_default();
             f.message(m.role.get().as_deref(), text);
         }
@@ -818,13 +812,7 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
                 resp.content.text(index, &text);
                 content = true;
             }
-            for call in msg
-                .tool_calls
-                .get()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(Lenient::get)
-            {
+            for call in items(msg.tool_calls) {
                 // An arguments-only fragment is still generated output.
                 content = true;
                 let id = call.id.get().unwrap_or_default();

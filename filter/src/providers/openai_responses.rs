@@ -7,7 +7,7 @@
 use super::json::char_count;
 #[cfg(any(test, feature = "reference-reader"))]
 use super::json::two_pass;
-use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare, TextContent};
+use super::json::{items, parse, prompt_hash, Lenient, LenientStr, Spare, TextContent};
 use super::openai::{add_tool_call_once, ErrorBody};
 use super::skim::{self, generated, once, Reader};
 use super::{FrameOutcome, StreamState};
@@ -186,12 +186,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     req.top_p = r.top_p.get();
     req.service_tier = r.service_tier.get();
     req.reasoning_effort = r.reasoning.get().and_then(|x| x.effort.get());
-    req.tool_names = r
-        .tools
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
+    req.tool_names = items(r.tools)
         // Built-in tools (web_search, file_search, ...) have a type but no name.
         .filter(|t| {
             matches!(
@@ -371,23 +366,11 @@ fn apply_object(o: ResponseObject<'_>, resp: &mut Response, count_text: bool) {
         resp.error_type = Some("_OTHER".to_owned());
     }
     let mut tool_calls = false;
-    for item in o
-        .output
-        .get()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(Lenient::get)
-    {
+    for item in items(o.output) {
         tool_calls |= item.is_tool_call();
         item.record_tool_call(resp);
         if count_text {
-            for part in item
-                .content
-                .get()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(Lenient::get)
-            {
+            for part in items(item.content) {
                 for text in [part.text.get(), part.refusal.get()].into_iter().flatten() {
                     resp.output_chars = resp.output_chars.saturating_add(char_count(&text));
                     resp.content.text(0, &text);
