@@ -469,12 +469,7 @@ pub fn on_response_headers(shared: &Shared, st: &Budgeted, headers: &Headers) {
         return;
     }
     for (k, v) in &st.headers {
-        // Adding is the cheaper host call when there is nothing to replace (see `abi::add_header`).
-        if headers.get(k).is_some() {
-            abi::set_header(MapType::HttpResponseHeaders, k, v);
-        } else {
-            abi::add_header(MapType::HttpResponseHeaders, k, v);
-        }
+        abi::put_header(MapType::HttpResponseHeaders, headers, k, v);
     }
 }
 

@@ -177,14 +177,13 @@ impl HttpContext for Exchange {
             cfg.sampling_ratio,
             random_unit(),
         );
-        // The provider's own spans (if any) become children of the gateway span. Without an incoming
-        // `traceparent` there is nothing to replace, and adding is the cheaper host call.
-        let traceparent = trace::format_traceparent(&self.call.ids);
-        if headers.get("traceparent").is_some() {
-            abi::set_header(MapType::HttpRequestHeaders, "traceparent", &traceparent);
-        } else {
-            abi::add_header(MapType::HttpRequestHeaders, "traceparent", &traceparent);
-        }
+        // The provider's own spans (if any) become children of the gateway span.
+        abi::put_header(
+            MapType::HttpRequestHeaders,
+            &headers,
+            "traceparent",
+            &trace::format_traceparent(&self.call.ids),
+        );
         if !end_of_stream && self.may_rewrite_request_body() {
             // The body's new length is only known once it is buffered, and the headers leave first (pausing
             // them would also stop the body callbacks unless Envoy sets `allow_on_headers_stop_iteration`),
