@@ -11,7 +11,7 @@ use super::json::{
     char_count, items, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr,
     OneOrMany, Spare, TextContent,
 };
-use super::skim::{self, once, set_changed, Reader, Str};
+use super::skim::{self, key_bit, plain_integer, set_changed, Reader, Str};
 use super::template::Sink;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -299,24 +299,9 @@ fn number_text<'a>(r: &mut Reader<'a>) -> Option<Option<&'a [u8]>> {
 }
 
 /// `Lenient<f64>`: the number's text through serde_json's own conversion (the same rounding and range).
+/// The text is ASCII by the grammar; `from_str` reuses the `StrRead` parser every provider type is read with.
 fn lenient_f64(r: &mut Reader<'_>) -> Option<Option<f64>> {
-    let Some(raw) = number_text(r)? else {
-        return Some(None);
-    };
-    // ASCII by the grammar; `from_str` reuses the `StrRead` parser every provider type is read with.
-    Some(serde_json::from_str(std::str::from_utf8(raw).ok()?).ok())
-}
-
-/// The magnitude of a plain integer token (digits only), if it fits u64. serde_json reads any other number
-/// (fraction, exponent, overflow, and `-0`) as a float, which its integer types refuse.
-fn plain_integer(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |v, &c| {
-        c.is_ascii_digit().then_some(())?;
-        v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-    })
+    Some(number_text(r)?.and_then(|raw| serde_json::from_str(std::str::from_utf8(raw).ok()?).ok()))
 }
 
 /// `Lenient<u64>`: a non-negative integer that fits, else None.
@@ -324,17 +309,16 @@ fn lenient_u64(r: &mut Reader<'_>) -> Option<Option<u64>> {
     Some(number_text(r)?.and_then(plain_integer))
 }
 
-/// `Lenient<i64>`: an integer that fits i64, else None (`-0` included, as above).
+/// `Lenient<i64>`: an integer that fits i64, else None (`-0` too: serde_json reads it as a float).
 fn lenient_i64(r: &mut Reader<'_>) -> Option<Option<i64>> {
-    let Some(raw) = number_text(r)? else {
-        return Some(None);
-    };
-    Some(match raw.strip_prefix(b"-") {
-        Some(digits) => plain_integer(digits)
-            .filter(|&m| m != 0)
-            .and_then(|m| 0i64.checked_sub_unsigned(m)),
-        None => plain_integer(raw).and_then(|m| i64::try_from(m).ok()),
-    })
+    Some(number_text(r)?.and_then(|raw| {
+        match raw.strip_prefix(b"-") {
+            Some(digits) => plain_integer(digits)
+                .filter(|&m| m != 0)
+                .and_then(|m| 0i64.checked_sub_unsigned(m)),
+            None => plain_integer(raw).and_then(|m| i64::try_from(m).ok()),
+        }
+    }))
 }
 
 /// `Lenient<OneOrMany>`: a string, or the strings of an array (other items skipped); else None.
@@ -378,29 +362,6 @@ fn lenient_array(r: &mut Reader<'_>) -> Option<bool> {
     }
 }
 
-/// The members of an object whose `{` was consumed: `each` reads the value of a member it names (bit ≠ 0,
-/// once each), the others are skipped.
-fn members<'a>(
-    r: &mut Reader<'a>,
-    bit: &dyn Fn(&[u8]) -> u32,
-    each: &mut dyn FnMut(&mut Reader<'a>, u32) -> Option<()>,
-) -> Option<()> {
-    let (mut seen, mut first) = (0u32, true);
-    while let Some(key) = r.next_key(first)? {
-        first = false;
-        match bit(key) {
-            0 => {
-                r.skip()?;
-            }
-            b => {
-                once(&mut seen, b)?;
-                each(r, b)?;
-            }
-        }
-    }
-    Some(())
-}
-
 /// `Lenient<TextContent>`: a string, the text parts of an array joined by lines, or "" (anything else).
 fn fast_content<'a>(r: &mut Reader<'a>) -> Option<Cow<'a, str>> {
     match r.peek()? {
@@ -412,7 +373,7 @@ fn fast_content<'a>(r: &mut Reader<'a>) -> Option<Cow<'a, str>> {
                 first = false;
                 if lenient_object(r)? {
                     let mut text = None;
-                    members(r, &|k| u32::from(k == b"text"), &mut |r, _| {
+                    r.members(&|k| u32::from(k == b"text"), &mut |r, _| {
                         text = lenient_str(r)?;
                         Some(())
                     })?;
@@ -462,8 +423,7 @@ fn fast_request(text: &str) -> Option<RequestFields<'_>> {
     let mut r = Reader::new(text);
     r.begin_object()?;
     let mut f = RequestFields::default();
-    let bit = |k: &[u8]| KEYS.iter().position(|&n| n == k).map_or(0, |i| 1u32 << i);
-    members(&mut r, &bit, &mut |r, b| {
+    r.members(&|k| key_bit(&KEYS, k), &mut |r, b| {
         match b.trailing_zeros() {
             0 => f.model = lenient_str(r)?,
             1 => f.stream = lenient_bool(r)?,
@@ -487,14 +447,14 @@ fn fast_request(text: &str) -> Option<RequestFields<'_>> {
                         first = false;
                         if lenient_object(r)? {
                             let mut name = None;
-                            members(r, &|k| u32::from(k == b"function"), &mut |r, _| {
+                            r.members(&|k| u32::from(k == b"function"), &mut |r, _| {
                                 if lenient_object(r)? {
                                     let names = |k: &[u8]| match k {
                                         b"name" => 1,
                                         b"arguments" => 2,
                                         _ => 0,
                                     };
-                                    members(r, &names, &mut |r, b| {
+                                    r.members(&names, &mut |r, b| {
                                         if b == 1 {
                                             name = lenient_str(r)?;
                                         } else {
@@ -512,7 +472,7 @@ fn fast_request(text: &str) -> Option<RequestFields<'_>> {
             }
             16 => {
                 if lenient_object(r)? {
-                    members(r, &|k| u32::from(k == b"type"), &mut |r, _| {
+                    r.members(&|k| u32::from(k == b"type"), &mut |r, _| {
                         f.output_kind = lenient_str(r)?;
                         Some(())
                     })?;
@@ -530,7 +490,7 @@ fn fast_request(text: &str) -> Option<RequestFields<'_>> {
                                 b"content" => 2,
                                 _ => 0,
                             };
-                            members(r, &names, &mut |r, b| {
+                            r.members(&names, &mut |r, b| {
                                 if b == 1 {
                                     role = lenient_str(r)?;
                                 } else {
@@ -1138,29 +1098,25 @@ fn fast_usage(r: &mut Reader<'_>) -> Option<Option<WireUsage>> {
     if !r.object_or_null()? {
         return Some(None);
     }
+    const KEYS: [&[u8]; 4] = [
+        b"prompt_tokens",
+        b"completion_tokens",
+        b"prompt_tokens_details",
+        b"completion_tokens_details",
+    ];
     let mut u = WireUsage::default();
-    let (mut seen, mut first) = (0u32, true);
-    while let Some(key) = r.next_key(first)? {
-        first = false;
-        match key {
-            b"prompt_tokens" => {
-                once(&mut seen, 1)?;
-                u.prompt_tokens = Lenient(r.u64_or_null()?);
-            }
-            b"completion_tokens" => {
-                once(&mut seen, 2)?;
-                u.completion_tokens = Lenient(r.u64_or_null()?);
-            }
-            b"prompt_tokens_details" => {
-                once(&mut seen, 4)?;
+    r.members(&|k| key_bit(&KEYS, k), &mut |r, b| {
+        match b.trailing_zeros() {
+            0 => u.prompt_tokens = Lenient(r.u64_or_null()?),
+            1 => u.completion_tokens = Lenient(r.u64_or_null()?),
+            2 => {
                 let counts = fast_counts(r, [b"cached_tokens", b"cache_write_tokens"])?;
                 u.prompt_tokens_details = Lenient(counts.map(|[c, w]| PromptDetails {
                     cached_tokens: Lenient(c),
                     cache_write_tokens: Lenient(w),
                 }));
             }
-            b"completion_tokens_details" => {
-                once(&mut seen, 8)?;
+            _ => {
                 u.completion_tokens_details =
                     Lenient(fast_counts(r, [b"reasoning_tokens"])?.map(|[reasoning]| {
                         CompletionDetails {
@@ -1168,11 +1124,9 @@ fn fast_usage(r: &mut Reader<'_>) -> Option<Option<WireUsage>> {
                         }
                     }));
             }
-            _ => {
-                r.skip()?;
-            }
         }
-    }
+        Some(())
+    })?;
     Some(Some(u))
 }
 
@@ -1185,19 +1139,10 @@ fn fast_counts<const N: usize>(
         return Some(None);
     }
     let mut out = [None; N];
-    let (mut seen, mut first) = (0u32, true);
-    while let Some(key) = r.next_key(first)? {
-        first = false;
-        match keys.iter().position(|k| *k == key) {
-            Some(i) => {
-                once(&mut seen, 1 << i)?;
-                *out.get_mut(i)? = r.u64_or_null()?;
-            }
-            None => {
-                r.skip()?;
-            }
-        }
-    }
+    r.members(&|k| key_bit(&keys, k), &mut |r, b| {
+        *out.get_mut(usize::try_from(b.trailing_zeros()).ok()?)? = r.u64_or_null()?;
+        Some(())
+    })?;
     Some(Some(out))
 }
 

@@ -143,6 +143,26 @@ pub fn once(seen: &mut u32, bit: u32) -> Option<()> {
     Some(())
 }
 
+/// The bit of `key` for `Reader::members`: `1 << i` for `keys[i]`, 0 for any other key (at most 32 keys).
+pub fn key_bit(keys: &[&[u8]], key: &[u8]) -> u32 {
+    keys.iter()
+        .position(|&k| k == key)
+        .and_then(|i| 1u32.checked_shl(u32::try_from(i).ok()?))
+        .unwrap_or(0)
+}
+
+/// The value of a plain integer token (digits only), if it fits u64. serde_json reads any other number
+/// (sign, fraction, exponent, overflow, and `-0`) as a float or a negative, which its u64 refuses.
+pub fn plain_integer(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |v, &c| {
+        c.is_ascii_digit().then_some(())?;
+        v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+    })
+}
+
 fn hex4(h: &[u8]) -> Option<u32> {
     let mut v: u32 = 0;
     for &c in h {
@@ -438,15 +458,31 @@ impl<'a> Reader<'a> {
     /// A non-negative integer that fits u64 (what serde's u64 accepts from a plain integer); None for
     /// anything else (sign, fraction, exponent, overflow).
     pub fn u64(&mut self) -> Option<u64> {
-        let raw = self.number()?;
-        let mut v: u64 = 0;
-        for &c in raw {
-            if !c.is_ascii_digit() {
-                return None;
+        plain_integer(self.number()?)
+    }
+
+    /// The members of an object whose `{` was consumed: `each` reads the value of every member `bit` names
+    /// (a non-zero bit, each at most once: serde refuses a duplicated field, so a repeat is None), the
+    /// others are skipped.
+    pub fn members(
+        &mut self,
+        bit: &dyn Fn(&[u8]) -> u32,
+        each: &mut dyn FnMut(&mut Reader<'a>, u32) -> Option<()>,
+    ) -> Option<()> {
+        let (mut seen, mut first) = (0u32, true);
+        while let Some(key) = self.next_key(first)? {
+            first = false;
+            match bit(key) {
+                0 => {
+                    self.skip()?;
+                }
+                b => {
+                    once(&mut seen, b)?;
+                    each(self, b)?;
+                }
             }
-            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
         }
-        Some(v)
+        Some(())
     }
 
     /// Skip one value of any type, validating it; returns its raw text.
