@@ -327,13 +327,11 @@ fn one_or_many(r: &mut Reader<'_>) -> Option<Option<Vec<String>>> {
         b'"' => Some(Some(vec![r.string()?.text()?.into_owned()])),
         b'[' => {
             r.begin_array()?;
-            let (mut out, mut first) = (Vec::new(), true);
-            while r.next_item(first)? {
-                first = false;
-                if let Some(s) = lenient_str(r)? {
-                    out.push(s.into_owned());
-                }
-            }
+            let mut out = Vec::new();
+            r.items(&mut |r| {
+                out.extend(lenient_str(r)?.map(Cow::into_owned));
+                Some(())
+            })?;
             Some(Some(out))
         }
         _ => {
@@ -368,9 +366,8 @@ fn fast_content<'a>(r: &mut Reader<'a>) -> Option<Cow<'a, str>> {
         b'"' => r.string()?.text(),
         b'[' => {
             r.begin_array()?;
-            let (mut out, mut first) = (Cow::Borrowed(""), true);
-            while r.next_item(first)? {
-                first = false;
+            let mut out = Cow::Borrowed("");
+            r.items(&mut |r| {
                 if lenient_object(r)? {
                     let mut text = None;
                     r.members(&|k| u32::from(k == b"text"), &mut |r, _| {
@@ -381,11 +378,51 @@ fn fast_content<'a>(r: &mut Reader<'a>) -> Option<Cow<'a, str>> {
                         join_line(&mut out, t);
                     }
                 }
-            }
+                Some(())
+            })?;
             Some(out)
         }
         _ => r.skip().map(|_| Cow::Borrowed("")),
     }
+}
+
+/// `Lenient<Tool>`: its function's name, if the tool is an object with one.
+fn fast_tool_name<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
+    let mut name = None;
+    if lenient_object(r)? {
+        r.members(&|k| u32::from(k == b"function"), &mut |r, _| {
+            if lenient_object(r)? {
+                r.members(&|k| key_bit(&[b"name", b"arguments"], k), &mut |r, b| {
+                    if b == 1 {
+                        name = lenient_str(r)?;
+                    } else {
+                        r.skip()?;
+                    }
+                    Some(())
+                })?;
+            }
+            Some(())
+        })?;
+    }
+    Some(name)
+}
+
+/// `Lenient<Message>`: when it is an object, its role and text (content absent or null is "") go to `f`.
+fn fast_request_message<'a>(r: &mut Reader<'a>, f: &mut RequestFields<'a>) -> Option<()> {
+    if !lenient_object(r)? {
+        return Some(());
+    }
+    let (mut role, mut content) = (None, None);
+    r.members(&|k| key_bit(&[b"role", b"content"], k), &mut |r, b| {
+        if b == 1 {
+            role = lenient_str(r)?;
+        } else {
+            content = Some(fast_content(r)?);
+        }
+        Some(())
+    })?;
+    f.message(role.as_deref(), content.unwrap_or_default());
+    Some(())
 }
 
 /// Whether the skimmer reads `text` (tests).
@@ -442,32 +479,10 @@ fn fast_request(text: &str) -> Option<RequestFields<'_>> {
             14 => f.service_tier = lenient_str(r)?.map(Cow::into_owned),
             15 => {
                 if lenient_array(r)? {
-                    let mut first = true;
-                    while r.next_item(first)? {
-                        first = false;
-                        if lenient_object(r)? {
-                            let mut name = None;
-                            r.members(&|k| u32::from(k == b"function"), &mut |r, _| {
-                                if lenient_object(r)? {
-                                    let names = |k: &[u8]| match k {
-                                        b"name" => 1,
-                                        b"arguments" => 2,
-                                        _ => 0,
-                                    };
-                                    r.members(&names, &mut |r, b| {
-                                        if b == 1 {
-                                            name = lenient_str(r)?;
-                                        } else {
-                                            r.skip()?;
-                                        }
-                                        Some(())
-                                    })?;
-                                }
-                                Some(())
-                            })?;
-                            f.tool_names.extend(name.map(Cow::into_owned));
-                        }
-                    }
+                    r.items(&mut |r| {
+                        f.tool_names.extend(fast_tool_name(r)?.map(Cow::into_owned));
+                        Some(())
+                    })?;
                 }
             }
             16 => {
@@ -480,27 +495,7 @@ fn fast_request(text: &str) -> Option<RequestFields<'_>> {
             }
             17 => {
                 if lenient_array(r)? {
-                    let mut first = true;
-                    while r.next_item(first)? {
-                        first = false;
-                        if lenient_object(r)? {
-                            let (mut role, mut content) = (None, None);
-                            let names = |k: &[u8]| match k {
-                                b"role" => 1,
-                                b"content" => 2,
-                                _ => 0,
-                            };
-                            r.members(&names, &mut |r, b| {
-                                if b == 1 {
-                                    role = lenient_str(r)?;
-                                } else {
-                                    content = Some(fast_content(r)?);
-                                }
-                                Some(())
-                            })?;
-                            f.message(role.as_deref(), content.unwrap_or_default());
-                        }
-                    }
+                    r.items(&mut |r| fast_request_message(r, &mut f))?;
                 }
             }
             18 => f.prompt = one_or_many(r)?,

@@ -461,6 +461,16 @@ impl<'a> Reader<'a> {
         plain_integer(self.number()?)
     }
 
+    /// The items of an array whose `[` was consumed, each read by `each`.
+    pub fn items(&mut self, each: &mut dyn FnMut(&mut Reader<'a>) -> Option<()>) -> Option<()> {
+        let mut first = true;
+        while self.next_item(first)? {
+            first = false;
+            each(self)?;
+        }
+        Some(())
+    }
+
     /// The members of an object whose `{` was consumed: `each` reads the value of every member `bit` names
     /// (a non-zero bit, each at most once: serde refuses a duplicated field, so a repeat is None), the
     /// others are skipped.
