@@ -7,6 +7,8 @@
 //!   the Anthropic stream reader;
 //! - `request`: parse + include_usage injection of a 1 KiB and a 256 KiB chat request;
 //! - `response`: a 1 MiB non-streamed chat completion through the decoder and reader;
+//! - `serde`: the same 1,000-event OpenAI stream and a 1 KiB chat request read without the skimmer and the
+//!   template, every event through the provider types' serde readers (the path of every other provider);
 //! - `call`: the whole fixed per-request path of a 1 KiB chat exchange with the bench's config (OTLP on):
 //!   detect → trace ids + traceparent → request parse → response parse → estimate → cost → metrics record
 //!   → span build → OTLP encode (one batch per 100 calls, as a busy exporter does).
@@ -308,6 +310,29 @@ fn main() {
                 assert_eq!(response_exchange(&body).usage.output, Some(240));
             }
             body.len() * iters
+        }
+        "serde" => {
+            let (body, req) = (sse_body(1000), chat_request(1024, true));
+            let route = route();
+            for _ in 0..iters {
+                let mut resp = Response::default();
+                let mut st = StreamState::default();
+                let mut dec =
+                    BodyDecoder::new(ContentEncoding::Identity, Framing::Sse, &Limits::default());
+                let mut on = |f: Frame<'_>| {
+                    providers::frame_with(&route, &f, &mut st, &mut resp, false);
+                };
+                for c in body.chunks(16 * 1024) {
+                    dec.push(c, &mut on);
+                }
+                dec.finish(&mut on);
+                assert_eq!(resp.usage.output, Some(1000));
+                let mut r = Request::default();
+                providers::request_with(&route, &req, &mut r, false);
+                assert!(r.model.is_some());
+                black_box(&r);
+            }
+            (body.len() + req.len()) * iters
         }
         "call" => {
             let cfg = Config::parse(CALL_CONFIG).expect("bench config");

@@ -21,6 +21,7 @@ pub mod openai_responses;
 pub mod skim;
 #[cfg(test)]
 mod skim_test;
+pub mod tape;
 pub mod template;
 
 #[cfg(test)]

@@ -59,9 +59,7 @@ impl<'a> Str<'a> {
     pub fn text(&self) -> Option<Cow<'a, str>> {
         match self.plain() {
             Some(t) => Some(Cow::Borrowed(t)),
-            None => serde_json::from_str::<String>(&format!("\"{}\"", self.raw))
-                .ok()
-                .map(Cow::Owned),
+            None => super::tape::unescape(self.raw).map(Cow::Owned),
         }
     }
 
@@ -163,7 +161,7 @@ pub fn plain_integer(digits: &[u8]) -> Option<u64> {
     })
 }
 
-fn hex4(h: &[u8]) -> Option<u32> {
+pub(crate) fn hex4(h: &[u8]) -> Option<u32> {
     let mut v: u32 = 0;
     for &c in h {
         let d = char::from(c).to_digit(16)?;

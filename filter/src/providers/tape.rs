@@ -1,0 +1,752 @@
+//! A JSON document read once into a flat list of tokens (the tape), and serde's `Deserializer` over it.
+//!
+//! The provider types are read through this rather than through serde_json's streaming parser for the
+//! module's size: serde's derived readers are compiled once per deserializer they meet, and against
+//! serde_json each was compiled several times, with number parsing and positioned error messages inlined
+//! into each copy (~4-9 KB per type, ~470 KB in all). Over the tape every type is compiled once, against a
+//! deserializer whose error carries no message.
+//!
+//! The tape also makes leniency simple: any value can be read again or skipped, so a type that rejects a
+//! value costs nothing but that value (`json::Lenient`), with no parser position to recover.
+//!
+//! What it accepts and how it hands values over is serde_json's behaviour (checked against serde_json by
+//! the `lenient` fuzz target and `lenient_test.rs`):
+//! - the grammar of RFC 8259, UTF-8 checked by the caller; only whitespace after the value;
+//! - strings: borrowed when they have no escape, unescaped otherwise (`visit_str`); a string with a lone
+//!   UTF-16 surrogate escape, which serde_json refuses to read, is `null` (as a key, a key that names no
+//!   field);
+//! - numbers: a plain integer that fits u64 as u64, a negative one that fits i64 as i64, anything else
+//!   (fraction, exponent, overflow, `-0`) as the f64 serde_json itself reads; a number beyond f64, which
+//!   serde_json refuses, is `null`;
+//! - a sequence or map whose visitor leaves elements unread is an error, as serde_json's end checks make
+//!   it;
+//! - `&RawValue` borrows the value's text (serde_json's raw-value protocol).
+//!
+//! Nothing here can panic: the builder is iterative (no recursion, so no nesting limit is needed; the
+//! tape is at most one token per two bytes of input), and every index goes through `get`.
+
+use super::json::Rejected;
+use super::skim;
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+use std::cell::RefCell;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Null,
+    True,
+    False,
+    Num,
+    /// A string without escapes.
+    Str,
+    /// A string with escapes.
+    Escaped,
+    Arr,
+    Obj,
+}
+
+/// One value: its kind, its text (`start..end`, quotes and brackets included) and the index of the token
+/// after it and everything it contains. An object's tokens are its keys and values in turn.
+#[derive(Clone, Copy, Debug)]
+struct Tok {
+    kind: Kind,
+    start: u32,
+    end: u32,
+    next: u32,
+}
+
+/// Tapes longer than this (in tokens, 16 bytes each) are not kept for the next document.
+const KEEP_TOKENS: usize = 16 * 1024;
+
+/// The tape and the builder's stack of open containers, kept between documents so that reading one
+/// allocates nothing once warm.
+#[derive(Default)]
+struct Tape {
+    toks: Vec<Tok>,
+    open: Vec<u32>,
+}
+
+thread_local! {
+    static TAPE: RefCell<Tape> = RefCell::new(Tape::default());
+}
+
+/// Read `text` into a tape and hand its root value to `f`; None when `text` is not one JSON value.
+pub fn read<'de, R>(text: &'de str, f: impl FnOnce(Value<'_, 'de>) -> R) -> Option<R> {
+    TAPE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut tape) => {
+            let tape = &mut *tape;
+            let out = build(text, tape).map(|()| {
+                f(Value {
+                    text,
+                    toks: &tape.toks,
+                    at: 0,
+                    key: false,
+                })
+            });
+            if tape.toks.capacity() > KEEP_TOKENS {
+                *tape = Tape::default();
+            }
+            out
+        }
+        // Only if a reader ever read a document from inside another: a tape of its own.
+        Err(_) => {
+            let mut tape = Tape::default();
+            build(text, &mut tape)?;
+            Some(f(Value {
+                text,
+                toks: &tape.toks,
+                at: 0,
+                key: false,
+            }))
+        }
+    })
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// The first byte at or after `i` that is not whitespace.
+fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    while s.get(i).copied().is_some_and(is_ws) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the escape whose backslash is at `i` (the reader's rules: one of the JSON escapes, `\u`
+/// with four hex digits).
+fn escape_end(s: &[u8], i: usize) -> Option<usize> {
+    match *s.get(i + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 2),
+        b'u' => {
+            skim::hex4(s.get(i + 2..i + 6)?)?;
+            Some(i + 6)
+        }
+        _ => None,
+    }
+}
+
+/// The string whose opening quote is at `i`: the offset past its closing quote, and whether it has
+/// escapes. No control characters (serde_json's rule).
+fn string_end(s: &[u8], i: usize) -> Option<(usize, bool)> {
+    let (mut j, mut escaped) = (i + 1, false);
+    loop {
+        j += skim::special(s.get(j..)?)?;
+        match *s.get(j)? {
+            b'"' => return Some((j + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                j = escape_end(s, j)?;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The end of the number token starting at `i` (RFC 8259's grammar).
+fn number_end(s: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |s: &[u8], mut i: usize| {
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    if s.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match *s.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(s, i + 1),
+        _ => return None,
+    }
+    if s.get(i) == Some(&b'.') {
+        s.get(i + 1)?.is_ascii_digit().then_some(())?;
+        i = digits(s, i + 1);
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        s.get(i)?.is_ascii_digit().then_some(())?;
+        i = digits(s, i);
+    }
+    Some(i)
+}
+
+/// Build the tape of `text` into `tape`. Offsets are u32: longer texts are not read.
+fn build(text: &str, tape: &mut Tape) -> Option<()> {
+    let s = text.as_bytes();
+    u32::try_from(s.len()).ok()?;
+    let Tape { toks, open } = tape;
+    toks.clear();
+    open.clear();
+    let push = |toks: &mut Vec<Tok>, kind: Kind, start: usize, end: usize| {
+        let next = toks.len() as u32 + 1;
+        toks.push(Tok {
+            kind,
+            start: start as u32,
+            end: end as u32,
+            next,
+        });
+    };
+    // A member's key at `i` (after whitespace) and its colon: the offset of its value.
+    let key = |toks: &mut Vec<Tok>, i: usize| -> Option<usize> {
+        let i = skip_ws(s, i);
+        (s.get(i) == Some(&b'"')).then_some(())?;
+        let (end, escaped) = string_end(s, i)?;
+        push(
+            toks,
+            if escaped { Kind::Escaped } else { Kind::Str },
+            i,
+            end,
+        );
+        let colon = skip_ws(s, end);
+        (s.get(colon) == Some(&b':')).then_some(colon + 1)
+    };
+    let mut i = 0usize;
+    loop {
+        // A value.
+        let start = skip_ws(s, i);
+        match *s.get(start)? {
+            c @ (b'{' | b'[') => {
+                open.push(toks.len() as u32);
+                let obj = c == b'{';
+                push(toks, if obj { Kind::Obj } else { Kind::Arr }, start, start);
+                i = skip_ws(s, start + 1);
+                if s.get(i) != Some(if obj { &b'}' } else { &b']' }) {
+                    if obj {
+                        i = key(toks, i)?;
+                    }
+                    continue;
+                }
+                // Empty: closed below.
+            }
+            b'"' => {
+                let (end, escaped) = string_end(s, start)?;
+                push(
+                    toks,
+                    if escaped { Kind::Escaped } else { Kind::Str },
+                    start,
+                    end,
+                );
+                i = end;
+            }
+            c @ (b't' | b'f' | b'n') => {
+                let (word, kind): (&[u8], Kind) = match c {
+                    b't' => (b"true", Kind::True),
+                    b'f' => (b"false", Kind::False),
+                    _ => (b"null", Kind::Null),
+                };
+                (s.get(start..start + word.len())? == word).then_some(())?;
+                i = start + word.len();
+                push(toks, kind, start, i);
+            }
+            _ => {
+                i = number_end(s, start)?;
+                push(toks, Kind::Num, start, i);
+            }
+        }
+        // The value is complete: close what it completes, then find where the next value starts.
+        loop {
+            i = skip_ws(s, i);
+            let Some(&at) = open.last() else {
+                return (i == s.len()).then_some(());
+            };
+            let is_obj = toks.get(at as usize)?.kind == Kind::Obj;
+            match *s.get(i)? {
+                b',' => {
+                    i += 1;
+                    if is_obj {
+                        i = key(toks, i)?;
+                    }
+                    break;
+                }
+                b'}' if is_obj => {}
+                b']' if !is_obj => {}
+                _ => return None,
+            }
+            i += 1;
+            let next = toks.len() as u32;
+            let tok = toks.get_mut(at as usize)?;
+            tok.next = next;
+            tok.end = i as u32;
+            open.pop();
+        }
+    }
+}
+
+/// `raw`, the text between a string's quotes, unescaped; None when it holds a lone UTF-16 surrogate
+/// escape (serde_json refuses those). `raw` was checked by the builder: every escape is complete.
+pub fn unescape(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    unescape_into(raw, Some(&mut out))?;
+    Some(out)
+}
+
+/// `unescape` into `out`, or (None) only whether it can be unescaped, without allocating.
+fn unescape_into(raw: &str, mut out: Option<&mut String>) -> Option<()> {
+    let mut rest = raw;
+    while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
+        let head = rest.get(..i)?;
+        let esc = *rest.as_bytes().get(i + 1)?;
+        rest = rest.get(i + 2..)?;
+        let c = match esc {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = skim::hex4(rest.get(..4)?.as_bytes())?;
+                rest = rest.get(4..)?;
+                match hi {
+                    0xD800..=0xDBFF => {
+                        let lo = rest
+                            .strip_prefix("\\u")
+                            .and_then(|t| t.get(..4))
+                            .and_then(|h| skim::hex4(h.as_bytes()))
+                            .filter(|lo| (0xDC00..=0xDFFF).contains(lo))?;
+                        rest = rest.get(6..)?;
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                    }
+                    _ => char::from_u32(hi)?,
+                }
+            }
+            _ => return None,
+        };
+        if let Some(out) = out.as_deref_mut() {
+            out.push_str(head);
+            out.push(c);
+        }
+    }
+    if let Some(out) = out {
+        out.push_str(rest);
+    }
+    Some(())
+}
+
+/// A number as serde_json hands it to a visitor.
+enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+/// The value of number token `raw`; None beyond f64.
+fn number(raw: &str) -> Option<Number> {
+    let (neg, digits) = match raw.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, raw),
+    };
+    if let Some(n) = skim::plain_integer(digits.as_bytes()) {
+        if !neg {
+            return Some(Number::U64(n));
+        }
+        // serde_json: `-0` and negatives below i64 are floats.
+        if n != 0 {
+            if let Some(v) = 0i64.checked_sub_unsigned(n) {
+                return Some(Number::I64(v));
+            }
+        }
+    }
+    // Everything else exactly as serde_json reads it.
+    serde_json::from_str::<f64>(raw).ok().map(Number::F64)
+}
+
+/// A value on the tape: the deserializer the provider types are read with. `key`: a member's key, which
+/// names no field when it cannot be read rather than being `null`.
+#[derive(Clone, Copy)]
+pub struct Value<'t, 'de> {
+    text: &'de str,
+    toks: &'t [Tok],
+    at: u32,
+    key: bool,
+}
+
+impl<'t, 'de> Value<'t, 'de> {
+    fn tok(&self) -> Option<Tok> {
+        self.toks.get(usize::try_from(self.at).ok()?).copied()
+    }
+
+    fn at(&self, at: u32) -> Value<'t, 'de> {
+        Value { at, ..*self }
+    }
+
+    /// The value's text.
+    fn raw(&self, t: Tok) -> Option<&'de str> {
+        self.text
+            .get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)
+    }
+
+    /// A string token's text between its quotes.
+    fn inner(&self, t: Tok) -> Option<&'de str> {
+        let raw = self.raw(t)?;
+        raw.get(1..raw.len().checked_sub(1)?)
+    }
+
+    /// Whether serde_json would read this value as `null` (sanitised tokens included).
+    fn is_null(&self, t: Tok) -> bool {
+        match t.kind {
+            Kind::Null => true,
+            Kind::Num => self.raw(t).and_then(number).is_none(),
+            Kind::Escaped => {
+                !self.key && self.inner(t).and_then(|r| unescape_into(r, None)).is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// Visit a container's elements through `access`, then fail if the visitor left any unread.
+    fn container<V: Visitor<'de>>(self, t: Tok, v: V) -> Result<V::Value, Rejected> {
+        let mut items = Items {
+            value: self.at(self.at.checked_add(1).ok_or(Rejected)?),
+            end: t.next,
+            pending: None,
+        };
+        let out = if t.kind == Kind::Obj {
+            v.visit_map(&mut items)?
+        } else {
+            v.visit_seq(&mut items)?
+        };
+        if items.value.at < items.end {
+            return Err(Rejected);
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> Deserializer<'de> for Value<'_, 'de> {
+    type Error = Rejected;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Rejected> {
+        let t = self.tok().ok_or(Rejected)?;
+        match t.kind {
+            Kind::Null => v.visit_unit(),
+            Kind::True => v.visit_bool(true),
+            Kind::False => v.visit_bool(false),
+            Kind::Num => match self.raw(t).and_then(number) {
+                Some(Number::U64(n)) => v.visit_u64(n),
+                Some(Number::I64(n)) => v.visit_i64(n),
+                Some(Number::F64(n)) => v.visit_f64(n),
+                None => v.visit_unit(),
+            },
+            Kind::Str => v.visit_borrowed_str(self.inner(t).ok_or(Rejected)?),
+            Kind::Escaped => match self.inner(t).and_then(unescape) {
+                Some(s) => v.visit_str(&s),
+                None if self.key => v.visit_borrowed_str(""),
+                None => v.visit_unit(),
+            },
+            Kind::Arr | Kind::Obj => self.container(t, v),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Rejected> {
+        let t = self.tok().ok_or(Rejected)?;
+        if self.is_null(t) {
+            v.visit_none()
+        } else {
+            v.visit_some(self)
+        }
+    }
+
+    /// serde_json's raw-value protocol: a one-entry map from its token to the value's text.
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, Rejected> {
+        if name == RAW_VALUE_TOKEN {
+            let t = self.tok().ok_or(Rejected)?;
+            let raw = self.raw(t).ok_or(Rejected)?;
+            return v.visit_map(RawMap(Some(raw)));
+        }
+        v.visit_newtype_struct(self)
+    }
+
+    /// A string names a unit variant, as in serde_json; other enum forms are not read.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Rejected> {
+        let t = self.tok().ok_or(Rejected)?;
+        match t.kind {
+            Kind::Str => {
+                let s = self.inner(t).ok_or(Rejected)?;
+                BorrowedStrDeserializer::<Rejected>::new(s).deserialize_enum(name, variants, v)
+            }
+            Kind::Escaped => {
+                let s = self.inner(t).and_then(unescape).ok_or(Rejected)?;
+                IntoDeserializer::<Rejected>::into_deserializer(s.as_str())
+                    .deserialize_enum(name, variants, v)
+            }
+            _ => Err(Rejected),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Rejected> {
+        v.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct seq tuple tuple_struct map struct identifier
+    }
+}
+
+/// serde_json's name for its raw value (`serde_json::value::RawValue`'s deserialization asks for a newtype
+/// struct of this name, then for a map with this key and the raw text as its value).
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+struct RawMap<'de>(Option<&'de str>);
+
+impl<'de> MapAccess<'de> for RawMap<'de> {
+    type Error = Rejected;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Rejected> {
+        if self.0.is_none() {
+            return Ok(None);
+        }
+        seed.deserialize(BorrowedStrDeserializer::new(RAW_VALUE_TOKEN))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Rejected> {
+        let raw = self.0.take().ok_or(Rejected)?;
+        seed.deserialize(BorrowedStrDeserializer::new(raw))
+    }
+}
+
+/// The elements of an array, or the members of an object (key and value tokens in turn).
+struct Items<'t, 'de> {
+    /// The next element, or key.
+    value: Value<'t, 'de>,
+    /// The token after the container.
+    end: u32,
+    /// The value of the key just read.
+    pending: Option<u32>,
+}
+
+impl<'t, 'de> Items<'t, 'de> {
+    /// The next token, stepping over it.
+    fn step(&mut self) -> Option<Value<'t, 'de>> {
+        if self.value.at >= self.end {
+            return None;
+        }
+        let here = self.value;
+        self.value.at = here.tok()?.next;
+        Some(here)
+    }
+}
+
+impl<'de> SeqAccess<'de> for Items<'_, 'de> {
+    type Error = Rejected;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Rejected> {
+        match self.step() {
+            Some(v) => seed.deserialize(v).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<'de> MapAccess<'de> for Items<'_, 'de> {
+    type Error = Rejected;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Rejected> {
+        let Some(key) = self.step() else {
+            return Ok(None);
+        };
+        // Step over the value too: a visitor that does not ask for it has skipped it.
+        let value = self.step().ok_or(Rejected)?;
+        self.pending = Some(value.at);
+        seed.deserialize(Value { key: true, ..key }).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Rejected> {
+        let at = self.pending.take().ok_or(Rejected)?;
+        seed.deserialize(self.value.at(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    /// What serde_json's own `Value` makes of `text` through the tape, or None.
+    fn via_tape(text: &str) -> Option<serde_json::Value> {
+        read(text, |v| serde_json::Value::deserialize(v).ok()).flatten()
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        for text in [
+            "null",
+            " true ",
+            "false",
+            "0",
+            "-0",
+            "12",
+            "-12",
+            "1.5e3",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            r#""plain""#,
+            r#""a\"b\\c\/\b\f\n\r\t\u00e9\ud83d\ude00""#,
+            "[]",
+            "{}",
+            "[1,[2,[3,{}]],{\"a\":[]}]",
+            r#"{"a":1,"b":{"c":[true,null,"x"]},"d":"e"}"#,
+            r#" { "k" : [ 1 , 2 ] } "#,
+        ] {
+            let want: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(via_tape(text), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_serde_json_refuses() {
+        for text in [
+            "",
+            " ",
+            "nul",
+            "[1,]",
+            "[1 2]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{1:2}",
+            "{\"a\":1]",
+            "[1}",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "\"a",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"tab\there\"",
+            "1 2",
+            "[",
+            "{",
+            "[[[]]",
+        ] {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_err(),
+                "{text}"
+            );
+            assert!(read(text, |_| ()).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn tokens_serde_json_cannot_hold_read_as_null() {
+        assert_eq!(via_tape("1e400"), Some(serde_json::Value::Null));
+        assert_eq!(via_tape(r#""\ud800""#), Some(serde_json::Value::Null));
+        assert_eq!(via_tape(r#""\ud800\u0041""#), Some(serde_json::Value::Null));
+        assert_eq!(via_tape(r#""\udc00""#), Some(serde_json::Value::Null));
+        // A key with one names no field; the other members are read.
+        let v = via_tape(r#"{"\ud800":1,"a":2}"#).unwrap();
+        assert_eq!(v["a"], 2);
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct T {
+            a: Option<u64>,
+        }
+        let t = read(r#"{"a":1e999}"#, |v| T::deserialize(v).ok()).flatten();
+        assert_eq!(t, Some(T { a: None }));
+    }
+
+    #[test]
+    fn numbers_reach_visitors_as_serde_json_hands_them() {
+        #[derive(Deserialize, Debug)]
+        struct U {
+            u: u64,
+        }
+        let u = |text: &str| read(text, |v| U::deserialize(v).ok().map(|u| u.u)).flatten();
+        assert_eq!(u(r#"{"u":7}"#), Some(7));
+        for bad in ["-0", "-1", "7.0", "1e2", "18446744073709551616"] {
+            let doc = format!(r#"{{"u":{bad}}}"#);
+            assert_eq!(
+                u(&doc),
+                serde_json::from_str::<U>(&doc).ok().map(|u| u.u),
+                "{bad}"
+            );
+        }
+        let f = |t: &str| read(t, |v| f64::deserialize(v).ok()).flatten();
+        assert_eq!(f("-0").map(f64::to_bits), Some((-0.0f64).to_bits()));
+        assert_eq!(f("0.1"), Some(0.1));
+        assert_eq!(
+            f("2.2250738585072011e-308"),
+            serde_json::from_str::<f64>("2.2250738585072011e-308").ok()
+        );
+    }
+
+    #[test]
+    fn a_visitor_that_leaves_elements_unread_fails() {
+        let pair = |t: &str| read(t, |v| <(u64, u64)>::deserialize(v).ok()).flatten();
+        assert_eq!(pair("[1,2]"), Some((1, 2)));
+        assert_eq!(pair("[1,2,3]"), None);
+        assert!(serde_json::from_str::<(u64, u64)>("[1,2,3]").is_err());
+    }
+
+    #[test]
+    fn raw_values_borrow_the_text() {
+        #[derive(Deserialize)]
+        struct R<'a> {
+            #[serde(borrow)]
+            r: &'a RawValue,
+            n: u64,
+        }
+        let text = r#"{"r": [1, {"x" : "y"}] ,"n":3}"#;
+        let (raw, n) = read(text, |v| {
+            R::deserialize(v).ok().map(|r| (r.r.get().to_owned(), r.n))
+        })
+        .flatten()
+        .unwrap();
+        assert_eq!(raw, r#"[1, {"x" : "y"}]"#);
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn deep_nesting_needs_no_recursion() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(read(&deep, |_| ()).is_some());
+    }
+
+    #[test]
+    fn unescape_matches_serde_json() {
+        for raw in [
+            r"a\u00e9b",
+            r"\ud83d\ude00",
+            r#"\"\\\/\b\f\n\r\t"#,
+            r"\u0000",
+        ] {
+            let want: String = serde_json::from_str(&format!("\"{raw}\"")).unwrap();
+            assert_eq!(unescape(raw), Some(want), "{raw}");
+        }
+        for raw in [r"\ud800", r"\udbff\u0041", r"\udc00", r"\ud800x"] {
+            assert!(serde_json::from_str::<String>(&format!("\"{raw}\"")).is_err());
+            assert_eq!(unescape(raw), None, "{raw}");
+        }
+    }
+}
