@@ -3,15 +3,14 @@
 //! Bedrock InvokeModel for Claude (see `bedrock.rs`, which reuses `request`, `response` and `event`).
 
 use super::json::{
-    count_chars, items, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr, OneOrMany, Spare,
-    TextContent,
+    count_chars, items, json_struct, prompt_hash, read, set_if_nonempty, Lenient, LenientStr,
+    OneOrMany, Spare, TextContent,
 };
 use super::skim::{generated, once, Reader, Str};
 use super::template::Sink;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
-use serde::Deserialize;
 use std::borrow::Cow;
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
@@ -48,50 +47,50 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct MessagesRequest<'a> {
-    #[serde(borrow)]
-    model: LenientStr<'a>,
-    max_tokens: Lenient<u64>,
-    temperature: Lenient<f64>,
-    top_p: Lenient<f64>,
-    top_k: Lenient<f64>,
-    stop_sequences: Lenient<OneOrMany>,
-    stream: Lenient<bool>,
-    tools: Lenient<Vec<Lenient<Named<'a>>>>,
-    system: Lenient<TextContent<'a>>,
-    messages: Lenient<Vec<Lenient<Message<'a>>>>,
-    thinking: Lenient<Thinking<'a>>,
-    output_config: Lenient<OutputConfig<'a>>,
+json_struct! {
+    struct MessagesRequest<'a> {
+        #[serde(borrow)]
+        model: LenientStr<'a> = "model",
+        max_tokens: Lenient<u64> = "max_tokens",
+        temperature: Lenient<f64> = "temperature",
+        top_p: Lenient<f64> = "top_p",
+        top_k: Lenient<f64> = "top_k",
+        stop_sequences: Lenient<OneOrMany> = "stop_sequences",
+        stream: Lenient<bool> = "stream",
+        tools: Lenient<Vec<Lenient<Named<'a>>>> = "tools",
+        system: Lenient<TextContent<'a>> = "system",
+        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
+        thinking: Lenient<Thinking<'a>> = "thinking",
+        output_config: Lenient<OutputConfig<'a>> = "output_config",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Named<'a> {
-    #[serde(borrow)]
-    name: LenientStr<'a>,
+json_struct! {
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: LenientStr<'a> = "name",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Message<'a> {
-    #[serde(borrow)]
-    content: Lenient<TextContent<'a>>,
+json_struct! {
+    struct Message<'a> {
+        #[serde(borrow)]
+        content: Lenient<TextContent<'a>> = "content",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Thinking<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
+json_struct! {
+    struct Thinking<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OutputConfig<'a> {
-    #[serde(borrow)]
-    effort: LenientStr<'a>,
+json_struct! {
+    struct OutputConfig<'a> {
+        #[serde(borrow)]
+        effort: LenientStr<'a> = "effort",
+    }
 }
 
 /// Read a Messages request. On Vertex (and Bedrock) the model and the stream flag come from the URL; a
@@ -102,7 +101,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     }
     req.stream = route.path_stream;
     let spare = Spare::default();
-    let Some(r) = parse::<MessagesRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<MessagesRequest<'_>>(body, &spare) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -144,20 +143,20 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireUsage {
-    input_tokens: Lenient<u64>,
-    output_tokens: Lenient<u64>,
-    cache_creation_input_tokens: Lenient<u64>,
-    cache_read_input_tokens: Lenient<u64>,
-    output_tokens_details: Lenient<OutputDetails>,
+json_struct! {
+    struct WireUsage {
+        input_tokens: Lenient<u64> = "input_tokens",
+        output_tokens: Lenient<u64> = "output_tokens",
+        cache_creation_input_tokens: Lenient<u64> = "cache_creation_input_tokens",
+        cache_read_input_tokens: Lenient<u64> = "cache_read_input_tokens",
+        output_tokens_details: Lenient<OutputDetails> = "output_tokens_details",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OutputDetails {
-    thinking_tokens: Lenient<u64>,
+json_struct! {
+    struct OutputDetails {
+        thinking_tokens: Lenient<u64> = "thinking_tokens",
+    }
 }
 
 impl WireUsage {
@@ -192,35 +191,35 @@ impl WireUsage {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct MessageBody<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    id: LenientStr<'a>,
-    model: LenientStr<'a>,
-    content: Lenient<Vec<Lenient<Block<'a>>>>,
-    stop_reason: LenientStr<'a>,
-    usage: Lenient<WireUsage>,
-    error: Lenient<ErrorBody<'a>>,
+json_struct! {
+    struct MessageBody<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        id: LenientStr<'a> = "id",
+        model: LenientStr<'a> = "model",
+        content: Lenient<Vec<Lenient<Block<'a>>>> = "content",
+        stop_reason: LenientStr<'a> = "stop_reason",
+        usage: Lenient<WireUsage> = "usage",
+        error: Lenient<ErrorBody<'a>> = "error",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Block<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    id: LenientStr<'a>,
-    name: LenientStr<'a>,
-    text: LenientStr<'a>,
-    thinking: LenientStr<'a>,
+json_struct! {
+    struct Block<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        id: LenientStr<'a> = "id",
+        name: LenientStr<'a> = "name",
+        text: LenientStr<'a> = "text",
+        thinking: LenientStr<'a> = "thinking",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ErrorBody<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
+json_struct! {
+    struct ErrorBody<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+    }
 }
 
 fn apply_error(e: Option<ErrorBody<'_>>, resp: &mut Response) {
@@ -282,31 +281,31 @@ fn apply_block_start(b: Block<'_>, resp: &mut Response) -> bool {
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     let spare = Spare::default();
-    if let Some(m) = parse::<MessageBody<'_>>(body, &spare) {
+    if let Some(m) = read::<MessageBody<'_>>(body, &spare) {
         apply_message(m, resp);
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StreamEvent<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    message: Lenient<MessageBody<'a>>,
-    content_block: Lenient<Block<'a>>,
-    delta: Lenient<Delta<'a>>,
-    usage: Lenient<WireUsage>,
-    error: Lenient<ErrorBody<'a>>,
+json_struct! {
+    struct StreamEvent<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        message: Lenient<MessageBody<'a>> = "message",
+        content_block: Lenient<Block<'a>> = "content_block",
+        delta: Lenient<Delta<'a>> = "delta",
+        usage: Lenient<WireUsage> = "usage",
+        error: Lenient<ErrorBody<'a>> = "error",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Delta<'a> {
-    #[serde(borrow)]
-    text: LenientStr<'a>,
-    partial_json: LenientStr<'a>,
-    thinking: LenientStr<'a>,
-    stop_reason: LenientStr<'a>,
+json_struct! {
+    struct Delta<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+        partial_json: LenientStr<'a> = "partial_json",
+        thinking: LenientStr<'a> = "thinking",
+        stop_reason: LenientStr<'a> = "stop_reason",
+    }
 }
 
 /// One Messages stream event (the JSON `data` of an SSE event, or a decoded Bedrock chunk), with (`fast`)
@@ -332,7 +331,7 @@ pub(crate) fn event_with(
 /// The serde path for every event.
 fn slow_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOutcome {
     let spare = Spare::default();
-    let Some(ev) = parse::<StreamEvent<'_>>(data, &spare) else {
+    let Some(ev) = read::<StreamEvent<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let mut content = false;

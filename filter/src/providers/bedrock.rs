@@ -6,13 +6,12 @@
 use super::anthropic;
 use super::gemini::percent_decode;
 use super::json::{count_chars, items, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare};
+use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
 use super::skim::{once, Reader};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
 use base64::Engine as _;
-use serde::Deserialize;
 use std::borrow::Cow;
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
@@ -44,105 +43,95 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ConverseRequest<'a> {
-    #[serde(borrow)]
-    messages: Lenient<Vec<Lenient<Message<'a>>>>,
-    system: Lenient<Vec<Lenient<Block<'a>>>>,
-    #[serde(rename = "inferenceConfig")]
-    inference_config: Lenient<InferenceConfig>,
-    #[serde(rename = "toolConfig")]
-    tool_config: Lenient<ToolConfig<'a>>,
-    #[serde(rename = "additionalModelRequestFields")]
-    additional: Lenient<Additional>,
+json_struct! {
+    struct ConverseRequest<'a> {
+        #[serde(borrow)]
+        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
+        system: Lenient<Vec<Lenient<Block<'a>>>> = "system",
+        inference_config: Lenient<InferenceConfig> = "inferenceConfig",
+        tool_config: Lenient<ToolConfig<'a>> = "toolConfig",
+        additional: Lenient<Additional> = "additionalModelRequestFields",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Message<'a> {
-    #[serde(borrow)]
-    content: Lenient<Vec<Lenient<Block<'a>>>>,
+json_struct! {
+    struct Message<'a> {
+        #[serde(borrow)]
+        content: Lenient<Vec<Lenient<Block<'a>>>> = "content",
+    }
 }
 
-/// A Converse content block: exactly one member is set (`text`, `toolUse`, `image`, `cachePoint`, ...).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Block<'a> {
-    #[serde(borrow)]
-    text: LenientStr<'a>,
-    #[serde(rename = "toolUse")]
-    tool_use: Lenient<ToolUse<'a>>,
-    #[serde(rename = "reasoningContent")]
-    reasoning: Lenient<Reasoning<'a>>,
+json_struct! {
+    /// A Converse content block: exactly one member is set (`text`, `toolUse`, `image`, `cachePoint`, ...).
+    struct Block<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+        tool_use: Lenient<ToolUse<'a>> = "toolUse",
+        reasoning: Lenient<Reasoning<'a>> = "reasoningContent",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ToolUse<'a> {
-    #[serde(borrow, rename = "toolUseId")]
-    id: LenientStr<'a>,
-    name: LenientStr<'a>,
-    /// A string of partial JSON in stream deltas.
-    input: LenientStr<'a>,
+json_struct! {
+    struct ToolUse<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "toolUseId",
+        name: LenientStr<'a> = "name",
+        /// A string of partial JSON in stream deltas.
+        input: LenientStr<'a> = "input",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Reasoning<'a> {
-    #[serde(borrow)]
-    text: LenientStr<'a>,
-    #[serde(rename = "reasoningText")]
-    reasoning_text: Lenient<ReasoningText<'a>>,
+json_struct! {
+    struct Reasoning<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+        reasoning_text: Lenient<ReasoningText<'a>> = "reasoningText",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ReasoningText<'a> {
-    #[serde(borrow)]
-    text: LenientStr<'a>,
+json_struct! {
+    struct ReasoningText<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct InferenceConfig {
-    #[serde(rename = "maxTokens")]
-    max_tokens: Lenient<u64>,
-    temperature: Lenient<f64>,
-    #[serde(rename = "topP")]
-    top_p: Lenient<f64>,
-    #[serde(rename = "stopSequences")]
-    stop_sequences: Lenient<Vec<Lenient<String>>>,
+json_struct! {
+    struct InferenceConfig {
+        max_tokens: Lenient<u64> = "maxTokens",
+        temperature: Lenient<f64> = "temperature",
+        top_p: Lenient<f64> = "topP",
+        stop_sequences: Lenient<Vec<Lenient<String>>> = "stopSequences",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ToolConfig<'a> {
-    #[serde(borrow)]
-    tools: Lenient<Vec<Lenient<ToolEntry<'a>>>>,
+json_struct! {
+    struct ToolConfig<'a> {
+        #[serde(borrow)]
+        tools: Lenient<Vec<Lenient<ToolEntry<'a>>>> = "tools",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ToolEntry<'a> {
-    #[serde(borrow, rename = "toolSpec")]
-    tool_spec: Lenient<Named<'a>>,
+json_struct! {
+    struct ToolEntry<'a> {
+        #[serde(borrow)]
+        tool_spec: Lenient<Named<'a>> = "toolSpec",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Named<'a> {
-    #[serde(borrow)]
-    name: LenientStr<'a>,
+json_struct! {
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: LenientStr<'a> = "name",
+    }
 }
 
-/// Model-specific parameters Converse passes through; top_k is the one semconv names.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Additional {
-    top_k: Lenient<f64>,
-    #[serde(rename = "topK")]
-    top_k_camel: Lenient<f64>,
+json_struct! {
+    /// Model-specific parameters Converse passes through; top_k is the one semconv names.
+    struct Additional {
+        top_k: Lenient<f64> = "top_k",
+        top_k_camel: Lenient<f64> = "topK",
+    }
 }
 
 fn blocks_text(blocks: Vec<Lenient<Block<'_>>>) -> String {
@@ -168,7 +157,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     }
     req.stream = route.path_stream;
     let spare = Spare::default();
-    let Some(r) = parse::<ConverseRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<ConverseRequest<'_>>(body, &spare) else {
         return;
     };
     if let Some(c) = r.inference_config.get() {
@@ -200,17 +189,13 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireUsage {
-    #[serde(rename = "inputTokens", alias = "inputTokenCount")]
-    input: Lenient<u64>,
-    #[serde(rename = "outputTokens", alias = "outputTokenCount")]
-    output: Lenient<u64>,
-    #[serde(rename = "cacheReadInputTokens", alias = "cacheReadInputTokenCount")]
-    cache_read: Lenient<u64>,
-    #[serde(rename = "cacheWriteInputTokens", alias = "cacheWriteInputTokenCount")]
-    cache_write: Lenient<u64>,
+json_struct! {
+    struct WireUsage {
+        input: Lenient<u64> = "inputTokens" | "inputTokenCount",
+        output: Lenient<u64> = "outputTokens" | "outputTokenCount",
+        cache_read: Lenient<u64> = "cacheReadInputTokens" | "cacheReadInputTokenCount",
+        cache_write: Lenient<u64> = "cacheWriteInputTokens" | "cacheWriteInputTokenCount",
+    }
 }
 
 impl WireUsage {
@@ -235,25 +220,23 @@ impl WireUsage {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ConverseResponse<'a> {
-    #[serde(borrow)]
-    output: Lenient<Output<'a>>,
-    #[serde(rename = "stopReason")]
-    stop_reason: LenientStr<'a>,
-    usage: Lenient<WireUsage>,
-    /// AWS JSON error bodies sometimes name their type (`ThrottlingException`, or a
-    /// `namespace#ThrottlingException` shape id); usually the type is only in `x-amzn-errortype`.
-    #[serde(rename = "__type")]
-    error_type: LenientStr<'a>,
+json_struct! {
+    struct ConverseResponse<'a> {
+        #[serde(borrow)]
+        output: Lenient<Output<'a>> = "output",
+        stop_reason: LenientStr<'a> = "stopReason",
+        usage: Lenient<WireUsage> = "usage",
+        /// AWS JSON error bodies sometimes name their type (`ThrottlingException`, or a
+        /// `namespace#ThrottlingException` shape id); usually the type is only in `x-amzn-errortype`.
+        error_type: LenientStr<'a> = "__type",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Output<'a> {
-    #[serde(borrow)]
-    message: Lenient<Message<'a>>,
+json_struct! {
+    struct Output<'a> {
+        #[serde(borrow)]
+        message: Lenient<Message<'a>> = "message",
+    }
 }
 
 /// Fold one content block (whole or a stream start/delta); returns whether it is generated content.
@@ -294,7 +277,7 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         return;
     }
     let spare = Spare::default();
-    let Some(r) = parse::<ConverseResponse<'_>>(body, &spare) else {
+    let Some(r) = read::<ConverseResponse<'_>>(body, &spare) else {
         return;
     };
     if let Some(reason) = r.stop_reason.get() {
@@ -343,24 +326,22 @@ pub fn usage_from_headers(input: Option<&str>, output: Option<&str>, resp: &mut 
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StreamPayload<'a> {
-    #[serde(borrow)]
-    start: Lenient<Block<'a>>,
-    delta: Lenient<Block<'a>>,
-    #[serde(rename = "stopReason")]
-    stop_reason: LenientStr<'a>,
-    usage: Lenient<WireUsage>,
-    /// InvokeModelWithResponseStream `chunk` events: the model's own event, base64-encoded.
-    bytes: LenientStr<'a>,
+json_struct! {
+    struct StreamPayload<'a> {
+        #[serde(borrow)]
+        start: Lenient<Block<'a>> = "start",
+        delta: Lenient<Block<'a>> = "delta",
+        stop_reason: LenientStr<'a> = "stopReason",
+        usage: Lenient<WireUsage> = "usage",
+        /// InvokeModelWithResponseStream `chunk` events: the model's own event, base64-encoded.
+        bytes: LenientStr<'a> = "bytes",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct InvocationMetricsEvent {
-    #[serde(rename = "amazon-bedrock-invocationMetrics")]
-    metrics: Lenient<WireUsage>,
+json_struct! {
+    struct InvocationMetricsEvent {
+        metrics: Lenient<WireUsage> = "amazon-bedrock-invocationMetrics",
+    }
 }
 
 /// The largest base64 text decoded from one chunk (the event-stream decoder already caps frames).
@@ -426,7 +407,7 @@ fn invoke_chunk(
     if !fast_read {
         let spare = Spare::default();
         if let Some(m) =
-            parse::<InvocationMetricsEvent>(&event, &spare).and_then(|e| e.metrics.get())
+            read::<InvocationMetricsEvent>(&event, &spare).and_then(|e| e.metrics.get())
         {
             m.apply(resp);
         }
@@ -471,7 +452,7 @@ pub(crate) fn frame_with(
         }
     }
     let spare = Spare::default();
-    let Some(p) = parse::<StreamPayload<'_>>(payload, &spare) else {
+    let Some(p) = read::<StreamPayload<'_>>(payload, &spare) else {
         return FrameOutcome::default();
     };
     if invoke_chunk_event {

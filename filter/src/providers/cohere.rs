@@ -1,12 +1,13 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
 use super::json::{count_chars, items, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientStr, OneOrMany, Spare, TextContent};
+use super::json::{
+    json_struct, prompt_hash, read, Lenient, LenientStr, OneOrMany, Spare, TextContent,
+};
 use super::skim::{self, generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
-use serde::Deserialize;
 use std::borrow::Cow;
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
@@ -26,57 +27,57 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ChatRequest<'a> {
-    #[serde(borrow)]
-    model: LenientStr<'a>,
-    stream: Lenient<bool>,
-    max_tokens: Lenient<u64>,
-    temperature: Lenient<f64>,
-    k: Lenient<f64>,
-    p: Lenient<f64>,
-    seed: Lenient<i64>,
-    stop_sequences: Lenient<OneOrMany>,
-    frequency_penalty: Lenient<f64>,
-    presence_penalty: Lenient<f64>,
-    tools: Lenient<Vec<Lenient<Tool<'a>>>>,
-    response_format: Lenient<ResponseFormat<'a>>,
-    messages: Lenient<Vec<Lenient<Message<'a>>>>,
+json_struct! {
+    struct ChatRequest<'a> {
+        #[serde(borrow)]
+        model: LenientStr<'a> = "model",
+        stream: Lenient<bool> = "stream",
+        max_tokens: Lenient<u64> = "max_tokens",
+        temperature: Lenient<f64> = "temperature",
+        k: Lenient<f64> = "k",
+        p: Lenient<f64> = "p",
+        seed: Lenient<i64> = "seed",
+        stop_sequences: Lenient<OneOrMany> = "stop_sequences",
+        frequency_penalty: Lenient<f64> = "frequency_penalty",
+        presence_penalty: Lenient<f64> = "presence_penalty",
+        tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
+        response_format: Lenient<ResponseFormat<'a>> = "response_format",
+        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Tool<'a> {
-    #[serde(borrow)]
-    function: Lenient<Named<'a>>,
+json_struct! {
+    struct Tool<'a> {
+        #[serde(borrow)]
+        function: Lenient<Named<'a>> = "function",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Named<'a> {
-    #[serde(borrow)]
-    name: LenientStr<'a>,
+json_struct! {
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: LenientStr<'a> = "name",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ResponseFormat<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
+json_struct! {
+    struct ResponseFormat<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Message<'a> {
-    #[serde(borrow)]
-    role: LenientStr<'a>,
-    content: Lenient<TextContent<'a>>,
+json_struct! {
+    struct Message<'a> {
+        #[serde(borrow)]
+        role: LenientStr<'a> = "role",
+        content: Lenient<TextContent<'a>> = "content",
+    }
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
     let spare = Spare::default();
-    let Some(r) = parse::<ChatRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<ChatRequest<'_>>(body, &spare) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -124,18 +125,18 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireUsage {
-    billed_units: Lenient<Tokens>,
-    tokens: Lenient<Tokens>,
+json_struct! {
+    struct WireUsage {
+        billed_units: Lenient<Tokens> = "billed_units",
+        tokens: Lenient<Tokens> = "tokens",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Tokens {
-    input_tokens: Lenient<u64>,
-    output_tokens: Lenient<u64>,
+json_struct! {
+    struct Tokens {
+        input_tokens: Lenient<u64> = "input_tokens",
+        output_tokens: Lenient<u64> = "output_tokens",
+    }
 }
 
 impl WireUsage {
@@ -158,37 +159,37 @@ impl WireUsage {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ChatResponse<'a> {
-    #[serde(borrow)]
-    id: LenientStr<'a>,
-    finish_reason: LenientStr<'a>,
-    message: Lenient<AssistantMessage<'a>>,
-    usage: Lenient<WireUsage>,
+json_struct! {
+    struct ChatResponse<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "id",
+        finish_reason: LenientStr<'a> = "finish_reason",
+        message: Lenient<AssistantMessage<'a>> = "message",
+        usage: Lenient<WireUsage> = "usage",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct AssistantMessage<'a> {
-    #[serde(borrow)]
-    content: Lenient<Vec<Lenient<ContentPart<'a>>>>,
-    tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
+json_struct! {
+    struct AssistantMessage<'a> {
+        #[serde(borrow)]
+        content: Lenient<Vec<Lenient<ContentPart<'a>>>> = "content",
+        tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>> = "tool_calls",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ContentPart<'a> {
-    #[serde(borrow)]
-    text: LenientStr<'a>,
+json_struct! {
+    struct ContentPart<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireToolCall<'a> {
-    #[serde(borrow)]
-    id: LenientStr<'a>,
-    function: Lenient<Named<'a>>,
+json_struct! {
+    struct WireToolCall<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "id",
+        function: Lenient<Named<'a>> = "function",
+    }
 }
 
 fn add_tool_call(call: WireToolCall<'_>, resp: &mut Response) -> bool {
@@ -207,7 +208,7 @@ fn add_tool_call(call: WireToolCall<'_>, resp: &mut Response) -> bool {
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     let spare = Spare::default();
-    let Some(c) = parse::<ChatResponse<'_>>(body, &spare) else {
+    let Some(c) = read::<ChatResponse<'_>>(body, &spare) else {
         return;
     };
     set_if_nonempty(&mut resp.id, c.id.get());
@@ -230,32 +231,32 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StreamEvent<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    id: LenientStr<'a>,
-    delta: Lenient<StreamDelta<'a>>,
+json_struct! {
+    struct StreamEvent<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        id: LenientStr<'a> = "id",
+        delta: Lenient<StreamDelta<'a>> = "delta",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StreamDelta<'a> {
-    #[serde(borrow)]
-    message: Lenient<DeltaMessage<'a>>,
-    finish_reason: LenientStr<'a>,
-    usage: Lenient<WireUsage>,
+json_struct! {
+    struct StreamDelta<'a> {
+        #[serde(borrow)]
+        message: Lenient<DeltaMessage<'a>> = "message",
+        finish_reason: LenientStr<'a> = "finish_reason",
+        usage: Lenient<WireUsage> = "usage",
+    }
 }
 
-/// In stream deltas `content` and `tool_calls` are single objects, not lists.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct DeltaMessage<'a> {
-    #[serde(borrow)]
-    content: Lenient<ContentPart<'a>>,
-    tool_plan: LenientStr<'a>,
-    tool_calls: Lenient<WireToolCall<'a>>,
+json_struct! {
+    /// In stream deltas `content` and `tool_calls` are single objects, not lists.
+    struct DeltaMessage<'a> {
+        #[serde(borrow)]
+        content: Lenient<ContentPart<'a>> = "content",
+        tool_plan: LenientStr<'a> = "tool_plan",
+        tool_calls: Lenient<WireToolCall<'a>> = "tool_calls",
+    }
 }
 
 pub fn frame(
@@ -285,7 +286,7 @@ pub(crate) fn frame_with(
         }
     }
     let spare = Spare::default();
-    let Some(ev) = parse::<StreamEvent<'_>>(data, &spare) else {
+    let Some(ev) = read::<StreamEvent<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let mut content = false;

@@ -7,12 +7,11 @@
 //! `apply_chunk`.
 
 use super::json::{count_chars, items, set_if_nonempty};
-use super::json::{parse, prompt_hash, Lenient, LenientStr, Spare};
+use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
 use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -78,81 +77,67 @@ pub(crate) fn percent_decode(s: &str) -> String {
 }
 
 // Google's JSON mapping accepts both lowerCamelCase and the proto's snake_case names: read both.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct GenerateRequest<'a> {
-    #[serde(borrow)]
-    contents: Lenient<Vec<Lenient<Content<'a>>>>,
-    #[serde(rename = "systemInstruction", alias = "system_instruction")]
-    system_instruction: Lenient<Content<'a>>,
-    #[serde(rename = "generationConfig", alias = "generation_config")]
-    generation_config: Lenient<GenerationConfig<'a>>,
-    tools: Lenient<Vec<Lenient<Tool<'a>>>>,
+json_struct! {
+    struct GenerateRequest<'a> {
+        #[serde(borrow)]
+        contents: Lenient<Vec<Lenient<Content<'a>>>> = "contents",
+        system_instruction: Lenient<Content<'a>> = "systemInstruction" | "system_instruction",
+        generation_config: Lenient<GenerationConfig<'a>> = "generationConfig" | "generation_config",
+        tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Content<'a> {
-    #[serde(borrow)]
-    parts: Lenient<Vec<Lenient<Part<'a>>>>,
+json_struct! {
+    struct Content<'a> {
+        #[serde(borrow)]
+        parts: Lenient<Vec<Lenient<Part<'a>>>> = "parts",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Part<'a> {
-    #[serde(borrow)]
-    text: LenientStr<'a>,
-    #[serde(rename = "functionCall", alias = "function_call")]
-    function_call: Lenient<FunctionCall<'a>>,
+json_struct! {
+    struct Part<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+        function_call: Lenient<FunctionCall<'a>> = "functionCall" | "function_call",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct FunctionCall<'a> {
-    #[serde(borrow)]
-    id: LenientStr<'a>,
-    name: LenientStr<'a>,
+json_struct! {
+    struct FunctionCall<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "id",
+        name: LenientStr<'a> = "name",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct GenerationConfig<'a> {
-    temperature: Lenient<f64>,
-    #[serde(rename = "topP", alias = "top_p")]
-    top_p: Lenient<f64>,
-    #[serde(rename = "topK", alias = "top_k")]
-    top_k: Lenient<f64>,
-    #[serde(rename = "candidateCount", alias = "candidate_count")]
-    candidate_count: Lenient<u64>,
-    #[serde(rename = "maxOutputTokens", alias = "max_output_tokens")]
-    max_output_tokens: Lenient<u64>,
-    #[serde(rename = "stopSequences", alias = "stop_sequences")]
-    stop_sequences: Lenient<Vec<Lenient<String>>>,
-    seed: Lenient<i64>,
-    #[serde(rename = "presencePenalty", alias = "presence_penalty")]
-    presence_penalty: Lenient<f64>,
-    #[serde(rename = "frequencyPenalty", alias = "frequency_penalty")]
-    frequency_penalty: Lenient<f64>,
-    #[serde(borrow, rename = "responseMimeType", alias = "response_mime_type")]
-    response_mime_type: LenientStr<'a>,
+json_struct! {
+    struct GenerationConfig<'a> {
+        temperature: Lenient<f64> = "temperature",
+        top_p: Lenient<f64> = "topP" | "top_p",
+        top_k: Lenient<f64> = "topK" | "top_k",
+        candidate_count: Lenient<u64> = "candidateCount" | "candidate_count",
+        max_output_tokens: Lenient<u64> = "maxOutputTokens" | "max_output_tokens",
+        stop_sequences: Lenient<Vec<Lenient<String>>> = "stopSequences" | "stop_sequences",
+        seed: Lenient<i64> = "seed",
+        presence_penalty: Lenient<f64> = "presencePenalty" | "presence_penalty",
+        frequency_penalty: Lenient<f64> = "frequencyPenalty" | "frequency_penalty",
+        #[serde(borrow)]
+        response_mime_type: LenientStr<'a> = "responseMimeType" | "response_mime_type",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Tool<'a> {
-    #[serde(
-        borrow,
-        rename = "functionDeclarations",
-        alias = "function_declarations"
-    )]
-    function_declarations: Lenient<Vec<Lenient<Named<'a>>>>,
+json_struct! {
+    struct Tool<'a> {
+        #[serde(borrow)]
+        function_declarations: Lenient<Vec<Lenient<Named<'a>>>> = "functionDeclarations" | "function_declarations",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Named<'a> {
-    #[serde(borrow)]
-    name: LenientStr<'a>,
+json_struct! {
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: LenientStr<'a> = "name",
+    }
 }
 
 fn content_text(c: Content<'_>) -> String {
@@ -175,7 +160,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     }
     req.stream = route.path_stream;
     let spare = Spare::default();
-    let Some(r) = parse::<GenerateRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<GenerateRequest<'_>>(body, &spare) else {
         return;
     };
     if let Some(g) = r.generation_config.get() {
@@ -213,56 +198,42 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct GenerateResponse<'a> {
-    #[serde(borrow, rename = "responseId", alias = "response_id")]
-    response_id: LenientStr<'a>,
-    #[serde(rename = "modelVersion", alias = "model_version")]
-    model_version: LenientStr<'a>,
-    candidates: Lenient<Vec<Lenient<Candidate<'a>>>>,
-    #[serde(rename = "promptFeedback", alias = "prompt_feedback")]
-    prompt_feedback: Lenient<PromptFeedback<'a>>,
-    #[serde(rename = "usageMetadata", alias = "usage_metadata")]
-    usage_metadata: Lenient<UsageMetadata>,
-    error: Lenient<ErrorBody<'a>>,
+json_struct! {
+    struct GenerateResponse<'a> {
+        #[serde(borrow)]
+        response_id: LenientStr<'a> = "responseId" | "response_id",
+        model_version: LenientStr<'a> = "modelVersion" | "model_version",
+        candidates: Lenient<Vec<Lenient<Candidate<'a>>>> = "candidates",
+        prompt_feedback: Lenient<PromptFeedback<'a>> = "promptFeedback" | "prompt_feedback",
+        usage_metadata: Lenient<UsageMetadata> = "usageMetadata" | "usage_metadata",
+        error: Lenient<ErrorBody<'a>> = "error",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Candidate<'a> {
-    index: Lenient<u64>,
-    #[serde(borrow, rename = "finishReason", alias = "finish_reason")]
-    finish_reason: LenientStr<'a>,
-    content: Lenient<Content<'a>>,
+json_struct! {
+    struct Candidate<'a> {
+        index: Lenient<u64> = "index",
+        #[serde(borrow)]
+        finish_reason: LenientStr<'a> = "finishReason" | "finish_reason",
+        content: Lenient<Content<'a>> = "content",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PromptFeedback<'a> {
-    #[serde(borrow, rename = "blockReason", alias = "block_reason")]
-    block_reason: LenientStr<'a>,
+json_struct! {
+    struct PromptFeedback<'a> {
+        #[serde(borrow)]
+        block_reason: LenientStr<'a> = "blockReason" | "block_reason",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct UsageMetadata {
-    #[serde(rename = "promptTokenCount", alias = "prompt_token_count")]
-    prompt: Lenient<u64>,
-    #[serde(
-        rename = "toolUsePromptTokenCount",
-        alias = "tool_use_prompt_token_count"
-    )]
-    tool_use_prompt: Lenient<u64>,
-    #[serde(
-        rename = "cachedContentTokenCount",
-        alias = "cached_content_token_count"
-    )]
-    cached: Lenient<u64>,
-    #[serde(rename = "candidatesTokenCount", alias = "candidates_token_count")]
-    candidates: Lenient<u64>,
-    #[serde(rename = "thoughtsTokenCount", alias = "thoughts_token_count")]
-    thoughts: Lenient<u64>,
+json_struct! {
+    struct UsageMetadata {
+        prompt: Lenient<u64> = "promptTokenCount" | "prompt_token_count",
+        tool_use_prompt: Lenient<u64> = "toolUsePromptTokenCount" | "tool_use_prompt_token_count",
+        cached: Lenient<u64> = "cachedContentTokenCount" | "cached_content_token_count",
+        candidates: Lenient<u64> = "candidatesTokenCount" | "candidates_token_count",
+        thoughts: Lenient<u64> = "thoughtsTokenCount" | "thoughts_token_count",
+    }
 }
 
 impl UsageMetadata {
@@ -289,12 +260,12 @@ impl UsageMetadata {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ErrorBody<'a> {
-    #[serde(borrow)]
-    status: LenientStr<'a>,
-    code: Lenient<i64>,
+json_struct! {
+    struct ErrorBody<'a> {
+        #[serde(borrow)]
+        status: LenientStr<'a> = "status",
+        code: Lenient<i64> = "code",
+    }
 }
 
 /// Fold one `GenerateContentResponse` into `resp`; returns whether it carried generated content
@@ -376,18 +347,18 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     // A whole body is one object; a buffered JSON-array stream (and its errors) is an array of them.
     if body.trim_ascii_start().starts_with(b"[") {
         let spare = Spare::default();
-        let Some(items) = parse::<Vec<&RawValue>>(body, &spare) else {
+        let Some(items) = read::<Vec<&RawValue>>(body, &spare) else {
             return;
         };
         for item in items {
             let spare = Spare::default();
-            if let Some(c) = parse::<GenerateResponse<'_>>(item.get().as_bytes(), &spare) {
+            if let Some(c) = read::<GenerateResponse<'_>>(item.get().as_bytes(), &spare) {
                 apply_chunk(c, resp);
             }
         }
     } else {
         let spare = Spare::default();
-        if let Some(c) = parse::<GenerateResponse<'_>>(body, &spare) {
+        if let Some(c) = read::<GenerateResponse<'_>>(body, &spare) {
             apply_chunk(c, resp);
         }
     }
@@ -425,7 +396,7 @@ pub(crate) fn frame_with(
         }
     }
     let spare = Spare::default();
-    let Some(c) = parse::<GenerateResponse<'_>>(data, &spare) else {
+    let Some(c) = read::<GenerateResponse<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let terminal = c.usage_metadata.as_ref().is_some()

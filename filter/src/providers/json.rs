@@ -2,15 +2,89 @@
 //! one unexpected field must never cost us the rest of the body, and nothing here can panic.
 
 use super::{skim, tape};
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::IgnoredAny;
+#[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 #[cfg(any(test, feature = "reference-reader"))]
 use std::cell::Cell;
 use std::cell::{OnceCell, RefCell};
-use std::fmt;
-use std::marker::PhantomData;
+
+/// Declare a provider struct read leniently: every field optional (`Default` when absent), each with the
+/// JSON keys it is read from (`= "key" | "alias"`). It implements `Read` (one small function: a `match` on
+/// the member's key, `tape::Value::fields`), and, for the reference reader only, serde's `Deserialize` with
+/// the same keys (`rename`, `alias`) and the field's own attributes (`#[serde(borrow)]`).
+macro_rules! json_struct {
+    (
+        $(#[$sattr:meta])*
+        $vis:vis struct $name:ident $(<$lt:lifetime>)? {
+            $(
+                $(#[$fattr:meta])*
+                $field:ident : $ty:ty = $key:literal $(| $alias:literal)*
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$sattr])*
+        #[derive(Default)]
+        #[cfg_attr(any(test, feature = "reference-reader"), derive(serde::Deserialize))]
+        #[cfg_attr(any(test, feature = "reference-reader"), serde(default))]
+        $vis struct $name $(<$lt>)? {
+            $(
+                $(#[cfg_attr(any(test, feature = "reference-reader"), $fattr)])*
+                #[cfg_attr(
+                    any(test, feature = "reference-reader"),
+                    serde(rename = $key $(, alias = $alias)*)
+                )]
+                $field: $ty,
+            )*
+        }
+
+        impl<'de $(, $lt)?> $crate::providers::json::Read<'de> for $name $(<$lt>)?
+        $(where 'de: $lt)?
+        {
+            fn read(v: $crate::providers::tape::Value<'_, 'de>) -> Option<Self> {
+                use $crate::providers::json::{field_index, Read};
+                const KEYS: &[&[&str]] = &[$(&[$key $(, $alias)*]),*];
+                const FIELDS: &[&str] = &[$(stringify!($field)),*];
+                const _: () = assert!(FIELDS.len() <= 64);
+                const TABLE: [(u32, usize); $crate::providers::tape::key_table_size(KEYS)] =
+                    $crate::providers::tape::key_table(KEYS);
+                let mut out = Self::default();
+                v.fields(KEYS, &TABLE, &mut |i, value| {
+                    $(if i == { const I: usize = field_index(FIELDS, stringify!($field)); I } {
+                        out.$field = Read::read(value)?;
+                        return Some(());
+                    })*
+                    Some(())
+                })?;
+                Some(out)
+            }
+        }
+    };
+}
+pub(crate) use json_struct;
+
+/// The position of `field` in `fields` (`json_struct!`, evaluated at compile time only: a field that is
+/// not there fails the build).
+#[allow(clippy::panic, clippy::indexing_slicing)]
+pub const fn field_index(fields: &[&str], field: &str) -> usize {
+    let mut i = 0;
+    while i < fields.len() {
+        let (a, b) = (fields[i].as_bytes(), field.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such field")
+}
 
 // How the lenient types read.
 //
@@ -58,25 +132,6 @@ impl Drop for TwoPass {
     }
 }
 
-/// The error of a value that `T` rejected: it only says "not this type", so building one costs nothing
-/// (serde formats the message lazily, and `custom` drops it).
-#[derive(Debug)]
-pub struct Rejected;
-
-impl fmt::Display for Rejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("rejected")
-    }
-}
-
-impl std::error::Error for Rejected {}
-
-impl serde::de::Error for Rejected {
-    fn custom<M: fmt::Display>(_msg: M) -> Self {
-        Rejected
-    }
-}
-
 /// A field taken when it has the expected type and ignored (None) otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lenient<T>(pub Option<T>);
@@ -96,55 +151,199 @@ impl<T> Lenient<T> {
     }
 }
 
+#[cfg(any(test, feature = "reference-reader"))]
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
-    /// Only the tape can hand a value to `T` and go on when `T` rejects it: read provider types with
-    /// `parse`, never with a streaming deserializer.
+    /// The reference reader: borrow the raw text of the value, then try the expected type on it.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[cfg(any(test, feature = "reference-reader"))]
-        if two_pass() {
-            // Borrow the raw text of the value, then try the expected type on it: a type mismatch is local.
-            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-            // `null` is absent; short-circuit it, since a failed typed parse builds a formatted error.
-            if raw.get() == "null" {
-                return Ok(Lenient(None));
-            }
-            return Ok(Lenient(serde_json::from_str(raw.get()).ok()));
+        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+        // `null` is absent; short-circuit it, since a failed typed parse builds a formatted error.
+        if raw.get() == "null" {
+            return Ok(Lenient(None));
         }
-        d.deserialize_option(LenientVisitor(PhantomData))
+        Ok(Lenient(serde_json::from_str(raw.get()).ok()))
     }
 }
 
-struct LenientVisitor<T>(PhantomData<T>);
+/// How a provider type is read from the tape (`tape::Value`): as serde's reader of that type would read
+/// the value from serde_json, None where that reader fails. The provider types implement it through
+/// `json_struct!`, which also derives their serde reader for the reference reader (tests and the `lenient`
+/// fuzz target compare the two). One small function per type, with no visitor machinery: the module's
+/// size (README "Performance").
+pub trait Read<'de>: Sized {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self>;
+}
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
-    type Value = Lenient<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Ok(Lenient(T::deserialize(d).ok()))
+impl<'de> Read<'de> for u64 {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.u64()
     }
 }
 
-/// Skip what is left of a sequence.
-fn drain_seq<'de, A: SeqAccess<'de>>(seq: &mut A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
+impl<'de> Read<'de> for u32 {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.u64().and_then(|n| u32::try_from(n).ok())
+    }
 }
 
-/// Skip what is left of a map.
-fn drain_map<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-    Ok(())
+impl<'de> Read<'de> for i64 {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.i64()
+    }
 }
+
+impl<'de> Read<'de> for f64 {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.f64()
+    }
+}
+
+impl<'de> Read<'de> for bool {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.bool()
+    }
+}
+
+impl<'de> Read<'de> for String {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.str().map(Cow::into_owned)
+    }
+}
+
+/// serde's `Cow<str>` always copies.
+impl<'de> Read<'de> for Cow<'_, str> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.str().map(|s| Cow::Owned(s.into_owned()))
+    }
+}
+
+/// serde borrows a `&str` only from a string without escapes.
+impl<'de: 'a, 'a> Read<'de> for &'a str {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.plain_str()
+    }
+}
+
+/// Any value.
+impl<'de> Read<'de> for IgnoredAny {
+    fn read(_: tape::Value<'_, 'de>) -> Option<Self> {
+        Some(IgnoredAny)
+    }
+}
+
+impl<'de, T: Read<'de>> Read<'de> for Option<T> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        if v.is_null() {
+            Some(None)
+        } else {
+            T::read(v).map(Some)
+        }
+    }
+}
+
+impl<'de, T: Read<'de>> Read<'de> for Vec<T> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        let mut out = Vec::new();
+        v.items(&mut |item| {
+            out.push(T::read(item)?);
+            Some(())
+        })?;
+        Some(out)
+    }
+}
+
+impl<'de, T: Read<'de>> Read<'de> for Lenient<T> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        Some(Lenient(if v.is_null() { None } else { T::read(v) }))
+    }
+}
+
+impl<'de: 'a, 'a> Read<'de> for LenientStr<'a> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        Some(LenientStr(v.str()))
+    }
+}
+
+impl<'de: 'a, 'a> Read<'de> for LenientRaw<'a> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        if v.is_null() {
+            return Some(LenientRaw(None));
+        }
+        Some(LenientRaw(Some(raw_value(v)?)))
+    }
+}
+
+/// The value's text as a `&RawValue` (serde_json makes one only by reading it, which checks the text
+/// again; only the few raw fields take this).
+pub fn raw_value<'de>(v: tape::Value<'_, 'de>) -> Option<&'de RawValue> {
+    serde_json::from_str::<&RawValue>(v.raw_text()?).ok()
+}
+
+impl<'de: 'a, 'a> Read<'de> for &'a RawValue {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        raw_value(v)
+    }
+}
+
+impl<'de> Read<'de> for OneOrMany {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        if let Some(s) = v.str() {
+            return Some(OneOrMany(vec![s.into_owned()]));
+        }
+        let mut out = Vec::new();
+        v.items(&mut |item| {
+            out.extend(item.str().map(Cow::into_owned));
+            Some(())
+        })?;
+        Some(OneOrMany(out))
+    }
+}
+
+impl<'de: 'a, 'a> Read<'de> for TextContent<'a> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        if let Some(s) = v.str() {
+            return Some(TextContent(s));
+        }
+        let mut out = TextContent::default();
+        // Anything else than text or a list of parts is empty text.
+        v.items(&mut |item| {
+            if let Some(part) = Lenient::<TextPart<'a>>::read(item).and_then(Lenient::get) {
+                out.push_part(part);
+            }
+            Some(())
+        });
+        Some(out)
+    }
+}
+
+/// Read `body` as `T`; None on any error (never panics, never partially fails): one pass over the bytes
+/// into the tape (`tape.rs`), one over the tape. `spare` only serves the reference reader.
+pub fn read<'a, T: Read<'a> + Reference<'a>>(body: &'a [u8], spare: &'a Spare) -> Option<T> {
+    let text = std::str::from_utf8(body).ok()?;
+    #[cfg(any(test, feature = "reference-reader"))]
+    if two_pass() {
+        if TWO_PASS.with(Cell::get) == 2 {
+            if let Some(copy) = sanitised(text) {
+                spare.0.set(copy).ok()?;
+                return serde_json::from_str(spare.0.get()?).ok();
+            }
+        }
+        return serde_json::from_str(text).ok();
+    }
+    #[cfg(not(any(test, feature = "reference-reader")))]
+    let _ = spare;
+    tape::read(text, T::read).flatten()
+}
+
+/// What the reference reader needs of a provider type: serde's `Deserialize` (tests and the `lenient`
+/// fuzz target only; the module has no serde reader for provider types).
+#[cfg(any(test, feature = "reference-reader"))]
+pub trait Reference<'de>: Deserialize<'de> {}
+#[cfg(any(test, feature = "reference-reader"))]
+impl<'de, T: Deserialize<'de>> Reference<'de> for T {}
+#[cfg(not(any(test, feature = "reference-reader")))]
+pub trait Reference<'de> {}
+#[cfg(not(any(test, feature = "reference-reader")))]
+impl<T> Reference<'_> for T {}
 
 /// The elements of a lenient list that could be read: an absent, `null` or mistyped list has none, and a
 /// mistyped element is left out.
@@ -169,67 +368,18 @@ impl<'a> LenientStr<'a> {
     }
 }
 
+#[cfg(any(test, feature = "reference-reader"))]
 impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[cfg(any(test, feature = "reference-reader"))]
-        if two_pass() {
-            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-            if raw.get() == "null" {
-                return Ok(LenientStr(None));
-            }
-            return Ok(LenientStr(
-                serde_json::from_str::<Cow<'_, str>>(raw.get())
-                    .ok()
-                    .map(|s| Cow::Owned(s.into_owned())),
-            ));
+        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+        if raw.get() == "null" {
+            return Ok(LenientStr(None));
         }
-        d.deserialize_any(StrVisitor(PhantomData))
-    }
-}
-
-struct StrVisitor<'a>(PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for StrVisitor<'a> {
-    type Value = LenientStr<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(LenientStr(Some(Cow::Borrowed(v))))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(LenientStr(Some(Cow::Owned(v.to_owned()))))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(LenientStr(Some(Cow::Owned(v))))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(LenientStr(None))
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(LenientStr(None))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(LenientStr(None))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(LenientStr(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(LenientStr(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(LenientStr(None))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        drain_seq(&mut seq)?;
-        Ok(LenientStr(None))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        drain_map(&mut map)?;
-        Ok(LenientStr(None))
+        Ok(LenientStr(
+            serde_json::from_str::<Cow<'_, str>>(raw.get())
+                .ok()
+                .map(|s| Cow::Owned(s.into_owned())),
+        ))
     }
 }
 
@@ -243,27 +393,11 @@ impl<'a> LenientRaw<'a> {
     }
 }
 
+#[cfg(any(test, feature = "reference-reader"))]
 impl<'de: 'a, 'a> Deserialize<'de> for LenientRaw<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `null` is absent, and so, on the tape, is a token serde_json refuses (as in the sanitised copy).
-        d.deserialize_option(RawVisitor(PhantomData))
-    }
-}
-
-struct RawVisitor<'a>(PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
-    type Value = LenientRaw<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(LenientRaw(None))
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Ok(LenientRaw(Some(<&'de RawValue>::deserialize(d)?)))
+        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+        Ok(LenientRaw(Some(raw).filter(|r| r.get() != "null")))
     }
 }
 
@@ -271,45 +405,18 @@ impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OneOrMany(pub Vec<String>);
 
+#[cfg(any(test, feature = "reference-reader"))]
 impl<'de> Deserialize<'de> for OneOrMany {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[cfg(any(test, feature = "reference-reader"))]
-        if two_pass() {
-            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-            let text = raw.get();
-            if text.starts_with('"') {
-                let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-                return Ok(OneOrMany(vec![s]));
-            }
-            let v: Vec<Lenient<String>> =
-                serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            return Ok(OneOrMany(v.into_iter().filter_map(Lenient::get).collect()));
+        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+        let text = raw.get();
+        if text.starts_with('"') {
+            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+            return Ok(OneOrMany(vec![s]));
         }
-        d.deserialize_any(OneOrManyVisitor)
-    }
-}
-
-struct OneOrManyVisitor;
-
-impl<'de> Visitor<'de> for OneOrManyVisitor {
-    type Value = OneOrMany;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or an array of strings")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<OneOrMany, E> {
-        Ok(OneOrMany(vec![v.to_owned()]))
-    }
-    fn visit_string<E>(self, v: String) -> Result<OneOrMany, E> {
-        Ok(OneOrMany(vec![v]))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
-        let mut out = Vec::new();
-        while let Some(s) = seq.next_element::<LenientStr<'de>>()? {
-            out.extend(s.get().map(Cow::into_owned));
-        }
-        Ok(OneOrMany(out))
+        let v: Vec<Lenient<String>> =
+            serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+        Ok(OneOrMany(v.into_iter().filter_map(Lenient::get).collect()))
     }
 }
 
@@ -319,34 +426,32 @@ impl<'de> Visitor<'de> for OneOrManyVisitor {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TextContent<'a>(pub Cow<'a, str>);
 
-#[derive(Deserialize)]
-struct TextPart<'a> {
-    #[serde(borrow, default)]
-    text: LenientStr<'a>,
+json_struct! {
+    struct TextPart<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+    }
 }
 
+#[cfg(any(test, feature = "reference-reader"))]
 impl<'de: 'a, 'a> Deserialize<'de> for TextContent<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[cfg(any(test, feature = "reference-reader"))]
-        if two_pass() {
-            let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-            let text = raw.get();
-            if text.starts_with('"') {
-                let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-                return Ok(TextContent(Cow::Owned(s)));
-            }
-            if text.starts_with('[') {
-                let parts: Vec<Lenient<TextPart<'de>>> =
-                    serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-                let mut out = TextContent::default();
-                for part in parts.into_iter().filter_map(Lenient::get) {
-                    out.push_part(part);
-                }
-                return Ok(out);
-            }
-            return Ok(TextContent::default());
+        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
+        let text = raw.get();
+        if text.starts_with('"') {
+            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+            return Ok(TextContent(Cow::Owned(s)));
         }
-        d.deserialize_any(TextContentVisitor(PhantomData))
+        if text.starts_with('[') {
+            let parts: Vec<Lenient<TextPart<'de>>> =
+                serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+            let mut out = TextContent::default();
+            for part in parts.into_iter().filter_map(Lenient::get) {
+                out.push_part(part);
+            }
+            return Ok(out);
+        }
+        Ok(TextContent::default())
     }
 }
 
@@ -366,57 +471,6 @@ pub fn join_line<'a>(acc: &mut Cow<'a, str>, text: Cow<'a, str>) {
         let out = acc.to_mut();
         out.push('\n');
         out.push_str(&text);
-    }
-}
-
-struct TextContentVisitor<'a>(PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for TextContentVisitor<'a> {
-    type Value = TextContent<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("text or a list of text parts")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(TextContent(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(TextContent(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(TextContent(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = TextContent::default();
-        while let Some(p) = seq.next_element::<Lenient<TextPart<'de>>>()? {
-            if let Some(p) = p.get() {
-                out.push_part(p);
-            }
-        }
-        Ok(out)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        drain_map(&mut map)?;
-        Ok(TextContent::default())
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(TextContent::default())
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(TextContent::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(TextContent::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(TextContent::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(TextContent::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(TextContent::default())
     }
 }
 
@@ -484,27 +538,6 @@ impl Spare {
         };
         within(body).or_else(|| self.0.get().and_then(|c| within(c.as_bytes())))
     }
-}
-
-/// Parse `body` as `T`; None on any error (never panics, never partially fails). One pass over the bytes
-/// into the tape, one over the tape.
-pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], spare: &'a Spare) -> Option<T> {
-    // JSON is UTF-8 (RFC 8259): a body that is not is not read at all. Checked once here rather than
-    // string by string.
-    let text = std::str::from_utf8(body).ok()?;
-    #[cfg(any(test, feature = "reference-reader"))]
-    if two_pass() {
-        if TWO_PASS.with(Cell::get) == 2 {
-            if let Some(copy) = sanitised(text) {
-                spare.0.set(copy).ok()?;
-                return serde_json::from_str(spare.0.get()?).ok();
-            }
-        }
-        return serde_json::from_str(text).ok();
-    }
-    #[cfg(not(any(test, feature = "reference-reader")))]
-    let _ = spare;
-    tape::read(text, |v| T::deserialize(v).ok()).flatten()
 }
 
 /// `text` with every token serde_json refuses to read though the grammar allows it rewritten in place, or
@@ -575,14 +608,14 @@ pub fn count_chars(resp: &mut crate::call::Response, text: &str) {
 mod tests {
     use super::*;
 
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct T<'a> {
-        a: Lenient<u64>,
-        b: Lenient<String>,
-        stop: Lenient<OneOrMany>,
-        #[serde(borrow)]
-        c: Lenient<TextContent<'a>>,
+    json_struct! {
+        struct T<'a> {
+            a: Lenient<u64> = "a",
+            b: Lenient<String> = "b",
+            stop: Lenient<OneOrMany> = "stop",
+            #[serde(borrow)]
+            c: Lenient<TextContent<'a>> = "c",
+        }
     }
 
     /// A spare for `parse` that lives as long as the test (leaked: tests only).
@@ -592,7 +625,7 @@ mod tests {
 
     #[test]
     fn wrong_type_is_local() {
-        let t: T<'_> = parse(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#, spare())
+        let t: T<'_> = super::read(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#, spare())
             .unwrap();
         assert_eq!(t.a.0, None);
         assert_eq!(t.b.0.as_deref(), Some("ok"));
@@ -615,75 +648,82 @@ mod tests {
         assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
     }
 
-    /// A response-shaped document with every kind of lenient field.
-    #[derive(Deserialize, Default, Debug, PartialEq)]
-    #[serde(default)]
-    struct Doc<'a> {
-        #[serde(borrow)]
-        id: LenientStr<'a>,
-        n: Lenient<u64>,
-        f: Lenient<f64>,
-        i: Lenient<i64>,
-        b: Lenient<bool>,
-        s: Lenient<String>,
-        stop: Lenient<OneOrMany>,
-        text: Lenient<TextContent<'a>>,
-        choices: Lenient<Vec<Lenient<Choice<'a>>>>,
-        usage: Lenient<Usage>,
-        any: Lenient<IgnoredAny>,
+    json_struct! {
+        /// A response-shaped document with every kind of lenient field.
+        #[derive(Debug, PartialEq)]
+        struct Doc<'a> {
+            #[serde(borrow)]
+            id: LenientStr<'a> = "id",
+            n: Lenient<u64> = "n",
+            f: Lenient<f64> = "f",
+            i: Lenient<i64> = "i",
+            b: Lenient<bool> = "b",
+            s: Lenient<String> = "s",
+            stop: Lenient<OneOrMany> = "stop",
+            text: Lenient<TextContent<'a>> = "text",
+            choices: Lenient<Vec<Lenient<Choice<'a>>>> = "choices",
+            usage: Lenient<Usage> = "usage",
+            any: Lenient<IgnoredAny> = "any",
+        }
     }
 
-    #[derive(Deserialize, Default, Debug, PartialEq)]
-    #[serde(default)]
-    struct Choice<'a> {
-        index: Lenient<u64>,
-        #[serde(borrow)]
-        finish_reason: LenientStr<'a>,
-        message: Lenient<Message<'a>>,
+    json_struct! {
+        #[derive(Debug, PartialEq)]
+        struct Choice<'a> {
+            index: Lenient<u64> = "index",
+            #[serde(borrow)]
+            finish_reason: LenientStr<'a> = "finish_reason",
+            message: Lenient<Message<'a>> = "message",
+        }
     }
 
-    #[derive(Deserialize, Default, Debug, PartialEq)]
-    #[serde(default)]
-    struct Message<'a> {
-        #[serde(borrow)]
-        content: Lenient<TextContent<'a>>,
-        #[serde(borrow)]
-        tool_calls: Lenient<Vec<Lenient<ToolCall<'a>>>>,
+    json_struct! {
+        #[derive(Debug, PartialEq)]
+        struct Message<'a> {
+            #[serde(borrow)]
+            content: Lenient<TextContent<'a>> = "content",
+            #[serde(borrow)]
+            tool_calls: Lenient<Vec<Lenient<ToolCall<'a>>>> = "tool_calls",
+        }
     }
 
-    #[derive(Deserialize, Default, Debug, PartialEq)]
-    #[serde(default)]
-    struct ToolCall<'a> {
-        #[serde(borrow)]
-        id: LenientStr<'a>,
-        function: Lenient<Function<'a>>,
+    json_struct! {
+        #[derive(Debug, PartialEq)]
+        struct ToolCall<'a> {
+            #[serde(borrow)]
+            id: LenientStr<'a> = "id",
+            function: Lenient<Function<'a>> = "function",
+        }
     }
 
-    #[derive(Deserialize, Default, Debug, PartialEq)]
-    #[serde(default)]
-    struct Function<'a> {
-        #[serde(borrow)]
-        name: LenientStr<'a>,
+    json_struct! {
+        #[derive(Debug, PartialEq)]
+        struct Function<'a> {
+            #[serde(borrow)]
+            name: LenientStr<'a> = "name",
+        }
     }
 
-    #[derive(Deserialize, Default, Debug, PartialEq)]
-    #[serde(default)]
-    struct Usage {
-        prompt_tokens: Lenient<u64>,
-        completion_tokens: Lenient<u64>,
-        details: Lenient<Details>,
+    json_struct! {
+        #[derive(Debug, PartialEq)]
+        struct Usage {
+            prompt_tokens: Lenient<u64> = "prompt_tokens",
+            completion_tokens: Lenient<u64> = "completion_tokens",
+            details: Lenient<Details> = "details",
+        }
     }
 
-    #[derive(Deserialize, Default, Debug, PartialEq)]
-    #[serde(default)]
-    struct Details {
-        cached_tokens: Lenient<u64>,
+    json_struct! {
+        #[derive(Debug, PartialEq)]
+        struct Details {
+            cached_tokens: Lenient<u64> = "cached_tokens",
+        }
     }
 
     /// Read `body` through the tape and check that the reference reader reads the same.
     fn read(body: &str) -> Option<Doc<'_>> {
-        let doc = parse::<Doc<'_>>(body.as_bytes(), spare());
-        let old = with_two_pass(|| parse::<Doc<'_>>(body.as_bytes(), spare()));
+        let doc = super::read::<Doc<'_>>(body.as_bytes(), spare());
+        let old = with_two_pass(|| super::read::<Doc<'_>>(body.as_bytes(), spare()));
         assert_eq!(doc, old, "{body}");
         doc
     }
@@ -817,7 +857,7 @@ mod tests {
         let d = read_doc(r#"{"id":"a\\b\/c","text":[{"text":"\u0041"},{"text":"B"}]}"#);
         assert!(matches!(&d.id.0, Some(Cow::Owned(s)) if s == r"a\b/c"));
         assert_eq!(d.text.0.unwrap().0, "A\nB");
-        let t: TextPart<'_> = serde_json::from_str(r#"{"text":"t"}"#).unwrap();
+        let t: TextPart<'_> = super::read(br#"{"text":"t"}"#, spare()).unwrap();
         assert!(matches!(t.text.0, Some(Cow::Borrowed("t"))));
     }
 
@@ -887,16 +927,17 @@ mod tests {
     /// values keep the token as written.
     #[test]
     fn unreadable_tokens_read_as_null() {
-        #[derive(Deserialize, Default, Debug)]
-        #[serde(default)]
-        struct O<'a> {
-            v: Lenient<Vec<Option<u64>>>,
-            usage: Lenient<Usage>,
-            #[serde(borrow)]
-            raw: LenientRaw<'a>,
-            id: LenientStr<'a>,
+        json_struct! {
+            #[derive(Debug)]
+            struct O<'a> {
+                v: Lenient<Vec<Option<u64>>> = "v",
+                usage: Lenient<Usage> = "usage",
+                #[serde(borrow)]
+                raw: LenientRaw<'a> = "raw",
+                id: LenientStr<'a> = "id",
+            }
         }
-        let read = |body: &'static str| parse::<O<'_>>(body.as_bytes(), spare());
+        let read = |body: &'static str| super::read::<O<'_>>(body.as_bytes(), spare());
         let old = |body: &'static str| with_two_pass(|| read(body));
 
         let body =
@@ -934,15 +975,16 @@ mod tests {
     #[test]
     fn offsets_of_borrowed_parts() {
         let body = br#"{"id":"\ud800","raw":{"a":1}}"#;
-        #[derive(Deserialize)]
-        struct R<'a> {
-            #[serde(borrow)]
-            raw: LenientRaw<'a>,
-            #[allow(dead_code)]
-            id: LenientStr<'a>,
+        json_struct! {
+            struct R<'a> {
+                #[serde(borrow)]
+                raw: LenientRaw<'a> = "raw",
+                #[allow(dead_code)]
+                id: LenientStr<'a> = "id",
+            }
         }
         let spare = Spare::default();
-        let r: R<'_> = parse(body, &spare).unwrap();
+        let r: R<'_> = super::read(body, &spare).unwrap();
         let raw = r.raw.get().unwrap().get();
         assert_eq!(spare.offset(body, raw), Some(21));
         assert_eq!(
@@ -987,17 +1029,17 @@ mod tests {
                 assert_eq!(c.len(), t.len());
                 assert!(sanitised(&c).is_none(), "{t} -> {c}");
                 // Whatever the single pass makes of the copy is what the old reader makes of it.
-                let d = parse::<Doc<'_>>(c.as_bytes(), spare());
+                let d = super::read::<Doc<'_>>(c.as_bytes(), spare());
                 assert_eq!(
                     d,
-                    with_two_pass(|| parse::<Doc<'_>>(c.as_bytes(), spare())),
+                    with_two_pass(|| super::read::<Doc<'_>>(c.as_bytes(), spare())),
                     "{c}"
                 );
             }
             // The tape reads the original as the reference reader reads its sanitised copy.
             assert_eq!(
-                parse::<Doc<'_>>(t.as_bytes(), spare()),
-                with_reference(|| parse::<Doc<'_>>(t.as_bytes(), spare())),
+                super::read::<Doc<'_>>(t.as_bytes(), spare()),
+                with_reference(|| super::read::<Doc<'_>>(t.as_bytes(), spare())),
                 "{t}"
             );
         }
@@ -1025,14 +1067,14 @@ mod tests {
 
     #[test]
     fn raw_values_and_garbage() {
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct R<'a> {
-            #[serde(borrow)]
-            raw: LenientRaw<'a>,
-            n: Lenient<u64>,
+        json_struct! {
+            struct R<'a> {
+                #[serde(borrow)]
+                raw: LenientRaw<'a> = "raw",
+                n: Lenient<u64> = "n",
+            }
         }
-        let r: R<'_> = parse(
+        let r: R<'_> = super::read(
             br#"{"raw": {"type":"object", "x":[1e400]} ,"n":1}"#,
             spare(),
         )
@@ -1042,7 +1084,7 @@ mod tests {
             Some(r#"{"type":"object", "x":[1e400]}"#)
         );
         assert_eq!(r.n.0, Some(1));
-        let r: R<'_> = parse(br#"{"raw":null}"#, spare()).unwrap();
+        let r: R<'_> = super::read(br#"{"raw":null}"#, spare()).unwrap();
         assert!(r.raw.get().is_none());
         for body in [
             "",
@@ -1056,13 +1098,16 @@ mod tests {
             assert_eq!(read(body), None, "{body:?}");
         }
         // A body that is not UTF-8 is not read, even where the bytes are in a string no field reads.
-        assert_eq!(parse::<Doc<'_>>(b"{\"id\":\"\xff\"}", spare()), None);
+        assert_eq!(super::read::<Doc<'_>>(b"{\"id\":\"\xff\"}", spare()), None);
         assert_eq!(
-            parse::<Doc<'_>>(b"{\"zz\":\"\xff\",\"id\":\"a\"}", spare()),
+            super::read::<Doc<'_>>(b"{\"zz\":\"\xff\",\"id\":\"a\"}", spare()),
             None
         );
         let body = b"{\"usage\":{\"zz\":\"\xff\",\"prompt_tokens\":1},\"id\":\"a\"}";
-        assert_eq!(parse::<Doc<'_>>(body, spare()), None);
-        assert_eq!(with_two_pass(|| parse::<Doc<'_>>(body, spare())), None);
+        assert_eq!(super::read::<Doc<'_>>(body, spare()), None);
+        assert_eq!(
+            with_two_pass(|| super::read::<Doc<'_>>(body, spare())),
+            None
+        );
     }
 }

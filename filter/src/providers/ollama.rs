@@ -4,13 +4,12 @@
 
 use super::json::{count_chars, items, set_if_nonempty};
 use super::json::{
-    parse, prompt_hash, Lenient, LenientRaw, LenientStr, OneOrMany, Spare, TextContent,
+    json_struct, prompt_hash, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare, TextContent,
 };
 use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -28,58 +27,58 @@ pub fn detect(_host: &str, path: &str) -> Option<Route> {
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OllamaRequest<'a> {
-    #[serde(borrow)]
-    model: LenientStr<'a>,
-    stream: Lenient<bool>,
-    options: Lenient<Options>,
-    /// `"json"` or a JSON schema object: either way structured JSON output.
-    format: LenientRaw<'a>,
-    system: LenientStr<'a>,
-    prompt: LenientStr<'a>,
-    messages: Lenient<Vec<Lenient<Message<'a>>>>,
-    tools: Lenient<Vec<Lenient<Tool<'a>>>>,
+json_struct! {
+    struct OllamaRequest<'a> {
+        #[serde(borrow)]
+        model: LenientStr<'a> = "model",
+        stream: Lenient<bool> = "stream",
+        options: Lenient<Options> = "options",
+        /// `"json"` or a JSON schema object: either way structured JSON output.
+        format: LenientRaw<'a> = "format",
+        system: LenientStr<'a> = "system",
+        prompt: LenientStr<'a> = "prompt",
+        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
+        tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Options {
-    temperature: Lenient<f64>,
-    top_p: Lenient<f64>,
-    top_k: Lenient<f64>,
-    /// -1 (unbounded) and -2 (fill context) are not limits: Lenient<u64> drops them.
-    num_predict: Lenient<u64>,
-    stop: Lenient<OneOrMany>,
-    seed: Lenient<i64>,
+json_struct! {
+    struct Options {
+        temperature: Lenient<f64> = "temperature",
+        top_p: Lenient<f64> = "top_p",
+        top_k: Lenient<f64> = "top_k",
+        /// -1 (unbounded) and -2 (fill context) are not limits: Lenient<u64> drops them.
+        num_predict: Lenient<u64> = "num_predict",
+        stop: Lenient<OneOrMany> = "stop",
+        seed: Lenient<i64> = "seed",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Message<'a> {
-    #[serde(borrow)]
-    role: LenientStr<'a>,
-    content: Lenient<TextContent<'a>>,
+json_struct! {
+    struct Message<'a> {
+        #[serde(borrow)]
+        role: LenientStr<'a> = "role",
+        content: Lenient<TextContent<'a>> = "content",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Tool<'a> {
-    #[serde(borrow)]
-    function: Lenient<Named<'a>>,
+json_struct! {
+    struct Tool<'a> {
+        #[serde(borrow)]
+        function: Lenient<Named<'a>> = "function",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Named<'a> {
-    #[serde(borrow)]
-    name: LenientStr<'a>,
+json_struct! {
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: LenientStr<'a> = "name",
+    }
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
     let spare = Spare::default();
-    let Some(r) = parse::<OllamaRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<OllamaRequest<'_>>(body, &spare) else {
         // Even an unreadable body streams by default.
         req.stream = true;
         return;
@@ -124,37 +123,37 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Chunk<'a> {
-    #[serde(borrow)]
-    model: LenientStr<'a>,
-    message: Lenient<ChunkMessage<'a>>,
-    /// `/api/generate` text.
-    response: LenientStr<'a>,
-    thinking: LenientStr<'a>,
-    done: Lenient<bool>,
-    done_reason: LenientStr<'a>,
-    prompt_eval_count: Lenient<u64>,
-    eval_count: Lenient<u64>,
-    error: LenientRaw<'a>,
+json_struct! {
+    struct Chunk<'a> {
+        #[serde(borrow)]
+        model: LenientStr<'a> = "model",
+        message: Lenient<ChunkMessage<'a>> = "message",
+        /// `/api/generate` text.
+        response: LenientStr<'a> = "response",
+        thinking: LenientStr<'a> = "thinking",
+        done: Lenient<bool> = "done",
+        done_reason: LenientStr<'a> = "done_reason",
+        prompt_eval_count: Lenient<u64> = "prompt_eval_count",
+        eval_count: Lenient<u64> = "eval_count",
+        error: LenientRaw<'a> = "error",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ChunkMessage<'a> {
-    #[serde(borrow)]
-    content: LenientStr<'a>,
-    thinking: LenientStr<'a>,
-    tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
+json_struct! {
+    struct ChunkMessage<'a> {
+        #[serde(borrow)]
+        content: LenientStr<'a> = "content",
+        thinking: LenientStr<'a> = "thinking",
+        tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>> = "tool_calls",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireToolCall<'a> {
-    #[serde(borrow)]
-    id: LenientStr<'a>,
-    function: Lenient<Named<'a>>,
+json_struct! {
+    struct WireToolCall<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "id",
+        function: Lenient<Named<'a>> = "function",
+    }
 }
 
 /// Ollama's `{"error":"…"}` has only a free-text message (model not found, out of memory, …), no code:
@@ -213,7 +212,7 @@ fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     let spare = Spare::default();
-    if let Some(c) = parse::<Chunk<'_>>(body, &spare) {
+    if let Some(c) = read::<Chunk<'_>>(body, &spare) {
         apply_chunk(c, resp);
     }
 }
@@ -245,7 +244,7 @@ pub(crate) fn frame_with(
         }
     }
     let spare = Spare::default();
-    let Some(c) = parse::<Chunk<'_>>(data, &spare) else {
+    let Some(c) = read::<Chunk<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     let (content, terminal) = apply_chunk(c, resp);

@@ -8,16 +8,17 @@
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
 use super::json::{
-    char_count, items, join_line, parse, prompt_hash, set_if_nonempty, Lenient, LenientStr,
-    OneOrMany, Spare, TextContent,
+    char_count, items, join_line, json_struct, prompt_hash, read, set_if_nonempty, Lenient,
+    LenientStr, OneOrMany, Read, Spare, TextContent,
 };
 use super::skim::{self, key_bit, plain_integer, set_changed, Reader, Str};
 use super::template::Sink;
-use super::{FrameOutcome, StreamState};
+use super::{json, tape, FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::sse_edit::{event_data, has_empty_array, has_object_member};
 use crate::stream::Frame;
 use serde::de::IgnoredAny;
+#[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -54,71 +55,71 @@ pub(crate) fn api_for_path(path: &str) -> Option<Api> {
     }
 }
 
-/// One request struct for the three shapes: fields a shape does not use are simply absent.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OpenAiRequest<'a> {
-    #[serde(borrow)]
-    model: LenientStr<'a>,
-    stream: Lenient<bool>,
-    temperature: Lenient<f64>,
-    top_p: Lenient<f64>,
-    /// Not OpenAI's; vLLM and other compatible servers accept it.
-    top_k: Lenient<f64>,
-    n: Lenient<u64>,
-    seed: Lenient<i64>,
-    /// Mistral's name for the seed.
-    random_seed: Lenient<i64>,
-    stop: Lenient<OneOrMany>,
-    frequency_penalty: Lenient<f64>,
-    presence_penalty: Lenient<f64>,
-    max_completion_tokens: Lenient<u64>,
-    max_tokens: Lenient<u64>,
-    reasoning_effort: Lenient<String>,
-    service_tier: Lenient<String>,
-    tools: Lenient<Vec<Lenient<Tool<'a>>>>,
-    response_format: Lenient<ResponseFormat<'a>>,
-    /// Chat.
-    messages: Lenient<Vec<Lenient<Message<'a>>>>,
-    /// Legacy Completions: a string, an array of strings, or token arrays (which carry no text to count).
-    prompt: Lenient<OneOrMany>,
-    /// Embeddings: same forms as `prompt`.
-    input: Lenient<OneOrMany>,
-    /// Embeddings: requested vector size.
-    dimensions: Lenient<u64>,
-    /// Embeddings: `float` or `base64`.
-    encoding_format: Lenient<String>,
+json_struct! {
+    /// One request struct for the three shapes: fields a shape does not use are simply absent.
+    struct OpenAiRequest<'a> {
+        #[serde(borrow)]
+        model: LenientStr<'a> = "model",
+        stream: Lenient<bool> = "stream",
+        temperature: Lenient<f64> = "temperature",
+        top_p: Lenient<f64> = "top_p",
+        /// Not OpenAI's; vLLM and other compatible servers accept it.
+        top_k: Lenient<f64> = "top_k",
+        n: Lenient<u64> = "n",
+        seed: Lenient<i64> = "seed",
+        /// Mistral's name for the seed.
+        random_seed: Lenient<i64> = "random_seed",
+        stop: Lenient<OneOrMany> = "stop",
+        frequency_penalty: Lenient<f64> = "frequency_penalty",
+        presence_penalty: Lenient<f64> = "presence_penalty",
+        max_completion_tokens: Lenient<u64> = "max_completion_tokens",
+        max_tokens: Lenient<u64> = "max_tokens",
+        reasoning_effort: Lenient<String> = "reasoning_effort",
+        service_tier: Lenient<String> = "service_tier",
+        tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
+        response_format: Lenient<ResponseFormat<'a>> = "response_format",
+        /// Chat.
+        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
+        /// Legacy Completions: a string, an array of strings, or token arrays (which carry no text to count).
+        prompt: Lenient<OneOrMany> = "prompt",
+        /// Embeddings: same forms as `prompt`.
+        input: Lenient<OneOrMany> = "input",
+        /// Embeddings: requested vector size.
+        dimensions: Lenient<u64> = "dimensions",
+        /// Embeddings: `float` or `base64`.
+        encoding_format: Lenient<String> = "encoding_format",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Tool<'a> {
-    #[serde(borrow)]
-    function: Lenient<Named<'a>>,
+json_struct! {
+    struct Tool<'a> {
+        #[serde(borrow)]
+        function: Lenient<Named<'a>> = "function",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Named<'a> {
-    #[serde(borrow)]
-    name: LenientStr<'a>,
-    /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
-    arguments: LenientStr<'a>,
+json_struct! {
+    struct Named<'a> {
+        #[serde(borrow)]
+        name: LenientStr<'a> = "name",
+        /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
+        arguments: LenientStr<'a> = "arguments",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ResponseFormat<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
+json_struct! {
+    struct ResponseFormat<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Message<'a> {
-    #[serde(borrow)]
-    role: LenientStr<'a>,
-    content: Lenient<TextContent<'a>>,
+json_struct! {
+    struct Message<'a> {
+        #[serde(borrow)]
+        role: LenientStr<'a> = "role",
+        content: Lenient<TextContent<'a>> = "content",
+    }
 }
 
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
@@ -136,7 +137,7 @@ pub fn request_with(route: &Route, body: &[u8], req: &mut Request, fast: bool) {
         }
     }
     let spare = Spare::default();
-    if let Some(r) = parse::<OpenAiRequest<'_>>(body, &spare) {
+    if let Some(r) = read::<OpenAiRequest<'_>>(body, &spare) {
         apply_request(route, RequestFields::from(r), req);
     }
 }
@@ -508,13 +509,13 @@ fn fast_request(text: &str) -> Option<RequestFields<'_>> {
     r.at_end().then_some(f)
 }
 
-/// The part of a streaming request that decides whether usage must be asked for.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StreamFlags<'a> {
-    stream: Lenient<bool>,
-    #[serde(borrow)]
-    stream_options: Present<'a>,
+json_struct! {
+    /// The part of a streaming request that decides whether usage must be asked for.
+    struct StreamFlags<'a> {
+        stream: Lenient<bool> = "stream",
+        #[serde(borrow)]
+        stream_options: Present<'a> = "stream_options",
+    }
 }
 
 /// A field's raw text when the key is present, even when its value is `null` (an `Option` would fold
@@ -522,6 +523,13 @@ struct StreamFlags<'a> {
 #[derive(Default)]
 struct Present<'a>(Option<&'a RawValue>);
 
+impl<'de: 'a, 'a> Read<'de> for Present<'a> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        Some(Present(Some(json::raw_value(v)?)))
+    }
+}
+
+#[cfg(any(test, feature = "reference-reader"))]
 impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Present(Some(<&'a RawValue>::deserialize(d)?)))
@@ -544,7 +552,7 @@ const INCLUDE_USAGE_MEMBER: &[u8] = br#""stream_options":{"include_usage":true},
 /// `FrameOutcome::usage_only` is set, since the client did not ask for them.
 pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     let spare = Spare::default();
-    let flags = parse::<StreamFlags<'_>>(body, &spare)?;
+    let flags = read::<StreamFlags<'_>>(body, &spare)?;
     if flags.stream.get() != Some(true) {
         return None;
     }
@@ -587,26 +595,26 @@ pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(crate) struct WireUsage {
-    prompt_tokens: Lenient<u64>,
-    completion_tokens: Lenient<u64>,
-    prompt_tokens_details: Lenient<PromptDetails>,
-    completion_tokens_details: Lenient<CompletionDetails>,
+json_struct! {
+    pub(crate) struct WireUsage {
+        prompt_tokens: Lenient<u64> = "prompt_tokens",
+        completion_tokens: Lenient<u64> = "completion_tokens",
+        prompt_tokens_details: Lenient<PromptDetails> = "prompt_tokens_details",
+        completion_tokens_details: Lenient<CompletionDetails> = "completion_tokens_details",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PromptDetails {
-    cached_tokens: Lenient<u64>,
-    cache_write_tokens: Lenient<u64>,
+json_struct! {
+    struct PromptDetails {
+        cached_tokens: Lenient<u64> = "cached_tokens",
+        cache_write_tokens: Lenient<u64> = "cache_write_tokens",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CompletionDetails {
-    reasoning_tokens: Lenient<u64>,
+json_struct! {
+    struct CompletionDetails {
+        reasoning_tokens: Lenient<u64> = "reasoning_tokens",
+    }
 }
 
 impl WireUsage {
@@ -627,61 +635,60 @@ impl WireUsage {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ChatResponse<'a> {
-    #[serde(borrow)]
-    id: LenientStr<'a>,
-    model: LenientStr<'a>,
-    /// `"error"` on vLLM's older top-level error body `{"object":"error","type":…,"code":400}`.
-    object: LenientStr<'a>,
-    #[serde(rename = "type")]
-    kind: LenientStr<'a>,
-    service_tier: LenientStr<'a>,
-    system_fingerprint: LenientStr<'a>,
-    choices: Lenient<Vec<Lenient<Choice<'a>>>>,
-    usage: Lenient<WireUsage>,
-    error: Lenient<ErrorBody<'a>>,
-    /// Azure's first chunk: prompt filter verdicts, no choices, no usage.
-    prompt_filter_results: Lenient<IgnoredAny>,
+json_struct! {
+    struct ChatResponse<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "id",
+        model: LenientStr<'a> = "model",
+        /// `"error"` on vLLM's older top-level error body `{"object":"error","type":…,"code":400}`.
+        object: LenientStr<'a> = "object",
+        kind: LenientStr<'a> = "type",
+        service_tier: LenientStr<'a> = "service_tier",
+        system_fingerprint: LenientStr<'a> = "system_fingerprint",
+        choices: Lenient<Vec<Lenient<Choice<'a>>>> = "choices",
+        usage: Lenient<WireUsage> = "usage",
+        error: Lenient<ErrorBody<'a>> = "error",
+        /// Azure's first chunk: prompt filter verdicts, no choices, no usage.
+        prompt_filter_results: Lenient<IgnoredAny> = "prompt_filter_results",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Choice<'a> {
-    index: Lenient<u64>,
-    #[serde(borrow)]
-    finish_reason: LenientStr<'a>,
-    message: Lenient<ChoiceMessage<'a>>,
-    delta: Lenient<ChoiceMessage<'a>>,
-    /// Legacy Completions (and Mistral FIM in its completion form).
-    text: LenientStr<'a>,
+json_struct! {
+    struct Choice<'a> {
+        index: Lenient<u64> = "index",
+        #[serde(borrow)]
+        finish_reason: LenientStr<'a> = "finish_reason",
+        message: Lenient<ChoiceMessage<'a>> = "message",
+        delta: Lenient<ChoiceMessage<'a>> = "delta",
+        /// Legacy Completions (and Mistral FIM in its completion form).
+        text: LenientStr<'a> = "text",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ChoiceMessage<'a> {
-    /// A string for OpenAI; Mistral may send a list of typed parts.
-    content: Lenient<TextContent<'a>>,
-    #[serde(borrow)]
-    refusal: LenientStr<'a>,
-    tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>>,
+json_struct! {
+    struct ChoiceMessage<'a> {
+        /// A string for OpenAI; Mistral may send a list of typed parts.
+        content: Lenient<TextContent<'a>> = "content",
+        #[serde(borrow)]
+        refusal: LenientStr<'a> = "refusal",
+        tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>> = "tool_calls",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct WireToolCall<'a> {
-    #[serde(borrow)]
-    id: LenientStr<'a>,
-    function: Lenient<Named<'a>>,
+json_struct! {
+    struct WireToolCall<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "id",
+        function: Lenient<Named<'a>> = "function",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(crate) struct ErrorBody<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    code: LenientStr<'a>,
+json_struct! {
+    pub(crate) struct ErrorBody<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        code: LenientStr<'a> = "code",
+    }
 }
 
 impl ErrorBody<'_> {
@@ -796,7 +803,7 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
         }
     }
     let spare = Spare::default();
-    if let Some(c) = parse::<ChatResponse<'_>>(body, &spare) {
+    if let Some(c) = read::<ChatResponse<'_>>(body, &spare) {
         apply_chunk(c, resp);
     }
 }
@@ -839,7 +846,7 @@ pub(crate) fn frame_with(
         }
     }
     let spare = Spare::default();
-    let Some(c) = parse::<ChatResponse<'_>>(data, &spare) else {
+    let Some(c) = read::<ChatResponse<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     // The include_usage chunk: `choices: []` plus a usage object. Azure's prompt-filter chunk also has

@@ -5,63 +5,64 @@
 //! `gen_ai.response.finish_reasons` read the same values as for Chat Completions.
 
 use super::json::char_count;
-#[cfg(any(test, feature = "reference-reader"))]
-use super::json::two_pass;
-use super::json::{items, parse, prompt_hash, Lenient, LenientStr, Spare, TextContent};
+use super::json::{
+    items, json_struct, prompt_hash, read, Lenient, LenientStr, Read, Spare, TextContent,
+};
 use super::openai::{add_tool_call_once, ErrorBody};
 use super::skim::{self, generated, once, Reader};
+use super::tape;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Request, Response, Route};
 use crate::stream::Frame;
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+#[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
 #[cfg(any(test, feature = "reference-reader"))]
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ResponsesRequest<'a> {
-    #[serde(borrow)]
-    model: LenientStr<'a>,
-    stream: Lenient<bool>,
-    max_output_tokens: Lenient<u64>,
-    temperature: Lenient<f64>,
-    top_p: Lenient<f64>,
-    service_tier: Lenient<String>,
-    instructions: Lenient<TextContent<'a>>,
-    input: Lenient<Input>,
-    tools: Lenient<Vec<Lenient<RequestTool<'a>>>>,
-    reasoning: Lenient<Reasoning>,
-    text: Lenient<TextOptions<'a>>,
+json_struct! {
+    struct ResponsesRequest<'a> {
+        #[serde(borrow)]
+        model: LenientStr<'a> = "model",
+        stream: Lenient<bool> = "stream",
+        max_output_tokens: Lenient<u64> = "max_output_tokens",
+        temperature: Lenient<f64> = "temperature",
+        top_p: Lenient<f64> = "top_p",
+        service_tier: Lenient<String> = "service_tier",
+        instructions: Lenient<TextContent<'a>> = "instructions",
+        input: Lenient<Input> = "input",
+        tools: Lenient<Vec<Lenient<RequestTool<'a>>>> = "tools",
+        reasoning: Lenient<Reasoning> = "reasoning",
+        text: Lenient<TextOptions<'a>> = "text",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RequestTool<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    name: LenientStr<'a>,
+json_struct! {
+    struct RequestTool<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        name: LenientStr<'a> = "name",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Reasoning {
-    effort: Lenient<String>,
+json_struct! {
+    struct Reasoning {
+        effort: Lenient<String> = "effort",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct TextOptions<'a> {
-    #[serde(borrow)]
-    format: Lenient<Format<'a>>,
+json_struct! {
+    struct TextOptions<'a> {
+        #[serde(borrow)]
+        format: Lenient<Format<'a>> = "format",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Format<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
+json_struct! {
+    struct Format<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+    }
 }
 
 /// `input`: a plain string (one user message) or a list of items. Only message items carry prompt text.
@@ -71,13 +72,13 @@ struct Input {
     messages: Vec<(String, String)>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct InputItem<'a> {
-    #[serde(borrow)]
-    role: LenientStr<'a>,
-    /// A string or a list of `input_text` parts (`{"type":"input_text","text":…}`).
-    content: Lenient<TextContent<'a>>,
+json_struct! {
+    struct InputItem<'a> {
+        #[serde(borrow)]
+        role: LenientStr<'a> = "role",
+        /// A string or a list of `input_text` parts (`{"type":"input_text","text":…}`).
+        content: Lenient<TextContent<'a>> = "content",
+    }
 }
 
 impl Input {
@@ -94,13 +95,27 @@ impl Input {
     }
 }
 
+impl<'de> Read<'de> for Input {
+    /// Text is one user message, a list its items; anything else no input.
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        let mut input = Input::default();
+        if let Some(s) = v.str() {
+            input.messages.push(("user".to_owned(), s.into_owned()));
+            return Some(input);
+        }
+        let _ = v.items(&mut |item| {
+            let item = Lenient::<InputItem<'de>>::read(item).and_then(Lenient::get);
+            input.push_items(item.into_iter());
+            Some(())
+        });
+        Some(input)
+    }
+}
+
+#[cfg(any(test, feature = "reference-reader"))]
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[cfg(any(test, feature = "reference-reader"))]
-        if two_pass() {
-            return input_from_raw(d);
-        }
-        d.deserialize_any(InputVisitor)
+        input_from_raw(d)
     }
 }
 
@@ -123,54 +138,11 @@ fn input_from_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Input, D::Error> {
     }
 }
 
-/// The single pass reading of `Input` (see `json::two_pass`): the same results as the raw text reading.
-struct InputVisitor;
-
-impl<'de> Visitor<'de> for InputVisitor {
-    type Value = Input;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a string or a list of input items")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Input, E> {
-        Ok(Input {
-            messages: vec![("user".to_owned(), v.to_owned())],
-        })
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Input, A::Error> {
-        let mut input = Input::default();
-        while let Some(item) = seq.next_element::<Lenient<InputItem<'de>>>()? {
-            input.push_items(item.get().into_iter());
-        }
-        Ok(input)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Input, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Input::default())
-    }
-    fn visit_unit<E>(self) -> Result<Input, E> {
-        Ok(Input::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Input, E> {
-        Ok(Input::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Input, E> {
-        Ok(Input::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Input, E> {
-        Ok(Input::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Input, E> {
-        Ok(Input::default())
-    }
-}
-
 /// Read a Responses request. The system prompt hash covers `instructions` followed by any `system` or
 /// `developer` input messages (the two ways the API takes a system prompt), joined as for Chat.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     let spare = Spare::default();
-    let Some(r) = parse::<ResponsesRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<ResponsesRequest<'_>>(body, &spare) else {
         return;
     };
     req.model = r
@@ -228,48 +200,48 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     }
 }
 
-/// The response object: a whole body, or the `response` member of a stream event.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ResponseObject<'a> {
-    #[serde(borrow)]
-    id: LenientStr<'a>,
-    model: LenientStr<'a>,
-    status: LenientStr<'a>,
-    service_tier: LenientStr<'a>,
-    incomplete_details: Lenient<IncompleteDetails<'a>>,
-    /// `{code, message}` on a failed response; `{type, code, message, param}` on an HTTP error body.
-    error: Lenient<ErrorBody<'a>>,
-    usage: Lenient<ResponsesUsage>,
-    output: Lenient<Vec<Lenient<OutputItem<'a>>>>,
+json_struct! {
+    /// The response object: a whole body, or the `response` member of a stream event.
+    struct ResponseObject<'a> {
+        #[serde(borrow)]
+        id: LenientStr<'a> = "id",
+        model: LenientStr<'a> = "model",
+        status: LenientStr<'a> = "status",
+        service_tier: LenientStr<'a> = "service_tier",
+        incomplete_details: Lenient<IncompleteDetails<'a>> = "incomplete_details",
+        /// `{code, message}` on a failed response; `{type, code, message, param}` on an HTTP error body.
+        error: Lenient<ErrorBody<'a>> = "error",
+        usage: Lenient<ResponsesUsage> = "usage",
+        output: Lenient<Vec<Lenient<OutputItem<'a>>>> = "output",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct IncompleteDetails<'a> {
-    #[serde(borrow)]
-    reason: LenientStr<'a>,
+json_struct! {
+    struct IncompleteDetails<'a> {
+        #[serde(borrow)]
+        reason: LenientStr<'a> = "reason",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ResponsesUsage {
-    input_tokens: Lenient<u64>,
-    output_tokens: Lenient<u64>,
-    input_tokens_details: Lenient<InputDetails>,
-    output_tokens_details: Lenient<OutputDetails>,
+json_struct! {
+    struct ResponsesUsage {
+        input_tokens: Lenient<u64> = "input_tokens",
+        output_tokens: Lenient<u64> = "output_tokens",
+        input_tokens_details: Lenient<InputDetails> = "input_tokens_details",
+        output_tokens_details: Lenient<OutputDetails> = "output_tokens_details",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct InputDetails {
-    cached_tokens: Lenient<u64>,
+json_struct! {
+    struct InputDetails {
+        cached_tokens: Lenient<u64> = "cached_tokens",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OutputDetails {
-    reasoning_tokens: Lenient<u64>,
+json_struct! {
+    struct OutputDetails {
+        reasoning_tokens: Lenient<u64> = "reasoning_tokens",
+    }
 }
 
 impl ResponsesUsage {
@@ -287,22 +259,22 @@ impl ResponsesUsage {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OutputItem<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    call_id: LenientStr<'a>,
-    name: LenientStr<'a>,
-    content: Lenient<Vec<Lenient<OutputPart<'a>>>>,
+json_struct! {
+    struct OutputItem<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        call_id: LenientStr<'a> = "call_id",
+        name: LenientStr<'a> = "name",
+        content: Lenient<Vec<Lenient<OutputPart<'a>>>> = "content",
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct OutputPart<'a> {
-    #[serde(borrow)]
-    text: LenientStr<'a>,
-    refusal: LenientStr<'a>,
+json_struct! {
+    struct OutputPart<'a> {
+        #[serde(borrow)]
+        text: LenientStr<'a> = "text",
+        refusal: LenientStr<'a> = "refusal",
+    }
 }
 
 impl OutputItem<'_> {
@@ -390,24 +362,24 @@ fn apply_object(o: ResponseObject<'_>, resp: &mut Response, count_text: bool) {
 /// Read a whole Responses body or an error body.
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     let spare = Spare::default();
-    if let Some(o) = parse::<ResponseObject<'_>>(body, &spare) {
+    if let Some(o) = read::<ResponseObject<'_>>(body, &spare) {
         apply_object(o, resp, true);
     }
 }
 
-/// One streamed event: `event: <type>` + `data: {"type":<type>, "sequence_number":…, …}`.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Event<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: LenientStr<'a>,
-    response: Lenient<ResponseObject<'a>>,
-    delta: LenientStr<'a>,
-    item: Lenient<OutputItem<'a>>,
-    /// The `error` event: `{"type":"error","code":…,"message":…,"param":…}`.
-    code: LenientStr<'a>,
-    /// Some gateways nest it: `{"type":"error","error":{"type":…,"code":…}}`.
-    error: Lenient<ErrorBody<'a>>,
+json_struct! {
+    /// One streamed event: `event: <type>` + `data: {"type":<type>, "sequence_number":…, …}`.
+    struct Event<'a> {
+        #[serde(borrow)]
+        kind: LenientStr<'a> = "type",
+        response: Lenient<ResponseObject<'a>> = "response",
+        delta: LenientStr<'a> = "delta",
+        item: Lenient<OutputItem<'a>> = "item",
+        /// The `error` event: `{"type":"error","code":…,"message":…,"param":…}`.
+        code: LenientStr<'a> = "code",
+        /// Some gateways nest it: `{"type":"error","error":{"type":…,"code":…}}`.
+        error: Lenient<ErrorBody<'a>> = "error",
+    }
 }
 
 /// Read one streamed event. The terminal events carry the full response object (usage, status, output).
@@ -443,7 +415,7 @@ pub(crate) fn frame_with(
         }
     }
     let spare = Spare::default();
-    let Some(ev) = parse::<Event<'_>>(data, &spare) else {
+    let Some(ev) = read::<Event<'_>>(data, &spare) else {
         return FrameOutcome::default();
     };
     // The data's `type` is authoritative; the SSE event name is the fallback.

@@ -25,11 +25,14 @@
 //! Nothing here can panic: the builder is iterative (no recursion, so no nesting limit is needed; the
 //! tape is at most one token per two bytes of input), and every index goes through `get`.
 
-use super::json::Rejected;
 use super::skim;
+#[cfg(test)]
 use serde::de::value::BorrowedStrDeserializer;
+#[cfg(test)]
 use serde::de::{DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+#[cfg(test)]
 use serde::Deserializer;
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,9 +80,12 @@ pub fn read<'de, R>(text: &'de str, f: impl FnOnce(Value<'_, 'de>) -> R) -> Opti
         Ok(mut tape) => {
             let tape = &mut *tape;
             let out = build(text, tape).map(|()| {
-                f(Value {
+                let doc = Doc {
                     text,
                     toks: &tape.toks,
+                };
+                f(Value {
+                    doc: &doc,
                     at: 0,
                     key: false,
                 })
@@ -93,9 +99,12 @@ pub fn read<'de, R>(text: &'de str, f: impl FnOnce(Value<'_, 'de>) -> R) -> Opti
         Err(_) => {
             let mut tape = Tape::default();
             build(text, &mut tape)?;
-            Some(f(Value {
+            let doc = Doc {
                 text,
                 toks: &tape.toks,
+            };
+            Some(f(Value {
+                doc: &doc,
                 at: 0,
                 key: false,
             }))
@@ -359,19 +368,84 @@ fn number(raw: &str) -> Option<Number> {
     serde_json::from_str::<f64>(raw).ok().map(Number::F64)
 }
 
+/// A member key's hash for `key_table`: its length and first and last bytes, which tell apart almost
+/// all the keys of one struct at the cost of three loads (the table resolves the rest).
+pub const fn key_hash(key: &[u8]) -> u32 {
+    match key {
+        [first, .., last] => (key.len() as u32) ^ (*first as u32) << 8 ^ (*last as u32) << 16,
+        [only] => 1 ^ (*only as u32) << 8,
+        [] => 0,
+    }
+}
+
+/// The size of `key_table(keys)`: a power of two at least twice the number of keys (a struct's fields'
+/// names and aliases), so that every probe sequence meets an empty slot.
+pub const fn key_table_size(keys: &[&[&str]]) -> usize {
+    let (mut n, mut rest) = (0usize, keys);
+    while let [k, tail @ ..] = rest {
+        n += k.len();
+        rest = tail;
+    }
+    (2 * n + 1).next_power_of_two()
+}
+
+/// An open-addressing table of the keys' hashes: a slot holds a key's hash and its field + 1, or 0 when
+/// empty (`json_struct!`; evaluated at compile time only, where an index out of bounds fails the build).
+#[allow(clippy::indexing_slicing)]
+pub const fn key_table<const N: usize>(keys: &[&[&str]]) -> [(u32, usize); N] {
+    let mut out = [(0u32, 0usize); N];
+    let mut i = 0;
+    while i < keys.len() {
+        let mut j = 0;
+        while j < keys[i].len() {
+            let h = key_hash(keys[i][j].as_bytes());
+            let mut slot = h as usize & (N - 1);
+            while out[slot].1 != 0 {
+                slot = (slot + 1) & (N - 1);
+            }
+            out[slot] = (h, i + 1);
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The field named `name` in `keys`, through its `key_table`.
+fn find_key(keys: &[&[&str]], table: &[(u32, usize)], name: &str) -> Option<usize> {
+    let h = key_hash(name.as_bytes());
+    let mask = table.len().checked_sub(1)?;
+    let mut slot = h as usize & mask;
+    // At most half the slots are taken, so an empty one ends every probe; the bound is for totality.
+    for _ in 0..table.len() {
+        let &(kh, field) = table.get(slot)?;
+        let i = field.checked_sub(1)?;
+        if kh == h && keys.get(i).is_some_and(|k| k.contains(&name)) {
+            return Some(i);
+        }
+        slot = (slot + 1) & mask;
+    }
+    None
+}
+
 /// A value on the tape: the deserializer the provider types are read with. `key`: a member's key, which
 /// names no field when it cannot be read rather than being `null`.
 #[derive(Clone, Copy)]
 pub struct Value<'t, 'de> {
-    text: &'de str,
-    toks: &'t [Tok],
+    doc: &'t Doc<'t, 'de>,
     at: u32,
     key: bool,
 }
 
+/// The text and its tape.
+struct Doc<'t, 'de> {
+    text: &'de str,
+    toks: &'t [Tok],
+}
+
 impl<'t, 'de> Value<'t, 'de> {
     fn tok(&self) -> Option<Tok> {
-        self.toks.get(usize::try_from(self.at).ok()?).copied()
+        self.doc.toks.get(self.at as usize).copied()
     }
 
     fn at(&self, at: u32) -> Value<'t, 'de> {
@@ -380,18 +454,18 @@ impl<'t, 'de> Value<'t, 'de> {
 
     /// The value's text.
     fn raw(&self, t: Tok) -> Option<&'de str> {
-        self.text
-            .get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)
+        self.doc.text.get(t.start as usize..t.end as usize)
     }
 
     /// A string token's text between its quotes.
     fn inner(&self, t: Tok) -> Option<&'de str> {
-        let raw = self.raw(t)?;
-        raw.get(1..raw.len().checked_sub(1)?)
+        self.doc
+            .text
+            .get(t.start as usize + 1..(t.end as usize).checked_sub(1)?)
     }
 
     /// Whether serde_json would read this value as `null` (sanitised tokens included).
-    fn is_null(&self, t: Tok) -> bool {
+    fn null_token(&self, t: Tok) -> bool {
         match t.kind {
             Kind::Null => true,
             Kind::Num => self.raw(t).and_then(number).is_none(),
@@ -403,6 +477,7 @@ impl<'t, 'de> Value<'t, 'de> {
     }
 
     /// Visit a container's elements through `access`, then fail if the visitor left any unread.
+    #[cfg(test)]
     fn container<V: Visitor<'de>>(self, t: Tok, v: V) -> Result<V::Value, Rejected> {
         let mut items = Items {
             value: self.at(self.at.checked_add(1).ok_or(Rejected)?),
@@ -421,6 +496,159 @@ impl<'t, 'de> Value<'t, 'de> {
     }
 }
 
+/// What the provider types read (`json::Read`): each accessor takes the value as serde's reader of that type
+/// takes it from serde_json, and is None where that reader fails.
+impl<'t, 'de> Value<'t, 'de> {
+    /// `null`, or a token serde_json refuses (read as `null`).
+    pub fn is_null(&self) -> bool {
+        self.tok().is_none_or(|t| self.null_token(t))
+    }
+
+    /// A string (`String`, `Cow<str>`): borrowed when it has no escapes.
+    pub fn str(&self) -> Option<Cow<'de, str>> {
+        let t = self.tok()?;
+        match t.kind {
+            Kind::Str => self.inner(t).map(Cow::Borrowed),
+            Kind::Escaped => self.inner(t).and_then(unescape).map(Cow::Owned),
+            _ => None,
+        }
+    }
+
+    /// A string without escapes (what `&str` takes: serde borrows it only then).
+    pub fn plain_str(&self) -> Option<&'de str> {
+        let t = self.tok()?;
+        (t.kind == Kind::Str).then(|| self.inner(t))?
+    }
+
+    pub fn bool(&self) -> Option<bool> {
+        match self.tok()?.kind {
+            Kind::True => Some(true),
+            Kind::False => Some(false),
+            _ => None,
+        }
+    }
+
+    fn number(&self) -> Option<Number> {
+        let t = self.tok()?;
+        (t.kind == Kind::Num).then(|| self.raw(t).and_then(number))?
+    }
+
+    /// A non-negative integer (serde's u64 refuses floats and negatives).
+    pub fn u64(&self) -> Option<u64> {
+        match self.number()? {
+            Number::U64(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn i64(&self) -> Option<i64> {
+        match self.number()? {
+            Number::U64(n) => i64::try_from(n).ok(),
+            Number::I64(n) => Some(n),
+            Number::F64(_) => None,
+        }
+    }
+
+    /// Any number (serde's f64 takes integers too).
+    pub fn f64(&self) -> Option<f64> {
+        Some(match self.number()? {
+            Number::U64(n) => n as f64,
+            Number::I64(n) => n as f64,
+            Number::F64(n) => n,
+        })
+    }
+
+    /// The value's JSON text (what `&RawValue` borrows).
+    pub fn raw_text(&self) -> Option<&'de str> {
+        self.raw(self.tok()?)
+    }
+
+    /// Hand each element of an array to `f`, stopping at its first None; None for any other value.
+    pub fn items(&self, f: &mut dyn FnMut(Value<'t, 'de>) -> Option<()>) -> Option<()> {
+        let t = self.tok()?;
+        (t.kind == Kind::Arr).then_some(())?;
+        let mut at = self.at.checked_add(1)?;
+        while at < t.next {
+            let item = self.at(at);
+            at = item.tok()?.next;
+            f(item)?;
+        }
+        Some(())
+    }
+
+    /// A struct's fields as serde's derived reader (with `#[serde(default)]`) finds them: from an object,
+    /// the value of each member whose key is one of `keys[i]` (a field's name and aliases) goes to `f(i, _)`,
+    /// other members are skipped, and a field named twice fails; from an array, element `i` goes to
+    /// `f(i, _)`, and more elements than fields fail. Any other value fails, as does `f`. At most 64 fields.
+    /// `table` (`key_table(keys)`) finds a key by its hash, so a member costs one string comparison at most.
+    pub fn fields(
+        &self,
+        keys: &[&[&str]],
+        table: &[(u32, usize)],
+        f: &mut dyn FnMut(usize, Value<'t, 'de>) -> Option<()>,
+    ) -> Option<()> {
+        let t = self.tok()?;
+        let mut at = self.at.checked_add(1)?;
+        match t.kind {
+            Kind::Obj => {
+                let mut seen = 0u64;
+                while at < t.next {
+                    let key = self.at(at);
+                    let value = self.at(at.checked_add(1)?);
+                    at = value.tok()?.next;
+                    // A key that cannot be unescaped names no field.
+                    let name = key.str();
+                    let name = name.as_deref().unwrap_or("");
+                    let Some(i) = find_key(keys, table, name) else {
+                        continue;
+                    };
+                    let bit = 1u64.checked_shl(u32::try_from(i).ok()?)?;
+                    (seen & bit == 0).then_some(())?;
+                    seen |= bit;
+                    f(i, value)?;
+                }
+                Some(())
+            }
+            Kind::Arr => {
+                let mut i = 0usize;
+                while at < t.next {
+                    (i < keys.len()).then_some(())?;
+                    let item = self.at(at);
+                    at = item.tok()?.next;
+                    f(i, item)?;
+                    i += 1;
+                }
+                Some(())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The error of the tape's serde view (tests: it checks the tape against serde_json): it only says "not
+/// this type".
+#[cfg(test)]
+#[derive(Debug)]
+pub struct Rejected;
+
+#[cfg(test)]
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rejected")
+    }
+}
+
+#[cfg(test)]
+impl std::error::Error for Rejected {}
+
+#[cfg(test)]
+impl serde::de::Error for Rejected {
+    fn custom<M: std::fmt::Display>(_msg: M) -> Self {
+        Rejected
+    }
+}
+
+#[cfg(test)]
 impl<'de> Deserializer<'de> for Value<'_, 'de> {
     type Error = Rejected;
 
@@ -448,7 +676,7 @@ impl<'de> Deserializer<'de> for Value<'_, 'de> {
 
     fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Rejected> {
         let t = self.tok().ok_or(Rejected)?;
-        if self.is_null(t) {
+        if self.null_token(t) {
             v.visit_none()
         } else {
             v.visit_some(self)
@@ -501,12 +729,16 @@ impl<'de> Deserializer<'de> for Value<'_, 'de> {
     }
 }
 
+#[cfg(test)]
 /// serde_json's name for its raw value (`serde_json::value::RawValue`'s deserialization asks for a newtype
 /// struct of this name, then for a map with this key and the raw text as its value).
+#[cfg(test)]
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
+#[cfg(test)]
 struct RawMap<'de>(Option<&'de str>);
 
+#[cfg(test)]
 impl<'de> MapAccess<'de> for RawMap<'de> {
     type Error = Rejected;
 
@@ -527,6 +759,7 @@ impl<'de> MapAccess<'de> for RawMap<'de> {
     }
 }
 
+#[cfg(test)]
 /// The elements of an array, or the members of an object (key and value tokens in turn).
 struct Items<'t, 'de> {
     /// The next element, or key.
@@ -537,6 +770,7 @@ struct Items<'t, 'de> {
     pending: Option<u32>,
 }
 
+#[cfg(test)]
 impl<'t, 'de> Items<'t, 'de> {
     /// The next token, stepping over it.
     fn step(&mut self) -> Option<Value<'t, 'de>> {
@@ -549,6 +783,7 @@ impl<'t, 'de> Items<'t, 'de> {
     }
 }
 
+#[cfg(test)]
 impl<'de> SeqAccess<'de> for Items<'_, 'de> {
     type Error = Rejected;
 
@@ -563,6 +798,7 @@ impl<'de> SeqAccess<'de> for Items<'_, 'de> {
     }
 }
 
+#[cfg(test)]
 impl<'de> MapAccess<'de> for Items<'_, 'de> {
     type Error = Rejected;
 
