@@ -3,31 +3,20 @@
 //! generate more than the budget allows.
 
 use crate::call::Api;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use std::borrow::Cow;
 
-/// Object members in order, values raw (borrowed from the body, so their position is known).
-struct Members<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(k) = m.next_key::<String>()? {
-                    let v: &'de RawValue = m.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
+/// The members of the JSON object `obj` in order, keys unescaped and values raw (borrowed from `obj`, so
+/// their position is known); None when `obj` is not one JSON object.
+fn members(obj: &[u8]) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    let text = std::str::from_utf8(obj).ok()?;
+    crate::providers::tape::read(text, |v| {
+        let mut out = Vec::new();
+        v.members(&mut |k, v| {
+            out.push((k.str()?, v.raw_text()?));
+            Some(())
+        })?;
+        Some(out)
+    })?
 }
 
 /// The path of the max-output-tokens field, and alternatives already in the body take precedence.
@@ -87,12 +76,12 @@ fn has_path(obj: &[u8], path: &[&str]) -> bool {
     let Some((first, rest)) = path.split_first() else {
         return true;
     };
-    let Ok(m) = serde_json::from_slice::<Members<'_>>(obj) else {
+    let Some(m) = members(obj) else {
         return false;
     };
-    m.0.iter()
+    m.iter()
         .find(|(k, _)| k == first)
-        .is_some_and(|(_, v)| has_path(v.get().as_bytes(), rest))
+        .is_some_and(|(_, v)| has_path(v.as_bytes(), rest))
 }
 
 /// Set `path` in the JSON object `obj` to the literal `value`, creating missing levels. None when the body
@@ -100,15 +89,15 @@ fn has_path(obj: &[u8], path: &[&str]) -> bool {
 /// be ambiguous; the caller then refuses rather than guesses).
 fn set_path(obj: &[u8], path: &[&str], value: &str) -> Option<Vec<u8>> {
     let (first, rest) = path.split_first()?;
-    let members: Members<'_> = serde_json::from_slice(obj).ok()?;
-    let mut found = members.0.iter().filter(|(k, _)| k == first);
+    let members = members(obj)?;
+    let mut found = members.iter().filter(|(k, _)| k == first);
     let hit = found.next();
     if found.next().is_some() {
         return None;
     }
     match hit {
         Some((_, raw)) => {
-            let text = raw.get();
+            let text = *raw;
             let at = offset(obj, text)?;
             let replacement = if rest.is_empty() {
                 value.as_bytes().to_vec()
@@ -119,12 +108,14 @@ fn set_path(obj: &[u8], path: &[&str], value: &str) -> Option<Vec<u8>> {
         }
         None => {
             // New member right after the opening brace.
-            let mut member = format!("{}:", serde_json::to_string(first).ok()?);
+            // The paths are plain identifiers: quoting them is their JSON.
+            let mut member = format!("\"{first}\":");
             let mut close = String::new();
             for level in rest {
                 member.push('{');
-                member.push_str(&serde_json::to_string(level).ok()?);
-                member.push(':');
+                member.push('"');
+                member.push_str(level);
+                member.push_str("\":");
                 close.push('}');
             }
             member.push_str(value);

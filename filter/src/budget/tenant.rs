@@ -112,16 +112,24 @@ fn struct_field(bytes: &[u8], claim: &str) -> Option<Option<PbValue>> {
     Some(found)
 }
 
-/// Render a JSON scalar claim as a tenant candidate (strings as is, integers in decimal).
-fn claim_from_json(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .map(|u| u.to_string())
-            .or_else(|| n.as_i64().map(|i| i.to_string())),
-        _ => None,
-    }
+/// Claim `claim` of a JSON object as a tenant candidate (strings as is, integers in decimal; the last one
+/// when the key repeats); None when `bytes` is not a JSON object.
+fn claim_from_json(bytes: &[u8], claim: &str) -> Option<Option<String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    crate::providers::tape::read(text, |obj| {
+        let mut found = None;
+        obj.members(&mut |k, v| {
+            if k.str().as_deref() == Some(claim) {
+                found = v
+                    .str()
+                    .map(std::borrow::Cow::into_owned)
+                    .or_else(|| v.u64().map(|u| u.to_string()))
+                    .or_else(|| v.i64().map(|i| i.to_string()));
+            }
+            Some(())
+        })?;
+        Some(found)
+    })?
 }
 
 /// Envoy returns a map-valued property (a `google.protobuf.Struct` seen through CEL) in the proxy-wasm pairs
@@ -180,9 +188,8 @@ pub fn claim_from_metadata(bytes: &[u8], claim: &str) -> Option<String> {
             .and_then(|(_, v)| claim_from_pair_value(v));
     }
     if bytes.first() == Some(&b'{') {
-        if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(bytes)
-        {
-            return m.get(claim).and_then(claim_from_json);
+        if let Some(found) = claim_from_json(bytes, claim) {
+            return found;
         }
     }
     let v = struct_field(bytes, claim)??;
@@ -301,6 +308,14 @@ mod tests {
         assert_eq!(claim_from_metadata(&bytes, "missing"), None);
         assert_eq!(claim_from_metadata(b"\xff\xff\xff", "sub"), None);
         assert_eq!(claim_from_metadata(b"", "sub"), None);
+        // A JSON object: scalar claims, integers in decimal, the last of a repeated key.
+        let json = br#"{"sub":"team-a","n":7,"neg":-3,"f":1.5,"o":{},"d":"x","d":"team-\u0062"}"#;
+        let claim = |c| claim_from_metadata(json, c);
+        assert_eq!(claim("sub").as_deref(), Some("team-a"));
+        assert_eq!(claim("n").as_deref(), Some("7"));
+        assert_eq!(claim("neg").as_deref(), Some("-3"));
+        assert_eq!((claim("f"), claim("o"), claim("missing")), (None, None, None));
+        assert_eq!(claim("d").as_deref(), Some("team-b"));
     }
 
     /// The hand-written Struct reader accepts and rejects what prost does and finds the same value: every

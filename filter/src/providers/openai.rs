@@ -569,18 +569,30 @@ pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
         return Some(out);
     };
     let text = raw.get();
-    let mut opts = match serde_json::from_str::<serde_json::Value>(text).ok()? {
-        serde_json::Value::Object(m) => m,
-        // `null` or a wrong type: the provider would reject it anyway; replace it with a valid object.
-        _ => serde_json::Map::new(),
-    };
-    if opts.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
+    // The new `stream_options`: `include_usage` true, and every other member as written. `null` or a wrong
+    // type, which the provider would reject anyway, becomes a valid object.
+    let mut value = Vec::with_capacity(text.len().saturating_add(INCLUDE_USAGE_MEMBER.len()));
+    value.extend_from_slice(br#"{"include_usage":true"#);
+    let asked = tape::read(text, |opts| {
+        let mut asked = false;
+        let _ = opts.members(&mut |k, v| {
+            if k.str().as_deref() == Some("include_usage") {
+                asked |= v.bool() == Some(true);
+            } else {
+                value.push(b',');
+                value.extend_from_slice(k.raw_text()?.as_bytes());
+                value.push(b':');
+                value.extend_from_slice(v.raw_text()?.as_bytes());
+            }
+            Some(())
+        });
+        asked
+    })?;
+    if asked {
         return None;
     }
-    opts.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
-    let value = serde_json::to_vec(&serde_json::Value::Object(opts)).ok()?;
-    // The raw value borrows from `body` (or its sanitised copy, laid out alike): its address gives its
-    // position. The copy's text differs from the body's only where it held a token serde cannot read.
+    value.push(b'}');
+    // The raw value borrows from `body`: its address gives its position.
     let start = spare.offset(body, text)?;
     let (head, rest) = body.split_at_checked(start)?;
     let tail = rest.strip_prefix(text.as_bytes())?;
@@ -1615,6 +1627,13 @@ mod tests {
                 body,
                 serde_json::json!({"include_usage": true, "continuous_usage_stats": true})
             )
+        );
+        // The other members are kept as written (order, number spelling, escapes).
+        let body = r#"{"stream":true,"stream_options":{"z":1.50,"include_usage":false,"a\u0041":[]}}"#;
+        let out = inject_include_usage(body.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"stream":true,"stream_options":{"include_usage":true,"z":1.50,"a\u0041":[]}}"#
         );
         let body = r#"{"stream":true, "stream_options" : null ,"model":"m"}"#;
         let out = inject_include_usage(body.as_bytes()).unwrap();

@@ -576,6 +576,24 @@ impl<'t, 'de> Value<'t, 'de> {
         Some(())
     }
 
+    /// Hand each member of an object to `f` as key and value, stopping at its first None; None for any
+    /// other value.
+    pub fn members(
+        &self,
+        f: &mut dyn FnMut(Value<'t, 'de>, Value<'t, 'de>) -> Option<()>,
+    ) -> Option<()> {
+        let t = self.tok()?;
+        (t.kind == Kind::Obj).then_some(())?;
+        let mut at = self.at.checked_add(1)?;
+        while at < t.next {
+            let key = self.at(at);
+            let value = self.at(at.checked_add(1)?);
+            at = value.tok()?.next;
+            f(key, value)?;
+        }
+        Some(())
+    }
+
     /// A struct's fields as serde's derived reader (with `#[serde(default)]`) finds them: from an object,
     /// the value of each member whose key is one of `keys[i]` (a field's name and aliases) goes to `f(i, _)`,
     /// other members are skipped, and a field named twice fails; from an array, element `i` goes to
