@@ -2,13 +2,13 @@
 //! configuration (Envoy then refuses the listener update or fails start-up) with a message naming the key.
 
 use crate::call::Api;
+use crate::providers::tape;
 use crate::providers::RouteRule;
-use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Which generation of GenAI semantic-convention names to emit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Semconv {
     /// The widely deployed names (semconv v1.37–v1.41): what today's dashboards key on.
     #[default]
@@ -18,8 +18,7 @@ pub enum Semconv {
 }
 
 /// Body compression of OTLP export requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Compression {
     #[default]
     None,
@@ -95,9 +94,10 @@ impl Default for Config {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct Raw {
+/// The plugin JSON as read, before validation. `tenant`, `budgets` and `pricing` stay on the tape until
+/// validation reaches them, so that their errors come in the order of the checks.
+#[derive(Default)]
+struct Raw<'t, 'de> {
     service_name: Option<String>,
     resource: BTreeMap<String, String>,
     otlp: Option<RawOtlp>,
@@ -113,13 +113,74 @@ struct Raw {
     max_request_body: Option<u64>,
     max_response_body: Option<u64>,
     max_event: Option<u64>,
-    tenant: Option<serde_json::Value>,
-    budgets: Option<serde_json::Value>,
-    pricing: Option<serde_json::Value>,
+    tenant: Option<Json<'t, 'de>>,
+    budgets: Option<Json<'t, 'de>>,
+    pricing: Option<Json<'t, 'de>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl<'t, 'de> Raw<'t, 'de> {
+    fn read(v: Json<'t, 'de>) -> Result<Self, ConfigError> {
+        let mut r = Raw::default();
+        object(
+            v,
+            &[
+                "service_name",
+                "resource",
+                "otlp",
+                "routes",
+                "include_usage",
+                "capture_content",
+                "max_content_bytes",
+                "redaction",
+                "conversation_id_header",
+                "semconv",
+                "emit_gen_ai_system",
+                "sampling_ratio",
+                "max_request_body",
+                "max_response_body",
+                "max_event",
+                "tenant",
+                "budgets",
+                "pricing",
+            ],
+            &mut |i, v| {
+                match i {
+                    0 => r.service_name = opt(v, string)?,
+                    1 => r.resource = string_map(v)?,
+                    2 => r.otlp = opt(v, RawOtlp::read)?,
+                    3 => {
+                        let routes = &mut r.routes;
+                        items(v, &mut |v| {
+                            routes.push(RawRoute::read(v)?);
+                            Ok(())
+                        })?;
+                    }
+                    4 => r.include_usage = opt(v, boolean)?,
+                    5 => r.capture_content = boolean(v)?,
+                    6 => r.max_content_bytes = opt(v, uint)?,
+                    7 => r.redaction = opt(v, crate::redact::RawRedaction::read)?,
+                    8 => r.conversation_id_header = opt(v, string)?,
+                    9 => {
+                        if variant(v, &["default", "latest"])? == 1 {
+                            r.semconv = Semconv::Latest;
+                        }
+                    }
+                    10 => r.emit_gen_ai_system = boolean(v)?,
+                    11 => r.sampling_ratio = opt(v, float)?,
+                    12 => r.max_request_body = opt(v, uint)?,
+                    13 => r.max_response_body = opt(v, uint)?,
+                    14 => r.max_event = opt(v, uint)?,
+                    15 => r.tenant = opt(v, Ok)?,
+                    16 => r.budgets = opt(v, Ok)?,
+                    _ => r.pricing = opt(v, Ok)?,
+                }
+                Ok(())
+            },
+        )?;
+        Ok(r)
+    }
+}
+
 struct RawOtlp {
     cluster: String,
     authority: Option<String>,
@@ -129,23 +190,106 @@ struct RawOtlp {
     flush_interval_ms: Option<u64>,
     max_batch: Option<u64>,
     max_queue: Option<u64>,
-    #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
     compression: Compression,
     metrics: Option<bool>,
     metrics_interval_ms: Option<u64>,
     metrics_max_series: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+impl RawOtlp {
+    fn read(v: Json) -> Result<Self, ConfigError> {
+        let mut cluster = None;
+        let mut o = RawOtlp {
+            cluster: String::new(),
+            authority: None,
+            traces_path: None,
+            metrics_path: None,
+            timeout_ms: None,
+            flush_interval_ms: None,
+            max_batch: None,
+            max_queue: None,
+            headers: BTreeMap::new(),
+            compression: Compression::None,
+            metrics: None,
+            metrics_interval_ms: None,
+            metrics_max_series: None,
+        };
+        object(
+            v,
+            &[
+                "cluster",
+                "authority",
+                "traces_path",
+                "metrics_path",
+                "timeout_ms",
+                "flush_interval_ms",
+                "max_batch",
+                "max_queue",
+                "headers",
+                "compression",
+                "metrics",
+                "metrics_interval_ms",
+                "metrics_max_series",
+            ],
+            &mut |i, v| {
+                match i {
+                    0 => cluster = Some(string(v)?),
+                    1 => o.authority = opt(v, string)?,
+                    2 => o.traces_path = opt(v, string)?,
+                    3 => o.metrics_path = opt(v, string)?,
+                    4 => o.timeout_ms = opt(v, uint)?,
+                    5 => o.flush_interval_ms = opt(v, uint)?,
+                    6 => o.max_batch = opt(v, uint)?,
+                    7 => o.max_queue = opt(v, uint)?,
+                    8 => o.headers = string_map(v)?,
+                    9 => {
+                        if variant(v, &["none", "gzip"])? == 1 {
+                            o.compression = Compression::Gzip;
+                        }
+                    }
+                    10 => o.metrics = opt(v, boolean)?,
+                    11 => o.metrics_interval_ms = opt(v, uint)?,
+                    _ => o.metrics_max_series = opt(v, uint)?,
+                }
+                Ok(())
+            },
+        )?;
+        o.cluster = required(cluster, "cluster")?;
+        Ok(o)
+    }
+}
+
 struct RawRoute {
     host: String,
-    #[serde(default)]
     path_prefix: String,
     api: Option<String>,
     provider: String,
+}
+
+impl RawRoute {
+    fn read(v: Json) -> Result<Self, ConfigError> {
+        let (mut host, mut path_prefix, mut api, mut provider) = (None, String::new(), None, None);
+        object(
+            v,
+            &["host", "path_prefix", "api", "provider"],
+            &mut |i, v| {
+                match i {
+                    0 => host = Some(string(v)?),
+                    1 => path_prefix = string(v)?,
+                    2 => api = opt(v, string)?,
+                    _ => provider = Some(string(v)?),
+                }
+                Ok(())
+            },
+        )?;
+        Ok(RawRoute {
+            host: required(host, "host")?,
+            path_prefix,
+            api,
+            provider: required(provider, "provider")?,
+        })
+    }
 }
 
 /// A configuration error: the key path and what is wrong with it.
@@ -176,6 +320,195 @@ fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A value of the plugin JSON, on the token tape.
+pub type Json<'t, 'de> = tape::Value<'t, 'de>;
+
+/// The readers below take values as serde's derived readers (`deny_unknown_fields`) took them from
+/// serde_json, with serde's wording for the errors that users see most, at a fraction of the module size.
+/// An error's key is relative to the value read; each enclosing reader puts its own part in front (`under`).
+///
+/// `e` one level down: its key under `head` (a member's name, or `[i]`).
+pub(crate) fn under(mut e: ConfigError, head: &str) -> ConfigError {
+    let dot = if e.key.is_empty() || e.key.starts_with('[') {
+        ""
+    } else {
+        "."
+    };
+    e.key = format!("{head}{dot}{}", e.key);
+    e
+}
+
+/// What `v` is, as serde's `Unexpected` says it.
+fn unexpected(v: Json) -> String {
+    let raw = v.raw_text().unwrap_or_default();
+    match raw.as_bytes().first() {
+        Some(b'n') => "null".into(),
+        Some(b't' | b'f') => format!("boolean `{raw}`"),
+        Some(b'"') => match v.str() {
+            Some(s) => format!("string {s:?}"),
+            // The tape keeps what serde_json refuses to read.
+            None => "string with a lone UTF-16 surrogate escape".into(),
+        },
+        Some(b'[') => "sequence".into(),
+        Some(b'{') => "map".into(),
+        _ if v.i64().is_some() || v.u64().is_some() => format!("integer `{raw}`"),
+        _ => format!("floating point `{raw}`"),
+    }
+}
+
+/// `v` is not what was `expected`: serde's "invalid type".
+pub(crate) fn invalid_type(v: Json, expected: &str) -> ConfigError {
+    invalid(v, "type", expected)
+}
+
+fn invalid(v: Json, what: &str, expected: &str) -> ConfigError {
+    err(
+        "",
+        format!("invalid {what}: {}, expected {expected}", unexpected(v)),
+    )
+}
+
+/// serde's list of what would have been accepted.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [a] => format!("expected `{a}`"),
+        [a, b] => format!("expected `{a}` or `{b}`"),
+        _ => format!("expected one of `{}`", names.join("`, `")),
+    }
+}
+
+/// A required field, or serde's "missing field".
+pub(crate) fn required<T>(v: Option<T>, name: &str) -> Result<T, ConfigError> {
+    v.ok_or_else(|| err("", format!("missing field `{name}`")))
+}
+
+/// An `Option`: `null` is absent.
+pub(crate) fn opt<'t, 'de, T>(
+    v: Json<'t, 'de>,
+    read: fn(Json<'t, 'de>) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    if v.raw_text() == Some("null") {
+        return Ok(None);
+    }
+    read(v).map(Some)
+}
+
+pub(crate) fn string(v: Json) -> Result<String, ConfigError> {
+    v.str()
+        .map(Cow::into_owned)
+        .ok_or_else(|| invalid_type(v, "a string"))
+}
+
+pub(crate) fn boolean(v: Json) -> Result<bool, ConfigError> {
+    v.bool().ok_or_else(|| invalid_type(v, "a boolean"))
+}
+
+pub(crate) fn uint(v: Json) -> Result<u64, ConfigError> {
+    // serde: a negative integer is of the right type, with a wrong value.
+    v.u64().ok_or_else(|| {
+        let what = if v.i64().is_some() { "value" } else { "type" };
+        invalid(v, what, "u64")
+    })
+}
+
+pub(crate) fn float(v: Json) -> Result<f64, ConfigError> {
+    v.f64().ok_or_else(|| invalid_type(v, "f64"))
+}
+
+/// A unit variant named by a string: its index in `names`.
+pub(crate) fn variant(v: Json, names: &[&str]) -> Result<usize, ConfigError> {
+    let s = v.str().ok_or_else(|| invalid_type(v, "a string"))?;
+    names
+        .iter()
+        .position(|n| *n == s)
+        .ok_or_else(|| err("", format!("unknown variant `{s}`, {}", one_of(names))))
+}
+
+/// Hand each element of an array to `f`, naming the index of any error.
+pub(crate) fn items<'t, 'de>(
+    v: Json<'t, 'de>,
+    f: &mut dyn FnMut(Json<'t, 'de>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let elements = v.elements().ok_or_else(|| invalid_type(v, "a sequence"))?;
+    for (i, item) in elements.enumerate() {
+        f(item).map_err(|e| under(e, &format!("[{i}]")))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn strings(v: Json) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    items(v, &mut |v| {
+        out.push(string(v)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// An object of strings (a later duplicate key wins, as in serde's map).
+pub(crate) fn string_map(v: Json) -> Result<BTreeMap<String, String>, ConfigError> {
+    let members = v.members().ok_or_else(|| invalid_type(v, "a map"))?;
+    let mut out = BTreeMap::new();
+    for (key, value) in members {
+        let value = string(value).map_err(|e| under(e, &key))?;
+        out.insert(key.into_owned(), value);
+    }
+    Ok(out)
+}
+
+/// A struct's members: the value of the member named `names[i]` goes to `f(i, _)`; an unknown or
+/// repeated key fails. Required fields are the caller's (`required`). At most 64 fields.
+pub(crate) fn object<'t, 'de>(
+    v: Json<'t, 'de>,
+    names: &[&str],
+    f: &mut dyn FnMut(usize, Json<'t, 'de>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let members = v.members().ok_or_else(|| invalid_type(v, "an object"))?;
+    let mut seen = 0u64;
+    for (key, value) in members {
+        let Some(i) = names.iter().position(|n| *n == key) else {
+            return Err(err(
+                key.as_ref(),
+                format!("unknown field `{key}`, {}", one_of(names)),
+            ));
+        };
+        let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
+        if seen & bit != 0 {
+            return Err(err(key.as_ref(), format!("duplicate field `{key}`")));
+        }
+        seen |= bit;
+        f(i, value).map_err(|e| under(e, &key))?;
+    }
+    Ok(())
+}
+
+/// Read `v` (tests: the readers take a tape value; tests build their input with `json!`).
+#[cfg(test)]
+pub(crate) fn read_json<T>(
+    v: &serde_json::Value,
+    read: impl for<'t, 'de> FnOnce(Json<'t, 'de>) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let text = v.to_string();
+    tape::read(&text, read).unwrap_or_else(|| Err(err("", "invalid JSON")))
+}
+
+/// Why `json`, which the tape refused, is not one JSON value: serde_json's message, with its position.
+fn syntax_error(json: &[u8]) -> ConfigError {
+    use serde::Deserialize;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    if let Err(e) = serde::de::IgnoredAny::deserialize(&mut de) {
+        return err("", format!("invalid JSON: {e}"));
+    }
+    match de.end() {
+        Err(e) => err(
+            "",
+            format!("invalid JSON after the configuration object: {e}"),
+        ),
+        // Only a text beyond the tape's 4 GiB.
+        Ok(()) => err("", "invalid JSON: too large"),
+    }
+}
+
 const MIB: u64 = 1024 * 1024;
 
 fn size(key: &str, v: Option<u64>, default: u64, max: u64) -> Result<usize, ConfigError> {
@@ -192,32 +525,14 @@ impl Config {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Config::from_raw(Raw::default());
         }
-        // serde also accepts a struct written as an array of its fields; a plugin config is an object.
+        // Before reading, so that any other top-level value gets this message rather than a type error.
         if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(err("", "the configuration must be a JSON object"));
         }
-        let de = &mut serde_json::Deserializer::from_slice(json);
-        let raw: Raw = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-            let inner = e.inner();
-            if inner.is_syntax() || inner.is_eof() {
-                // Not JSON at all: there is no key to name, only where the text breaks.
-                return err("", format!("invalid JSON: {inner}"));
-            }
-            let key = e.path().to_string();
-            let key = if key == "." || key == "?" {
-                String::new()
-            } else {
-                key
-            };
-            err(key, inner.to_string())
-        })?;
-        de.end().map_err(|e| {
-            err(
-                "",
-                format!("invalid JSON after the configuration object: {e}"),
-            )
-        })?;
-        Config::from_raw(raw)
+        let read = std::str::from_utf8(json)
+            .ok()
+            .and_then(|text| tape::read(text, |v| Config::from_raw(Raw::read(v)?)));
+        read.unwrap_or_else(|| Err(syntax_error(json)))
     }
 
     fn fallback() -> Config {
@@ -320,16 +635,16 @@ impl Config {
             max_event: size("max_event", raw.max_event, 256 * 1024, 16 * MIB)?,
             tenant: raw
                 .tenant
-                .map(crate::budget::TenantConfig::parse)
+                .map(crate::budget::TenantConfig::read)
                 .transpose()?
                 .unwrap_or_default(),
             budgets: raw
                 .budgets
-                .map(crate::budget::BudgetConfig::parse)
+                .map(crate::budget::BudgetConfig::read)
                 .transpose()?,
             pricing: raw
                 .pricing
-                .map(crate::pricing::Pricing::parse)
+                .map(crate::pricing::Pricing::read)
                 .transpose()?
                 .unwrap_or_default(),
         })

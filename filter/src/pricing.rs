@@ -5,9 +5,8 @@
 //!  + output × output_price`; an absent cache price falls back to the input price.
 
 use crate::call::Usage;
-use crate::config::ConfigError;
-use serde::Deserialize;
-use serde_json::Value;
+use crate::config::{float, object, opt, required, under, ConfigError, Json};
+use std::collections::BTreeMap;
 
 /// Prices in USD per million tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -18,13 +17,29 @@ pub struct Price {
     pub cache_write: Option<f64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPrice {
-    input: f64,
-    output: f64,
-    cache_read: Option<f64>,
-    cache_write: Option<f64>,
+impl Price {
+    fn read(v: Json) -> Result<Price, ConfigError> {
+        let (mut input, mut output, mut cache_read, mut cache_write) = (None, None, None, None);
+        object(
+            v,
+            &["input", "output", "cache_read", "cache_write"],
+            &mut |i, v| {
+                match i {
+                    0 => input = Some(float(v)?),
+                    1 => output = Some(float(v)?),
+                    2 => cache_read = opt(v, float)?,
+                    _ => cache_write = opt(v, float)?,
+                }
+                Ok(())
+            },
+        )?;
+        Ok(Price {
+            input: required(input, "input")?,
+            output: required(output, "output")?,
+            cache_read,
+            cache_write,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -117,24 +132,26 @@ impl Price {
 }
 
 impl Pricing {
-    pub fn parse(v: Value) -> Result<Pricing, ConfigError> {
-        let Value::Object(map) = v else {
+    /// Tests: `read` of a `json!` value.
+    #[cfg(test)]
+    pub fn parse(v: serde_json::Value) -> Result<Pricing, ConfigError> {
+        crate::config::read_json(&v, Self::read)
+    }
+
+    /// The `pricing` key.
+    pub fn read(v: Json) -> Result<Pricing, ConfigError> {
+        let Some(members) = v.members() else {
             return Err(ConfigError {
                 key: "pricing".into(),
                 reason: "must be an object of model pattern → prices".into(),
             });
         };
+        // In key order, a later duplicate winning: as the map serde_json read them into.
+        let map: BTreeMap<_, _> = members.collect();
         let mut entries = Vec::with_capacity(map.len());
         for (pattern, v) in map {
             let key = format!("pricing.{pattern}");
-            let raw: RawPrice = serde_path_to_error::deserialize(v).map_err(|e| ConfigError {
-                key: if e.path().to_string() == "." {
-                    key.clone()
-                } else {
-                    format!("{key}.{}", e.path())
-                },
-                reason: e.inner().to_string(),
-            })?;
+            let raw = Price::read(v).map_err(|e| under(e, &key))?;
             if pattern.is_empty() {
                 return Err(ConfigError {
                     key,
@@ -157,15 +174,7 @@ impl Pricing {
                     }
                 }
             }
-            entries.push((
-                pattern.to_ascii_lowercase(),
-                Price {
-                    input: raw.input,
-                    output: raw.output,
-                    cache_read: raw.cache_read,
-                    cache_write: raw.cache_write,
-                },
-            ));
+            entries.push((pattern.to_ascii_lowercase(), raw));
         }
         entries.sort_by_key(|e| std::cmp::Reverse(specificity(&e.0)));
         Ok(Pricing { entries })

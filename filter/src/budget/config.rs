@@ -2,30 +2,16 @@
 //! config hands over, so every error names its full key (`budgets.rules[2].window`).
 
 use super::tenant::valid_tenant;
-use crate::config::ConfigError;
-use serde::Deserialize;
-use serde_json::Value;
+use crate::config::{
+    boolean, float, items, object, opt, required, string, strings, uint, under, variant,
+    ConfigError, Json,
+};
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
         reason: reason.into(),
     }
-}
-
-/// Deserialize `v` as `T`, naming the failing key under `prefix`.
-fn typed<T: for<'de> Deserialize<'de>>(prefix: &str, v: Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let key = if path == "." || path.is_empty() {
-            prefix.to_owned()
-        } else if path.starts_with('[') {
-            format!("{prefix}{path}")
-        } else {
-            format!("{prefix}.{path}")
-        };
-        err(key, e.inner().to_string())
-    })
 }
 
 /// Where a request's tenant comes from.
@@ -58,8 +44,6 @@ impl Default for TenantConfig {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTenant {
     header: Option<String>,
     jwt_claim: Option<String>,
@@ -68,9 +52,49 @@ struct RawTenant {
     default: Option<String>,
 }
 
+impl RawTenant {
+    fn read(v: Json) -> Result<Self, ConfigError> {
+        let mut r = RawTenant {
+            header: None,
+            jwt_claim: None,
+            metadata_key: None,
+            api_key_hash: None,
+            default: None,
+        };
+        object(
+            v,
+            &[
+                "header",
+                "jwt_claim",
+                "metadata_key",
+                "api_key_hash",
+                "default",
+            ],
+            &mut |i, v| {
+                match i {
+                    0 => r.header = opt(v, string)?,
+                    1 => r.jwt_claim = opt(v, string)?,
+                    2 => r.metadata_key = opt(v, string)?,
+                    3 => r.api_key_hash = opt(v, boolean)?,
+                    _ => r.default = opt(v, string)?,
+                }
+                Ok(())
+            },
+        )?;
+        Ok(r)
+    }
+}
+
 impl TenantConfig {
-    pub fn parse(v: Value) -> Result<TenantConfig, ConfigError> {
-        let r: RawTenant = typed("tenant", v)?;
+    /// Tests: `read` of a `json!` value.
+    #[cfg(test)]
+    pub fn parse(v: serde_json::Value) -> Result<TenantConfig, ConfigError> {
+        crate::config::read_json(&v, Self::read)
+    }
+
+    /// The `tenant` key.
+    pub fn read(v: Json) -> Result<TenantConfig, ConfigError> {
+        let r = RawTenant::read(v).map_err(|e| under(e, "tenant"))?;
         let default = r.default.unwrap_or_else(|| "anonymous".into());
         if !valid_tenant(&default) {
             return Err(err(
@@ -119,8 +143,7 @@ impl TenantConfig {
 }
 
 /// Which engine keeps the counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackendKind {
     /// Envoy shared data: exact across the workers of one Envoy process.
     #[default]
@@ -129,8 +152,7 @@ pub enum BackendKind {
     Rls,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FailureMode {
     /// Admit when the rate-limit service is unreachable or slow.
     #[default]
@@ -152,15 +174,50 @@ pub struct RlsConfig {
     pub failure_mode: FailureMode,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRls {
     cluster: String,
     authority: Option<String>,
     domain: Option<String>,
     timeout_ms: Option<u64>,
-    #[serde(default)]
     failure_mode: FailureMode,
+}
+
+impl RawRls {
+    fn read(v: Json) -> Result<Self, ConfigError> {
+        let (mut cluster, mut authority, mut domain, mut timeout_ms) = (None, None, None, None);
+        let mut failure_mode = FailureMode::Open;
+        object(
+            v,
+            &[
+                "cluster",
+                "authority",
+                "domain",
+                "timeout_ms",
+                "failure_mode",
+            ],
+            &mut |i, v| {
+                match i {
+                    0 => cluster = Some(string(v)?),
+                    1 => authority = opt(v, string)?,
+                    2 => domain = opt(v, string)?,
+                    3 => timeout_ms = opt(v, uint)?,
+                    _ => {
+                        if variant(v, &["open", "closed"])? == 1 {
+                            failure_mode = FailureMode::Closed;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(RawRls {
+            cluster: required(cluster, "cluster")?,
+            authority,
+            domain,
+            timeout_ms,
+            failure_mode,
+        })
+    }
 }
 
 /// Limits of one rule; at least one is set. Cost is kept in pico-USD so arithmetic stays integral.
@@ -211,33 +268,84 @@ pub struct BudgetConfig {
     pub rls: Option<RlsConfig>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBudgets {
-    #[serde(default)]
+/// The full form of `budgets`; rules and nested objects stay on the tape until validation reaches them.
+struct RawBudgets<'t, 'de> {
     backend: BackendKind,
-    rules: Vec<Value>,
+    rules: Vec<Json<'t, 'de>>,
     default_max_output_tokens: Option<u64>,
-    clamp_max_tokens: Option<Value>,
-    #[serde(default)]
+    clamp_max_tokens: Option<Json<'t, 'de>>,
     dry_run: bool,
     response_headers: Option<bool>,
     reservation_ttl_s: Option<u64>,
     max_tenants: Option<u64>,
-    rls: Option<Value>,
+    rls: Option<Json<'t, 'de>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClamp {
-    min: Option<u64>,
+impl<'t, 'de> RawBudgets<'t, 'de> {
+    fn new(rules: Vec<Json<'t, 'de>>) -> Self {
+        RawBudgets {
+            backend: BackendKind::Local,
+            rules,
+            default_max_output_tokens: None,
+            clamp_max_tokens: None,
+            dry_run: false,
+            response_headers: None,
+            reservation_ttl_s: None,
+            max_tenants: None,
+            rls: None,
+        }
+    }
+
+    fn read(v: Json<'t, 'de>) -> Result<Self, ConfigError> {
+        let mut r = RawBudgets::new(Vec::new());
+        let mut rules = None;
+        object(
+            v,
+            &[
+                "backend",
+                "rules",
+                "default_max_output_tokens",
+                "clamp_max_tokens",
+                "dry_run",
+                "response_headers",
+                "reservation_ttl_s",
+                "max_tenants",
+                "rls",
+            ],
+            &mut |i, v| {
+                match i {
+                    0 => {
+                        if variant(v, &["local", "rls"])? == 1 {
+                            r.backend = BackendKind::Rls;
+                        }
+                    }
+                    1 => {
+                        let mut list = Vec::new();
+                        items(v, &mut |v| {
+                            list.push(v);
+                            Ok(())
+                        })?;
+                        rules = Some(list);
+                    }
+                    2 => r.default_max_output_tokens = opt(v, uint)?,
+                    3 => r.clamp_max_tokens = opt(v, Ok)?,
+                    4 => r.dry_run = boolean(v)?,
+                    5 => r.response_headers = opt(v, boolean)?,
+                    6 => r.reservation_ttl_s = opt(v, uint)?,
+                    7 => r.max_tenants = opt(v, uint)?,
+                    _ => r.rls = opt(v, Ok)?,
+                }
+                Ok(())
+            },
+        )?;
+        r.rules = required(rules, "rules")?;
+        Ok(r)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
+struct RawRule<'t, 'de> {
     tenant: String,
-    window: Value,
+    window: Json<'t, 'de>,
     tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -245,29 +353,70 @@ struct RawRule {
     models: Option<Vec<String>>,
 }
 
+impl<'t, 'de> RawRule<'t, 'de> {
+    fn read(v: Json<'t, 'de>) -> Result<Self, ConfigError> {
+        let (mut tenant, mut window) = (None, None);
+        let (mut tokens, mut input_tokens, mut output_tokens) = (None, None, None);
+        let (mut cost_usd, mut models) = (None, None);
+        object(
+            v,
+            &[
+                "tenant",
+                "window",
+                "tokens",
+                "input_tokens",
+                "output_tokens",
+                "cost_usd",
+                "models",
+            ],
+            &mut |i, v| {
+                match i {
+                    0 => tenant = Some(string(v)?),
+                    1 => window = Some(v),
+                    2 => tokens = opt(v, uint)?,
+                    3 => input_tokens = opt(v, uint)?,
+                    4 => output_tokens = opt(v, uint)?,
+                    5 => cost_usd = opt(v, float)?,
+                    _ => models = opt(v, strings)?,
+                }
+                Ok(())
+            },
+        )?;
+        Ok(RawRule {
+            tenant: required(tenant, "tenant")?,
+            window: required(window, "window")?,
+            tokens,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            models,
+        })
+    }
+}
+
 /// "1m" | "1h" | "1d" | "30d" | "90s" | 3600 → seconds (1 s to 366 days).
-pub fn parse_window(v: &Value) -> Result<u64, String> {
-    let secs = match v {
-        Value::Number(n) => n.as_u64().ok_or("must be a positive integer of seconds")?,
-        Value::String(s) => {
-            let s = s.trim();
-            let split = s
-                .find(|c: char| !c.is_ascii_digit())
-                .ok_or("needs a unit: s, m, h or d")?;
-            let (num, unit) = s.split_at_checked(split).ok_or("bad window")?;
-            let n: u64 = num
-                .parse()
-                .map_err(|_| "must start with a number, like \"1h\"")?;
-            let mult = match unit {
-                "s" => 1,
-                "m" => 60,
-                "h" => 3_600,
-                "d" => 86_400,
-                _ => return Err(format!("unknown unit `{unit}`, expected s, m, h or d")),
-            };
-            n.checked_mul(mult).ok_or("too large")?
-        }
-        _ => return Err("must be a duration like \"1h\" or seconds".into()),
+pub fn parse_window(v: Json) -> Result<u64, String> {
+    let secs = if let Some(s) = v.str() {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or("needs a unit: s, m, h or d")?;
+        let (num, unit) = s.split_at_checked(split).ok_or("bad window")?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| "must start with a number, like \"1h\"")?;
+        let mult = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            _ => return Err(format!("unknown unit `{unit}`, expected s, m, h or d")),
+        };
+        n.checked_mul(mult).ok_or("too large")?
+    } else if v.f64().is_some() {
+        v.u64().ok_or("must be a positive integer of seconds")?
+    } else {
+        return Err("must be a duration like \"1h\" or seconds".into());
     };
     if secs == 0 || secs > 366 * 86_400 {
         return Err("must be between 1 second and 366 days".into());
@@ -310,8 +459,8 @@ fn fingerprint(tenant: &TenantMatch, window_s: u64, models: &[String]) -> String
     crate::telemetry::trace::hex(h.finalize().get(..8).unwrap_or_default())
 }
 
-fn rule(key: &str, v: Value) -> Result<Rule, ConfigError> {
-    let r: RawRule = typed(key, v)?;
+fn rule(key: &str, v: Json) -> Result<Rule, ConfigError> {
+    let r = RawRule::read(v).map_err(|e| under(e, key))?;
     let tenant = if r.tenant == "*" {
         TenantMatch::Each
     } else if valid_tenant(&r.tenant) {
@@ -322,7 +471,7 @@ fn rule(key: &str, v: Value) -> Result<Rule, ConfigError> {
             "must be \"*\" or 1-64 characters of [A-Za-z0-9._:@-]",
         ));
     };
-    let window_s = parse_window(&r.window).map_err(|e| err(format!("{key}.window"), e))?;
+    let window_s = parse_window(r.window).map_err(|e| err(format!("{key}.window"), e))?;
     for (name, v) in [
         ("tokens", r.tokens),
         ("input_tokens", r.input_tokens),
@@ -373,30 +522,26 @@ fn rule(key: &str, v: Value) -> Result<Rule, ConfigError> {
 }
 
 impl BudgetConfig {
+    /// Tests: `read` of a `json!` value.
+    #[cfg(test)]
+    pub fn parse(v: serde_json::Value) -> Result<BudgetConfig, ConfigError> {
+        crate::config::read_json(&v, Self::read)
+    }
+
     /// `budgets`: a list of rules (shorthand for `{"rules": [...]}`) or the full object.
-    pub fn parse(v: Value) -> Result<BudgetConfig, ConfigError> {
-        let (raw, prefix) = match v {
-            Value::Array(rules) => (
-                RawBudgets {
-                    backend: BackendKind::Local,
-                    rules,
-                    default_max_output_tokens: None,
-                    clamp_max_tokens: None,
-                    dry_run: false,
-                    response_headers: None,
-                    reservation_ttl_s: None,
-                    max_tenants: None,
-                    rls: None,
-                },
+    pub fn read(v: Json) -> Result<BudgetConfig, ConfigError> {
+        let (raw, prefix) = if let Some(rules) = v.elements() {
+            (RawBudgets::new(rules.collect()), "budgets")
+        } else if v.members().is_some() {
+            (
+                RawBudgets::read(v).map_err(|e| under(e, "budgets"))?,
+                "budgets.rules",
+            )
+        } else {
+            return Err(err(
                 "budgets",
-            ),
-            v @ Value::Object(_) => (typed::<RawBudgets>("budgets", v)?, "budgets.rules"),
-            _ => {
-                return Err(err(
-                    "budgets",
-                    "must be a list of rules or an object with `rules`",
-                ))
-            }
+                "must be a list of rules or an object with `rules`",
+            ));
         };
         let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
         for (i, v) in raw.rules.into_iter().enumerate() {
@@ -423,12 +568,17 @@ impl BudgetConfig {
                 "must be between 1 and 10000000",
             ));
         }
-        let clamp_min = match raw.clamp_max_tokens {
-            None | Some(Value::Bool(false)) => None,
-            Some(Value::Bool(true)) => Some(1),
-            Some(v @ Value::Object(_)) => {
-                let c: RawClamp = typed("budgets.clamp_max_tokens", v)?;
-                let min = c.min.unwrap_or(1);
+        let clamp_min = match raw.clamp_max_tokens.map(|v| (v, v.bool())) {
+            None | Some((_, Some(false))) => None,
+            Some((_, Some(true))) => Some(1),
+            Some((v, _)) if v.members().is_some() => {
+                let mut min = None;
+                object(v, &["min"], &mut |_, v| {
+                    min = opt(v, uint)?;
+                    Ok(())
+                })
+                .map_err(|e| under(e, "budgets.clamp_max_tokens"))?;
+                let min = min.unwrap_or(1);
                 if min == 0 {
                     return Err(err("budgets.clamp_max_tokens.min", "must be at least 1"));
                 }
@@ -478,8 +628,8 @@ impl BudgetConfig {
         })
     }
 
-    fn rls(v: Value) -> Result<RlsConfig, ConfigError> {
-        let r: RawRls = typed("budgets.rls", v)?;
+    fn rls(v: Json) -> Result<RlsConfig, ConfigError> {
+        let r = RawRls::read(v).map_err(|e| under(e, "budgets.rls"))?;
         if r.cluster.is_empty() {
             return Err(err("budgets.rls.cluster", "must name an Envoy cluster"));
         }

@@ -118,16 +118,15 @@ fn claim_from_json(bytes: &[u8], claim: &str) -> Option<Option<String>> {
     let text = std::str::from_utf8(bytes).ok()?;
     crate::providers::tape::read(text, |obj| {
         let mut found = None;
-        obj.members(&mut |k, v| {
-            if k.str().as_deref() == Some(claim) {
+        for (k, v) in obj.members()? {
+            if k == claim {
                 found = v
                     .str()
                     .map(std::borrow::Cow::into_owned)
                     .or_else(|| v.u64().map(|u| u.to_string()))
                     .or_else(|| v.i64().map(|i| i.to_string()));
             }
-            Some(())
-        })?;
+        }
         Some(found)
     })?
 }
@@ -314,7 +313,10 @@ mod tests {
         assert_eq!(claim("sub").as_deref(), Some("team-a"));
         assert_eq!(claim("n").as_deref(), Some("7"));
         assert_eq!(claim("neg").as_deref(), Some("-3"));
-        assert_eq!((claim("f"), claim("o"), claim("missing")), (None, None, None));
+        assert_eq!(
+            (claim("f"), claim("o"), claim("missing")),
+            (None, None, None)
+        );
         assert_eq!(claim("d").as_deref(), Some("team-b"));
     }
 

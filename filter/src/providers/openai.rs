@@ -575,17 +575,19 @@ pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     value.extend_from_slice(br#"{"include_usage":true"#);
     let asked = tape::read(text, |opts| {
         let mut asked = false;
-        let _ = opts.members(&mut |k, v| {
+        let Some(mut members) = opts.members() else {
+            return false;
+        };
+        while let Some((k, v)) = members.next_raw() {
             if k.str().as_deref() == Some("include_usage") {
                 asked |= v.bool() == Some(true);
-            } else {
+            } else if let (Some(k), Some(v)) = (k.raw_text(), v.raw_text()) {
                 value.push(b',');
-                value.extend_from_slice(k.raw_text()?.as_bytes());
+                value.extend_from_slice(k.as_bytes());
                 value.push(b':');
-                value.extend_from_slice(v.raw_text()?.as_bytes());
+                value.extend_from_slice(v.as_bytes());
             }
-            Some(())
-        });
+        }
         asked
     })?;
     if asked {
@@ -1629,7 +1631,8 @@ mod tests {
             )
         );
         // The other members are kept as written (order, number spelling, escapes).
-        let body = r#"{"stream":true,"stream_options":{"z":1.50,"include_usage":false,"a\u0041":[]}}"#;
+        let body =
+            r#"{"stream":true,"stream_options":{"z":1.50,"include_usage":false,"a\u0041":[]}}"#;
         let out = inject_include_usage(body.as_bytes()).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),

@@ -9,6 +9,9 @@
 //! The tape also makes leniency simple: any value can be read again or skipped, so a type that rejects a
 //! value costs nothing but that value (`json::Lenient`), with no parser position to recover.
 //!
+//! The plugin configuration is read from it too, member by member (`elements`, `members`), so that its
+//! readers (`config.rs`) name the key of any error without serde's derived readers.
+//!
 //! What it accepts and how it hands values over is serde_json's behaviour (checked against serde_json by
 //! the `lenient` fuzz target and `lenient_test.rs`):
 //! - the grammar of RFC 8259, UTF-8 checked by the caller; only whitespace after the value;
@@ -576,24 +579,6 @@ impl<'t, 'de> Value<'t, 'de> {
         Some(())
     }
 
-    /// Hand each member of an object to `f` as key and value, stopping at its first None; None for any
-    /// other value.
-    pub fn members(
-        &self,
-        f: &mut dyn FnMut(Value<'t, 'de>, Value<'t, 'de>) -> Option<()>,
-    ) -> Option<()> {
-        let t = self.tok()?;
-        (t.kind == Kind::Obj).then_some(())?;
-        let mut at = self.at.checked_add(1)?;
-        while at < t.next {
-            let key = self.at(at);
-            let value = self.at(at.checked_add(1)?);
-            at = value.tok()?.next;
-            f(key, value)?;
-        }
-        Some(())
-    }
-
     /// A struct's fields as serde's derived reader (with `#[serde(default)]`) finds them: from an object,
     /// the value of each member whose key is one of `keys[i]` (a field's name and aliases) goes to `f(i, _)`,
     /// other members are skipped, and a field named twice fails; from an array, element `i` goes to
@@ -640,6 +625,75 @@ impl<'t, 'de> Value<'t, 'de> {
             }
             _ => None,
         }
+    }
+}
+
+/// An array's elements (`Value::elements`).
+pub struct Elements<'t, 'de> {
+    next: Value<'t, 'de>,
+    end: u32,
+}
+
+impl<'t, 'de> Iterator for Elements<'t, 'de> {
+    type Item = Value<'t, 'de>;
+
+    fn next(&mut self) -> Option<Value<'t, 'de>> {
+        if self.next.at >= self.end {
+            return None;
+        }
+        let here = self.next;
+        self.next.at = here.tok()?.next;
+        Some(here)
+    }
+}
+
+/// An object's members (`Value::members`): its keys and values in turn on the tape.
+pub struct Members<'t, 'de>(Elements<'t, 'de>);
+
+impl<'t, 'de> Iterator for Members<'t, 'de> {
+    type Item = (Cow<'de, str>, Value<'t, 'de>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key, value) = self.0.next_pair()?;
+        // A key that cannot be unescaped names nothing.
+        Some((key.str().unwrap_or_default(), value))
+    }
+}
+
+impl<'t, 'de> Members<'t, 'de> {
+    /// The next member with its key as a value (for its text as written, `raw_text`).
+    pub fn next_raw(&mut self) -> Option<(Value<'t, 'de>, Value<'t, 'de>)> {
+        self.0.next_pair()
+    }
+}
+
+impl<'t, 'de> Elements<'t, 'de> {
+    fn next_pair(&mut self) -> Option<(Value<'t, 'de>, Value<'t, 'de>)> {
+        let key = self.next()?;
+        let value = self.next()?;
+        Some((key, value))
+    }
+}
+
+/// Containers read member by member (the configuration readers, which name the key of any error).
+impl<'t, 'de> Value<'t, 'de> {
+    fn children(&self, kind: Kind) -> Option<Elements<'t, 'de>> {
+        let t = self.tok()?;
+        (t.kind == kind).then_some(())?;
+        Some(Elements {
+            next: self.at(self.at.checked_add(1)?),
+            end: t.next,
+        })
+    }
+
+    /// An array's elements in order; None for any other value.
+    pub fn elements(&self) -> Option<Elements<'t, 'de>> {
+        self.children(Kind::Arr)
+    }
+
+    /// An object's members in order, keys unescaped; None for any other value.
+    pub fn members(&self) -> Option<Members<'t, 'de>> {
+        self.children(Kind::Obj).map(Members)
     }
 }
 

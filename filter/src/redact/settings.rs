@@ -7,36 +7,80 @@
 //! ```
 
 use super::{CustomPattern, Detector, DetectorSet, RedactionConfig, Redactor, Replacement};
-use serde::Deserialize;
+use crate::config::{boolean, items, object, opt, required, string, strings, uint, variant};
+use crate::config::{ConfigError, Json};
 use std::sync::Arc;
 
 /// The plugin JSON shape (unknown keys rejected).
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Default, Debug)]
 pub struct RawRedaction {
     detectors: Option<Vec<String>>,
-    custom: Vec<RawCustom>,
+    custom: Vec<CustomPattern>,
     egress: bool,
     block: Vec<String>,
-    replacement: RawReplacement,
+    /// `replacement: "hash"` (the default is "label").
+    hash: bool,
     hash_key: Option<String>,
     output: bool,
     hold_back_bytes: Option<u64>,
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-struct RawCustom {
-    name: String,
-    regex: String,
+impl RawRedaction {
+    /// The `redaction` key; error keys are relative to it.
+    pub fn read(v: Json) -> Result<RawRedaction, ConfigError> {
+        let mut r = RawRedaction::default();
+        object(
+            v,
+            &[
+                "detectors",
+                "custom",
+                "egress",
+                "block",
+                "replacement",
+                "hash_key",
+                "output",
+                "hold_back_bytes",
+            ],
+            &mut |i, v| {
+                match i {
+                    0 => r.detectors = opt(v, strings)?,
+                    1 => {
+                        let custom = &mut r.custom;
+                        items(v, &mut |v| {
+                            custom.push(custom_pattern(v)?);
+                            Ok(())
+                        })?;
+                    }
+                    2 => r.egress = boolean(v)?,
+                    3 => r.block = strings(v)?,
+                    4 => r.hash = variant(v, &["label", "hash"])? == 1,
+                    5 => r.hash_key = opt(v, string)?,
+                    6 => r.output = boolean(v)?,
+                    _ => r.hold_back_bytes = opt(v, uint)?,
+                }
+                Ok(())
+            },
+        )?;
+        Ok(r)
+    }
 }
 
-#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum RawReplacement {
-    #[default]
-    Label,
-    Hash,
+/// One of `custom`: `{"name": …, "regex": …}`.
+fn custom_pattern(v: Json) -> Result<CustomPattern, ConfigError> {
+    let (mut name, mut regex) = (None, None);
+    object(v, &["name", "regex"], &mut |i, v| {
+        let s = Some(string(v)?);
+        if i == 0 {
+            name = s;
+        } else {
+            regex = s;
+        }
+        Ok(())
+    })?;
+    Ok(CustomPattern {
+        name: required(name, "name")?,
+        regex: required(regex, "regex")?,
+    })
 }
 
 /// Shortest accepted `hash_key`: a short key makes the keyed hashes of short values (phone numbers,
@@ -134,26 +178,19 @@ impl Settings {
                 DetectorSet::from_names(names).map_err(split_err)?
             }
         };
-        let patterns: Vec<CustomPattern> = raw
-            .custom
-            .into_iter()
-            .map(|c| CustomPattern {
-                name: c.name,
-                regex: c.regex,
-            })
-            .collect();
-        let replacement = match (raw.replacement, raw.hash_key) {
-            (RawReplacement::Label, _) => Replacement::Label,
-            (RawReplacement::Hash, Some(k)) if k.len() >= MIN_HASH_KEY => Replacement::KeyedHash {
+        let patterns = raw.custom;
+        let replacement = match (raw.hash, raw.hash_key) {
+            (false, _) => Replacement::Label,
+            (true, Some(k)) if k.len() >= MIN_HASH_KEY => Replacement::KeyedHash {
                 key: k.into_bytes(),
             },
-            (RawReplacement::Hash, Some(_)) => {
+            (true, Some(_)) => {
                 return Err((
                     "redaction.hash_key".into(),
                     format!("must be at least {MIN_HASH_KEY} bytes"),
                 ))
             }
-            (RawReplacement::Hash, None) => {
+            (true, None) => {
                 return Err((
                     "redaction.hash_key".into(),
                     "required when redaction.replacement is \"hash\"".into(),
@@ -213,8 +250,12 @@ impl Settings {
 mod tests {
     use super::*;
 
+    fn raw(json: &str) -> Result<RawRedaction, ConfigError> {
+        crate::providers::tape::read(json, RawRedaction::read).unwrap()
+    }
+
     fn parse(json: &str) -> Result<Settings, SettingsError> {
-        Settings::from_raw(Some(serde_json::from_str(json).unwrap()))
+        Settings::from_raw(Some(raw(json).unwrap()))
     }
 
     #[test]
@@ -287,7 +328,7 @@ mod tests {
                 .0,
             "redaction.custom[0].name"
         );
-        assert!(serde_json::from_str::<RawRedaction>(r#"{"replacement":"mask"}"#).is_err());
-        assert!(serde_json::from_str::<RawRedaction>(r#"{"bogus":1}"#).is_err());
+        assert!(raw(r#"{"replacement":"mask"}"#).is_err());
+        assert!(raw(r#"{"bogus":1}"#).is_err());
     }
 }
