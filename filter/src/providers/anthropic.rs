@@ -4,7 +4,7 @@
 
 use super::json::{
     count_chars, items, json_struct, prompt_hash, read, set_if_nonempty, Lenient, LenientStr,
-    OneOrMany, Spare, TextContent,
+    Named, OneOrMany, Spare, TextContent,
 };
 use super::skim::{generated, once, Reader, Str};
 use super::template::Sink;
@@ -62,13 +62,6 @@ json_struct! {
         messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
         thinking: Lenient<Thinking<'a>> = "thinking",
         output_config: Lenient<OutputConfig<'a>> = "output_config",
-    }
-}
-
-json_struct! {
-    struct Named<'a> {
-        #[serde(borrow)]
-        name: LenientStr<'a> = "name",
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::anthropic;
 use super::gemini::percent_decode;
-use super::json::{count_chars, items, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty, Named};
 use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
 use super::skim::{once, Reader};
 use super::{FrameOutcome, StreamState};
@@ -116,13 +116,6 @@ json_struct! {
     struct ToolEntry<'a> {
         #[serde(borrow)]
         tool_spec: Lenient<Named<'a>> = "toolSpec",
-    }
-}
-
-json_struct! {
-    struct Named<'a> {
-        #[serde(borrow)]
-        name: LenientStr<'a> = "name",
     }
 }
 

@@ -1,6 +1,6 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
-use super::json::{count_chars, items, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty, Named, Typed};
 use super::json::{
     json_struct, prompt_hash, read, Lenient, LenientStr, OneOrMany, Spare, TextContent,
 };
@@ -41,7 +41,7 @@ json_struct! {
         frequency_penalty: Lenient<f64> = "frequency_penalty",
         presence_penalty: Lenient<f64> = "presence_penalty",
         tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
-        response_format: Lenient<ResponseFormat<'a>> = "response_format",
+        response_format: Lenient<Typed<'a>> = "response_format",
         messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
     }
 }
@@ -50,20 +50,6 @@ json_struct! {
     struct Tool<'a> {
         #[serde(borrow)]
         function: Lenient<Named<'a>> = "function",
-    }
-}
-
-json_struct! {
-    struct Named<'a> {
-        #[serde(borrow)]
-        name: LenientStr<'a> = "name",
-    }
-}
-
-json_struct! {
-    struct ResponseFormat<'a> {
-        #[serde(borrow)]
-        kind: LenientStr<'a> = "type",
     }
 }
 

@@ -6,7 +6,7 @@
 //! `alt=sse`, else elements of one JSON array); a whole response is the same object. All three go through
 //! `apply_chunk`.
 
-use super::json::{count_chars, items, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty, Named};
 use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
 use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
@@ -130,13 +130,6 @@ json_struct! {
     struct Tool<'a> {
         #[serde(borrow)]
         function_declarations: Lenient<Vec<Lenient<Named<'a>>>> = "functionDeclarations" | "function_declarations",
-    }
-}
-
-json_struct! {
-    struct Named<'a> {
-        #[serde(borrow)]
-        name: LenientStr<'a> = "name",
     }
 }
 

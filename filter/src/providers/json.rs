@@ -21,7 +21,7 @@ macro_rules! json_struct {
         $vis:vis struct $name:ident $(<$lt:lifetime>)? {
             $(
                 $(#[$fattr:meta])*
-                $field:ident : $ty:ty = $key:literal $(| $alias:literal)*
+                $fvis:vis $field:ident : $ty:ty = $key:literal $(| $alias:literal)*
             ),* $(,)?
         }
     ) => {
@@ -36,7 +36,7 @@ macro_rules! json_struct {
                     any(test, feature = "reference-reader"),
                     serde(rename = $key $(, alias = $alias)*)
                 )]
-                $field: $ty,
+                $fvis $field: $ty,
             )*
         }
 
@@ -312,6 +312,22 @@ impl<'de: 'a, 'a> Read<'de> for TextContent<'a> {
             Some(())
         });
         Some(out)
+    }
+}
+
+json_struct! {
+    /// An object read for its `name` alone (tools, functions), as several APIs write them.
+    pub struct Named<'a> {
+        #[serde(borrow)]
+        pub name: LenientStr<'a> = "name",
+    }
+}
+
+json_struct! {
+    /// An object read for its `type` alone (`response_format`, content blocks).
+    pub struct Typed<'a> {
+        #[serde(borrow)]
+        pub kind: LenientStr<'a> = "type",
     }
 }
 

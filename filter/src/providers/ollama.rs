@@ -2,7 +2,7 @@
 //! and handled by `openai.rs`). Streaming is the DEFAULT: NDJSON, one object per line, the last with
 //! `done: true` and the counts. A whole response is that same final object.
 
-use super::json::{count_chars, items, set_if_nonempty};
+use super::json::{count_chars, items, set_if_nonempty, Named};
 use super::json::{
     json_struct, prompt_hash, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare, TextContent,
 };
@@ -66,13 +66,6 @@ json_struct! {
     struct Tool<'a> {
         #[serde(borrow)]
         function: Lenient<Named<'a>> = "function",
-    }
-}
-
-json_struct! {
-    struct Named<'a> {
-        #[serde(borrow)]
-        name: LenientStr<'a> = "name",
     }
 }
 

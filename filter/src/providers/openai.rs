@@ -9,7 +9,7 @@
 
 use super::json::{
     char_count, items, join_line, json_struct, prompt_hash, read, set_if_nonempty, Lenient,
-    LenientStr, OneOrMany, Read, Spare, TextContent,
+    LenientStr, OneOrMany, Read, Spare, TextContent, Typed,
 };
 use super::skim::{self, key_bit, plain_integer, set_changed, Reader, Str};
 use super::template::Sink;
@@ -77,7 +77,7 @@ json_struct! {
         reasoning_effort: Lenient<String> = "reasoning_effort",
         service_tier: Lenient<String> = "service_tier",
         tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
-        response_format: Lenient<ResponseFormat<'a>> = "response_format",
+        response_format: Lenient<Typed<'a>> = "response_format",
         /// Chat.
         messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
         /// Legacy Completions: a string, an array of strings, or token arrays (which carry no text to count).
@@ -104,13 +104,6 @@ json_struct! {
         name: LenientStr<'a> = "name",
         /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
         arguments: LenientStr<'a> = "arguments",
-    }
-}
-
-json_struct! {
-    struct ResponseFormat<'a> {
-        #[serde(borrow)]
-        kind: LenientStr<'a> = "type",
     }
 }
 
