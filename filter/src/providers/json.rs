@@ -1,7 +1,9 @@
 //! Lenient JSON helpers shared by the providers. Provider bodies change often and clients send odd types;
 //! one unexpected field must never cost us the rest of the body, and nothing here can panic.
 
-use super::{skim, tape};
+#[cfg(any(test, feature = "reference-reader"))]
+use super::skim;
+use super::tape;
 use serde::de::IgnoredAny;
 #[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
@@ -88,17 +90,17 @@ pub const fn field_index(fields: &[&str], field: &str) -> usize {
 
 // How the lenient types read.
 //
-// `parse` reads the body into a tape (`tape.rs`) and the provider type from it. On the tape any value can
-// be read on its own, so `Lenient<T>` simply asks `T` for its value and keeps None when `T` rejects it:
-// a mismatch costs that value only, and every byte is read once, whatever the nesting.
+// `read` reads the body into a tape (`tape.rs`) and the provider type from it with its `Read` impl (most
+// through `json_struct!`). On the tape any value can be read on its own, so `Lenient<T>` simply asks `T`
+// for its value and keeps None when `T` rejects it: a mismatch costs that value only, and every byte is
+// scanned once, whatever the nesting.
 //
 // The tokens serde_json refuses to read though the grammar allows them (a number beyond f64, a string
 // with a lone UTF-16 surrogate escape) read as `null`, so the field holding one is absent and the rest
 // reads as usual: what serde_json makes of the body's sanitised copy (see `sanitised`).
 //
-// The reader the tape replaced read each `Lenient<T>` value's raw text and parsed `T` from it with
-// serde_json (tests and the `lenient` fuzz target only, feature `reference-reader`); it is the reference
-// the tape is compared with.
+// The reference: serde's derived readers of the same types (tests and the `lenient` fuzz target only,
+// feature `reference-reader`), each `Lenient<T>` value parsed from its raw text with serde_json.
 #[cfg(any(test, feature = "reference-reader"))]
 thread_local! {
     /// 0: the tape; 1: the reference reader; 2: the reference reader on the text as the tape reads it
@@ -561,6 +563,7 @@ impl Spare {
 /// with a lone UTF-16 surrogate escape becomes `null`, a key with one a key of spaces (so that member is
 /// ignored), each padded with spaces to its length (such a number has at least 5 bytes, such a string 8).
 /// Lexical, one forward scan: no recursion, no nesting limit needed; the parser checks the structure.
+#[cfg(any(test, feature = "reference-reader"))]
 #[doc(hidden)]
 pub fn sanitised(text: &str) -> Option<String> {
     let mut out: Option<Vec<u8>> = None;
@@ -584,8 +587,8 @@ pub fn sanitised(text: &str) -> Option<String> {
     String::from_utf8(out?).ok()
 }
 
-/// Run `f` with the old value-by-value reader only: the reference the single pass must agree with (unit
-/// tests and the `lenient` fuzz target, feature `reference-reader`).
+/// Run `f` with the reference reader (serde's, value by value): what the tape's readers must agree with
+/// (unit tests and the `lenient` fuzz target, feature `reference-reader`).
 #[cfg(any(test, feature = "reference-reader"))]
 #[doc(hidden)]
 pub fn with_two_pass<R>(f: impl FnOnce() -> R) -> R {
@@ -593,9 +596,9 @@ pub fn with_two_pass<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Run `f` with the old reader reading what the single pass reads: the body, or its sanitised copy when
-/// the single pass needed it. Whatever the body, the same result as the single pass (the `lenient` fuzz
-/// target); `with_two_pass` gives the old reader's own results.
+/// Run `f` with the reference reader on the text as the tape reads it: the body, or its sanitised copy
+/// when it holds tokens serde_json refuses. Whatever the body, the same result as the tape's readers (the
+/// `lenient` fuzz target); `with_two_pass` gives the reference reader's own results.
 #[cfg(any(test, feature = "reference-reader"))]
 #[doc(hidden)]
 pub fn with_reference<R>(f: impl FnOnce() -> R) -> R {

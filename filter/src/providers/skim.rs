@@ -541,7 +541,9 @@ impl<'a> Reader<'a> {
 /// The tokens of `text` that the grammar allows but serde_json refuses to read, as `(start, end, is_key)`
 /// byte ranges: a string with a lone UTF-16 surrogate escape, a number beyond f64 (serde_json's own test).
 /// Lexical: one forward scan token by token, no recursion, so no nesting limit; a string followed by `:`
-/// is a key. It stops at the first byte that starts no token (the parser stops there too).
+/// is a key. It stops at the first byte that starts no token (the parser stops there too). For the
+/// reference reader's sanitised copy (`json::sanitised`).
+#[cfg(any(test, feature = "reference-reader"))]
 pub fn unreadable_tokens(text: &str, on: &mut dyn FnMut(usize, usize, bool)) {
     let mut r = Reader::new(text);
     while let Some(b) = r.peek() {

@@ -1,29 +1,25 @@
-//! A JSON document read once into a flat list of tokens (the tape), and serde's `Deserializer` over it.
+//! A JSON document read once into a flat list of tokens (the tape), and the accessors the readers of the
+//! provider types (`json::Read`, `json_struct!`) and of the configuration (`config.rs`) take values with.
 //!
-//! The provider types are read through this rather than through serde_json's streaming parser for the
-//! module's size: serde's derived readers are compiled once per deserializer they meet, and against
-//! serde_json each was compiled several times, with number parsing and positioned error messages inlined
-//! into each copy (~4-9 KB per type, ~470 KB in all). Over the tape every type is compiled once, against a
-//! deserializer whose error carries no message.
+//! Why: serde's derived readers were compiled several times per provider type against serde_json's
+//! streaming parser, each copy with its number parsing and positioned error messages inlined (~435 KB of
+//! the module). On the tape a type's reader is one small function, and leniency is simple: any value can
+//! be read again or skipped, so a type that rejects a value costs nothing but that value
+//! (`json::Lenient`), with no parser position to recover. A struct's keys are found through a hash table
+//! built at compile time (`key_table`).
 //!
-//! The tape also makes leniency simple: any value can be read again or skipped, so a type that rejects a
-//! value costs nothing but that value (`json::Lenient`), with no parser position to recover.
+//! The tape's serde `Deserializer` (tests only) checks the tape against serde_json itself.
 //!
-//! The plugin configuration is read from it too, member by member (`elements`, `members`), so that its
-//! readers (`config.rs`) name the key of any error without serde's derived readers.
-//!
-//! What it accepts and how it hands values over is serde_json's behaviour (checked against serde_json by
-//! the `lenient` fuzz target and `lenient_test.rs`):
+//! What it accepts and how it hands values over is serde_json's behaviour (the `lenient` fuzz target and
+//! `lenient_test.rs` compare the readers with serde's over serde_json):
 //! - the grammar of RFC 8259, UTF-8 checked by the caller; only whitespace after the value;
-//! - strings: borrowed when they have no escape, unescaped otherwise (`visit_str`); a string with a lone
+//! - strings: borrowed when they have no escape, unescaped otherwise; a string with a lone
 //!   UTF-16 surrogate escape, which serde_json refuses to read, is `null` (as a key, a key that names no
 //!   field);
 //! - numbers: a plain integer that fits u64 as u64, a negative one that fits i64 as i64, anything else
 //!   (fraction, exponent, overflow, `-0`) as the f64 serde_json itself reads; a number beyond f64, which
 //!   serde_json refuses, is `null`;
-//! - a sequence or map whose visitor leaves elements unread is an error, as serde_json's end checks make
-//!   it;
-//! - `&RawValue` borrows the value's text (serde_json's raw-value protocol).
+//! - `raw_text` is the value as written (what `&RawValue` borrows).
 //!
 //! Nothing here can panic: the builder is iterative (no recursion, so no nesting limit is needed; the
 //! tape is at most one token per two bytes of input), and every index goes through `get`.
