@@ -12,7 +12,6 @@ use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
@@ -340,14 +339,12 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     // A whole body is one object; a buffered JSON-array stream (and its errors) is an array of them.
     if body.trim_ascii_start().starts_with(b"[") {
         let spare = Spare::default();
-        let Some(items) = read::<Vec<&RawValue>>(body, &spare) else {
+        // Each element on its own: one that is not a response costs only itself.
+        let Some(items) = read::<Vec<Lenient<GenerateResponse<'_>>>>(body, &spare) else {
             return;
         };
-        for item in items {
-            let spare = Spare::default();
-            if let Some(c) = read::<GenerateResponse<'_>>(item.get().as_bytes(), &spare) {
-                apply_chunk(c, resp);
-            }
+        for c in items.into_iter().filter_map(Lenient::get) {
+            apply_chunk(c, resp);
         }
     } else {
         let spare = Spare::default();

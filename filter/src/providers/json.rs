@@ -7,6 +7,7 @@ use super::tape;
 use serde::de::IgnoredAny;
 #[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
+#[cfg(any(test, feature = "reference-reader"))]
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 #[cfg(any(test, feature = "reference-reader"))]
@@ -14,9 +15,10 @@ use std::cell::Cell;
 use std::cell::{OnceCell, RefCell};
 
 /// Declare a provider struct read leniently: every field optional (`Default` when absent), each with the
-/// JSON keys it is read from (`= "key" | "alias"`). It implements `Read` (one small function: a `match` on
-/// the member's key, `tape::Value::fields`), and, for the reference reader only, serde's `Deserialize` with
-/// the same keys (`rename`, `alias`) and the field's own attributes (`#[serde(borrow)]`).
+/// JSON keys it is read from (`= "key" | "alias"`). It implements `Read` (one small function: the member's
+/// key is found in a hash table built at compile time, `tape::Value::fields`), and, for the reference reader
+/// only, serde's `Deserialize` with the same keys (`rename`, `alias`) and the field's own attributes
+/// (`#[serde(borrow)]`).
 macro_rules! json_struct {
     (
         $(#[$sattr:meta])*
@@ -245,10 +247,9 @@ impl<'de, T: Read<'de>> Read<'de> for Option<T> {
 impl<'de, T: Read<'de>> Read<'de> for Vec<T> {
     fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
         let mut out = Vec::new();
-        v.items(&mut |item| {
+        for item in v.elements()? {
             out.push(T::read(item)?);
-            Some(())
-        })?;
+        }
         Some(out)
     }
 }
@@ -270,19 +271,24 @@ impl<'de: 'a, 'a> Read<'de> for LenientRaw<'a> {
         if v.is_null() {
             return Some(LenientRaw(None));
         }
-        Some(LenientRaw(Some(raw_value(v)?)))
+        Some(LenientRaw(Some(v.raw_text()?)))
     }
 }
 
-/// The value's text as a `&RawValue` (serde_json makes one only by reading it, which checks the text
-/// again; only the few raw fields take this).
-pub fn raw_value<'de>(v: tape::Value<'_, 'de>) -> Option<&'de RawValue> {
-    serde_json::from_str::<&RawValue>(v.raw_text()?).ok()
+/// A value's JSON text as written (what serde_json's `&RawValue` borrows), for the few fields kept raw.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> Read<'de> for Raw<'a> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        v.raw_text().map(Raw)
+    }
 }
 
-impl<'de: 'a, 'a> Read<'de> for &'a RawValue {
-    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
-        raw_value(v)
+#[cfg(any(test, feature = "reference-reader"))]
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|r| Raw(r.get()))
     }
 }
 
@@ -291,12 +297,12 @@ impl<'de> Read<'de> for OneOrMany {
         if let Some(s) = v.str() {
             return Some(OneOrMany(vec![s.into_owned()]));
         }
-        let mut out = Vec::new();
-        v.items(&mut |item| {
-            out.extend(item.str().map(Cow::into_owned));
-            Some(())
-        })?;
-        Some(OneOrMany(out))
+        let items = v.elements()?;
+        Some(OneOrMany(
+            items
+                .filter_map(|item| item.str().map(Cow::into_owned))
+                .collect(),
+        ))
     }
 }
 
@@ -307,12 +313,11 @@ impl<'de: 'a, 'a> Read<'de> for TextContent<'a> {
         }
         let mut out = TextContent::default();
         // Anything else than text or a list of parts is empty text.
-        v.items(&mut |item| {
+        for item in v.elements().into_iter().flatten() {
             if let Some(part) = Lenient::<TextPart<'a>>::read(item).and_then(Lenient::get) {
                 out.push_part(part);
             }
-            Some(())
-        });
+        }
         Some(out)
     }
 }
@@ -403,10 +408,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
 
 /// A field's raw JSON text; None when absent or `null`. Any value is taken, so nothing is parsed twice.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LenientRaw<'a>(pub Option<&'a RawValue>);
+pub struct LenientRaw<'a>(pub Option<&'a str>);
 
 impl<'a> LenientRaw<'a> {
-    pub fn get(self) -> Option<&'a RawValue> {
+    pub fn get(self) -> Option<&'a str> {
         self.0
     }
 }
@@ -415,7 +420,7 @@ impl<'a> LenientRaw<'a> {
 impl<'de: 'a, 'a> Deserialize<'de> for LenientRaw<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        Ok(LenientRaw(Some(raw).filter(|r| r.get() != "null")))
+        Ok(LenientRaw(Some(raw.get()).filter(|r| *r != "null")))
     }
 }
 
@@ -981,10 +986,10 @@ mod tests {
 
         let body = r#"{"raw":{"x":1e400},"id":"\ud800"}"#;
         let new = read(body).unwrap();
-        assert_eq!(new.raw.get().map(RawValue::get), Some(r#"{"x":1e400}"#));
+        assert_eq!(new.raw.get(), Some(r#"{"x":1e400}"#));
         assert_eq!(new.id.0, None);
         let old_ = old(body).unwrap();
-        assert_eq!(old_.raw.get().map(RawValue::get), Some(r#"{"x":1e400}"#));
+        assert_eq!(old_.raw.get(), Some(r#"{"x":1e400}"#));
         assert_eq!(old_.id.0, None);
 
         // Broken elsewhere too: still nothing.
@@ -1004,7 +1009,7 @@ mod tests {
         }
         let spare = Spare::default();
         let r: R<'_> = super::read(body, &spare).unwrap();
-        let raw = r.raw.get().unwrap().get();
+        let raw = r.raw.get().unwrap();
         assert_eq!(spare.offset(body, raw), Some(21));
         assert_eq!(
             spare.offset(body, std::str::from_utf8(&body[3..5]).unwrap()),
@@ -1098,10 +1103,7 @@ mod tests {
             spare(),
         )
         .unwrap();
-        assert_eq!(
-            r.raw.get().map(RawValue::get),
-            Some(r#"{"type":"object", "x":[1e400]}"#)
-        );
+        assert_eq!(r.raw.get(), Some(r#"{"type":"object", "x":[1e400]}"#));
         assert_eq!(r.n.0, Some(1));
         let r: R<'_> = super::read(br#"{"raw":null}"#, spare()).unwrap();
         assert!(r.raw.get().is_none());

@@ -10,7 +10,6 @@ use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 pub fn detect(_host: &str, path: &str) -> Option<Route> {
@@ -86,7 +85,7 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
         req.stop_sequences = o.stop.get().map(|s| s.0).unwrap_or_default();
         req.seed = o.seed.get();
     }
-    req.output_type = match r.format.get().map(RawValue::get) {
+    req.output_type = match r.format.get() {
         Some(f) if f.starts_with('{') || f == "\"json\"" => Some("json"),
         _ => None,
     };

@@ -9,18 +9,17 @@
 
 use super::json::{
     char_count, items, join_line, json_struct, prompt_hash, read, set_if_nonempty, Lenient,
-    LenientStr, OneOrMany, Read, Spare, TextContent, Typed,
+    LenientStr, OneOrMany, Raw, Read, Spare, TextContent, Typed,
 };
 use super::skim::{self, key_bit, plain_integer, set_changed, Reader, Str};
 use super::template::Sink;
-use super::{json, tape, FrameOutcome, StreamState};
+use super::{tape, FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::sse_edit::{event_data, has_empty_array, has_object_member};
 use crate::stream::Frame;
 use serde::de::IgnoredAny;
 #[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// Built-in detection by path. An OpenAI-shaped path on a host tollgate does not know (vLLM, Ollama `/v1`,
@@ -514,18 +513,18 @@ json_struct! {
 /// A field's raw text when the key is present, even when its value is `null` (an `Option` would fold
 /// `null` into "absent", and adding a second `stream_options` key next to a `null` one makes a duplicate).
 #[derive(Default)]
-struct Present<'a>(Option<&'a RawValue>);
+struct Present<'a>(Option<Raw<'a>>);
 
 impl<'de: 'a, 'a> Read<'de> for Present<'a> {
     fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
-        Some(Present(Some(json::raw_value(v)?)))
+        Raw::read(v).map(|r| Present(Some(r)))
     }
 }
 
 #[cfg(any(test, feature = "reference-reader"))]
 impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Present(Some(<&'a RawValue>::deserialize(d)?)))
+        Raw::deserialize(d).map(|r| Present(Some(r)))
     }
 }
 
@@ -561,7 +560,7 @@ pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(tail);
         return Some(out);
     };
-    let text = raw.get();
+    let text = raw.0;
     // The new `stream_options`: `include_usage` true, and every other member as written. `null` or a wrong
     // type, which the provider would reject anyway, becomes a valid object.
     let mut value = Vec::with_capacity(text.len().saturating_add(INCLUDE_USAGE_MEMBER.len()));

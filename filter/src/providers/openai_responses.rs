@@ -103,11 +103,8 @@ impl<'de> Read<'de> for Input {
             input.messages.push(("user".to_owned(), s.into_owned()));
             return Some(input);
         }
-        let _ = v.items(&mut |item| {
-            let item = Lenient::<InputItem<'de>>::read(item).and_then(Lenient::get);
-            input.push_items(item.into_iter());
-            Some(())
-        });
+        let items = v.elements().into_iter().flatten();
+        input.push_items(items.filter_map(|item| Lenient::<InputItem<'de>>::read(item)?.get()));
         Some(input)
     }
 }

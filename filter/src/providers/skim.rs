@@ -203,6 +203,67 @@ pub(crate) fn special(b: &[u8]) -> Option<usize> {
         .map(|i| off + i)
 }
 
+/// The end of the escape whose backslash is at `i` (the reader's rules: one of the JSON escapes, `\u`
+/// with four hex digits).
+fn escape_end(s: &[u8], i: usize) -> Option<usize> {
+    match *s.get(i + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 2),
+        b'u' => {
+            hex4(s.get(i + 2..i + 6)?)?;
+            Some(i + 6)
+        }
+        _ => None,
+    }
+}
+
+/// The string whose opening quote is at `i` (the skimmer's `Reader::string` and the tape's builder): the offset past its closing quote, and whether it has
+/// escapes. No control characters (serde_json's rule).
+pub(crate) fn string_end(s: &[u8], i: usize) -> Option<(usize, bool)> {
+    let (mut j, mut escaped) = (i + 1, false);
+    loop {
+        j += special(s.get(j..)?)?;
+        match *s.get(j)? {
+            b'"' => return Some((j + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                j = escape_end(s, j)?;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The end of the number token starting at `i` (RFC 8259's grammar; `Reader::number` and the tape).
+pub(crate) fn number_end(s: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |s: &[u8], mut i: usize| {
+        while s.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    if s.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match *s.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(s, i + 1),
+        _ => return None,
+    }
+    if s.get(i) == Some(&b'.') {
+        s.get(i + 1)?.is_ascii_digit().then_some(())?;
+        i = digits(s, i + 1);
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        s.get(i)?.is_ascii_digit().then_some(())?;
+        i = digits(s, i);
+    }
+    Some(i)
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
@@ -307,37 +368,11 @@ impl<'a> Reader<'a> {
 
     /// A string value.
     pub fn string(&mut self) -> Option<Str<'a>> {
-        self.eat(b'"')?;
-        let start = self.pos;
-        let mut escaped = false;
-        loop {
-            let rest = self.s.get(self.pos..)?;
-            let k = special(rest)?;
-            self.pos = self.pos.checked_add(k)?;
-            match rest.get(k)? {
-                b'"' => {
-                    let raw = self.text.get(start..self.pos)?;
-                    self.pos += 1;
-                    return Some(Str { raw, escaped });
-                }
-                b'\\' => {
-                    escaped = true;
-                    let &e = rest.get(k + 1)?;
-                    self.pos += 2;
-                    match e {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        b'u' => {
-                            let hex = self.s.get(self.pos..self.pos.checked_add(4)?)?;
-                            hex4(hex)?;
-                            self.pos += 4;
-                        }
-                        _ => return None,
-                    }
-                }
-                // A control character.
-                _ => return None,
-            }
-        }
+        (self.peek()? == b'"').then_some(())?;
+        let (end, escaped) = string_end(self.s, self.pos)?;
+        let raw = self.text.get(self.pos + 1..end - 1)?;
+        self.pos = end;
+        Some(Str { raw, escaped })
     }
 
     /// `null` (consumed) or not (nothing consumed).
@@ -419,38 +454,8 @@ impl<'a> Reader<'a> {
     pub fn number(&mut self) -> Option<&'a [u8]> {
         self.ws();
         let start = self.pos;
-        if self.s.get(self.pos) == Some(&b'-') {
-            self.pos += 1;
-        }
-        match self.s.get(self.pos)? {
-            b'0' => self.pos += 1,
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.s.get(self.pos) == Some(&b'.') {
-            self.pos += 1;
-            if !self.s.get(self.pos)?.is_ascii_digit() {
-                return None;
-            }
-            self.digits();
-        }
-        if matches!(self.s.get(self.pos), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.s.get(self.pos), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            if !self.s.get(self.pos)?.is_ascii_digit() {
-                return None;
-            }
-            self.digits();
-        }
+        self.pos = number_end(self.s, start)?;
         self.s.get(start..self.pos)
-    }
-
-    fn digits(&mut self) {
-        while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
-            self.pos += 1;
-        }
     }
 
     /// A non-negative integer that fits u64 (what serde's u64 accepts from a plain integer); None for

@@ -75,39 +75,29 @@ thread_local! {
 
 /// Read `text` into a tape and hand its root value to `f`; None when `text` is not one JSON value.
 pub fn read<'de, R>(text: &'de str, f: impl FnOnce(Value<'_, 'de>) -> R) -> Option<R> {
-    TAPE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut tape) => {
-            let tape = &mut *tape;
-            let out = build(text, tape).map(|()| {
-                let doc = Doc {
-                    text,
-                    toks: &tape.toks,
-                };
-                f(Value {
-                    doc: &doc,
-                    at: 0,
-                    key: false,
-                })
-            });
-            if tape.toks.capacity() > KEEP_TOKENS {
-                *tape = Tape::default();
-            }
-            out
-        }
+    TAPE.with(|cell| {
         // Only if a reader ever read a document from inside another: a tape of its own.
-        Err(_) => {
-            let mut tape = Tape::default();
-            build(text, &mut tape)?;
+        let (mut shared, mut own) = (cell.try_borrow_mut().ok(), None);
+        let tape = match shared.as_deref_mut() {
+            Some(tape) => tape,
+            None => own.insert(Tape::default()),
+        };
+        let out = build(text, tape).map(|()| {
             let doc = Doc {
                 text,
                 toks: &tape.toks,
             };
-            Some(f(Value {
+            f(Value {
                 doc: &doc,
                 at: 0,
+                #[cfg(test)]
                 key: false,
-            }))
+            })
+        });
+        if tape.toks.capacity() > KEEP_TOKENS {
+            *tape = Tape::default();
         }
+        out
     })
 }
 
@@ -121,67 +111,6 @@ fn skip_ws(s: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// The end of the escape whose backslash is at `i` (the reader's rules: one of the JSON escapes, `\u`
-/// with four hex digits).
-fn escape_end(s: &[u8], i: usize) -> Option<usize> {
-    match *s.get(i + 1)? {
-        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 2),
-        b'u' => {
-            skim::hex4(s.get(i + 2..i + 6)?)?;
-            Some(i + 6)
-        }
-        _ => None,
-    }
-}
-
-/// The string whose opening quote is at `i`: the offset past its closing quote, and whether it has
-/// escapes. No control characters (serde_json's rule).
-fn string_end(s: &[u8], i: usize) -> Option<(usize, bool)> {
-    let (mut j, mut escaped) = (i + 1, false);
-    loop {
-        j += skim::special(s.get(j..)?)?;
-        match *s.get(j)? {
-            b'"' => return Some((j + 1, escaped)),
-            b'\\' => {
-                escaped = true;
-                j = escape_end(s, j)?;
-            }
-            _ => return None,
-        }
-    }
-}
-
-/// The end of the number token starting at `i` (RFC 8259's grammar).
-fn number_end(s: &[u8], mut i: usize) -> Option<usize> {
-    let digits = |s: &[u8], mut i: usize| {
-        while s.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        i
-    };
-    if s.get(i) == Some(&b'-') {
-        i += 1;
-    }
-    match *s.get(i)? {
-        b'0' => i += 1,
-        b'1'..=b'9' => i = digits(s, i + 1),
-        _ => return None,
-    }
-    if s.get(i) == Some(&b'.') {
-        s.get(i + 1)?.is_ascii_digit().then_some(())?;
-        i = digits(s, i + 1);
-    }
-    if matches!(s.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(s.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        s.get(i)?.is_ascii_digit().then_some(())?;
-        i = digits(s, i);
-    }
-    Some(i)
 }
 
 /// Build the tape of `text` into `tape`. Offsets are u32: longer texts are not read.
@@ -204,7 +133,7 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
     let key = |toks: &mut Vec<Tok>, i: usize| -> Option<usize> {
         let i = skip_ws(s, i);
         (s.get(i) == Some(&b'"')).then_some(())?;
-        let (end, escaped) = string_end(s, i)?;
+        let (end, escaped) = skim::string_end(s, i)?;
         push(
             toks,
             if escaped { Kind::Escaped } else { Kind::Str },
@@ -233,7 +162,7 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
                 // Empty: closed below.
             }
             b'"' => {
-                let (end, escaped) = string_end(s, start)?;
+                let (end, escaped) = skim::string_end(s, start)?;
                 push(
                     toks,
                     if escaped { Kind::Escaped } else { Kind::Str },
@@ -253,7 +182,7 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
                 push(toks, kind, start, i);
             }
             _ => {
-                i = number_end(s, start)?;
+                i = skim::number_end(s, start)?;
                 push(toks, Kind::Num, start, i);
             }
         }
@@ -427,12 +356,13 @@ fn find_key(keys: &[&[&str]], table: &[(u32, usize)], name: &str) -> Option<usiz
     None
 }
 
-/// A value on the tape: the deserializer the provider types are read with. `key`: a member's key, which
-/// names no field when it cannot be read rather than being `null`.
+/// A value on the tape. `key`: a member's key, which the tests' serde view hands over as a name that
+/// matches no field, rather than as `null`, when it cannot be unescaped.
 #[derive(Clone, Copy)]
 pub struct Value<'t, 'de> {
     doc: &'t Doc<'t, 'de>,
     at: u32,
+    #[cfg(test)]
     key: bool,
 }
 
@@ -468,9 +398,7 @@ impl<'t, 'de> Value<'t, 'de> {
         match t.kind {
             Kind::Null => true,
             Kind::Num => self.raw(t).and_then(number).is_none(),
-            Kind::Escaped => {
-                !self.key && self.inner(t).and_then(|r| unescape_into(r, None)).is_none()
-            }
+            Kind::Escaped => self.inner(t).and_then(|r| unescape_into(r, None)).is_none(),
             _ => false,
         }
     }
@@ -562,19 +490,6 @@ impl<'t, 'de> Value<'t, 'de> {
         self.raw(self.tok()?)
     }
 
-    /// Hand each element of an array to `f`, stopping at its first None; None for any other value.
-    pub fn items(&self, f: &mut dyn FnMut(Value<'t, 'de>) -> Option<()>) -> Option<()> {
-        let t = self.tok()?;
-        (t.kind == Kind::Arr).then_some(())?;
-        let mut at = self.at.checked_add(1)?;
-        while at < t.next {
-            let item = self.at(at);
-            at = item.tok()?.next;
-            f(item)?;
-        }
-        Some(())
-    }
-
     /// A struct's fields as serde's derived reader (with `#[serde(default)]`) finds them: from an object,
     /// the value of each member whose key is one of `keys[i]` (a field's name and aliases) goes to `f(i, _)`,
     /// other members are skipped, and a field named twice fails; from an array, element `i` goes to
@@ -586,41 +501,26 @@ impl<'t, 'de> Value<'t, 'de> {
         table: &[(u32, usize)],
         f: &mut dyn FnMut(usize, Value<'t, 'de>) -> Option<()>,
     ) -> Option<()> {
-        let t = self.tok()?;
-        let mut at = self.at.checked_add(1)?;
-        match t.kind {
-            Kind::Obj => {
-                let mut seen = 0u64;
-                while at < t.next {
-                    let key = self.at(at);
-                    let value = self.at(at.checked_add(1)?);
-                    at = value.tok()?.next;
-                    // A key that cannot be unescaped names no field.
-                    let name = key.str();
-                    let name = name.as_deref().unwrap_or("");
-                    let Some(i) = find_key(keys, table, name) else {
-                        continue;
-                    };
-                    let bit = 1u64.checked_shl(u32::try_from(i).ok()?)?;
-                    (seen & bit == 0).then_some(())?;
-                    seen |= bit;
-                    f(i, value)?;
-                }
-                Some(())
+        if let Some(mut members) = self.children(Kind::Obj) {
+            let mut seen = 0u64;
+            while let Some((key, value)) = members.next_pair() {
+                // A key that cannot be unescaped names no field.
+                let name = key.str();
+                let Some(i) = find_key(keys, table, name.as_deref().unwrap_or("")) else {
+                    continue;
+                };
+                let bit = 1u64.checked_shl(u32::try_from(i).ok()?)?;
+                (seen & bit == 0).then_some(())?;
+                seen |= bit;
+                f(i, value)?;
             }
-            Kind::Arr => {
-                let mut i = 0usize;
-                while at < t.next {
-                    (i < keys.len()).then_some(())?;
-                    let item = self.at(at);
-                    at = item.tok()?.next;
-                    f(i, item)?;
-                    i += 1;
-                }
-                Some(())
-            }
-            _ => None,
+            return Some(());
         }
+        for (i, item) in self.elements()?.enumerate() {
+            (i < keys.len()).then_some(())?;
+            f(i, item)?;
+        }
+        Some(())
     }
 }
 
