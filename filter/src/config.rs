@@ -791,6 +791,33 @@ mod tests {
         Config::parse(json.as_bytes()).unwrap_err().key
     }
 
+    /// What the tape-based readers do differently from serde's: a struct written as an array of its fields
+    /// is refused, and a token serde_json cannot hold is a type error at its key, not "invalid JSON".
+    #[test]
+    fn tokens_and_shapes_serde_read_otherwise() {
+        let e = Config::parse(br#"{"otlp":["collector"]}"#).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.reason.as_str()),
+            ("otlp", "invalid type: sequence, expected an object")
+        );
+        let e = Config::parse(br#"{"max_event":1e400}"#).unwrap_err();
+        assert_eq!(e.key, "max_event");
+        assert!(
+            e.reason.starts_with("invalid type: floating point `1e400`"),
+            "{e}"
+        );
+        let e = Config::parse(br#"{"service_name":"\ud800"}"#).unwrap_err();
+        assert_eq!(e.key, "service_name");
+        assert!(e.reason.contains("lone UTF-16 surrogate"), "{e}");
+        // Trailing text is reported before an error inside the object.
+        let e = Config::parse(br#"{"max_event":"x"} trailing"#).unwrap_err();
+        assert!(
+            e.reason
+                .starts_with("invalid JSON after the configuration object"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn errors_name_the_key() {
         assert_eq!(
