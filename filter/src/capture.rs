@@ -12,8 +12,10 @@
 //! text, the cut string ending in [`TRUNCATED`] and later parts dropped.
 
 use crate::call::{Api, Response};
+use crate::json::Json;
+use crate::providers::tape::{self, Value};
 use crate::redact::{Findings, Redactor};
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// Appended to a string cut by the size cap.
 pub const TRUNCATED: &str = "…[truncated]";
@@ -140,239 +142,306 @@ pub fn output_text(resp: &mut Response, index: usize, text: &str) {
     resp.content.text(index, text);
 }
 
-fn text_part(s: &str) -> Value {
-    json!({"type": "text", "content": s})
+/// Values copied from the request deeper than this are cut to `null` (serde_json, which capture used
+/// before, refused such bodies whole).
+const MAX_DEPTH: usize = 128;
+
+/// `v` copied, as written; nesting beyond [`MAX_DEPTH`] is `null`.
+fn copy(v: Value<'_, '_>) -> Json {
+    fn at(v: Value<'_, '_>, depth: usize) -> Json {
+        if v.is_null() || depth > MAX_DEPTH {
+            return Json::Null;
+        }
+        if let Some(s) = v.str() {
+            return Json::Str(s.into_owned());
+        }
+        if let Some(items) = v.elements() {
+            return Json::Arr(items.map(|i| at(i, depth + 1)).collect());
+        }
+        if let Some(members) = v.members() {
+            return Json::Obj(
+                members
+                    .map(|(k, v)| (k.into_owned(), at(v, depth + 1)))
+                    .collect(),
+            );
+        }
+        v.raw_text().map_or(Json::Null, |t| Json::Lit(t.to_owned()))
+    }
+    at(v, 0)
 }
 
-fn str_of(v: &Value) -> Option<&str> {
-    v.as_str()
+/// `text` read as JSON, or None.
+fn parse(text: &str) -> Option<Json> {
+    tape::read(text, copy)
+}
+
+/// Member `key` of object `v` (the last, if the key is repeated).
+fn get<'t, 'de>(v: Value<'t, 'de>, key: &str) -> Option<Value<'t, 'de>> {
+    v.members()?
+        .filter(|(k, _)| k == key)
+        .last()
+        .map(|(_, v)| v)
+}
+
+/// A string member of `v`.
+fn get_str<'de>(v: Value<'_, 'de>, key: &str) -> Option<Cow<'de, str>> {
+    get(v, key)?.str()
+}
+
+/// Member `key` (or, absent, `or`) copied; `null` when neither is there.
+fn member(v: Value<'_, '_>, key: &str, or: &str) -> Json {
+    get(v, key).or_else(|| get(v, or)).map_or(Json::Null, copy)
+}
+
+fn text_part(s: &str) -> Json {
+    Json::obj([("type", Json::str("text")), ("content", Json::str(s))])
+}
+
+fn tool_call(id: Json, name: Json, arguments: Json) -> Json {
+    Json::obj([
+        ("type", Json::str("tool_call")),
+        ("id", id),
+        ("name", name),
+        ("arguments", arguments),
+    ])
+}
+
+fn tool_response(id: Json, response: Json) -> Json {
+    Json::obj([
+        ("type", Json::str("tool_call_response")),
+        ("id", id),
+        ("response", response),
+    ])
+}
+
+fn message(role: &str, parts: Vec<Json>) -> Json {
+    Json::obj([("role", Json::str(role)), ("parts", Json::Arr(parts))])
 }
 
 /// Text of a content value that is a string or a list of `{text}` parts; other parts are kept by type.
-fn parts_of(content: &Value, out: &mut Vec<Value>) {
-    match content {
-        Value::String(s) if !s.is_empty() => out.push(text_part(s)),
-        Value::Array(items) => {
-            for p in items {
-                if let Some(t) = p.get("text").and_then(str_of) {
-                    out.push(text_part(t));
-                } else if let Some(kind) = p.get("type").and_then(str_of) {
-                    block_part(kind, p, out);
-                } else {
-                    // Gemini / Bedrock parts are keyed by kind rather than typed.
-                    keyed_part(p, out);
-                }
-            }
+fn parts_of(content: Value<'_, '_>, out: &mut Vec<Json>) {
+    if let Some(s) = content.str() {
+        if !s.is_empty() {
+            out.push(text_part(&s));
         }
-        _ => {}
+        return;
+    }
+    for p in content.elements().into_iter().flatten() {
+        if let Some(t) = get_str(p, "text") {
+            out.push(text_part(&t));
+        } else if let Some(kind) = get_str(p, "type") {
+            block_part(&kind, p, out);
+        } else {
+            // Gemini / Bedrock parts are keyed by kind rather than typed.
+            keyed_part(p, out);
+        }
     }
 }
 
 /// Anthropic-style typed blocks (and OpenAI parts that are not text).
-fn block_part(kind: &str, p: &Value, out: &mut Vec<Value>) {
-    match kind {
-        "tool_use" | "function_call" => out.push(json!({
-            "type": "tool_call",
-            "id": p.get("id").or_else(|| p.get("call_id")).cloned().unwrap_or(Value::Null),
-            "name": p.get("name").cloned().unwrap_or(Value::Null),
-            "arguments": p.get("input").or_else(|| p.get("arguments")).cloned().unwrap_or(Value::Null),
-        })),
-        "tool_result" | "function_call_output" => out.push(json!({
-            "type": "tool_call_response",
-            "id": p.get("tool_use_id").or_else(|| p.get("call_id")).cloned().unwrap_or(Value::Null),
-            "response": flatten_text(p.get("content").or_else(|| p.get("output")).unwrap_or(&Value::Null)),
-        })),
-        other => out.push(json!({"type": other})),
-    }
+fn block_part(kind: &str, p: Value<'_, '_>, out: &mut Vec<Json>) {
+    out.push(match kind {
+        "tool_use" | "function_call" => tool_call(
+            member(p, "id", "call_id"),
+            member(p, "name", "name"),
+            member(p, "input", "arguments"),
+        ),
+        "tool_result" | "function_call_output" => tool_response(
+            member(p, "tool_use_id", "call_id"),
+            flatten_text(get(p, "content").or_else(|| get(p, "output"))),
+        ),
+        other => Json::obj([("type", Json::str(other))]),
+    });
 }
 
 /// Gemini `{functionCall}` / `{functionResponse}` and Bedrock `{toolUse}` / `{toolResult}` parts.
-fn keyed_part(p: &Value, out: &mut Vec<Value>) {
-    if let Some(f) = p.get("functionCall") {
-        out.push(json!({"type": "tool_call", "id": f.get("id").cloned().unwrap_or(Value::Null),
-            "name": f.get("name").cloned().unwrap_or(Value::Null), "arguments": f.get("args").cloned().unwrap_or(Value::Null)}));
-    } else if let Some(f) = p.get("functionResponse") {
-        out.push(json!({"type": "tool_call_response", "id": f.get("id").or_else(|| f.get("name")).cloned().unwrap_or(Value::Null),
-            "response": f.get("response").cloned().unwrap_or(Value::Null)}));
-    } else if let Some(t) = p.get("toolUse") {
-        out.push(json!({"type": "tool_call", "id": t.get("toolUseId").cloned().unwrap_or(Value::Null),
-            "name": t.get("name").cloned().unwrap_or(Value::Null), "arguments": t.get("input").cloned().unwrap_or(Value::Null)}));
-    } else if let Some(t) = p.get("toolResult") {
-        out.push(json!({"type": "tool_call_response", "id": t.get("toolUseId").cloned().unwrap_or(Value::Null),
-            "response": flatten_text(t.get("content").unwrap_or(&Value::Null))}));
-    } else if let Some(k) = p.as_object().and_then(|o| o.keys().next()) {
-        out.push(json!({"type": k}));
+fn keyed_part(p: Value<'_, '_>, out: &mut Vec<Json>) {
+    if let Some(f) = get(p, "functionCall") {
+        out.push(tool_call(
+            member(f, "id", "id"),
+            member(f, "name", "name"),
+            member(f, "args", "args"),
+        ));
+    } else if let Some(f) = get(p, "functionResponse") {
+        out.push(tool_response(
+            member(f, "id", "name"),
+            member(f, "response", "response"),
+        ));
+    } else if let Some(t) = get(p, "toolUse") {
+        out.push(tool_call(
+            member(t, "toolUseId", "toolUseId"),
+            member(t, "name", "name"),
+            member(t, "input", "input"),
+        ));
+    } else if let Some(t) = get(p, "toolResult") {
+        out.push(tool_response(
+            member(t, "toolUseId", "toolUseId"),
+            flatten_text(get(t, "content")),
+        ));
+    } else if let Some((k, _)) = p.members().and_then(|mut m| m.next()) {
+        out.push(Json::obj([("type", Json::str(&k))]));
     }
 }
 
 /// A tool result's content as one value: text joined, or the value itself when it is not text.
-fn flatten_text(v: &Value) -> Value {
-    match v {
-        Value::Array(items) => {
-            let texts: Vec<&str> = items
-                .iter()
-                .filter_map(|i| i.get("text").and_then(str_of))
-                .collect();
-            if texts.is_empty() {
-                v.clone()
-            } else {
-                Value::String(texts.join("\n"))
-            }
-        }
-        other => other.clone(),
+fn flatten_text(v: Option<Value<'_, '_>>) -> Json {
+    let Some(v) = v else { return Json::Null };
+    let texts: Vec<Cow<'_, str>> = v
+        .elements()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| get_str(i, "text"))
+        .collect();
+    if texts.is_empty() {
+        copy(v)
+    } else {
+        Json::Str(texts.join("\n"))
     }
 }
 
 /// An OpenAI-shaped chat message (OpenAI, Azure, Mistral, vLLM, Cohere v2, Ollama chat).
-fn chat_message(m: &Value) -> Option<Value> {
-    let role = m.get("role").and_then(str_of)?;
+fn chat_message(m: Value<'_, '_>) -> Option<Json> {
+    let role = get_str(m, "role")?;
     let mut parts = Vec::new();
     if role == "tool" {
-        parts.push(json!({
-            "type": "tool_call_response",
-            "id": m.get("tool_call_id").cloned().unwrap_or(Value::Null),
-            "response": flatten_text(m.get("content").unwrap_or(&Value::Null)),
-        }));
-    } else if let Some(c) = m.get("content") {
+        parts.push(tool_response(
+            member(m, "tool_call_id", "tool_call_id"),
+            flatten_text(get(m, "content")),
+        ));
+    } else if let Some(c) = get(m, "content") {
         parts_of(c, &mut parts);
     }
-    for call in m
-        .get("tool_calls")
-        .and_then(Value::as_array)
+    for call in get(m, "tool_calls")
+        .and_then(|c| c.elements())
         .into_iter()
         .flatten()
     {
-        let f = call.get("function").unwrap_or(&Value::Null);
-        let args = f.get("arguments").cloned().unwrap_or(Value::Null);
+        let f = get(call, "function");
+        let args = f.and_then(|f| get(f, "arguments"));
         // OpenAI sends arguments as a JSON string; semconv wants the object when it parses.
-        let args = match &args {
-            Value::String(s) => serde_json::from_str(s).unwrap_or(args),
-            _ => args,
+        let args = match args.and_then(|a| a.str()) {
+            Some(s) => parse(&s).unwrap_or(Json::Str(s.into_owned())),
+            None => args.map_or(Json::Null, copy),
         };
-        parts.push(
-            json!({"type": "tool_call", "id": call.get("id").cloned().unwrap_or(Value::Null),
-            "name": f.get("name").cloned().unwrap_or(Value::Null), "arguments": args}),
-        );
+        let name = f.map_or(Json::Null, |f| member(f, "name", "name"));
+        parts.push(tool_call(member(call, "id", "id"), name, args));
     }
-    let mut msg = Map::new();
-    msg.insert("role".into(), Value::String(role.to_owned()));
-    msg.insert("parts".into(), Value::Array(parts));
-    if let Some(n) = m.get("name").filter(|n| n.is_string()) {
-        msg.insert("name".into(), n.clone());
+    let Json::Obj(mut msg) = message(&role, parts) else {
+        return None;
+    };
+    if let Some(n) = get_str(m, "name") {
+        msg.push(("name".to_owned(), Json::Str(n.into_owned())));
     }
-    Some(Value::Object(msg))
+    Some(Json::Obj(msg))
 }
 
 /// Anthropic Messages (direct, Vertex, Bedrock InvokeModel with Claude) and Bedrock Converse messages.
-fn block_message(m: &Value) -> Option<Value> {
-    let role = m.get("role").and_then(str_of)?;
+fn block_message(m: Value<'_, '_>) -> Option<Json> {
+    let role = get_str(m, "role")?;
     let mut parts = Vec::new();
-    if let Some(c) = m.get("content") {
+    if let Some(c) = get(m, "content") {
         parts_of(c, &mut parts);
     }
-    Some(json!({"role": role, "parts": parts}))
+    Some(message(&role, parts))
 }
 
-fn gemini_message(m: &Value) -> Option<Value> {
-    let role = match m.get("role").and_then(str_of).unwrap_or("user") {
+fn gemini_message(m: Value<'_, '_>) -> Option<Json> {
+    let role = get_str(m, "role");
+    let role = match role.as_deref().unwrap_or("user") {
         "model" => "assistant",
         r => r,
     };
     let mut parts = Vec::new();
-    if let Some(p) = m.get("parts") {
+    if let Some(p) = get(m, "parts") {
         parts_of(p, &mut parts);
     }
-    Some(json!({"role": role, "parts": parts}))
+    Some(message(role, parts))
 }
 
 /// What the request said, in semconv shape.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Input {
-    pub messages: Vec<Value>,
-    pub system: Vec<Value>,
+    pub messages: Vec<Json>,
+    pub system: Vec<Json>,
 }
 
-fn system_parts(v: Option<&Value>, out: &mut Vec<Value>) {
-    match v {
-        Some(Value::Object(o)) => {
-            if let Some(p) = o.get("parts") {
-                parts_of(p, out);
-            }
+fn system_parts(v: Option<Value<'_, '_>>, out: &mut Vec<Json>) {
+    let Some(v) = v else { return };
+    if v.members().is_some() {
+        if let Some(p) = get(v, "parts") {
+            parts_of(p, out);
         }
-        Some(v) => parts_of(v, out),
-        None => {}
+    } else {
+        parts_of(v, out);
     }
 }
 
 /// Read the request body of `api` into semconv messages and system instructions.
 pub fn input(api: Api, body: &[u8]) -> Option<Input> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let mut inp = Input::default();
-    let list = |key: &str| v.get(key).and_then(Value::as_array).into_iter().flatten();
-    match api {
-        Api::OpenAiChat | Api::CohereChat | Api::OllamaChat => {
-            inp.messages = list("messages").filter_map(chat_message).collect();
-        }
-        Api::AnthropicMessages | Api::BedrockInvoke | Api::BedrockConverse => {
-            system_parts(v.get("system"), &mut inp.system);
-            inp.messages = list("messages").filter_map(block_message).collect();
-        }
-        Api::Gemini => {
-            system_parts(
-                v.get("systemInstruction")
-                    .or_else(|| v.get("system_instruction")),
-                &mut inp.system,
-            );
-            inp.messages = list("contents").filter_map(gemini_message).collect();
-        }
-        Api::OpenAiResponses => {
-            system_parts(v.get("instructions"), &mut inp.system);
-            match v.get("input") {
-                Some(Value::String(s)) => {
-                    inp.messages
-                        .push(json!({"role": "user", "parts": [text_part(s)]}));
+    if api == Api::OpenAiEmbeddings {
+        // Embedding inputs are not conversation messages.
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    tape::read(text, |v| {
+        let mut inp = Input::default();
+        let list = |key: &str| get(v, key).and_then(|l| l.elements()).into_iter().flatten();
+        match api {
+            Api::OpenAiChat | Api::CohereChat | Api::OllamaChat => {
+                inp.messages = list("messages").filter_map(chat_message).collect();
+            }
+            Api::AnthropicMessages | Api::BedrockInvoke | Api::BedrockConverse => {
+                system_parts(get(v, "system"), &mut inp.system);
+                inp.messages = list("messages").filter_map(block_message).collect();
+            }
+            Api::Gemini => {
+                let system = get(v, "systemInstruction").or_else(|| get(v, "system_instruction"));
+                system_parts(system, &mut inp.system);
+                inp.messages = list("contents").filter_map(gemini_message).collect();
+            }
+            Api::OpenAiResponses => {
+                system_parts(get(v, "instructions"), &mut inp.system);
+                let input = get(v, "input");
+                if let Some(s) = input.and_then(|i| i.str()) {
+                    inp.messages.push(message("user", vec![text_part(&s)]));
                 }
-                Some(Value::Array(items)) => {
-                    for item in items {
-                        if item.get("role").is_some() {
-                            inp.messages.extend(chat_message(item));
-                        } else if let Some(kind) = item.get("type").and_then(str_of) {
-                            let mut parts = Vec::new();
-                            block_part(kind, item, &mut parts);
-                            let role = if kind == "function_call_output" {
-                                "tool"
-                            } else {
-                                "assistant"
-                            };
-                            inp.messages.push(json!({"role": role, "parts": parts}));
-                        }
+                for item in input.and_then(|i| i.elements()).into_iter().flatten() {
+                    if get(item, "role").is_some() {
+                        inp.messages.extend(chat_message(item));
+                    } else if let Some(kind) = get_str(item, "type") {
+                        let mut parts = Vec::new();
+                        block_part(&kind, item, &mut parts);
+                        let role = if kind == "function_call_output" {
+                            "tool"
+                        } else {
+                            "assistant"
+                        };
+                        inp.messages.push(message(role, parts));
                     }
                 }
-                _ => {}
             }
-        }
-        Api::OpenAiCompletions | Api::OllamaGenerate => {
-            system_parts(v.get("system"), &mut inp.system);
-            let mut parts = Vec::new();
-            match v.get("prompt") {
-                Some(Value::String(s)) => parts.push(text_part(s)),
-                Some(Value::Array(items)) => {
-                    parts.extend(items.iter().filter_map(str_of).map(text_part))
+            Api::OpenAiCompletions | Api::OllamaGenerate => {
+                system_parts(get(v, "system"), &mut inp.system);
+                let prompt = get(v, "prompt");
+                let mut parts = Vec::new();
+                if let Some(s) = prompt.and_then(|p| p.str()) {
+                    parts.push(text_part(&s));
                 }
-                _ => {}
+                for p in prompt.and_then(|p| p.elements()).into_iter().flatten() {
+                    parts.extend(p.str().map(|s| text_part(&s)));
+                }
+                if !parts.is_empty() {
+                    inp.messages.push(message("user", parts));
+                }
             }
-            if !parts.is_empty() {
-                inp.messages.push(json!({"role": "user", "parts": parts}));
-            }
+            Api::OpenAiEmbeddings => {}
         }
-        // Embedding inputs are not conversation messages.
-        Api::OpenAiEmbeddings => return None,
-    }
-    Some(inp)
+        inp
+    })
 }
 
 /// Output messages, one per choice, with the finish reasons the response reported.
-pub fn output(resp: &Response) -> Vec<Value> {
+pub fn output(resp: &Response) -> Vec<Json> {
     resp.content
         .choices
         .iter()
@@ -383,50 +452,46 @@ pub fn output(resp: &Response) -> Vec<Value> {
                 parts.push(text_part(&c.text));
             }
             for t in &c.tool_calls {
-                let args = serde_json::from_str::<Value>(&t.arguments)
-                    .unwrap_or_else(|_| Value::String(t.arguments.clone()));
-                parts.push(
-                    json!({"type": "tool_call", "id": t.id, "name": t.name, "arguments": args}),
-                );
+                let args = parse(&t.arguments).unwrap_or_else(|| Json::str(&t.arguments));
+                parts.push(tool_call(Json::str(&t.id), Json::str(&t.name), args));
             }
-            json!({
-                "role": "assistant",
-                "parts": parts,
-                "finish_reason": resp.finish_reasons.get(i).map_or("", String::as_str),
-            })
+            let finish = resp.finish_reasons.get(i).map_or("", String::as_str);
+            let Json::Obj(mut msg) = message("assistant", parts) else {
+                return Json::Null;
+            };
+            msg.push(("finish_reason".to_owned(), Json::str(finish)));
+            Json::Obj(msg)
         })
         .collect()
 }
 
 /// Redact every string in `v` (keys included: a tool argument object's keys are user-controlled too).
-pub fn redact_value(r: &Redactor, v: &mut Value, findings: &mut Findings) {
+pub fn redact_value(r: &Redactor, v: &mut Json, findings: &mut Findings) {
+    let redact = |s: &mut String, findings: &mut Findings| {
+        let (out, f) = r.redact(s);
+        if !f.is_empty() {
+            *s = out.into_owned();
+            findings.merge(&f);
+        }
+    };
     match v {
-        Value::String(s) => {
-            let (out, f) = r.redact(s);
-            if !f.is_empty() {
-                *s = out.into_owned();
-                findings.merge(&f);
+        Json::Str(s) => redact(s, findings),
+        Json::Arr(items) => items.iter_mut().for_each(|i| redact_value(r, i, findings)),
+        Json::Obj(members) => {
+            for (k, val) in members.iter_mut() {
+                redact(k, findings);
+                redact_value(r, val, findings);
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| redact_value(r, i, findings)),
-        Value::Object(map) => {
-            let old = std::mem::take(map);
-            for (k, mut val) in old {
-                let (key, f) = r.redact(&k);
-                findings.merge(&f);
-                redact_value(r, &mut val, findings);
-                map.insert(key.into_owned(), val);
-            }
-        }
-        _ => {}
+        Json::Null | Json::Lit(_) => {}
     }
 }
 
 /// Cut the strings of `v` to a total of `budget` bytes: the string that crosses it ends in [`TRUNCATED`],
 /// and array elements after it are dropped. Returns whether anything was cut.
-pub fn cap_value(v: &mut Value, budget: &mut usize) -> bool {
+pub fn cap_value(v: &mut Json, budget: &mut usize) -> bool {
     match v {
-        Value::String(s) => {
+        Json::Str(s) => {
             let cost = s.len().saturating_add(PER_STRING_OVERHEAD);
             if cost <= *budget {
                 *budget -= cost;
@@ -438,7 +503,7 @@ pub fn cap_value(v: &mut Value, budget: &mut usize) -> bool {
             *budget = 0;
             true
         }
-        Value::Array(items) => {
+        Json::Arr(items) => {
             let mut cut = false;
             let mut keep = items.len();
             for (i, item) in items.iter_mut().enumerate() {
@@ -452,14 +517,14 @@ pub fn cap_value(v: &mut Value, budget: &mut usize) -> bool {
             items.truncate(keep);
             cut
         }
-        Value::Object(map) => {
+        Json::Obj(members) => {
             let mut cut = false;
-            for (_, val) in map.iter_mut() {
+            for (_, val) in members.iter_mut() {
                 cut |= cap_value(val, budget);
             }
             cut
         }
-        _ => false,
+        Json::Null | Json::Lit(_) => false,
     }
 }
 
@@ -492,11 +557,11 @@ pub struct Rendered {
 /// Render the content attributes: redaction first (on whole strings), then the size cap.
 pub fn render(input: Option<&Input>, resp: &Response, r: &Redactor, max_bytes: usize) -> Rendered {
     let mut out = Rendered::default();
-    let add = |name: &'static str, items: Vec<Value>, out: &mut Rendered| {
+    let add = |name: &'static str, items: Vec<Json>, out: &mut Rendered| {
         if items.is_empty() {
             return;
         }
-        let mut v = Value::Array(items);
+        let mut v = Json::Arr(items);
         let mut found = Findings::default();
         redact_value(r, &mut v, &mut found);
         if name == "gen_ai.output.messages" {
@@ -506,7 +571,7 @@ pub fn render(input: Option<&Input>, resp: &Response, r: &Redactor, max_bytes: u
         }
         let mut budget = max_bytes;
         out.truncated |= cap_value(&mut v, &mut budget);
-        out.attributes.push((name, v.to_string()));
+        out.attributes.push((name, v.text()));
     };
     if let Some(i) = input {
         add("gen_ai.system_instructions", i.system.clone(), &mut out);
@@ -521,6 +586,12 @@ pub fn render(input: Option<&Input>, resp: &Response, r: &Redactor, max_bytes: u
 mod tests {
     use super::*;
     use crate::redact::RedactionConfig;
+    use serde_json::{json, Value};
+
+    /// What serde_json reads of the JSON text of `items`.
+    fn val(items: &[Json]) -> Value {
+        serde_json::from_str(&Json::Arr(items.to_vec()).text()).unwrap()
+    }
 
     fn r() -> Redactor {
         Redactor::new(&RedactionConfig::default()).unwrap()
@@ -540,7 +611,7 @@ mod tests {
             {"role":"tool","tool_call_id":"c1","content":"42"}]}"#,
         );
         assert_eq!(
-            Value::Array(i.messages),
+            val(&i.messages),
             json!([
                 {"role":"system","parts":[{"type":"text","content":"be brief"}]},
                 {"role":"user","parts":[{"type":"text","content":"hi"},{"type":"image_url"}],"name":"bob"},
@@ -561,43 +632,34 @@ mod tests {
             {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{"x":"y"}}]},
             {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"ok"}]}]}]}"#,
         );
+        assert_eq!(val(&i.system), json!([{"type":"text","content":"sys"}]));
         assert_eq!(
-            Value::Array(i.system),
-            json!([{"type":"text","content":"sys"}])
-        );
-        assert_eq!(
-            i.messages[1],
+            val(&i.messages)[1],
             json!({"role":"assistant","parts":[{"type":"tool_call","id":"t1","name":"f","arguments":{"x":"y"}}]})
         );
         assert_eq!(
-            i.messages[2]["parts"][0],
+            val(&i.messages)[2]["parts"][0],
             json!({"type":"tool_call_response","id":"t1","response":"ok"})
         );
         let i = inp(
             Api::AnthropicMessages,
             r#"{"system":"plain","messages":[]}"#,
         );
-        assert_eq!(
-            Value::Array(i.system),
-            json!([{"type":"text","content":"plain"}])
-        );
+        assert_eq!(val(&i.system), json!([{"type":"text","content":"plain"}]));
         let i = inp(
             Api::Gemini,
             r#"{"systemInstruction":{"parts":[{"text":"s"}]},"contents":[{"role":"user","parts":[{"text":"a"}]},
             {"role":"model","parts":[{"functionCall":{"name":"f","args":{"k":1}}}]}]}"#,
         );
-        assert_eq!(
-            Value::Array(i.system),
-            json!([{"type":"text","content":"s"}])
-        );
-        assert_eq!(i.messages[1]["role"], "assistant");
-        assert_eq!(i.messages[1]["parts"][0]["type"], "tool_call");
+        assert_eq!(val(&i.system), json!([{"type":"text","content":"s"}]));
+        assert_eq!(val(&i.messages)[1]["role"], "assistant");
+        assert_eq!(val(&i.messages)[1]["parts"][0]["type"], "tool_call");
         let i = inp(
             Api::BedrockConverse,
             r#"{"system":[{"text":"s"}],"messages":[{"role":"user","content":[{"text":"a"},{"toolResult":{"toolUseId":"u","content":[{"text":"r"}]}}]}]}"#,
         );
         assert_eq!(
-            i.messages[0]["parts"][1],
+            val(&i.messages)[0]["parts"][1],
             json!({"type":"tool_call_response","id":"u","response":"r"})
         );
         let i = inp(
@@ -605,15 +667,12 @@ mod tests {
             r#"{"instructions":"be nice","input":[{"role":"user","content":[{"type":"input_text","text":"hi"}]},
             {"type":"function_call_output","call_id":"c","output":"done"}]}"#,
         );
-        assert_eq!(
-            Value::Array(i.system),
-            json!([{"type":"text","content":"be nice"}])
-        );
-        assert_eq!(i.messages[0]["parts"][0]["content"], "hi");
-        assert_eq!(i.messages[1]["role"], "tool");
+        assert_eq!(val(&i.system), json!([{"type":"text","content":"be nice"}]));
+        assert_eq!(val(&i.messages)[0]["parts"][0]["content"], "hi");
+        assert_eq!(val(&i.messages)[1]["role"], "tool");
         let i = inp(Api::OllamaGenerate, r#"{"prompt":"p","system":"s"}"#);
-        assert_eq!(i.messages[0]["parts"][0]["content"], "p");
-        assert_eq!(i.system[0]["content"], "s");
+        assert_eq!(val(&i.messages)[0]["parts"][0]["content"], "p");
+        assert_eq!(val(&i.system)[0]["content"], "s");
     }
 
     #[test]
@@ -682,9 +741,90 @@ mod tests {
 
     #[test]
     fn cap_value_keeps_char_boundaries() {
-        let mut v = json!(["ééééé", "x"]);
+        let mut v = Json::Arr(vec![Json::str("ééééé"), Json::str("x")]);
         let mut budget = 8 + 3;
         assert!(cap_value(&mut v, &mut budget));
-        assert_eq!(v, json!([format!("é{TRUNCATED}")]));
+        assert_eq!(v, Json::Arr(vec![Json::Str(format!("é{TRUNCATED}"))]));
+    }
+
+    /// Every fixture file copied through the tape and written again reads, with serde_json, as the
+    /// original does: the writer escapes what it must and keeps every value.
+    #[test]
+    fn copies_read_as_the_original() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testenv/fixtures");
+        let mut seen = 0;
+        for dir in std::fs::read_dir(&root).unwrap().flatten() {
+            for file in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(file.path()).unwrap();
+                let Ok(want) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let got = parse(&text).unwrap().text();
+                assert_eq!(
+                    serde_json::from_str::<Value>(&got).unwrap(),
+                    want,
+                    "{:?}",
+                    file.path()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 50, "{seen} fixtures");
+        let tricky = "{\"a\\\"b\":\"\\u0000\\u001f\\t\\n\\\\ \\ud83d\\ude00 é\",\"n\":[-0,1.50,1e3,true,false,null,{}]}";
+        let got = parse(tricky).unwrap().text();
+        assert_eq!(
+            serde_json::from_str::<Value>(&got).unwrap(),
+            serde_json::from_str::<Value>(tricky).unwrap()
+        );
+        // Numbers and member order stay as written; a repeated key too (reads take the last).
+        assert_eq!(
+            got,
+            "{\"a\\\"b\":\"\\u0000\\u001f\\t\\n\\\\ 😀 é\",\"n\":[-0,1.50,1e3,true,false,null,{}]}"
+        );
+        assert_eq!(
+            parse(r#"{"b":1,"a":2,"b":3}"#).unwrap().text(),
+            r#"{"b":1,"a":2,"b":3}"#
+        );
+        let i = inp(
+            Api::OpenAiChat,
+            r#"{"messages":[{"role":"user","content":"x"},{"role":"user","content":"y"}],"messages":[{"role":"user","content":"z"}]}"#,
+        );
+        assert_eq!(
+            val(&i.messages),
+            json!([{"role":"user","parts":[{"type":"text","content":"z"}]}])
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_null_or_nothing() {
+        // Not JSON, or not UTF-8: no input at all.
+        assert!(input(Api::OpenAiChat, b"{\"messages\":[").is_none());
+        assert!(input(
+            Api::OpenAiChat,
+            b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}"
+        )
+        .is_none());
+        // Tokens serde_json refuses (a lone surrogate, a number beyond f64) are null where they are copied.
+        let i = inp(
+            Api::AnthropicMessages,
+            r#"{"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"\ud800","name":"f","input":{"x":1e400}}]}]}"#,
+        );
+        assert_eq!(
+            val(&i.messages)[0]["parts"][0],
+            json!({"type":"tool_call","id":null,"name":"f","arguments":{"x":null}})
+        );
+        // Nesting beyond MAX_DEPTH is cut to null; the rest is kept, and writing it does not recurse
+        // without bound.
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let body =
+            format!(r#"{{"messages":[{{"role":"tool","tool_call_id":"c","content":{deep}}}]}}"#);
+        let i = inp(Api::OpenAiChat, &body);
+        let text = Json::Arr(i.messages).text();
+        assert_eq!(text.matches('[').count(), MAX_DEPTH + 1 + 2);
+        assert!(text.contains("null"));
     }
 }

@@ -492,21 +492,48 @@ pub(crate) fn read_json<T>(
     tape::read(&text, read).unwrap_or_else(|| Err(err("", "invalid JSON")))
 }
 
-/// Why `json`, which the tape refused, is not one JSON value: serde_json's message, with its position.
+/// Why `json`, which the tape refused, is not one JSON value, and where (line and column, 1-based).
 fn syntax_error(json: &[u8]) -> ConfigError {
-    use serde::Deserialize;
-    let mut de = serde_json::Deserializer::from_slice(json);
-    if let Err(e) = serde::de::IgnoredAny::deserialize(&mut de) {
-        return err("", format!("invalid JSON: {e}"));
-    }
-    match de.end() {
-        Err(e) => err(
-            "",
-            format!("invalid JSON after the configuration object: {e}"),
-        ),
+    let place = |at: usize| {
+        let before = json.get(..at).unwrap_or(json);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |n| n + 1);
+        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+            .chars()
+            .count()
+            + 1;
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        format!("at line {line} column {column}")
+    };
+    let text = match std::str::from_utf8(json) {
+        Ok(text) => text,
+        Err(e) => {
+            let at = e.valid_up_to();
+            return err("", format!("invalid JSON: not UTF-8 {}", place(at)));
+        }
+    };
+    let Some(at) = tape::error_at(text) else {
         // Only a text beyond the tape's 4 GiB.
-        Ok(()) => err("", "invalid JSON: too large"),
+        return err("", "invalid JSON: too large");
+    };
+    // One complete value, then more text.
+    if at > 0 && text.get(..at).is_some_and(|v| tape::error_at(v).is_none()) {
+        return err(
+            "",
+            format!(
+                "invalid JSON after the configuration object: trailing characters {}",
+                place(at)
+            ),
+        );
     }
+    let what = match text.get(at..).and_then(|t| t.chars().next()) {
+        None => "unexpected end of input".to_owned(),
+        Some('"') => "a string that is not closed or has an invalid escape".to_owned(),
+        Some(c) => format!("unexpected `{}`", c.escape_debug()),
+    };
+    err("", format!("invalid JSON: {what} {}", place(at)))
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -815,6 +842,39 @@ mod tests {
             e.reason
                 .starts_with("invalid JSON after the configuration object"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_say_what_and_where() {
+        let reason = |t: &[u8]| Config::parse(t).unwrap_err().reason;
+        assert_eq!(
+            reason(b"{not json"),
+            "invalid JSON: unexpected `n` at line 1 column 2"
+        );
+        assert_eq!(
+            reason(b"{\n  \"a\": 1,\n  \"\xc3\xa9\": tru }"),
+            "invalid JSON: unexpected `t` at line 3 column 8"
+        );
+        assert_eq!(
+            reason(b"{\"a\": [1, 2}"),
+            "invalid JSON: unexpected `}` at line 1 column 12"
+        );
+        assert_eq!(
+            reason(b"{\"a\": "),
+            "invalid JSON: unexpected end of input at line 1 column 7"
+        );
+        assert_eq!(
+            reason(b"{\"a\": \"x\\q\"}"),
+            "invalid JSON: a string that is not closed or has an invalid escape at line 1 column 7"
+        );
+        assert_eq!(
+            reason(b"{\"a\": \"\xff\"}"),
+            "invalid JSON: not UTF-8 at line 1 column 8"
+        );
+        assert_eq!(
+            reason(b"{}\n {}"),
+            "invalid JSON after the configuration object: trailing characters at line 2 column 2"
         );
     }
 

@@ -24,6 +24,7 @@ pub mod call;
 pub mod capture;
 pub mod config;
 pub mod headers;
+pub mod json;
 pub mod pricing;
 pub mod providers;
 pub mod redact;

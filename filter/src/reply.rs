@@ -4,7 +4,7 @@
 //! Pure: builds status, headers and body; `host` sends them with `send_http_response`.
 
 use crate::call::Api;
-use serde_json::json;
+use crate::json::Json;
 
 /// Why tollgate answers instead of the provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,23 +46,42 @@ pub fn refuse(api: Api, refusal: Refusal, message: &str, extra: Vec<(String, Str
     let status = refusal.status();
     let limited = refusal == Refusal::BudgetExceeded;
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let s = Json::str;
     let body = match api {
         // Anthropic SDKs read `error.type`; 429 is `rate_limit_error`, 400 `invalid_request_error`.
-        Api::AnthropicMessages => json!({
-            "type": "error",
-            "error": {
-                "type": if limited { "rate_limit_error" } else { "invalid_request_error" },
-                "message": message,
-            }
-        }),
+        Api::AnthropicMessages => Json::obj([
+            ("type", s("error")),
+            (
+                "error",
+                Json::obj([
+                    (
+                        "type",
+                        s(if limited {
+                            "rate_limit_error"
+                        } else {
+                            "invalid_request_error"
+                        }),
+                    ),
+                    ("message", s(message)),
+                ]),
+            ),
+        ]),
         // google.rpc.Status as Google APIs return it.
-        Api::Gemini => json!({
-            "error": {
-                "code": status,
-                "message": message,
-                "status": if limited { "RESOURCE_EXHAUSTED" } else { "INVALID_ARGUMENT" },
-            }
-        }),
+        Api::Gemini => Json::obj([(
+            "error",
+            Json::obj([
+                ("code", Json::Lit(status.to_string())),
+                ("message", s(message)),
+                (
+                    "status",
+                    s(if limited {
+                        "RESOURCE_EXHAUSTED"
+                    } else {
+                        "INVALID_ARGUMENT"
+                    }),
+                ),
+            ]),
+        )]),
         // AWS SDKs take the error type from `x-amzn-errortype` and the message from the body.
         Api::BedrockConverse | Api::BedrockInvoke => {
             let kind = if limited {
@@ -71,26 +90,34 @@ pub fn refuse(api: Api, refusal: Refusal, message: &str, extra: Vec<(String, Str
                 "ValidationException"
             };
             headers.push(("x-amzn-errortype".to_string(), kind.to_string()));
-            json!({ "message": message })
+            Json::obj([("message", s(message))])
         }
-        Api::CohereChat => json!({ "message": message }),
-        Api::OllamaChat | Api::OllamaGenerate => json!({ "error": message }),
+        Api::CohereChat => Json::obj([("message", s(message))]),
+        Api::OllamaChat | Api::OllamaGenerate => Json::obj([("error", s(message))]),
         Api::OpenAiChat | Api::OpenAiResponses | Api::OpenAiEmbeddings | Api::OpenAiCompletions => {
-            json!({
-                "error": {
-                    "message": message,
-                    "type": if limited { "rate_limit_error" } else { "invalid_request_error" },
-                    "param": null,
-                    "code": refusal.code(),
-                }
-            })
+            Json::obj([(
+                "error",
+                Json::obj([
+                    ("message", s(message)),
+                    (
+                        "type",
+                        s(if limited {
+                            "rate_limit_error"
+                        } else {
+                            "invalid_request_error"
+                        }),
+                    ),
+                    ("param", Json::Null),
+                    ("code", s(refusal.code())),
+                ]),
+            )])
         }
     };
     headers.extend(extra);
     Reply {
         status,
         headers,
-        body: body.to_string().into_bytes(),
+        body: body.text().into_bytes(),
     }
 }
 

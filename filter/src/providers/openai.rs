@@ -291,10 +291,9 @@ fn number_text<'a>(r: &mut Reader<'a>) -> Option<Option<&'a [u8]>> {
     Some(None)
 }
 
-/// `Lenient<f64>`: the number's text through serde_json's own conversion (the same rounding and range).
-/// The text is ASCII by the grammar; `from_str` reuses the `StrRead` parser every provider type is read with.
+/// `Lenient<f64>`: the number's text through the tape's own conversion (the same rounding and range).
 fn lenient_f64(r: &mut Reader<'_>) -> Option<Option<f64>> {
-    Some(number_text(r)?.and_then(|raw| serde_json::from_str(std::str::from_utf8(raw).ok()?).ok()))
+    Some(number_text(r)?.and_then(|raw| tape::f64_of(std::str::from_utf8(raw).ok()?)))
 }
 
 /// `Lenient<u64>`: a non-negative integer that fits, else None.

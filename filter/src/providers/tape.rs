@@ -82,7 +82,7 @@ pub fn read<'de, R>(text: &'de str, f: impl FnOnce(Value<'_, 'de>) -> R) -> Opti
             Some(tape) => tape,
             None => own.insert(Tape::default()),
         };
-        let out = build(text, tape).map(|()| {
+        let out = build(text, tape).ok().map(|()| {
             let doc = Doc {
                 text,
                 toks: &tape.toks,
@@ -113,10 +113,11 @@ fn skip_ws(s: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Build the tape of `text` into `tape`. Offsets are u32: longer texts are not read.
-fn build(text: &str, tape: &mut Tape) -> Option<()> {
+/// Build the tape of `text` into `tape`; Err(offset) where `text` stops being JSON. Offsets are u32:
+/// longer texts are not read (Err(0)).
+fn build(text: &str, tape: &mut Tape) -> Result<(), usize> {
     let s = text.as_bytes();
-    u32::try_from(s.len()).ok()?;
+    u32::try_from(s.len()).map_err(|_| 0usize)?;
     let Tape { toks, open } = tape;
     toks.clear();
     open.clear();
@@ -130,10 +131,12 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
         });
     };
     // A member's key at `i` (after whitespace) and its colon: the offset of its value.
-    let key = |toks: &mut Vec<Tok>, i: usize| -> Option<usize> {
+    let key = |toks: &mut Vec<Tok>, i: usize| -> Result<usize, usize> {
         let i = skip_ws(s, i);
-        (s.get(i) == Some(&b'"')).then_some(())?;
-        let (end, escaped) = skim::string_end(s, i)?;
+        if s.get(i) != Some(&b'"') {
+            return Err(i);
+        }
+        let (end, escaped) = skim::string_end(s, i).ok_or(i)?;
         push(
             toks,
             if escaped { Kind::Escaped } else { Kind::Str },
@@ -141,13 +144,17 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
             end,
         );
         let colon = skip_ws(s, end);
-        (s.get(colon) == Some(&b':')).then_some(colon + 1)
+        if s.get(colon) == Some(&b':') {
+            Ok(colon + 1)
+        } else {
+            Err(colon)
+        }
     };
     let mut i = 0usize;
     loop {
         // A value.
         let start = skip_ws(s, i);
-        match *s.get(start)? {
+        match *s.get(start).ok_or(start)? {
             c @ (b'{' | b'[') => {
                 open.push(toks.len() as u32);
                 let obj = c == b'{';
@@ -162,7 +169,7 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
                 // Empty: closed below.
             }
             b'"' => {
-                let (end, escaped) = skim::string_end(s, start)?;
+                let (end, escaped) = skim::string_end(s, start).ok_or(start)?;
                 push(
                     toks,
                     if escaped { Kind::Escaped } else { Kind::Str },
@@ -177,12 +184,14 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
                     b'f' => (b"false", Kind::False),
                     _ => (b"null", Kind::Null),
                 };
-                (s.get(start..start + word.len())? == word).then_some(())?;
+                if s.get(start..start + word.len()) != Some(word) {
+                    return Err(start);
+                }
                 i = start + word.len();
                 push(toks, kind, start, i);
             }
             _ => {
-                i = skim::number_end(s, start)?;
+                i = skim::number_end(s, start).ok_or(start)?;
                 push(toks, Kind::Num, start, i);
             }
         }
@@ -190,10 +199,10 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
         loop {
             i = skip_ws(s, i);
             let Some(&at) = open.last() else {
-                return (i == s.len()).then_some(());
+                return if i == s.len() { Ok(()) } else { Err(i) };
             };
-            let is_obj = toks.get(at as usize)?.kind == Kind::Obj;
-            match *s.get(i)? {
+            let is_obj = toks.get(at as usize).ok_or(i)?.kind == Kind::Obj;
+            match *s.get(i).ok_or(i)? {
                 b',' => {
                     i += 1;
                     if is_obj {
@@ -203,16 +212,21 @@ fn build(text: &str, tape: &mut Tape) -> Option<()> {
                 }
                 b'}' if is_obj => {}
                 b']' if !is_obj => {}
-                _ => return None,
+                _ => return Err(i),
             }
             i += 1;
             let next = toks.len() as u32;
-            let tok = toks.get_mut(at as usize)?;
+            let tok = toks.get_mut(at as usize).ok_or(i)?;
             tok.next = next;
             tok.end = i as u32;
             open.pop();
         }
     }
+}
+
+/// Where `text` stops being one JSON value (its byte offset), or None when it is one.
+pub fn error_at(text: &str) -> Option<usize> {
+    build(text, &mut Tape::default()).err()
 }
 
 /// `raw`, the text between a string's quotes, unescaped; None when it holds a lone UTF-16 surrogate
@@ -292,8 +306,21 @@ fn number(raw: &str) -> Option<Number> {
             }
         }
     }
-    // Everything else exactly as serde_json reads it.
-    serde_json::from_str::<f64>(raw).ok().map(Number::F64)
+    // Everything else correctly rounded, as serde_json reads it with `float_roundtrip` (the tests' build);
+    // beyond f64, which serde_json refuses, None.
+    raw.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(Number::F64)
+}
+
+/// The f64 of number token `raw` (integers included); None beyond f64.
+pub fn f64_of(raw: &str) -> Option<f64> {
+    Some(match number(raw)? {
+        Number::U64(n) => n as f64,
+        Number::I64(n) => n as f64,
+        Number::F64(n) => n,
+    })
 }
 
 /// A member key's hash for `key_table`: its length and first and last bytes, which tell apart almost
@@ -478,11 +505,8 @@ impl<'t, 'de> Value<'t, 'de> {
 
     /// Any number (serde's f64 takes integers too).
     pub fn f64(&self) -> Option<f64> {
-        Some(match self.number()? {
-            Number::U64(n) => n as f64,
-            Number::I64(n) => n as f64,
-            Number::F64(n) => n,
-        })
+        let t = self.tok()?;
+        (t.kind == Kind::Num).then(|| self.raw(t).and_then(f64_of))?
     }
 
     /// The value's JSON text (what `&RawValue` borrows).
@@ -899,10 +923,48 @@ mod tests {
         let f = |t: &str| read(t, |v| f64::deserialize(v).ok()).flatten();
         assert_eq!(f("-0").map(f64::to_bits), Some((-0.0f64).to_bits()));
         assert_eq!(f("0.1"), Some(0.1));
-        assert_eq!(
-            f("2.2250738585072011e-308"),
-            serde_json::from_str::<f64>("2.2250738585072011e-308").ok()
-        );
+        // Correctly rounded, as serde_json with `float_roundtrip` (the tests' build) reads them.
+        let mut rng = crate::rng::SplitMix64::new(3);
+        let mut hard: Vec<String> = [
+            "2.2250738585072011e-308",
+            "2.2250738585072012e-308",
+            "4.9e-324",
+            "2.4e-324",
+            "1.7976931348623157e308",
+            "1.7976931348623158e308",
+            "9007199254740993",
+            "0.30000000000000004441",
+            "123456789012345678901234567890e-10",
+            "1e23",
+            "8.533e+68",
+            "4.1006e-184",
+            "9.998e+307",
+            "9.9538452227e-280",
+            "6.47660115e-260",
+            "7.4e+47",
+            "5.92e+48",
+            "7.35e+66",
+            "8.32116e+55",
+            "0.0000000000000000000000000000000000001",
+            "-1.5e-10",
+        ]
+        .map(String::from)
+        .to_vec();
+        for _ in 0..20_000 {
+            let (m, e) = (rng.next_u64(), rng.next_u64() % 700);
+            hard.push(format!("{m}.{}e{}", m % 1000, e as i64 - 350));
+            hard.push(format!("0.{m}{m}"));
+        }
+        for t in &hard {
+            assert_eq!(
+                f(t).map(f64::to_bits),
+                serde_json::from_str::<f64>(t).ok().map(f64::to_bits),
+                "{t}"
+            );
+            assert_eq!(f64_of(t).map(f64::to_bits), f(t).map(f64::to_bits), "{t}");
+        }
+        assert_eq!(f("1e400"), None);
+        assert!(serde_json::from_str::<f64>("1e400").is_err());
     }
 
     #[test]

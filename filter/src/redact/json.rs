@@ -3,8 +3,8 @@
 //! text. Every other byte (keys, numbers, whitespace, untouched strings with their original escapes) is
 //! copied as it was, so the upstream sees the client's body except for the redacted spans.
 
-use super::scan::hex_digit;
 use super::{Findings, Redactor};
+use crate::json::escape_into;
 use crate::providers::skim::special;
 
 /// Which JSON strings are user text.
@@ -237,27 +237,6 @@ fn unescape(raw: &[u8]) -> Option<String> {
         out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
     }
     String::from_utf8(out).ok()
-}
-
-/// Write `s` as the contents of a JSON string (without quotes).
-fn escape_into(out: &mut Vec<u8>, s: &str) {
-    for &c in s.as_bytes() {
-        match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0..=0x1f => {
-                out.extend_from_slice(b"\\u00");
-                out.push(hex_digit(c >> 4));
-                out.push(hex_digit(c));
-            }
-            _ => out.push(c),
-        }
-    }
 }
 
 /// After a number's first byte: the index after the number, if it follows the JSON grammar.
