@@ -31,6 +31,7 @@ pub mod redact;
 pub mod reply;
 pub mod rls;
 pub mod rng;
+pub mod sort;
 pub mod stream;
 pub mod telemetry;
 

@@ -6,7 +6,6 @@
 
 use crate::call::Usage;
 use crate::config::{float, object, opt, required, under, ConfigError, Json};
-use std::collections::BTreeMap;
 
 /// Prices in USD per million tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -147,9 +146,14 @@ impl Pricing {
             });
         };
         // In key order, a later duplicate winning: as the map serde_json read them into.
-        let map: BTreeMap<_, _> = members.collect();
-        let mut entries = Vec::with_capacity(map.len());
-        for (pattern, v) in map {
+        let mut members: Vec<_> = members.collect();
+        crate::sort::sort_by(&mut members, |a, b| a.0 < b.0);
+        let mut entries = Vec::with_capacity(members.len());
+        let mut members = members.into_iter().peekable();
+        while let Some((pattern, v)) = members.next() {
+            if members.peek().is_some_and(|next| next.0 == pattern) {
+                continue;
+            }
             let key = format!("pricing.{pattern}");
             let raw = Price::read(v).map_err(|e| under(e, &key))?;
             if pattern.is_empty() {
@@ -176,7 +180,7 @@ impl Pricing {
             }
             entries.push((pattern.to_ascii_lowercase(), raw));
         }
-        entries.sort_by_key(|e| std::cmp::Reverse(specificity(&e.0)));
+        crate::sort::sort_by(&mut entries, |a, b| specificity(&a.0) > specificity(&b.0));
         Ok(Pricing { entries })
     }
 

@@ -450,7 +450,7 @@ fn fingerprint(tenant: &TenantMatch, window_s: u64, models: &[String]) -> String
     h.update(b"\0");
     h.update(window_s.to_le_bytes());
     let mut m: Vec<&String> = models.iter().collect();
-    m.sort();
+    crate::sort::sort_by(&mut m, |a, b| a < b);
     m.dedup();
     for model in m {
         h.update(b"\0");

@@ -509,7 +509,7 @@ impl Redactor {
         if raw.len() <= 1 {
             return raw;
         }
-        raw.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+        crate::sort::sort_by(&mut raw, |a, b| (a.start, b.end) < (b.start, a.end));
         let better = |a: &Hit, b: &Hit| {
             let key = |h: &Hit| {
                 (

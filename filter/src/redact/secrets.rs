@@ -68,7 +68,7 @@ pub fn aws_access_key(text: &str, out: &mut Vec<(usize, usize)>) {
             }
         }
     }
-    hits.sort_unstable();
+    crate::sort::sort_by(&mut hits, |a, b| a < b);
     out.extend(hits);
 }
 
@@ -96,7 +96,7 @@ pub fn github_token(text: &str, out: &mut Vec<(usize, usize)>) {
             hits.push((p, p + 11 + n));
         }
     }
-    hits.sort_unstable();
+    crate::sort::sort_by(&mut hits, |a, b| a < b);
     out.extend(hits);
 }
 

@@ -757,7 +757,7 @@ fn encode(
                         id => Some((sets.get(id as usize)?, d)),
                     })
                     .collect();
-                points.sort_by(|x, y| x.0.cmp(y.0));
+                crate::sort::sort_by(&mut points, |x, y| x.0 < y.0);
                 // Metric { name = 1, description = 2, unit = 3, sum = 7 | histogram = 9 }
                 message(b, 2, |b| {
                     opt_bytes(b, 1, inst.name().as_bytes());
