@@ -23,6 +23,7 @@ pub mod budget;
 pub mod call;
 pub mod capture;
 pub mod config;
+pub mod crc32;
 pub mod headers;
 pub mod json;
 pub mod pricing;

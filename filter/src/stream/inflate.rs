@@ -102,7 +102,7 @@ enum Codec {
     Gzip {
         state: Gz,
         inflate: Box<Decompress>,
-        crc: crc32fast::Hasher,
+        crc: crate::crc32::Hasher,
         /// Output of the current member, mod 2^32 (ISIZE).
         size: u32,
     },
@@ -143,7 +143,7 @@ impl Inflater {
             ContentEncoding::Gzip => Codec::Gzip {
                 state: Gz::Fixed { at: 0, flags: 0 },
                 inflate: Box::new(Decompress::new(false)),
-                crc: crc32fast::Hasher::new(),
+                crc: crate::crc32::Hasher::new(),
                 size: 0,
             },
             ContentEncoding::Deflate => Codec::DeflateSniff {
@@ -378,7 +378,7 @@ impl Sink<'_> {
 
 /// Running checks of one gzip member.
 struct Member<'a> {
-    crc: &'a mut crc32fast::Hasher,
+    crc: &'a mut crate::crc32::Hasher,
     size: &'a mut u32,
 }
 
@@ -422,7 +422,7 @@ fn inflate_into(
 fn gzip_framing<'a>(
     state: &mut Gz,
     mut input: &'a [u8],
-    crc: &mut crc32fast::Hasher,
+    crc: &mut crate::crc32::Hasher,
     size: &mut u32,
 ) -> Result<&'a [u8], InflateError> {
     while *state != Gz::Body {
@@ -481,7 +481,7 @@ fn gzip_framing<'a>(
                     return Err(InflateError::Corrupt);
                 }
                 if at == 9 {
-                    *crc = crc32fast::Hasher::new();
+                    *crc = crate::crc32::Hasher::new();
                     *size = 0;
                     if flags & FEXTRA != 0 {
                         Gz::ExtraLen {
@@ -522,7 +522,7 @@ fn gzip_framing<'a>(
                     let [c0, c1, c2, c3, s0, s1, s2, s3] = buf;
                     let want_crc = u32::from_le_bytes([c0, c1, c2, c3]);
                     let want_size = u32::from_le_bytes([s0, s1, s2, s3]);
-                    let got = std::mem::replace(crc, crc32fast::Hasher::new()).finalize();
+                    let got = std::mem::replace(crc, crate::crc32::Hasher::new()).finalize();
                     if got != want_crc || *size != want_size {
                         return Err(InflateError::Corrupt);
                     }
@@ -721,10 +721,10 @@ pub(crate) mod tests {
         g.extend_from_slice(&[5, 0, b'A', b'B', 3, 0, 0]); // XLEN=5, one subfield
         g.extend_from_slice(b"response.json\0");
         g.extend_from_slice(b"a comment\0");
-        let hcrc = crc32fast::hash(&g) as u16;
+        let hcrc = crate::crc32::hash(&g) as u16;
         g.extend_from_slice(&hcrc.to_le_bytes());
         g.extend_from_slice(&raw_deflate(data));
-        g.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        g.extend_from_slice(&crate::crc32::hash(data).to_le_bytes());
         g.extend_from_slice(&(data.len() as u32).to_le_bytes());
         g
     }

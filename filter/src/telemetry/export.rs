@@ -82,12 +82,16 @@ pub fn instance_id(random: [u8; 16]) -> String {
 /// body uncompressed.
 pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
     use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 3 + 64),
-        flate2::Compression::fast(),
-    );
+    // A gzip member (RFC 1952): a header without name or time (OS "unknown"), raw deflate, then the
+    // CRC-32 and length of the input. flate2's gzip writer would link a second CRC-32.
+    let mut out = Vec::with_capacity(body.len() / 3 + 64);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
     enc.write_all(body).ok()?;
-    enc.finish().ok()
+    let mut out = enc.finish().ok()?;
+    out.extend_from_slice(&crate::crc32::hash(body).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    Some(out)
 }
 
 /// Batches are retried at most this many times before they are dropped.
