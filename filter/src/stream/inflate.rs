@@ -6,8 +6,9 @@
 //! bytes, and the total output is capped as a decompression-bomb guard.
 
 use brotli_decompressor::{BrotliDecompressStream, BrotliResult, BrotliState, StandardAlloc};
-use flate2::{Decompress, FlushDecompress, Status};
 use memchr::memchr;
+use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 /// Largest piece of output handed to the callback at once.
 pub const OUT_PIECE: usize = 8 * 1024;
@@ -101,7 +102,7 @@ enum Codec {
     Identity,
     Gzip {
         state: Gz,
-        inflate: Box<Decompress>,
+        inflate: Box<InflateState>,
         crc: crate::crc32::Hasher,
         /// Output of the current member, mod 2^32 (ISIZE).
         size: u32,
@@ -111,7 +112,7 @@ enum Codec {
         buf: [u8; 2],
         have: u8,
     },
-    Deflate(Box<Decompress>),
+    Deflate(Box<InflateState>),
     Brotli(Box<BrotliState<StandardAlloc, StandardAlloc, StandardAlloc>>),
     /// The stream ended properly; further input is ignored.
     Done,
@@ -142,7 +143,7 @@ impl Inflater {
             ContentEncoding::Identity => Codec::Identity,
             ContentEncoding::Gzip => Codec::Gzip {
                 state: Gz::Fixed { at: 0, flags: 0 },
-                inflate: Box::new(Decompress::new(false)),
+                inflate: InflateState::new_boxed(DataFormat::Raw),
                 crc: crate::crc32::Hasher::new(),
                 size: 0,
             },
@@ -254,13 +255,21 @@ impl Inflater {
                     let zlib = cmf & 0x0F == 8
                         && cmf >> 4 <= 7
                         && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0;
-                    let mut d = Box::new(Decompress::new(zlib));
+                    let mut d = InflateState::new_boxed(if zlib {
+                        DataFormat::Zlib
+                    } else {
+                        DataFormat::Raw
+                    });
                     let head = *buf;
                     let done = inflate_into(&mut d, &head, &mut self.out, &mut sink, out, None)?;
-                    self.codec = if done { Codec::Done } else { Codec::Deflate(d) };
+                    self.codec = if done.is_some() {
+                        Codec::Done
+                    } else {
+                        Codec::Deflate(d)
+                    };
                 }
                 Codec::Deflate(d) => {
-                    if inflate_into(d, input, &mut self.out, &mut sink, out, None)? {
+                    if inflate_into(d, input, &mut self.out, &mut sink, out, None)?.is_some() {
                         // Whatever follows the end of the zlib stream is ignored.
                         self.codec = Codec::Done;
                     }
@@ -306,7 +315,6 @@ impl Inflater {
                     }
                     if *state == Gz::Body {
                         let mut member = Member { crc, size };
-                        let before = inflate.total_in();
                         let done = inflate_into(
                             inflate,
                             input,
@@ -315,18 +323,16 @@ impl Inflater {
                             out,
                             Some(&mut member),
                         )?;
-                        if !done {
+                        let Some(used) = done else {
                             return Ok(());
-                        }
-                        let used = usize::try_from(inflate.total_in().saturating_sub(before))
-                            .unwrap_or(usize::MAX);
+                        };
                         input = input.get(used..).unwrap_or(&[]);
                         *state = Gz::Trailer { at: 0, buf: [0; 8] };
                         continue;
                     }
                     input = gzip_framing(state, input, crc, size)?;
                     if *state == Gz::Body {
-                        inflate.reset(false);
+                        inflate.reset(DataFormat::Raw);
                     }
                 }
             }
@@ -382,23 +388,28 @@ struct Member<'a> {
     size: &'a mut u32,
 }
 
-/// Feed `input` to a deflate/zlib decoder until it is consumed and the output drained. Returns whether
-/// the compressed stream ended.
+/// Feed `input` to a deflate/zlib decoder until it is consumed and the output drained. Returns, when the
+/// compressed stream ended, how much of `input` it took.
 fn inflate_into(
-    d: &mut Decompress,
+    d: &mut InflateState,
     mut input: &[u8],
     buf: &mut [u8],
     sink: &mut Sink<'_>,
     out: &mut dyn FnMut(&[u8]),
     mut member: Option<&mut Member<'_>>,
-) -> Result<bool, InflateError> {
+) -> Result<Option<usize>, InflateError> {
+    let mut taken = 0usize;
     loop {
-        let (in0, out0) = (d.total_in(), d.total_out());
-        let status = d
-            .decompress(input, buf, FlushDecompress::None)
-            .map_err(|_| InflateError::Corrupt)?;
-        let used = usize::try_from(d.total_in().saturating_sub(in0)).unwrap_or(usize::MAX);
-        let made = usize::try_from(d.total_out().saturating_sub(out0)).unwrap_or(usize::MAX);
+        let r = inflate(d, input, buf, MZFlush::None);
+        let (used, made) = (r.bytes_consumed, r.bytes_written);
+        taken = taken.saturating_add(used);
+        // `Buf`: no progress was possible with this input and room; anything else but Ok is corrupt
+        // (a preset dictionary included: HTTP bodies have none).
+        let ended = match r.status {
+            Ok(MZStatus::StreamEnd) => true,
+            Ok(MZStatus::Ok) | Err(MZError::Buf) => false,
+            _ => return Err(InflateError::Corrupt),
+        };
         input = input.get(used..).unwrap_or(&[]);
         let piece = buf.get(..made).unwrap_or(&[]);
         if let Some(m) = member.as_mut() {
@@ -406,13 +417,13 @@ fn inflate_into(
             *m.size = m.size.wrapping_add(made as u32);
         }
         sink.emit(piece, out)?;
-        match status {
-            Status::StreamEnd => return Ok(true),
-            // No progress either way: the decoder wants more input.
-            _ if used == 0 && made == 0 => return Ok(false),
-            // A full output buffer may hide more pending output even with no input left.
-            _ if input.is_empty() && made < buf.len() => return Ok(false),
-            _ => {}
+        if ended {
+            return Ok(Some(taken));
+        }
+        // No progress either way: the decoder wants more input. Or no input left, and the output
+        // buffer not full (a full one may hide more pending output).
+        if (used == 0 && made == 0) || (input.is_empty() && made < buf.len()) {
+            return Ok(None);
         }
     }
 }

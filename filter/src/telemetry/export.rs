@@ -81,14 +81,11 @@ pub fn instance_id(random: [u8; 16]) -> String {
 /// Gzip an export body (`otlp.compression: "gzip"`). None if compression fails; the caller then sends the
 /// body uncompressed.
 pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Write;
-    // A gzip member (RFC 1952): a header without name or time (OS "unknown"), raw deflate, then the
-    // CRC-32 and length of the input. flate2's gzip writer would link a second CRC-32.
+    // A gzip member (RFC 1952): a header without name or time (OS "unknown"), raw deflate at level 1
+    // (fastest), then the CRC-32 and length of the input.
     let mut out = Vec::with_capacity(body.len() / 3 + 64);
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-    let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-    enc.write_all(body).ok()?;
-    let mut out = enc.finish().ok()?;
+    out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(body, 1));
     out.extend_from_slice(&crate::crc32::hash(body).to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     Some(out)
