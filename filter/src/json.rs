@@ -78,23 +78,59 @@ fn hex(n: u8) -> u8 {
         .unwrap_or(b'0')
 }
 
-/// Write `s` as the contents of a JSON string (without quotes).
+/// Write `s` as the contents of a JSON string (without quotes): runs that need no escape are copied whole.
 pub fn escape_into(out: &mut Vec<u8>, s: &str) {
-    for &c in s.as_bytes() {
-        match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0..=0x1f => {
-                out.extend_from_slice(b"\\u00");
-                out.push(hex(c >> 4));
-                out.push(hex(c));
-            }
-            _ => out.push(c),
+    let b = s.as_bytes();
+    out.reserve(b.len());
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let short: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(b.get(run..i).unwrap_or_default());
+        run = i + 1;
+        if short.is_empty() {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex(c >> 4), hex(c)]);
+        } else {
+            out.extend_from_slice(short);
         }
+    }
+    out.extend_from_slice(b.get(run..).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_what_serde_json_writes() {
+        let all: String = (0u32..0x80).filter_map(char::from_u32).collect();
+        for s in [
+            all.as_str(),
+            "",
+            "plain",
+            "é😀\u{2028}",
+            "\"\\",
+            "a\u{1}b\u{1f}c\u{7f}",
+        ] {
+            assert_eq!(
+                Json::str(s).text(),
+                serde_json::to_string(s).unwrap(),
+                "{s:?}"
+            );
+        }
+        let v = Json::obj([
+            ("a", Json::Arr(vec![Json::Null, Json::Lit("1.50".into())])),
+            ("b\n", Json::Obj(vec![])),
+        ]);
+        assert_eq!(v.text(), r#"{"a":[null,1.50],"b\n":{}}"#);
     }
 }
