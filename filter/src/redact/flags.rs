@@ -211,16 +211,23 @@ fn object_follows(hay: &[u8], p: usize, len: usize, objects: &[&str], qualifiers
 /// after it. Same answers as one substring search per phrase, in one pass instead of ~46 (which matters in
 /// Wasm, where substring search has no SIMD prefilter).
 pub fn security_flags(text: &str) -> Vec<&'static str> {
+    const IGNORE: u8 = 1;
+    const LEAK: u8 = 2;
+    const ROLE: u8 = 4;
+    const SPECIAL_TOKEN: u8 = 8;
+    const ALL: u8 = IGNORE | LEAK | ROLE | SPECIAL_TOKEN;
     let hay = normalise(text);
     let t = table();
-    let (mut ignore, mut leak, mut role, mut special) = (false, false, false, false);
-    let mut rest = hay.as_slice();
-    let mut p = 0usize;
-    while let [a, tail @ ..] = rest {
-        let b = tail.first().copied().unwrap_or(0);
-        let mask = |m: &[u64; 256], c: u8| m.get(usize::from(c)).copied().unwrap_or(0);
-        let mut m = mask(&t.first, *a) & mask(&t.second, b);
-        while m != 0 && !(ignore && leak && role && special) {
+    let mask = |m: &[u64; 256], c: u8| m.get(usize::from(c)).copied().unwrap_or(0);
+    let mut found = 0u8;
+    for (p, &a) in hay.iter().enumerate() {
+        let b = hay.get(p + 1).copied().unwrap_or(0);
+        let mut m = mask(&t.first, a) & mask(&t.second, b);
+        if m == 0 {
+            continue;
+        }
+        let rest = hay.get(p..).unwrap_or_default();
+        while m != 0 {
             let k = m.trailing_zeros();
             m &= m - 1;
             let Some(&(phrase, kind)) = t.phrases.get(k as usize) else {
@@ -230,32 +237,43 @@ pub fn security_flags(text: &str) -> Vec<&'static str> {
                 continue;
             }
             match kind {
-                Kind::IgnoreVerb if !ignore && word_at(&hay, p) => {
-                    ignore =
-                        object_follows(&hay, p, phrase.len(), IGNORE_OBJECTS, IGNORE_QUALIFIERS);
+                Kind::IgnoreVerb
+                    if found & IGNORE == 0
+                        && word_at(&hay, p)
+                        && object_follows(
+                            &hay,
+                            p,
+                            phrase.len(),
+                            IGNORE_OBJECTS,
+                            IGNORE_QUALIFIERS,
+                        ) =>
+                {
+                    found |= IGNORE;
                 }
-                Kind::LeakVerb if !leak && word_at(&hay, p) => {
-                    leak = object_follows(&hay, p, phrase.len(), LEAK_OBJECTS, &[]);
+                Kind::LeakVerb
+                    if found & LEAK == 0
+                        && word_at(&hay, p)
+                        && object_follows(&hay, p, phrase.len(), LEAK_OBJECTS, &[]) =>
+                {
+                    found |= LEAK;
                 }
-                Kind::Role => role = true,
-                Kind::Special => special = true,
+                Kind::Role => found |= ROLE,
+                Kind::Special => found |= SPECIAL_TOKEN,
                 _ => {}
             }
         }
-        if ignore && leak && role && special {
+        if found == ALL {
             break;
         }
-        rest = tail;
-        p += 1;
     }
     let mut flags = Vec::new();
-    for (on, flag) in [
-        (ignore, IGNORE_INSTRUCTIONS),
-        (leak, SYSTEM_PROMPT_LEAK),
-        (role, ROLE_OVERRIDE),
-        (special, SPECIAL_TOKENS),
+    for (bit, flag) in [
+        (IGNORE, IGNORE_INSTRUCTIONS),
+        (LEAK, SYSTEM_PROMPT_LEAK),
+        (ROLE, ROLE_OVERRIDE),
+        (SPECIAL_TOKEN, SPECIAL_TOKENS),
     ] {
-        if on {
+        if found & bit != 0 {
             flags.push(flag);
         }
     }
