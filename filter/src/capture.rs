@@ -188,9 +188,9 @@ fn get_str<'de>(v: Value<'_, 'de>, key: &str) -> Option<Cow<'de, str>> {
     get(v, key)?.str()
 }
 
-/// Member `key` (or, absent, `or`) copied; `null` when neither is there.
-fn member(v: Value<'_, '_>, key: &str, or: &str) -> Json {
-    get(v, key).or_else(|| get(v, or)).map_or(Json::Null, copy)
+/// The first of `keys` that `v` has, copied; `null` when it has none.
+fn member(v: Value<'_, '_>, keys: &[&str]) -> Json {
+    keys.iter().find_map(|k| get(v, k)).map_or(Json::Null, copy)
 }
 
 fn text_part(s: &str) -> Json {
@@ -242,12 +242,12 @@ fn parts_of(content: Value<'_, '_>, out: &mut Vec<Json>) {
 fn block_part(kind: &str, p: Value<'_, '_>, out: &mut Vec<Json>) {
     out.push(match kind {
         "tool_use" | "function_call" => tool_call(
-            member(p, "id", "call_id"),
-            member(p, "name", "name"),
-            member(p, "input", "arguments"),
+            member(p, &["id", "call_id"]),
+            member(p, &["name"]),
+            member(p, &["input", "arguments"]),
         ),
         "tool_result" | "function_call_output" => tool_response(
-            member(p, "tool_use_id", "call_id"),
+            member(p, &["tool_use_id", "call_id"]),
             flatten_text(get(p, "content").or_else(|| get(p, "output"))),
         ),
         other => Json::obj([("type", Json::str(other))]),
@@ -258,24 +258,24 @@ fn block_part(kind: &str, p: Value<'_, '_>, out: &mut Vec<Json>) {
 fn keyed_part(p: Value<'_, '_>, out: &mut Vec<Json>) {
     if let Some(f) = get(p, "functionCall") {
         out.push(tool_call(
-            member(f, "id", "id"),
-            member(f, "name", "name"),
-            member(f, "args", "args"),
+            member(f, &["id"]),
+            member(f, &["name"]),
+            member(f, &["args"]),
         ));
     } else if let Some(f) = get(p, "functionResponse") {
         out.push(tool_response(
-            member(f, "id", "name"),
-            member(f, "response", "response"),
+            member(f, &["id", "name"]),
+            member(f, &["response"]),
         ));
     } else if let Some(t) = get(p, "toolUse") {
         out.push(tool_call(
-            member(t, "toolUseId", "toolUseId"),
-            member(t, "name", "name"),
-            member(t, "input", "input"),
+            member(t, &["toolUseId"]),
+            member(t, &["name"]),
+            member(t, &["input"]),
         ));
     } else if let Some(t) = get(p, "toolResult") {
         out.push(tool_response(
-            member(t, "toolUseId", "toolUseId"),
+            member(t, &["toolUseId"]),
             flatten_text(get(t, "content")),
         ));
     } else if let Some((k, _)) = p.members().and_then(|mut m| m.next()) {
@@ -305,7 +305,7 @@ fn chat_message(m: Value<'_, '_>) -> Option<Json> {
     let mut parts = Vec::new();
     if role == "tool" {
         parts.push(tool_response(
-            member(m, "tool_call_id", "tool_call_id"),
+            member(m, &["tool_call_id"]),
             flatten_text(get(m, "content")),
         ));
     } else if let Some(c) = get(m, "content") {
@@ -323,8 +323,8 @@ fn chat_message(m: Value<'_, '_>) -> Option<Json> {
             Some(s) => parse(&s).unwrap_or(Json::Str(s.into_owned())),
             None => args.map_or(Json::Null, copy),
         };
-        let name = f.map_or(Json::Null, |f| member(f, "name", "name"));
-        parts.push(tool_call(member(call, "id", "id"), name, args));
+        let name = f.map_or(Json::Null, |f| member(f, &["name"]));
+        parts.push(tool_call(member(call, &["id"]), name, args));
     }
     let Json::Obj(mut msg) = message(&role, parts) else {
         return None;
