@@ -1,5 +1,7 @@
 #![no_main]
-//! Redaction over arbitrary text and JSON: no panic, and redacted text contains no match.
+//! Redaction over arbitrary text and JSON: no panic, and redacted text contains no match. Content capture
+//! over the same bytes as every API's request (and as a tool call's arguments): no panic, and every
+//! attribute it renders is one JSON value.
 use libfuzzer_sys::fuzz_target;
 use tollgate::redact::{DetectorSet, RedactionConfig, Redactor};
 
@@ -21,4 +23,18 @@ fuzz_target!(|data: &[u8]| {
         opaque: &["data"],
     });
     let _ = tollgate::redact::security_flags(&text);
+    let mut resp = tollgate::call::Response {
+        content: tollgate::capture::OutputCapture::new(256),
+        ..Default::default()
+    };
+    resp.content.tool_call(0, "id", "f");
+    resp.content.tool_arguments(0, &text);
+    for api in tollgate::call::Api::ALL {
+        let input = tollgate::capture::input(api, data);
+        let rendered = tollgate::capture::render(input.as_ref(), &resp, &r, 64);
+        for (name, json) in &rendered.attributes {
+            let at = tollgate::providers::tape::error_at(json);
+            assert!(at.is_none(), "{name} is not JSON at {at:?}: {json}");
+        }
+    }
 });
