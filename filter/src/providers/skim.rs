@@ -216,8 +216,9 @@ fn escape_end(s: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The string whose opening quote is at `i` (the skimmer's `Reader::string` and the tape's builder): the offset past its closing quote, and whether it has
-/// escapes. No control characters (serde_json's rule).
+/// The string whose opening quote is at `i`: the offset past its closing quote, and whether it has escapes.
+/// No control characters (serde_json's rule). The one JSON string lexer: the skimmer's `Reader::string`,
+/// the tape's builder and redaction's JSON walk (`redact/json.rs`).
 pub(crate) fn string_end(s: &[u8], i: usize) -> Option<(usize, bool)> {
     let (mut j, mut escaped) = (i + 1, false);
     loop {
@@ -233,7 +234,8 @@ pub(crate) fn string_end(s: &[u8], i: usize) -> Option<(usize, bool)> {
     }
 }
 
-/// The end of the number token starting at `i` (RFC 8259's grammar; `Reader::number` and the tape).
+/// The end of the number token starting at `i` (RFC 8259's grammar; `Reader::number`, the tape and
+/// redaction's JSON walk).
 pub(crate) fn number_end(s: &[u8], mut i: usize) -> Option<usize> {
     let digits = |s: &[u8], mut i: usize| {
         while s.get(i).is_some_and(u8::is_ascii_digit) {

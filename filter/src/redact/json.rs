@@ -5,7 +5,7 @@
 
 use super::{Findings, Redactor};
 use crate::json::escape_into;
-use crate::providers::skim::special;
+use crate::providers::skim::{self, string_end};
 
 /// Which JSON strings are user text.
 ///
@@ -146,43 +146,6 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// At an opening quote: the index after the closing quote, and whether the string has escapes.
-fn scan_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
-    let mut j = i.checked_add(1)?;
-    let mut escaped = false;
-    loop {
-        // Plain text is skipped 8 bytes at a time (the stream skimmer's scan); the match below handles the
-        // byte that ends it. No such byte: the string is unterminated and `get` below says so.
-        let rest = b.get(j..)?;
-        j += special(rest).unwrap_or(rest.len());
-        let c = *b.get(j)?;
-        match c {
-            b'"' => return Some((j + 1, escaped)),
-            b'\\' => {
-                escaped = true;
-                match *b.get(j + 1)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j += 2,
-                    b'u' => {
-                        let hex = b.get(j + 2..j + 6)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
-                        }
-                        j += 6;
-                    }
-                    _ => return None,
-                }
-            }
-            0..=0x1f => return None,
-            _ => j += 1,
-        }
-    }
-}
-
-fn hex4(b: &[u8]) -> Option<u32> {
-    let s = std::str::from_utf8(b).ok()?;
-    u32::from_str_radix(s, 16).ok()
-}
-
 /// Decode the contents of a validated string (between the quotes). Lone surrogates become U+FFFD.
 fn unescape(raw: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(raw.len());
@@ -211,14 +174,14 @@ fn unescape(raw: &[u8]) -> Option<String> {
             out.push(simple);
             continue;
         }
-        let hi = hex4(raw.get(j..j + 4)?)?;
+        let hi = skim::hex4(raw.get(j..j + 4)?)?;
         j += 4;
         let cp = if (0xD800..0xDC00).contains(&hi) {
             // A high surrogate pairs with a following `\uDC00`–`\uDFFF`.
             let lo = raw
                 .get(j..j + 6)
                 .filter(|s| s.starts_with(b"\\u"))
-                .and_then(|s| hex4(s.get(2..)?))
+                .and_then(|s| skim::hex4(s.get(2..)?))
                 .filter(|lo| (0xDC00..0xE000).contains(lo));
             match lo {
                 Some(lo) => {
@@ -237,42 +200,6 @@ fn unescape(raw: &[u8]) -> Option<String> {
         out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
     }
     String::from_utf8(out).ok()
-}
-
-/// After a number's first byte: the index after the number, if it follows the JSON grammar.
-fn scan_number(b: &[u8], i: usize) -> Option<usize> {
-    let digits = |j: usize| {
-        b.get(j..)
-            .map_or(0, |s| s.iter().take_while(|c| c.is_ascii_digit()).count())
-    };
-    let mut j = i;
-    if b.get(j) == Some(&b'-') {
-        j += 1;
-    }
-    match b.get(j) {
-        Some(b'0') => j += 1,
-        Some(b'1'..=b'9') => j += digits(j),
-        _ => return None,
-    }
-    if b.get(j) == Some(&b'.') {
-        let n = digits(j + 1);
-        if n == 0 {
-            return None;
-        }
-        j += 1 + n;
-    }
-    if matches!(b.get(j), Some(b'e' | b'E')) {
-        j += 1;
-        if matches!(b.get(j), Some(b'+' | b'-')) {
-            j += 1;
-        }
-        let n = digits(j);
-        if n == 0 {
-            return None;
-        }
-        j += n;
-    }
-    Some(j)
 }
 
 impl Redactor {
@@ -371,7 +298,7 @@ pub fn map_json_strings(
                                 i += 1;
                             }
                             b'"' => {
-                                let (end, escaped) = scan_string(b, i)?;
+                                let (end, escaped) = string_end(b, i)?;
                                 if next.active && !next.structural {
                                     let raw = doc.get(i + 1..end - 1)?;
                                     let key = decode(doc.get(next.key.0..next.key.1)?)?;
@@ -391,7 +318,7 @@ pub fn map_json_strings(
                                 value_done = true;
                             }
                             b'-' | b'0'..=b'9' => {
-                                i = scan_number(b, i)?;
+                                i = skim::number_end(b, i)?;
                                 value_done = true;
                             }
                             b't' | b'f' | b'n' => {
@@ -419,7 +346,7 @@ pub fn map_json_strings(
                         if c != b'"' {
                             return None;
                         }
-                        let (end, escaped) = scan_string(b, i)?;
+                        let (end, escaped) = string_end(b, i)?;
                         let raw = doc.get(i + 1..end - 1)?;
                         let key = if escaped {
                             std::borrow::Cow::Owned(unescape(raw.as_bytes())?)
@@ -563,7 +490,7 @@ mod tests {
         let mut i = 0;
         while i < b.len() {
             if b[i] == b'"' {
-                let (end, _) = scan_string(b, i).unwrap();
+                let (end, _) = string_end(b, i).unwrap();
                 out.push_str("\"\"");
                 i = end;
             } else {
