@@ -70,8 +70,9 @@ impl Json {
     }
 }
 
-/// Lowercase hex digit of the low nibble of `n`.
-fn hex(n: u8) -> u8 {
+/// Lowercase hex digit of the low nibble of `n` (JSON `\u` escapes, trace ids, redaction labels).
+#[inline]
+pub(crate) fn hex_digit(n: u8) -> u8 {
     b"0123456789abcdef"
         .get(usize::from(n & 0xf))
         .copied()
@@ -98,7 +99,7 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(b.get(run..i).unwrap_or_default());
         run = i + 1;
         if short.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex(c >> 4), hex(c)]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex_digit(c >> 4), hex_digit(c)]);
         } else {
             out.extend_from_slice(short);
         }

@@ -530,19 +530,8 @@ pub fn prompt_hash(text: &str) -> String {
 fn sha256_prefix(text: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(text.as_bytes());
-    let mut out = String::with_capacity(16);
-    for b in digest.iter().take(8) {
-        out.push(char::from(
-            HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
-        ));
-        out.push(char::from(
-            HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'),
-        ));
-    }
-    out
+    crate::telemetry::trace::hex(digest.get(..8).unwrap_or_default())
 }
-
-const HEX: [u8; 16] = *b"0123456789abcdef";
 
 /// Room for the copy of a body that the reference reader reads instead of it (see `sanitised`; tests
 /// and the `lenient` fuzz target); `offset` finds borrowed parts in the body.

@@ -582,8 +582,8 @@ impl Redactor {
         out.push_str(self.label(source));
         out.push(':');
         for b in mac.iter().take(4) {
-            out.push(char::from(scan::hex_digit(b >> 4)));
-            out.push(char::from(scan::hex_digit(*b)));
+            out.push(char::from(crate::json::hex_digit(b >> 4)));
+            out.push(char::from(crate::json::hex_digit(*b)));
         }
         out.push(']');
     }

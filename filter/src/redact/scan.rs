@@ -78,15 +78,6 @@ pub(crate) fn starts_with_ci(b: &[u8], i: usize, pat: &[u8]) -> bool {
     }
 }
 
-/// Lowercase hex digit of the low nibble of `n`.
-#[inline]
-pub(crate) fn hex_digit(n: u8) -> u8 {
-    b"0123456789abcdef"
-        .get(usize::from(n & 0xf))
-        .copied()
-        .unwrap_or(b'0')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

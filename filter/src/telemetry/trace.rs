@@ -65,14 +65,9 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn push_hex(s: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        s.push(char::from(
-            HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
-        ));
-        s.push(char::from(
-            HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'),
-        ));
+        s.push(char::from(crate::json::hex_digit(b >> 4)));
+        s.push(char::from(crate::json::hex_digit(*b)));
     }
 }
 
