@@ -1,9 +1,7 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
-use super::json::{count_chars, items, set_if_nonempty, Named, Typed};
-use super::json::{
-    json_struct, prompt_hash, read, Lenient, LenientStr, OneOrMany, Spare, TextContent,
-};
+use super::json::{count_chars, items, set_if_nonempty, ChatMessage, FunctionTool, Named, Typed};
+use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, OneOrMany, Spare};
 use super::skim::{self, generated, once, Reader, Str};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
@@ -40,24 +38,9 @@ json_struct! {
         stop_sequences: Lenient<OneOrMany> = "stop_sequences",
         frequency_penalty: Lenient<f64> = "frequency_penalty",
         presence_penalty: Lenient<f64> = "presence_penalty",
-        tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
+        tools: Lenient<Vec<Lenient<FunctionTool<'a>>>> = "tools",
         response_format: Lenient<Typed<'a>> = "response_format",
-        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
-    }
-}
-
-json_struct! {
-    struct Tool<'a> {
-        #[serde(borrow)]
-        function: Lenient<Named<'a>> = "function",
-    }
-}
-
-json_struct! {
-    struct Message<'a> {
-        #[serde(borrow)]
-        role: LenientStr<'a> = "role",
-        content: Lenient<TextContent<'a>> = "content",
+        messages: Lenient<Vec<Lenient<ChatMessage<'a>>>> = "messages",
     }
 }
 

@@ -331,6 +331,23 @@ json_struct! {
 }
 
 json_struct! {
+    /// A tool declared as `{"function": {"name"}}` (OpenAI-shaped `tools`, as Cohere v2 and Ollama take them).
+    pub struct FunctionTool<'a> {
+        #[serde(borrow)]
+        pub function: Lenient<Named<'a>> = "function",
+    }
+}
+
+json_struct! {
+    /// An OpenAI-shaped chat message read for its role and text (OpenAI, Cohere v2, Ollama requests).
+    pub struct ChatMessage<'a> {
+        #[serde(borrow)]
+        pub role: LenientStr<'a> = "role",
+        pub content: Lenient<TextContent<'a>> = "content",
+    }
+}
+
+json_struct! {
     /// An object read for its `type` alone (`response_format`, content blocks).
     pub struct Typed<'a> {
         #[serde(borrow)]

@@ -2,9 +2,9 @@
 //! and handled by `openai.rs`). Streaming is the DEFAULT: NDJSON, one object per line, the last with
 //! `done: true` and the counts. A whole response is that same final object.
 
-use super::json::{count_chars, items, set_if_nonempty, Named};
+use super::json::{count_chars, items, set_if_nonempty, ChatMessage, FunctionTool, Named};
 use super::json::{
-    json_struct, prompt_hash, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare, TextContent,
+    json_struct, prompt_hash, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare,
 };
 use super::skim::{self, generated, once, set_changed, Reader, Str};
 use super::{FrameOutcome, StreamState};
@@ -36,8 +36,8 @@ json_struct! {
         format: LenientRaw<'a> = "format",
         system: LenientStr<'a> = "system",
         prompt: LenientStr<'a> = "prompt",
-        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
-        tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
+        messages: Lenient<Vec<Lenient<ChatMessage<'a>>>> = "messages",
+        tools: Lenient<Vec<Lenient<FunctionTool<'a>>>> = "tools",
     }
 }
 
@@ -50,21 +50,6 @@ json_struct! {
         num_predict: Lenient<u64> = "num_predict",
         stop: Lenient<OneOrMany> = "stop",
         seed: Lenient<i64> = "seed",
-    }
-}
-
-json_struct! {
-    struct Message<'a> {
-        #[serde(borrow)]
-        role: LenientStr<'a> = "role",
-        content: Lenient<TextContent<'a>> = "content",
-    }
-}
-
-json_struct! {
-    struct Tool<'a> {
-        #[serde(borrow)]
-        function: Lenient<Named<'a>> = "function",
     }
 }
 

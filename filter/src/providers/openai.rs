@@ -8,8 +8,8 @@
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
 use super::json::{
-    char_count, items, join_line, json_struct, prompt_hash, read, set_if_nonempty, Lenient,
-    LenientStr, OneOrMany, Raw, Read, Spare, TextContent, Typed,
+    char_count, items, join_line, json_struct, prompt_hash, read, set_if_nonempty, ChatMessage,
+    Lenient, LenientStr, OneOrMany, Raw, Read, Spare, TextContent, Typed,
 };
 use super::skim::{self, key_bit, plain_integer, set_changed, Reader, Str};
 use super::template::Sink;
@@ -78,7 +78,7 @@ json_struct! {
         tools: Lenient<Vec<Lenient<Tool<'a>>>> = "tools",
         response_format: Lenient<Typed<'a>> = "response_format",
         /// Chat.
-        messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
+        messages: Lenient<Vec<Lenient<ChatMessage<'a>>>> = "messages",
         /// Legacy Completions: a string, an array of strings, or token arrays (which carry no text to count).
         prompt: Lenient<OneOrMany> = "prompt",
         /// Embeddings: same forms as `prompt`.
@@ -103,14 +103,6 @@ json_struct! {
         name: LenientStr<'a> = "name",
         /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
         arguments: LenientStr<'a> = "arguments",
-    }
-}
-
-json_struct! {
-    struct Message<'a> {
-        #[serde(borrow)]
-        role: LenientStr<'a> = "role",
-        content: Lenient<TextContent<'a>> = "content",
     }
 }
 
@@ -399,7 +391,7 @@ fn fast_tool_name<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
     Some(name)
 }
 
-/// `Lenient<Message>`: when it is an object, its role and text (content absent or null is "") go to `f`.
+/// `Lenient<ChatMessage>`: when it is an object, its role and text (content absent or null is "") go to `f`.
 fn fast_request_message<'a>(r: &mut Reader<'a>, f: &mut RequestFields<'a>) -> Option<()> {
     if !lenient_object(r)? {
         return Some(());
