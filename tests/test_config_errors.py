@@ -67,8 +67,9 @@ CASES = [
     (with_("max_response_body", -1), "max_response_body", "expected u64"),
     (with_("max_event", 0), "max_event", "between 1 and"),
     (with_("typo_key", True), "", "unknown field `typo_key`"),
-    ("{not json", "", "invalid JSON"),
-    ('{"service_name": "a"} trailing', "", "invalid JSON after the configuration object"),
+    ("{not json", "", "invalid JSON: unexpected `n` at line 1 column 2"),
+    ('{"service_name": "a"} trailing', "",
+     "invalid JSON after the configuration object: trailing characters at line 1 column 23"),
     ('["tollgate"]', "", "must be a JSON object"),
 ]
 
