@@ -33,8 +33,7 @@ sys.path.insert(0, HERE)
 
 import run as bench  # noqa: E402
 
-# The host calls tollgate makes on every small request (see host/http.rs), as bench/noop names them.
-FLOOR_OPS = ["headers", "bodies", "traceparent", "content_length", "clock", "counters"]
+FLOOR_OPS = bench.FLOOR_OPS  # the host calls tollgate makes on every small exchange
 
 
 def count(workdir, key, filters, ports, path, body, warm, n):

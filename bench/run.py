@@ -509,9 +509,18 @@ def tollgate_config(otlp, extra=None):
     return cfg
 
 
+# The host calls tollgate makes on every small exchange (host/http.rs), as bench/noop names them: both header
+# maps read whole, the request body held and read once, every response chunk read, `traceparent` added, the
+# request's `content-length` removed, two clock reads. Its counters go to Envoy once per tick, not per call.
+# The no-op module making just these calls is the "floor": what any proxy-wasm filter doing this job costs
+# before it runs a line of its own code.
+FLOOR_OPS = ["headers", "bodies", "traceparent", "content_length", "clock"]
+
+
 def scenarios(args):
     out = [("none", "no filter", ""),
            ("noop", "no-op Wasm", wasm_filter("noop", args.noop, "")),
+           ("floor", "no-op + tollgate's host calls (floor)", wasm_filter("noop", args.noop, ",".join(FLOOR_OPS))),
            ("native", "native ai_protocol_manager", NATIVE_FILTER),
            ("tollgate", "tollgate defaults", wasm_filter("tollgate", args.tollgate, tollgate_config(True))),
            # Budgets and redaction: the keys documented in README; if this build rejects them the scenario is
@@ -562,6 +571,9 @@ def main():
 
     # (key, path, request body, connections): the load points every scenario runs.
     loads = [("small", "/small/v1/chat/completions", "req1k", args.conns),
+             # One connection, one request at a time: the latency a filter adds when Envoy is not saturated
+             # (at 32 connections p50 is mostly queueing, i.e. throughput again).
+             ("small1", "/small/v1/chat/completions", "req1k", 1),
              ("sse", "/sse/v1/chat/completions", "req1k-stream", 8),
              ("req256k", "/small/v1/chat/completions", "req256k", 8),
              ("resp1m", "/big/v1/chat/completions", "req1k", 8)]
@@ -623,7 +635,7 @@ def main():
                 s["paced_timing"] = stream_timing(env, "/stall/paced/v1/chat/completions",
                                                   open(reqs["req1k-stream"], "rb").read(), n_timing)
                 print(f"bench:   sse timing: {s['stream_timing']}", flush=True)
-                if key in ("none", "noop", "tollgate"):
+                if key in ("none", "noop", "floor", "tollgate"):
                     s["inflight"] = inflight_memory(env, open(reqs["req1k-stream"], "rb").read(), n_streams)
                     stall.reset()
                     print(f"bench:   in-flight: {s['inflight']['kib_per_stream']:.1f} KiB/stream", flush=True)
@@ -682,9 +694,10 @@ def derive(res):
     d = {}
     base = sc.get("none")
     noop = sc.get("noop")
+    floor = sc.get("floor")
     for key, s in sc.items():
         x = {}
-        for lk in ("small", "sse", "req256k", "resp1m"):
+        for lk in ("small", "small1", "sse", "req256k", "resp1m"):
             if lk not in s:
                 continue
             if s[lk]["cpu_us_per_req"] is None:
@@ -696,6 +709,9 @@ def derive(res):
             if noop and lk in noop and noop[lk]["cpu_us_per_req"] is not None:
                 x[f"{lk}_rps_vs_noop"] = s[lk]["rps"] / noop[lk]["rps"]
                 x[f"{lk}_cpu_us_vs_noop"] = s[lk]["cpu_us_per_req"] - noop[lk]["cpu_us_per_req"]
+            if floor and lk in floor and floor[lk]["cpu_us_per_req"] is not None:
+                x[f"{lk}_rps_vs_floor"] = s[lk]["rps"] / floor[lk]["rps"]
+                x[f"{lk}_cpu_us_vs_floor"] = s[lk]["cpu_us_per_req"] - floor[lk]["cpu_us_per_req"]
         if base and "stream_timing" in s and "stream_timing" in base:
             for m in ("ttfb_headers_us", "ttfb_body_us", "total_us"):
                 x[f"sse_{m}_ratio"] = s["stream_timing"][m] / base["stream_timing"][m]
@@ -760,7 +776,7 @@ def write(res, args):
     stem = free_stem(os.path.join(args.out, f"{datetime.date.today().isoformat()}-{m['host']}"))
     with open(stem + ".json", "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
-    order = ["none", "noop", "native", "tollgate", "budgets", "redaction"]
+    order = ["none", "noop", "floor", "native", "tollgate", "budgets", "redaction"]
     sc = {k: res["scenarios"][k] for k in sorted(res["scenarios"], key=lambda k: (order + [k]).index(k))}
     d = res["derived"]
     L = [f"# tollgate benchmark — {m['date']}", "",
@@ -772,13 +788,28 @@ def write(res, args):
          "absolute figures depend on the machine and on whatever else was running (on a shared CI host they "
          "are noisy). CPU figures are Envoy's whole-process CPU time divided by requests served.", ""]
     L += ["## Small requests (1 KiB in / 1 KiB out, 32 connections)", "",
-          "| scenario | req/s | × no filter | × no-op Wasm | p50 µs | p99 µs | Envoy CPU µs/req | added vs no filter |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+          "The floor is the no-op module making the host calls tollgate makes on every exchange (`FLOOR_OPS`): "
+          "what any proxy-wasm filter doing this job costs before its own code runs.", "",
+          "| scenario | req/s | × no filter | × no-op Wasm | × floor | p50 µs | p99 µs | Envoy CPU µs/req | "
+          "added vs no filter | added vs no-op | added vs floor |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, s in sc.items():
         r, x = s["small"], d[key]
         L.append(f"| {s['label']} | {r['rps']:.0f} | {fmt(x.get('small_rps_vs_none'), '.2f')} | "
-                 f"{fmt(x.get('small_rps_vs_noop'), '.2f')} | {r['p50_us']} | {r['p99_us']} | "
-                 f"{fmt(r['cpu_us_per_req'], '.1f')} | {fmt(x.get('small_cpu_us_added'), '+.1f')} |")
+                 f"{fmt(x.get('small_rps_vs_noop'), '.2f')} | {fmt(x.get('small_rps_vs_floor'), '.2f')} | "
+                 f"{r['p50_us']} | {r['p99_us']} | {fmt(r['cpu_us_per_req'], '.1f')} | "
+                 f"{fmt(x.get('small_cpu_us_added'), '+.1f')} | {fmt(x.get('small_cpu_us_vs_noop'), '+.1f')} | "
+                 f"{fmt(x.get('small_cpu_us_vs_floor'), '+.1f')} |")
+    if any("small1" in s for s in sc.values()):
+        L += ["", "One connection, one request at a time (Envoy not saturated): the latency each filter adds.", "",
+              "| scenario | req/s | p50 µs | added p50 µs vs no filter | p99 µs | Envoy CPU µs/req |",
+              "|---|---:|---:|---:|---:|---:|"]
+        for key, s in sc.items():
+            r, x = s.get("small1"), d[key]
+            if r:
+                L.append(f"| {s['label']} | {r['rps']:.0f} | {r['p50_us']} | "
+                         f"{fmt(x.get('small1_p50_us_added'), '+.0f')} | {r['p99_us']} | "
+                         f"{fmt(r['cpu_us_per_req'], '.1f')} |")
     L += ["", "## Streaming (1,000-event SSE, " + f"{res['sizes']['sse_bytes']['sse'] / KIB:.0f} KiB)", "",
           "Sequential streams on one connection (median): time to headers, to the first body byte, to the end; "
           "and with 8 connections: streams/s and Envoy CPU.", "",

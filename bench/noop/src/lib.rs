@@ -2,10 +2,11 @@
 //! VM for each callback, so this measures the cost of being a Wasm filter at all.
 //!
 //! Its plugin configuration may name host calls to make on every request, comma-separated, so the bench can
-//! price the calls tollgate's data path cannot avoid (`bench/instructions.py`): `headers` (read the request
-//! and response header maps whole), `traceparent` (add a request header), `content_length` (remove the
-//! request's), `bodies` (read the request and response bodies), `clock` (two clock reads), `counters` (three
-//! counter increments). An empty configuration makes none: the plain no-op module.
+//! price the calls tollgate's data path cannot avoid (the "floor" of `bench/run.py` and
+//! `bench/instructions.py`): `headers` (read the request and response header maps whole), `traceparent` (add
+//! a request header), `content_length` (remove the request's), `bodies` (hold the request body until it is
+//! whole and read it once, and read every response chunk as it passes, as tollgate does), `clock` (two clock
+//! reads), `counters` (three counter increments). An empty configuration makes none: the plain no-op module.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -113,7 +114,11 @@ impl HttpContext for Noop {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if on(BODIES) && end_of_stream {
+        if on(BODIES) {
+            // As tollgate: hold the request body until it is whole, then read it once.
+            if !end_of_stream {
+                return Action::Pause;
+            }
             let _ = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
         }
         Action::Continue
@@ -126,8 +131,9 @@ impl HttpContext for Noop {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if on(BODIES) && end_of_stream {
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if on(BODIES) && body_size > 0 {
+            // As tollgate: read every chunk as it passes (a stream is never held).
             let _ = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size);
         }
         Action::Continue
