@@ -2,6 +2,18 @@
 //! read out-of-range positions as 0 (a non-word byte), so the scanners never index and never panic.
 //! All built-in patterns are ASCII, so a range that starts and ends on ASCII bytes is on char boundaries.
 
+/// memchr's substring searcher for a constant needle, built once. `memmem::find_iter(h, n)` (and `find` on
+/// 64+ bytes) builds a new one on every call: it ranks the needle's bytes and sets up the vector
+/// prefilter, about 1–2 k instructions, which for detectors run on every string of every body cost more
+/// than the search itself.
+macro_rules! finder {
+    ($needle:literal) => {{
+        static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+        FINDER.get_or_init(|| memchr::memmem::Finder::new($needle))
+    }};
+}
+pub(crate) use finder;
+
 /// The byte at `i`, or 0 past either end.
 #[inline]
 pub(crate) fn at(b: &[u8], i: usize) -> u8 {

@@ -4,8 +4,7 @@
 //! Each starts from a literal prefix found with memchr's substring search (`sk-`, `AKIA`, `eyJ`, `-----BEGIN `
 //! …), then checks the shape of the token after it and that it is not glued to a longer word.
 
-use super::scan::{at, before, is_alnum, is_digit, run_len, starts_with_at, starts_with_ci};
-use memchr::memmem;
+use super::scan::{at, before, finder, is_alnum, is_digit, run_len, starts_with_at, starts_with_ci};
 
 /// Characters of API-key bodies (`sk-proj-…`, `sk-ant-api03-…`).
 fn is_key_char(c: u8) -> bool {
@@ -24,7 +23,7 @@ fn looks_random(body: &[u8]) -> bool {
 fn sk_keys(text: &str, out: &mut Vec<(usize, usize)>, anthropic: bool) {
     let b = text.as_bytes();
     let mut from = 0usize;
-    for p in memmem::find_iter(b, b"sk-") {
+    for p in finder!(b"sk-").find_iter(b) {
         if p < from || is_key_char(before(b, p)) {
             continue;
         }
@@ -57,8 +56,8 @@ pub fn aws_access_key(text: &str, out: &mut Vec<(usize, usize)>) {
     let b = text.as_bytes();
     let upper = |c: u8| c.is_ascii_uppercase() || is_digit(c);
     let mut hits: Vec<(usize, usize)> = Vec::new();
-    for prefix in [&b"AKIA"[..], &b"ASIA"[..]] {
-        for p in memmem::find_iter(b, prefix) {
+    for prefix in [finder!(b"AKIA"), finder!(b"ASIA")] {
+        for p in prefix.find_iter(b) {
             if is_alnum(before(b, p)) {
                 continue;
             }
@@ -76,7 +75,7 @@ pub fn aws_access_key(text: &str, out: &mut Vec<(usize, usize)>) {
 pub fn github_token(text: &str, out: &mut Vec<(usize, usize)>) {
     let b = text.as_bytes();
     let mut hits: Vec<(usize, usize)> = Vec::new();
-    for p in memmem::find_iter(b, b"gh") {
+    for p in finder!(b"gh").find_iter(b) {
         if is_alnum(before(b, p)) || before(b, p) == b'_' {
             continue;
         }
@@ -87,7 +86,7 @@ pub fn github_token(text: &str, out: &mut Vec<(usize, usize)>) {
             }
         }
     }
-    for p in memmem::find_iter(b, b"github_pat_") {
+    for p in finder!(b"github_pat_").find_iter(b) {
         if is_key_char(before(b, p)) {
             continue;
         }
@@ -144,7 +143,7 @@ fn header_is_json_object(seg: &[u8]) -> bool {
 pub fn jwt(text: &str, out: &mut Vec<(usize, usize)>) {
     let b = text.as_bytes();
     let mut from = 0usize;
-    for p in memmem::find_iter(b, b"eyJ") {
+    for p in finder!(b"eyJ").find_iter(b) {
         let prev = before(b, p);
         if p < from || is_b64url(prev) || prev == b'.' {
             continue;
@@ -200,13 +199,13 @@ fn pem_label_end(b: &[u8], i: usize) -> Option<usize> {
 /// End of the first `-----END … PRIVATE KEY-----` line at or after `from`.
 pub(crate) fn pem_end(b: &[u8], from: usize) -> Option<usize> {
     let rest = b.get(from..)?;
-    memmem::find_iter(rest, b"-----END ").find_map(|q| pem_label_end(b, from + q + 9))
+    finder!(b"-----END ").find_iter(rest).find_map(|q| pem_label_end(b, from + q + 9))
 }
 
 /// End of the first valid `-----BEGIN … PRIVATE KEY-----` line at or after `from`.
 pub(crate) fn pem_header_end(b: &[u8], from: usize) -> Option<usize> {
     let rest = b.get(from..)?;
-    memmem::find_iter(rest, b"-----BEGIN ").find_map(|q| pem_label_end(b, from + q + 11))
+    finder!(b"-----BEGIN ").find_iter(rest).find_map(|q| pem_label_end(b, from + q + 11))
 }
 
 /// PEM private-key blocks, BEGIN line to END line. A BEGIN without its END redacts to the end of the text:
@@ -216,7 +215,7 @@ pub fn private_key(text: &str, out: &mut Vec<(usize, usize)>) {
     let mut from = 0usize;
     while let Some(off) = b
         .get(from..)
-        .and_then(|rest| memmem::find(rest, b"-----BEGIN "))
+        .and_then(|rest| finder!(b"-----BEGIN ").find(rest))
     {
         let p = from + off;
         let Some(header_end) = pem_label_end(b, p + 11) else {
