@@ -79,12 +79,18 @@ pub(crate) fn hex_digit(n: u8) -> u8 {
         .unwrap_or(b'0')
 }
 
-/// Write `s` as the contents of a JSON string (without quotes): runs that need no escape are copied whole.
+/// Write `s` as the contents of a JSON string (without quotes): runs that need no escape are copied whole,
+/// found eight bytes at a time by the lexer's `skim::special` (`"`, `\\` and control characters: exactly
+/// the bytes JSON requires escaped).
 pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len());
     let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
+    while let Some(i) = b.get(run..).and_then(crate::providers::skim::special) {
+        let i = run + i;
+        out.extend_from_slice(b.get(run..i).unwrap_or_default());
+        run = i + 1;
+        let c = b.get(i).copied().unwrap_or_default();
         let short: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -93,16 +99,12 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => {
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex_digit(c >> 4), hex_digit(c)]);
+                continue;
+            }
         };
-        out.extend_from_slice(b.get(run..i).unwrap_or_default());
-        run = i + 1;
-        if short.is_empty() {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex_digit(c >> 4), hex_digit(c)]);
-        } else {
-            out.extend_from_slice(short);
-        }
+        out.extend_from_slice(short);
     }
     out.extend_from_slice(b.get(run..).unwrap_or_default());
 }
@@ -133,5 +135,22 @@ mod tests {
             ("b\n", Json::Obj(vec![])),
         ]);
         assert_eq!(v.text(), r#"{"a":[null,1.50],"b\n":{}}"#);
+    }
+
+    /// Runs are found a word at a time: every byte that needs escaping, at every offset around the word
+    /// boundaries, next to multi-byte characters, and one or two per string.
+    #[test]
+    fn escapes_at_every_offset() {
+        for c in ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{8}', 'é'] {
+            for len in 0..40 {
+                for at in 0..=len {
+                    let mut s: String = "abcdefgh".chars().cycle().take(len).collect();
+                    s.insert(at, c);
+                    for t in [s.clone(), format!("{s}{c}😀{s}")] {
+                        assert_eq!(Json::str(&t).text(), serde_json::to_string(&t).unwrap(), "{t:?}");
+                    }
+                }
+            }
+        }
     }
 }
