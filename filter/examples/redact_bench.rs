@@ -114,7 +114,12 @@ fn request_pipeline(r: &Redactor) {
     use tollgate::call::{Api, Response};
     use tollgate::capture;
     let words = "The quick brown fox jumps over the lazy dog while the gateway counts tokens. ";
-    let text = words.repeat(256 * 1024 / words.len());
+    // `pipeline ITERS KIB`: the prompt's size (default 256 KiB).
+    let kib: usize = std::env::args()
+        .nth(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    let text = words.repeat((kib * 1024 / words.len()).max(1));
     let body = format!(
         "{{\"model\":\"gpt-4o-mini\",\"stream\":false,\"max_tokens\":256,\"messages\":[{{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"}},{{\"role\":\"user\",\"content\":\"{text}\"}}]}}"
     )
@@ -163,6 +168,6 @@ fn request_pipeline(r: &Redactor) {
         }),
     ];
     for (name, f) in stages {
-        println!("256 KiB request, {name:20}: {:8.1} MB/s", mbps(n, iters, f));
+        println!("{kib} KiB request, {name:20}: {:8.1} MB/s", mbps(n, iters, f));
     }
 }
