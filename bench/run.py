@@ -2,8 +2,11 @@
 """`make bench`: tollgate's cost on the data path, measured through real Envoy (see README "Performance").
 
 One run measures every filter configuration against the same upstream, load generator and machine, so the
-figures that matter are ratios within the run: Envoy without filters, a no-op proxy-wasm module (the Wasm ABI
-floor), Envoy's native C++ `ai_protocol_manager`, and tollgate in three configurations.
+figures that matter are ratios within the run: Envoy without filters, a no-op proxy-wasm module (the cost of
+being a Wasm filter at all), the same module making the host calls tollgate makes (the floor for this job),
+Envoy's native C++ `ai_protocol_manager`, and tollgate in three configurations. Every scenario's Envoy runs
+for the whole bench; the small-request and stream-timing figures are medians of rounds that visit each
+scenario in turn (`--rounds`), so the host's drift during the run falls on all of them alike.
 
 Layout: Envoy (`--concurrency 1`) is pinned to CPU 0; nginx (the fixed-response upstream), wrk and the Python
 clients share the other CPUs. Filter CPU is Envoy's process CPU time (/proc/<pid>/task/*/schedstat) divided by
@@ -463,7 +466,31 @@ def stream_timing(env, path, body, n):
         conn.close()
     med = statistics.median
     return {"ttfb_headers_us": med(hdr), "ttfb_body_us": med(first), "total_us": med(total),
-            "bytes": size, "client_mb_s": size / (med(total) / 1e6) / 1e6}
+            "bytes": size, "client_mb_s": size / (med(total) / 1e6) / 1e6,
+            "samples": {"ttfb_headers_us": hdr, "ttfb_body_us": first, "total_us": total}}
+
+
+def median_load(runs):
+    """One load point from its rounds: the median of each figure (CPU per request included)."""
+    med = statistics.median
+    out = {k: med([r[k] for r in runs]) for k in ("rps", "mb_s", "p50_us", "p90_us", "p99_us")}
+    cpu = [r["cpu_us_per_req"] for r in runs if r["cpu_us_per_req"] is not None]
+    out["cpu_us_per_req"] = med(cpu) if cpu else None
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["errors"] = sum(r["errors"] + r["status_errors"] for r in runs)
+    out["rounds"] = len(runs)
+    return out
+
+
+def median_timing(runs):
+    """Stream timings from their rounds: the median over every stream of every round."""
+    med = statistics.median
+    out = {k: med([x for r in runs for x in r["samples"][k]]) for k in ("ttfb_headers_us", "ttfb_body_us",
+                                                                         "total_us")}
+    out["bytes"] = runs[-1]["bytes"]
+    out["client_mb_s"] = out["bytes"] / (out["total_us"] / 1e6) / 1e6
+    out["streams"] = sum(len(r["samples"]["total_us"]) for r in runs)
+    return out
 
 
 def inflight_memory(env, body, n):
@@ -541,12 +568,14 @@ def main():
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="short runs, for checking the harness")
     ap.add_argument("--only", default="", help="comma-separated scenario keys")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of the small-request and stream-timing measurements")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     if args.quick:
         args.seconds = 1.5
     secs = max(1, int(round(args.seconds)))
-    n_timing = 20 if args.quick else 60
+    n_timing = 20 if args.quick else 30  # per round
     n_streams = 100 if args.quick else 400
 
     all_cpus = cpus()
@@ -569,12 +598,14 @@ def main():
         with open(reqs[name], "wb") as f:
             f.write(chat_request(size, stream))
 
-    # (key, path, request body, connections): the load points every scenario runs.
-    loads = [("small", "/small/v1/chat/completions", "req1k", args.conns),
-             # One connection, one request at a time: the latency a filter adds when Envoy is not saturated
-             # (at 32 connections p50 is mostly queueing, i.e. throughput again).
-             ("small1", "/small/v1/chat/completions", "req1k", 1),
-             ("sse", "/sse/v1/chat/completions", "req1k-stream", 8),
+    # (key, path, request body, connections, seconds): measured in interleaved rounds (below).
+    rounds = 1 if args.quick else args.rounds
+    interleaved = [("small", "/small/v1/chat/completions", "req1k", args.conns, max(1, secs - 2)),
+                   # One connection, one request at a time: the latency a filter adds when Envoy is not
+                   # saturated (at 32 connections p50 is mostly queueing, i.e. throughput again).
+                   ("small1", "/small/v1/chat/completions", "req1k", 1, max(1, secs - 3))]
+    # (key, path, request body, connections): the other load points every scenario runs.
+    loads = [("sse", "/sse/v1/chat/completions", "req1k-stream", 8),
              ("req256k", "/small/v1/chat/completions", "req256k", 8),
              ("resp1m", "/big/v1/chat/completions", "req1k", 8)]
     # Linearity: only where a filter's cost scales with bytes.
@@ -589,10 +620,12 @@ def main():
     ports = {"UPSTREAM": nginx.port, "STALL": stall.port, "OTLP": nginx.otlp_port}
     results = {"scenarios": {}, "skipped": {}}
     t_start = time.monotonic()
+    envs = {}  # key -> (Envoy, its results), every scenario's Envoy running at once (only one gets load)
+    sse_req = open(reqs["req1k-stream"], "rb").read()
     try:
         for key, label, filters in scenarios(args):
             env = Envoy(workdir, key, filters, ports, envoy_cpu)
-            print(f"bench: {label}", flush=True)
+            print(f"bench: start {label}", flush=True)
             if not env.start():
                 lines = env.log().splitlines()
                 # The plugin's own message (logged through the Wasm log) names the rejected key.
@@ -604,22 +637,54 @@ def main():
                 print(f"bench:   skipped: {results['skipped'][key]['reason']}", flush=True)
                 env.stop()
                 continue
+            # A rejected plugin configuration with FAIL_OPEN still starts; a probe shows whether it works.
+            s = {"label": label, "start_s": env.start_s}
+            probe = http.client.HTTPConnection("127.0.0.1", env.listen, timeout=10)
+            probe.request("POST", "/small/v1/chat/completions", body=open(reqs["req1k"], "rb").read(),
+                          headers={"content-type": "application/json"})
+            st = probe.getresponse().status
+            probe.close()
+            log = env.log()
+            if st != 200 or ("tollgate" in key or key in ("budgets", "redaction")) and (
+                    "configuration" in log.lower() and ("rejected" in log.lower() or "failed" in log.lower())):
+                bad = [ln for ln in log.splitlines() if "config" in ln.lower()]
+                results["skipped"][key] = {"label": label,
+                                           "reason": (bad[-1] if bad else f"probe status {st}")[:400]}
+                print(f"bench:   skipped: {results['skipped'][key]['reason']}", flush=True)
+                env.stop()
+                continue
+            envs[key] = (env, s)
+
+        # The figures the targets are about, in rounds that visit every scenario in turn: the host's drift
+        # during the run (other tenants of the VM, CPU frequency) then falls on every scenario alike.
+        # Each figure is the median of its rounds; the rounds are kept in the JSON.
+        for r in range(rounds):
+            print(f"bench: round {r + 1} of {rounds}", flush=True)
+            for key, (env, s) in envs.items():
+                per = s.setdefault("rounds", {})
+                for lk, path, req, conns, dur in interleaved:
+                    one = measured_load(env, workdir, load_cpus, path, reqs[req], conns, dur)
+                    per.setdefault(lk, []).append(one)
+                    print(f"bench:   {s['label']} {lk}: {one['rps']:.0f} rps, p50 {one['p50_us']} µs, "
+                          f"cpu {fmt(one['cpu_us_per_req'], '.1f')} µs/req", flush=True)
+                per.setdefault("stream_timing", []).append(
+                    stream_timing(env, "/sse/v1/chat/completions", sse_req, n_timing))
+                # Paced: the upstream sends the first event, then the rest 20 ms later, so the time to the
+                # first byte is the cost of the headers and the first event alone (nginx sends the whole
+                # stream at once, and Envoy flushes the headers only after processing that burst).
+                per.setdefault("paced_timing", []).append(
+                    stream_timing(env, "/stall/paced/v1/chat/completions", sse_req, n_timing))
+        for key, (env, s) in envs.items():
+            for lk, *_ in interleaved:
+                s[lk] = median_load(s["rounds"][lk])
+            for lk in ("stream_timing", "paced_timing"):
+                s[lk] = median_timing(s["rounds"][lk])
+            print(f"bench: {s['label']}: small {s['small']['rps']:.0f} rps, sse timing {s['stream_timing']}",
+                  flush=True)
+
+        for key, (env, s) in envs.items():
+            print(f"bench: {s['label']}", flush=True)
             try:
-                # A rejected plugin configuration with FAIL_OPEN still starts; a probe shows whether it works.
-                s = {"label": label, "start_s": env.start_s}
-                probe = http.client.HTTPConnection("127.0.0.1", env.listen, timeout=10)
-                probe.request("POST", "/small/v1/chat/completions", body=open(reqs["req1k"], "rb").read(),
-                              headers={"content-type": "application/json"})
-                st = probe.getresponse().status
-                probe.close()
-                log = env.log()
-                if st != 200 or ("tollgate" in key or key in ("budgets", "redaction")) and (
-                        "configuration" in log.lower() and ("rejected" in log.lower() or "failed" in log.lower())):
-                    bad = [ln for ln in log.splitlines() if "config" in ln.lower()]
-                    results["skipped"][key] = {"label": label,
-                                               "reason": (bad[-1] if bad else f"probe status {st}")[:400]}
-                    print(f"bench:   skipped: {results['skipped'][key]['reason']}", flush=True)
-                    continue
                 for lk, path, req, conns in loads:
                     s[lk] = measured_load(env, workdir, load_cpus, path, reqs[req], conns, secs)
                     print(f"bench:   {lk}: {s[lk]['rps']:.0f} rps, p50 {s[lk]['p50_us']} µs, "
@@ -627,16 +692,8 @@ def main():
                 if key in ("none", "noop", "tollgate", "redaction"):
                     for lk, path, req, conns in linear:
                         s[lk] = measured_load(env, workdir, load_cpus, path, reqs[req], conns, max(1, secs - 2))
-                s["stream_timing"] = stream_timing(env, "/sse/v1/chat/completions",
-                                                   open(reqs["req1k-stream"], "rb").read(), n_timing)
-                # Paced: the upstream sends the first event, then the rest 20 ms later, so the time to the
-                # first byte is the cost of the headers and the first event alone (nginx sends the whole
-                # stream at once, and Envoy flushes the headers only after processing that burst).
-                s["paced_timing"] = stream_timing(env, "/stall/paced/v1/chat/completions",
-                                                  open(reqs["req1k-stream"], "rb").read(), n_timing)
-                print(f"bench:   sse timing: {s['stream_timing']}", flush=True)
                 if key in ("none", "noop", "floor", "tollgate"):
-                    s["inflight"] = inflight_memory(env, open(reqs["req1k-stream"], "rb").read(), n_streams)
+                    s["inflight"] = inflight_memory(env, sse_req, n_streams)
                     stall.reset()
                     print(f"bench:   in-flight: {s['inflight']['kib_per_stream']:.1f} KiB/stream", flush=True)
                 s["envoy_log_warnings"] = sum(1 for ln in env.log().splitlines() if "[warning]" in ln)
@@ -644,6 +701,8 @@ def main():
             finally:
                 env.stop()
     finally:
+        for env, _ in envs.values():
+            env.stop()
         stall.stop()
         nginx.stop()
     results["elapsed_s"] = time.monotonic() - t_start
@@ -787,9 +846,12 @@ def write(res, args):
          "Every scenario ran in this one run against the same upstream, so **compare ratios within the table**; "
          "absolute figures depend on the machine and on whatever else was running (on a shared CI host they "
          "are noisy). CPU figures are Envoy's whole-process CPU time divided by requests served.", ""]
+    n_rounds = max((s.get("small", {}).get("rounds", 1) for s in sc.values()), default=1)
     L += ["## Small requests (1 KiB in / 1 KiB out, 32 connections)", "",
-          "The floor is the no-op module making the host calls tollgate makes on every exchange (`FLOOR_OPS`): "
-          "what any proxy-wasm filter doing this job costs before its own code runs.", "",
+          (f"Medians of {n_rounds} rounds that visit every scenario in turn. " if n_rounds > 1 else
+           "One round (`--quick`). ") + "The floor is the no-op module "
+          "making the host calls tollgate makes on every exchange (`FLOOR_OPS`): what any proxy-wasm filter "
+          "doing this job costs before its own code runs.", "",
           "| scenario | req/s | × no filter | × no-op Wasm | × floor | p50 µs | p99 µs | Envoy CPU µs/req | "
           "added vs no filter | added vs no-op | added vs floor |",
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
