@@ -1,8 +1,8 @@
 //! Prompt-injection heuristics. Flags only: they label a call for security review and metrics, they never
 //! rewrite or block text (phrase lists have false positives, e.g. a user asking *about* jailbreaks).
 //!
-//! The text is lowercased (ASCII) and its whitespace runs collapsed once, then a handful of phrase checks
-//! run with memchr's substring search: linear in the text, no regex.
+//! Phrases are matched as if the text were lowercased (ASCII) with its whitespace runs collapsed to one
+//! space (`normalise`, the definition), reading the text as it is: one pass, linear in the text, no regex.
 
 use memchr::memmem;
 
@@ -102,6 +102,10 @@ const SPECIAL: &[&str] = &[
     "[inst]",
 ];
 
+/// The text the phrases are matched against: ASCII lowercased, whitespace runs collapsed to one space, none
+/// at either end. The scan reads the original bytes as this text (`same_phrase`, `window_after`); the
+/// reference and the tests build it.
+#[cfg(test)]
 fn normalise(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut space = false;
@@ -146,12 +150,21 @@ enum Kind {
 }
 
 /// The phrases the scan looks for (≤ 64: one bit each), and per-byte masks of the phrases whose first and
-/// second byte that is. `first[a] & second[b]` is the (usually empty) set of phrases that can start at a
-/// position holding `a b`, so most positions cost two table loads.
+/// second byte that is: `first[a] & second[b]` is the set of phrases that can start at a position holding
+/// `a b`. `pairs` has one bit per byte pair, set when some phrase starts with it, so most positions cost one
+/// load; `norm` is a byte as the normalised text has it (ASCII lowercase, whitespace a space).
 struct Table {
     phrases: Vec<(&'static [u8], Kind)>,
     first: [u64; 256],
     second: [u64; 256],
+    pairs: [u64; 65536 / 64],
+    norm: [u8; 256],
+}
+
+impl Table {
+    fn norm(&self, c: u8) -> u8 {
+        self.norm.get(usize::from(c)).copied().unwrap_or(c)
+    }
 }
 
 fn table() -> &'static Table {
@@ -161,7 +174,16 @@ fn table() -> &'static Table {
             phrases: Vec::new(),
             first: [0; 256],
             second: [0; 256],
+            pairs: [0; 65536 / 64],
+            norm: [0; 256],
         };
+        for (c, n) in (0u8..=255).zip(t.norm.iter_mut()) {
+            *n = if c.is_ascii_whitespace() {
+                b' '
+            } else {
+                c.to_ascii_lowercase()
+            };
+        }
         let lists: [(&[&'static str], Kind); 4] = [
             (IGNORE_VERBS, Kind::IgnoreVerb),
             (LEAK_VERBS, Kind::LeakVerb),
@@ -180,6 +202,10 @@ fn table() -> &'static Table {
                 if let Some(m) = t.second.get_mut(usize::from(*b)) {
                     *m |= bit;
                 }
+                let pair = usize::from(*a) << 8 | usize::from(*b);
+                if let Some(w) = t.pairs.get_mut(pair / 64) {
+                    *w |= 1 << (pair % 64);
+                }
                 t.phrases.push((p.as_bytes(), kind));
             }
         }
@@ -187,13 +213,62 @@ fn table() -> &'static Table {
     })
 }
 
-/// Whether a verb at `p` (of `len` bytes) has an object in its window, with a qualifier before the object
-/// when `qualifiers` is not empty.
-fn object_follows(hay: &[u8], p: usize, len: usize, objects: &[&str], qualifiers: &[&str]) -> bool {
-    let from = p.saturating_add(len);
-    let Some(window) = hay.get(from..hay.len().min(from.saturating_add(WINDOW))) else {
-        return false;
-    };
+/// The end (in `b`) of `phrase` read at `i` as normalised text: a space of the phrase matches a whitespace
+/// run, any other byte the ASCII-lowercased byte. Phrases are lowercase, with single inner spaces.
+fn same_phrase(b: &[u8], i: usize, phrase: &[u8]) -> Option<usize> {
+    let mut j = i;
+    for &pc in phrase {
+        let c = *b.get(j)?;
+        if pc == b' ' {
+            if !c.is_ascii_whitespace() {
+                return None;
+            }
+            while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+                j += 1;
+            }
+        } else if c.to_ascii_lowercase() == pc {
+            j += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(j)
+}
+
+/// Up to `WINDOW` bytes of normalised text starting at `b[j]` (just after a phrase, so a whitespace run
+/// there is one space, or nothing at the end of the text).
+fn window_after(b: &[u8], mut j: usize) -> ([u8; WINDOW], usize) {
+    let mut out = [0u8; WINDOW];
+    let mut n = 0;
+    while n < WINDOW {
+        let Some(&c) = b.get(j) else {
+            break;
+        };
+        let v = if c.is_ascii_whitespace() {
+            while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+                j += 1;
+            }
+            if j >= b.len() {
+                break;
+            }
+            b' '
+        } else {
+            j += 1;
+            c.to_ascii_lowercase()
+        };
+        if let Some(o) = out.get_mut(n) {
+            *o = v;
+        }
+        n += 1;
+    }
+    (out, n)
+}
+
+/// Whether a verb ending at `b[end]` has an object in its window, with a qualifier before the object when
+/// `qualifiers` is not empty.
+fn object_follows(b: &[u8], end: usize, objects: &[&str], qualifiers: &[&str]) -> bool {
+    let (buf, n) = window_after(b, end);
+    let window = buf.get(..n).unwrap_or_default();
     objects.iter().any(|o| {
         memmem::find(window, o.as_bytes()).is_some_and(|q| {
             qualifiers.is_empty()
@@ -206,54 +281,53 @@ fn object_follows(hay: &[u8], p: usize, len: usize, objects: &[&str], qualifiers
 
 /// Prompt-injection flags raised by `text` (stable names, in a fixed order, each at most once).
 ///
-/// One pass over the normalised text: at each position the first two bytes select the candidate phrases
-/// (verbs, role phrases, special tokens); a verb at a word start then looks for its object in the window
-/// after it. Same answers as one substring search per phrase, in one pass instead of ~46 (which matters in
-/// Wasm, where substring search has no SIMD prefilter).
+/// One pass over the text: at each position the first two bytes, as normalised, select the candidate
+/// phrases (verbs, role phrases, special tokens); a verb at a word start then looks for its object in the
+/// window after it. Same answers as one substring search per phrase over `normalise(text)`, in one pass
+/// instead of ~46 and without building that copy (which matters in Wasm, where substring search has no
+/// SIMD prefilter).
 pub fn security_flags(text: &str) -> Vec<&'static str> {
     const IGNORE: u8 = 1;
     const LEAK: u8 = 2;
     const ROLE: u8 = 4;
     const SPECIAL_TOKEN: u8 = 8;
     const ALL: u8 = IGNORE | LEAK | ROLE | SPECIAL_TOKEN;
-    let hay = normalise(text);
+    let b = text.as_bytes();
     let t = table();
     let mask = |m: &[u64; 256], c: u8| m.get(usize::from(c)).copied().unwrap_or(0);
     let mut found = 0u8;
-    for (p, &a) in hay.iter().enumerate() {
-        let b = hay.get(p + 1).copied().unwrap_or(0);
-        let mut m = mask(&t.first, a) & mask(&t.second, b);
-        if m == 0 {
+    let mut next = b.first().map_or(0, |&c| t.norm(c));
+    for i in 0..b.len() {
+        // No phrase starts with whitespace, so the normalised text's spaces are skipped here too.
+        let a = next;
+        next = b.get(i + 1).map_or(0, |&c| t.norm(c));
+        let pair = usize::from(a) << 8 | usize::from(next);
+        // (An index below 1024 into an array of 1024: the check compiles away.)
+        if t.pairs.get(pair / 64).is_none_or(|w| w >> (pair % 64) & 1 == 0) {
             continue;
         }
-        let rest = hay.get(p..).unwrap_or_default();
+        let mut m = mask(&t.first, a) & mask(&t.second, next);
         while m != 0 {
             let k = m.trailing_zeros();
             m &= m - 1;
             let Some(&(phrase, kind)) = t.phrases.get(k as usize) else {
                 break;
             };
-            if !rest.starts_with(phrase) {
+            let Some(end) = same_phrase(b, i, phrase) else {
                 continue;
-            }
+            };
+            // The byte before, normalised or not, is alphanumeric alike.
+            let word = i == 0 || b.get(i - 1).is_none_or(|p| !p.is_ascii_alphanumeric());
             match kind {
                 Kind::IgnoreVerb
                     if found & IGNORE == 0
-                        && word_at(&hay, p)
-                        && object_follows(
-                            &hay,
-                            p,
-                            phrase.len(),
-                            IGNORE_OBJECTS,
-                            IGNORE_QUALIFIERS,
-                        ) =>
+                        && word
+                        && object_follows(b, end, IGNORE_OBJECTS, IGNORE_QUALIFIERS) =>
                 {
                     found |= IGNORE;
                 }
                 Kind::LeakVerb
-                    if found & LEAK == 0
-                        && word_at(&hay, p)
-                        && object_follows(&hay, p, phrase.len(), LEAK_OBJECTS, &[]) =>
+                    if found & LEAK == 0 && word && object_follows(b, end, LEAK_OBJECTS, &[]) =>
                 {
                     found |= LEAK;
                 }
@@ -364,11 +438,22 @@ mod tests {
         ] {
             parts.extend_from_slice(list);
         }
+        // Phrases whose inner spaces are other whitespace runs (the scan reads the text unnormalised).
+        let spread: Vec<String> = parts
+            .iter()
+            .filter(|p| p.contains(' '))
+            .flat_map(|p| [p.replace(' ', " \t\n"), p.replace(' ', "\r\n")])
+            .collect();
+        parts.extend(spread.iter().map(String::as_str));
         parts.extend_from_slice(&[
             "x",
             " ",
             "  ",
             "\n",
+            "\t",
+            "\r\n ",
+            "\u{c}",
+            "\u{b}",
             "the",
             "of the very long and winding",
             "a",
