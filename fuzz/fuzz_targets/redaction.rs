@@ -1,5 +1,6 @@
 #![no_main]
-//! Redaction over arbitrary text and JSON: no panic, and redacted text contains no match. Content capture
+//! Redaction over arbitrary text and JSON: no panic, and redacted text contains no match. The
+//! prompt-injection flags agree with their reference definition. Content capture
 //! over the same bytes as every API's request (and as a tool call's arguments): no panic, and every
 //! attribute it renders is one JSON value.
 use libfuzzer_sys::fuzz_target;
@@ -22,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         structural: &["role", "type", "model"],
         opaque: &["data"],
     });
-    let _ = tollgate::redact::security_flags(&text);
+    assert_eq!(
+        tollgate::redact::security_flags(&text),
+        tollgate::redact::reference_flags(&text),
+        "prompt-injection flags differ from the reference on {text:?}"
+    );
     let mut resp = tollgate::call::Response {
         content: tollgate::capture::OutputCapture::new(256),
         ..Default::default()

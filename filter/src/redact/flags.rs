@@ -105,7 +105,7 @@ const SPECIAL: &[&str] = &[
 /// The text the phrases are matched against: ASCII lowercased, whitespace runs collapsed to one space, none
 /// at either end. The scan reads the original bytes as this text (`same_phrase`, `window_after`); the
 /// reference and the tests build it.
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 fn normalise(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut space = false;
@@ -354,9 +354,10 @@ pub fn security_flags(text: &str) -> Vec<&'static str> {
     flags
 }
 
-/// The definition the single pass must agree with: one substring search per phrase.
-#[cfg(test)]
-mod reference {
+/// The definition the single pass must agree with: one substring search per phrase over `normalise(text)`
+/// (also built for the fuzz target, which compares the two on every input).
+#[cfg(any(test, fuzzing))]
+pub mod reference {
     use super::*;
 
     /// A verb followed within `WINDOW` bytes by an object; `qualifiers` (if any) must occur in between.
