@@ -214,8 +214,14 @@ fn tool_response(id: Json, response: Json) -> Json {
     ])
 }
 
-fn message(role: &str, parts: Vec<Json>) -> Json {
-    Json::obj([("role", Json::str(role)), ("parts", Json::Arr(parts))])
+/// `{role, parts}`, then `extra` when given (a chat message's `name`, an output's `finish_reason`).
+fn message(role: &str, parts: Vec<Json>, extra: Option<(&str, Json)>) -> Json {
+    let mut members = vec![
+        ("role".to_owned(), Json::str(role)),
+        ("parts".to_owned(), Json::Arr(parts)),
+    ];
+    members.extend(extra.map(|(k, v)| (k.to_owned(), v)));
+    Json::Obj(members)
 }
 
 /// Text of a content value that is a string or a list of `{text}` parts; other parts are kept by type.
@@ -326,13 +332,8 @@ fn chat_message(m: Value<'_, '_>) -> Option<Json> {
         let name = f.map_or(Json::Null, |f| member(f, &["name"]));
         parts.push(tool_call(member(call, &["id"]), name, args));
     }
-    let Json::Obj(mut msg) = message(&role, parts) else {
-        return None;
-    };
-    if let Some(n) = get_str(m, "name") {
-        msg.push(("name".to_owned(), Json::Str(n.into_owned())));
-    }
-    Some(Json::Obj(msg))
+    let name = get_str(m, "name").map(|n| ("name", Json::Str(n.into_owned())));
+    Some(message(&role, parts, name))
 }
 
 /// Anthropic Messages (direct, Vertex, Bedrock InvokeModel with Claude) and Bedrock Converse messages.
@@ -342,7 +343,7 @@ fn block_message(m: Value<'_, '_>) -> Option<Json> {
     if let Some(c) = get(m, "content") {
         parts_of(c, &mut parts);
     }
-    Some(message(&role, parts))
+    Some(message(&role, parts, None))
 }
 
 fn gemini_message(m: Value<'_, '_>) -> Option<Json> {
@@ -355,7 +356,7 @@ fn gemini_message(m: Value<'_, '_>) -> Option<Json> {
     if let Some(p) = get(m, "parts") {
         parts_of(p, &mut parts);
     }
-    Some(message(role, parts))
+    Some(message(role, parts, None))
 }
 
 /// What the request said, in semconv shape.
@@ -403,7 +404,8 @@ pub fn input(api: Api, body: &[u8]) -> Option<Input> {
                 system_parts(get(v, "instructions"), &mut inp.system);
                 let input = get(v, "input");
                 if let Some(s) = input.and_then(|i| i.str()) {
-                    inp.messages.push(message("user", vec![text_part(&s)]));
+                    inp.messages
+                        .push(message("user", vec![text_part(&s)], None));
                 }
                 for item in input.and_then(|i| i.elements()).into_iter().flatten() {
                     if get(item, "role").is_some() {
@@ -416,7 +418,7 @@ pub fn input(api: Api, body: &[u8]) -> Option<Input> {
                         } else {
                             "assistant"
                         };
-                        inp.messages.push(message(role, parts));
+                        inp.messages.push(message(role, parts, None));
                     }
                 }
             }
@@ -431,7 +433,7 @@ pub fn input(api: Api, body: &[u8]) -> Option<Input> {
                     parts.extend(p.str().map(|s| text_part(&s)));
                 }
                 if !parts.is_empty() {
-                    inp.messages.push(message("user", parts));
+                    inp.messages.push(message("user", parts, None));
                 }
             }
             Api::OpenAiEmbeddings => {}
@@ -456,11 +458,11 @@ pub fn output(resp: &Response) -> Vec<Json> {
                 parts.push(tool_call(Json::str(&t.id), Json::str(&t.name), args));
             }
             let finish = resp.finish_reasons.get(i).map_or("", String::as_str);
-            let Json::Obj(mut msg) = message("assistant", parts) else {
-                return Json::Null;
-            };
-            msg.push(("finish_reason".to_owned(), Json::str(finish)));
-            Json::Obj(msg)
+            message(
+                "assistant",
+                parts,
+                Some(("finish_reason", Json::str(finish))),
+            )
         })
         .collect()
 }
