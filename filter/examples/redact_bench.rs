@@ -168,6 +168,9 @@ fn request_pipeline(r: &Redactor) {
         }),
     ];
     for (name, f) in stages {
-        println!("{kib} KiB request, {name:20}: {:8.1} MB/s", mbps(n, iters, f));
+        println!(
+            "{kib} KiB request, {name:20}: {:8.1} MB/s",
+            mbps(n, iters, f)
+        );
     }
 }

@@ -147,7 +147,11 @@ mod tests {
                     let mut s: String = "abcdefgh".chars().cycle().take(len).collect();
                     s.insert(at, c);
                     for t in [s.clone(), format!("{s}{c}😀{s}")] {
-                        assert_eq!(Json::str(&t).text(), serde_json::to_string(&t).unwrap(), "{t:?}");
+                        assert_eq!(
+                            Json::str(&t).text(),
+                            serde_json::to_string(&t).unwrap(),
+                            "{t:?}"
+                        );
                     }
                 }
             }

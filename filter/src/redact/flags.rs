@@ -303,7 +303,10 @@ pub fn security_flags(text: &str) -> Vec<&'static str> {
         next = b.get(i + 1).map_or(0, |&c| t.norm(c));
         let pair = usize::from(a) << 8 | usize::from(next);
         // (An index below 1024 into an array of 1024: the check compiles away.)
-        if t.pairs.get(pair / 64).is_none_or(|w| w >> (pair % 64) & 1 == 0) {
+        if t.pairs
+            .get(pair / 64)
+            .is_none_or(|w| w >> (pair % 64) & 1 == 0)
+        {
             continue;
         }
         let mut m = mask(&t.first, a) & mask(&t.second, next);

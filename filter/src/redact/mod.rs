@@ -24,10 +24,10 @@ mod stream;
 
 pub mod corpus;
 
-pub use flags::security_flags;
 /// The prompt-injection flags' reference definition, for the fuzz target.
 #[cfg(fuzzing)]
 pub use flags::reference::flags as reference_flags;
+pub use flags::security_flags;
 pub use json::{map_json_strings, FieldSelector};
 pub use output::SseOutputRedactor;
 pub use settings::{Engine, RawRedaction, Settings};

@@ -8,7 +8,8 @@
 /// than the search itself.
 macro_rules! finder {
     ($needle:literal) => {{
-        static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+        static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+            std::sync::OnceLock::new();
         FINDER.get_or_init(|| memchr::memmem::Finder::new($needle))
     }};
 }

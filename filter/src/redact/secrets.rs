@@ -4,7 +4,9 @@
 //! Each starts from a literal prefix found with memchr's substring search (`sk-`, `AKIA`, `eyJ`, `-----BEGIN `
 //! …), then checks the shape of the token after it and that it is not glued to a longer word.
 
-use super::scan::{at, before, finder, is_alnum, is_digit, run_len, starts_with_at, starts_with_ci};
+use super::scan::{
+    at, before, finder, is_alnum, is_digit, run_len, starts_with_at, starts_with_ci,
+};
 
 /// Characters of API-key bodies (`sk-proj-…`, `sk-ant-api03-…`).
 fn is_key_char(c: u8) -> bool {
@@ -199,13 +201,17 @@ fn pem_label_end(b: &[u8], i: usize) -> Option<usize> {
 /// End of the first `-----END … PRIVATE KEY-----` line at or after `from`.
 pub(crate) fn pem_end(b: &[u8], from: usize) -> Option<usize> {
     let rest = b.get(from..)?;
-    finder!(b"-----END ").find_iter(rest).find_map(|q| pem_label_end(b, from + q + 9))
+    finder!(b"-----END ")
+        .find_iter(rest)
+        .find_map(|q| pem_label_end(b, from + q + 9))
 }
 
 /// End of the first valid `-----BEGIN … PRIVATE KEY-----` line at or after `from`.
 pub(crate) fn pem_header_end(b: &[u8], from: usize) -> Option<usize> {
     let rest = b.get(from..)?;
-    finder!(b"-----BEGIN ").find_iter(rest).find_map(|q| pem_label_end(b, from + q + 11))
+    finder!(b"-----BEGIN ")
+        .find_iter(rest)
+        .find_map(|q| pem_label_end(b, from + q + 11))
 }
 
 /// PEM private-key blocks, BEGIN line to END line. A BEGIN without its END redacts to the end of the text:
