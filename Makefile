@@ -67,11 +67,13 @@ build: setup
 			rm -f $(WASM_OUT).opt; fi; fi
 	@echo "tollgate.wasm: $$(stat -c %s $(WASM_OUT)) bytes"
 
-# The version tags the image (Cargo.toml's workspace version).
+# The image tag: Cargo.toml's version on the commit tagged v<version>, else <version>-<commit> (CHANGELOG).
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
+IMAGE_TAG ?= $(shell git describe --tags --exact-match --match 'v$(VERSION)' >/dev/null 2>&1 && echo $(VERSION) \
+	|| echo $(VERSION)-$$(git rev-parse --short HEAD 2>/dev/null || echo dev))
 IMAGE_REPO ?= ghcr.io/YOUR-ORG/tollgate
 image: build
-	$(PY) scripts/oci_image.py --wasm $(WASM_OUT) --out $(ROOT)/build/oci/tollgate --tag $(VERSION) \
+	$(PY) scripts/oci_image.py --wasm $(WASM_OUT) --out $(ROOT)/build/oci/tollgate --tag $(IMAGE_TAG) \
 		--repository $(IMAGE_REPO)
 
 unit:

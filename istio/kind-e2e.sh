@@ -51,8 +51,8 @@ kind create cluster --name "$CLUSTER" --wait 120s
 docker network connect kind "$REGISTRY" 2>/dev/null || true
 
 echo "== image"
-make image
-VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+VERSION=e2e
+make image IMAGE_TAG=$VERSION
 DIGEST=$(cat build/oci/tollgate.digest)
 if command -v skopeo >/dev/null; then
   skopeo copy --preserve-digests --dest-tls-verify=false "oci:build/oci/tollgate:$VERSION" \
