@@ -467,7 +467,8 @@ identity, is denied: an ALLOW policy denies what it does not match."""
 gateway included) and DNS, but no address outside it. This covers what the mesh cannot: pods without a
 sidecar, and pods whose sidecar is bypassed (traffic.sidecar.istio.io/excludeOutboundIPRanges or
 excludeOutboundPorts annotations, or an init container that changed iptables). It needs a CNI that enforces
-NetworkPolicy (Calico, Cilium, ...; kind's default does not).
+NetworkPolicy (Calico, Cilium, ...; kind's default does not). The Kubernetes API server is not a pod: add an
+ipBlock for it if the apps call it.
 
 The egress gateway's own namespace needs no policy to reach providers; if it has a default-deny policy,
 allow its pods egress to 0.0.0.0/0 on TCP 443 (and DNS, istiod on 15012, the collector)."""

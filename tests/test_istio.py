@@ -369,6 +369,34 @@ def test_install_variant_validates_in_envoy(install: Path, envoy: str, stub_wasm
         assert res.returncode == 0, f"the real module rejects {rel(install)}:\n{res.stdout}\n{res.stderr}"
 
 
+def test_ecds_filter_reference_validates_in_envoy(envoy: str, tmp_path: Path):
+    """The recommended install's HTTP filter names its configuration over ECDS (config_discovery) instead of
+    carrying it; that reference, with the ADS source Istio serves it from, must be valid Envoy config too."""
+    (ef,) = docs_of(GEN / "install" / "oci-envoyfilter.yaml")
+    (use,) = [p for p in ef["spec"]["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
+    (ecds,) = [p for p in ef["spec"]["configPatches"] if p["applyTo"] == "EXTENSION_CONFIG"]
+    value = use["patch"]["value"]
+    assert value["name"] == ecds["patch"]["value"]["name"]
+    tree = {
+        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "grpc_services": [
+            {"envoy_grpc": {"cluster_name": "xds-grpc"}}]}},
+        "node": {"id": "gateway", "cluster": "gateway"},
+        "static_resources": {"listeners": [gateway_listener([value])], "clusters": [{
+            "name": "xds-grpc", "type": "STATIC", "connect_timeout": "1s",
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}},
+            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15010}}}}]}]}}]},
+    }
+    res = run_envoy_validate(envoy, tree, tmp_path, "ecds-reference")
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    broken = copy.deepcopy(tree)
+    broken["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "http_filters"][0]["config_discovery"]["type_urls"] = []
+    assert run_envoy_validate(envoy, broken, tmp_path, "ecds-broken").returncode != 0
+
+
 # --- facts ---------------------------------------------------------------------------------------------
 
 
