@@ -1,5 +1,7 @@
 # tollgate — build, test and run the Envoy proxy-wasm filter.
 #   make build   tollgate.wasm (wasm32-wasip1, release, LTO, panic=abort)
+#   make image   the Wasm OCI image for Istio (an OCI image layout in build/oci/, no container engine needed);
+#                prints the manifest digest to pin. IMAGE_REPO=ghcr.io/you/tollgate for the push commands shown
 #   make test    clippy gate + native unit tests + the same tests on wasm32 under Node + end-to-end tests through real Envoy
 #   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C;
 #                TOLLGATE_RLS=1 make run adds Redis and the test rate-limit service (budgets.backend=rls)
@@ -48,7 +50,7 @@ endif
 # i.e. rustup's target or Debian's rustc-web with its matching rust-web-clippy.
 WASM_CLIPPY_ENV := $(subst target/wasm,target/wasm-clippy,$(WASM_ENV))
 
-.PHONY: all setup build ratelimit test unit wasm-unit e2e run fmt clippy clean fuzz soak bench bench-noop bench-instructions
+.PHONY: all setup build image ratelimit test unit wasm-unit e2e run fmt clippy clean fuzz soak bench bench-noop bench-instructions
 
 all: build
 
@@ -64,6 +66,15 @@ build: setup
 		else echo "wasm-opt failed (see $(WASM_OUT).opt.log): the module is left as rustc built it"; \
 			rm -f $(WASM_OUT).opt; fi; fi
 	@echo "tollgate.wasm: $$(stat -c %s $(WASM_OUT)) bytes"
+
+# The image tag: Cargo.toml's version on the commit tagged v<version>, else <version>-<commit> (CHANGELOG).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
+IMAGE_TAG ?= $(shell git describe --tags --exact-match --match 'v$(VERSION)' >/dev/null 2>&1 && echo $(VERSION) \
+	|| echo $(VERSION)-$$(git rev-parse --short HEAD 2>/dev/null || echo dev))
+IMAGE_REPO ?= ghcr.io/YOUR-ORG/tollgate
+image: build
+	$(PY) scripts/oci_image.py --wasm $(WASM_OUT) --out $(ROOT)/build/oci/tollgate --tag $(IMAGE_TAG) \
+		--repository $(IMAGE_REPO)
 
 unit:
 	cargo test -p tollgate

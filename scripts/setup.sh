@@ -23,13 +23,25 @@ fi
 
 # Redis for the rate-limit service of `budgets.backend = "rls"` (tests and `make run` start their own on a
 # free port; the packaged service is not used), and binaryen's wasm-opt, which `make build` runs on the
-# module (smaller, not slower).
+# module (smaller, not slower). For the deployment tests: promtool (Debian's prometheus package) checks the
+# alert rules; skopeo pushes the `make image` layout to a registry (Debian's docker-registry) that the test
+# starts on 127.0.0.1. The packaged services are never used.
 need=""
 command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
 command -v wasm-opt >/dev/null 2>&1 || need="$need binaryen"
+command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+command -v skopeo >/dev/null 2>&1 || need="$need skopeo"
+command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
 if [ -n "$need" ]; then
   echo "setup: installing$need"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  # prometheus and docker-registry ship services: keep them from starting (Debian's policy-rc.d protocol),
+  # the tests start their own on free loopback ports.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
 fi

@@ -281,3 +281,49 @@ def write_lds(t, plugin_config):
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.safe_dump({"resources": [listener]}, f)
     os.rename(tmp, t.lds_path)
+
+
+def mtls_topology(plugin_config, server, ca, **kw):
+    """A Topology (not started) whose listener terminates TLS and requires a client certificate issued by
+    `ca` (a PEM file), as an Istio gateway server with `tls.mode: ISTIO_MUTUAL` does with the mesh CA.
+    `server` is the listener's certificate (a testenv/pki.py `Leaf`). The default rendering is untouched."""
+    import yaml
+
+    t = Topology(plugin_config, **kw)
+    with open(t.envoy.config_path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    cfg["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": server.cert},
+                                      "private_key": {"filename": server.key}}],
+                "validation_context": {"trusted_ca": {"filename": ca}},
+            },
+        },
+    }
+    with open(t.envoy.config_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f)
+    return t
+
+
+def tls_request(port, path, body, headers=None, client=None, ca=None, timeout=30):
+    """One request over TLS to 127.0.0.1:`port`, presenting `client` (a pki `Leaf`) when given and trusting
+    `ca`; returns (status, headers dict, body bytes). A refused handshake raises ssl.SSLError or OSError."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca)
+    if client is not None:
+        ctx.load_cert_chain(client.cert, client.key)
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    try:
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        h = {"content-type": "application/json"}
+        h.update(headers or {})
+        c.request("POST", path, body=data, headers=h)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()

@@ -1,7 +1,7 @@
 //! `tenant` and `budgets` plugin JSON → validated rules. Parsed from the raw JSON values the top-level
 //! config hands over, so every error names its full key (`budgets.rules[2].window`).
 
-use super::tenant::valid_tenant;
+use super::tenant::{valid_tenant, IdentityRule};
 use crate::config::{
     boolean, float, items, object, opt, required, string, strings, uint, under, variant,
     ConfigError, Json,
@@ -26,6 +26,9 @@ pub enum TenantSource {
     JwtClaim { claim: String, metadata_key: String },
     /// SHA-256 of the API key (bearer token, `x-api-key` or `x-goog-api-key`), hex prefix. Never the key.
     ApiKeyHash,
+    /// The caller's mTLS workload identity (its client certificate's URI SAN), mapped by the first rule
+    /// that matches. Unforgeable when the listener requires client certificates from a CA it trusts.
+    PeerIdentity(Vec<IdentityRule>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +52,7 @@ struct RawTenant {
     jwt_claim: Option<String>,
     metadata_key: Option<String>,
     api_key_hash: Option<bool>,
+    peer_identity: Option<Vec<IdentityRule>>,
     default: Option<String>,
 }
 
@@ -59,6 +63,7 @@ impl RawTenant {
             jwt_claim: None,
             metadata_key: None,
             api_key_hash: None,
+            peer_identity: None,
             default: None,
         };
         object(
@@ -68,6 +73,7 @@ impl RawTenant {
                 "jwt_claim",
                 "metadata_key",
                 "api_key_hash",
+                "peer_identity",
                 "default",
             ],
             &mut |i, v| {
@@ -76,6 +82,7 @@ impl RawTenant {
                     1 => r.jwt_claim = opt(v, string)?,
                     2 => r.metadata_key = opt(v, string)?,
                     3 => r.api_key_hash = opt(v, boolean)?,
+                    4 => r.peer_identity = opt(v, peer_identity)?,
                     _ => r.default = opt(v, string)?,
                 }
                 Ok(())
@@ -83,6 +90,43 @@ impl RawTenant {
         )?;
         Ok(r)
     }
+}
+
+/// `tenant.peer_identity`: a tenant template for every identity (`"{namespace}"`), or a list of
+/// `{"match": <glob>, "tenant": <template>}` rules, the first that applies winning.
+fn peer_identity(v: Json) -> Result<Vec<IdentityRule>, ConfigError> {
+    let rule = |pattern: &str, tenant: &str| {
+        IdentityRule::parse(pattern, tenant).map_err(|field| {
+            let reason = match field {
+                "match" => "must not be empty",
+                _ => super::tenant::BAD_TEMPLATE,
+            };
+            err(field, reason)
+        })
+    };
+    if let Some(template) = v.str() {
+        return Ok(vec![rule("*", &template).map_err(|e| err("", e.reason))?]);
+    }
+    let mut rules = Vec::new();
+    items(v, &mut |v| {
+        let (mut pattern, mut tenant) = (None, None);
+        object(v, &["match", "tenant"], &mut |i, v| {
+            match i {
+                0 => pattern = Some(string(v)?),
+                _ => tenant = Some(string(v)?),
+            }
+            Ok(())
+        })?;
+        rules.push(rule(
+            &required(pattern, "match")?,
+            &required(tenant, "tenant")?,
+        )?);
+        Ok(())
+    })?;
+    if rules.is_empty() {
+        return Err(err("", "needs at least one rule"));
+    }
+    Ok(rules)
 }
 
 impl TenantConfig {
@@ -104,11 +148,12 @@ impl TenantConfig {
         }
         let sources = usize::from(r.header.is_some())
             + usize::from(r.jwt_claim.is_some())
-            + usize::from(r.api_key_hash == Some(true));
+            + usize::from(r.api_key_hash == Some(true))
+            + usize::from(r.peer_identity.is_some());
         if sources != 1 {
             return Err(err(
                 "tenant",
-                "set exactly one of `header`, `jwt_claim` or `api_key_hash: true`",
+                "set exactly one of `header`, `jwt_claim`, `api_key_hash: true` or `peer_identity`",
             ));
         }
         if r.metadata_key.is_some() && r.jwt_claim.is_none() {
@@ -135,6 +180,8 @@ impl TenantConfig {
                 claim,
                 metadata_key,
             }
+        } else if let Some(rules) = r.peer_identity {
+            TenantSource::PeerIdentity(rules)
         } else {
             TenantSource::ApiKeyHash
         };

@@ -1,7 +1,7 @@
 //! Per-tenant token and cost budgets that hold under concurrency (pure; the host supplies the store).
 //!
 //! - `config`: the `tenant` and `budgets` plugin JSON (rules, windows, limits, the `rls` backend's keys).
-//! - `tenant`: validation, API-key hashing, JWT claim extraction.
+//! - `tenant`: validation, API-key hashing, JWT claim extraction, mTLS workload identity mapping.
 //! - `ledger`: counters in a compare-and-swap store; reserve the worst case before forwarding, commit the
 //!   exact usage after.
 //! - `clamp`: lower a request's max output tokens to what the budget allows.
@@ -394,5 +394,45 @@ mod tests {
             "tenant.metadata_key"
         );
         assert_eq!(key(json!({"header": "a", "nope": 1})), "tenant.nope");
+        // The caller's workload identity: a shorthand, or rules whose errors name the rule and field.
+        let t = TenantConfig::parse(json!({"peer_identity": "{namespace}"})).unwrap();
+        assert_eq!(
+            t.source,
+            TenantSource::PeerIdentity(vec![
+                tenant::IdentityRule::parse("*", "{namespace}").unwrap()
+            ])
+        );
+        let t = TenantConfig::parse(json!({"peer_identity": [
+            {"match": "spiffe://cluster.local/ns/payments-*", "tenant": "payments"},
+            {"match": "spiffe://cluster.local/*", "tenant": "{namespace}"}
+        ]}))
+        .unwrap();
+        let TenantSource::PeerIdentity(rules) = &t.source else {
+            panic!("{t:?}")
+        };
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            key(json!({"peer_identity": "{pod}"})),
+            "tenant.peer_identity"
+        );
+        assert_eq!(key(json!({"peer_identity": []})), "tenant.peer_identity");
+        assert_eq!(
+            key(
+                json!({"peer_identity": [{"match": "a*", "tenant": "{namespace}"}, {"match": "a*", "tenant": "{pod}"}]})
+            ),
+            "tenant.peer_identity[1].tenant"
+        );
+        assert_eq!(
+            key(json!({"peer_identity": [{"match": "", "tenant": "t"}]})),
+            "tenant.peer_identity[0].match"
+        );
+        assert_eq!(
+            key(json!({"peer_identity": [{"tenant": "t"}]})),
+            "tenant.peer_identity[0]"
+        );
+        assert_eq!(
+            key(json!({"peer_identity": "{namespace}", "header": "x"})),
+            "tenant"
+        );
     }
 }

@@ -1,6 +1,9 @@
-//! Tenant identity: validation, API-key hashing, and reading a JWT claim from the dynamic metadata Envoy's
-//! `jwt_authn` filter writes (`payload_in_metadata`).
+//! Tenant identity: validation, API-key hashing, reading a JWT claim from the dynamic metadata Envoy's
+//! `jwt_authn` filter writes (`payload_in_metadata`), and mapping the caller's mTLS workload identity (the
+//! URI SAN of its client certificate, e.g. Istio's `spiffe://<trust domain>/ns/<namespace>/sa/<account>`)
+//! to a tenant by patterns.
 
+use crate::pricing::model_matches;
 use crate::telemetry::proto::read_message;
 use sha2::{Digest, Sha256};
 
@@ -63,6 +66,95 @@ pub fn api_key_tenant(
         "key:{}",
         crate::telemetry::trace::hex(digest.get(..8).unwrap_or_default())
     ))
+}
+
+/// `match` → `tenant`: a peer identity that matches the glob (`*`: any run of characters, ASCII case
+/// ignored, as for model names) is the tenant the template makes of it. The template may name the parts of
+/// an Istio identity, `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`: `{trust_domain}`,
+/// `{namespace}`, `{service_account}`; a rule whose template names them does not apply to other identities.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRule {
+    pattern: String,
+    tenant: String,
+}
+
+/// What is wrong with a rule's `tenant` template.
+pub const BAD_TEMPLATE: &str = "must be characters of [A-Za-z0-9._:@-] and the placeholders {trust_domain}, {namespace}, {service_account}";
+
+/// The trust domain, namespace and service account of `spiffe://<td>/ns/<namespace>/sa/<account>`.
+fn spiffe_parts(identity: &str) -> Option<[&str; 3]> {
+    let (td, rest) = identity.strip_prefix("spiffe://")?.split_once('/')?;
+    let (ns, sa) = rest.strip_prefix("ns/")?.split_once('/')?;
+    let sa = sa.strip_prefix("sa/")?;
+    let parts = [td, ns, sa];
+    (!sa.contains('/') && parts.iter().all(|p| !p.is_empty())).then_some(parts)
+}
+
+/// `template` with its placeholders filled from `identity`; None when the template names a part that the
+/// identity does not have, or a brace is unmatched.
+fn render(template: &str, identity: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some((text, tail)) = rest.split_once('{') {
+        let (name, after) = tail.split_once('}')?;
+        let i = match name {
+            "trust_domain" => 0,
+            "namespace" => 1,
+            "service_account" => 2,
+            _ => return None,
+        };
+        out.push_str(text);
+        out.push_str(spiffe_parts(identity)?.get(i)?);
+        rest = after;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+impl IdentityRule {
+    /// A rule, or which of its fields is wrong (`match` or `tenant`).
+    pub fn parse(pattern: &str, tenant: &str) -> Result<IdentityRule, &'static str> {
+        if pattern.is_empty() {
+            return Err("match");
+        }
+        // Every placeholder standing in as `x` must give a valid tenant: literal text that a tenant cannot
+        // hold fails here, not on every call.
+        if !render(tenant, "spiffe://x/ns/x/sa/x").is_some_and(|t| valid_tenant(&t)) {
+            return Err("tenant");
+        }
+        Ok(IdentityRule {
+            pattern: pattern.to_owned(),
+            tenant: tenant.to_owned(),
+        })
+    }
+
+    /// The tenant for `identity`, when the rule applies to it.
+    pub fn apply(&self, identity: &str) -> Option<String> {
+        if !model_matches(&self.pattern, identity) {
+            return None;
+        }
+        render(&self.tenant, identity)
+    }
+}
+
+/// The tenant of a caller known by its certificate's URI SAN (`identity`, as Envoy's
+/// `connection.uri_san_peer_certificate` gives it): the first rule that matches. No identity (a plaintext
+/// connection, a certificate without a URI SAN) is the default tenant; an identity that no rule maps to a
+/// valid tenant is the default tenant too, flagged `invalid` so that it is counted.
+pub fn resolve_peer(rules: &[IdentityRule], identity: Option<&[u8]>, default: &str) -> Resolved {
+    let Some(identity) = identity.filter(|i| !i.is_empty()) else {
+        return resolve(None, default);
+    };
+    let mapped = std::str::from_utf8(identity)
+        .ok()
+        .and_then(|id| rules.iter().find_map(|r| r.apply(id)));
+    match mapped {
+        Some(t) => resolve(Some(&t), default),
+        None => Resolved {
+            tenant: default.to_owned(),
+            invalid: true,
+        },
+    }
 }
 
 /// google.protobuf.Value, only the parts a claim needs (`number_value = 2`, `string_value = 3`,
@@ -425,6 +517,116 @@ mod tests {
         // Truncated encodings are rejected, never read out of bounds.
         for cut in 0..b.len() {
             let _ = claim_from_metadata(b.get(..cut).unwrap(), "sub");
+        }
+    }
+
+    #[test]
+    fn peer_identity_templates() {
+        let id = "spiffe://cluster.local/ns/team-a/sa/checkout";
+        let tenant = |t| IdentityRule::parse("*", t).unwrap().apply(id);
+        assert_eq!(tenant("{namespace}").as_deref(), Some("team-a"));
+        assert_eq!(
+            tenant("{namespace}:{service_account}").as_deref(),
+            Some("team-a:checkout")
+        );
+        assert_eq!(
+            tenant("{trust_domain}:{namespace}:{service_account}").as_deref(),
+            Some("cluster.local:team-a:checkout")
+        );
+        let ns = IdentityRule::parse("*", "{namespace}").unwrap();
+        for other in [
+            "spiffe://cluster.local/ns/team-a/sa",
+            "spiffe://cluster.local/ns/team-a/sa/checkout/extra",
+            "spiffe://cluster.local/ns//sa/checkout",
+            "spiffe:///ns/team-a/sa/checkout",
+            "spiffe://cluster.local/namespace/team-a/sa/checkout",
+            "https://cluster.local/ns/team-a/sa/checkout",
+            "spiffe:/cluster.local/ns/team-a/sa/checkout",
+            "",
+        ] {
+            assert_eq!(ns.apply(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn peer_identity_patterns() {
+        let rule = |m: &str, t: &str| IdentityRule::parse(m, t).unwrap();
+        // Several namespaces, one team; a fixed trust domain.
+        let payments = rule("spiffe://cluster.local/ns/payments-*/sa/*", "payments");
+        for id in [
+            "spiffe://cluster.local/ns/payments-eu/sa/default",
+            "spiffe://cluster.local/ns/payments-us/sa/api",
+        ] {
+            assert_eq!(payments.apply(id).as_deref(), Some("payments"), "{id}");
+        }
+        for other in [
+            "spiffe://cluster.local/ns/billing/sa/default",
+            "spiffe://other.domain/ns/payments-eu/sa/default",
+        ] {
+            assert_eq!(payments.apply(other), None, "{other}");
+        }
+        let both = rule("spiffe://cluster.local/*", "{service_account}@{namespace}");
+        assert_eq!(
+            both.apply("spiffe://cluster.local/ns/red/sa/cron")
+                .as_deref(),
+            Some("cron@red")
+        );
+        // A template naming identity parts does not apply to an identity that lacks them.
+        assert_eq!(both.apply("spiffe://cluster.local/workload/cron"), None);
+        // A fixed tenant applies to any identity the glob matches.
+        let urn = rule("urn:team:*", "t-urn");
+        assert_eq!(urn.apply("URN:TEAM:x").as_deref(), Some("t-urn"));
+        // No input panics.
+        for id in [
+            "/",
+            "spiffe://",
+            "spiffe:///ns//sa/",
+            "{",
+            "*",
+            "\u{e9}/\u{e9}",
+        ] {
+            let _ = (both.apply(id), urn.apply(id), payments.apply(id));
+        }
+    }
+
+    #[test]
+    fn peer_identity_rule_errors() {
+        let err = |m: &str, t: &str| IdentityRule::parse(m, t).unwrap_err();
+        assert_eq!(err("", "t"), "match");
+        assert_eq!(err("*", "{pod}"), "tenant");
+        assert_eq!(err("*", "{namespace}/b"), "tenant");
+        assert_eq!(err("*", ""), "tenant");
+        assert_eq!(err("*", "{namespace"), "tenant");
+        assert_eq!(err("*", "{}"), "tenant");
+        assert_eq!(err("*", &"t".repeat(65)), "tenant");
+    }
+
+    #[test]
+    fn resolve_peer_identity() {
+        let rules = [
+            IdentityRule::parse("spiffe://cluster.local/ns/payments-*/sa/*", "payments").unwrap(),
+            IdentityRule::parse("*", "{namespace}").unwrap(),
+        ];
+        let r = |id: Option<&[u8]>| resolve_peer(&rules, id, "anonymous");
+        // The first matching rule wins.
+        let t = r(Some(b"spiffe://cluster.local/ns/payments-eu/sa/api"));
+        assert_eq!((t.tenant.as_str(), t.invalid), ("payments", false));
+        let t = r(Some(b"spiffe://cluster.local/ns/team-a/sa/api"));
+        assert_eq!((t.tenant.as_str(), t.invalid), ("team-a", false));
+        // No certificate, or one without a URI SAN: the default, not counted.
+        for none in [None, Some(&b""[..])] {
+            assert_eq!(r(none), resolve(None, "anonymous"));
+        }
+        // An identity no rule maps, a mapped value that is not a valid tenant, bytes that are not UTF-8:
+        // the default, counted.
+        let long = format!("spiffe://cluster.local/ns/{}/sa/x", "n".repeat(65));
+        for bad in [
+            &b"urn:team-a"[..],
+            long.as_bytes(),
+            b"spiffe://c/ns/\xff/sa/x",
+        ] {
+            let t = r(Some(bad));
+            assert_eq!((t.tenant.as_str(), t.invalid), ("anonymous", true));
         }
     }
 

@@ -134,7 +134,7 @@ pub fn may_rewrite(cfg: &Config) -> bool {
 
 fn tenant_source_value(cfg: &Config, headers: &Headers) -> Option<String> {
     match &cfg.tenant.source {
-        TenantSource::Fixed => None,
+        TenantSource::Fixed | TenantSource::PeerIdentity(_) => None,
         TenantSource::Header(h) => headers.get_string(h),
         TenantSource::JwtClaim {
             claim,
@@ -160,10 +160,19 @@ pub fn on_request_headers(shared: &Shared, st: &mut Budgeted, call: &mut Call, h
     if cfg.budgets.is_none() && cfg.tenant.source == TenantSource::Fixed {
         return;
     }
-    let Resolved { tenant, invalid } = tenant::resolve(
-        tenant_source_value(cfg, headers).as_deref(),
-        &cfg.tenant.default,
-    );
+    let Resolved { tenant, invalid } = match &cfg.tenant.source {
+        // Envoy's CEL attribute: the first URI SAN of the downstream peer certificate, absent on plaintext
+        // connections (source/extensions/filters/common/expr/context.cc, `uri_san_peer_certificate`).
+        TenantSource::PeerIdentity(rules) => tenant::resolve_peer(
+            rules,
+            abi::property(&["connection", "uri_san_peer_certificate"]).as_deref(),
+            &cfg.tenant.default,
+        ),
+        _ => tenant::resolve(
+            tenant_source_value(cfg, headers).as_deref(),
+            &cfg.tenant.default,
+        ),
+    };
     if invalid {
         shared.stats.budget_tenant_invalid.add(1);
     }
