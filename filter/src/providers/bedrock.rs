@@ -45,7 +45,6 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
 
 json_struct! {
     struct ConverseRequest<'a> {
-        #[serde(borrow)]
         messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
         system: Lenient<Vec<Lenient<Block<'a>>>> = "system",
         inference_config: Lenient<InferenceConfig> = "inferenceConfig",
@@ -56,7 +55,6 @@ json_struct! {
 
 json_struct! {
     struct Message<'a> {
-        #[serde(borrow)]
         content: Lenient<Vec<Lenient<Block<'a>>>> = "content",
     }
 }
@@ -64,7 +62,6 @@ json_struct! {
 json_struct! {
     /// A Converse content block: exactly one member is set (`text`, `toolUse`, `image`, `cachePoint`, ...).
     struct Block<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
         tool_use: Lenient<ToolUse<'a>> = "toolUse",
         reasoning: Lenient<Reasoning<'a>> = "reasoningContent",
@@ -73,7 +70,6 @@ json_struct! {
 
 json_struct! {
     struct ToolUse<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "toolUseId",
         name: LenientStr<'a> = "name",
         /// A string of partial JSON in stream deltas.
@@ -83,7 +79,6 @@ json_struct! {
 
 json_struct! {
     struct Reasoning<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
         reasoning_text: Lenient<ReasoningText<'a>> = "reasoningText",
     }
@@ -91,7 +86,6 @@ json_struct! {
 
 json_struct! {
     struct ReasoningText<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
     }
 }
@@ -107,14 +101,12 @@ json_struct! {
 
 json_struct! {
     struct ToolConfig<'a> {
-        #[serde(borrow)]
         tools: Lenient<Vec<Lenient<ToolEntry<'a>>>> = "tools",
     }
 }
 
 json_struct! {
     struct ToolEntry<'a> {
-        #[serde(borrow)]
         tool_spec: Lenient<Named<'a>> = "toolSpec",
     }
 }
@@ -215,7 +207,6 @@ impl WireUsage {
 
 json_struct! {
     struct ConverseResponse<'a> {
-        #[serde(borrow)]
         output: Lenient<Output<'a>> = "output",
         stop_reason: LenientStr<'a> = "stopReason",
         usage: Lenient<WireUsage> = "usage",
@@ -227,7 +218,6 @@ json_struct! {
 
 json_struct! {
     struct Output<'a> {
-        #[serde(borrow)]
         message: Lenient<Message<'a>> = "message",
     }
 }
@@ -321,7 +311,6 @@ pub fn usage_from_headers(input: Option<&str>, output: Option<&str>, resp: &mut 
 
 json_struct! {
     struct StreamPayload<'a> {
-        #[serde(borrow)]
         start: Lenient<Block<'a>> = "start",
         delta: Lenient<Block<'a>> = "delta",
         stop_reason: LenientStr<'a> = "stopReason",

@@ -57,7 +57,6 @@ pub(crate) fn api_for_path(path: &str) -> Option<Api> {
 json_struct! {
     /// One request struct for the three shapes: fields a shape does not use are simply absent.
     struct OpenAiRequest<'a> {
-        #[serde(borrow)]
         model: LenientStr<'a> = "model",
         stream: Lenient<bool> = "stream",
         temperature: Lenient<f64> = "temperature",
@@ -92,14 +91,12 @@ json_struct! {
 
 json_struct! {
     struct Tool<'a> {
-        #[serde(borrow)]
         function: Lenient<Named<'a>> = "function",
     }
 }
 
 json_struct! {
     struct Named<'a> {
-        #[serde(borrow)]
         name: LenientStr<'a> = "name",
         /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
         arguments: LenientStr<'a> = "arguments",
@@ -496,7 +493,6 @@ json_struct! {
     /// The part of a streaming request that decides whether usage must be asked for.
     struct StreamFlags<'a> {
         stream: Lenient<bool> = "stream",
-        #[serde(borrow)]
         stream_options: Present<'a> = "stream_options",
     }
 }
@@ -527,7 +523,7 @@ const INCLUDE_USAGE_MEMBER: &[u8] = br#""stream_options":{"include_usage":true},
 ///
 /// The edit is minimal: without a `stream_options` key, the member is inserted right after the opening `{`
 /// and every other byte is kept; with one, only that value is re-serialized (its own keys may be reordered).
-/// Bodies with a duplicated top-level key are left alone.
+/// A key written twice is read as JSON parsers read it, the last one, and that one is rewritten.
 ///
 /// The caller decides whether the route takes the option (Chat and Completions only; not Mistral, which
 /// always reports usage and rejects unknown fields; not Azure api-versions before 2024-09-01-preview),
@@ -634,7 +630,6 @@ impl WireUsage {
 
 json_struct! {
     struct ChatResponse<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         model: LenientStr<'a> = "model",
         /// `"error"` on vLLM's older top-level error body `{"object":"error","type":…,"code":400}`.
@@ -653,7 +648,6 @@ json_struct! {
 json_struct! {
     struct Choice<'a> {
         index: Lenient<u64> = "index",
-        #[serde(borrow)]
         finish_reason: LenientStr<'a> = "finish_reason",
         message: Lenient<ChoiceMessage<'a>> = "message",
         delta: Lenient<ChoiceMessage<'a>> = "delta",
@@ -666,7 +660,6 @@ json_struct! {
     struct ChoiceMessage<'a> {
         /// A string for OpenAI; Mistral may send a list of typed parts.
         content: Lenient<TextContent<'a>> = "content",
-        #[serde(borrow)]
         refusal: LenientStr<'a> = "refusal",
         tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>> = "tool_calls",
     }
@@ -674,7 +667,6 @@ json_struct! {
 
 json_struct! {
     struct WireToolCall<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         function: Lenient<Named<'a>> = "function",
     }
@@ -682,7 +674,6 @@ json_struct! {
 
 json_struct! {
     pub(crate) struct ErrorBody<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         code: LenientStr<'a> = "code",
     }
@@ -1636,8 +1627,7 @@ mod tests {
             r#"{"model":"m","stream":false}"#,
             r#"{"model":"m"}"#,
             r#"{"model":"m","stream":"true"}"#,
-            r#"{"stream":true,"stream":true}"#,
-            r#"{"stream":true,"stream_options":{},"stream_options":{}}"#,
+            r#"{"stream":true,"stream":false}"#,
             r#"[{"stream":true}]"#,
             r#"{"stream":true"#,
             "",
