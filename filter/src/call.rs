@@ -12,6 +12,8 @@ pub enum Api {
     Gemini,
     BedrockConverse,
     BedrockInvoke,
+    /// InvokeModel with an embedding model (Titan, Cohere, Nova embeddings).
+    BedrockEmbeddings,
     CohereChat,
     OllamaChat,
     OllamaGenerate,
@@ -29,7 +31,7 @@ impl Api {
             | Api::CohereChat
             | Api::OllamaChat => "chat",
             Api::Gemini => "generate_content",
-            Api::OpenAiEmbeddings => "embeddings",
+            Api::OpenAiEmbeddings | Api::BedrockEmbeddings => "embeddings",
             Api::OpenAiCompletions | Api::OllamaGenerate => "text_completion",
         }
     }
@@ -45,13 +47,14 @@ impl Api {
             Api::Gemini => "gemini",
             Api::BedrockConverse => "bedrock.converse",
             Api::BedrockInvoke => "bedrock.invoke",
+            Api::BedrockEmbeddings => "bedrock.embeddings",
             Api::CohereChat => "cohere.chat",
             Api::OllamaChat => "ollama.chat",
             Api::OllamaGenerate => "ollama.generate",
         }
     }
 
-    pub const ALL: [Api; 11] = [
+    pub const ALL: [Api; 12] = [
         Api::OpenAiChat,
         Api::OpenAiResponses,
         Api::OpenAiEmbeddings,
@@ -60,6 +63,7 @@ impl Api {
         Api::Gemini,
         Api::BedrockConverse,
         Api::BedrockInvoke,
+        Api::BedrockEmbeddings,
         Api::CohereChat,
         Api::OllamaChat,
         Api::OllamaGenerate,

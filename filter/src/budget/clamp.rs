@@ -53,7 +53,7 @@ fn field_paths(
         Api::OllamaChat | Api::OllamaGenerate => {
             (&[&["options", "num_predict"]], &["options", "num_predict"])
         }
-        Api::OpenAiEmbeddings => return None,
+        Api::OpenAiEmbeddings | Api::BedrockEmbeddings => return None,
     })
 }
 

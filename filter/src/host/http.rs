@@ -327,16 +327,12 @@ impl HttpContext for Exchange {
             if status.is_some_and(|s| s >= 400) && ct.to_ascii_lowercase().contains("json") {
                 self.framing = Framing::Whole;
             }
-            if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke) {
+            if matches!(
+                route.api,
+                Api::BedrockConverse | Api::BedrockInvoke | Api::BedrockEmbeddings
+            ) {
                 // Bedrock bodies carry no id; InvokeModel reports usage in headers.
-                self.call.response.id = headers.get_string("x-amzn-requestid");
-                let input = headers.get_str("x-amzn-bedrock-input-token-count");
-                let output = headers.get_str("x-amzn-bedrock-output-token-count");
-                bedrock::usage_from_headers(
-                    input.as_deref(),
-                    output.as_deref(),
-                    &mut self.call.response,
-                );
+                bedrock::response_headers(route, &headers, &mut self.call.response);
             }
             let cfg = &self.shared.config;
             let limits = Limits {

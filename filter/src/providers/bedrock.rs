@@ -1,18 +1,20 @@
 //! AWS Bedrock Runtime: Converse / ConverseStream (one shape for every model) and InvokeModel /
-//! InvokeModelWithResponseStream with Anthropic Claude bodies (`anthropic_version: bedrock-2023-05-31`),
-//! which are read by `anthropic.rs`. Bedrock bodies carry neither a response id nor a model: the host takes
-//! the id from `x-amzn-requestid` and the model comes from the path.
+//! InvokeModelWithResponseStream, whose bodies are each model family's own (`bedrock/invoke.rs`; Claude's
+//! are Anthropic Messages, read by `anthropic.rs`). Bedrock bodies carry neither a response id nor a model:
+//! the id is the `x-amzn-requestid` response header and the model comes from the path.
 
 use super::anthropic;
 use super::gemini::percent_decode;
-use super::json::{count_chars, items, set_if_nonempty, Named};
+use super::json::{count_chars, items, set_if_nonempty, Named, OneOrMany};
 use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
 use super::skim::{once, Reader};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::headers::Headers;
 use crate::stream::Frame;
-use base64::Engine as _;
 use std::borrow::Cow;
+
+mod invoke;
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
     // `bedrock-runtime.{region}.amazonaws.com`, `bedrock-runtime-fips.{region}…`, VPC endpoints
@@ -27,6 +29,8 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
     let (api, stream) = match op {
         "converse" => (Api::BedrockConverse, false),
         "converse-stream" => (Api::BedrockConverse, true),
+        // Embedding models answer InvokeModel with vectors: `gen_ai.operation.name` is `embeddings`.
+        "invoke" if model.to_ascii_lowercase().contains("embed") => (Api::BedrockEmbeddings, false),
         "invoke" => (Api::BedrockInvoke, false),
         "invoke-with-response-stream" => (Api::BedrockInvoke, true),
         _ => return None,
@@ -44,12 +48,30 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
 }
 
 json_struct! {
-    struct ConverseRequest<'a> {
+    /// A Converse request, and the InvokeModel request of every model family but Claude's (the Bedrock user
+    /// guide's inference parameters pages): Nova's is Converse's shape with its own `inferenceConfig` names,
+    /// the others name their few parameters each their own way, and no two families give one name
+    /// different meanings.
+    struct BedrockRequest<'a> {
         messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
         system: Lenient<Vec<Lenient<Block<'a>>>> = "system",
-        inference_config: Lenient<InferenceConfig> = "inferenceConfig",
+        /// Converse and Nova `inferenceConfig`, Titan Text `textGenerationConfig`.
+        inference_config: Lenient<InferenceConfig> = "inferenceConfig" | "textGenerationConfig",
         tool_config: Lenient<ToolConfig<'a>> = "toolConfig",
         additional: Lenient<Additional> = "additionalModelRequestFields",
+        /// Titan `inputText`; Llama, Mistral, Cohere Command, AI21 `prompt`; Cohere Command R `message`.
+        prompt: LenientStr<'a> = "inputText" | "prompt" | "message",
+        /// Mistral, Cohere `max_tokens`; Llama `max_gen_len`; AI21 `maxTokens`.
+        max_tokens: Lenient<u64> = "max_tokens" | "max_gen_len" | "maxTokens",
+        temperature: Lenient<f64> = "temperature",
+        /// Llama, Mistral `top_p`; Cohere `p`; AI21 `topP`.
+        top_p: Lenient<f64> = "top_p" | "p" | "topP",
+        /// Mistral `top_k`; Cohere `k`.
+        top_k: Lenient<f64> = "top_k" | "k",
+        /// Mistral `stop`; Cohere `stop_sequences`; AI21 `stopSequences`.
+        stop: Lenient<OneOrMany> = "stop" | "stop_sequences" | "stopSequences",
+        /// Cohere Command R.
+        seed: Lenient<i64> = "seed",
     }
 }
 
@@ -91,10 +113,13 @@ json_struct! {
 }
 
 json_struct! {
+    /// Converse `inferenceConfig` (`maxTokens`, `topP`), Nova's (`max_new_tokens`, `top_p`, `top_k`, or
+    /// Converse's names), Titan's `textGenerationConfig` (`maxTokenCount`).
     struct InferenceConfig {
-        max_tokens: Lenient<u64> = "maxTokens",
+        max_tokens: Lenient<u64> = "maxTokens" | "max_new_tokens" | "maxTokenCount",
         temperature: Lenient<f64> = "temperature",
-        top_p: Lenient<f64> = "topP",
+        top_p: Lenient<f64> = "topP" | "top_p",
+        top_k: Lenient<f64> = "topK" | "top_k",
         stop_sequences: Lenient<Vec<Lenient<String>>> = "stopSequences",
     }
 }
@@ -114,8 +139,7 @@ json_struct! {
 json_struct! {
     /// Model-specific parameters Converse passes through; top_k is the one semconv names.
     struct Additional {
-        top_k: Lenient<f64> = "top_k",
-        top_k_camel: Lenient<f64> = "topK",
+        top_k: Lenient<f64> = "top_k" | "topK",
     }
 }
 
@@ -134,26 +158,32 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
     if req.model.is_none() {
         req.model.clone_from(&route.path_model);
     }
-    if route.api == Api::BedrockInvoke {
-        // Claude bodies are Anthropic Messages without `model` and `stream` (both are in the URL).
+    // The URL says whether the call streams, and names the model.
+    req.stream = route.path_stream;
+    if route.api == Api::BedrockInvoke && invoke::format(route) == invoke::Format::Claude {
+        // Anthropic Messages without `model` and `stream`.
         anthropic::request(route, body, req);
         req.stream = route.path_stream;
         return;
     }
-    req.stream = route.path_stream;
     let spare = Spare::default();
-    let Some(r) = read::<ConverseRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<BedrockRequest<'_>>(body, &spare) else {
         return;
     };
-    if let Some(c) = r.inference_config.get() {
-        req.max_tokens = c.max_tokens.get();
-        req.temperature = c.temperature.get();
-        req.top_p = c.top_p.get();
-        req.stop_sequences = items(c.stop_sequences).collect();
-    }
-    if let Some(a) = r.additional.get() {
-        req.top_k = a.top_k.get().or(a.top_k_camel.get());
-    }
+    let c = r.inference_config.get().unwrap_or_default();
+    req.max_tokens = c.max_tokens.get().or(r.max_tokens.get());
+    req.temperature = c.temperature.get().or(r.temperature.get());
+    req.top_p = c.top_p.get().or(r.top_p.get());
+    req.top_k = c
+        .top_k
+        .get()
+        .or(r.top_k.get())
+        .or(r.additional.get().and_then(|a| a.top_k.get()));
+    req.stop_sequences = match r.stop.get() {
+        Some(stop) => stop.0,
+        None => items(c.stop_sequences).collect(),
+    };
+    req.seed = r.seed.get();
     req.tool_names = r
         .tool_config
         .get()
@@ -168,6 +198,9 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         let text = blocks_text(m.content.get().unwrap_or_default());
         chars = chars.saturating_add(text.chars().count() as u64);
     }
+    if let Some(p) = r.prompt.get() {
+        chars = chars.saturating_add(p.chars().count() as u64);
+    }
     req.prompt_chars = chars;
     if !system.is_empty() {
         req.system_prompt_hash = Some(prompt_hash(&system));
@@ -175,6 +208,9 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
 }
 
 json_struct! {
+    /// Converse `usage` (Bedrock also writes the cache counters as `cacheReadInputTokenCount` /
+    /// `cacheWriteInputTokenCount`, alone in InvokeModel Nova bodies, beside the documented names in many
+    /// Converse answers), and `amazon-bedrock-invocationMetrics`.
     struct WireUsage {
         input: Lenient<u64> = "inputTokens" | "inputTokenCount",
         output: Lenient<u64> = "outputTokens" | "outputTokenCount",
@@ -186,9 +222,9 @@ json_struct! {
 impl WireUsage {
     /// Bedrock reports `inputTokens` WITHOUT the cache reads and writes (AWS prompt-caching guide:
     /// totalTokens = inputTokens + cacheRead + cacheWrite + outputTokens), as Anthropic does, so semconv
-    /// input = inputTokens + cacheReadInputTokens + cacheWriteInputTokens. The same holds for the Claude
-    /// `amazon-bedrock-invocationMetrics` counts, whose cache fields may be missing: then the cache counts
-    /// already read from the Anthropic events are kept and added.
+    /// input = inputTokens + cacheReadInputTokens + cacheWriteInputTokens. The same holds for the
+    /// `amazon-bedrock-invocationMetrics` counts and InvokeModel's headers, whose cache fields may be
+    /// missing: then the cache counts already read (from Claude's events) are kept and added.
     fn apply(self, resp: &mut Response) {
         let u = &mut resp.usage;
         let read = self.cache_read.get().or(u.cache_read);
@@ -206,13 +242,36 @@ impl WireUsage {
 }
 
 json_struct! {
-    struct ConverseResponse<'a> {
+    /// A Converse answer, and the InvokeModel answer (whole or one stream chunk) of every model family but
+    /// Claude's: Nova's is Converse's shape (and its stream chunks hold one Converse stream event each);
+    /// the others name their generated text and stop reason each their own way, never one name for two
+    /// things. Usage is Bedrock's own, in the last chunk's `amazon-bedrock-invocationMetrics` (and
+    /// InvokeModel's response headers, `response_headers`).
+    struct Body<'a> {
         output: Lenient<Output<'a>> = "output",
-        stop_reason: LenientStr<'a> = "stopReason",
+        /// Converse, Nova `stopReason`; Titan `completionReason`; Llama `stop_reason`; Cohere `finish_reason`.
+        stop_reason: LenientStr<'a> = "stopReason" | "completionReason" | "stop_reason" | "finish_reason",
         usage: Lenient<WireUsage> = "usage",
         /// AWS JSON error bodies sometimes name their type (`ThrottlingException`, or a
         /// `namespace#ThrottlingException` shape id); usually the type is only in `x-amzn-errortype`.
         error_type: LenientStr<'a> = "__type",
+        /// Titan stream chunks `outputText`, Llama `generation`, Cohere `text`.
+        text: LenientStr<'a> = "outputText" | "generation" | "text",
+        /// One per choice: Titan `results`, Mistral `outputs`, Cohere Command `generations`, AI21 Jamba
+        /// `choices`.
+        choices: Lenient<Vec<Lenient<Choice<'a>>>> = "results" | "outputs" | "generations" | "choices",
+        /// Nova stream chunks: one Converse stream event, keyed by its name.
+        event: Lenient<StreamPayload<'a>> =
+            "contentBlockDelta" | "contentBlockStart" | "messageStop" | "metadata",
+        /// Bedrock's metering, on the last chunk of an InvokeModel stream of any family.
+        metrics: Lenient<WireUsage> = "amazon-bedrock-invocationMetrics",
+    }
+}
+
+json_struct! {
+    struct Choice<'a> {
+        text: LenientStr<'a> = "outputText" | "text",
+        stop_reason: LenientStr<'a> = "completionReason" | "stop_reason" | "finish_reason",
     }
 }
 
@@ -246,36 +305,66 @@ fn apply_block(b: Block<'_>, resp: &mut Response) -> bool {
         resp.content.text(0, t);
     }
     for text in [b.text.get(), reasoning].into_iter().flatten() {
-        if !text.is_empty() {
-            count_chars(resp, &text);
-            content = true;
-        }
+        content |= apply_text(text, resp);
     }
     content
 }
 
-pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
-    if route.api == Api::BedrockInvoke {
-        anthropic::response(route, body, resp);
-        return;
+/// Count generated text; whether there was any.
+fn apply_text(text: Cow<'_, str>, resp: &mut Response) -> bool {
+    if text.is_empty() {
+        return false;
     }
-    let spare = Spare::default();
-    let Some(r) = read::<ConverseResponse<'_>>(body, &spare) else {
-        return;
-    };
-    if let Some(reason) = r.stop_reason.get() {
+    count_chars(resp, &text);
+    true
+}
+
+/// One Converse stream event (also the payload of a Nova InvokeModel chunk); whether it carried content.
+fn apply_event(p: StreamPayload<'_>, resp: &mut Response) -> bool {
+    let mut content = false;
+    for b in [p.start.get(), p.delta.get()].into_iter().flatten() {
+        content |= apply_block(b, resp);
+    }
+    if let Some(reason) = p.stop_reason.get() {
         resp.set_finish_reason(0, &reason);
     }
-    if let Some(u) = r.usage.get() {
+    if let Some(u) = p.usage.get() {
         u.apply(resp);
     }
-    if let Some(t) = r.error_type.get() {
+    content
+}
+
+/// Fold a `Body` (a whole answer or an InvokeModel stream chunk); whether it carried generated content,
+/// and whether it was the stream's last chunk (Bedrock's metering).
+fn apply_body(b: Body<'_>, resp: &mut Response) -> (bool, bool) {
+    let mut content = false;
+    if let Some(reason) = b.stop_reason.get() {
+        resp.set_finish_reason(0, &reason);
+    }
+    if let Some(u) = b.usage.get() {
+        u.apply(resp);
+    }
+    if let Some(t) = b.error_type.get() {
         set_if_nonempty(
             &mut resp.error_type,
             Some(Cow::Borrowed(error_type_name(&t))),
         );
     }
-    for b in r
+    if let Some(t) = b.text.get() {
+        resp.content.text(0, &t);
+        content |= apply_text(t, resp);
+    }
+    for (i, c) in b.choices.get().unwrap_or_default().into_iter().enumerate() {
+        let Some(c) = c.get() else { continue };
+        if let Some(reason) = c.stop_reason.get() {
+            resp.set_finish_reason(i, &reason);
+        }
+        if let Some(t) = c.text.get() {
+            resp.content.text(i, &t);
+            content |= apply_text(t, resp);
+        }
+    }
+    for blk in b
         .output
         .get()
         .and_then(|o| o.message.get())
@@ -284,7 +373,51 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         .into_iter()
         .filter_map(Lenient::get)
     {
-        apply_block(b, resp);
+        content |= apply_block(blk, resp);
+    }
+    if let Some(p) = b.event.get() {
+        content |= apply_event(p, resp);
+    }
+    let last = match b.metrics.get() {
+        Some(m) => {
+            m.apply(resp);
+            true
+        }
+        None => false,
+    };
+    (content, last)
+}
+
+pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
+    if route.api == Api::BedrockInvoke {
+        invoke::response(route, body, resp);
+        return;
+    }
+    read_body(body, resp);
+}
+
+/// Read a `Body`; what `apply_body` says, or None when it is not one.
+fn read_body(body: &[u8], resp: &mut Response) -> Option<(bool, bool)> {
+    let spare = Spare::default();
+    read::<Body<'_>>(body, &spare).map(|b| apply_body(b, resp))
+}
+
+json_struct! {
+    /// Bedrock's metering, added to the last event of a Claude InvokeModel stream.
+    struct Metered {
+        metrics: Lenient<WireUsage> = "amazon-bedrock-invocationMetrics",
+    }
+}
+
+/// Read Bedrock's metering from a Claude stream event; whether there was some (then it is the last).
+fn read_metrics(event: &[u8], resp: &mut Response) -> bool {
+    let spare = Spare::default();
+    match read::<Metered>(event, &spare).and_then(|m| m.metrics.get()) {
+        Some(m) => {
+            m.apply(resp);
+            true
+        }
+        None => false,
     }
 }
 
@@ -296,17 +429,34 @@ pub fn error_type_name(value: &str) -> &str {
     name.trim()
 }
 
-/// InvokeModel reports usage for every model in `x-amzn-bedrock-input-token-count` /
-/// `x-amzn-bedrock-output-token-count`. Call it before the body is read: a body with its own usage
-/// (Claude) then overwrites these counts with cache-aware ones.
-pub fn usage_from_headers(input: Option<&str>, output: Option<&str>, resp: &mut Response) {
-    let num = |v: Option<&str>| v.and_then(|s| s.trim().parse::<u64>().ok());
-    if let Some(n) = num(input) {
-        resp.usage.input = Some(n);
+/// What the response head says: the request id (Bedrock bodies carry none) and, for InvokeModel, Bedrock's
+/// own metering of every model family: `x-amzn-bedrock-input-token-count` / `-output-token-count`, with
+/// prompt caching `-cache-read-input-token-count` / `-cache-write-input-token-count`. The input count
+/// excludes cache reads and writes, as the Claude body's `input_tokens` does. Read before the body: a body
+/// with its own usage (Claude, Nova) then sets the same counts again.
+pub fn response_headers(route: &Route, headers: &Headers, resp: &mut Response) {
+    resp.id = headers.get_string("x-amzn-requestid");
+    // Error answers name their type in `x-amzn-errortype` (the body's `message` says why).
+    if let Some(t) = headers.get_str("x-amzn-errortype") {
+        set_if_nonempty(&mut resp.error_type, Some(Cow::Borrowed(error_type_name(&t))));
     }
-    if let Some(n) = num(output) {
-        resp.usage.output = Some(n);
+    if route.api == Api::BedrockConverse {
+        return;
     }
+    let count = |name: &str| {
+        Lenient(
+            headers
+                .get_str(name)
+                .and_then(|v| v.trim().parse::<u64>().ok()),
+        )
+    };
+    WireUsage {
+        input: count("x-amzn-bedrock-input-token-count"),
+        output: count("x-amzn-bedrock-output-token-count"),
+        cache_read: count("x-amzn-bedrock-cache-read-input-token-count"),
+        cache_write: count("x-amzn-bedrock-cache-write-input-token-count"),
+    }
+    .apply(resp);
 }
 
 json_struct! {
@@ -319,15 +469,6 @@ json_struct! {
         bytes: LenientStr<'a> = "bytes",
     }
 }
-
-json_struct! {
-    struct InvocationMetricsEvent {
-        metrics: Lenient<WireUsage> = "amazon-bedrock-invocationMetrics",
-    }
-}
-
-/// The largest base64 text decoded from one chunk (the event-stream decoder already caps frames).
-const MAX_CHUNK_B64: usize = 1 << 20;
 
 pub fn frame(
     route: &Route,
@@ -370,36 +511,6 @@ pub(crate) fn fast_chunk_bytes(payload: &str) -> Option<&str> {
     bytes
 }
 
-/// An InvokeModelWithResponseStream `chunk`: the model's own (Anthropic) event, base64-encoded.
-fn invoke_chunk(
-    b64: Option<&str>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
-    let Some(b64) = b64.filter(|b| b.len() <= MAX_CHUNK_B64) else {
-        return FrameOutcome::default();
-    };
-    let Ok(event) = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) else {
-        return FrameOutcome::default();
-    };
-    let (out, fast_read) = anthropic::event_with(&event, st, resp, fast);
-    // Bedrock appends its own metering to the model's last event (`message_stop`). The fast path refuses
-    // events that carry it, so an event it read has none.
-    if !fast_read {
-        let spare = Spare::default();
-        if let Some(m) =
-            read::<InvocationMetricsEvent>(&event, &spare).and_then(|e| e.metrics.get())
-        {
-            m.apply(resp);
-        }
-    }
-    FrameOutcome {
-        content: out.content,
-        usage_only: false,
-    }
-}
-
 /// `frame`, with (`fast`) or without the fast paths for InvokeModel chunks; the tests compare the two.
 pub(crate) fn frame_with(
     route: &Route,
@@ -430,7 +541,7 @@ pub(crate) fn frame_with(
     let invoke_chunk_event = route.api == Api::BedrockInvoke && event_type == "chunk";
     if fast && invoke_chunk_event {
         if let Some(b64) = std::str::from_utf8(payload).ok().and_then(fast_chunk_bytes) {
-            return invoke_chunk(Some(b64), st, resp, fast);
+            return invoke::chunk(route, Some(b64), st, resp, fast);
         }
     }
     let spare = Spare::default();
@@ -438,30 +549,16 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     };
     if invoke_chunk_event {
-        return invoke_chunk(p.bytes.as_ref().map(|b| b.as_ref()), st, resp, fast);
+        return invoke::chunk(route, p.bytes.as_ref().map(|b| b.as_ref()), st, resp, fast);
     }
     let mut content = false;
     match (route.api, event_type) {
-        (Api::BedrockConverse, "contentBlockStart") => {
-            if let Some(b) = p.start.get() {
-                content = apply_block(b, resp);
-            }
-        }
-        (Api::BedrockConverse, "contentBlockDelta") => {
-            if let Some(b) = p.delta.get() {
-                content = apply_block(b, resp);
-            }
-        }
-        (Api::BedrockConverse, "messageStop") => {
-            if let Some(reason) = p.stop_reason.get() {
-                resp.set_finish_reason(0, &reason);
-            }
+        (Api::BedrockConverse, "contentBlockStart" | "contentBlockDelta" | "messageStop") => {
+            content = apply_event(p, resp);
         }
         // `metadata` follows messageStop and is the only event with usage: the stream's last word.
         (Api::BedrockConverse, "metadata") => {
-            if let Some(u) = p.usage.get() {
-                u.apply(resp);
-            }
+            apply_event(p, resp);
             st.finished = true;
         }
         // messageStart, contentBlockStop and future events carry nothing we read.
@@ -476,6 +573,7 @@ pub(crate) fn frame_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     const HOST: &str = "bedrock-runtime.us-east-1.amazonaws.com";
 
@@ -598,12 +696,24 @@ mod tests {
         );
     }
 
+    fn head(pairs: &[(&str, &str)]) -> Headers {
+        Headers::new(crate::headers::serialize(pairs))
+    }
+
     #[test]
     fn invoke_headers_then_body() {
         let mut resp = Response::default();
-        usage_from_headers(Some(" 12 "), Some("x"), &mut resp);
-        assert_eq!((resp.usage.input, resp.usage.output), (Some(12), None));
         let r = detect(HOST, "/model/anthropic.claude/invoke").unwrap();
+        let h = head(&[
+            ("x-amzn-requestid", "req-1"),
+            ("x-amzn-bedrock-input-token-count", " 3 "),
+            ("x-amzn-bedrock-output-token-count", "x"),
+            ("x-amzn-bedrock-cache-read-input-token-count", "9"),
+        ]);
+        response_headers(&r, &h, &mut resp);
+        assert_eq!(resp.id.as_deref(), Some("req-1"));
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(12), None));
+        assert_eq!(resp.usage.cache_read, Some(9));
         response(
             &r,
             br#"{"id":"msg_bdrk_1","type":"message","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn",

@@ -127,7 +127,9 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         Api::OpenAiResponses => openai_responses::request(route, body, req),
         Api::AnthropicMessages => anthropic::request(route, body, req),
         Api::Gemini => gemini::request(route, body, req),
-        Api::BedrockConverse | Api::BedrockInvoke => bedrock::request(route, body, req),
+        Api::BedrockConverse | Api::BedrockInvoke | Api::BedrockEmbeddings => {
+            bedrock::request(route, body, req)
+        }
         Api::CohereChat => cohere::request(route, body, req),
         Api::OllamaChat | Api::OllamaGenerate => ollama::request(route, body, req),
     }
@@ -152,7 +154,9 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         Api::OpenAiResponses => openai_responses::response(route, body, resp),
         Api::AnthropicMessages => anthropic::response(route, body, resp),
         Api::Gemini => gemini::response(route, body, resp),
-        Api::BedrockConverse | Api::BedrockInvoke => bedrock::response(route, body, resp),
+        Api::BedrockConverse | Api::BedrockInvoke | Api::BedrockEmbeddings => {
+            bedrock::response(route, body, resp)
+        }
         Api::CohereChat => cohere::response(route, body, resp),
         Api::OllamaChat | Api::OllamaGenerate => ollama::response(route, body, resp),
     }
@@ -199,7 +203,7 @@ pub fn frame_with(
         Api::CohereChat => cohere::frame_with(frame, st, resp, fast),
         Api::OllamaChat | Api::OllamaGenerate => ollama::frame_with(frame, st, resp, fast),
         // Embeddings never stream.
-        Api::OpenAiEmbeddings => FrameOutcome::default(),
+        Api::OpenAiEmbeddings | Api::BedrockEmbeddings => FrameOutcome::default(),
     }
 }
 
