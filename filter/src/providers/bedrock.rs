@@ -438,7 +438,10 @@ pub fn response_headers(route: &Route, headers: &Headers, resp: &mut Response) {
     resp.id = headers.get_string("x-amzn-requestid");
     // Error answers name their type in `x-amzn-errortype` (the body's `message` says why).
     if let Some(t) = headers.get_str("x-amzn-errortype") {
-        set_if_nonempty(&mut resp.error_type, Some(Cow::Borrowed(error_type_name(&t))));
+        set_if_nonempty(
+            &mut resp.error_type,
+            Some(Cow::Borrowed(error_type_name(&t))),
+        );
     }
     if route.api == Api::BedrockConverse {
         return;

@@ -78,7 +78,11 @@ fn run(fx: &Value) -> Outcome {
     if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke) {
         let pairs: Vec<(&str, &str)> = headers
             .as_object()
-            .map(|h| h.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))).collect())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                    .collect()
+            })
             .unwrap_or_default();
         let head = crate::headers::Headers::new(crate::headers::serialize(&pairs));
         bedrock::response_headers(&route, &head, &mut resp);

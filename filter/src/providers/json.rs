@@ -1128,12 +1128,21 @@ mod tests {
                 "choices":[{"index":0,"index":1,"finish_reason":"stop"},{"index":2}]}"#,
         );
         let u = d.usage.0.unwrap();
-        assert_eq!((u.prompt_tokens.0, u.completion_tokens.0), (Some(2), Some(3)));
+        assert_eq!(
+            (u.prompt_tokens.0, u.completion_tokens.0),
+            (Some(2), Some(3))
+        );
         let choices = d.choices.0.unwrap();
         let c0 = choices[0].0.as_ref().unwrap();
-        assert_eq!((c0.index.0, c0.finish_reason.0.as_deref()), (Some(1), Some("stop")));
+        assert_eq!(
+            (c0.index.0, c0.finish_reason.0.as_deref()),
+            (Some(1), Some("stop"))
+        );
         assert_eq!(choices[1].0.as_ref().unwrap().index.0, Some(2));
-        assert_eq!(read_doc(r#"{"id":"a","n":1,"id":"b"}"#).id.0.as_deref(), Some("b"));
+        assert_eq!(
+            read_doc(r#"{"id":"a","n":1,"id":"b"}"#).id.0.as_deref(),
+            Some("b")
+        );
         // The last one even when it is null or of another type, as JSON parsers read repeats.
         assert_eq!(read_doc(r#"{"id":"a","id":null}"#).id.0, None);
         assert_eq!(read_doc(r#"{"n":"x","n":1,"id":"a"}"#).n.0, Some(1));
@@ -1164,7 +1173,10 @@ mod tests {
         assert_eq!(read(r#"{"n":1,"count":2,"m":3}"#), (Some(1), Some(3)));
         assert_eq!(read(r#"{"count":2,"n":1}"#), (Some(1), None));
         assert_eq!(read(r#"{"total":3,"count":2}"#), (Some(2), None));
-        assert_eq!(read(r#"{"count":2,"total":3,"m":1,"m":4}"#), (Some(2), Some(4)));
+        assert_eq!(
+            read(r#"{"count":2,"total":3,"m":1,"m":4}"#),
+            (Some(2), Some(4))
+        );
         assert_eq!(read(r#"{"count":2,"n":null}"#), (None, None));
         // A struct written as an array is still read by position.
         assert_eq!(read(r#"[5,6]"#), (Some(5), Some(6)));

@@ -368,7 +368,11 @@ pub const fn key_table<const N: usize>(keys: &[&[&str]]) -> [(u32, usize); N] {
 
 /// The field a member's key names in `keys`, through its `key_table`, with the rank of the name among
 /// the field's names (0: its own, then its aliases). A key that cannot be unescaped names no field.
-fn find_key(keys: &[&[&str]], table: &[(u32, usize)], key: &Value<'_, '_>) -> Option<(usize, usize)> {
+fn find_key(
+    keys: &[&[&str]],
+    table: &[(u32, usize)],
+    key: &Value<'_, '_>,
+) -> Option<(usize, usize)> {
     let name = key.str()?;
     let h = key_hash(name.as_bytes());
     let mask = table.len().checked_sub(1)?;
