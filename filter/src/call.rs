@@ -219,7 +219,11 @@ pub struct Call {
     /// Wall clock (ns since the Unix epoch).
     pub start_ns: u64,
     pub end_ns: u64,
+    /// When the first chunk of a streamed response arrived (any event but a keep-alive).
     pub first_chunk_ns: Option<u64>,
+    /// When the first generated content of a streamed response arrived (text, tool call, refusal or
+    /// reasoning).
+    pub first_content_ns: Option<u64>,
     /// Output (and possibly input) tokens were estimated because the provider reported none.
     pub usage_estimated: bool,
     /// Transport-level failure (client abort, upstream reset, timeout) rather than a provider error.

@@ -372,6 +372,18 @@ fn slow_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOu
     }
 }
 
+/// `event: ping` (its data is `{"type": "ping"}`), which Anthropic sends to keep a stream alive.
+pub fn is_ping(frame: &Frame<'_>) -> bool {
+    match frame {
+        Frame::Sse { event, data } => {
+            let compact = data.bytes().filter(|b| !b.is_ascii_whitespace());
+            *event == "ping"
+                || (event.is_empty() && compact.eq(br#"{"type":"ping"}"#.iter().copied()))
+        }
+        _ => false,
+    }
+}
+
 pub fn frame(
     _route: &Route,
     frame: &Frame<'_>,

@@ -18,6 +18,7 @@ pub mod mistral;
 pub mod ollama;
 pub mod openai;
 pub mod openai_responses;
+pub mod reader;
 pub mod skim;
 #[cfg(test)]
 mod skim_test;
@@ -204,6 +205,15 @@ pub fn frame_with(
         Api::OllamaChat | Api::OllamaGenerate => ollama::frame_with(frame, st, resp, fast),
         // Embeddings never stream.
         Api::OpenAiEmbeddings | Api::BedrockEmbeddings => FrameOutcome::default(),
+    }
+}
+
+/// A stream event that only keeps the connection alive (Anthropic's `ping`): not a chunk of the response
+/// for `gen_ai.response.time_to_first_chunk` (the SDKs do not hand it to the application either).
+pub fn is_keepalive(route: &Route, frame: &Frame<'_>) -> bool {
+    match route.api {
+        Api::AnthropicMessages => anthropic::is_ping(frame),
+        _ => false,
     }
 }
 
