@@ -15,6 +15,7 @@ use crate::stream::Frame;
 use std::borrow::Cow;
 
 mod invoke;
+pub use invoke::{max_tokens_member as invoke_max_tokens, MAX_TOKENS as INVOKE_MAX_TOKENS};
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
     // `bedrock-runtime.{region}.amazonaws.com`, `bedrock-runtime-fips.{region}…`, VPC endpoints
@@ -257,9 +258,10 @@ json_struct! {
         error_type: LenientStr<'a> = "__type",
         /// Titan stream chunks `outputText`, Llama `generation`, Cohere `text`.
         text: LenientStr<'a> = "outputText" | "generation" | "text",
-        /// One per choice: Titan `results`, Mistral `outputs`, Cohere Command `generations`, AI21 Jamba
-        /// `choices`.
-        choices: Lenient<Vec<Lenient<Choice<'a>>>> = "results" | "outputs" | "generations" | "choices",
+        /// One per choice: Titan `results`, Mistral `outputs`, Cohere Command `generations`, AI21
+        /// Jurassic-2 `completions`, AI21 Jamba `choices`.
+        choices: Lenient<Vec<Lenient<Choice<'a>>>> =
+            "results" | "outputs" | "generations" | "completions" | "choices",
         /// Nova stream chunks: one Converse stream event, keyed by its name.
         event: Lenient<StreamPayload<'a>> =
             "contentBlockDelta" | "contentBlockStart" | "messageStop" | "metadata",
@@ -272,6 +274,14 @@ json_struct! {
     struct Choice<'a> {
         text: LenientStr<'a> = "outputText" | "text",
         stop_reason: LenientStr<'a> = "completionReason" | "stop_reason" | "finish_reason",
+        /// AI21 Jurassic-2: `{"reason": "endoftext"}`.
+        reason: Lenient<Reason<'a>> = "finishReason",
+    }
+}
+
+json_struct! {
+    struct Reason<'a> {
+        reason: LenientStr<'a> = "reason",
     }
 }
 
@@ -356,7 +366,7 @@ fn apply_body(b: Body<'_>, resp: &mut Response) -> (bool, bool) {
     }
     for (i, c) in b.choices.get().unwrap_or_default().into_iter().enumerate() {
         let Some(c) = c.get() else { continue };
-        if let Some(reason) = c.stop_reason.get() {
+        if let Some(reason) = c.stop_reason.get().or_else(|| c.reason.get()?.reason.get()) {
             resp.set_finish_reason(i, &reason);
         }
         if let Some(t) = c.text.get() {
@@ -824,6 +834,400 @@ mod tests {
         assert_eq!(
             (resp.usage.input, resp.usage.output, resp.usage.cache_read),
             (Some(27), Some(4), Some(20))
+        );
+    }
+
+    /// Read an InvokeModel request of `model`.
+    fn invoke_request(model: &str, body: &str) -> Request {
+        let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
+        let mut req = Request::default();
+        request(&r, body.as_bytes(), &mut req);
+        req
+    }
+
+    /// Read a whole InvokeModel answer of `model`, after its metering headers.
+    fn invoke_answer(model: &str, body: &str) -> Response {
+        let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
+        let mut resp = Response::default();
+        let h = head(&[
+            ("x-amzn-bedrock-input-token-count", "11"),
+            ("x-amzn-bedrock-output-token-count", "22"),
+        ]);
+        response_headers(&r, &h, &mut resp);
+        response(&r, body.as_bytes(), &mut resp);
+        resp
+    }
+
+    /// Stream InvokeModel chunks (the model's events, base64-encoded by the harness) of `model`.
+    fn invoke_stream(model: &str, events: &[&str]) -> (Vec<bool>, Response, bool) {
+        let r = detect(HOST, &format!("/model/{model}/invoke-with-response-stream")).unwrap();
+        let (mut st, mut resp) = (StreamState::default(), Response::default());
+        let content = events
+            .iter()
+            .map(|e| {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(e);
+                let payload = format!(r#"{{"bytes":"{b64}","p":"abc"}}"#);
+                frame(&r, &aws("chunk", &payload), &mut st, &mut resp).content
+            })
+            .collect();
+        (content, resp, st.finished)
+    }
+
+    const METRICS: &str = r#""amazon-bedrock-invocationMetrics":{"inputTokenCount":11,"outputTokenCount":22,"invocationLatency":900,"firstByteLatency":300}"#;
+
+    #[test]
+    fn titan_text() {
+        let req = invoke_request(
+            "amazon.titan-text-express-v1",
+            r#"{"inputText":"Tell me a joke","textGenerationConfig":{"maxTokenCount":200,"temperature":0.5,"topP":0.9,"stopSequences":["User:"]}}"#,
+        );
+        assert_eq!(
+            (req.max_tokens, req.temperature, req.top_p),
+            (Some(200), Some(0.5), Some(0.9))
+        );
+        assert_eq!(
+            (req.stop_sequences, req.prompt_chars),
+            (vec!["User:".to_owned()], 14)
+        );
+        let resp = invoke_answer(
+            "amazon.titan-text-express-v1",
+            r#"{"inputTextTokenCount":11,"results":[{"tokenCount":22,"outputText":"Why?","completionReason":"FINISH"}]}"#,
+        );
+        assert_eq!(resp.finish_reasons, ["FINISH"]);
+        assert_eq!(
+            (resp.usage.input, resp.usage.output, resp.output_chars),
+            (Some(11), Some(22), 4)
+        );
+        let (content, resp, finished) = invoke_stream(
+            "amazon.titan-text-express-v1",
+            &[
+                r#"{"outputText":"Why","index":0,"totalOutputTextTokenCount":1,"completionReason":null,"inputTextTokenCount":11}"#,
+                &format!(
+                    r#"{{"outputText":"?","index":0,"totalOutputTextTokenCount":22,"completionReason":"LENGTH",{METRICS}}}"#
+                ),
+            ],
+        );
+        assert_eq!(content, [true, true]);
+        assert!(finished, "the chunk with Bedrock's metering is the last");
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(11), Some(22)));
+        assert_eq!(resp.finish_reasons, ["LENGTH"]);
+    }
+
+    #[test]
+    fn nova() {
+        for config in [
+            r#"{"max_new_tokens":300,"temperature":0.7,"top_p":0.9,"top_k":40,"stopSequences":["END"]}"#,
+            r#"{"maxTokens":300,"temperature":0.7,"topP":0.9,"topK":40,"stopSequences":["END"]}"#,
+        ] {
+            let req = invoke_request(
+                "us.amazon.nova-lite-v1%3A0",
+                &format!(
+                    r#"{{"schemaVersion":"messages-v1","system":[{{"text":"Be brief"}}],"messages":[{{"role":"user","content":[{{"text":"Hi"}}]}}],
+                        "inferenceConfig":{config},"toolConfig":{{"tools":[{{"toolSpec":{{"name":"weather"}}}}]}}}}"#
+                ),
+            );
+            assert_eq!(
+                (req.max_tokens, req.temperature),
+                (Some(300), Some(0.7)),
+                "{config}"
+            );
+            assert_eq!((req.top_p, req.top_k), (Some(0.9), Some(40.0)), "{config}");
+            assert_eq!(req.stop_sequences, ["END"]);
+            assert_eq!(req.tool_names, ["weather"]);
+            assert_eq!(req.system_prompt_hash, Some(prompt_hash("Be brief")));
+        }
+        // Nova's whole answer is Converse's, its cache counters under the `…Count` names alone.
+        let resp = invoke_answer(
+            "us.amazon.nova-lite-v1%3A0",
+            r#"{"output":{"message":{"role":"assistant","content":[{"text":"Hello"}]}},"stopReason":"end_turn",
+                "usage":{"inputTokens":5,"outputTokens":22,"totalTokens":33,"cacheReadInputTokenCount":6,"cacheWriteInputTokenCount":0}}"#,
+        );
+        assert_eq!(resp.finish_reasons, ["end_turn"]);
+        assert_eq!(
+            (
+                resp.usage.input,
+                resp.usage.output,
+                resp.usage.cache_read,
+                resp.usage.cache_write
+            ),
+            (Some(11), Some(22), Some(6), Some(0))
+        );
+        // Its stream: one Converse event per chunk, keyed by name.
+        let (content, resp, finished) = invoke_stream(
+            "us.amazon.nova-lite-v1%3A0",
+            &[
+                r#"{"messageStart":{"role":"assistant"}}"#,
+                r#"{"contentBlockDelta":{"delta":{"text":"Hel"},"contentBlockIndex":0}}"#,
+                r#"{"contentBlockStart":{"start":{"toolUse":{"toolUseId":"t1","name":"weather"}},"contentBlockIndex":1}}"#,
+                r#"{"contentBlockStop":{"contentBlockIndex":1}}"#,
+                r#"{"messageStop":{"stopReason":"tool_use"}}"#,
+                &format!(
+                    r#"{{"metadata":{{"usage":{{"inputTokens":11,"outputTokens":22}},"metrics":{{}}}},{METRICS}}}"#
+                ),
+            ],
+        );
+        assert_eq!(content, [false, true, true, false, false, false]);
+        assert!(finished);
+        assert_eq!(resp.finish_reasons, ["tool_use"]);
+        assert_eq!(resp.tool_calls.len(), 1);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(11), Some(22)));
+    }
+
+    #[test]
+    fn llama_mistral_cohere_ai21() {
+        let req = invoke_request(
+            "meta.llama3-70b-instruct-v1%3A0",
+            r#"{"prompt":"Hi","max_gen_len":128,"temperature":0.1,"top_p":0.9}"#,
+        );
+        assert_eq!(
+            (req.max_tokens, req.top_p, req.prompt_chars),
+            (Some(128), Some(0.9), 2)
+        );
+        let resp = invoke_answer(
+            "meta.llama3-70b-instruct-v1%3A0",
+            r#"{"generation":"Hello!","prompt_token_count":11,"generation_token_count":22,"stop_reason":"stop"}"#,
+        );
+        assert_eq!(
+            (resp.finish_reasons.as_slice(), resp.output_chars),
+            (&["stop".to_owned()][..], 6)
+        );
+        let (content, resp, finished) = invoke_stream(
+            "meta.llama3-70b-instruct-v1%3A0",
+            &[
+                r#"{"generation":"Hel","prompt_token_count":11,"generation_token_count":1,"stop_reason":null}"#,
+                &format!(
+                    r#"{{"generation":"","prompt_token_count":null,"generation_token_count":22,"stop_reason":"length",{METRICS}}}"#
+                ),
+            ],
+        );
+        assert_eq!((content, finished), (vec![true, false], true));
+        assert_eq!(
+            (resp.finish_reasons, resp.usage.output),
+            (vec!["length".to_owned()], Some(22))
+        );
+
+        let req = invoke_request(
+            "mistral.mistral-7b-instruct-v0%3A2",
+            r#"{"prompt":"<s>[INST] Hi [/INST]","max_tokens":50,"temperature":0.5,"top_p":1,"top_k":50,"stop":["\n"]}"#,
+        );
+        assert_eq!(
+            (req.max_tokens, req.top_k, req.stop_sequences),
+            (Some(50), Some(50.0), vec!["\n".to_owned()])
+        );
+        let resp = invoke_answer(
+            "mistral.mistral-7b-instruct-v0%3A2",
+            r#"{"outputs":[{"text":"Hello","stop_reason":"stop"},{"text":"Hey","stop_reason":"length"}]}"#,
+        );
+        assert_eq!(resp.finish_reasons, ["stop", "length"]);
+
+        let req = invoke_request(
+            "cohere.command-r-v1%3A0",
+            r#"{"message":"Hi","max_tokens":10,"p":0.75,"k":5,"seed":7,"stop_sequences":["|"]}"#,
+        );
+        assert_eq!(
+            (req.top_p, req.top_k, req.seed, req.stop_sequences),
+            (Some(0.75), Some(5.0), Some(7), vec!["|".to_owned()])
+        );
+        let resp = invoke_answer(
+            "cohere.command-r-v1%3A0",
+            r#"{"response_id":"r1","text":"Hello","generation_id":"g1","chat_history":[],"finish_reason":"MAX_TOKENS"}"#,
+        );
+        assert_eq!(resp.finish_reasons, ["MAX_TOKENS"]);
+        let resp = invoke_answer(
+            "cohere.command-text-v14",
+            r#"{"generations":[{"id":"g","text":"Hi","finish_reason":"COMPLETE"}],"id":"x","prompt":"Hi"}"#,
+        );
+        assert_eq!(resp.finish_reasons, ["COMPLETE"]);
+        let (content, resp, finished) = invoke_stream(
+            "cohere.command-r-v1%3A0",
+            &[
+                r#"{"event_type":"text-generation","text":"Hel","is_finished":false}"#,
+                &format!(
+                    r#"{{"event_type":"stream-end","finish_reason":"COMPLETE","is_finished":true,{METRICS}}}"#
+                ),
+            ],
+        );
+        assert_eq!((content, finished), (vec![true, false], true));
+        assert_eq!(resp.finish_reasons, ["COMPLETE"]);
+
+        let resp = invoke_answer(
+            "ai21.j2-mid-v1",
+            r#"{"id":1234,"prompt":{"text":"Hi"},"completions":[{"data":{"text":"Hello"},"finishReason":{"reason":"endoftext"}}]}"#,
+        );
+        assert_eq!(resp.finish_reasons, ["endoftext"]);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(11), Some(22)));
+    }
+
+    #[test]
+    fn an_arn_naming_no_family_is_read_by_both_readers() {
+        let model = "arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Aprovisioned-model%2Fabc";
+        let resp = invoke_answer(
+            model,
+            r#"{"id":"msg_1","type":"message","model":"claude-x","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn",
+                "usage":{"input_tokens":4,"cache_read_input_tokens":7,"output_tokens":22}}"#,
+        );
+        assert_eq!(
+            (resp.model.as_deref(), resp.usage.input),
+            (Some("claude-x"), Some(11))
+        );
+        assert_eq!(resp.finish_reasons, ["end_turn"]);
+        let resp = invoke_answer(model, r#"{"generation":"Hi","stop_reason":"stop"}"#);
+        assert_eq!(resp.finish_reasons, ["stop"]);
+    }
+
+    #[test]
+    fn embedding_models_are_embeddings() {
+        for model in [
+            "amazon.titan-embed-text-v2%3A0",
+            "cohere.embed-english-v3",
+            "amazon.nova-2-multimodal-embeddings-v1%3A0",
+        ] {
+            let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
+            assert_eq!(
+                (r.api, r.api.operation()),
+                (Api::BedrockEmbeddings, "embeddings"),
+                "{model}"
+            );
+        }
+        let r = detect(HOST, "/model/amazon.titan-embed-text-v2%3A0/invoke").unwrap();
+        let mut resp = Response::default();
+        response_headers(
+            &r,
+            &head(&[("x-amzn-bedrock-input-token-count", "7")]),
+            &mut resp,
+        );
+        response(
+            &r,
+            br#"{"embedding":[0.1,0.2],"inputTextTokenCount":7}"#,
+            &mut resp,
+        );
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(7), None));
+        assert!(resp.finish_reasons.is_empty());
+        let mut req = Request::default();
+        request(&r, br#"{"inputText":"hello","dimensions":256}"#, &mut req);
+        assert_eq!((req.prompt_chars, req.max_tokens), (5, None));
+    }
+
+    #[test]
+    fn converse_counters_written_twice_keep_exact_usage() {
+        // As about half of real Converse answers write them: each cache counter under both its names,
+        // in any order, zeros included.
+        let r = detect(HOST, "/model/m/converse").unwrap();
+        for usage in [
+            r#"{"cacheReadInputTokenCount":0,"cacheReadInputTokens":0,"cacheWriteInputTokenCount":1322,"cacheWriteInputTokens":1322,"inputTokens":2,"outputTokens":5,"serverToolUsage":{},"totalTokens":1329}"#,
+            r#"{"inputTokens":2,"outputTokens":5,"totalTokens":1329,"cacheReadInputTokens":0,"cacheWriteInputTokens":1322,"cacheReadInputTokenCount":0,"cacheWriteInputTokenCount":1322}"#,
+            r#"{"inputTokens":2,"inputTokens":2,"outputTokens":5,"cacheWriteInputTokenCount":1322,"cacheReadInputTokenCount":0}"#,
+        ] {
+            let mut resp = Response::default();
+            let body = format!(
+                r#"{{"output":{{"message":{{"content":[{{"text":"21"}}]}}}},"stopReason":"end_turn","usage":{usage}}}"#
+            );
+            response(&r, body.as_bytes(), &mut resp);
+            assert_eq!(
+                (
+                    resp.usage.input,
+                    resp.usage.output,
+                    resp.usage.cache_read,
+                    resp.usage.cache_write
+                ),
+                (Some(1324), Some(5), Some(0), Some(1322)),
+                "{usage}"
+            );
+        }
+        // The documented name wins over the other when both are written and differ.
+        let mut resp = Response::default();
+        response(
+            &r,
+            br#"{"usage":{"cacheReadInputTokenCount":1,"cacheReadInputTokens":9,"inputTokens":1}}"#,
+            &mut resp,
+        );
+        assert_eq!(resp.usage.cache_read, Some(9));
+    }
+
+    #[test]
+    fn error_type_from_the_header() {
+        let r = detect(HOST, "/model/m/converse").unwrap();
+        let mut resp = Response::default();
+        response_headers(
+            &r,
+            &head(&[(
+                "x-amzn-errortype",
+                "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            )]),
+            &mut resp,
+        );
+        assert_eq!(resp.error_type.as_deref(), Some("ThrottlingException"));
+    }
+
+    #[test]
+    fn clamping_writes_each_family_its_own_max_tokens() {
+        use crate::budget::clamp::set_max_output_tokens;
+        let clamp = |model: &str, body: &str| {
+            let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
+            set_max_output_tokens(&r, body.as_bytes(), 7)
+                .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        };
+        use serde_json::json;
+        for (model, body, want) in [
+            (
+                "anthropic.claude-3-haiku",
+                r#"{"messages":[]}"#,
+                json!({"max_tokens":7,"messages":[]}),
+            ),
+            (
+                "amazon.titan-text-express-v1",
+                r#"{"inputText":"x"}"#,
+                json!({"textGenerationConfig":{"maxTokenCount":7},"inputText":"x"}),
+            ),
+            (
+                "amazon.titan-text-express-v1",
+                r#"{"inputText":"x","textGenerationConfig":{"maxTokenCount":900}}"#,
+                json!({"inputText":"x","textGenerationConfig":{"maxTokenCount":7}}),
+            ),
+            (
+                "us.amazon.nova-lite-v1%3A0",
+                r#"{"messages":[]}"#,
+                json!({"inferenceConfig":{"max_new_tokens":7},"messages":[]}),
+            ),
+            (
+                "us.amazon.nova-lite-v1%3A0",
+                r#"{"inferenceConfig":{"maxTokens":900}}"#,
+                json!({"inferenceConfig":{"maxTokens":7}}),
+            ),
+            (
+                "meta.llama3-70b-instruct-v1%3A0",
+                r#"{"prompt":"x"}"#,
+                json!({"max_gen_len":7,"prompt":"x"}),
+            ),
+            (
+                "mistral.mistral-7b-instruct-v0%3A2",
+                r#"{"prompt":"x","max_tokens":900}"#,
+                json!({"prompt":"x","max_tokens":7}),
+            ),
+            (
+                "ai21.j2-mid-v1",
+                r#"{"prompt":"x"}"#,
+                json!({"maxTokens":7,"prompt":"x"}),
+            ),
+            (
+                "arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aprovisioned-model%2Fx",
+                r#"{"max_gen_len":900}"#,
+                json!({"max_gen_len":7}),
+            ),
+        ] {
+            assert_eq!(clamp(model, body), Some(want), "{model} {body}");
+        }
+        // A model that names no family and a body without a known member: nothing safe to add.
+        assert_eq!(
+            clamp(
+                "arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aprovisioned-model%2Fx",
+                r#"{"prompt":"x"}"#
+            ),
+            None
+        );
+        assert_eq!(
+            clamp("amazon.titan-embed-text-v2%3A0", r#"{"inputText":"x"}"#),
+            None
         );
     }
 }

@@ -88,3 +88,41 @@ pub(super) fn chunk(
         usage_only: false,
     }
 }
+
+/// Every family's max-output-tokens member: clamping rewrites those a body has (Claude, Mistral, Cohere,
+/// AI21 Jamba `max_tokens`; Llama `max_gen_len`; AI21 Jurassic-2 `maxTokens`; Titan
+/// `textGenerationConfig.maxTokenCount`; Nova `inferenceConfig.max_new_tokens`, or Converse's spelling).
+pub const MAX_TOKENS: &[&[&str]] = &[
+    &["max_tokens"],
+    &["max_gen_len"],
+    &["maxTokens"],
+    &["textGenerationConfig", "maxTokenCount"],
+    &["inferenceConfig", "max_new_tokens"],
+    &["inferenceConfig", "maxTokens"],
+];
+
+/// The max-output-tokens member clamping adds to a body of the route's model family that has none; None
+/// when the model names no family (an unknown member would make Bedrock refuse the request).
+pub fn max_tokens_member(route: &Route) -> Option<&'static [&'static str]> {
+    let model = route
+        .path_model
+        .as_deref()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let is = |family: &str| model.contains(family);
+    Some(
+        if format(route) == Format::Claude || is("mistral.") || is("cohere.") || is("ai21.jamba") {
+            &["max_tokens"]
+        } else if is("amazon.titan") {
+            &["textGenerationConfig", "maxTokenCount"]
+        } else if is("amazon.nova") {
+            &["inferenceConfig", "max_new_tokens"]
+        } else if is("meta.") {
+            &["max_gen_len"]
+        } else if is("ai21.j2") {
+            &["maxTokens"]
+        } else {
+            return None;
+        },
+    )
+}
