@@ -6,7 +6,7 @@ use super::budget::{self, Budgeted, Step};
 use super::redaction::{self, Redaction};
 use super::root::Shared;
 use super::{now_ns, random, random_unit};
-use crate::call::{Api, Call};
+use crate::call::Call;
 use crate::providers::reader::ResponseReader;
 use crate::providers::{self, openai, Framing};
 use crate::stream::sse_edit::SseEventFilter;
@@ -50,15 +50,14 @@ impl Exchange {
         }
     }
 
-    /// tollgate adds `stream_options.include_usage` to OpenAI-shaped streaming requests so streams report
-    /// usage. Not for Mistral (rejects unknown fields) nor Azure (older api-versions reject it).
+    /// Whether tollgate asks this OpenAI-shaped stream for usage (`openai_compat::may_inject_usage`).
     fn may_inject_usage(&self) -> bool {
         self.shared.config.include_usage
-            && self.call.route.as_ref().is_some_and(|r| {
-                matches!(r.api, Api::OpenAiChat | Api::OpenAiCompletions)
-                    && r.provider != "mistral_ai"
-                    && r.provider != "azure.ai.openai"
-            })
+            && self
+                .call
+                .route
+                .as_ref()
+                .is_some_and(providers::openai_compat::may_inject_usage)
     }
 
     /// Whether `on_http_request_body` may replace the body (then `content-length` must go). A compressed

@@ -17,6 +17,7 @@ pub mod json;
 pub mod mistral;
 pub mod ollama;
 pub mod openai;
+pub mod openai_compat;
 pub mod openai_responses;
 pub mod reader;
 pub mod skim;
