@@ -118,7 +118,9 @@ pub fn ask(
     };
     let output = per_choice.saturating_mul(choices);
     let min_output = match cfg.clamp_min {
-        Some(min) if api.operation() != "embeddings" => min.saturating_mul(choices).min(output),
+        Some(min) if !matches!(api, Api::OpenAiEmbeddings | Api::BedrockEmbeddings) => {
+            min.saturating_mul(choices).min(output)
+        }
         _ => output,
     };
     let (input_cost_pico, output_price_pico) = price.map_or((0, 0), |p| {

@@ -5,10 +5,10 @@
 
 use super::anthropic;
 use super::gemini::percent_decode;
-use super::json::{count_chars, items, set_if_nonempty, Named, OneOrMany};
+use super::json::{count_chars, items, set_if_nonempty, Named, Read};
 use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
 use super::skim::{once, Reader};
-use super::{FrameOutcome, StreamState};
+use super::{tape, FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::headers::Headers;
 use crate::stream::Frame;
@@ -62,17 +62,34 @@ json_struct! {
         additional: Lenient<Additional> = "additionalModelRequestFields",
         /// Titan `inputText`; Llama, Mistral, Cohere Command, AI21 `prompt`; Cohere Command R `message`.
         prompt: LenientStr<'a> = "inputText" | "prompt" | "message",
-        /// Mistral, Cohere `max_tokens`; Llama `max_gen_len`; AI21 `maxTokens`.
-        max_tokens: Lenient<u64> = "max_tokens" | "max_gen_len" | "maxTokens",
-        temperature: Lenient<f64> = "temperature",
-        /// Llama, Mistral `top_p`; Cohere `p`; AI21 `topP`.
-        top_p: Lenient<f64> = "top_p" | "p" | "topP",
-        /// Mistral `top_k`; Cohere `k`.
-        top_k: Lenient<f64> = "top_k" | "k",
-        /// Mistral `stop`; Cohere `stop_sequences`; AI21 `stopSequences`.
-        stop: Lenient<OneOrMany> = "stop" | "stop_sequences" | "stopSequences",
-        /// Cohere Command R.
-        seed: Lenient<i64> = "seed",
+    }
+}
+
+/// A Bedrock request body: its `BedrockRequest` members, and the model parameters that Llama, Mistral,
+/// Cohere and AI21 write at the top level, read as an `InferenceConfig` of the same object.
+struct RequestBody<'a> {
+    body: BedrockRequest<'a>,
+    top: InferenceConfig,
+}
+
+impl<'de: 'a, 'a> Read<'de> for RequestBody<'a> {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
+        Some(RequestBody {
+            body: BedrockRequest::read(v)?,
+            top: InferenceConfig::read(v)?,
+        })
+    }
+}
+
+#[cfg(any(test, feature = "reference-reader"))]
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RequestBody<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw: &'de serde_json::value::RawValue = serde::Deserialize::deserialize(d)?;
+        Ok(RequestBody {
+            body: serde_json::from_str(raw.get()).map_err(D::Error::custom)?,
+            top: serde_json::from_str(raw.get()).map_err(D::Error::custom)?,
+        })
     }
 }
 
@@ -114,14 +131,18 @@ json_struct! {
 }
 
 json_struct! {
-    /// Converse `inferenceConfig` (`maxTokens`, `topP`), Nova's (`max_new_tokens`, `top_p`, `top_k`, or
-    /// Converse's names), Titan's `textGenerationConfig` (`maxTokenCount`).
+    /// Model parameters: Converse `inferenceConfig` (`maxTokens`, `topP`), Nova's (`max_new_tokens`,
+    /// `top_p`, `top_k`, or Converse's names), Titan's `textGenerationConfig` (`maxTokenCount`), and the
+    /// top level of Llama (`max_gen_len`), Mistral (`max_tokens`, `stop`), Cohere (`p`, `k`,
+    /// `stop_sequences`, Command R's `seed`) and AI21 (`maxTokens`, `topP`) bodies.
     struct InferenceConfig {
-        max_tokens: Lenient<u64> = "maxTokens" | "max_new_tokens" | "maxTokenCount",
+        max_tokens: Lenient<u64> =
+            "maxTokens" | "max_new_tokens" | "maxTokenCount" | "max_tokens" | "max_gen_len",
         temperature: Lenient<f64> = "temperature",
-        top_p: Lenient<f64> = "topP" | "top_p",
-        top_k: Lenient<f64> = "topK" | "top_k",
-        stop_sequences: Lenient<Vec<Lenient<String>>> = "stopSequences",
+        top_p: Lenient<f64> = "topP" | "top_p" | "p",
+        top_k: Lenient<f64> = "topK" | "top_k" | "k",
+        stop_sequences: Lenient<Vec<Lenient<String>>> = "stopSequences" | "stop" | "stop_sequences",
+        seed: Lenient<i64> = "seed",
     }
 }
 
@@ -168,23 +189,21 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         return;
     }
     let spare = Spare::default();
-    let Some(r) = read::<BedrockRequest<'_>>(body, &spare) else {
+    let Some(RequestBody { body: r, top }) = read::<RequestBody<'_>>(body, &spare) else {
         return;
     };
     let c = r.inference_config.get().unwrap_or_default();
-    req.max_tokens = c.max_tokens.get().or(r.max_tokens.get());
-    req.temperature = c.temperature.get().or(r.temperature.get());
-    req.top_p = c.top_p.get().or(r.top_p.get());
+    req.max_tokens = c.max_tokens.get().or(top.max_tokens.get());
+    req.temperature = c.temperature.get().or(top.temperature.get());
+    req.top_p = c.top_p.get().or(top.top_p.get());
     req.top_k = c
         .top_k
         .get()
-        .or(r.top_k.get())
+        .or(top.top_k.get())
         .or(r.additional.get().and_then(|a| a.top_k.get()));
-    req.stop_sequences = match r.stop.get() {
-        Some(stop) => stop.0,
-        None => items(c.stop_sequences).collect(),
-    };
-    req.seed = r.seed.get();
+    let stop = c.stop_sequences.get().or(top.stop_sequences.get());
+    req.stop_sequences = items(Lenient(stop)).collect();
+    req.seed = top.seed.get();
     req.tool_names = r
         .tool_config
         .get()
@@ -292,6 +311,7 @@ json_struct! {
 }
 
 /// Fold one content block (whole or a stream start/delta); returns whether it is generated content.
+#[inline(never)]
 fn apply_block(b: Block<'_>, resp: &mut Response) -> bool {
     let mut content = false;
     if let Some(t) = b.tool_use.get() {
@@ -329,6 +349,22 @@ fn apply_text(text: Cow<'_, str>, resp: &mut Response) -> bool {
     true
 }
 
+/// Choice `i`'s stop reason and generated text; whether there was text.
+#[inline(never)]
+fn apply_choice(
+    i: usize,
+    stop: Option<Cow<'_, str>>,
+    text: Option<Cow<'_, str>>,
+    resp: &mut Response,
+) -> bool {
+    if let Some(reason) = stop {
+        resp.set_finish_reason(i, &reason);
+    }
+    let Some(t) = text else { return false };
+    resp.content.text(i, &t);
+    apply_text(t, resp)
+}
+
 /// One Converse stream event (also the payload of a Nova InvokeModel chunk); whether it carried content.
 fn apply_event(p: StreamPayload<'_>, resp: &mut Response) -> bool {
     let mut content = false;
@@ -345,12 +381,20 @@ fn apply_event(p: StreamPayload<'_>, resp: &mut Response) -> bool {
 }
 
 /// Fold a `Body` (a whole answer or an InvokeModel stream chunk); whether it carried generated content,
-/// and whether it was the stream's last chunk (Bedrock's metering).
-fn apply_body(b: Body<'_>, resp: &mut Response) -> (bool, bool) {
-    let mut content = false;
-    if let Some(reason) = b.stop_reason.get() {
-        resp.set_finish_reason(0, &reason);
+/// and whether it was the stream's last chunk (Bedrock's metering). `all`: false reads the metering only
+/// (Claude's events, whose other members `anthropic.rs` reads).
+fn apply_body(b: Body<'_>, all: bool, resp: &mut Response) -> (bool, bool) {
+    let last = match b.metrics.get() {
+        Some(m) => {
+            m.apply(resp);
+            true
+        }
+        None => false,
+    };
+    if !all {
+        return (false, last);
     }
+    let mut content = apply_choice(0, b.stop_reason.get(), b.text.get(), resp);
     if let Some(u) = b.usage.get() {
         u.apply(resp);
     }
@@ -360,19 +404,10 @@ fn apply_body(b: Body<'_>, resp: &mut Response) -> (bool, bool) {
             Some(Cow::Borrowed(error_type_name(&t))),
         );
     }
-    if let Some(t) = b.text.get() {
-        resp.content.text(0, &t);
-        content |= apply_text(t, resp);
-    }
     for (i, c) in b.choices.get().unwrap_or_default().into_iter().enumerate() {
         let Some(c) = c.get() else { continue };
-        if let Some(reason) = c.stop_reason.get().or_else(|| c.reason.get()?.reason.get()) {
-            resp.set_finish_reason(i, &reason);
-        }
-        if let Some(t) = c.text.get() {
-            resp.content.text(i, &t);
-            content |= apply_text(t, resp);
-        }
+        let stop = c.stop_reason.get().or_else(|| c.reason.get()?.reason.get());
+        content |= apply_choice(i, stop, c.text.get(), resp);
     }
     for blk in b
         .output
@@ -388,13 +423,6 @@ fn apply_body(b: Body<'_>, resp: &mut Response) -> (bool, bool) {
     if let Some(p) = b.event.get() {
         content |= apply_event(p, resp);
     }
-    let last = match b.metrics.get() {
-        Some(m) => {
-            m.apply(resp);
-            true
-        }
-        None => false,
-    };
     (content, last)
 }
 
@@ -403,32 +431,13 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         invoke::response(route, body, resp);
         return;
     }
-    read_body(body, resp);
+    read_body(body, true, resp);
 }
 
 /// Read a `Body`; what `apply_body` says, or None when it is not one.
-fn read_body(body: &[u8], resp: &mut Response) -> Option<(bool, bool)> {
+fn read_body(body: &[u8], all: bool, resp: &mut Response) -> Option<(bool, bool)> {
     let spare = Spare::default();
-    read::<Body<'_>>(body, &spare).map(|b| apply_body(b, resp))
-}
-
-json_struct! {
-    /// Bedrock's metering, added to the last event of a Claude InvokeModel stream.
-    struct Metered {
-        metrics: Lenient<WireUsage> = "amazon-bedrock-invocationMetrics",
-    }
-}
-
-/// Read Bedrock's metering from a Claude stream event; whether there was some (then it is the last).
-fn read_metrics(event: &[u8], resp: &mut Response) -> bool {
-    let spare = Spare::default();
-    match read::<Metered>(event, &spare).and_then(|m| m.metrics.get()) {
-        Some(m) => {
-            m.apply(resp);
-            true
-        }
-        None => false,
-    }
+    read::<Body<'_>>(body, &spare).map(|b| apply_body(b, all, resp))
 }
 
 /// The bare error name from an `x-amzn-errortype` header or a `__type` field
@@ -456,20 +465,25 @@ pub fn response_headers(route: &Route, headers: &Headers, resp: &mut Response) {
     if route.api == Api::BedrockConverse {
         return;
     }
-    let count = |name: &str| {
-        Lenient(
-            headers
-                .get_str(name)
-                .and_then(|v| v.trim().parse::<u64>().ok()),
-        )
-    };
+    let [input, output, cache_read, cache_write] = [
+        "x-amzn-bedrock-input-token-count",
+        "x-amzn-bedrock-output-token-count",
+        "x-amzn-bedrock-cache-read-input-token-count",
+        "x-amzn-bedrock-cache-write-input-token-count",
+    ]
+    .map(|name| Lenient(header_count(headers, name)));
     WireUsage {
-        input: count("x-amzn-bedrock-input-token-count"),
-        output: count("x-amzn-bedrock-output-token-count"),
-        cache_read: count("x-amzn-bedrock-cache-read-input-token-count"),
-        cache_write: count("x-amzn-bedrock-cache-write-input-token-count"),
+        input,
+        output,
+        cache_read,
+        cache_write,
     }
     .apply(resp);
+}
+
+/// The count a header says.
+fn header_count(headers: &Headers, name: &str) -> Option<u64> {
+    headers.get_str(name)?.trim().parse().ok()
 }
 
 json_struct! {

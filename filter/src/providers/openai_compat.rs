@@ -16,7 +16,7 @@
 use crate::call::{Api, Route};
 
 /// Known hosts and the provider each is reported as.
-const SERVERS: &[(&str, &str)] = &[
+static SERVERS: [(&str, &str); 11] = [
     ("api.openai.com", "openai"),
     ("api.groq.com", "groq"),
     ("api.deepseek.com", "deepseek"),
@@ -31,17 +31,17 @@ const SERVERS: &[(&str, &str)] = &[
     ("generativelanguage.googleapis.com", "gcp.gemini"),
 ];
 
-/// `gen_ai.provider.name` for an OpenAI-shaped request to `host` (lowercase, without port).
+/// `gen_ai.provider.name` for an OpenAI-shaped request to `host` (without port, any case).
 pub fn provider(host: &str) -> &'static str {
-    if let Some((_, name)) = SERVERS.iter().find(|(h, _)| h.eq_ignore_ascii_case(host)) {
-        return name;
-    }
+    let host = host.to_ascii_lowercase();
     // Bedrock's OpenAI-compatible endpoint: `bedrock-mantle.{region}.api.aws`.
-    let h = host.to_ascii_lowercase();
-    if h.starts_with("bedrock-mantle.") && h.ends_with(".api.aws") {
+    if host.starts_with("bedrock-mantle.") && host.ends_with(".api.aws") {
         return "aws.bedrock";
     }
-    "openai"
+    SERVERS
+        .iter()
+        .find(|(h, _)| *h == host)
+        .map_or("openai", |&(_, name)| name)
 }
 
 /// Whether tollgate may add `stream_options.include_usage` to a streaming request on `route` (Chat and

@@ -5,7 +5,7 @@
 //! Bedrock meters the call itself: in the response headers (`response_headers`) and, on the last chunk of
 //! a stream, in `amazon-bedrock-invocationMetrics`.
 
-use super::{anthropic, read_body, read_metrics, FrameOutcome, StreamState};
+use super::{anthropic, read_body, FrameOutcome, StreamState};
 use crate::call::{Response, Route};
 use base64::Engine as _;
 
@@ -24,19 +24,56 @@ pub(super) enum Format {
     Unknown,
 }
 
-pub(super) fn format(route: &Route) -> Format {
-    // Model ids (`anthropic.claude-…`), cross-region profiles (`us.anthropic.claude-…`) and ARNs naming one.
+/// The model families whose names clamping needs, by what their model ids contain (ids such as
+/// `anthropic.claude-…`, cross-region profiles such as `us.anthropic.claude-…`, and ARNs naming one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Claude,
+    Titan,
+    Nova,
+    Llama,
+    Jurassic,
+    /// Mistral, Cohere, AI21 Jamba: `max_tokens`.
+    MaxTokens,
+}
+
+const FAMILIES: [(&str, Family); 9] = [
+    ("anthropic.", Family::Claude),
+    ("claude", Family::Claude),
+    ("amazon.titan", Family::Titan),
+    ("amazon.nova", Family::Nova),
+    ("meta.", Family::Llama),
+    ("ai21.j2", Family::Jurassic),
+    ("mistral.", Family::MaxTokens),
+    ("cohere.", Family::MaxTokens),
+    ("ai21.jamba", Family::MaxTokens),
+];
+
+/// The route's model family; None for a model that names none of them (`arn:` ARNs, other families).
+fn family(route: &Route) -> Option<Family> {
     let model = route
         .path_model
         .as_deref()
         .unwrap_or("")
         .to_ascii_lowercase();
-    if model.contains("anthropic.") || model.contains("claude") {
-        Format::Claude
-    } else if model.starts_with("arn:") {
-        Format::Unknown
-    } else {
-        Format::Other
+    FAMILIES
+        .iter()
+        .find(|(name, _)| model.contains(name))
+        .map(|&(_, f)| f)
+}
+
+pub(super) fn format(route: &Route) -> Format {
+    match family(route) {
+        Some(Family::Claude) => Format::Claude,
+        Some(_) => Format::Other,
+        None if route
+            .path_model
+            .as_deref()
+            .is_some_and(|m| m.starts_with("arn:")) =>
+        {
+            Format::Unknown
+        }
+        None => Format::Other,
     }
 }
 
@@ -47,7 +84,7 @@ pub(super) fn response(route: &Route, body: &[u8], resp: &mut Response) {
         anthropic::response(route, body, resp);
     }
     if format != Format::Claude {
-        read_body(body, resp);
+        read_body(body, true, resp);
     }
 }
 
@@ -74,11 +111,11 @@ pub(super) fn chunk(
         // Bedrock's metering rides on Claude's last event (`message_stop`); the fast path refuses events
         // that carry it, so an event it read has none.
         if format == Format::Claude && !fast_read {
-            st.finished |= read_metrics(&event, resp);
+            st.finished |= read_body(&event, false, resp).is_some_and(|(_, last)| last);
         }
     }
     if format != Format::Claude {
-        if let Some((c, last)) = read_body(&event, resp) {
+        if let Some((c, last)) = read_body(&event, true, resp) {
             content |= c;
             st.finished |= last;
         }
@@ -104,25 +141,11 @@ pub const MAX_TOKENS: &[&[&str]] = &[
 /// The max-output-tokens member clamping adds to a body of the route's model family that has none; None
 /// when the model names no family (an unknown member would make Bedrock refuse the request).
 pub fn max_tokens_member(route: &Route) -> Option<&'static [&'static str]> {
-    let model = route
-        .path_model
-        .as_deref()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let is = |family: &str| model.contains(family);
-    Some(
-        if format(route) == Format::Claude || is("mistral.") || is("cohere.") || is("ai21.jamba") {
-            &["max_tokens"]
-        } else if is("amazon.titan") {
-            &["textGenerationConfig", "maxTokenCount"]
-        } else if is("amazon.nova") {
-            &["inferenceConfig", "max_new_tokens"]
-        } else if is("meta.") {
-            &["max_gen_len"]
-        } else if is("ai21.j2") {
-            &["maxTokens"]
-        } else {
-            return None;
-        },
-    )
+    Some(match family(route)? {
+        Family::Claude | Family::MaxTokens => &["max_tokens"],
+        Family::Titan => &["textGenerationConfig", "maxTokenCount"],
+        Family::Nova => &["inferenceConfig", "max_new_tokens"],
+        Family::Llama => &["max_gen_len"],
+        Family::Jurassic => &["maxTokens"],
+    })
 }
