@@ -615,32 +615,25 @@ impl WireUsage {
     /// which is the semconv meaning: copy as is. Each report overwrites the previous one, so with vLLM's
     /// `continuous_usage_stats` (cumulative usage on every chunk) the last chunk wins.
     ///
-    /// xAI counts reasoning tokens apart: its completion_tokens excludes them and its total_tokens is
-    /// prompt + completion + reasoning. The totals tell the two apart (the same models are also served
-    /// by other hosts), and the conventions' output includes reasoning.
+    /// By OpenAI's definition total_tokens = prompt_tokens + completion_tokens. Some compatible servers
+    /// leave reasoning out of completion_tokens but not out of the total (xAI: total = prompt + completion
+    /// + reasoning_tokens; Gemini's OpenAI endpoint: thinking counted in the total only); the conventions'
+    /// output includes reasoning, so a total above prompt + completion makes the output total - prompt.
     pub(crate) fn apply(self, resp: &mut Response) {
         let u = &mut resp.usage;
-        let reasoning = self
-            .completion_tokens_details
-            .get()
-            .and_then(|d| d.reasoning_tokens.get());
         let (prompt, completion) = (self.prompt_tokens.get(), self.completion_tokens.get());
-        let apart = match (prompt, completion, reasoning, self.total_tokens.get()) {
-            (Some(p), Some(c), Some(r), Some(t)) => {
-                r > 0 && Some(t) == p.checked_add(c).and_then(|pc| pc.checked_add(r))
-            }
-            _ => false,
-        };
         u.input = prompt.or(u.input);
-        u.output = match (completion, reasoning) {
-            (Some(c), Some(r)) if apart => Some(c.saturating_add(r)),
+        u.output = match (prompt, completion, self.total_tokens.get()) {
+            (Some(p), Some(c), Some(t)) if t > p.saturating_add(c) => Some(t - p),
             _ => completion.or(u.output),
         };
         if let Some(d) = self.prompt_tokens_details.get() {
             u.cache_read = d.cached_tokens.get().or(u.cache_read);
             u.cache_write = d.cache_write_tokens.get().or(u.cache_write);
         }
-        u.reasoning = reasoning.or(u.reasoning);
+        if let Some(d) = self.completion_tokens_details.get() {
+            u.reasoning = d.reasoning_tokens.get().or(u.reasoning);
+        }
     }
 }
 
@@ -1418,7 +1411,7 @@ mod tests {
     }
 
     #[test]
-    fn reasoning_counted_apart_from_completion_tokens_is_added() {
+    fn output_left_out_of_completion_tokens_but_in_the_total_is_counted() {
         // xAI: total = prompt + completion + reasoning, so completion excludes the reasoning.
         let xai = br#"{"id":"x","model":"grok-4-fast-reasoning","choices":[{"index":0,"message":{"role":"assistant","content":"Ola"},"finish_reason":"stop"}],
             "usage":{"prompt_tokens":165,"completion_tokens":2,"total_tokens":296,"prompt_tokens_details":{"text_tokens":165,"cached_tokens":164},
@@ -1435,8 +1428,24 @@ mod tests {
                 (Some(165), Some(131), Some(129))
             );
         }
+        // Gemini's OpenAI endpoint: the thinking tokens are only in the total.
         let mut resp = Response::default();
-        response(&route(), br#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"completion_tokens_details":{"reasoning_tokens":0},"total_tokens":3}}"#, &mut resp);
+        response(
+            &route(),
+            br#"{"usage":{"completion_tokens":12,"prompt_tokens":35,"total_tokens":109}}"#,
+            &mut resp,
+        );
+        assert_eq!(
+            (resp.usage.input, resp.usage.output, resp.usage.reasoning),
+            (Some(35), Some(74), None)
+        );
+        // A total below the sum changes nothing.
+        let mut resp = Response::default();
+        response(
+            &route(),
+            br#"{"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":3}}"#,
+            &mut resp,
+        );
         assert_eq!(resp.usage.output, Some(2));
     }
 
