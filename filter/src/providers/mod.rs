@@ -27,6 +27,8 @@ pub mod tape;
 pub mod template;
 
 #[cfg(test)]
+mod corpus_real_test;
+#[cfg(test)]
 mod corpus_test;
 #[cfg(test)]
 mod fixtures_test;
