@@ -1,7 +1,8 @@
 //! The lenient reader (`json::Lenient` and friends, read from the tape) against the value-by-value reader
 //! on serde_json (`json::with_two_pass`): the same call records over the fixture corpus, and over every
 //! fixture document with each of its values in turn replaced by an odd one (wrong types of every kind,
-//! numbers beyond u64 and f64, escapes, lone surrogates, a duplicated key). The reference reader is built
+//! numbers beyond u64 and f64, escapes, lone surrogates), a key written twice (first, and last with another
+//! value), and a member no provider sends holding a new usage-like object. The reference reader is built
 //! for tests only (and for the fuzz target, feature `reference-reader`).
 
 use super::corpus_test::{cases, Case};
@@ -113,6 +114,9 @@ const ODD_VALUES: &[&str] = &[
 
 const MARK: &str = "\u{1}odd\u{1}";
 
+/// A member added to objects: a name no provider uses, its value shaped like a new usage report.
+const NEW_MEMBER: &str = r#""tollgate_new":{"usage":{"prompt_tokens":9,"input_tokens":9,"details":{"cached_tokens":1}},"type":"x"}"#;
+
 /// Every position in `v`, as a path of object keys and array indexes.
 fn paths(v: &Value, at: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
     out.push(at.clone());
@@ -171,16 +175,20 @@ fn mutations(doc: &[u8], f: &mut OnMutation<'_>) {
             );
         }
         if let Value::Object(o) = &original {
+            let inner = serde_json::to_string(&original).unwrap();
+            let body = inner.strip_prefix('{').unwrap();
             if let Some((k, first)) = o.iter().next() {
-                let inner = serde_json::to_string(&original).unwrap();
-                let dup = format!(
-                    "{{{}:{},{}",
-                    serde_json::to_string(k).unwrap(),
-                    serde_json::to_string(first).unwrap(),
-                    inner.strip_prefix('{').unwrap()
-                );
+                let key = serde_json::to_string(k).unwrap();
+                let dup = format!("{{{key}:{},{body}", serde_json::to_string(first).unwrap());
                 f(text.replacen(&quoted_mark, &dup, 1).as_bytes(), false);
+                // Written again last with another value: the last one counts, in both readers.
+                let again = format!("{},{key}:[{{}}]}}", inner.strip_suffix('}').unwrap());
+                f(text.replacen(&quoted_mark, &again, 1).as_bytes(), false);
             }
+            // A member no provider sends, holding a new usage-like sub-object.
+            let sep = if o.is_empty() { "" } else { "," };
+            let new = format!("{{{NEW_MEMBER}{sep}{body}");
+            f(text.replacen(&quoted_mark, &new, 1).as_bytes(), false);
         }
     }
 }

@@ -25,6 +25,8 @@ pub mod skim;
 mod skim_test;
 pub mod tape;
 pub mod template;
+#[cfg(any(test, feature = "reference-reader"))]
+pub mod variants;
 
 #[cfg(test)]
 mod corpus_real_test;
@@ -34,6 +36,8 @@ mod corpus_test;
 mod fixtures_test;
 #[cfg(test)]
 mod lenient_test;
+#[cfg(test)]
+mod robust_test;
 
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
