@@ -38,33 +38,44 @@ fn bytes_of(part: &Value) -> Vec<u8> {
     }
 }
 
-pub(super) fn corpus() -> Vec<(String, Vec<u8>)> {
+/// The corpus's sources: their names and the path of their exchanges.
+fn sources() -> Vec<(String, std::path::PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+    let mut out: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("exchanges.jsonl.gz").exists())
-        .collect();
-    dirs.sort();
-    dirs.into_iter()
         .map(|d| {
-            let gz = std::fs::read(d.join("exchanges.jsonl.gz")).unwrap();
-            let mut text = Vec::new();
-            flate2::read::GzDecoder::new(gz.as_slice())
-                .read_to_end(&mut text)
-                .unwrap();
-            (d.file_name().unwrap().to_string_lossy().into_owned(), text)
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            (name, d.join("exchanges.jsonl.gz"))
         })
-        .collect()
+        .collect();
+    out.sort();
+    out
 }
 
-fn exchanges(text: &[u8]) -> Vec<Exchange> {
+/// Hand each source's exchanges (one JSON line each) to `f`, one source in memory at a time (the wasm32
+/// unit tests run in one heap).
+pub(super) fn for_each_source(f: &mut dyn FnMut(&str, &[u8])) {
+    for (name, path) in sources() {
+        let gz = std::fs::read(path).unwrap();
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut text)
+            .unwrap();
+        f(&name, &text);
+    }
+}
+
+/// The exchanges of one source, read one at a time.
+fn exchanges(text: &[u8]) -> impl Iterator<Item = (usize, Exchange)> + '_ {
     text.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(|line| {
+        .enumerate()
+        .map(|(n, line)| {
             let x: Value = serde_json::from_slice(line).unwrap();
             let r = &x["response"];
-            Exchange {
+            let x = Exchange {
                 id: x["id"].as_str().unwrap().to_owned(),
                 host: x["host"].as_str().unwrap().to_owned(),
                 path: x["path"].as_str().unwrap().to_owned(),
@@ -78,9 +89,9 @@ fn exchanges(text: &[u8]) -> Vec<Exchange> {
                     .collect(),
                 body: bytes_of(r),
                 expect: x["expect"].clone(),
-            }
+            };
+            (n, x)
         })
-        .collect()
 }
 
 /// What one delivery of the body gave.
@@ -293,8 +304,9 @@ fn real_exchanges_read_as_the_independent_reader_reads_them() {
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut total = 0usize;
-    for (source, text) in corpus() {
-        for (n, x) in exchanges(&text).iter().enumerate() {
+    for_each_source(&mut |source, text| {
+        for (n, x) in exchanges(text) {
+            let x = &x;
             total += 1;
             let api = format!(
                 "{} {} {}",
@@ -354,7 +366,7 @@ fn real_exchanges_read_as_the_independent_reader_reads_them() {
                 assert_eq!(seen, whole, "{}: gzip in 3-byte chunks", x.id);
             }
         }
-    }
+    });
     eprintln!("{total} recorded exchanges:");
     for (k, n) in &counts {
         eprintln!("  {n:5}  {k}");
