@@ -7,21 +7,22 @@ A request names its exchange and delivery in headers:
                                encoding), pausing x-replay-pause-ms (default 2) between pieces so that
                                Envoy reads each piece on its own; without cuts, the body in one write with
                                its content-length
-Every request is recorded (path, headers, body) for the test to compare what left the gateway.
+Every request is recorded (`GET /__requests`: path, headers, body) for the test to compare what left the
+gateway.
 """
 
-import json
 import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(os.path.dirname(HERE), "tests", "corpus")
 sys.path.insert(0, CORPUS)
 
 import import_cassettes  # noqa: E402
+import mock_provider  # noqa: E402
 import reader  # noqa: E402
 
 _corpus = {}
@@ -39,44 +40,21 @@ def corpus():
         return _corpus
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    seen = None  # set by make_server
+class Recorder(mock_provider.Recorder):
+    """Every request of a corpus run (the mock provider's keeps the last 2,000)."""
 
-    def log_message(self, fmt, *args):  # quiet
-        pass
+    MAX_KEPT = 100_000
 
-    def _body(self):
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            data = b""
-            while True:
-                size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return data
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        n = int(self.headers.get("content-length", "0") or 0)
-        return self.rfile.read(n) if n else b""
 
-    def do_GET(self):
-        if self.path == "/__requests":
-            with self.seen["lock"]:
-                body = json.dumps(self.seen["requests"]).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        else:
-            self.send_error(404)
+class Handler(mock_provider.Handler):
+    """The mock provider's handler (its `GET /__requests`, `DELETE`, body reading), answering POSTs from the
+    corpus."""
 
     def do_POST(self):
-        body = self._body()
-        name = self.headers.get("x-replay", "")
-        with self.seen["lock"]:
-            self.seen["requests"][name] = {"path": self.path, "body": body.decode("utf-8", "replace")}
-        source, _, n = name.partition(":")
+        body = self._read_body()
+        self.recorder.add({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                           "body": body.decode("utf-8", "replace")})
+        source, _, n = self.headers.get("x-replay", "").partition(":")
         try:
             x = corpus()[source][int(n)]
         except (KeyError, ValueError, IndexError):
@@ -110,8 +88,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def make_server(port=0, host="127.0.0.1"):
-    seen = {"lock": threading.Lock(), "requests": {}}
-    handler = type("ReplayHandler", (Handler,), {"seen": seen})
+    handler = type("ReplayHandler", (Handler,), {"recorder": Recorder()})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "testenv"))
 
 import replay  # noqa: E402
-from gateway import Background, Topology, get_json, request  # noqa: E402
+from gateway import Background, Topology, request  # noqa: E402
 
 USAGE = {"input": "gen_ai.usage.input_tokens", "output": "gen_ai.usage.output_tokens",
          "cache_read": "gen_ai.usage.cache_read.input_tokens",
@@ -118,7 +118,7 @@ def test_every_recorded_exchange_through_envoy():
 
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(send, exchanges))
-        sent = get_json(topo.provider.port, "/__requests")
+        sent = {r["headers"].get("x-replay"): r for r in topo.provider_requests()}
         by_trace = {}
         topo.wait_spans(len(exchanges), timeout=120)
         for s in topo.spans():

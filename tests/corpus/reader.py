@@ -203,6 +203,11 @@ class Expect:
     def has_usage(self):
         return self.input is not None or self.output is not None
 
+    def count(self, field, value):
+        """Set usage `field` to `value` when it is a count; an absent or odd value leaves it."""
+        if num(value) is not None:
+            setattr(self, field, value)
+
     def finish_reason(self, index, reason):
         if isinstance(reason, str) and reason and isinstance(index, int) and 0 <= index < 128:
             self.finish[index] = reason
@@ -257,10 +262,8 @@ def openai_usage(u, e):
         cached = num(u.get("prompt_cache_hit_tokens"))
     if cached is not None:
         e.cache_read = cached
-    if num(pd.get("cache_write_tokens")) is not None:
-        e.cache_write = num(pd.get("cache_write_tokens"))
-    if reasoning is not None:
-        e.reasoning = reasoning
+    e.count("cache_write", pd.get("cache_write_tokens"))
+    e.count("reasoning", reasoning)
 
 
 def openai_object(doc, e):
@@ -298,14 +301,10 @@ def responses_object(r, e):
         return
     e.response_model = nonempty(r.get("model")) or e.response_model
     u = obj(r.get("usage"))
-    if num(u.get("input_tokens")) is not None:
-        e.input = u["input_tokens"]
-    if num(u.get("output_tokens")) is not None:
-        e.output = u["output_tokens"]
-    if num(obj(u.get("input_tokens_details")).get("cached_tokens")) is not None:
-        e.cache_read = u["input_tokens_details"]["cached_tokens"]
-    if num(obj(u.get("output_tokens_details")).get("reasoning_tokens")) is not None:
-        e.reasoning = u["output_tokens_details"]["reasoning_tokens"]
+    e.count("input", u.get("input_tokens"))
+    e.count("output", u.get("output_tokens"))
+    e.count("cache_read", obj(u.get("input_tokens_details")).get("cached_tokens"))
+    e.count("reasoning", obj(u.get("output_tokens_details")).get("reasoning_tokens"))
     # No finish_reason in this API: tollgate derives Chat Completions' value from `status` (README).
     status = r.get("status")
     calls = any(isinstance(o, dict) and o.get("type") == "function_call" for o in r.get("output") or [])
@@ -348,18 +347,13 @@ def anthropic_usage(u, e):
     if num(fields["input"]) is not None:
         raw = fields["input"]
     e._raw_input = raw
-    if num(fields["cache_read"]) is not None:
-        e.cache_read = fields["cache_read"]
-    if num(fields["cache_write"]) is not None:
-        e.cache_write = fields["cache_write"]
+    e.count("cache_read", fields["cache_read"])
+    e.count("cache_write", fields["cache_write"])
     if raw is not None or e.cache_read is not None or e.cache_write is not None:
         e.input = (raw or 0) + (e.cache_read or 0) + (e.cache_write or 0)
-    if num(fields["output"]) is not None:
-        e.output = fields["output"]
+    e.count("output", fields["output"])
     # Extended thinking: `output_tokens_details.thinking_tokens`, a part of output_tokens.
-    thinking = num(obj(u.get("output_tokens_details")).get("thinking_tokens"))
-    if thinking is not None:
-        e.reasoning = thinking
+    e.count("reasoning", obj(u.get("output_tokens_details")).get("thinking_tokens"))
 
 
 def anthropic_message(m, e):
@@ -411,8 +405,7 @@ def gemini_object(doc, e):
             e.output = (cand or 0) + (thoughts or 0)
         if thoughts is not None:
             e.reasoning = thoughts
-        if num(u.get("cachedContentTokenCount")) is not None:
-            e.cache_read = u["cachedContentTokenCount"]
+        e.count("cache_read", u.get("cachedContentTokenCount"))
     finished = False
     for pos, c in enumerate(doc.get("candidates") or []):
         if isinstance(c, dict):
@@ -441,23 +434,25 @@ def first(d, *names):
     return None
 
 
+def bedrock_counts(e, raw, read, write, out):
+    """Bedrock's input count excludes cache reads and writes (totalTokens = input + output + cache read +
+    cache write; AWS prompt-caching guide), as Anthropic's does: the conventions' input is their sum. Counts
+    already read (Claude's events) stand where these are absent."""
+    e.count("cache_read", read)
+    e.count("cache_write", write)
+    if num(raw) is not None:
+        e.input = raw + (e.cache_read or 0) + (e.cache_write or 0)
+    e.count("output", out)
+
+
 def converse_usage(u, e):
-    """Converse `usage`: inputTokens excludes cache reads and writes (totalTokens = input + output + cache read
-    + cache write; AWS prompt-caching guide)."""
+    """Converse `usage`, its counters under either of their names."""
     if not isinstance(u, dict):
         return
-    raw = first(u, "inputTokens", "inputTokenCount")
-    read = first(u, "cacheReadInputTokens", "cacheReadInputTokenCount")
-    write = first(u, "cacheWriteInputTokens", "cacheWriteInputTokenCount")
-    if read is not None:
-        e.cache_read = read
-    if write is not None:
-        e.cache_write = write
-    if raw is not None:
-        e.input = raw + (e.cache_read or 0) + (e.cache_write or 0)
-    out = first(u, "outputTokens", "outputTokenCount")
-    if out is not None:
-        e.output = out
+    bedrock_counts(e, first(u, "inputTokens", "inputTokenCount"),
+                   first(u, "cacheReadInputTokens", "cacheReadInputTokenCount"),
+                   first(u, "cacheWriteInputTokens", "cacheWriteInputTokenCount"),
+                   first(u, "outputTokens", "outputTokenCount"))
 
 
 def invocation_metrics(m, e):
@@ -465,17 +460,8 @@ def invocation_metrics(m, e):
     metering for every model family."""
     if not isinstance(m, dict):
         return
-    raw = num(m.get("inputTokenCount"))
-    read = num(m.get("cacheReadInputTokenCount"))
-    write = num(m.get("cacheWriteInputTokenCount"))
-    if read is not None:
-        e.cache_read = read
-    if write is not None:
-        e.cache_write = write
-    if raw is not None:
-        e.input = raw + (e.cache_read or 0) + (e.cache_write or 0)
-    if num(m.get("outputTokenCount")) is not None:
-        e.output = m["outputTokenCount"]
+    bedrock_counts(e, m.get("inputTokenCount"), m.get("cacheReadInputTokenCount"),
+                   m.get("cacheWriteInputTokenCount"), m.get("outputTokenCount"))
     e.complete = True
 
 
@@ -509,10 +495,8 @@ def invoke_body(doc, e):
         return
     if "generation" in doc:  # Meta Llama
         e.finish_reason(0, doc.get("stop_reason"))
-        if num(doc.get("prompt_token_count")) is not None:
-            e.input = doc["prompt_token_count"]
-        if num(doc.get("generation_token_count")) is not None:
-            e.output = doc["generation_token_count"]
+        e.count("input", doc.get("prompt_token_count"))
+        e.count("output", doc.get("generation_token_count"))
         return
     if isinstance(doc.get("outputs"), list):  # Mistral
         for i, o in enumerate(doc["outputs"]):
@@ -561,18 +545,8 @@ def invoke_chunk(doc, e):
 
 def bedrock_headers(headers, e):
     """InvokeModel's own metering headers, for every model family."""
-    raw = num_text(headers.get("x-amzn-bedrock-input-token-count"))
-    read = num_text(headers.get("x-amzn-bedrock-cache-read-input-token-count"))
-    write = num_text(headers.get("x-amzn-bedrock-cache-write-input-token-count"))
-    if read is not None:
-        e.cache_read = read
-    if write is not None:
-        e.cache_write = write
-    if raw is not None:
-        e.input = raw + (read or 0) + (write or 0)
-    out = num_text(headers.get("x-amzn-bedrock-output-token-count"))
-    if out is not None:
-        e.output = out
+    count = lambda name: num_text(headers.get(f"x-amzn-bedrock-{name}-token-count"))  # noqa: E731
+    bedrock_counts(e, count("input"), count("cache-read-input"), count("cache-write-input"), count("output"))
 
 
 def num_text(v):
@@ -589,10 +563,8 @@ def cohere_object(doc, e):
         return
     e.finish_reason(0, doc.get("finish_reason"))
     b = obj(obj(doc.get("usage")).get("billed_units"))
-    if num(b.get("input_tokens")) is not None:
-        e.input = b["input_tokens"]
-    if num(b.get("output_tokens")) is not None:
-        e.output = b["output_tokens"]
+    e.count("input", b.get("input_tokens"))
+    e.count("output", b.get("output_tokens"))
 
 
 def ollama_object(doc, e):

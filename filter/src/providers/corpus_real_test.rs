@@ -19,14 +19,14 @@ use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 
-struct Exchange {
-    id: String,
+pub(super) struct Exchange {
+    pub(super) id: String,
     host: String,
     path: String,
-    request: Vec<u8>,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(super) request: Vec<u8>,
+    pub(super) status: u16,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) body: Vec<u8>,
     expect: Value,
 }
 
@@ -68,7 +68,7 @@ pub(super) fn for_each_source(f: &mut dyn FnMut(&str, &[u8])) {
 }
 
 /// The exchanges of one source, read one at a time.
-fn exchanges(text: &[u8]) -> impl Iterator<Item = (usize, Exchange)> + '_ {
+pub(super) fn exchanges(text: &[u8]) -> impl Iterator<Item = (usize, Exchange)> + '_ {
     text.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .enumerate()
@@ -102,7 +102,7 @@ struct Seen {
     first_chunk: bool,
 }
 
-fn route_of(x: &Exchange) -> Route {
+pub(super) fn route_of(x: &Exchange) -> Route {
     providers::detect(&x.host, &x.path, &[]).unwrap_or_else(|| panic!("{}: not detected", x.id))
 }
 

@@ -5,12 +5,11 @@
 //! value), and a member no provider sends holding a new usage-like object. The reference reader is built
 //! for tests only (and for the fuzz target, feature `reference-reader`).
 
-use super::corpus_test::{cases, Case};
+use super::corpus_test::{cases, frames, read_frames, read_request};
 use super::json::{with_reference, with_two_pass};
-use crate::call::{Request, Response, Route};
-use crate::providers::{self, FrameOutcome, Framing, StreamState};
+use crate::call::Route;
+use crate::providers::Framing;
 use crate::stream::testutil::Owned;
-use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use serde_json::Value;
 
 /// The JSON a frame carries (an event's data, a document, an event-stream payload).
@@ -31,44 +30,6 @@ fn with_json(f: &Owned, json: Vec<u8>) -> Owned {
         Owned::Aws { payload, .. } => *payload = json,
     }
     f
-}
-
-fn frames(case: &Case) -> Vec<Owned> {
-    let mut dec = BodyDecoder::new(ContentEncoding::Identity, case.framing, &Limits::default());
-    let mut out = Vec::new();
-    let mut on = |f: Frame<'_>| out.push(Owned::from(f));
-    dec.push(&case.body, &mut on);
-    dec.finish(&mut on);
-    out
-}
-
-fn read_request(route: &Route, body: &[u8]) -> Request {
-    let mut req = Request {
-        stream: route.path_stream,
-        ..Request::default()
-    };
-    providers::request(route, body, &mut req);
-    req
-}
-
-fn read_frames(
-    route: &Route,
-    framing: Framing,
-    frames: &[Owned],
-) -> (Response, Vec<FrameOutcome>, bool) {
-    let mut resp = Response::default();
-    let mut st = StreamState::default();
-    let mut outs = Vec::new();
-    for f in frames {
-        if framing == Framing::Whole {
-            if let Frame::Json(b) = f.frame() {
-                providers::response(route, b, &mut resp);
-            }
-        } else {
-            outs.push(providers::frame(route, &f.frame(), &mut st, &mut resp));
-        }
-    }
-    (resp, outs, st.finished)
 }
 
 #[test]

@@ -615,10 +615,10 @@ impl WireUsage {
     /// which is the semconv meaning: copy as is. Each report overwrites the previous one, so with vLLM's
     /// `continuous_usage_stats` (cumulative usage on every chunk) the last chunk wins.
     ///
-    /// By OpenAI's definition total_tokens = prompt_tokens + completion_tokens. Some compatible servers
-    /// leave reasoning out of completion_tokens but not out of the total (xAI: total = prompt + completion
-    /// + reasoning_tokens; Gemini's OpenAI endpoint: thinking counted in the total only); the conventions'
-    /// output includes reasoning, so a total above prompt + completion makes the output total - prompt.
+    /// By OpenAI's definition total_tokens is prompt_tokens plus completion_tokens. Some compatible servers
+    /// leave reasoning out of completion_tokens but not out of the total (xAI adds its reasoning_tokens to
+    /// the total; Gemini's OpenAI endpoint counts thinking in the total only); the conventions' output
+    /// includes reasoning, so a total above prompt + completion makes the output total - prompt.
     pub(crate) fn apply(self, resp: &mut Response) {
         let u = &mut resp.usage;
         let (prompt, completion) = (self.prompt_tokens.get(), self.completion_tokens.get());

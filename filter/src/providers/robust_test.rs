@@ -9,12 +9,12 @@
 //!
 //! and must give the same request, response and stream end.
 
-use super::corpus_test::{cases, Case};
+use super::corpus_test::{cases, frames, read_frames, read_request, Case};
 use super::variants::{changed, Change, CHANGES, NEW_EVENT};
-use crate::call::{Request, Response, Route};
-use crate::providers::{self, Framing, StreamState};
+use crate::call::{Response, Route};
+use crate::providers::Framing;
 use crate::stream::testutil::Owned;
-use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use crate::stream::Limits;
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -59,37 +59,10 @@ fn unknown_event(like: &Owned) -> Owned {
     }
 }
 
-fn frames(case: &Case) -> Vec<Owned> {
-    let mut dec = BodyDecoder::new(ContentEncoding::Identity, case.framing, &Limits::default());
-    let mut out = Vec::new();
-    let mut on = |f: Frame<'_>| out.push(Owned::from(f));
-    dec.push(&case.body, &mut on);
-    dec.finish(&mut on);
-    out
-}
-
-fn read_request(route: &Route, body: &[u8]) -> Request {
-    let mut req = Request {
-        stream: route.path_stream,
-        ..Request::default()
-    };
-    providers::request(route, body, &mut req);
-    req
-}
-
+/// The response and stream end `frames` make.
 fn read(route: &Route, framing: Framing, frames: &[Owned]) -> (Response, bool) {
-    let mut resp = Response::default();
-    let mut st = StreamState::default();
-    for f in frames {
-        if framing == Framing::Whole {
-            if let Frame::Json(b) = f.frame() {
-                providers::response(route, b, &mut resp);
-            }
-        } else {
-            providers::frame(route, &f.frame(), &mut st, &mut resp);
-        }
-    }
-    (resp, st.finished)
+    let (resp, _, finished) = read_frames(route, framing, frames);
+    (resp, finished)
 }
 
 /// Check one exchange; its name, for the messages.
@@ -145,63 +118,39 @@ fn the_fixtures_read_the_same_with_new_repeated_and_reordered_members_and_new_ev
 
 #[test]
 fn recorded_exchanges_read_the_same_with_new_repeated_and_reordered_members_and_new_events() {
+    use super::corpus_real_test::{exchanges, for_each_source, route_of};
     use crate::headers::{serialize, Headers};
     use crate::providers::reader::ResponseReader;
     let mut checked = 0;
-    super::corpus_real_test::for_each_source(&mut |source, text| {
-        for (n, line) in text
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .enumerate()
-        {
-            // Every fifth exchange: streams repeat their shapes.
-            if n % 5 != 0 {
+    for_each_source(&mut |source, text| {
+        // Every fifth uncompressed exchange: streams repeat their shapes.
+        for (_, x) in exchanges(text).filter(|(n, _)| n % 5 == 0) {
+            if x.headers.iter().any(|(k, _)| k == "content-encoding") {
                 continue;
             }
-            let x: Value = serde_json::from_slice(line).unwrap();
-            let bytes = |part: &Value| match (part.get("body"), part.get("body_b64")) {
-                (Some(Value::String(s)), _) => s.clone().into_bytes(),
-                (_, Some(Value::String(b))) => {
-                    base64::engine::general_purpose::STANDARD.decode(b).unwrap()
-                }
-                _ => Vec::new(),
-            };
-            let r = &x["response"];
-            let headers: Vec<(&str, &str)> = r["headers"]
-                .as_object()
-                .unwrap()
+            let route = route_of(&x);
+            let head: Vec<(&str, &str)> = x
+                .headers
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            if headers.iter().any(|(k, _)| *k == "content-encoding") {
-                continue;
-            }
-            let route = providers::detect(
-                x["host"].as_str().unwrap(),
-                x["path"].as_str().unwrap(),
-                &[],
-            )
-            .unwrap();
-            let request = bytes(&x["request"]);
-            let req = read_request(&route, &request);
-            let status = r["status"].as_u64().map(|s| s as u16);
             let framing = ResponseReader::new(
                 &route,
-                &req,
-                status,
-                &Headers::new(serialize(&headers)),
+                &read_request(&route, &x.request),
+                Some(x.status),
+                &Headers::new(serialize(&head)),
                 &Limits::default(),
                 &mut Response::default(),
             )
             .framing();
             let case = Case {
-                name: format!("{source}: {}", x["id"].as_str().unwrap()),
+                name: format!("{source}: {}", x.id),
                 route,
                 framing,
-                body: bytes(r),
-                request_body: request,
+                body: x.body,
+                request_body: x.request,
             };
-            // Streams repeat a few kinds of event: the first and last ones and a sample of the middle.
+            // The first and last events of a stream and a sample of the middle.
             let all = frames(&case);
             let k = all.len();
             let sample: Vec<Owned> = all
