@@ -38,9 +38,8 @@ fn field_paths(
         Api::OpenAiCompletions | Api::AnthropicMessages | Api::CohereChat => {
             (&[&["max_tokens"]], &["max_tokens"])
         }
-        // Each model family names its own (`bedrock/invoke.rs`); a model that names no family gets only
-        // the fields its body already has rewritten.
-        // (`&[]`: nothing to add).
+        // Each model family names its own (`bedrock/invoke.rs`); for a model that names no family only
+        // the members its body already has are rewritten (`&[]`: nothing to add).
         Api::BedrockInvoke => (
             crate::providers::bedrock::INVOKE_MAX_TOKENS,
             crate::providers::bedrock::invoke_max_tokens(route).unwrap_or(&[]),
