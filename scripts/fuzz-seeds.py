@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Seed corpora for the fuzz targets, from the fixture corpus (testenv/fixtures) and the README's config
-examples: fuzz/corpus/<target>/<name>. Each target's input layout is documented in its source file."""
+"""Seed corpora for the fuzz targets, from the fixture corpus (testenv/fixtures), the recorded exchanges
+(tests/corpus) and the README's config examples: fuzz/corpus/<target>/<name>. Each target's input layout is
+documented in its source file."""
 
 import gzip
 import hashlib
@@ -17,7 +18,8 @@ sys.path.insert(0, os.path.join(ROOT, "testenv"))
 import mock_provider  # noqa: E402
 
 API = ["openai.chat", "openai.responses", "openai.embeddings", "openai.completions", "anthropic.messages",
-       "gemini", "bedrock.converse", "bedrock.invoke", "cohere.chat", "ollama.chat", "ollama.generate"]
+       "gemini", "bedrock.converse", "bedrock.invoke", "bedrock.embeddings", "cohere.chat", "ollama.chat",
+       "ollama.generate"]
 FRAMING = {"text/event-stream": 1, "application/x-ndjson": 2, "application/vnd.amazon.eventstream": 4}
 MAX = 4000  # keep seeds under libFuzzer's -max_len
 
@@ -30,7 +32,33 @@ def put(target, data):
         f.write(data)
 
 
+def corpus_seeds():
+    """Seeds from the recorded exchanges (tests/corpus): real bodies of every API, uncompressed ones only."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "corpus"))
+    import import_cassettes
+    import reader
+
+    framings = {"whole": 0, "sse": 1, "ndjson": 2, "json_array": 3, "eventstream": 4}
+    for source in sorted(os.listdir(os.path.join(ROOT, "tests", "corpus"))):
+        path = os.path.join(ROOT, "tests", "corpus", source, "exchanges.jsonl.gz")
+        if not os.path.exists(path):
+            continue
+        for n, x in enumerate(import_cassettes.load(path)):
+            e = x["expect"]
+            if n % 4 or x["response"]["headers"].get("content-encoding") or e["api"] not in API:
+                continue
+            api = API.index(e["api"])
+            body = reader.body_bytes(x["response"])
+            put("providers", bytes([api, framings[e["framing"]]]) + body)
+            put("providers", bytes([api, 0]) + reader.body_bytes(x["request"]))
+            put("lenient", bytes([api, 0 if e["framing"] == "whole" else 1]) + body)
+            if e["framing"] == "sse":
+                for event, data in reader.sse_events(body.decode("utf-8", "replace"))[:6]:
+                    put("skim", bytes([api]) + data.encode())
+
+
 def main():
+    corpus_seeds()
     for root, _, files in os.walk(mock_provider.FIXTURES):
         for fn in sorted(files):
             if not fn.endswith(".json"):

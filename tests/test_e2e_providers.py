@@ -64,9 +64,13 @@ def check_span(span, fx):
         if attrs.get("tollgate.request.tools") != exp["tool_names"]:
             problems.append(f"tools: got {attrs.get('tollgate.request.tools')}, want {exp['tool_names']}")
     if "first_content_frame" in exp:
-        has_ttft = "gen_ai.response.time_to_first_chunk" in attrs
+        # A streamed fixture: its first event is the first chunk, whatever it says; the first generated
+        # content (if any) is the first token.
+        if "gen_ai.response.time_to_first_chunk" not in attrs:
+            problems.append("time_to_first_chunk missing on a stream")
+        has_ttft = "tollgate.response.time_to_first_token" in attrs
         if has_ttft != (exp["first_content_frame"] is not None):
-            problems.append(f"time_to_first_chunk present={has_ttft}, fixture first_content_frame="
+            problems.append(f"time_to_first_token present={has_ttft}, fixture first_content_frame="
                             f"{exp['first_content_frame']}")
     if exp.get("stream_finished") is True and attrs.get("tollgate.usage.partial"):
         problems.append("stream finished but usage marked partial")

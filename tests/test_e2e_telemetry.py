@@ -172,6 +172,11 @@ def test_latest_semconv_metrics(topology):
     assert sum(p["value"] for p in counters if p["name"].endswith("usage.input_tokens")) == 38
     assert sum(p["value"] for p in counters if p["name"].endswith("usage.output_tokens")) == 20
     assert hist_count(t, "gen_ai.client.inference.time_to_first_chunk") == 1
+    # The metrics and the span measure one first chunk.
+    [streamed] = [s for s in t.wait_spans(2) if s["attributes"].get("gen_ai.request.stream")]
+    ttfc = streamed["attributes"]["gen_ai.response.time_to_first_chunk"]
+    for name in ("gen_ai.client.inference.time_to_first_chunk", "gen_ai.client.operation.time_to_first_chunk"):
+        assert abs(sum(p["sum"] for p in points(t, name)) - ttfc) < 1e-9, name
     assert hist_count(t, "gen_ai.client.inference.operation.input_tokens") == 2
 
 

@@ -379,7 +379,7 @@ fn system_parts(v: Option<Value<'_, '_>>, out: &mut Vec<Json>) {
 
 /// Read the request body of `api` into semconv messages and system instructions.
 pub fn input(api: Api, body: &[u8]) -> Option<Input> {
-    if api == Api::OpenAiEmbeddings {
+    if matches!(api, Api::OpenAiEmbeddings | Api::BedrockEmbeddings) {
         // Embedding inputs are not conversation messages.
         return None;
     }
@@ -436,7 +436,7 @@ pub fn input(api: Api, body: &[u8]) -> Option<Input> {
                     inp.messages.push(message("user", parts, None));
                 }
             }
-            Api::OpenAiEmbeddings => {}
+            Api::OpenAiEmbeddings | Api::BedrockEmbeddings => {}
         }
         inp
     })

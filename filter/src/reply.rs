@@ -83,7 +83,7 @@ pub fn refuse(api: Api, refusal: Refusal, message: &str, extra: Vec<(String, Str
             ]),
         )]),
         // AWS SDKs take the error type from `x-amzn-errortype` and the message from the body.
-        Api::BedrockConverse | Api::BedrockInvoke => {
+        Api::BedrockConverse | Api::BedrockInvoke | Api::BedrockEmbeddings => {
             let kind = if limited {
                 "ThrottlingException"
             } else {

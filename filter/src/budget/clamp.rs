@@ -2,7 +2,7 @@
 //! the body as the client sent it. The field is per API; when absent it is added, so the provider cannot
 //! generate more than the budget allows.
 
-use crate::call::Api;
+use crate::call::{Api, Route};
 use std::borrow::Cow;
 
 /// The members of the JSON object `obj` in order, keys unescaped and values raw (borrowed from `obj`, so
@@ -22,10 +22,10 @@ fn members(obj: &[u8]) -> Option<Vec<(Cow<'_, str>, &str)>> {
 
 /// The path of the max-output-tokens field, and alternatives already in the body take precedence.
 fn field_paths(
-    api: Api,
-    provider: &str,
+    route: &Route,
 ) -> Option<(&'static [&'static [&'static str]], &'static [&'static str])> {
-    Some(match api {
+    let provider = route.provider.as_str();
+    Some(match route.api {
         // OpenAI reasoning models reject `max_tokens`; others (vLLM, Mistral, Azure) know `max_tokens`.
         Api::OpenAiChat if provider == "openai" => (
             &[&["max_completion_tokens"], &["max_tokens"]],
@@ -35,9 +35,15 @@ fn field_paths(
             &[&["max_completion_tokens"], &["max_tokens"]],
             &["max_tokens"],
         ),
-        Api::OpenAiCompletions | Api::AnthropicMessages | Api::BedrockInvoke | Api::CohereChat => {
+        Api::OpenAiCompletions | Api::AnthropicMessages | Api::CohereChat => {
             (&[&["max_tokens"]], &["max_tokens"])
         }
+        // Each model family names its own (`bedrock/invoke.rs`); for a model that names no family only
+        // the members its body already has are rewritten (`&[]`: nothing to add).
+        Api::BedrockInvoke => (
+            crate::providers::bedrock::INVOKE_MAX_TOKENS,
+            crate::providers::bedrock::invoke_max_tokens(route).unwrap_or(&[]),
+        ),
         Api::OpenAiResponses => (&[&["max_output_tokens"]], &["max_output_tokens"]),
         Api::Gemini => (
             &[
@@ -53,7 +59,7 @@ fn field_paths(
         Api::OllamaChat | Api::OllamaGenerate => {
             (&[&["options", "num_predict"]], &["options", "num_predict"])
         }
-        Api::OpenAiEmbeddings => return None,
+        Api::OpenAiEmbeddings | Api::BedrockEmbeddings => return None,
     })
 }
 
@@ -136,8 +142,8 @@ fn set_path(obj: &[u8], path: &[&str], value: &str) -> Option<Vec<u8>> {
 }
 
 /// The body with its max output tokens set to `max`, or None when it cannot be rewritten safely.
-pub fn set_max_output_tokens(api: Api, provider: &str, body: &[u8], max: u64) -> Option<Vec<u8>> {
-    let (existing, default) = field_paths(api, provider)?;
+pub fn set_max_output_tokens(route: &Route, body: &[u8], max: u64) -> Option<Vec<u8>> {
+    let (existing, default) = field_paths(route)?;
     let value = max.to_string();
     let mut out: Option<Vec<u8>> = None;
     for path in existing {
@@ -148,6 +154,7 @@ pub fn set_max_output_tokens(api: Api, provider: &str, body: &[u8], max: u64) ->
     }
     match out {
         Some(o) => Some(o),
+        None if default.is_empty() => None,
         None => set_path(body, default, &value),
     }
 }
@@ -161,17 +168,25 @@ mod tests {
         serde_json::from_slice(b).unwrap()
     }
 
+    fn r(api: Api, provider: &str) -> Route {
+        Route {
+            api,
+            provider: provider.to_owned(),
+            path_model: None,
+            path_stream: false,
+        }
+    }
+
     #[test]
     fn rewrites_existing_fields_byte_preserving() {
         let body = br#"{ "model":"gpt-4o",  "max_tokens" : 500, "messages":[{"role":"user","content":"hi"}]}"#;
-        let out = set_max_output_tokens(Api::OpenAiChat, "vllm", body, 64).unwrap();
+        let out = set_max_output_tokens(&r(Api::OpenAiChat, "vllm"), body, 64).unwrap();
         assert_eq!(
             out,
             br#"{ "model":"gpt-4o",  "max_tokens" : 64, "messages":[{"role":"user","content":"hi"}]}"#
         );
         let out = set_max_output_tokens(
-            Api::OpenAiChat,
-            "openai",
+            &r(Api::OpenAiChat, "openai"),
             br#"{"max_completion_tokens":9000,"max_tokens":9000}"#,
             10,
         )
@@ -253,7 +268,7 @@ mod tests {
             ),
         ];
         for (api, provider, body, want) in cases {
-            let out = set_max_output_tokens(*api, provider, body, 7)
+            let out = set_max_output_tokens(&r(*api, provider), body, 7)
                 .unwrap_or_else(|| panic!("{api:?} {}", String::from_utf8_lossy(body)));
             assert_eq!(&v(&out), want, "{api:?}");
         }
@@ -262,22 +277,21 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_rewrite_safely() {
         assert_eq!(
-            set_max_output_tokens(Api::OpenAiEmbeddings, "openai", b"{}", 1),
+            set_max_output_tokens(&r(Api::OpenAiEmbeddings, "openai"), b"{}", 1),
             None
         );
         assert_eq!(
-            set_max_output_tokens(Api::OpenAiChat, "openai", b"[1]", 1),
+            set_max_output_tokens(&r(Api::OpenAiChat, "openai"), b"[1]", 1),
             None
         );
         assert_eq!(
-            set_max_output_tokens(Api::OpenAiChat, "openai", b"{bad", 1),
+            set_max_output_tokens(&r(Api::OpenAiChat, "openai"), b"{bad", 1),
             None
         );
         // Duplicate keys: which one the provider honours is unknowable.
         assert_eq!(
             set_max_output_tokens(
-                Api::AnthropicMessages,
-                "anthropic",
+                &r(Api::AnthropicMessages, "anthropic"),
                 br#"{"max_tokens":1,"max_tokens":900}"#,
                 5
             ),
@@ -285,13 +299,16 @@ mod tests {
         );
         // A non-object level.
         assert_eq!(
-            set_max_output_tokens(Api::OllamaChat, "ollama", br#"{"options":3}"#, 5),
+            set_max_output_tokens(&r(Api::OllamaChat, "ollama"), br#"{"options":3}"#, 5),
             None
         );
         // Escaped keys are compared decoded.
-        let out =
-            set_max_output_tokens(Api::CohereChat, "cohere", br#"{"max\u005ftokens":900}"#, 5)
-                .unwrap();
+        let out = set_max_output_tokens(
+            &r(Api::CohereChat, "cohere"),
+            br#"{"max\u005ftokens":900}"#,
+            5,
+        )
+        .unwrap();
         assert_eq!(v(&out), json!({"max_tokens": 5}));
     }
 }

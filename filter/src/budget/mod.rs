@@ -112,13 +112,15 @@ pub fn ask(
     let input = estimate_input_tokens(body_len);
     let choices = req.choice_count.unwrap_or(1).clamp(1, 128);
     let (per_choice, declared) = match (api, req.max_tokens) {
-        (Api::OpenAiEmbeddings, _) => (0, true),
+        (Api::OpenAiEmbeddings | Api::BedrockEmbeddings, _) => (0, true),
         (_, Some(m)) => (m, true),
         (_, None) => (cfg.default_max_output_tokens, false),
     };
     let output = per_choice.saturating_mul(choices);
     let min_output = match cfg.clamp_min {
-        Some(min) if api != Api::OpenAiEmbeddings => min.saturating_mul(choices).min(output),
+        Some(min) if !matches!(api, Api::OpenAiEmbeddings | Api::BedrockEmbeddings) => {
+            min.saturating_mul(choices).min(output)
+        }
         _ => output,
     };
     let (input_cost_pico, output_price_pico) = price.map_or((0, 0), |p| {

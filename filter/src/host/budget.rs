@@ -284,9 +284,7 @@ pub fn on_request_body(
             if b.clamp_min.is_some() && (clamped || !ask.declared) && ask.want.output > 0 {
                 let per_choice = output / ask.choices.max(1);
                 let new_body = rewritable
-                    .then(|| {
-                        clamp::set_max_output_tokens(route.api, &route.provider, body, per_choice)
-                    })
+                    .then(|| clamp::set_max_output_tokens(route, body, per_choice))
                     .flatten();
                 match new_body {
                     Some(new_body) => step = Step::Rewrite(new_body),

@@ -6,10 +6,11 @@ use super::budget::{self, Budgeted, Step};
 use super::redaction::{self, Redaction};
 use super::root::Shared;
 use super::{now_ns, random, random_unit};
-use crate::call::{Api, Call};
-use crate::providers::{self, bedrock, openai, Framing, StreamState};
+use crate::call::Call;
+use crate::providers::reader::ResponseReader;
+use crate::providers::{self, openai, Framing};
 use crate::stream::sse_edit::SseEventFilter;
-use crate::stream::{inflate_all, BodyDecoder, ContentEncoding, Frame, Limits};
+use crate::stream::{inflate_all, ContentEncoding, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -23,9 +24,8 @@ pub struct Exchange {
     request_skipped: bool,
     /// The request's `content-encoding`; `None` for codings tollgate cannot undo (body not inspected).
     request_encoding: Option<ContentEncoding>,
-    framing: Framing,
-    decoder: Option<BodyDecoder>,
-    stream: StreamState,
+    /// The response body's reader, from the response headers on.
+    reader: Option<ResponseReader>,
     response_done: bool,
     /// Removes the usage-only chunk from the client's stream when tollgate injected `include_usage`.
     usage_filter: Option<SseEventFilter>,
@@ -42,9 +42,7 @@ impl Exchange {
             active: false,
             request_skipped: false,
             request_encoding: Some(ContentEncoding::Identity),
-            framing: Framing::Whole,
-            decoder: None,
-            stream: StreamState::default(),
+            reader: None,
             response_done: false,
             usage_filter: None,
             budget: Budgeted::default(),
@@ -52,15 +50,14 @@ impl Exchange {
         }
     }
 
-    /// tollgate adds `stream_options.include_usage` to OpenAI-shaped streaming requests so streams report
-    /// usage. Not for Mistral (rejects unknown fields) nor Azure (older api-versions reject it).
+    /// Whether tollgate asks this OpenAI-shaped stream for usage (`openai_compat::may_inject_usage`).
     fn may_inject_usage(&self) -> bool {
         self.shared.config.include_usage
-            && self.call.route.as_ref().is_some_and(|r| {
-                matches!(r.api, Api::OpenAiChat | Api::OpenAiCompletions)
-                    && r.provider != "mistral_ai"
-                    && r.provider != "azure.ai.openai"
-            })
+            && self
+                .call
+                .route
+                .as_ref()
+                .is_some_and(providers::openai_compat::may_inject_usage)
     }
 
     /// Whether `on_http_request_body` may replace the body (then `content-length` must go). A compressed
@@ -85,31 +82,25 @@ impl Exchange {
 
     /// Feed response bytes through decompression and framing into the provider's reader.
     fn read_response(&mut self, chunk: &[u8], end: bool) {
-        let Some(decoder) = self.decoder.as_mut() else {
+        let (Some(reader), Some(route)) = (self.reader.as_mut(), self.call.route.as_ref()) else {
             return;
         };
-        let Some(route) = self.call.route.as_ref() else {
-            return;
-        };
-        let (resp, st, framing) = (&mut self.call.response, &mut self.stream, self.framing);
-        let mut first_content = false;
-        let mut on_frame = |f: Frame<'_>| {
-            if framing == Framing::Whole {
-                if let Frame::Json(body) = f {
-                    providers::response(route, body, resp);
-                }
-            } else {
-                let outcome = providers::frame(route, &f, st, resp);
-                first_content |= outcome.content;
+        let progress = reader.push(route, chunk, end, &mut self.call.response);
+        if progress.chunk || progress.content {
+            let now = now_ns();
+            if progress.chunk && self.call.first_chunk_ns.is_none() {
+                self.call.first_chunk_ns = Some(now);
             }
-        };
-        decoder.push(chunk, &mut on_frame);
-        if end {
-            decoder.finish(&mut on_frame);
+            if progress.content && self.call.first_content_ns.is_none() {
+                self.call.first_content_ns = Some(now);
+            }
         }
-        if first_content && self.call.first_chunk_ns.is_none() {
-            self.call.first_chunk_ns = Some(now_ns());
-        }
+    }
+
+    fn framing(&self) -> Framing {
+        self.reader
+            .as_ref()
+            .map_or(Framing::Whole, ResponseReader::framing)
     }
 }
 
@@ -314,7 +305,6 @@ impl HttpContext for Exchange {
             .get_str(":status")
             .and_then(|s| s.parse::<u16>().ok());
         self.call.http_status = status;
-        let ct = headers.get_str("content-type").unwrap_or_default();
         let ce = headers.get_str("content-encoding").unwrap_or_default();
         let encoding = if ce.trim().is_empty() {
             Some(ContentEncoding::Identity)
@@ -322,35 +312,27 @@ impl HttpContext for Exchange {
             ContentEncoding::from_header(&ce)
         };
         if let Some(route) = self.call.route.as_ref() {
-            self.framing = providers::framing(route, &self.call.request, &ct);
-            // An error answer to a streaming request is one JSON document, whatever the route streams.
-            if status.is_some_and(|s| s >= 400) && ct.to_ascii_lowercase().contains("json") {
-                self.framing = Framing::Whole;
-            }
-            if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke) {
-                // Bedrock bodies carry no id; InvokeModel reports usage in headers.
-                self.call.response.id = headers.get_string("x-amzn-requestid");
-                let input = headers.get_str("x-amzn-bedrock-input-token-count");
-                let output = headers.get_str("x-amzn-bedrock-output-token-count");
-                bedrock::usage_from_headers(
-                    input.as_deref(),
-                    output.as_deref(),
-                    &mut self.call.response,
-                );
-            }
             let cfg = &self.shared.config;
             let limits = Limits {
                 max_event: cfg.max_event,
                 max_body: cfg.max_response_body,
                 ..Limits::default()
             };
-            self.decoder = encoding.map(|e| BodyDecoder::new(e, self.framing, &limits));
-            if encoding.is_none() {
+            let reader = ResponseReader::new(
+                route,
+                &self.call.request,
+                status,
+                &headers,
+                &limits,
+                &mut self.call.response,
+            );
+            if reader.uninspected() {
                 self.shared.stats.calls_uninspected.add(1);
             }
+            self.reader = Some(reader);
         }
         if self.call.request.include_usage_injected
-            && self.framing == Framing::Sse
+            && self.framing() == Framing::Sse
             && encoding == Some(ContentEncoding::Identity)
         {
             self.usage_filter = Some(SseEventFilter::default());
@@ -360,7 +342,7 @@ impl HttpContext for Exchange {
         let cfg = self.shared.config.clone();
         if self
             .redaction
-            .on_response_headers(&cfg, &self.shared.stats, self.framing, identity)
+            .on_response_headers(&cfg, &self.shared.stats, self.framing(), identity)
         {
             abi::remove_header(MapType::HttpResponseHeaders, "content-length");
         }
@@ -433,7 +415,7 @@ impl HttpContext for Exchange {
                 "stream_interrupted"
             });
         }
-        if self.framing != Framing::Whole && !self.stream.finished {
+        if self.reader.as_ref().is_some_and(ResponseReader::incomplete) {
             self.call.response.incomplete = true;
         }
         self.call.end_ns = now_ns();

@@ -49,7 +49,6 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
 
 json_struct! {
     struct MessagesRequest<'a> {
-        #[serde(borrow)]
         model: LenientStr<'a> = "model",
         max_tokens: Lenient<u64> = "max_tokens",
         temperature: Lenient<f64> = "temperature",
@@ -67,21 +66,18 @@ json_struct! {
 
 json_struct! {
     struct Message<'a> {
-        #[serde(borrow)]
         content: Lenient<TextContent<'a>> = "content",
     }
 }
 
 json_struct! {
     struct Thinking<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
     }
 }
 
 json_struct! {
     struct OutputConfig<'a> {
-        #[serde(borrow)]
         effort: LenientStr<'a> = "effort",
     }
 }
@@ -186,7 +182,6 @@ impl WireUsage {
 
 json_struct! {
     struct MessageBody<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         id: LenientStr<'a> = "id",
         model: LenientStr<'a> = "model",
@@ -199,7 +194,6 @@ json_struct! {
 
 json_struct! {
     struct Block<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         id: LenientStr<'a> = "id",
         name: LenientStr<'a> = "name",
@@ -210,7 +204,6 @@ json_struct! {
 
 json_struct! {
     struct ErrorBody<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
     }
 }
@@ -281,7 +274,6 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 
 json_struct! {
     struct StreamEvent<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         message: Lenient<MessageBody<'a>> = "message",
         content_block: Lenient<Block<'a>> = "content_block",
@@ -293,7 +285,6 @@ json_struct! {
 
 json_struct! {
     struct Delta<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
         partial_json: LenientStr<'a> = "partial_json",
         thinking: LenientStr<'a> = "thinking",
@@ -378,6 +369,18 @@ fn slow_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOu
     FrameOutcome {
         content,
         usage_only: false,
+    }
+}
+
+/// `event: ping` (its data is `{"type": "ping"}`), which Anthropic sends to keep a stream alive.
+pub fn is_ping(frame: &Frame<'_>) -> bool {
+    match frame {
+        Frame::Sse { event, data } => {
+            let compact = data.bytes().filter(|b| !b.is_ascii_whitespace());
+            *event == "ping"
+                || (event.is_empty() && compact.eq(br#"{"type":"ping"}"#.iter().copied()))
+        }
+        _ => false,
     }
 }
 

@@ -143,9 +143,9 @@ mod tests {
         assert_eq!(d("openai.azure.com", "/openai/v1/chat/completions"), None);
         assert_eq!(d("r.openai.azure.com", "/openai/v1/models"), None);
         assert_eq!(d("", ""), None);
-        // Through the dispatcher, Groq's path still reads as OpenAI-compatible.
+        // Through the dispatcher, Groq's path still reads as OpenAI-compatible, Groq's.
         let r = providers::detect("api.groq.com", "/openai/v1/chat/completions", &[]).unwrap();
-        assert_eq!(r.provider, "openai");
+        assert_eq!((r.api, r.provider.as_str()), (Api::OpenAiChat, "groq"));
         let r = providers::detect("r.openai.azure.com:443", "/openai/v1/chat/completions", &[])
             .unwrap();
         assert_eq!(r.provider, PROVIDER);

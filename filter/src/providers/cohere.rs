@@ -27,7 +27,6 @@ pub fn detect(host: &str, path: &str) -> Option<Route> {
 
 json_struct! {
     struct ChatRequest<'a> {
-        #[serde(borrow)]
         model: LenientStr<'a> = "model",
         stream: Lenient<bool> = "stream",
         max_tokens: Lenient<u64> = "max_tokens",
@@ -130,7 +129,6 @@ impl WireUsage {
 
 json_struct! {
     struct ChatResponse<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         finish_reason: LenientStr<'a> = "finish_reason",
         message: Lenient<AssistantMessage<'a>> = "message",
@@ -140,7 +138,6 @@ json_struct! {
 
 json_struct! {
     struct AssistantMessage<'a> {
-        #[serde(borrow)]
         content: Lenient<Vec<Lenient<ContentPart<'a>>>> = "content",
         tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>> = "tool_calls",
     }
@@ -148,14 +145,12 @@ json_struct! {
 
 json_struct! {
     struct ContentPart<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
     }
 }
 
 json_struct! {
     struct WireToolCall<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         function: Lenient<Named<'a>> = "function",
     }
@@ -202,7 +197,6 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 
 json_struct! {
     struct StreamEvent<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         id: LenientStr<'a> = "id",
         delta: Lenient<StreamDelta<'a>> = "delta",
@@ -211,7 +205,6 @@ json_struct! {
 
 json_struct! {
     struct StreamDelta<'a> {
-        #[serde(borrow)]
         message: Lenient<DeltaMessage<'a>> = "message",
         finish_reason: LenientStr<'a> = "finish_reason",
         usage: Lenient<WireUsage> = "usage",
@@ -221,7 +214,6 @@ json_struct! {
 json_struct! {
     /// In stream deltas `content` and `tool_calls` are single objects, not lists.
     struct DeltaMessage<'a> {
-        #[serde(borrow)]
         content: Lenient<ContentPart<'a>> = "content",
         tool_plan: LenientStr<'a> = "tool_plan",
         tool_calls: Lenient<WireToolCall<'a>> = "tool_calls",

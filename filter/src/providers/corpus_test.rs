@@ -3,7 +3,8 @@
 //! identical call records. (Attribute correctness per fixture is checked end to end through Envoy.)
 
 use crate::call::{Request, Response, Route};
-use crate::providers::{self, Framing, StreamState};
+use crate::providers::{self, FrameOutcome, Framing, StreamState};
+use crate::stream::testutil::Owned;
 use crate::stream::{encode_message, BodyDecoder, ContentEncoding, Frame, Limits};
 use base64::Engine;
 use serde_json::Value;
@@ -109,6 +110,48 @@ pub(super) fn cases() -> Vec<Case> {
     }
     assert!(out.len() >= 50, "the corpus is there");
     out
+}
+
+/// A case's body decoded into frames (owned), as the host's decoder hands them over.
+pub(super) fn frames(case: &Case) -> Vec<Owned> {
+    let mut dec = BodyDecoder::new(ContentEncoding::Identity, case.framing, &Limits::default());
+    let mut out = Vec::new();
+    let mut on = |f: Frame<'_>| out.push(Owned::from(f));
+    dec.push(&case.body, &mut on);
+    dec.finish(&mut on);
+    out
+}
+
+/// A request body read as the host reads it (the URL may already say the call streams).
+pub(super) fn read_request(route: &Route, body: &[u8]) -> Request {
+    let mut req = Request {
+        stream: route.path_stream,
+        ..Request::default()
+    };
+    providers::request(route, body, &mut req);
+    req
+}
+
+/// The response `frames` make (each a whole body when `framing` is `Whole`), each frame's outcome and
+/// whether the stream ended.
+pub(super) fn read_frames(
+    route: &Route,
+    framing: Framing,
+    frames: &[Owned],
+) -> (Response, Vec<FrameOutcome>, bool) {
+    let mut resp = Response::default();
+    let mut st = StreamState::default();
+    let mut outs = Vec::new();
+    for f in frames {
+        if framing == Framing::Whole {
+            if let Frame::Json(b) = f.frame() {
+                providers::response(route, b, &mut resp);
+            }
+        } else {
+            outs.push(providers::frame(route, &f.frame(), &mut st, &mut resp));
+        }
+    }
+    (resp, outs, st.finished)
 }
 
 /// What one delivery of the body produced.

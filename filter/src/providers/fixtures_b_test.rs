@@ -74,13 +74,18 @@ fn run(fx: &Value) -> Outcome {
     let ct = header(headers, "content-type").unwrap_or("");
     let mut resp = Response::default();
     let mut st = StreamState::default();
-    // What the host does with InvokeModel's usage headers (before the body).
-    if route.api == Api::BedrockInvoke {
-        bedrock::usage_from_headers(
-            header(headers, "x-amzn-bedrock-input-token-count"),
-            header(headers, "x-amzn-bedrock-output-token-count"),
-            &mut resp,
-        );
+    // What the host does with Bedrock's headers (before the body).
+    if matches!(route.api, Api::BedrockConverse | Api::BedrockInvoke) {
+        let pairs: Vec<(&str, &str)> = headers
+            .as_object()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let head = crate::headers::Headers::new(crate::headers::serialize(&pairs));
+        bedrock::response_headers(&route, &head, &mut resp);
     }
 
     let mut first_content = None;

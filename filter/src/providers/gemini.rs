@@ -78,7 +78,6 @@ pub(crate) fn percent_decode(s: &str) -> String {
 // Google's JSON mapping accepts both lowerCamelCase and the proto's snake_case names: read both.
 json_struct! {
     struct GenerateRequest<'a> {
-        #[serde(borrow)]
         contents: Lenient<Vec<Lenient<Content<'a>>>> = "contents",
         system_instruction: Lenient<Content<'a>> = "systemInstruction" | "system_instruction",
         generation_config: Lenient<GenerationConfig<'a>> = "generationConfig" | "generation_config",
@@ -88,14 +87,12 @@ json_struct! {
 
 json_struct! {
     struct Content<'a> {
-        #[serde(borrow)]
         parts: Lenient<Vec<Lenient<Part<'a>>>> = "parts",
     }
 }
 
 json_struct! {
     struct Part<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
         function_call: Lenient<FunctionCall<'a>> = "functionCall" | "function_call",
     }
@@ -103,7 +100,6 @@ json_struct! {
 
 json_struct! {
     struct FunctionCall<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         name: LenientStr<'a> = "name",
     }
@@ -120,14 +116,12 @@ json_struct! {
         seed: Lenient<i64> = "seed",
         presence_penalty: Lenient<f64> = "presencePenalty" | "presence_penalty",
         frequency_penalty: Lenient<f64> = "frequencyPenalty" | "frequency_penalty",
-        #[serde(borrow)]
         response_mime_type: LenientStr<'a> = "responseMimeType" | "response_mime_type",
     }
 }
 
 json_struct! {
     struct Tool<'a> {
-        #[serde(borrow)]
         function_declarations: Lenient<Vec<Lenient<Named<'a>>>> = "functionDeclarations" | "function_declarations",
     }
 }
@@ -192,7 +186,6 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
 
 json_struct! {
     struct GenerateResponse<'a> {
-        #[serde(borrow)]
         response_id: LenientStr<'a> = "responseId" | "response_id",
         model_version: LenientStr<'a> = "modelVersion" | "model_version",
         candidates: Lenient<Vec<Lenient<Candidate<'a>>>> = "candidates",
@@ -205,7 +198,6 @@ json_struct! {
 json_struct! {
     struct Candidate<'a> {
         index: Lenient<u64> = "index",
-        #[serde(borrow)]
         finish_reason: LenientStr<'a> = "finishReason" | "finish_reason",
         content: Lenient<Content<'a>> = "content",
     }
@@ -213,7 +205,6 @@ json_struct! {
 
 json_struct! {
     struct PromptFeedback<'a> {
-        #[serde(borrow)]
         block_reason: LenientStr<'a> = "blockReason" | "block_reason",
     }
 }
@@ -254,7 +245,6 @@ impl UsageMetadata {
 
 json_struct! {
     struct ErrorBody<'a> {
-        #[serde(borrow)]
         status: LenientStr<'a> = "status",
         code: Lenient<i64> = "code",
     }

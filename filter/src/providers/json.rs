@@ -17,8 +17,8 @@ use std::cell::{OnceCell, RefCell};
 /// Declare a provider struct read leniently: every field optional (`Default` when absent), each with the
 /// JSON keys it is read from (`= "key" | "alias"`). It implements `Read` (one small function: the member's
 /// key is found in a hash table built at compile time, `tape::Value::fields`), and, for the reference reader
-/// only, serde's `Deserialize` with the same keys (`rename`, `alias`) and the field's own attributes
-/// (`#[serde(borrow)]`).
+/// only, serde's `Deserialize` with the same keys (`reference_members`), each field read by its type's own
+/// serde reader.
 macro_rules! json_struct {
     (
         $(#[$sattr:meta])*
@@ -31,15 +31,9 @@ macro_rules! json_struct {
     ) => {
         $(#[$sattr])*
         #[derive(Default)]
-        #[cfg_attr(any(test, feature = "reference-reader"), derive(serde::Deserialize))]
-        #[cfg_attr(any(test, feature = "reference-reader"), serde(default))]
         $vis struct $name $(<$lt>)? {
             $(
-                $(#[cfg_attr(any(test, feature = "reference-reader"), $fattr)])*
-                #[cfg_attr(
-                    any(test, feature = "reference-reader"),
-                    serde(rename = $key $(, alias = $alias)*)
-                )]
+                $(#[$fattr])*
                 $fvis $field: $ty,
             )*
         }
@@ -65,6 +59,23 @@ macro_rules! json_struct {
                 Some(out)
             }
         }
+
+        #[cfg(any(test, feature = "reference-reader"))]
+        impl<'de $(, $lt)?> serde::Deserialize<'de> for $name $(<$lt>)?
+        $(where 'de: $lt)?
+        {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const KEYS: &[&[&str]] = &[$(&[$key $(, $alias)*]),*];
+                let mut chosen = $crate::providers::json::reference_members(d, KEYS)?.into_iter();
+                let mut out = Self::default();
+                $(
+                    if let Some(raw) = chosen.next().flatten() {
+                        out.$field = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+                    }
+                )*
+                Ok(out)
+            }
+        }
     };
 }
 pub(crate) use json_struct;
@@ -88,6 +99,54 @@ pub const fn field_index(fields: &[&str], field: &str) -> usize {
         i += 1;
     }
     panic!("no such field")
+}
+
+/// The reference reader's view of a struct (tests and the `lenient` fuzz target): the raw text of the
+/// member chosen for each field of `keys`, read with serde_json. From an object, the last member naming a
+/// field by its own name, else the last naming it by an alias (what `tape::Value::fields` reads); from an
+/// array, element `i` for field `i`, and more elements than fields fail; any other value fails.
+#[cfg(any(test, feature = "reference-reader"))]
+pub fn reference_members<'de, D: Deserializer<'de>>(
+    d: D,
+    keys: &'static [&'static [&'static str]],
+) -> Result<Vec<Option<&'de RawValue>>, D::Error> {
+    use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+    struct Members(&'static [&'static [&'static str]]);
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<Option<&'de RawValue>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or an array")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut chosen: Vec<Option<(&'de RawValue, usize)>> = vec![None; self.0.len()];
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                let value: &'de RawValue = map.next_value()?;
+                for (names, slot) in self.0.iter().zip(chosen.iter_mut()) {
+                    let Some(rank) = names.iter().position(|n| *n == key) else {
+                        continue;
+                    };
+                    if slot.is_none_or(|(_, r)| rank <= r) {
+                        *slot = Some((value, rank));
+                    }
+                }
+            }
+            Ok(chosen.into_iter().map(|c| c.map(|(v, _)| v)).collect())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = vec![None; self.0.len()];
+            for slot in out.iter_mut() {
+                match seq.next_element::<&'de RawValue>()? {
+                    Some(v) => *slot = Some(v),
+                    None => return Ok(out),
+                }
+            }
+            if seq.next_element::<IgnoredAny>()?.is_some() {
+                return Err(A::Error::invalid_length(self.0.len() + 1, &self));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Members(keys))
 }
 
 // How the lenient types read.
@@ -325,7 +384,6 @@ impl<'de: 'a, 'a> Read<'de> for TextContent<'a> {
 json_struct! {
     /// An object read for its `name` alone (tools, functions), as several APIs write them.
     pub struct Named<'a> {
-        #[serde(borrow)]
         pub name: LenientStr<'a> = "name",
     }
 }
@@ -333,7 +391,6 @@ json_struct! {
 json_struct! {
     /// A tool declared as `{"function": {"name"}}` (OpenAI-shaped `tools`, as Cohere v2 and Ollama take them).
     pub struct FunctionTool<'a> {
-        #[serde(borrow)]
         pub function: Lenient<Named<'a>> = "function",
     }
 }
@@ -341,7 +398,6 @@ json_struct! {
 json_struct! {
     /// An OpenAI-shaped chat message read for its role and text (OpenAI, Cohere v2, Ollama requests).
     pub struct ChatMessage<'a> {
-        #[serde(borrow)]
         pub role: LenientStr<'a> = "role",
         pub content: Lenient<TextContent<'a>> = "content",
     }
@@ -350,7 +406,6 @@ json_struct! {
 json_struct! {
     /// An object read for its `type` alone (`response_format`, content blocks).
     pub struct Typed<'a> {
-        #[serde(borrow)]
         pub kind: LenientStr<'a> = "type",
     }
 }
@@ -468,7 +523,6 @@ pub struct TextContent<'a>(pub Cow<'a, str>);
 
 json_struct! {
     struct TextPart<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
     }
 }
@@ -643,7 +697,6 @@ mod tests {
             a: Lenient<u64> = "a",
             b: Lenient<String> = "b",
             stop: Lenient<OneOrMany> = "stop",
-            #[serde(borrow)]
             c: Lenient<TextContent<'a>> = "c",
         }
     }
@@ -682,7 +735,6 @@ mod tests {
         /// A response-shaped document with every kind of lenient field.
         #[derive(Debug, PartialEq)]
         struct Doc<'a> {
-            #[serde(borrow)]
             id: LenientStr<'a> = "id",
             n: Lenient<u64> = "n",
             f: Lenient<f64> = "f",
@@ -701,7 +753,6 @@ mod tests {
         #[derive(Debug, PartialEq)]
         struct Choice<'a> {
             index: Lenient<u64> = "index",
-            #[serde(borrow)]
             finish_reason: LenientStr<'a> = "finish_reason",
             message: Lenient<Message<'a>> = "message",
         }
@@ -710,9 +761,7 @@ mod tests {
     json_struct! {
         #[derive(Debug, PartialEq)]
         struct Message<'a> {
-            #[serde(borrow)]
             content: Lenient<TextContent<'a>> = "content",
-            #[serde(borrow)]
             tool_calls: Lenient<Vec<Lenient<ToolCall<'a>>>> = "tool_calls",
         }
     }
@@ -720,7 +769,6 @@ mod tests {
     json_struct! {
         #[derive(Debug, PartialEq)]
         struct ToolCall<'a> {
-            #[serde(borrow)]
             id: LenientStr<'a> = "id",
             function: Lenient<Function<'a>> = "function",
         }
@@ -729,7 +777,6 @@ mod tests {
     json_struct! {
         #[derive(Debug, PartialEq)]
         struct Function<'a> {
-            #[serde(borrow)]
             name: LenientStr<'a> = "name",
         }
     }
@@ -962,7 +1009,6 @@ mod tests {
             struct O<'a> {
                 v: Lenient<Vec<Option<u64>>> = "v",
                 usage: Lenient<Usage> = "usage",
-                #[serde(borrow)]
                 raw: LenientRaw<'a> = "raw",
                 id: LenientStr<'a> = "id",
             }
@@ -1007,7 +1053,6 @@ mod tests {
         let body = br#"{"id":"\ud800","raw":{"a":1}}"#;
         json_struct! {
             struct R<'a> {
-                #[serde(borrow)]
                 raw: LenientRaw<'a> = "raw",
                 #[allow(dead_code)]
                 id: LenientStr<'a> = "id",
@@ -1077,29 +1122,71 @@ mod tests {
 
     #[test]
     fn duplicate_keys() {
-        // Inside a value: that value is rejected, in one pass.
+        // A repeated member costs nothing: the last one is read, at any depth.
         let d = read_doc(
             r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":3},"id":"x",
                 "choices":[{"index":0,"index":1,"finish_reason":"stop"},{"index":2}]}"#,
         );
-        assert_eq!((d.usage.0, d.id.0.as_deref()), (None, Some("x")));
+        let u = d.usage.0.unwrap();
+        assert_eq!(
+            (u.prompt_tokens.0, u.completion_tokens.0),
+            (Some(2), Some(3))
+        );
         let choices = d.choices.0.unwrap();
-        assert_eq!(choices[0].0, None);
+        let c0 = choices[0].0.as_ref().unwrap();
+        assert_eq!(
+            (c0.index.0, c0.finish_reason.0.as_deref()),
+            (Some(1), Some("stop"))
+        );
         assert_eq!(choices[1].0.as_ref().unwrap().index.0, Some(2));
+        assert_eq!(
+            read_doc(r#"{"id":"a","n":1,"id":"b"}"#).id.0.as_deref(),
+            Some("b")
+        );
+        // The last one even when it is null or of another type, as JSON parsers read repeats.
+        assert_eq!(read_doc(r#"{"id":"a","id":null}"#).id.0, None);
+        assert_eq!(read_doc(r#"{"n":"x","n":1,"id":"a"}"#).n.0, Some(1));
         // Unknown keys may repeat.
         assert_eq!(
             read_doc(r#"{"zz":1,"zz":[2],"id":"a"}"#).id.0.as_deref(),
             Some("a")
         );
-        // At the top the whole document is rejected, as before.
-        assert_eq!(read(r#"{"id":"a","n":1,"id":"b"}"#), None);
+    }
+
+    #[test]
+    fn a_field_named_and_aliased_takes_its_own_name() {
+        json_struct! {
+            #[derive(Debug, PartialEq)]
+            struct A {
+                n: Lenient<u64> = "n" | "count" | "total",
+                m: Lenient<u64> = "m",
+            }
+        }
+        let read = |body: &str| {
+            let a = super::read::<A>(body.as_bytes(), spare());
+            let b = with_two_pass(|| super::read::<A>(body.as_bytes(), spare()));
+            assert_eq!(a, b, "{body}");
+            let a = a.unwrap();
+            (a.n.0, a.m.0)
+        };
+        assert_eq!(read(r#"{"count":1}"#), (Some(1), None));
+        assert_eq!(read(r#"{"n":1,"count":2,"m":3}"#), (Some(1), Some(3)));
+        assert_eq!(read(r#"{"count":2,"n":1}"#), (Some(1), None));
+        assert_eq!(read(r#"{"total":3,"count":2}"#), (Some(2), None));
+        assert_eq!(
+            read(r#"{"count":2,"total":3,"m":1,"m":4}"#),
+            (Some(2), Some(4))
+        );
+        assert_eq!(read(r#"{"count":2,"n":null}"#), (None, None));
+        // A struct written as an array is still read by position.
+        assert_eq!(read(r#"[5,6]"#), (Some(5), Some(6)));
+        assert_eq!(super::read::<A>(b"[5,6,7]", spare()).map(|a| a.n.0), None);
     }
 
     #[test]
     fn raw_values_and_garbage() {
         json_struct! {
             struct R<'a> {
-                #[serde(borrow)]
                 raw: LenientRaw<'a> = "raw",
                 n: Lenient<u64> = "n",
             }

@@ -1,15 +1,15 @@
 //! The lenient reader (`json::Lenient` and friends, read from the tape) against the value-by-value reader
 //! on serde_json (`json::with_two_pass`): the same call records over the fixture corpus, and over every
 //! fixture document with each of its values in turn replaced by an odd one (wrong types of every kind,
-//! numbers beyond u64 and f64, escapes, lone surrogates, a duplicated key). The reference reader is built
+//! numbers beyond u64 and f64, escapes, lone surrogates), a key written twice (first, and last with another
+//! value), and a member no provider sends holding a new usage-like object. The reference reader is built
 //! for tests only (and for the fuzz target, feature `reference-reader`).
 
-use super::corpus_test::{cases, Case};
+use super::corpus_test::{cases, frames, read_frames, read_request};
 use super::json::{with_reference, with_two_pass};
-use crate::call::{Request, Response, Route};
-use crate::providers::{self, FrameOutcome, Framing, StreamState};
+use crate::call::Route;
+use crate::providers::Framing;
 use crate::stream::testutil::Owned;
-use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use serde_json::Value;
 
 /// The JSON a frame carries (an event's data, a document, an event-stream payload).
@@ -30,44 +30,6 @@ fn with_json(f: &Owned, json: Vec<u8>) -> Owned {
         Owned::Aws { payload, .. } => *payload = json,
     }
     f
-}
-
-fn frames(case: &Case) -> Vec<Owned> {
-    let mut dec = BodyDecoder::new(ContentEncoding::Identity, case.framing, &Limits::default());
-    let mut out = Vec::new();
-    let mut on = |f: Frame<'_>| out.push(Owned::from(f));
-    dec.push(&case.body, &mut on);
-    dec.finish(&mut on);
-    out
-}
-
-fn read_request(route: &Route, body: &[u8]) -> Request {
-    let mut req = Request {
-        stream: route.path_stream,
-        ..Request::default()
-    };
-    providers::request(route, body, &mut req);
-    req
-}
-
-fn read_frames(
-    route: &Route,
-    framing: Framing,
-    frames: &[Owned],
-) -> (Response, Vec<FrameOutcome>, bool) {
-    let mut resp = Response::default();
-    let mut st = StreamState::default();
-    let mut outs = Vec::new();
-    for f in frames {
-        if framing == Framing::Whole {
-            if let Frame::Json(b) = f.frame() {
-                providers::response(route, b, &mut resp);
-            }
-        } else {
-            outs.push(providers::frame(route, &f.frame(), &mut st, &mut resp));
-        }
-    }
-    (resp, outs, st.finished)
 }
 
 #[test]
@@ -112,6 +74,9 @@ const ODD_VALUES: &[&str] = &[
 ];
 
 const MARK: &str = "\u{1}odd\u{1}";
+
+/// A member added to objects: a name no provider uses, its value shaped like a new usage report.
+const NEW_MEMBER: &str = r#""tollgate_new":{"usage":{"prompt_tokens":9,"input_tokens":9,"details":{"cached_tokens":1}},"type":"x"}"#;
 
 /// Every position in `v`, as a path of object keys and array indexes.
 fn paths(v: &Value, at: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
@@ -171,16 +136,20 @@ fn mutations(doc: &[u8], f: &mut OnMutation<'_>) {
             );
         }
         if let Value::Object(o) = &original {
+            let inner = serde_json::to_string(&original).unwrap();
+            let body = inner.strip_prefix('{').unwrap();
             if let Some((k, first)) = o.iter().next() {
-                let inner = serde_json::to_string(&original).unwrap();
-                let dup = format!(
-                    "{{{}:{},{}",
-                    serde_json::to_string(k).unwrap(),
-                    serde_json::to_string(first).unwrap(),
-                    inner.strip_prefix('{').unwrap()
-                );
+                let key = serde_json::to_string(k).unwrap();
+                let dup = format!("{{{key}:{},{body}", serde_json::to_string(first).unwrap());
                 f(text.replacen(&quoted_mark, &dup, 1).as_bytes(), false);
+                // Written again last with another value: the last one counts, in both readers.
+                let again = format!("{},{key}:[{{}}]}}", inner.strip_suffix('}').unwrap());
+                f(text.replacen(&quoted_mark, &again, 1).as_bytes(), false);
             }
+            // A member no provider sends, holding a new usage-like sub-object.
+            let sep = if o.is_empty() { "" } else { "," };
+            let new = format!("{{{NEW_MEMBER}{sep}{body}");
+            f(text.replacen(&quoted_mark, &new, 1).as_bytes(), false);
         }
     }
 }

@@ -17,19 +17,27 @@ pub mod json;
 pub mod mistral;
 pub mod ollama;
 pub mod openai;
+pub mod openai_compat;
 pub mod openai_responses;
+pub mod reader;
 pub mod skim;
 #[cfg(test)]
 mod skim_test;
 pub mod tape;
 pub mod template;
+#[cfg(any(test, feature = "reference-reader"))]
+pub mod variants;
 
+#[cfg(test)]
+mod corpus_real_test;
 #[cfg(test)]
 mod corpus_test;
 #[cfg(test)]
 mod fixtures_test;
 #[cfg(test)]
 mod lenient_test;
+#[cfg(test)]
+mod robust_test;
 
 use crate::call::{Api, Request, Response, Route};
 use crate::stream::Frame;
@@ -127,7 +135,9 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         Api::OpenAiResponses => openai_responses::request(route, body, req),
         Api::AnthropicMessages => anthropic::request(route, body, req),
         Api::Gemini => gemini::request(route, body, req),
-        Api::BedrockConverse | Api::BedrockInvoke => bedrock::request(route, body, req),
+        Api::BedrockConverse | Api::BedrockInvoke | Api::BedrockEmbeddings => {
+            bedrock::request(route, body, req)
+        }
         Api::CohereChat => cohere::request(route, body, req),
         Api::OllamaChat | Api::OllamaGenerate => ollama::request(route, body, req),
     }
@@ -152,7 +162,9 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
         Api::OpenAiResponses => openai_responses::response(route, body, resp),
         Api::AnthropicMessages => anthropic::response(route, body, resp),
         Api::Gemini => gemini::response(route, body, resp),
-        Api::BedrockConverse | Api::BedrockInvoke => bedrock::response(route, body, resp),
+        Api::BedrockConverse | Api::BedrockInvoke | Api::BedrockEmbeddings => {
+            bedrock::response(route, body, resp)
+        }
         Api::CohereChat => cohere::response(route, body, resp),
         Api::OllamaChat | Api::OllamaGenerate => ollama::response(route, body, resp),
     }
@@ -199,7 +211,16 @@ pub fn frame_with(
         Api::CohereChat => cohere::frame_with(frame, st, resp, fast),
         Api::OllamaChat | Api::OllamaGenerate => ollama::frame_with(frame, st, resp, fast),
         // Embeddings never stream.
-        Api::OpenAiEmbeddings => FrameOutcome::default(),
+        Api::OpenAiEmbeddings | Api::BedrockEmbeddings => FrameOutcome::default(),
+    }
+}
+
+/// A stream event that only keeps the connection alive (Anthropic's `ping`): not a chunk of the response
+/// for `gen_ai.response.time_to_first_chunk` (the SDKs do not hand it to the application either).
+pub fn is_keepalive(route: &Route, frame: &Frame<'_>) -> bool {
+    match route.api {
+        Api::AnthropicMessages => anthropic::is_ping(frame),
+        _ => false,
     }
 }
 

@@ -28,7 +28,6 @@ pub fn detect(_host: &str, path: &str) -> Option<Route> {
 
 json_struct! {
     struct OllamaRequest<'a> {
-        #[serde(borrow)]
         model: LenientStr<'a> = "model",
         stream: Lenient<bool> = "stream",
         options: Lenient<Options> = "options",
@@ -102,7 +101,6 @@ pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
 
 json_struct! {
     struct Chunk<'a> {
-        #[serde(borrow)]
         model: LenientStr<'a> = "model",
         message: Lenient<ChunkMessage<'a>> = "message",
         /// `/api/generate` text.
@@ -118,7 +116,6 @@ json_struct! {
 
 json_struct! {
     struct ChunkMessage<'a> {
-        #[serde(borrow)]
         content: LenientStr<'a> = "content",
         thinking: LenientStr<'a> = "thinking",
         tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>> = "tool_calls",
@@ -127,7 +124,6 @@ json_struct! {
 
 json_struct! {
     struct WireToolCall<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         function: Lenient<Named<'a>> = "function",
     }

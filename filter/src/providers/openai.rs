@@ -22,15 +22,14 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 
-/// Built-in detection by path. An OpenAI-shaped path on a host tollgate does not know (vLLM, Ollama `/v1`,
-/// LiteLLM, ...) is reported as provider `openai`: the wire format is OpenAI's, and only the operator knows
-/// who serves it. A configured `RouteRule` for that host replaces the name (see `providers::detect`).
+/// Built-in detection by path, on api.openai.com and every OpenAI-compatible server; the provider name
+/// comes from the host (`openai_compat.rs`). A configured `RouteRule` for a host replaces it (see
+/// `providers::detect`).
 pub fn detect(host: &str, path: &str) -> Option<Route> {
-    let _ = host;
     let api = api_for_path(path)?;
     Some(Route {
         api,
-        provider: "openai".to_owned(),
+        provider: super::openai_compat::provider(host).to_owned(),
         path_model: None,
         path_stream: false,
     })
@@ -57,7 +56,6 @@ pub(crate) fn api_for_path(path: &str) -> Option<Api> {
 json_struct! {
     /// One request struct for the three shapes: fields a shape does not use are simply absent.
     struct OpenAiRequest<'a> {
-        #[serde(borrow)]
         model: LenientStr<'a> = "model",
         stream: Lenient<bool> = "stream",
         temperature: Lenient<f64> = "temperature",
@@ -92,14 +90,12 @@ json_struct! {
 
 json_struct! {
     struct Tool<'a> {
-        #[serde(borrow)]
         function: Lenient<Named<'a>> = "function",
     }
 }
 
 json_struct! {
     struct Named<'a> {
-        #[serde(borrow)]
         name: LenientStr<'a> = "name",
         /// Tool-call arguments (JSON text, a fragment in streams); read for content capture only.
         arguments: LenientStr<'a> = "arguments",
@@ -496,7 +492,6 @@ json_struct! {
     /// The part of a streaming request that decides whether usage must be asked for.
     struct StreamFlags<'a> {
         stream: Lenient<bool> = "stream",
-        #[serde(borrow)]
         stream_options: Present<'a> = "stream_options",
     }
 }
@@ -527,7 +522,7 @@ const INCLUDE_USAGE_MEMBER: &[u8] = br#""stream_options":{"include_usage":true},
 ///
 /// The edit is minimal: without a `stream_options` key, the member is inserted right after the opening `{`
 /// and every other byte is kept; with one, only that value is re-serialized (its own keys may be reordered).
-/// Bodies with a duplicated top-level key are left alone.
+/// A key written twice is read as JSON parsers read it, the last one, and that one is rewritten.
 ///
 /// The caller decides whether the route takes the option (Chat and Completions only; not Mistral, which
 /// always reports usage and rejects unknown fields; not Azure api-versions before 2024-09-01-preview),
@@ -596,6 +591,7 @@ json_struct! {
     pub(crate) struct WireUsage {
         prompt_tokens: Lenient<u64> = "prompt_tokens",
         completion_tokens: Lenient<u64> = "completion_tokens",
+        total_tokens: Lenient<u64> = "total_tokens",
         prompt_tokens_details: Lenient<PromptDetails> = "prompt_tokens_details",
         completion_tokens_details: Lenient<CompletionDetails> = "completion_tokens_details",
     }
@@ -618,10 +614,19 @@ impl WireUsage {
     /// OpenAI already counts cached tokens inside prompt_tokens and reasoning inside completion_tokens,
     /// which is the semconv meaning: copy as is. Each report overwrites the previous one, so with vLLM's
     /// `continuous_usage_stats` (cumulative usage on every chunk) the last chunk wins.
+    ///
+    /// By OpenAI's definition total_tokens is prompt_tokens plus completion_tokens. Some compatible servers
+    /// leave reasoning out of completion_tokens but not out of the total (xAI adds its reasoning_tokens to
+    /// the total; Gemini's OpenAI endpoint counts thinking in the total only); the conventions' output
+    /// includes reasoning, so a total above prompt + completion makes the output total - prompt.
     pub(crate) fn apply(self, resp: &mut Response) {
         let u = &mut resp.usage;
-        u.input = self.prompt_tokens.get().or(u.input);
-        u.output = self.completion_tokens.get().or(u.output);
+        let (prompt, completion) = (self.prompt_tokens.get(), self.completion_tokens.get());
+        u.input = prompt.or(u.input);
+        u.output = match (prompt, completion, self.total_tokens.get()) {
+            (Some(p), Some(c), Some(t)) if t > p.saturating_add(c) => Some(t - p),
+            _ => completion.or(u.output),
+        };
         if let Some(d) = self.prompt_tokens_details.get() {
             u.cache_read = d.cached_tokens.get().or(u.cache_read);
             u.cache_write = d.cache_write_tokens.get().or(u.cache_write);
@@ -634,7 +639,6 @@ impl WireUsage {
 
 json_struct! {
     struct ChatResponse<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         model: LenientStr<'a> = "model",
         /// `"error"` on vLLM's older top-level error body `{"object":"error","type":…,"code":400}`.
@@ -647,13 +651,20 @@ json_struct! {
         error: Lenient<ErrorBody<'a>> = "error",
         /// Azure's first chunk: prompt filter verdicts, no choices, no usage.
         prompt_filter_results: Lenient<IgnoredAny> = "prompt_filter_results",
+        /// Groq: `x_groq.usage` on the last chunk of a stream, where OpenAI's `usage` is not sent.
+        x_groq: Lenient<XGroq> = "x_groq",
+    }
+}
+
+json_struct! {
+    struct XGroq {
+        usage: Lenient<WireUsage> = "usage",
     }
 }
 
 json_struct! {
     struct Choice<'a> {
         index: Lenient<u64> = "index",
-        #[serde(borrow)]
         finish_reason: LenientStr<'a> = "finish_reason",
         message: Lenient<ChoiceMessage<'a>> = "message",
         delta: Lenient<ChoiceMessage<'a>> = "delta",
@@ -666,7 +677,6 @@ json_struct! {
     struct ChoiceMessage<'a> {
         /// A string for OpenAI; Mistral may send a list of typed parts.
         content: Lenient<TextContent<'a>> = "content",
-        #[serde(borrow)]
         refusal: LenientStr<'a> = "refusal",
         tool_calls: Lenient<Vec<Lenient<WireToolCall<'a>>>> = "tool_calls",
     }
@@ -674,7 +684,6 @@ json_struct! {
 
 json_struct! {
     struct WireToolCall<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         function: Lenient<Named<'a>> = "function",
     }
@@ -682,7 +691,6 @@ json_struct! {
 
 json_struct! {
     pub(crate) struct ErrorBody<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         code: LenientStr<'a> = "code",
     }
@@ -728,7 +736,10 @@ fn apply_chunk(c: ChatResponse<'_>, resp: &mut Response) -> bool {
     set_if_nonempty(&mut resp.model, c.model.get());
     set_if_nonempty(&mut resp.service_tier, c.service_tier.get());
     set_if_nonempty(&mut resp.system_fingerprint, c.system_fingerprint.get());
-    if let Some(u) = c.usage.get() {
+    for u in [c.x_groq.get().and_then(|x| x.usage.get()), c.usage.get()]
+        .into_iter()
+        .flatten()
+    {
         u.apply(resp);
     }
     if let Some(e) = c.error.get() {
@@ -1020,7 +1031,8 @@ fn fast_chunk_with<'a>(
             }
             b"usage" => usage = fast_usage(&mut r)?,
             b"error" => r.null()?.then_some(())?,
-            b"prompt_filter_results" => return None,
+            // Azure's filter results and Groq's usage take the serde path.
+            b"prompt_filter_results" | b"x_groq" => return None,
             b"choices" => {
                 if !r.null()? {
                     r.begin_array()?;
@@ -1097,17 +1109,19 @@ fn fast_usage(r: &mut Reader<'_>) -> Option<Option<WireUsage>> {
     if !r.object_or_null()? {
         return Some(None);
     }
-    const KEYS: [&[u8]; 4] = [
+    const KEYS: [&[u8]; 5] = [
         b"prompt_tokens",
         b"completion_tokens",
         b"prompt_tokens_details",
         b"completion_tokens_details",
+        b"total_tokens",
     ];
     let mut u = WireUsage::default();
     r.members(&|k| key_bit(&KEYS, k), &mut |r, b| {
         match b.trailing_zeros() {
             0 => u.prompt_tokens = Lenient(r.u64_or_null()?),
             1 => u.completion_tokens = Lenient(r.u64_or_null()?),
+            4 => u.total_tokens = Lenient(r.u64_or_null()?),
             2 => {
                 let counts = fast_counts(r, [b"cached_tokens", b"cache_write_tokens"])?;
                 u.prompt_tokens_details = Lenient(counts.map(|[c, w]| PromptDetails {
@@ -1357,6 +1371,82 @@ mod tests {
         assert_eq!(resp.finish_reasons, vec!["stop"]);
         assert_eq!((resp.usage.input, resp.usage.output), (Some(5), Some(1)));
         assert_eq!(resp.output_chars, 2);
+    }
+
+    #[test]
+    fn groq_streams_are_exact_without_include_usage() {
+        // Groq's last chunk: `x_groq.usage`, no OpenAI `usage` (recorded shape, timings included).
+        let groq = detect("api.groq.com", "/openai/v1/chat/completions").unwrap();
+        let chunks = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama-3.3-70b-versatile","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"x_groq":{"id":"req_1","seed":7}}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama-3.3-70b-versatile","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"llama-3.3-70b-versatile","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"x_groq":{"id":"req_1","usage":{"queue_time":0.19,"prompt_tokens":20,"prompt_time":0.01,"completion_tokens":4,"completion_time":0.009,"total_tokens":24,"total_time":0.02}}}"#,
+            "[DONE]",
+        ];
+        for fast in [true, false] {
+            let mut st = StreamState::default();
+            let mut resp = Response::default();
+            let outs: Vec<_> = chunks
+                .iter()
+                .map(|c| frame_with(&groq, &ev(c), &mut st, &mut resp, fast))
+                .collect();
+            assert!(st.finished && !outs[2].usage_only);
+            assert_eq!(
+                (resp.usage.input, resp.usage.output),
+                (Some(20), Some(4)),
+                "fast {fast}"
+            );
+            assert_eq!(resp.finish_reasons, ["stop"]);
+        }
+        // With include_usage Groq also sends OpenAI's usage chunk: the same counts, read once each.
+        let (resp, _, outs) = stream(
+            &groq,
+            &[
+                chunks[2],
+                r#"{"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":20,"completion_tokens":4,"total_tokens":24}}"#,
+            ],
+        );
+        assert!(outs[1].usage_only);
+        assert_eq!((resp.usage.input, resp.usage.output), (Some(20), Some(4)));
+    }
+
+    #[test]
+    fn output_left_out_of_completion_tokens_but_in_the_total_is_counted() {
+        // xAI: total = prompt + completion + reasoning, so completion excludes the reasoning.
+        let xai = br#"{"id":"x","model":"grok-4-fast-reasoning","choices":[{"index":0,"message":{"role":"assistant","content":"Ola"},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":165,"completion_tokens":2,"total_tokens":296,"prompt_tokens_details":{"text_tokens":165,"cached_tokens":164},
+            "completion_tokens_details":{"reasoning_tokens":129,"audio_tokens":0},"num_sources_used":0}}"#;
+        // OpenAI: total = prompt + completion, which includes the reasoning.
+        let openai = br#"{"id":"c","model":"o3","choices":[],
+            "usage":{"prompt_tokens":165,"completion_tokens":131,"total_tokens":296,"completion_tokens_details":{"reasoning_tokens":129}}}"#;
+        for body in [&xai[..], &openai[..]] {
+            let mut resp = Response::default();
+            response(&route(), body, &mut resp);
+            let u = resp.usage;
+            assert_eq!(
+                (u.input, u.output, u.reasoning),
+                (Some(165), Some(131), Some(129))
+            );
+        }
+        // Gemini's OpenAI endpoint: the thinking tokens are only in the total.
+        let mut resp = Response::default();
+        response(
+            &route(),
+            br#"{"usage":{"completion_tokens":12,"prompt_tokens":35,"total_tokens":109}}"#,
+            &mut resp,
+        );
+        assert_eq!(
+            (resp.usage.input, resp.usage.output, resp.usage.reasoning),
+            (Some(35), Some(74), None)
+        );
+        // A total below the sum changes nothing.
+        let mut resp = Response::default();
+        response(
+            &route(),
+            br#"{"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":3}}"#,
+            &mut resp,
+        );
+        assert_eq!(resp.usage.output, Some(2));
     }
 
     #[test]
@@ -1636,8 +1726,7 @@ mod tests {
             r#"{"model":"m","stream":false}"#,
             r#"{"model":"m"}"#,
             r#"{"model":"m","stream":"true"}"#,
-            r#"{"stream":true,"stream":true}"#,
-            r#"{"stream":true,"stream_options":{},"stream_options":{}}"#,
+            r#"{"stream":true,"stream":false}"#,
             r#"[{"stream":true}]"#,
             r#"{"stream":true"#,
             "",

@@ -22,7 +22,6 @@ use std::borrow::Cow;
 
 json_struct! {
     struct ResponsesRequest<'a> {
-        #[serde(borrow)]
         model: LenientStr<'a> = "model",
         stream: Lenient<bool> = "stream",
         max_output_tokens: Lenient<u64> = "max_output_tokens",
@@ -39,7 +38,6 @@ json_struct! {
 
 json_struct! {
     struct RequestTool<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         name: LenientStr<'a> = "name",
     }
@@ -53,14 +51,12 @@ json_struct! {
 
 json_struct! {
     struct TextOptions<'a> {
-        #[serde(borrow)]
         format: Lenient<Format<'a>> = "format",
     }
 }
 
 json_struct! {
     struct Format<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
     }
 }
@@ -74,7 +70,6 @@ struct Input {
 
 json_struct! {
     struct InputItem<'a> {
-        #[serde(borrow)]
         role: LenientStr<'a> = "role",
         /// A string or a list of `input_text` parts (`{"type":"input_text","text":…}`).
         content: Lenient<TextContent<'a>> = "content",
@@ -200,7 +195,6 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
 json_struct! {
     /// The response object: a whole body, or the `response` member of a stream event.
     struct ResponseObject<'a> {
-        #[serde(borrow)]
         id: LenientStr<'a> = "id",
         model: LenientStr<'a> = "model",
         status: LenientStr<'a> = "status",
@@ -215,7 +209,6 @@ json_struct! {
 
 json_struct! {
     struct IncompleteDetails<'a> {
-        #[serde(borrow)]
         reason: LenientStr<'a> = "reason",
     }
 }
@@ -258,7 +251,6 @@ impl ResponsesUsage {
 
 json_struct! {
     struct OutputItem<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         call_id: LenientStr<'a> = "call_id",
         name: LenientStr<'a> = "name",
@@ -268,7 +260,6 @@ json_struct! {
 
 json_struct! {
     struct OutputPart<'a> {
-        #[serde(borrow)]
         text: LenientStr<'a> = "text",
         refusal: LenientStr<'a> = "refusal",
     }
@@ -367,7 +358,6 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 json_struct! {
     /// One streamed event: `event: <type>` + `data: {"type":<type>, "sequence_number":…, …}`.
     struct Event<'a> {
-        #[serde(borrow)]
         kind: LenientStr<'a> = "type",
         response: Lenient<ResponseObject<'a>> = "response",
         delta: LenientStr<'a> = "delta",

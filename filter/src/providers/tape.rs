@@ -366,8 +366,14 @@ pub const fn key_table<const N: usize>(keys: &[&[&str]]) -> [(u32, usize); N] {
     out
 }
 
-/// The field named `name` in `keys`, through its `key_table`.
-fn find_key(keys: &[&[&str]], table: &[(u32, usize)], name: &str) -> Option<usize> {
+/// The field a member's key names in `keys`, through its `key_table`, with the rank of the name among
+/// the field's names (0: its own, then its aliases). A key that cannot be unescaped names no field.
+fn find_key(
+    keys: &[&[&str]],
+    table: &[(u32, usize)],
+    key: &Value<'_, '_>,
+) -> Option<(usize, usize)> {
+    let name = key.str()?;
     let h = key_hash(name.as_bytes());
     let mask = table.len().checked_sub(1)?;
     let mut slot = h as usize & mask;
@@ -375,8 +381,10 @@ fn find_key(keys: &[&[&str]], table: &[(u32, usize)], name: &str) -> Option<usiz
     for _ in 0..table.len() {
         let &(kh, field) = table.get(slot)?;
         let i = field.checked_sub(1)?;
-        if kh == h && keys.get(i).is_some_and(|k| k.contains(&name)) {
-            return Some(i);
+        if kh == h {
+            if let Some(rank) = keys.get(i).and_then(|k| k.iter().position(|k| *k == name)) {
+                return Some((i, rank));
+            }
         }
         slot = (slot + 1) & mask;
     }
@@ -514,11 +522,16 @@ impl<'t, 'de> Value<'t, 'de> {
         self.raw(self.tok()?)
     }
 
-    /// A struct's fields as serde's derived reader (with `#[serde(default)]`) finds them: from an object,
-    /// the value of each member whose key is one of `keys[i]` (a field's name and aliases) goes to `f(i, _)`,
-    /// other members are skipped, and a field named twice fails; from an array, element `i` goes to
-    /// `f(i, _)`, and more elements than fields fail. Any other value fails, as does `f`. At most 64 fields.
-    /// `table` (`key_table(keys)`) finds a key by its hash, so a member costs one string comparison at most.
+    /// A struct's fields: from an object, the value of the member whose key is one of `keys[i]` (a field's
+    /// name, then its aliases) goes to `f(i, _)`, and other members are skipped; from an array, element `i`
+    /// goes to `f(i, _)`, and more elements than fields fail. Any other value fails, as does `f`. At most
+    /// 64 fields. `table` (`key_table(keys)`) finds a key by its hash, so a member costs one string
+    /// comparison at most.
+    ///
+    /// A field named by several members takes one of them: the last that uses the field's own name, else
+    /// the last alias. JSON parsers keep the last of repeated names, and providers that write a counter
+    /// under two names (Bedrock's `cacheReadInputTokens` and `cacheReadInputTokenCount`) write the same
+    /// count: a repeat never costs the value. (serde's derived readers reject the whole struct instead.)
     pub fn fields(
         &self,
         keys: &[&[&str]],
@@ -526,23 +539,51 @@ impl<'t, 'de> Value<'t, 'de> {
         f: &mut dyn FnMut(usize, Value<'t, 'de>) -> Option<()>,
     ) -> Option<()> {
         if let Some(mut members) = self.children(Kind::Obj) {
+            // One pass while no field repeats (nearly always); a repeat, or a value `f` refuses that a later
+            // member might replace, goes to the pass that chooses first and reads after.
             let mut seen = 0u64;
             while let Some((key, value)) = members.next_pair() {
-                // A key that cannot be unescaped names no field.
-                let name = key.str();
-                let Some(i) = find_key(keys, table, name.as_deref().unwrap_or("")) else {
+                let Some((i, _)) = find_key(keys, table, &key) else {
                     continue;
                 };
                 let bit = 1u64.checked_shl(u32::try_from(i).ok()?)?;
-                (seen & bit == 0).then_some(())?;
+                if seen & bit != 0 || f(i, value).is_none() {
+                    return self.chosen_fields(keys, table, f);
+                }
                 seen |= bit;
-                f(i, value)?;
             }
             return Some(());
         }
         for (i, item) in self.elements()?.enumerate() {
             (i < keys.len()).then_some(())?;
             f(i, item)?;
+        }
+        Some(())
+    }
+
+    /// `fields` of an object in two passes: choose each field's member, then read the chosen ones.
+    fn chosen_fields(
+        &self,
+        keys: &[&[&str]],
+        table: &[(u32, usize)],
+        f: &mut dyn FnMut(usize, Value<'t, 'de>) -> Option<()>,
+    ) -> Option<()> {
+        // Per field: the chosen value's token and the rank of the key naming it (0: the field's name).
+        let mut chosen = [(0u32, usize::MAX); 64];
+        let mut members = self.children(Kind::Obj)?;
+        while let Some((key, value)) = members.next_pair() {
+            let Some((i, rank)) = find_key(keys, table, &key) else {
+                continue;
+            };
+            let slot = chosen.get_mut(i)?;
+            if slot.1 == usize::MAX || rank <= slot.1 {
+                *slot = (value.at, rank);
+            }
+        }
+        for (i, &(at, rank)) in chosen.iter().enumerate().take(keys.len()) {
+            if rank != usize::MAX {
+                f(i, self.at(at))?;
+            }
         }
         Some(())
     }

@@ -569,12 +569,9 @@ impl Aggregator {
         };
         let with = |b, key, v| View::after(state(b), b, Some((key, ValRef::Str(v))));
         let plain = |b| View::after(state(b), b, None);
-        let streaming = call.request.stream || call.route.as_ref().is_some_and(|r| r.path_stream);
         let duration = seconds(call.start_ns, call.end_ns);
-        let ttfc = call
-            .first_chunk_ns
-            .filter(|_| streaming)
-            .and_then(|f| seconds(call.start_ns, f));
+        // The span's `gen_ai.response.time_to_first_chunk`: set for streamed responses only.
+        let ttfc = call.first_chunk_ns.and_then(|f| seconds(call.start_ns, f));
         let latest = semconv == Semconv::Latest;
         // The latest set names inference operations only; embeddings keep `gen_ai.client.operation.duration`.
         let inference = latest

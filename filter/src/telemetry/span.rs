@@ -151,12 +151,14 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
     a.int("gen_ai.usage.cache_read.input_tokens", u.cache_read);
     a.int("gen_ai.usage.cache_write.input_tokens", u.cache_write);
     a.int("gen_ai.usage.reasoning.output_tokens", u.reasoning);
-    if let (Some(first), true) = (call.first_chunk_ns, call.start_ns > 0) {
-        a.double(
-            "gen_ai.response.time_to_first_chunk",
-            Some(first.saturating_sub(call.start_ns) as f64 / 1e9),
-        );
-    }
+    let since_start = |t: Option<u64>| {
+        t.filter(|_| call.start_ns > 0)
+            .map(|t| t.saturating_sub(call.start_ns) as f64 / 1e9)
+    };
+    a.double(
+        "gen_ai.response.time_to_first_chunk",
+        since_start(call.first_chunk_ns),
+    );
     a.str(
         "server.address",
         Some(call.server_address.as_str()).filter(|s| !s.is_empty()),
@@ -189,6 +191,10 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
     if !req.tool_names.is_empty() {
         a.strs("tollgate.request.tools", &req.tool_names);
     }
+    a.double(
+        "tollgate.response.time_to_first_token",
+        since_start(call.first_content_ns),
+    );
     if call.usage_estimated {
         a.bool("tollgate.usage.estimated", true);
     }
@@ -360,6 +366,33 @@ mod redaction_tests {
             .iter()
             .find(|kv| kv.key == key)
             .and_then(|kv| kv.value.clone()?.value)
+    }
+
+    #[test]
+    fn first_chunk_and_first_token_timings() {
+        let mut call = Call {
+            start_ns: 1_000_000_000,
+            first_chunk_ns: Some(1_250_000_000),
+            first_content_ns: Some(2_000_000_000),
+            ..Default::default()
+        };
+        let span = build_span(&call, &Config::default(), None);
+        assert_eq!(
+            value(&span, "gen_ai.response.time_to_first_chunk"),
+            Some(any_value::Value::DoubleValue(0.25))
+        );
+        assert_eq!(
+            value(&span, "tollgate.response.time_to_first_token"),
+            Some(any_value::Value::DoubleValue(1.0))
+        );
+        // A stream that only said how it began (or failed) has a first chunk and no first token.
+        call.first_content_ns = None;
+        let span = build_span(&call, &Config::default(), None);
+        assert!(value(&span, "gen_ai.response.time_to_first_chunk").is_some());
+        assert!(value(&span, "tollgate.response.time_to_first_token").is_none());
+        call.first_chunk_ns = None;
+        let span = build_span(&call, &Config::default(), None);
+        assert!(value(&span, "gen_ai.response.time_to_first_chunk").is_none());
     }
 
     #[test]

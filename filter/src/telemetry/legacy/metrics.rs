@@ -364,12 +364,8 @@ impl Aggregator {
     pub fn record(&mut self, call: &Call, semconv: Semconv) {
         let u = &call.response.usage;
         let base = base_attrs(call, true);
-        let streaming = call.request.stream || call.route.as_ref().is_some_and(|r| r.path_stream);
         let duration = seconds(call.start_ns, call.end_ns);
-        let ttfc = call
-            .first_chunk_ns
-            .filter(|_| streaming)
-            .and_then(|f| seconds(call.start_ns, f));
+        let ttfc = call.first_chunk_ns.and_then(|f| seconds(call.start_ns, f));
         // Token usage is reported only when the count is known (semconv: MUST NOT report otherwise).
         if let Some(n) = u.input {
             let a = with(base.clone(), "gen_ai.token.type", "input");
