@@ -32,6 +32,7 @@ pub mod redact;
 pub mod reply;
 pub mod rls;
 pub mod rng;
+pub mod signed;
 pub mod sort;
 pub mod stream;
 pub mod telemetry;
