@@ -25,6 +25,7 @@ pub mod capture;
 pub mod config;
 pub mod crc32;
 pub mod headers;
+pub mod hold;
 pub mod json;
 pub mod pricing;
 pub mod providers;

@@ -66,6 +66,28 @@ pub fn estimate_input_tokens(body_len: usize) -> u64 {
 /// The counters `tenant` calling `model` is checked against. A named rule covers its tenant; `"*"` rules cover
 /// every tenant no rule names (each with its own counter). Rules with `models` apply only to matching models.
 pub fn counters(cfg: &BudgetConfig, tenant: &str, model: Option<&str>) -> Vec<CounterSpec> {
+    counters_where(cfg, tenant, &|models| {
+        models.is_empty() || model.is_some_and(|m| models.iter().any(|p| model_matches(p, m)))
+    })
+}
+
+/// The counters of a request whose body was not read, so whose model is unknown: every rule of its tenant,
+/// model-scoped ones included (a request must not escape a model's budget by being too large to read).
+pub fn counters_any_model(cfg: &BudgetConfig, tenant: &str) -> Vec<CounterSpec> {
+    counters_where(cfg, tenant, &|_| true)
+}
+
+/// Whether a budget can refuse a request of `tenant`: some rule covers it, and not in dry-run (where only a
+/// clamp that cannot be applied refuses).
+pub fn may_deny(cfg: &BudgetConfig, tenant: &str) -> bool {
+    (!cfg.dry_run || cfg.clamp_min.is_some()) && !counters_any_model(cfg, tenant).is_empty()
+}
+
+fn counters_where(
+    cfg: &BudgetConfig,
+    tenant: &str,
+    models_apply: &dyn Fn(&[String]) -> bool,
+) -> Vec<CounterSpec> {
     let named = cfg
         .rules
         .iter()
@@ -77,10 +99,7 @@ pub fn counters(cfg: &BudgetConfig, tenant: &str, model: Option<&str>) -> Vec<Co
             TenantMatch::Named(t) => t == tenant,
             TenantMatch::Each => !named,
         })
-        .filter(|(_, r)| {
-            r.models.is_empty()
-                || model.is_some_and(|m| r.models.iter().any(|p| model_matches(p, m)))
-        })
+        .filter(|(_, r)| models_apply(&r.models))
         .map(|(i, r)| CounterSpec {
             rule: i,
             key: ledger::counter_key(&r.fingerprint, tenant),
@@ -102,16 +121,17 @@ pub struct Ask {
 }
 
 /// The worst case of a request: input estimate + max output tokens × choices (or the configured default).
+/// `req`: what its body said (None: the body was not read).
 pub fn ask(
     cfg: &BudgetConfig,
     api: Api,
-    req: &Request,
+    req: Option<&Request>,
     body_len: usize,
     price: Option<&Price>,
 ) -> Ask {
     let input = estimate_input_tokens(body_len);
-    let choices = req.choice_count.unwrap_or(1).clamp(1, 128);
-    let (per_choice, declared) = match (api, req.max_tokens) {
+    let choices = req.and_then(|r| r.choice_count).unwrap_or(1).clamp(1, 128);
+    let (per_choice, declared) = match (api, req.and_then(|r| r.max_tokens)) {
         (Api::OpenAiEmbeddings, _) => (0, true),
         (_, Some(m)) => (m, true),
         (_, None) => (cfg.default_max_output_tokens, false),
@@ -217,14 +237,14 @@ mod tests {
             choice_count: Some(2),
             ..Request::default()
         };
-        let a = ask(&c, Api::OpenAiChat, &req, 84, None);
+        let a = ask(&c, Api::OpenAiChat, Some(&req), 84, None);
         assert_eq!(
             (a.want.input, a.want.output, a.want.min_output, a.choices),
             (100, 400, 100, 2)
         );
-        let none = ask(&c, Api::AnthropicMessages, &Request::default(), 0, None);
+        let none = ask(&c, Api::AnthropicMessages, None, 0, None);
         assert_eq!((none.want.output, none.declared), (1000, false));
-        let emb = ask(&c, Api::OpenAiEmbeddings, &Request::default(), 10, None);
+        let emb = ask(&c, Api::OpenAiEmbeddings, None, 10, None);
         assert_eq!(emb.want.output, 0);
         let price = Price {
             input: 1.0,
@@ -232,7 +252,7 @@ mod tests {
             cache_read: None,
             cache_write: Some(4.0),
         };
-        let p = ask(&c, Api::OpenAiChat, &req, 84, Some(&price));
+        let p = ask(&c, Api::OpenAiChat, Some(&req), 84, Some(&price));
         assert_eq!(p.want.input_cost_pico, 100 * 4_000_000);
         assert_eq!(p.want.output_price_pico, 2_000_000);
     }
