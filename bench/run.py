@@ -267,7 +267,8 @@ def wasm_filter(name, path, config):
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: '{cfg.replace("'", "''")}'
-                failure_policy: FAIL_OPEN"""
+                failure_policy: FAIL_OPEN
+                allow_on_headers_stop_iteration: true"""
 
 
 # Envoy's native AI filter: no route-level protocol is configured, so both directions are told to handle
