@@ -249,6 +249,11 @@ class Topology:
     def provider_requests(self):
         return get_json(self.provider.port, "/__requests")
 
+    def provider_connections(self):
+        """{"connections": TCP connections the mock provider accepted, "requests": requests it answered}
+        since the last reset (control requests excluded)."""
+        return get_json(self.provider.port, "/__connections")
+
     def reset(self):
         send_json(self.collector.port, "/__spans", None, method="DELETE")
         send_json(self.provider.port, "/__requests", None, method="DELETE")
