@@ -229,13 +229,24 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self._read_body()
+        self.record(body)
+        self.answer(body)
+
+    def record(self, body, **extra):
         self.recorder.add({
             "method": "POST", "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
             "body_base64": base64.b64encode(body).decode(),
+            **extra,
         })
-        name = self.headers.get("x-mock-fixture")
+
+    def fixture_name(self):
+        """The fixture to answer with (`x-mock-fixture`); subclasses may choose by path."""
+        return self.headers.get("x-mock-fixture")
+
+    def answer(self, body):
+        name = self.fixture_name()
         if self.headers.get("x-mock-usage") == "max":
             status = 200
             headers, payload = usage_max_response(body, int(self.headers.get("x-mock-prompt-tokens", "10")))
