@@ -41,7 +41,7 @@ pub struct Stats {
     pub hold_requests: Batched,
     /// Requests that would have been held but Envoy lacks `allow_on_headers_stop_iteration`: their headers
     /// left before the decisions on their body.
-    pub hold_unavailable: Metric,
+    pub hold_unavailable: Batched,
     /// Refusals sent after the request's headers had been forwarded (the upstream stream is reset).
     pub refusals_after_forward: Metric,
     /// Request bodies too large to hold (over `max_request_body`, or of undeclared length and not whole in
@@ -166,7 +166,7 @@ impl Stats {
             redaction_egress_rewritten: c("tollgate.redaction.egress_rewritten"),
             redaction_output_unsupported: c("tollgate.redaction.output_unsupported"),
             hold_requests: Batched::define("tollgate.hold.requests"),
-            hold_unavailable: c("tollgate.hold.unavailable"),
+            hold_unavailable: Batched::define("tollgate.hold.unavailable"),
             refusals_after_forward: c("tollgate.refusals_after_forward"),
             request_oversized: c("tollgate.request.oversized"),
             request_oversized_refused: c("tollgate.request.oversized_refused"),
@@ -186,6 +186,7 @@ impl Stats {
             &self.tokens_output,
             &self.usage_estimated,
             &self.hold_requests,
+            &self.hold_unavailable,
         ] {
             b.publish();
         }
