@@ -216,6 +216,39 @@ mod tests {
     }
 
     #[test]
+    fn an_unread_body_counts_against_every_rule_of_its_tenant() {
+        let c = cfg(json!([
+            {"tenant": "*", "window": "1h", "tokens": 100},
+            {"tenant": "*", "window": "1d", "tokens": 500, "models": ["gpt-4o*"]},
+            {"tenant": "team-a", "window": "1d", "tokens": 9, "models": ["claude*"]}
+        ]));
+        // Its model is unknown: model-scoped rules count it too, so padding past max_request_body does not
+        // escape them.
+        let rules = |t| {
+            counters_any_model(&c, t)
+                .iter()
+                .map(|s| s.rule)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rules("team-b"), vec![0, 1]);
+        assert_eq!(rules("team-a"), vec![2]);
+        assert_eq!(counters(&c, "team-b", None).len(), 1);
+        assert!(may_deny(&c, "team-b") && may_deny(&c, "team-a"));
+        let dry =
+            cfg(json!({"rules": [{"tenant": "x", "window": "1h", "tokens": 1}], "dry_run": true}));
+        assert!(!may_deny(&dry, "x"), "dry-run never refuses");
+        let dry_clamp = cfg(
+            json!({"rules": [{"tenant": "x", "window": "1h", "tokens": 1}],
+                                   "dry_run": true, "clamp_max_tokens": true}),
+        );
+        assert!(
+            may_deny(&dry_clamp, "x"),
+            "a clamp that cannot be applied refuses"
+        );
+        assert!(!may_deny(&dry_clamp, "y"), "no rule covers y");
+    }
+
+    #[test]
     fn fingerprints_survive_reordering_and_limit_changes() {
         let a = cfg(json!([{"tenant": "*", "window": "1h", "tokens": 100, "models": ["a", "b"]}]));
         let b = cfg(json!({"rules": [
