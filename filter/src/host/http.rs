@@ -518,7 +518,9 @@ impl HttpContext for Exchange {
             self.shared.stats.hold_requests.add(1);
             return Action::Pause;
         }
-        if may_refuse && support == Support::Unavailable && !framing.upgrade {
+        if support == Support::Unavailable
+            && hold::hold(may_refuse, self.read, framing.upgrade, Support::Works)
+        {
             self.shared.stats.hold_unavailable.add(1);
         }
         if !end_of_stream && self.may_rewrite_request_body() {
