@@ -318,6 +318,7 @@ def test_oversized_bodies_are_reserved_by_their_size(topology):
     status, raw = send(small.port, body, chunked=False, headers=headers)
     assert status == 429, raw
     assert small.provider_connections() == {"connections": 0, "requests": 0}
+    assert stat(small, "refusals_after_forward") == 0
     # With room for it, it goes through uninspected and the provider's usage (50 in + 100 out: the mock
     # generates max_tokens) is what the budget is charged.
     t = topology(budget_config(1_000_000, out_cap, max_request_body=4096))
@@ -348,6 +349,7 @@ def test_oversized_requests_refuse(topology):
     assert status == 413
     assert t.provider_connections() == {"connections": 0, "requests": 0}
     assert stat(t, "request.oversized_refused") == 2
+    assert stat(t, "refusals_after_forward") == 0, "decided before anything left"
     # A body that fits is read as usual.
     status, _ = send(t.port, big_chat(2000), chunked=False, headers={"x-tenant-id": "strict"})
     assert status == 200

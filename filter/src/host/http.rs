@@ -26,7 +26,8 @@ pub struct Exchange {
     active: bool,
     /// How the request body is read (`crate::hold`).
     read: Read,
-    /// The request headers are held, not yet forwarded, until the decisions on the body are made.
+    /// The request headers have not been forwarded yet: being decided on, or held until the decisions on
+    /// the body are made.
     held: bool,
     /// The held request is noted with `Holds` while Envoy's support for holding is unknown.
     probing: bool,
@@ -431,6 +432,7 @@ impl HttpContext for Exchange {
             return Action::Continue;
         };
         self.active = true;
+        self.held = true; // until this callback lets them go
         self.call.start_ns = now_ns();
         self.call.request.stream = route.path_stream;
         self.call.route = Some(route);
@@ -500,7 +502,7 @@ impl HttpContext for Exchange {
             if self.decide_unread(size) {
                 return Action::Pause;
             }
-            return Action::Continue;
+            return self.release();
         }
         let compressed = self
             .request_encoding
@@ -513,7 +515,6 @@ impl HttpContext for Exchange {
             // The decisions on the body come before any byte of the request leaves: no upstream
             // connection, no request at the provider when one refuses. `content-length` stays; a rewrite
             // sets the new length before the headers leave.
-            self.held = true;
             self.probing = self.shared.holds.held(self.context_id);
             self.shared.stats.hold_requests.add(1);
             return Action::Pause;
@@ -528,7 +529,7 @@ impl HttpContext for Exchange {
             // let Envoy frame the upstream body itself.
             abi::remove_header(MapType::HttpRequestHeaders, "content-length");
         }
-        Action::Continue
+        self.release()
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
