@@ -10,8 +10,10 @@ connection and divides. The upstream is the same nginx as bench/run.py.
 
 Scenarios: Envoy without filters; the no-op module; the no-op module making the host calls tollgate's data
 path cannot avoid (its configuration names them, see bench/noop), all together and (`--breakdown`) one by
-one; Envoy's native C++ `ai_protocol_manager`; tollgate in the bench's configurations. A small request is
-the 1 KiB chat exchange of bench/run.py; a stream is the 1,000-event SSE response. Writes
+one; Envoy's native C++ `ai_protocol_manager`; tollgate in the bench's configurations (budgets: with the
+request headers held while the body is read, and on an Envoy without `allow_on_headers_stop_iteration`,
+which cannot hold them). A small request is the 1 KiB chat exchange of bench/run.py; a stream is the
+1,000-event SSE response. Writes
 bench/results/<date>-<host>-instructions.{md,json} (`-2`, `-3` ... when that exists).
 """
 
@@ -116,14 +118,17 @@ def main():
     small += [("native", "native ai_protocol_manager", bench.NATIVE_FILTER),
               ("tollgate", "tollgate defaults", tg()),
               ("tollgate-no-otlp", "tollgate without OTLP export", tg(otlp=False)),
-              ("budgets", "tollgate + budgets", tg(extra={
-                  "tenant": {"header": "x-tenant-id", "default": "anonymous"},
-                  "budgets": [{"tenant": "*", "window": "1d", "tokens": 10 ** 15}]})),
+              ("budgets", "tollgate + budgets", tg(extra=bench.BUDGETS)),
+              # Without allow_on_headers_stop_iteration the headers are not held: the difference to
+              # "budgets" is what holding them costs.
+              ("budgets-unheld", "tollgate + budgets, headers not held", bench.wasm_filter(
+                  "tollgate", args.tollgate, bench.tollgate_config(True, bench.BUDGETS), hold=False)),
               ("redaction", "tollgate + redaction + capture", tg(extra={
                   "capture_content": True, "redaction": {"egress": True}}))]
     streams = [("none", "no filter", ""), ("noop", "no-op Wasm", noop()),
                ("native", "native ai_protocol_manager", bench.NATIVE_FILTER),
-               ("tollgate", "tollgate defaults", tg())]
+               ("tollgate", "tollgate defaults", tg()),
+               ("budgets", "tollgate + budgets", tg(extra=bench.BUDGETS))]
     only = set(filter(None, args.only.split(",")))
 
     workdir = tempfile.mkdtemp(prefix="tollgate-instr-")

@@ -251,7 +251,9 @@ def stop_proc(proc):
             proc.wait()
 
 
-def wasm_filter(name, path, config):
+def wasm_filter(name, path, config, hold=True):
+    """The Wasm filter; `hold`: Envoy holds request headers the plugin pauses while it reads the body
+    (`allow_on_headers_stop_iteration`, as envoy/gateway.yaml sets it)."""
     cfg = json.dumps(config) if not isinstance(config, str) else config
     return f"""
           - name: envoy.filters.http.wasm
@@ -267,7 +269,8 @@ def wasm_filter(name, path, config):
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: '{cfg.replace("'", "''")}'
-                failure_policy: FAIL_OPEN"""
+                failure_policy: FAIL_OPEN""" + ("""
+                allow_on_headers_stop_iteration: true""" if hold else "")
 
 
 # Envoy's native AI filter: no route-level protocol is configured, so both directions are told to handle
@@ -536,6 +539,10 @@ def tollgate_config(otlp, extra=None):
     return cfg
 
 
+# A budget no request exhausts: every request is checked (and held until its body is read).
+BUDGETS = {"tenant": {"header": "x-tenant-id", "default": "anonymous"},
+           "budgets": [{"tenant": "*", "window": "1d", "tokens": 10 ** 15}]}
+
 # The host calls tollgate makes on every small exchange (host/http.rs), as bench/noop names them: both header
 # maps read whole, the request body held and read once, every response chunk read, `traceparent` added, the
 # request's `content-length` removed, two clock reads. Its counters go to Envoy once per tick, not per call.
@@ -552,9 +559,11 @@ def scenarios(args):
            ("tollgate", "tollgate defaults", wasm_filter("tollgate", args.tollgate, tollgate_config(True))),
            # Budgets and redaction: the keys documented in README; if this build rejects them the scenario is
            # skipped with Envoy's reason.
-           ("budgets", "tollgate + budgets", wasm_filter("tollgate", args.tollgate, tollgate_config(True, {
-               "tenant": {"header": "x-tenant-id", "default": "anonymous"},
-               "budgets": [{"tenant": "*", "window": "1d", "tokens": 10 ** 15}]}))),
+           ("budgets", "tollgate + budgets", wasm_filter("tollgate", args.tollgate, tollgate_config(True, BUDGETS))),
+           # The same on an Envoy without allow_on_headers_stop_iteration: tollgate cannot hold the headers
+           # and forwards them before the budget decision. The difference to "budgets" is the cost of holding.
+           ("budgets-unheld", "tollgate + budgets, headers not held",
+            wasm_filter("tollgate", args.tollgate, tollgate_config(True, BUDGETS), hold=False)),
            ("redaction", "tollgate + redaction + capture", wasm_filter("tollgate", args.tollgate, tollgate_config(
                True, {"capture_content": True, "redaction": {"egress": True}})))]
     return [s for s in out if not args.only or s[0] in args.only.split(",")]
@@ -622,6 +631,7 @@ def main():
     t_start = time.monotonic()
     envs = {}  # key -> (Envoy, its results), every scenario's Envoy running at once (only one gets load)
     sse_req = open(reqs["req1k-stream"], "rb").read()
+    small_req = open(reqs["req1k"], "rb").read()
     try:
         for key, label, filters in scenarios(args):
             env = Envoy(workdir, key, filters, ports, envoy_cpu)
@@ -645,7 +655,7 @@ def main():
             st = probe.getresponse().status
             probe.close()
             log = env.log()
-            if st != 200 or ("tollgate" in key or key in ("budgets", "redaction")) and (
+            if st != 200 or ("tollgate" in key or key.startswith("budgets") or key == "redaction") and (
                     "configuration" in log.lower() and ("rejected" in log.lower() or "failed" in log.lower())):
                 bad = [ln for ln in log.splitlines() if "config" in ln.lower()]
                 results["skipped"][key] = {"label": label,
@@ -669,6 +679,10 @@ def main():
                           f"cpu {fmt(one['cpu_us_per_req'], '.1f')} µs/req", flush=True)
                 per.setdefault("stream_timing", []).append(
                     stream_timing(env, "/sse/v1/chat/completions", sse_req, n_timing))
+                # A small non-streamed exchange, one at a time: the time to its first byte includes the
+                # upstream connection's reuse and the whole exchange, so holding headers shows here.
+                per.setdefault("small_timing", []).append(
+                    stream_timing(env, "/small/v1/chat/completions", small_req, n_timing))
                 # Paced: the upstream sends the first event, then the rest 20 ms later, so the time to the
                 # first byte is the cost of the headers and the first event alone (nginx sends the whole
                 # stream at once, and Envoy flushes the headers only after processing that burst).
@@ -677,7 +691,7 @@ def main():
         for key, (env, s) in envs.items():
             for lk, *_ in interleaved:
                 s[lk] = median_load(s["rounds"][lk])
-            for lk in ("stream_timing", "paced_timing"):
+            for lk in ("stream_timing", "paced_timing", "small_timing"):
                 s[lk] = median_timing(s["rounds"][lk])
             print(f"bench: {s['label']}: small {s['small']['rps']:.0f} rps, sse timing {s['stream_timing']}",
                   flush=True)
@@ -774,6 +788,9 @@ def derive(res):
         if base and "stream_timing" in s and "stream_timing" in base:
             for m in ("ttfb_headers_us", "ttfb_body_us", "total_us"):
                 x[f"sse_{m}_ratio"] = s["stream_timing"][m] / base["stream_timing"][m]
+        if base and "small_timing" in s and "small_timing" in base:
+            for m in ("ttfb_headers_us", "ttfb_body_us"):
+                x[f"small_{m}_added"] = s["small_timing"][m] - base["small_timing"][m]
         if base and "paced_timing" in s and "paced_timing" in base:
             for m in ("ttfb_body_us", "total_us"):
                 x[f"paced_{m}_ratio"] = s["paced_timing"][m] / base["paced_timing"][m]
@@ -835,7 +852,7 @@ def write(res, args):
     stem = free_stem(os.path.join(args.out, f"{datetime.date.today().isoformat()}-{m['host']}"))
     with open(stem + ".json", "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
-    order = ["none", "noop", "floor", "native", "tollgate", "budgets", "redaction"]
+    order = ["none", "noop", "floor", "native", "tollgate", "budgets", "budgets-unheld", "redaction"]
     sc = {k: res["scenarios"][k] for k in sorted(res["scenarios"], key=lambda k: (order + [k]).index(k))}
     d = res["derived"]
     L = [f"# tollgate benchmark — {m['date']}", "",
@@ -872,6 +889,18 @@ def write(res, args):
                 L.append(f"| {s['label']} | {r['rps']:.0f} | {r['p50_us']} | "
                          f"{fmt(x.get('small1_p50_us_added'), '+.0f')} | {r['p99_us']} | "
                          f"{fmt(r['cpu_us_per_req'], '.1f')} |")
+    if any("small_timing" in s for s in sc.values()):
+        L += ["", "Time to first byte of a small non-streamed exchange (sequential, one connection, median): a "
+              "request a budget checks is held until its body is read (`budgets`); `budgets-unheld` is the same "
+              "filter on an Envoy without `allow_on_headers_stop_iteration`.", "",
+              "| scenario | headers µs | added vs no filter | first byte µs | added vs no filter |",
+              "|---|---:|---:|---:|---:|"]
+        for key, s in sc.items():
+            t, x = s.get("small_timing"), d[key]
+            if t:
+                L.append(f"| {s['label']} | {t['ttfb_headers_us']:.0f} | "
+                         f"{fmt(x.get('small_ttfb_headers_us_added'), '+.0f')} | {t['ttfb_body_us']:.0f} | "
+                         f"{fmt(x.get('small_ttfb_body_us_added'), '+.0f')} |")
     L += ["", "## Streaming (1,000-event SSE, " + f"{res['sizes']['sse_bytes']['sse'] / KIB:.0f} KiB)", "",
           "Sequential streams on one connection (median): time to headers, to the first body byte, to the end; "
           "and with 8 connections: streams/s and Envoy CPU.", "",

@@ -185,6 +185,13 @@ class Install:
         self.oci_url = f"oci://{img['repository']}@{img['digest']}"
         self.image_ref = f"{img['repository']}@{img['digest']}"
         self.buffer = int(values["request_buffer_bytes"])
+        # tollgate holds a request body only while it fits `max_request_body` (default 1 MiB, Envoy's own
+        # limit), and Envoy answers 413 to a held body over the listener's buffer limit: the two go together
+        # (README "What reaches the provider"). The plugin JSON says it, at most the listener's limit.
+        mrb = plugin.get("max_request_body", 1024 * 1024)
+        if not isinstance(mrb, int) or mrb > self.buffer:
+            raise SystemExit("plugin-config.json: max_request_body must be at most values.json "
+                             f"request_buffer_bytes ({self.buffer})")
         self.failure = values["failure_policy"]
         if self.failure not in ("FAIL_OPEN", "FAIL_CLOSED", "FAIL_RELOAD"):
             raise SystemExit("values.json: failure_policy must be FAIL_OPEN, FAIL_CLOSED or FAIL_RELOAD")

@@ -118,6 +118,11 @@ def main():
                                (b":path", b"/v1/chat/completions"), (b"content-type", b"application/json")]))
     put("headers", header_map([(b":status", b"200"), (b"content-encoding", b"br"), (b"x-empty", b"")]))
     put("headers", b":method=POST\ntraceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n")
+    # Before forwarding: authorization, x-amz-content-sha256 and :path lines (see fuzz/fuzz_targets/wire.rs).
+    put("wire", b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/bedrock/aws4_request, "
+                b"SignedHeaders=content-length;content-type;host;x-amz-date, Signature=ab\n\n/model/m/converse")
+    put("wire", b"\nUNSIGNED-PAYLOAD\n/model/m/invoke?X-Amz-SignedHeaders=host%3Bx-amz-date&X-Amz-Signature=ab")
+    put("wire", b"1048576\n\n/v1/chat/completions")
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     for block in re.findall(r"```json\n(.*?)```", readme, re.S):
         put("config", block.encode())

@@ -66,9 +66,15 @@ class Background:
         self.server.server_close()
 
 
+# The listener's buffer limit in envoy/gateway.yaml; None leaves Envoy's default (1 MiB).
+SHIPPED_BUFFER_LIMIT = 8 * 1024 * 1024
+
+
 class Envoy:
     def __init__(self, plugin_config, provider_port, collector_port, concurrency=2, failure_policy="FAIL_OPEN",
-                 listen_port=None, extra_clusters=""):
+                 listen_port=None, extra_clusters="", buffer_limit=SHIPPED_BUFFER_LIMIT, hold_headers=True):
+        """`buffer_limit`: the listener's per_connection_buffer_limit_bytes (None: Envoy's default);
+        `hold_headers`: the Wasm filter's allow_on_headers_stop_iteration (False: Envoy's default)."""
         self.listen_port = listen_port or free_port()
         self.admin_port = free_port()
         self.dir = tempfile.mkdtemp(prefix="tollgate-envoy-")
@@ -81,6 +87,8 @@ class Envoy:
             ADMIN_PORT=self.admin_port, LISTEN_PORT=self.listen_port, PROVIDER_PORT=provider_port,
             COLLECTOR_PORT=collector_port, WASM=wasm_path(), FAILURE_POLICY=failure_policy,
             PLUGIN_CONFIG=cfg.replace("'", "''"),
+            BUFFER_LIMIT=f"    per_connection_buffer_limit_bytes: {buffer_limit}" if buffer_limit else "",
+            HOLD="                allow_on_headers_stop_iteration: true" if hold_headers else "",
         )
         with open(self.config_path, "w", encoding="utf-8") as f:
             f.write(rendered + extra_clusters)  # `clusters` is the template's last list
@@ -192,14 +200,15 @@ class Topology:
     """Mock provider + OTLP receiver + Envoy with tollgate."""
 
     def __init__(self, plugin_config=None, concurrency=2, failure_policy="FAIL_OPEN", listen_port=None,
-                 provider_port=0, collector_port=0, extra_clusters="", provider=None):
+                 provider_port=0, collector_port=0, extra_clusters="", provider=None,
+                 buffer_limit=SHIPPED_BUFFER_LIMIT, hold_headers=True):
         # Several gateways (replicas) can share one mock provider; the owner of a shared one stops it.
         self.own_provider = provider is None
         self.provider = provider or Background(mock_provider.make_server(provider_port))
         self.collector = Background(otlp_receiver.make_server(collector_port))
         self.plugin_config = plugin_config if plugin_config is not None else default_plugin_config()
         self.envoy = Envoy(self.plugin_config, self.provider.port, self.collector.port, concurrency,
-                           failure_policy, listen_port, extra_clusters)
+                           failure_policy, listen_port, extra_clusters, buffer_limit, hold_headers)
 
     def start(self):
         try:
@@ -239,6 +248,11 @@ class Topology:
 
     def provider_requests(self):
         return get_json(self.provider.port, "/__requests")
+
+    def provider_connections(self):
+        """{"connections": TCP connections the mock provider accepted, "requests": requests it answered}
+        since the last reset (control requests excluded)."""
+        return get_json(self.provider.port, "/__connections")
 
     def reset(self):
         send_json(self.collector.port, "/__spans", None, method="DELETE")

@@ -21,7 +21,10 @@ request headers shape the delivery:
   x-mock-header-bytes: N add an `x-mock-big` response header of N bytes
   x-mock-add-header: K=V add response header K with value V
 Without a fixture header, OpenAI-shaped paths get a small canned chat completion (used by `make run` and the
-benchmark). Every request is recorded (method, path, headers, body) for assertions.
+benchmark). Every request is recorded (method, path, headers, body) for assertions, and every TCP connection
+the server accepts is counted: `GET /__connections` answers {"connections": accepted connections other than
+the ones that only carried these /__ control requests, "requests": provider requests} since the last
+`DELETE /__requests` (which clears both).
 """
 
 import argparse
@@ -128,7 +131,8 @@ CANNED = {
 
 
 class Recorder:
-    """The last MAX_KEPT requests, and how many arrived since the last clear (`GET /__count`)."""
+    """The last MAX_KEPT requests, and how many arrived since the last clear (`GET /__count`); the TCP
+    connections accepted, and of those the ones whose first request was a /__ control request."""
 
     MAX_KEPT = 2000
 
@@ -136,6 +140,20 @@ class Recorder:
         self.lock = threading.Lock()
         self.requests = []
         self.count = 0
+        self.accepted = 0
+        self.control = 0
+
+    def connection(self):
+        with self.lock:
+            self.accepted += 1
+
+    def control_connection(self):
+        with self.lock:
+            self.control += 1
+
+    def connections(self):
+        with self.lock:
+            return {"connections": self.accepted - self.control, "requests": self.count}
 
     def add(self, item):
         with self.lock:
@@ -152,6 +170,8 @@ class Recorder:
         with self.lock:
             self.requests.clear()
             self.count = 0
+            # This clear arrives on a control connection that was counted on both sides.
+            self.accepted = self.control = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -160,6 +180,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet
         pass
+
+    def setup(self):
+        super().setup()
+        self.first_request = True
+
+    def parse_request(self):
+        ok = super().parse_request()
+        if ok and self.first_request:
+            self.first_request = False
+            if self.path.startswith("/__"):
+                self.recorder.control_connection()
+        return ok
 
     def _read_body(self):
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
@@ -183,6 +215,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"content-type": "application/json"}, body)
         elif self.path == "/__count":
             self._send(200, {"content-type": "application/json"}, json.dumps(self.recorder.count).encode())
+        elif self.path == "/__connections":
+            self._send(200, {"content-type": "application/json"},
+                       json.dumps(self.recorder.connections()).encode())
         elif self.path == "/__health":
             self._send(200, {"content-type": "text/plain"}, b"ok")
         else:
@@ -194,13 +229,24 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self._read_body()
+        self.record(body)
+        self.answer(body)
+
+    def record(self, body, **extra):
         self.recorder.add({
             "method": "POST", "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
             "body_base64": base64.b64encode(body).decode(),
+            **extra,
         })
-        name = self.headers.get("x-mock-fixture")
+
+    def fixture_name(self):
+        """The fixture to answer with (`x-mock-fixture`); subclasses may choose by path."""
+        return self.headers.get("x-mock-fixture")
+
+    def answer(self, body):
+        name = self.fixture_name()
         if self.headers.get("x-mock-usage") == "max":
             status = 200
             headers, payload = usage_max_response(body, int(self.headers.get("x-mock-prompt-tokens", "10")))
@@ -302,12 +348,23 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def make_server(port=0, host="127.0.0.1"):
+class CountingServer(ThreadingHTTPServer):
+    """Counts every TCP connection it accepts (before any byte is read from it)."""
+
+    daemon_threads = True
+    # 50 concurrent refused calls must not meet a full listen queue.
+    request_queue_size = 256
+
+    def process_request(self, request, client_address):
+        self.recorder.connection()
+        super().process_request(request, client_address)
+
+
+def make_server(port=0, host="127.0.0.1", handler_class=Handler, server_class=CountingServer):
     recorder = Recorder()
-    handler = type("BoundHandler", (Handler,), {"recorder": recorder})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    server.recorder = recorder
+    handler = type("BoundHandler", (handler_class,), {"recorder": recorder})
+    server = server_class((host, port), handler)
+    server.recorder = recorder  # before serve_forever accepts anything
     return server
 
 

@@ -240,6 +240,9 @@ def test_envoy_wasm_filter_shape(path: Path):
             errors.append("vm_config.code.local.filename must be the tollgate.wasm module")
         if cfg.get("failure_policy") not in {"FAIL_OPEN", "FAIL_CLOSED", "FAIL_RELOAD"}:
             errors.append("failure_policy must be set explicitly")
+        # Refusals are decided before a request's headers leave only when Envoy holds them for the plugin.
+        if cfg.get("allow_on_headers_stop_iteration") is not True:
+            errors.append("allow_on_headers_stop_iteration must be true")
         value = cfg.get("configuration", {}).get("value")
         try:
             plugin = json.loads(value)
@@ -247,6 +250,14 @@ def test_envoy_wasm_filter_shape(path: Path):
             errors.append(f"configuration.value is not JSON: {e}")
             continue
         errors += check_plugin_config(plugin, rel(path), clusters)
+        # tollgate holds request bodies up to max_request_body in Envoy's buffer, which answers 413 beyond
+        # the listener's limit (both 1 MiB by default): the plugin cannot read the limit, so the config
+        # must keep them in step.
+        limits = [ln.get("per_connection_buffer_limit_bytes", 1 << 20)
+                  for ln in tree.get("static_resources", {}).get("listeners", [])]
+        if limits and plugin.get("max_request_body", 1 << 20) > min(limits):
+            errors.append(f"max_request_body {plugin.get('max_request_body', 1 << 20)} is above the "
+                          f"listener's per_connection_buffer_limit_bytes {min(limits)}")
     # The filter must come before the router in each HTTP connection manager.
     for _, d in walk(tree):
         filters = d.get("http_filters")

@@ -50,9 +50,9 @@ def stat(gw, name):
 
 
 def complete_provider_requests(gw):
-    """Requests whose whole body reached the provider. A refused request's headers may already have left
-    (tollgate decides on the complete body; headers are never held), but Envoy resets that upstream stream
-    before any body byte is sent."""
+    """Requests whose whole body reached the provider. tollgate holds a request's headers until its budget
+    is decided, so a refused one sends nothing; without Envoy's allow_on_headers_stop_iteration its headers
+    may leave first, and Envoy resets that upstream stream before any body byte is sent."""
     out = []
     for r in gw.provider_requests():
         try:

@@ -159,6 +159,14 @@ pub struct Request {
     pub embedding_dimensions: Option<u64>,
     /// Embeddings: `gen_ai.request.encoding_formats`.
     pub encoding_formats: Vec<String>,
+    /// `tollgate.request.signed`: a signature covers the request (AWS SigV4), so tollgate changed none of
+    /// what it signs.
+    pub signed: bool,
+    /// `tollgate.request.unmodified`: why a rewrite that applied was not made (`signed`).
+    pub rewrite_skipped: Option<&'static str>,
+    /// `tollgate.request.uninspected`: why the body was not read before forwarding (`too_large`,
+    /// `undeclared_length`, `encoding`).
+    pub uninspected: Option<&'static str>,
 }
 
 /// What the response said.

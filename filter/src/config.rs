@@ -17,6 +17,29 @@ pub enum Semconv {
     Latest,
 }
 
+/// What tollgate does with a request covered by a signature (`signed_requests`; see `crate::signed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SignedPolicy {
+    /// Never rewrite it; when egress redaction would have changed its body, answer 400 in the API's dialect.
+    #[default]
+    Refuse,
+    /// Never rewrite it; forward it as sent, flagged on the span and counted.
+    Forward,
+    /// A filter after tollgate signs the request again (Envoy's `aws_request_signing` with the gateway's
+    /// credentials): rewrite it like any other.
+    Resign,
+}
+
+/// What tollgate does with a request body too large to hold and read (`oversized_requests`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OversizedPolicy {
+    /// Forward it uninspected; budgets reserve it by its size and the default output cap.
+    #[default]
+    Forward,
+    /// Refuse it (413 in the API's dialect) when a budget, a block rule or egress redaction applies.
+    Refuse,
+}
+
 /// Body compression of OTLP export requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Compression {
@@ -73,8 +96,13 @@ pub struct Config {
     pub emit_gen_ai_system: bool,
     /// Head sampling ratio for traces without a sampled parent decision, 0.0–1.0.
     pub sampling_ratio: f64,
-    /// Largest request body tollgate buffers to inspect; larger ones pass through uninspected.
+    /// Largest request body tollgate holds in Envoy's buffer to read it (and largest decoded size of a
+    /// compressed one); larger ones pass through uninspected. Must not exceed Envoy's buffer limit.
     pub max_request_body: usize,
+    /// Request bodies too large to hold (`oversized_requests`).
+    pub oversized_requests: OversizedPolicy,
+    /// Requests covered by a signature (`signed_requests`).
+    pub signed_requests: SignedPolicy,
     /// Largest non-streamed response body kept for inspection.
     pub max_response_body: usize,
     /// Largest single streamed event kept for inspection.
@@ -113,6 +141,8 @@ struct Raw<'t, 'de> {
     max_request_body: Option<u64>,
     max_response_body: Option<u64>,
     max_event: Option<u64>,
+    oversized_requests: OversizedPolicy,
+    signed_requests: SignedPolicy,
     tenant: Option<Json<'t, 'de>>,
     budgets: Option<Json<'t, 'de>>,
     pricing: Option<Json<'t, 'de>>,
@@ -142,6 +172,8 @@ impl<'t, 'de> Raw<'t, 'de> {
                 "tenant",
                 "budgets",
                 "pricing",
+                "oversized_requests",
+                "signed_requests",
             ],
             &mut |i, v| {
                 match i {
@@ -172,7 +204,19 @@ impl<'t, 'de> Raw<'t, 'de> {
                     14 => r.max_event = opt(v, uint)?,
                     15 => r.tenant = opt(v, Ok)?,
                     16 => r.budgets = opt(v, Ok)?,
-                    _ => r.pricing = opt(v, Ok)?,
+                    17 => r.pricing = opt(v, Ok)?,
+                    18 => {
+                        if variant(v, &["forward", "refuse"])? == 1 {
+                            r.oversized_requests = OversizedPolicy::Refuse;
+                        }
+                    }
+                    _ => {
+                        r.signed_requests = match variant(v, &["refuse", "forward", "resign"])? {
+                            0 => SignedPolicy::Refuse,
+                            1 => SignedPolicy::Forward,
+                            _ => SignedPolicy::Resign,
+                        }
+                    }
                 }
                 Ok(())
             },
@@ -538,6 +582,12 @@ fn syntax_error(json: &[u8]) -> ConfigError {
 
 const MIB: u64 = 1024 * 1024;
 
+/// Envoy's default buffer limit (listener `per_connection_buffer_limit_bytes`, 1 MiB): a paused filter's
+/// buffered request body beyond the limit makes Envoy answer 413 (`FilterManager::requestDataTooLarge`,
+/// source/common/http/filter_manager.cc). A Wasm plugin cannot read the limit (no property exposes it:
+/// source/extensions/filters/common/expr/context.h), so the default assumes Envoy's.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
+
 fn size(key: &str, v: Option<u64>, default: u64, max: u64) -> Result<usize, ConfigError> {
     let v = v.unwrap_or(default);
     if v == 0 || v > max {
@@ -576,7 +626,9 @@ impl Config {
             semconv: Semconv::Default,
             emit_gen_ai_system: false,
             sampling_ratio: 1.0,
-            max_request_body: 8 << 20,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            oversized_requests: OversizedPolicy::Forward,
+            signed_requests: SignedPolicy::Refuse,
             max_response_body: 8 << 20,
             max_event: 256 << 10,
             tenant: crate::budget::TenantConfig::default(),
@@ -652,7 +704,14 @@ impl Config {
             semconv: raw.semconv,
             emit_gen_ai_system: raw.emit_gen_ai_system,
             sampling_ratio,
-            max_request_body: size("max_request_body", raw.max_request_body, 8 * MIB, 64 * MIB)?,
+            max_request_body: size(
+                "max_request_body",
+                raw.max_request_body,
+                DEFAULT_MAX_REQUEST_BODY as u64,
+                64 * MIB,
+            )?,
+            oversized_requests: raw.oversized_requests,
+            signed_requests: raw.signed_requests,
             max_response_body: size(
                 "max_response_body",
                 raw.max_response_body,
@@ -816,6 +875,33 @@ mod tests {
 
     fn key_of(json: &str) -> String {
         Config::parse(json.as_bytes()).unwrap_err().key
+    }
+
+    #[test]
+    fn wire_policies() {
+        let d = Config::default();
+        assert_eq!(d.max_request_body, 1 << 20, "Envoy's default buffer limit");
+        assert_eq!(
+            (d.oversized_requests, d.signed_requests),
+            (OversizedPolicy::Forward, SignedPolicy::Refuse)
+        );
+        let c = Config::parse(
+            br#"{"max_request_body":8388608,"oversized_requests":"refuse","signed_requests":"resign"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.max_request_body, 8 << 20);
+        assert_eq!(
+            (c.oversized_requests, c.signed_requests),
+            (OversizedPolicy::Refuse, SignedPolicy::Resign)
+        );
+        let f = Config::parse(br#"{"signed_requests":"forward"}"#).unwrap();
+        assert_eq!(f.signed_requests, SignedPolicy::Forward);
+        assert_eq!(key_of(r#"{"signed_requests":"sign"}"#), "signed_requests");
+        assert_eq!(
+            key_of(r#"{"oversized_requests":"drop"}"#),
+            "oversized_requests"
+        );
+        assert_eq!(key_of(r#"{"max_request_body":0}"#), "max_request_body");
     }
 
     /// What the tape-based readers do differently from serde's: a struct written as an array of its fields

@@ -188,6 +188,23 @@ impl Pricing {
         self.entries.is_empty()
     }
 
+    /// The highest of every price in the table: what a call of unknown model may cost at most (cost budgets
+    /// reserve a request whose body was not read by it).
+    pub fn worst(&self) -> Option<Price> {
+        let max = |f: fn(&Price) -> Option<f64>| {
+            self.entries
+                .iter()
+                .filter_map(|(_, p)| f(p))
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        };
+        Some(Price {
+            input: max(|p| Some(p.input))?,
+            output: max(|p| Some(p.output))?,
+            cache_read: max(|p| p.cache_read),
+            cache_write: max(|p| p.cache_write),
+        })
+    }
+
     /// The most specific price whose pattern matches `model`.
     pub fn lookup(&self, model: &str) -> Option<&Price> {
         self.entries
@@ -241,6 +258,21 @@ mod tests {
             }
         }
         rest.len() >= last.len() && rest.ends_with(last)
+    }
+
+    #[test]
+    fn worst_price_of_the_table() {
+        let p = Pricing::parse(json!({
+            "a*": {"input": 1.0, "output": 8.0},
+            "b": {"input": 3.0, "output": 2.0, "cache_write": 5.0}
+        }))
+        .unwrap();
+        let w = p.worst().unwrap();
+        assert_eq!(
+            (w.input, w.output, w.cache_read, w.cache_write),
+            (3.0, 8.0, None, Some(5.0))
+        );
+        assert_eq!(Pricing::default().worst(), None);
     }
 
     #[test]

@@ -13,13 +13,18 @@ pub enum Refusal {
     BudgetExceeded,
     /// The request carries content a `block` rule forbids (400; not retryable).
     ContentBlocked,
+    /// The request is signed and a data-protection rewrite would have broken its signature (400).
+    SignedRequest,
+    /// The request body is too large for the gateway to read, and a decision needs it (413).
+    TooLarge,
 }
 
 impl Refusal {
     pub fn status(self) -> u16 {
         match self {
             Refusal::BudgetExceeded => 429,
-            Refusal::ContentBlocked => 400,
+            Refusal::ContentBlocked | Refusal::SignedRequest => 400,
+            Refusal::TooLarge => 413,
         }
     }
 
@@ -28,8 +33,17 @@ impl Refusal {
         match self {
             Refusal::BudgetExceeded => "token_budget_exceeded",
             Refusal::ContentBlocked => "content_blocked",
+            Refusal::SignedRequest => "signed_request_not_modifiable",
+            Refusal::TooLarge => "request_too_large",
         }
     }
+
+    pub const ALL: [Refusal; 4] = [
+        Refusal::BudgetExceeded,
+        Refusal::ContentBlocked,
+        Refusal::SignedRequest,
+        Refusal::TooLarge,
+    ];
 }
 
 /// A complete local reply.
@@ -45,6 +59,7 @@ pub struct Reply {
 pub fn refuse(api: Api, refusal: Refusal, message: &str, extra: Vec<(String, String)>) -> Reply {
     let status = refusal.status();
     let limited = refusal == Refusal::BudgetExceeded;
+    let too_large = refusal == Refusal::TooLarge;
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     let s = Json::str;
     let body = match api {
@@ -58,6 +73,8 @@ pub fn refuse(api: Api, refusal: Refusal, message: &str, extra: Vec<(String, Str
                         "type",
                         s(if limited {
                             "rate_limit_error"
+                        } else if too_large {
+                            "request_too_large"
                         } else {
                             "invalid_request_error"
                         }),
@@ -152,7 +169,7 @@ mod tests {
     #[test]
     fn every_api_has_a_dialect() {
         for api in Api::ALL {
-            for refusal in [Refusal::BudgetExceeded, Refusal::ContentBlocked] {
+            for refusal in Refusal::ALL {
                 let r = refuse(api, refusal, "m \"quoted\"", vec![]);
                 assert_eq!(r.status, refusal.status());
                 let b = body(&r);
@@ -182,6 +199,14 @@ mod tests {
         let blocked = refuse(Api::BedrockInvoke, Refusal::ContentBlocked, "x", vec![]);
         assert_eq!(blocked.status, 400);
         assert!(blocked
+            .headers
+            .contains(&("x-amzn-errortype".into(), "ValidationException".into())));
+        let large = refuse(Api::AnthropicMessages, Refusal::TooLarge, "x", vec![]);
+        assert_eq!(large.status, 413);
+        assert_eq!(body(&large)["error"]["type"], "request_too_large");
+        let signed = refuse(Api::BedrockConverse, Refusal::SignedRequest, "x", vec![]);
+        assert_eq!(signed.status, 400);
+        assert!(signed
             .headers
             .contains(&("x-amzn-errortype".into(), "ValidationException".into())));
     }

@@ -66,6 +66,28 @@ pub fn estimate_input_tokens(body_len: usize) -> u64 {
 /// The counters `tenant` calling `model` is checked against. A named rule covers its tenant; `"*"` rules cover
 /// every tenant no rule names (each with its own counter). Rules with `models` apply only to matching models.
 pub fn counters(cfg: &BudgetConfig, tenant: &str, model: Option<&str>) -> Vec<CounterSpec> {
+    counters_where(cfg, tenant, &|models| {
+        models.is_empty() || model.is_some_and(|m| models.iter().any(|p| model_matches(p, m)))
+    })
+}
+
+/// The counters of a request whose body was not read, so whose model is unknown: every rule of its tenant,
+/// model-scoped ones included (a request must not escape a model's budget by being too large to read).
+pub fn counters_any_model(cfg: &BudgetConfig, tenant: &str) -> Vec<CounterSpec> {
+    counters_where(cfg, tenant, &|_| true)
+}
+
+/// Whether a budget can refuse a request of `tenant`: some rule covers it, and not in dry-run (where only a
+/// clamp that cannot be applied refuses).
+pub fn may_deny(cfg: &BudgetConfig, tenant: &str) -> bool {
+    (!cfg.dry_run || cfg.clamp_min.is_some()) && !counters_any_model(cfg, tenant).is_empty()
+}
+
+fn counters_where(
+    cfg: &BudgetConfig,
+    tenant: &str,
+    models_apply: &dyn Fn(&[String]) -> bool,
+) -> Vec<CounterSpec> {
     let named = cfg
         .rules
         .iter()
@@ -77,10 +99,7 @@ pub fn counters(cfg: &BudgetConfig, tenant: &str, model: Option<&str>) -> Vec<Co
             TenantMatch::Named(t) => t == tenant,
             TenantMatch::Each => !named,
         })
-        .filter(|(_, r)| {
-            r.models.is_empty()
-                || model.is_some_and(|m| r.models.iter().any(|p| model_matches(p, m)))
-        })
+        .filter(|(_, r)| models_apply(&r.models))
         .map(|(i, r)| CounterSpec {
             rule: i,
             key: ledger::counter_key(&r.fingerprint, tenant),
@@ -102,16 +121,17 @@ pub struct Ask {
 }
 
 /// The worst case of a request: input estimate + max output tokens × choices (or the configured default).
+/// `req`: what its body said (None: the body was not read).
 pub fn ask(
     cfg: &BudgetConfig,
     api: Api,
-    req: &Request,
+    req: Option<&Request>,
     body_len: usize,
     price: Option<&Price>,
 ) -> Ask {
     let input = estimate_input_tokens(body_len);
-    let choices = req.choice_count.unwrap_or(1).clamp(1, 128);
-    let (per_choice, declared) = match (api, req.max_tokens) {
+    let choices = req.and_then(|r| r.choice_count).unwrap_or(1).clamp(1, 128);
+    let (per_choice, declared) = match (api, req.and_then(|r| r.max_tokens)) {
         (Api::OpenAiEmbeddings | Api::BedrockEmbeddings, _) => (0, true),
         (_, Some(m)) => (m, true),
         (_, None) => (cfg.default_max_output_tokens, false),
@@ -198,6 +218,39 @@ mod tests {
     }
 
     #[test]
+    fn an_unread_body_counts_against_every_rule_of_its_tenant() {
+        let c = cfg(json!([
+            {"tenant": "*", "window": "1h", "tokens": 100},
+            {"tenant": "*", "window": "1d", "tokens": 500, "models": ["gpt-4o*"]},
+            {"tenant": "team-a", "window": "1d", "tokens": 9, "models": ["claude*"]}
+        ]));
+        // Its model is unknown: model-scoped rules count it too, so padding past max_request_body does not
+        // escape them.
+        let rules = |t| {
+            counters_any_model(&c, t)
+                .iter()
+                .map(|s| s.rule)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rules("team-b"), vec![0, 1]);
+        assert_eq!(rules("team-a"), vec![2]);
+        assert_eq!(counters(&c, "team-b", None).len(), 1);
+        assert!(may_deny(&c, "team-b") && may_deny(&c, "team-a"));
+        let dry =
+            cfg(json!({"rules": [{"tenant": "x", "window": "1h", "tokens": 1}], "dry_run": true}));
+        assert!(!may_deny(&dry, "x"), "dry-run never refuses");
+        let dry_clamp = cfg(
+            json!({"rules": [{"tenant": "x", "window": "1h", "tokens": 1}],
+                                   "dry_run": true, "clamp_max_tokens": true}),
+        );
+        assert!(
+            may_deny(&dry_clamp, "x"),
+            "a clamp that cannot be applied refuses"
+        );
+        assert!(!may_deny(&dry_clamp, "y"), "no rule covers y");
+    }
+
+    #[test]
     fn fingerprints_survive_reordering_and_limit_changes() {
         let a = cfg(json!([{"tenant": "*", "window": "1h", "tokens": 100, "models": ["a", "b"]}]));
         let b = cfg(json!({"rules": [
@@ -219,14 +272,14 @@ mod tests {
             choice_count: Some(2),
             ..Request::default()
         };
-        let a = ask(&c, Api::OpenAiChat, &req, 84, None);
+        let a = ask(&c, Api::OpenAiChat, Some(&req), 84, None);
         assert_eq!(
             (a.want.input, a.want.output, a.want.min_output, a.choices),
             (100, 400, 100, 2)
         );
-        let none = ask(&c, Api::AnthropicMessages, &Request::default(), 0, None);
+        let none = ask(&c, Api::AnthropicMessages, None, 0, None);
         assert_eq!((none.want.output, none.declared), (1000, false));
-        let emb = ask(&c, Api::OpenAiEmbeddings, &Request::default(), 10, None);
+        let emb = ask(&c, Api::OpenAiEmbeddings, None, 10, None);
         assert_eq!(emb.want.output, 0);
         let price = Price {
             input: 1.0,
@@ -234,7 +287,7 @@ mod tests {
             cache_read: None,
             cache_write: Some(4.0),
         };
-        let p = ask(&c, Api::OpenAiChat, &req, 84, Some(&price));
+        let p = ask(&c, Api::OpenAiChat, Some(&req), 84, Some(&price));
         assert_eq!(p.want.input_cost_pico, 100 * 4_000_000);
         assert_eq!(p.want.output_price_pico, 2_000_000);
     }

@@ -58,6 +58,7 @@ extern "C" {
         grpc_status: i32,
     ) -> Status;
     fn proxy_continue_stream(stream_type: StreamType) -> Status;
+    fn proxy_set_effective_context(context_id: u32) -> Status;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -190,6 +191,19 @@ pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -
 pub fn resume_request() -> bool {
     // SAFETY: no pointers.
     unsafe { proxy_continue_stream(StreamType::HttpRequest) == Status::Ok }
+}
+
+/// Make `context_id` the context the following host calls act on (for the rest of this callback); false
+/// when the context is gone. The SDK's wrapper panics on a status other than `BadArgument`.
+pub fn set_effective_context(context_id: u32) -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_set_effective_context(context_id) == Status::Ok }
+}
+
+/// An integer property (Envoy serializes integers as 8 little-endian bytes).
+pub fn property_u64(path: &[&str]) -> Option<u64> {
+    let bytes: [u8; 8] = property(path)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
 }
 
 /// A unary gRPC call; the token, or None when Envoy refused to start it (unknown cluster, no client).

@@ -11,7 +11,7 @@ use crate::budget::tenant::{self, Resolved};
 use crate::budget::{
     self, clamp, BackendKind, BudgetConfig, Decision, Outcome, Reservation, TenantSource, Verdict,
 };
-use crate::call::Call;
+use crate::call::{Call, Route};
 use crate::config::Config;
 use crate::headers::Headers;
 use crate::reply::{self, Refusal, Reply};
@@ -206,15 +206,25 @@ fn rule_name(cfg: &BudgetConfig, rule: usize) -> Option<String> {
     cfg.rules.get(rule).map(|r| r.name.clone())
 }
 
-/// Budget admission for a parsed request body.
-/// `rewritable`: the body may be replaced (false for compressed bodies, which are forwarded as they are;
-/// a clamp that cannot be applied then refuses, as when the max-tokens field cannot be set).
+/// Budget admission for a request body: `Some(body)` read (and parsed into `call.request`), or None when it
+/// is not read (too large to hold, or of undeclared length), `size` bytes.
+///
+/// A read body reserves its input estimate and its declared max output. `rewritable`: the body may be
+/// replaced (false for compressed or signed bodies, which are forwarded as they are; a clamp that cannot be
+/// applied then refuses, as when the max-tokens field cannot be set); `max_len`: the longest body that may
+/// be forwarded in its place (Envoy's buffer holds it).
+///
+/// A body not read is reserved by its size and the default output cap, against every rule of its tenant
+/// (its model is unknown) at the highest price of the `pricing` table. Either way the usage the response
+/// reports is committed as for any call.
 pub fn on_request_body(
     shared: &Shared,
     st: &mut Budgeted,
     call: &mut Call,
-    body: &[u8],
+    body: Option<&[u8]>,
+    size: usize,
     rewritable: bool,
+    max_len: usize,
 ) -> Step {
     let cfg = &shared.config;
     let (Some(b), Some(tenant), Some(route)) = (
@@ -224,17 +234,57 @@ pub fn on_request_body(
     ) else {
         return Step::Continue;
     };
-    let model = call.request_model();
-    let specs = budget::counters(b, tenant, model);
+    let (specs, price, request) = match body {
+        Some(_) => {
+            let model = call.request_model();
+            (
+                budget::counters(b, tenant, model),
+                model.and_then(|m| cfg.pricing.lookup(m)).copied(),
+                Some(&call.request),
+            )
+        }
+        None => (
+            budget::counters_any_model(b, tenant),
+            cfg.pricing.worst(),
+            None,
+        ),
+    };
     if specs.is_empty() {
         return Step::Continue;
     }
-    let price = model.and_then(|m| cfg.pricing.lookup(m));
-    let ask = budget::ask(b, route.api, &call.request, body.len(), price);
+    let ask = budget::ask(b, route.api, request, size, price.as_ref());
+    let clamp = |route: &Route, per_choice: u64| {
+        body.filter(|_| rewritable)
+            .and_then(|body| {
+                clamp::set_max_output_tokens(route, body, per_choice)
+            })
+            .filter(|new_body| new_body.len() <= max_len)
+    };
+    admit(shared, st, call, b, specs, &ask, &clamp)
+}
+
+/// Whether a budget may refuse this exchange's request (its tenant resolved at the headers).
+pub fn may_deny(shared: &Shared, st: &Budgeted) -> bool {
+    match (shared.config.budgets.as_ref(), st.tenant.as_deref()) {
+        (Some(b), Some(tenant)) => budget::may_deny(b, tenant),
+        _ => false,
+    }
+}
+
+/// Reserve `ask` on `specs` (local) or ask the rate-limit service; `clamp(route, per_choice)`: the body
+/// with its max output tokens lowered, when it can be rewritten.
+fn admit(
+    shared: &Shared,
+    st: &mut Budgeted,
+    call: &mut Call,
+    b: &BudgetConfig,
+    specs: Vec<budget::CounterSpec>,
+    ask: &budget::Ask,
+    clamp: &dyn Fn(&Route, u64) -> Option<Vec<u8>>,
+) -> Step {
     st.input_estimate = ask.want.input;
     if b.backend == BackendKind::Rls {
-        let (tenant, model) = (tenant.to_owned(), model.map(str::to_owned));
-        return rls_admit(shared, st, call, b, &tenant, model.as_deref());
+        return rls_admit(shared, st, call, b, &specs);
     }
     let clock = Clock {
         now_s: now_s(),
@@ -283,10 +333,10 @@ pub fn on_request_body(
             // provider cannot generate more than was reserved.
             if b.clamp_min.is_some() && (clamped || !ask.declared) && ask.want.output > 0 {
                 let per_choice = output / ask.choices.max(1);
-                let new_body = rewritable
-                    .then(|| clamp::set_max_output_tokens(route, body, per_choice))
-                    .flatten();
-                match new_body {
+                let Some(route) = call.route.as_ref() else {
+                    return Step::Continue;
+                };
+                match clamp(route, per_choice) {
                     Some(new_body) => step = Step::Rewrite(new_body),
                     None if clamped => {
                         // Cannot lower it safely: refuse rather than admit more than reserved.
@@ -383,10 +433,10 @@ fn rls_admit(
     st: &mut Budgeted,
     call: &mut Call,
     b: &BudgetConfig,
-    tenant: &str,
-    model: Option<&str>,
+    specs: &[budget::CounterSpec],
 ) -> Step {
-    match rls_host::admit(b, &mut st.rls, tenant, model, &shared.stats.rls) {
+    let tenant = st.tenant.as_deref().unwrap_or_default();
+    match rls_host::admit(b, &mut st.rls, tenant, specs, &shared.stats.rls) {
         Ok(()) => Step::Wait,
         Err(a) => rls_decided(shared, st, call, b, &a),
     }

@@ -5,25 +5,49 @@ use super::abi;
 use super::budget::{self, Budgeted, Step};
 use super::redaction::{self, Redaction};
 use super::root::Shared;
-use super::{now_ns, random, random_unit};
-use crate::call::Call;
+use super::{log, now_ns, random, random_unit};
+use crate::call::{Api, Call};
+use crate::config::{OversizedPolicy, SignedPolicy};
+use crate::hold::{self, Read, Support};
 use crate::providers::reader::ResponseReader;
 use crate::providers::{self, openai, Framing};
+use crate::reply::{self, Refusal, Reply};
+use crate::signed::{self, Signature};
 use crate::stream::sse_edit::SseEventFilter;
 use crate::stream::{inflate_all, ContentEncoding, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 pub struct Exchange {
     shared: Shared,
+    context_id: u32,
     call: Call,
     /// This request is an LLM call tollgate inspects.
     active: bool,
-    /// The request body was too large to buffer and passed uninspected.
+    /// How the request body is read (`crate::hold`).
+    read: Read,
+    /// The request headers have not been forwarded yet: being decided on, or held until the decisions on
+    /// the body are made.
+    held: bool,
+    /// The held request is noted with `Holds` while Envoy's support for holding is unknown.
+    probing: bool,
+    /// A request-body callback has run.
+    body_started: bool,
+    /// tollgate paused a request body chunk (Envoy buffered it).
+    body_paused: bool,
+    /// No more request-body work: passed uninspected, or already read.
     request_skipped: bool,
     /// The request's `content-encoding`; `None` for codings tollgate cannot undo (body not inspected).
     request_encoding: Option<ContentEncoding>,
+    /// The signature tollgate keeps valid (None: unsigned, or signed again after tollgate).
+    signature: Option<Signature>,
+    /// The decisions on the body that may refuse the request.
+    decisions: hold::Decisions,
+    /// The request waits, paused, for the rate-limit service.
+    rls_paused: bool,
+    /// tollgate answered the request itself.
+    refused: bool,
     /// The response body's reader, from the response headers on.
     reader: Option<ResponseReader>,
     response_done: bool,
@@ -35,13 +59,23 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(shared: Shared) -> Exchange {
+    pub fn new(shared: Shared, context_id: u32) -> Exchange {
         Exchange {
             shared,
+            context_id,
             call: Call::default(),
             active: false,
+            read: Read::NoBody,
+            held: false,
+            probing: false,
+            body_started: false,
+            body_paused: false,
             request_skipped: false,
             request_encoding: Some(ContentEncoding::Identity),
+            signature: None,
+            decisions: hold::Decisions::default(),
+            rls_paused: false,
+            refused: false,
             reader: None,
             response_done: false,
             usage_filter: None,
@@ -60,24 +94,271 @@ impl Exchange {
                 .is_some_and(providers::openai_compat::may_inject_usage)
     }
 
-    /// Whether `on_http_request_body` may replace the body (then `content-length` must go). A compressed
-    /// request body is only ever read (decoded copy), never rewritten.
+    /// A signature tollgate keeps valid covers request header `name`.
+    fn signature_covers(&self, name: &str) -> bool {
+        self.signature
+            .as_ref()
+            .is_some_and(|s| s.covers_header(name))
+    }
+
+    /// A signature tollgate keeps valid covers the body, or its length.
+    fn signature_blocks_rewrite(&self) -> bool {
+        self.signature
+            .as_ref()
+            .is_some_and(|s| s.body || s.covers_header("content-length"))
+    }
+
+    /// Whether `on_http_request_body` may replace the body (then `content-length` must go, or change before
+    /// held headers leave). A compressed request body is only ever read (decoded copy), never rewritten; a
+    /// signed one never changes.
     fn may_rewrite_request_body(&self) -> bool {
         self.request_encoding == Some(ContentEncoding::Identity)
+            && !self.signature_blocks_rewrite()
             && (self.may_inject_usage()
                 || budget::may_rewrite(&self.shared.config)
                 || redaction::may_rewrite_request(&self.shared.config))
     }
 
-    /// Replace the buffered request body (its `content-length` was removed with the headers).
-    fn replace_request_body(old_size: usize, body: &[u8]) -> bool {
-        abi::set_buffer(BufferType::HttpRequestBody, 0, old_size, body)
+    /// Replace the buffered request body (its `content-length` was removed with the headers, or is set
+    /// here while the headers are held).
+    fn replace_request_body(&self, old_size: usize, body: &[u8]) -> bool {
+        if !abi::set_buffer(BufferType::HttpRequestBody, 0, old_size, body) {
+            return false;
+        }
+        if self.held && matches!(self.read, Read::Whole) {
+            abi::set_header(
+                MapType::HttpRequestHeaders,
+                "content-length",
+                &(body.len() as u64).to_string(),
+            );
+        }
+        true
     }
 
-    /// Answer locally instead of the provider; nothing of the body goes upstream.
-    fn refuse(&mut self, reply: &crate::reply::Reply) {
+    /// Answer locally instead of the provider. Held headers never leave; a refusal after they left resets
+    /// the upstream stream, and is counted.
+    fn refuse(&mut self, reply: &Reply) {
         abi::send_reply(reply);
+        self.refused_locally();
+        self.call.http_status = Some(reply.status);
+    }
+
+    /// Bookkeeping of a local answer (sent here or by redaction's block check).
+    fn refused_locally(&mut self) {
+        self.refused = true;
         self.response_done = true;
+        if !self.held {
+            self.shared.stats.refusals_after_forward.add(1);
+        }
+    }
+
+    fn refuse_with(&mut self, refusal: Refusal, message: &str) {
+        let Some(api) = self.call.route.as_ref().map(|r| r.api) else {
+            return;
+        };
+        self.call.response.error_type = Some(refusal.code().to_owned());
+        self.refuse(&reply::refuse(api, refusal, message, Vec::new()));
+    }
+
+    /// Let the request go on: the held headers (if any) leave with the body.
+    fn release(&mut self) -> Action {
+        self.held = false;
+        Action::Continue
+    }
+
+    /// The body will not be read before it is forwarded.
+    fn unread(&mut self, reason: &'static str) {
+        self.call.request.uninspected = Some(reason);
+        self.shared.stats.calls_uninspected.add(1);
+        if reason != "encoding" {
+            self.shared.stats.request_oversized.add(1);
+        }
+    }
+
+    /// The decisions on a body tollgate does not read, from its size: refuse it (`oversized_requests:
+    /// refuse`), or reserve it by its size in the budgets. Returns true when the request was refused.
+    fn decide_unread(&mut self, size: u64) -> bool {
+        let cfg = self.shared.config.clone();
+        if self.decisions.any() && cfg.oversized_requests == OversizedPolicy::Refuse {
+            self.shared.stats.request_oversized_refused.add(1);
+            self.refuse_with(
+                Refusal::TooLarge,
+                "request refused by the gateway: its body is larger than it can inspect \
+                 (max_request_body), or of undeclared length and not sent at once",
+            );
+            return true;
+        }
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        let max = self.shared.config.max_request_body;
+        match budget::on_request_body(
+            &self.shared,
+            &mut self.budget,
+            &mut self.call,
+            None,
+            size,
+            false,
+            max,
+        ) {
+            Step::Refuse(reply) => {
+                self.refuse(&reply);
+                true
+            }
+            // `rls`: the answer arrives in `on_grpc_call_response`; the request is not paused for it.
+            _ => false,
+        }
+    }
+
+    /// Read a whole, buffered request body: decisions (block, egress, budgets), rewrites, then forward it,
+    /// refuse it, or wait for the rate-limit service.
+    fn inspect_request(&mut self, body_size: usize) -> Action {
+        self.request_skipped = true;
+        let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+        let Some(api) = self.call.route.as_ref().map(|r| r.api) else {
+            return self.release();
+        };
+        let cfg = self.shared.config.clone();
+        let max = cfg.max_request_body;
+        // A compressed body is decoded into a copy for inspection; the original bytes go upstream and are
+        // never rewritten.
+        let identity = self.request_encoding == Some(ContentEncoding::Identity);
+        let decoded = match self.request_encoding {
+            Some(enc) if !identity => {
+                inflate_all(enc, &body, u64::try_from(max).unwrap_or(u64::MAX)).ok()
+            }
+            _ => None,
+        };
+        let readable = if identity {
+            Some(body.as_slice())
+        } else {
+            decoded.as_deref()
+        };
+        let Some(readable) = readable else {
+            // Unknown coding, corrupt or over `max_request_body` once decoded: forwarded as is.
+            self.unread("encoding");
+            return self.release();
+        };
+        if let Some(route) = self.call.route.as_ref() {
+            providers::request(route, readable, &mut self.call.request);
+        }
+        // 1. Redaction: refuse what a `block` detector matches, then rewrite what leaves the company.
+        if self
+            .redaction
+            .on_request_body(&cfg, &self.shared.stats, api, readable, &mut self.call)
+        {
+            self.refused_locally();
+            return Action::Pause; // answered locally: a `block` detector matched
+        }
+        // What goes upstream instead of the original body, once a step rewrites it.
+        let mut out: Option<Vec<u8>> = None;
+        let mut rewritten = false;
+        if let Some(new_body) = self.redaction.take_egress_body() {
+            if !identity {
+                // Egress redaction found something it cannot remove from a compressed body: refuse rather
+                // than let it leave.
+                self.refuse_with(
+                    Refusal::ContentBlocked,
+                    "request blocked by the gateway's data protection policy: a compressed body with \
+                     sensitive content cannot be redacted; send it uncompressed",
+                );
+                self.shared.stats.redaction_blocked.add(1);
+                return Action::Pause;
+            }
+            if self.signature_blocks_rewrite() {
+                if cfg.signed_requests == SignedPolicy::Forward {
+                    self.call.request.rewrite_skipped = Some("signed");
+                    self.shared.stats.signed_unmodified.add(1);
+                } else {
+                    self.refuse_with(
+                        Refusal::SignedRequest,
+                        "request blocked by the gateway's data protection policy: its body contains \
+                         sensitive content to redact, and it is signed (AWS SigV4), which redaction \
+                         would break; send it without that content",
+                    );
+                    self.shared.stats.signed_refused.add(1);
+                    return Action::Pause;
+                }
+            } else if new_body.len() > max {
+                // Envoy holds the body in its buffer: a longer one would be refused there (413).
+                self.refuse_with(
+                    Refusal::ContentBlocked,
+                    "request blocked by the gateway's data protection policy: its redacted body would \
+                     exceed the gateway's buffer limit (max_request_body)",
+                );
+                self.shared.stats.redaction_blocked.add(1);
+                return Action::Pause;
+            } else {
+                out = Some(new_body);
+                rewritten = true;
+            }
+        }
+        // 2. Budgets: reserve the worst case of what is actually sent; refuse or clamp.
+        let rewritable = identity && !self.signature_blocks_rewrite();
+        let inspected = out.as_deref().unwrap_or(readable);
+        let mut wait = false;
+        match budget::on_request_body(
+            &self.shared,
+            &mut self.budget,
+            &mut self.call,
+            Some(inspected),
+            inspected.len(),
+            rewritable,
+            max,
+        ) {
+            Step::Continue => {}
+            // The rate-limit service decides (`on_grpc_call_response`); the rewrites below still apply.
+            Step::Wait => wait = true,
+            Step::Rewrite(new_body) => out = Some(new_body),
+            Step::Refuse(reply) => {
+                self.refuse(&reply);
+                return Action::Pause;
+            }
+        }
+        // 3. Ask OpenAI-shaped streams for usage.
+        let mut usage_injected = false;
+        // Only a streaming request can take it; the parse above read the flag, so other bodies are not
+        // read a second time.
+        if self.call.request.stream && self.may_rewrite_request_body() && self.may_inject_usage() {
+            if let Some(new_body) = openai::inject_include_usage(out.as_deref().unwrap_or(&body))
+                .filter(|b| b.len() <= max)
+            {
+                out = Some(new_body);
+                usage_injected = true;
+            }
+        }
+        if out
+            .as_deref()
+            .is_some_and(|new_body| self.replace_request_body(body_size, new_body))
+        {
+            self.call.request.include_usage_injected = usage_injected;
+            if rewritten {
+                self.shared.stats.redaction_egress_rewritten.add(1);
+            }
+        }
+        if wait {
+            self.rls_paused = true;
+            return Action::Pause;
+        }
+        self.release()
+    }
+
+    /// Envoy answered 413 to a body tollgate held: `max_request_body` is above Envoy's buffer limit.
+    fn check_buffer_overflow(&mut self, status: Option<u16>) {
+        if status != Some(413) || !self.body_paused {
+            return;
+        }
+        let details = abi::property(&["response", "code_details"]);
+        if details.as_deref() != Some(b"request_payload_too_large".as_slice()) {
+            return;
+        }
+        self.shared.stats.request_buffer_overflow.add(1);
+        if self.shared.holds.first_overflow() {
+            log(
+                LogLevel::Warn,
+                "tollgate: Envoy answered 413 to a request body tollgate held: max_request_body is \
+                 above Envoy's buffer limit (per_connection_buffer_limit_bytes, \
+                 request_body_buffer_limit); counted in tollgate.request.buffer_overflow",
+            );
+        }
     }
 
     /// Feed response bytes through decompression and framing into the provider's reader.
@@ -104,9 +385,9 @@ impl Exchange {
     }
 }
 
-/// Answer the request locally; the caller returns `Action::Pause` (or is an asynchronous callback).
 impl Context for Exchange {
-    /// `budgets.backend = "rls"`: the rate-limit service's answer to the paused request.
+    /// `budgets.backend = "rls"`: the rate-limit service's answer (to a paused request, or to one whose
+    /// body is not read and which was forwarded meanwhile).
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         let step = budget::on_grpc_answer(
             &self.shared,
@@ -118,10 +399,12 @@ impl Context for Exchange {
         );
         match step {
             Some(Step::Refuse(reply)) => self.refuse(&reply),
-            Some(_) => {
+            Some(_) if self.rls_paused => {
+                self.rls_paused = false;
                 abi::resume_request();
+                self.held = false;
             }
-            None => {}
+            _ => {}
         }
     }
 }
@@ -140,7 +423,7 @@ impl HttpContext for Exchange {
             return Action::Continue;
         };
         self.active = true;
-        self.redaction.on_request_headers(&cfg);
+        self.held = true; // until this callback lets them go
         self.call.start_ns = now_ns();
         self.call.request.stream = route.path_stream;
         self.call.route = Some(route);
@@ -159,6 +442,20 @@ impl HttpContext for Exchange {
         let ce = headers.get_str("content-encoding").unwrap_or_default();
         self.request_encoding = ContentEncoding::from_header(&ce);
         budget::on_request_headers(&self.shared, &mut self.budget, &mut self.call, &headers);
+        // A signature tollgate must keep valid: nothing it signs changes (unless a filter after tollgate
+        // signs the request again).
+        if cfg.signed_requests != SignedPolicy::Resign {
+            self.signature = signed::detect(
+                headers.get_str("authorization").as_deref(),
+                headers.get_str("x-amz-content-sha256").as_deref(),
+                &path,
+            );
+        }
+        self.call.request.signed = self.signature.is_some();
+        // Output redaction asks for an identity-encoded response, unless that header is signed.
+        if !self.signature_covers("accept-encoding") {
+            self.redaction.on_request_headers(&cfg);
+        }
         let tp = headers.get_str("traceparent");
         let ts = headers.get_str("tracestate");
         self.call.ids = trace::span_ids(
@@ -168,135 +465,108 @@ impl HttpContext for Exchange {
             cfg.sampling_ratio,
             random_unit(),
         );
-        // The provider's own spans (if any) become children of the gateway span.
-        abi::put_header(
-            MapType::HttpRequestHeaders,
-            &headers,
-            "traceparent",
-            &trace::format_traceparent(&self.call.ids),
-        );
+        // The provider's own spans (if any) become children of the gateway span, unless the app's
+        // `traceparent` is signed.
+        if !self.signature_covers("traceparent") {
+            abi::put_header(
+                MapType::HttpRequestHeaders,
+                &headers,
+                "traceparent",
+                &trace::format_traceparent(&self.call.ids),
+            );
+        }
+        let framing = hold::Framing {
+            end_of_stream,
+            upgrade: headers.get("upgrade").is_some(),
+            content_length: hold::content_length(headers.get_str("content-length").as_deref()),
+        };
+        self.read = hold::read(&framing, cfg.max_request_body);
+        self.decisions = hold::Decisions {
+            budget: budget::may_deny(&self.shared, &self.budget),
+            block: !cfg.redaction.block.is_empty(),
+            egress: cfg.redaction.egress,
+        };
+        if let Read::TooLarge(size) = self.read {
+            // Never held: decided from its declared size, before anything is forwarded.
+            self.request_skipped = true;
+            self.unread("too_large");
+            if self.decide_unread(size) {
+                return Action::Pause;
+            }
+            return self.release();
+        }
+        let compressed = self
+            .request_encoding
+            .is_some_and(|e| e != ContentEncoding::Identity);
+        let signed_body = self.signature.as_ref().is_some_and(|s| s.body);
+        let may_refuse =
+            hold::may_refuse(&cfg, &self.decisions, self.read, compressed, signed_body);
+        let support = self.shared.holds.support();
+        if hold::hold(may_refuse, self.read, framing.upgrade, support) {
+            // The decisions on the body come before any byte of the request leaves: no upstream
+            // connection, no request at the provider when one refuses. `content-length` stays; a rewrite
+            // sets the new length before the headers leave.
+            self.probing = self.shared.holds.held(self.context_id);
+            self.shared.stats.hold_requests.add(1);
+            return Action::Pause;
+        }
+        if support == Support::Unavailable
+            && hold::hold(may_refuse, self.read, framing.upgrade, Support::Works)
+        {
+            self.shared.stats.hold_unavailable.add(1);
+        }
         if !end_of_stream && self.may_rewrite_request_body() {
-            // The body's new length is only known once it is buffered, and the headers leave first (pausing
-            // them would also stop the body callbacks unless Envoy sets `allow_on_headers_stop_iteration`),
-            // so let Envoy frame the upstream body itself.
+            // The body's new length is only known once it is buffered, and these headers leave first, so
+            // let Envoy frame the upstream body itself.
             abi::remove_header(MapType::HttpRequestHeaders, "content-length");
         }
-        Action::Continue
+        self.release()
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.active || self.request_skipped {
+        if !self.active {
             return Action::Continue;
         }
-        if body_size > self.shared.config.max_request_body {
-            // Too large to hold: forward what is buffered and stop inspecting this request body.
-            self.request_skipped = true;
-            self.shared.stats.calls_uninspected.add(1);
+        let max = self.shared.config.max_request_body;
+        if self.request_skipped {
             return Action::Continue;
         }
-        if !end_of_stream {
-            return Action::Pause; // Buffer until the whole body is here.
-        }
-        let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
-        let Some(api) = self.call.route.as_ref().map(|r| r.api) else {
-            return Action::Continue;
-        };
-        // A compressed body is decoded into a copy for inspection; the original bytes go upstream and are
-        // never rewritten.
-        let identity = self.request_encoding == Some(ContentEncoding::Identity);
-        let max = u64::try_from(self.shared.config.max_request_body).unwrap_or(u64::MAX);
-        let decoded = match self.request_encoding {
-            Some(enc) if !identity => inflate_all(enc, &body, max).ok(),
-            _ => None,
-        };
-        let readable = if identity {
-            Some(body.as_slice())
-        } else {
-            decoded.as_deref()
-        };
-        let Some(readable) = readable else {
-            // Unknown coding, corrupt or over `max_request_body` once decoded: forwarded as is.
-            self.request_skipped = true;
-            self.shared.stats.calls_uninspected.add(1);
-            return Action::Continue;
-        };
-        if let Some(route) = self.call.route.as_ref() {
-            providers::request(route, readable, &mut self.call.request);
-        }
-        // 1. Redaction: refuse what a `block` detector matches, then rewrite what leaves the company.
-        let cfg = self.shared.config.clone();
-        if self
-            .redaction
-            .on_request_body(&cfg, &self.shared.stats, api, readable, &mut self.call)
-        {
-            return Action::Pause; // answered locally: a `block` detector matched
-        }
-        // What goes upstream instead of the original body, once a step rewrites it.
-        let mut out: Option<Vec<u8>> = None;
-        let mut rewritten = false;
-        if let Some(new_body) = self.redaction.take_egress_body() {
-            if !identity {
-                // Egress redaction found something it cannot remove from a compressed body: refuse rather
-                // than let it leave.
-                self.refuse(&crate::reply::refuse(
-                    api,
-                    crate::reply::Refusal::ContentBlocked,
-                    "request blocked by the gateway's data protection policy: a compressed body with \
-                     sensitive content cannot be redacted; send it uncompressed",
-                    Vec::new(),
-                ));
-                self.shared.stats.redaction_blocked.add(1);
-                return Action::Pause;
-            }
-            out = Some(new_body);
-            rewritten = true;
-        }
-        // 2. Budgets: reserve the worst case of what is actually sent; refuse or clamp.
-        let inspected = out.as_deref().unwrap_or(readable);
-        let mut wait = false;
-        match budget::on_request_body(
-            &self.shared,
-            &mut self.budget,
-            &mut self.call,
-            inspected,
-            identity,
-        ) {
-            Step::Continue => {}
-            // The rate-limit service decides (`on_grpc_call_response`); the rewrites below still apply.
-            Step::Wait => wait = true,
-            Step::Rewrite(new_body) => out = Some(new_body),
-            Step::Refuse(reply) => {
-                self.refuse(&reply);
-                return Action::Pause;
+        let first = !self.body_started;
+        self.body_started = true;
+        if first && self.probing {
+            self.probing = false;
+            if !self.shared.holds.body_seen(self.context_id) {
+                // The tick found Envoy could not hold this request and released it: its headers left.
+                self.held = false;
             }
         }
-        // 3. Ask OpenAI-shaped streams for usage.
-        let mut usage_injected = false;
-        // Only a streaming request can take it; the parse above read the flag, so other bodies are not
-        // read a second time.
-        if self.call.request.stream && self.may_rewrite_request_body() && self.may_inject_usage() {
-            if let Some(new_body) = openai::inject_include_usage(out.as_deref().unwrap_or(&body)) {
-                out = Some(new_body);
-                usage_injected = true;
+        match hold::body_step(self.read, first, body_size, end_of_stream, max) {
+            hold::Step::Wait => {
+                self.body_paused = true;
+                Action::Pause // Buffer until the whole body is here.
+            }
+            hold::Step::Inspect => self.inspect_request(body_size),
+            hold::Step::Pass => {
+                // Too large to hold, or of undeclared length and not whole in its first chunk (holding more
+                // could overflow Envoy's buffer): decide from its size now and forward it.
+                self.request_skipped = true;
+                let declared = matches!(self.read, Read::Whole);
+                self.unread(if declared {
+                    "too_large"
+                } else {
+                    "undeclared_length"
+                });
+                let size = u64::try_from(body_size.max(max)).unwrap_or(u64::MAX);
+                if self.decide_unread(size) {
+                    return Action::Pause;
+                }
+                self.release()
             }
         }
-        if out
-            .as_deref()
-            .is_some_and(|new_body| Self::replace_request_body(body_size, new_body))
-        {
-            self.call.request.include_usage_injected = usage_injected;
-            if rewritten {
-                self.shared.stats.redaction_egress_rewritten.add(1);
-            }
-        }
-        if wait {
-            return Action::Pause;
-        }
-        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if !self.active || self.budget.refused {
+        if !self.active || self.budget.refused || self.refused {
             return Action::Continue;
         }
         let headers = abi::headers(MapType::HttpResponseHeaders);
@@ -305,6 +575,7 @@ impl HttpContext for Exchange {
             .get_str(":status")
             .and_then(|s| s.parse::<u16>().ok());
         self.call.http_status = status;
+        self.check_buffer_overflow(status);
         let ce = headers.get_str("content-encoding").unwrap_or_default();
         let encoding = if ce.trim().is_empty() {
             Some(ContentEncoding::Identity)
@@ -405,6 +676,9 @@ impl HttpContext for Exchange {
     fn on_log(&mut self) {
         if !self.active {
             return;
+        }
+        if self.probing {
+            self.shared.holds.forget(self.context_id);
         }
         if !self.response_done {
             // Client abort, upstream reset or timeout: keep what the complete events told us.

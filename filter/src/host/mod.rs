@@ -3,6 +3,7 @@
 
 mod abi;
 mod budget;
+mod hold;
 mod http;
 mod metrics;
 mod redaction;
@@ -15,7 +16,7 @@ use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(root::Root::new(id)) });
 }}
 
 /// Wall clock in ns since the Unix epoch (0 if the host cannot say).

@@ -159,20 +159,19 @@ impl Gate {
     }
 }
 
-/// Request body, `backend: "rls"`: start the admission call for `tenant` calling `model`. `Ok(())`: return
+/// Request body, `backend: "rls"`: start the admission call for `tenant` on the counters `specs`. `Ok(())`: return
 /// `Action::Pause` and wait for `answer`; `Err(admission)`: decided now, `settle` it.
 pub fn admit(
     budgets: &BudgetConfig,
     gate: &mut Gate,
     tenant: &str,
-    model: Option<&str>,
+    specs: &[crate::budget::CounterSpec],
     stats: &RlsStats,
 ) -> Result<(), Admission> {
     let Some(cfg) = budgets.rls.as_ref() else {
         return Err(Admission::FailOpen);
     };
-    let specs = crate::budget::counters(budgets, tenant, model);
-    let counters = rls::counters(&budgets.rules, &specs, tenant);
+    let counters = rls::counters(&budgets.rules, specs, tenant);
     gate.start(&Settings::from_config(cfg), counters, stats)
 }
 

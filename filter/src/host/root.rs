@@ -2,6 +2,7 @@
 //! here so their answers always find a live context.
 
 use super::abi;
+use super::hold::Holds;
 use super::http::Exchange;
 use super::metrics::{self, now_ms, partial_success, Answer, MetricsExporter};
 use super::stats::Stats;
@@ -21,10 +22,15 @@ pub struct Shared {
     pub queue: Rc<RefCell<SpanQueue>>,
     pub stats: Rc<Stats>,
     pub metrics: Rc<RefCell<Aggregator>>,
+    /// Whether Envoy delivers the body of held requests, and the held requests still finding out.
+    pub holds: Rc<Holds>,
 }
 
 #[derive(Default)]
 pub struct Root {
+    /// This root context's id, to return to after acting in an exchange's context.
+    context_id: u32,
+    holds: Rc<Holds>,
     config: Option<Rc<Config>>,
     queue: Option<Rc<RefCell<SpanQueue>>>,
     stats: Option<Rc<Stats>>,
@@ -39,6 +45,13 @@ pub struct Root {
 }
 
 impl Root {
+    pub fn new(context_id: u32) -> Root {
+        Root {
+            context_id,
+            ..Root::default()
+        }
+    }
+
     fn publish_stats(&mut self) {
         if let Some(s) = &self.stats {
             s.publish_batched();
@@ -231,11 +244,16 @@ impl RootContext for Root {
             .as_ref()
             .map_or(1_000, |o| o.flush_interval_ms.min(200));
         let _ = proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(tick));
+        // Envoy's answer to held headers is a property of this plugin configuration: learn it again.
+        self.holds = Rc::new(Holds::default());
         self.config = Some(Rc::new(cfg));
         true
     }
 
     fn on_tick(&mut self) {
+        if self.stats.as_ref().is_some_and(|s| self.holds.tick(s)) {
+            abi::set_effective_context(self.context_id);
+        }
         self.flush();
         if let (Some(m), Some(cfg), Some(res)) = (
             self.metrics.as_mut(),
@@ -247,14 +265,15 @@ impl RootContext for Root {
         self.publish_stats();
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = Shared {
             config: self.config.clone()?,
             queue: self.queue.clone()?,
             stats: self.stats.clone()?,
             metrics: self.metrics.as_ref()?.aggregator.clone(),
+            holds: self.holds.clone(),
         };
-        Some(Box::new(Exchange::new(shared)))
+        Some(Box::new(Exchange::new(shared, context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

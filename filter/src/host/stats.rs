@@ -37,6 +37,25 @@ pub struct Stats {
     pub redaction_egress_rewritten: Metric,
     /// Responses whose output could not be redacted (compressed, or a framing other than SSE/JSON).
     pub redaction_output_unsupported: Metric,
+    /// Requests whose headers were held until the decisions on their body were made.
+    pub hold_requests: Batched,
+    /// Requests that would have been held but Envoy lacks `allow_on_headers_stop_iteration`: their headers
+    /// left before the decisions on their body.
+    pub hold_unavailable: Batched,
+    /// Refusals sent after the request's headers had been forwarded (the upstream stream is reset).
+    pub refusals_after_forward: Metric,
+    /// Request bodies too large to hold (over `max_request_body`, or of undeclared length and not whole in
+    /// their first chunk): forwarded uninspected, reserved by their size when budgets apply.
+    pub request_oversized: Metric,
+    /// Of those, refused (`oversized_requests: refuse`).
+    pub request_oversized_refused: Metric,
+    /// Envoy answered 413 to a body tollgate held: `max_request_body` is above Envoy's buffer limit.
+    pub request_buffer_overflow: Metric,
+    /// Signed requests refused because egress redaction would have changed their body.
+    pub signed_refused: Metric,
+    /// Signed requests forwarded unchanged although a rewrite applied (`signed_requests: forward`, or a
+    /// clamp or usage request skipped).
+    pub signed_unmodified: Metric,
     /// `tollgate.redaction.detected.<detector>`: spans redacted per detector, defined at configure time from
     /// the configured detector list (at most 14 built-ins + 64 custom patterns).
     detectors: RefCell<Vec<(String, Metric)>>,
@@ -146,6 +165,14 @@ impl Stats {
             redaction_blocked: c("tollgate.redaction.blocked"),
             redaction_egress_rewritten: c("tollgate.redaction.egress_rewritten"),
             redaction_output_unsupported: c("tollgate.redaction.output_unsupported"),
+            hold_requests: Batched::define("tollgate.hold.requests"),
+            hold_unavailable: Batched::define("tollgate.hold.unavailable"),
+            refusals_after_forward: c("tollgate.refusals_after_forward"),
+            request_oversized: c("tollgate.request.oversized"),
+            request_oversized_refused: c("tollgate.request.oversized_refused"),
+            request_buffer_overflow: c("tollgate.request.buffer_overflow"),
+            signed_refused: c("tollgate.signed.refused"),
+            signed_unmodified: c("tollgate.signed.unmodified"),
             detectors: RefCell::new(Vec::new()),
         }
     }
@@ -158,6 +185,8 @@ impl Stats {
             &self.tokens_input,
             &self.tokens_output,
             &self.usage_estimated,
+            &self.hold_requests,
+            &self.hold_unavailable,
         ] {
             b.publish();
         }

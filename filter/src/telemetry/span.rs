@@ -201,6 +201,11 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
     if resp.incomplete {
         a.bool("tollgate.usage.partial", true);
     }
+    if req.signed {
+        a.bool("tollgate.request.signed", true);
+    }
+    a.str("tollgate.request.unmodified", req.rewrite_skipped);
+    a.str("tollgate.request.uninspected", req.uninspected);
     a.str("tollgate.tenant", call.tenant.as_deref());
     a.double("tollgate.cost.usd", call.cost_usd);
     if let Some(b) = &call.budget {
@@ -244,6 +249,8 @@ const STRUCTURAL_ATTRIBUTES: &[&str] = &[
     "tollgate.system_prompt.hash",
     "tollgate.redaction.types",
     "tollgate.security.flags",
+    "tollgate.request.unmodified",
+    "tollgate.request.uninspected",
     // Already redacted (and capped) when captured.
     "gen_ai.input.messages",
     "gen_ai.output.messages",
