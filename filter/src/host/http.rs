@@ -6,7 +6,7 @@ use super::budget::{self, Budgeted, Step};
 use super::redaction::{self, Redaction};
 use super::root::Shared;
 use super::{log, now_ns, random, random_unit};
-use crate::call::{Api, Call};
+use crate::call::Call;
 use crate::config::{OversizedPolicy, SignedPolicy};
 use crate::hold::{self, Read, Support};
 use crate::providers::reader::ResponseReader;
