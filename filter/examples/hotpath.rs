@@ -16,8 +16,9 @@
 use std::hint::black_box;
 use tollgate::call::{Api, Call, Request, Response, Route};
 use tollgate::config::Config;
-use tollgate::providers::{self, openai, Framing, StreamState};
+use tollgate::providers::{self, openai, StreamState};
 use tollgate::stream::sse_edit::{event_data, SseEventFilter};
+use tollgate::stream::Framing;
 use tollgate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use tollgate::telemetry::export::{self, Outcome, SpanQueue};
 use tollgate::telemetry::metrics::Aggregator;

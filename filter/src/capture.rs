@@ -11,131 +11,17 @@
 //! Every string is redacted before it is serialised; then each attribute is cut to `max_content_bytes` of
 //! text, the cut string ending in [`TRUNCATED`] and later parts dropped.
 
+use crate::call::{floor_boundary, Findings};
 use crate::call::{Api, Response};
-use crate::json::Json;
-use crate::providers::tape::{self, Value};
-use crate::redact::{Findings, Redactor};
+use crate::codec::json::tape::{self, Value};
+use crate::codec::json::Json;
+use crate::redact::Redactor;
 use std::borrow::Cow;
 
 /// Appended to a string cut by the size cap.
 pub const TRUNCATED: &str = "…[truncated]";
-/// Output text is kept up to the cap plus this much, so a match straddling the cap is still recognised
-/// (and redacted) before the cut.
-pub const SLACK: usize = 512;
-const MAX_CHOICES: usize = 16;
-const MAX_TOOL_CALLS: usize = 64;
 /// Structural bytes charged per string against the cap, so thousands of empty parts cannot bloat a span.
 const PER_STRING_OVERHEAD: usize = 8;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ToolCallOut {
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ChoiceOut {
-    pub text: String,
-    pub tool_calls: Vec<ToolCallOut>,
-}
-
-/// Output accumulated while the response is read. Disabled (the default) it stores nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OutputCapture {
-    enabled: bool,
-    /// Bytes that may still be stored.
-    room: usize,
-    /// Something was dropped for lack of room.
-    pub overflow: bool,
-    pub choices: Vec<ChoiceOut>,
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-impl OutputCapture {
-    pub fn new(max_bytes: usize) -> Self {
-        OutputCapture {
-            enabled: true,
-            room: max_bytes.saturating_add(SLACK),
-            overflow: false,
-            choices: Vec::new(),
-        }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    fn choice(&mut self, index: usize) -> Option<&mut ChoiceOut> {
-        if !self.enabled || index >= MAX_CHOICES {
-            return None;
-        }
-        if self.choices.len() <= index {
-            self.choices.resize(index + 1, ChoiceOut::default());
-        }
-        self.choices.get_mut(index)
-    }
-
-    /// Take as much of `s` as fits; the rest is dropped and `overflow` set.
-    fn take<'s>(&mut self, s: &'s str) -> &'s str {
-        let n = floor_boundary(s, self.room);
-        if n < s.len() {
-            self.overflow = true;
-        }
-        self.room -= n;
-        s.get(..n).unwrap_or("")
-    }
-
-    /// Generated text of choice `index`.
-    pub fn text(&mut self, index: usize, s: &str) {
-        if !self.enabled || s.is_empty() {
-            return;
-        }
-        let part = self.take(s);
-        if let Some(c) = self.choice(index) {
-            c.text.push_str(part);
-        }
-    }
-
-    /// A tool call the model started (or named again: the same id is not added twice).
-    pub fn tool_call(&mut self, index: usize, id: &str, name: &str) {
-        let (id, name) = (self.take(id).to_owned(), self.take(name).to_owned());
-        let Some(c) = self.choice(index) else { return };
-        if !id.is_empty() {
-            if let Some(known) = c.tool_calls.iter_mut().find(|t| t.id == id) {
-                if known.name.is_empty() {
-                    known.name = name;
-                }
-                return;
-            }
-        }
-        if c.tool_calls.len() < MAX_TOOL_CALLS {
-            c.tool_calls.push(ToolCallOut {
-                id,
-                name,
-                arguments: String::new(),
-            });
-        }
-    }
-
-    /// Arguments (JSON text, possibly a fragment) of the latest tool call of choice `index`.
-    pub fn tool_arguments(&mut self, index: usize, fragment: &str) {
-        if !self.enabled || fragment.is_empty() {
-            return;
-        }
-        let part = self.take(fragment).to_owned();
-        if let Some(t) = self.choice(index).and_then(|c| c.tool_calls.last_mut()) {
-            t.arguments.push_str(&part);
-        }
-    }
-}
 
 /// Record generated text of choice `index` (no-op unless capture is on).
 pub fn output_text(resp: &mut Response, index: usize, text: &str) {
@@ -530,20 +416,6 @@ pub fn cap_value(v: &mut Json, budget: &mut usize) -> bool {
     }
 }
 
-/// What redaction and capture add to one call's span.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Evidence {
-    /// Redaction ran for this call (then `tollgate.redaction.count` is set, 0 included).
-    pub active: bool,
-    /// Spans redacted in the request's user text and in the output.
-    pub findings: Findings,
-    /// Prompt-injection flags (never blocking).
-    pub flags: Vec<&'static str>,
-    /// Content attributes (already redacted and capped): (name, JSON text).
-    pub content: Vec<(&'static str, String)>,
-    pub truncated: bool,
-}
-
 /// One content attribute, ready for the span: redacted, capped, serialised.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rendered {
@@ -587,6 +459,7 @@ pub fn render(input: Option<&Input>, resp: &Response, r: &Redactor, max_bytes: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::{OutputCapture, SLACK};
     use crate::redact::RedactionConfig;
     use serde_json::{json, Value};
 

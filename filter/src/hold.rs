@@ -94,7 +94,7 @@ impl Decisions {
 
 /// Whether a decision on the body may refuse the request, so that its headers must wait for it.
 /// `compressed`: its `content-encoding` is not identity (egress redaction then refuses what it would have
-/// rewritten); `signed_body`: a signature covers the body (see `crate::signed`).
+/// rewritten); `signed_body`: a signature covers the body (see `crate::codec::sigv4`).
 pub fn may_refuse(
     cfg: &Config,
     d: &Decisions,

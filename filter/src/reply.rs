@@ -4,7 +4,7 @@
 //! Pure: builds status, headers and body; `host` sends them with `send_http_response`.
 
 use crate::call::Api;
-use crate::json::Json;
+use crate::codec::json::Json;
 
 /// Why tollgate answers instead of the provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

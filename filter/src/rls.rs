@@ -17,8 +17,8 @@
 use crate::budget::config::Rule;
 use crate::budget::{Amount, CounterSpec, Limits};
 use crate::call::Api;
+use crate::codec::proto::{self, read_message};
 use crate::reply::{self, Refusal, Reply};
-use crate::telemetry::proto::{self, read_message};
 
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 pub const METHOD: &str = "ShouldRateLimit";

@@ -7,7 +7,7 @@
 //! Byte 0 picks the API, byte 1 the frame kind; the rest is the document.
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Request, Response, Route};
-use tollgate::providers::json::with_reference;
+use tollgate::codec::json::lenient::with_reference;
 use tollgate::providers::{self, StreamState};
 use tollgate::stream::Frame;
 

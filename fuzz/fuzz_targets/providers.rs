@@ -9,7 +9,8 @@
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Call, Request, Response, Route};
 use tollgate::config::Config;
-use tollgate::providers::{self, variants, Framing, StreamState};
+use tollgate::providers::{self, variants, StreamState};
+use tollgate::stream::Framing;
 use tollgate::stream::{Frame, Framer, Limits};
 use tollgate::telemetry::span;
 

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         "prompt-injection flags differ from the reference on {text:?}"
     );
     let mut resp = tollgate::call::Response {
-        content: tollgate::capture::OutputCapture::new(256),
+        content: tollgate::call::OutputCapture::new(256),
         ..Default::default()
     };
     resp.content.tool_call(0, "id", "f");
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         let input = tollgate::capture::input(api, data);
         let rendered = tollgate::capture::render(input.as_ref(), &resp, &r, 64);
         for (name, json) in &rendered.attributes {
-            let at = tollgate::providers::tape::error_at(json);
+            let at = tollgate::codec::json::tape::error_at(json);
             assert!(at.is_none(), "{name} is not JSON at {at:?}: {json}");
         }
     }

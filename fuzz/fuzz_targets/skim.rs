@@ -6,7 +6,7 @@
 //! must leave the same call record and outcomes.
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Request, Response, Route};
-use tollgate::capture::OutputCapture;
+use tollgate::call::OutputCapture;
 use tollgate::providers::{frame_with, request_with, skim, FrameOutcome, StreamState};
 use tollgate::stream::Frame;
 

@@ -5,7 +5,7 @@
 //! never pauses a body past `max_request_body` nor reads one before it is complete.
 use libfuzzer_sys::fuzz_target;
 use tollgate::hold::{self, Read, Step};
-use tollgate::signed;
+use tollgate::codec::sigv4;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

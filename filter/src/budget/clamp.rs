@@ -9,7 +9,7 @@ use std::borrow::Cow;
 /// their position is known); None when `obj` is not one JSON object.
 fn members(obj: &[u8]) -> Option<Vec<(Cow<'_, str>, &str)>> {
     let text = std::str::from_utf8(obj).ok()?;
-    crate::providers::tape::read(text, |v| {
+    crate::codec::json::tape::read(text, |v| {
         let mut out = Vec::new();
         let mut members = v.members()?;
         while let Some((k, v)) = members.next_raw() {

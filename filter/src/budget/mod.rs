@@ -22,35 +22,6 @@ use crate::call::{Api, Request, Usage};
 use crate::pricing::{model_matches, Price};
 use config::TenantMatch;
 
-/// The decision recorded on the span (`tollgate.budget.decision`) and in Envoy counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    Denied,
-    Clamped,
-    DryRunDenied,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "allowed",
-            Verdict::Denied => "denied",
-            Verdict::Clamped => "clamped",
-            Verdict::DryRunDenied => "dry_run_denied",
-        }
-    }
-}
-
-/// What the span reports about a call's budget check.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outcome {
-    pub verdict: Verdict,
-    /// `rules[i]` of the tightest rule.
-    pub rule: Option<String>,
-    pub remaining_tokens: Option<u64>,
-}
-
 /// Input tokens a body can hold at most. Byte-level BPE tokenizers (OpenAI, Anthropic, Llama, Mistral) and
 /// SentencePiece with byte fallback (Gemini) emit tokens of at least one byte, so the text of a prompt has at
 /// most as many tokens as bytes; the JSON around each message (`{"role":"user","content":""}`, 30+ bytes) is

@@ -2,7 +2,7 @@
 //! panic on any unexpected status (and `get_map_value` unwraps UTF-8, so one non-UTF-8 header value would
 //! abort the VM); a panic here takes every request on this worker down, so these return `None`/`false`.
 
-use crate::headers::Headers;
+use crate::codec::headers::Headers;
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 use std::ptr::null_mut;
 use std::time::Duration;
@@ -171,7 +171,7 @@ pub fn send_reply(reply: &crate::reply::Reply) -> bool {
 
 /// Answer the request locally. The caller then returns `Action::Pause`.
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    let h = crate::headers::serialize(headers);
+    let h = crate::codec::headers::serialize(headers);
     // SAFETY: pointers valid for the duration of the call.
     unsafe {
         proxy_send_local_response(

@@ -8,12 +8,10 @@ use super::root::Shared;
 use super::{log, now_ns, random};
 use crate::budget::ledger::{self, Clock, Contention, Ledger, Store, StoreError};
 use crate::budget::tenant::{self, Resolved};
-use crate::budget::{
-    self, clamp, BackendKind, BudgetConfig, Decision, Outcome, Reservation, TenantSource, Verdict,
-};
-use crate::call::{Call, Route};
+use crate::budget::{self, clamp, BackendKind, BudgetConfig, Decision, Reservation, TenantSource};
+use crate::call::{BudgetOutcome as Outcome, Call, Route, Verdict};
+use crate::codec::headers::Headers;
 use crate::config::Config;
-use crate::headers::Headers;
 use crate::reply::{self, Refusal, Reply};
 use crate::rls;
 use proxy_wasm::types::{LogLevel, MapType};
@@ -255,9 +253,7 @@ pub fn on_request_body(
     let ask = budget::ask(b, route.api, request, size, price.as_ref());
     let clamp = |route: &Route, per_choice: u64| {
         body.filter(|_| rewritable)
-            .and_then(|body| {
-                clamp::set_max_output_tokens(route, body, per_choice)
-            })
+            .and_then(|body| clamp::set_max_output_tokens(route, body, per_choice))
             .filter(|new_body| new_body.len() <= max_len)
     };
     admit(shared, st, call, b, specs, &ask, &clamp)

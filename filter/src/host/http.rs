@@ -7,13 +7,14 @@ use super::redaction::{self, Redaction};
 use super::root::Shared;
 use super::{log, now_ns, random, random_unit};
 use crate::call::Call;
+use crate::codec::sigv4::{self, Signature};
 use crate::config::{OversizedPolicy, SignedPolicy};
 use crate::hold::{self, Read, Support};
 use crate::providers::reader::ResponseReader;
-use crate::providers::{self, openai, Framing};
+use crate::providers::{self, openai};
 use crate::reply::{self, Refusal, Reply};
-use crate::signed::{self, Signature};
 use crate::stream::sse_edit::SseEventFilter;
+use crate::stream::Framing;
 use crate::stream::{inflate_all, ContentEncoding, Limits};
 use crate::telemetry::{span, trace};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -445,7 +446,7 @@ impl HttpContext for Exchange {
         // A signature tollgate must keep valid: nothing it signs changes (unless a filter after tollgate
         // signs the request again).
         if cfg.signed_requests != SignedPolicy::Resign {
-            self.signature = signed::detect(
+            self.signature = sigv4::detect(
                 headers.get_str("authorization").as_deref(),
                 headers.get_str("x-amz-content-sha256").as_deref(),
                 &path,

@@ -48,7 +48,7 @@ pub(super) fn dispatch(otlp: &Otlp, path: &str, body: &[u8]) -> Result<u32, Stat
 
 /// The collector's `partial_success`, when it rejected something: (rejected count, its message).
 pub(super) fn partial_success(body: &[u8]) -> Option<(i64, std::borrow::Cow<'_, str>)> {
-    crate::telemetry::proto::partial_success(body).filter(|(n, _)| *n > 0)
+    crate::codec::proto::partial_success(body).filter(|(n, _)| *n > 0)
 }
 
 /// The collector's answer to an export request, read inside `on_http_call_response`.
@@ -63,7 +63,7 @@ pub(super) struct Answer {
 impl Answer {
     pub fn read(num_headers: usize, body_size: usize) -> Answer {
         let headers = if num_headers == 0 {
-            crate::headers::Headers::default()
+            crate::codec::headers::Headers::default()
         } else {
             abi::headers(MapType::HttpCallResponseHeaders)
         };

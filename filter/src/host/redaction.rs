@@ -4,12 +4,14 @@
 
 use super::abi;
 use super::stats::Stats;
+use crate::call::Findings;
+use crate::call::OutputCapture;
 use crate::call::{Api, Call};
-use crate::capture::{self, OutputCapture};
+use crate::capture;
 use crate::config::Config;
-use crate::providers::Framing;
-use crate::redact::{security_flags, FieldSelector, Findings, SseOutputRedactor};
+use crate::redact::{security_flags, FieldSelector, SseOutputRedactor};
 use crate::reply::{refuse, Refusal};
+use crate::stream::Framing;
 use proxy_wasm::types::MapType;
 
 /// User text gathered for the prompt-injection heuristics is capped (the flags need no more).

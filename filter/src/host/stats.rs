@@ -209,7 +209,7 @@ impl Stats {
     }
 
     /// Count redacted spans per detector (unknown names are ignored: the set is fixed per configuration).
-    pub fn count_redactions(&self, f: &crate::redact::Findings) {
+    pub fn count_redactions(&self, f: &crate::call::Findings) {
         let d = self.detectors.borrow();
         for (name, n) in f.per_type() {
             if let Some((_, m)) = d.iter().find(|(k, _)| k == name) {

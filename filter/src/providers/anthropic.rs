@@ -2,14 +2,14 @@
 //! (`…/publishers/anthropic/models/{model}:rawPredict|streamRawPredict`) and, with the same bodies, by
 //! Bedrock InvokeModel for Claude (see `bedrock.rs`, which reuses `request`, `response` and `event`).
 
-use super::json::{
-    count_chars, items, json_struct, prompt_hash, read, set_if_nonempty, Lenient, LenientStr,
-    Named, OneOrMany, Spare, TextContent,
-};
-use super::skim::{generated, once, Reader, Str};
+use super::common::{count_chars, prompt_hash, set_if_nonempty, Named};
 use super::template::Sink;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::codec::json::lenient::{
+    items, json_struct, read, Lenient, LenientStr, OneOrMany, Spare, TextContent,
+};
+use crate::codec::json::skim::{generated, once, Reader, Str};
 use crate::stream::Frame;
 use std::borrow::Cow;
 

@@ -4,13 +4,16 @@
 //! the id is the `x-amzn-requestid` response header and the model comes from the path.
 
 use super::anthropic;
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, Named};
 use super::gemini::percent_decode;
-use super::json::{count_chars, items, set_if_nonempty, Named, Read};
-use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
-use super::skim::{once, Reader};
-use super::{tape, FrameOutcome, StreamState};
+use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
-use crate::headers::Headers;
+use crate::codec::headers::Headers;
+use crate::codec::json::lenient::{items, Read};
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, Spare};
+use crate::codec::json::skim::{once, Reader};
+use crate::codec::json::tape;
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -724,7 +727,7 @@ mod tests {
     }
 
     fn head(pairs: &[(&str, &str)]) -> Headers {
-        Headers::new(crate::headers::serialize(pairs))
+        Headers::new(crate::codec::headers::serialize(pairs))
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
-use super::json::{count_chars, items, set_if_nonempty, ChatMessage, FunctionTool, Named, Typed};
-use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, OneOrMany, Spare};
-use super::skim::{self, generated, once, Reader, Str};
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, ChatMessage, FunctionTool, Named, Typed};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::codec::json::lenient::items;
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, OneOrMany, Spare};
+use crate::codec::json::skim::{generated, once, Reader, Str};
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -242,7 +244,7 @@ pub(crate) fn frame_with(
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
     if fast {
-        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_event(t, resp)) {
+        if let Some(out) = super::common::frame_text(frame).and_then(|t| fast_event(t, resp)) {
             return out;
         }
     }

@@ -84,7 +84,7 @@ fn run(fx: &Value) -> Outcome {
                     .collect()
             })
             .unwrap_or_default();
-        let head = crate::headers::Headers::new(crate::headers::serialize(&pairs));
+        let head = crate::codec::headers::Headers::new(crate::codec::headers::serialize(&pairs));
         bedrock::response_headers(&route, &head, &mut resp);
     }
 

@@ -6,11 +6,13 @@
 //! `alt=sse`, else elements of one JSON array); a whole response is the same object. All three go through
 //! `apply_chunk`.
 
-use super::json::{count_chars, items, set_if_nonempty, Named};
-use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
-use super::skim::{self, generated, once, set_changed, Reader, Str};
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, Named};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::codec::json::lenient::items;
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, Spare};
+use crate::codec::json::skim::{generated, once, set_changed, Reader, Str};
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -368,7 +370,9 @@ pub(crate) fn frame_with(
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
     if fast {
-        if let Some((out, terminal)) = skim::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
+        if let Some((out, terminal)) =
+            super::common::frame_text(frame).and_then(|t| fast_chunk(t, resp))
+        {
             if terminal {
                 st.finished = true;
             }

@@ -6,10 +6,10 @@
 //! for tests only (and for the fuzz target, feature `reference-reader`).
 
 use super::corpus_test::{cases, frames, read_frames, read_request};
-use super::json::{with_reference, with_two_pass};
 use crate::call::Route;
-use crate::providers::Framing;
+use crate::codec::json::lenient::{with_reference, with_two_pass};
 use crate::stream::testutil::Owned;
+use crate::stream::Framing;
 use serde_json::Value;
 
 /// The JSON a frame carries (an event's data, a document, an event-stream payload).

@@ -10,20 +10,18 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod cohere;
+pub mod common;
 #[cfg(test)]
 mod fixtures_b_test;
 pub mod gemini;
-pub mod json;
 pub mod mistral;
 pub mod ollama;
 pub mod openai;
 pub mod openai_compat;
 pub mod openai_responses;
 pub mod reader;
-pub mod skim;
 #[cfg(test)]
 mod skim_test;
-pub mod tape;
 pub mod template;
 #[cfg(any(test, feature = "reference-reader"))]
 pub mod variants;
@@ -40,20 +38,7 @@ mod lenient_test;
 mod robust_test;
 
 use crate::call::{Api, Request, Response, Route};
-use crate::stream::Frame;
-
-/// How a response body is framed, decided from the route, the request and the response content type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// One JSON document (non-streamed).
-    Whole,
-    Sse,
-    Ndjson,
-    /// A JSON array delivered incrementally (Gemini `streamGenerateContent` without `alt=sse`).
-    JsonArray,
-    /// `application/vnd.amazon.eventstream`.
-    AwsEventStream,
-}
+use crate::stream::{Frame, Framing};
 
 /// Per-response parse state that a provider may keep between frames.
 #[derive(Clone, Debug, Default)]

@@ -2,13 +2,15 @@
 //! and handled by `openai.rs`). Streaming is the DEFAULT: NDJSON, one object per line, the last with
 //! `done: true` and the counts. A whole response is that same final object.
 
-use super::json::{count_chars, items, set_if_nonempty, ChatMessage, FunctionTool, Named};
-use super::json::{
-    json_struct, prompt_hash, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare,
-};
-use super::skim::{self, generated, once, set_changed, Reader, Str};
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, ChatMessage, FunctionTool, Named};
 use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::codec::json::lenient::items;
+use crate::codec::json::lenient::{
+    json_struct, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare,
+};
+use crate::codec::json::skim::{generated, once, set_changed, Reader, Str};
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -212,7 +214,7 @@ pub(crate) fn frame_with(
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
     if fast {
-        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
+        if let Some(out) = super::common::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
             return out;
         }
     }

@@ -7,14 +7,17 @@
 //!   top-level `{"object":"error",...}` error bodies;
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
-use super::json::{
-    char_count, items, join_line, json_struct, prompt_hash, read, set_if_nonempty, ChatMessage,
-    Lenient, LenientStr, OneOrMany, Raw, Read, Spare, TextContent, Typed,
-};
-use super::skim::{self, key_bit, plain_integer, set_changed, Reader, Str};
+use super::common::{prompt_hash, set_if_nonempty, ChatMessage, Typed};
 use super::template::Sink;
-use super::{tape, FrameOutcome, StreamState};
+use super::{FrameOutcome, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::codec::json::lenient::{
+    items, join_line, json_struct, read, Lenient, LenientStr, OneOrMany, Raw, Read, Spare,
+    TextContent,
+};
+use crate::codec::json::skim::char_count;
+use crate::codec::json::skim::{key_bit, plain_integer, set_changed, Reader, Str};
+use crate::codec::json::tape;
 use crate::stream::sse_edit::{event_data, has_empty_array, has_object_member};
 use crate::stream::Frame;
 use serde::de::IgnoredAny;
@@ -844,7 +847,7 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     }
     if fast {
-        if let Some(t) = skim::frame_text(frame) {
+        if let Some(t) = super::common::frame_text(frame) {
             if let Some((out, repeat)) = fast_chunk_with(t, resp) {
                 if let Some((s, index)) = repeat {
                     st.template.record(frame, t, s, Sink::Text(index));

@@ -4,15 +4,16 @@
 //! The Responses API has no finish_reason; one is derived from `status` so that dashboards keyed on
 //! `gen_ai.response.finish_reasons` read the same values as for Chat Completions.
 
-use super::json::char_count;
-use super::json::{
-    items, json_struct, prompt_hash, read, Lenient, LenientStr, Read, Spare, TextContent,
-};
+use super::common::prompt_hash;
 use super::openai::{add_tool_call_once, ErrorBody};
-use super::skim::{self, generated, once, Reader};
-use super::tape;
 use super::{FrameOutcome, StreamState};
 use crate::call::{Request, Response, Route};
+use crate::codec::json::lenient::{
+    items, json_struct, read, Lenient, LenientStr, Read, Spare, TextContent,
+};
+use crate::codec::json::skim::char_count;
+use crate::codec::json::skim::{generated, once, Reader};
+use crate::codec::json::tape;
 use crate::stream::Frame;
 #[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
@@ -397,7 +398,7 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     }
     if fast {
-        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_event(t, resp)) {
+        if let Some(out) = super::common::frame_text(frame).and_then(|t| fast_event(t, resp)) {
             return out;
         }
     }

@@ -5,10 +5,11 @@
 //! `FrameOutcome` whichever path reads them, with content capture off and on.
 
 use super::corpus_test::cases;
+use crate::call::OutputCapture;
 use crate::call::Response;
-use crate::capture::OutputCapture;
-use crate::providers::{frame_with, Framing, StreamState};
+use crate::providers::{frame_with, StreamState};
 use crate::stream::testutil::Owned;
+use crate::stream::Framing;
 use crate::stream::{BodyDecoder, ContentEncoding, Limits};
 use serde_json::Value;
 

@@ -19,9 +19,9 @@
 //! The tests and the `skim` fuzz target check that a stream read this way leaves exactly the call record the
 //! serde path leaves.
 
-use super::skim::Str;
 use super::FrameOutcome;
 use crate::call::Response;
+use crate::codec::json::skim::Str;
 use crate::stream::Frame;
 
 /// Events longer than this are not kept as templates (memory per stream stays small).
@@ -112,7 +112,8 @@ impl Template {
             return None;
         }
         // The string that opens at the end of the prefix must close exactly where the suffix begins.
-        let (s, end) = super::skim::Reader::string_at(data, prefix.len().checked_sub(1)?)?;
+        let (s, end) =
+            crate::codec::json::skim::Reader::string_at(data, prefix.len().checked_sub(1)?)?;
         (end == close.checked_add(1)?).then_some(s)
     }
 
@@ -140,8 +141,8 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::OutputCapture;
     use crate::call::{Api, Route};
-    use crate::capture::OutputCapture;
     use crate::providers::{frame_with, StreamState};
 
     fn route(api: Api) -> Route {

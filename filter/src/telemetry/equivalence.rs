@@ -4,8 +4,8 @@
 
 use super::legacy;
 use super::{export, metrics, span};
-use crate::budget::{Outcome as Budget, Verdict};
 use crate::call::{Api, Call, Route, ToolCall, Usage};
+use crate::call::{BudgetOutcome as Budget, Verdict};
 use crate::config::{Config, Semconv};
 use crate::redact::{RedactionConfig, Redactor};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;

@@ -9,8 +9,8 @@
 
 use super::export::Resource;
 use super::export::{Outcome, MAX_ATTEMPTS, SCOPE_NAME, VERSION};
-use super::proto::{self, Value};
 use crate::call::Call;
+use crate::codec::proto::{self, Value};
 use crate::config::Semconv;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
@@ -977,7 +977,7 @@ mod tests {
 
     #[test]
     fn cost_and_budget_decisions_by_tenant() {
-        use crate::budget::{Outcome as Budget, Verdict};
+        use crate::call::{BudgetOutcome as Budget, Verdict};
         let mut agg = Aggregator::new(100, 1);
         for (usd, verdict) in [
             (0.25, Verdict::Allowed),

@@ -2,7 +2,6 @@
 
 pub mod export;
 pub mod metrics;
-pub mod proto;
 pub mod span;
 pub mod trace;
 

@@ -2,10 +2,11 @@
 //! written straight into its protobuf encoding (a `Span` message of `trace.proto`) when the call ends: no
 //! per-attribute allocation, and a queued span is one compact buffer.
 
-use super::proto::{self, Value};
+use crate::call::Findings;
 use crate::call::{Api, Call};
+use crate::codec::proto::{self, Value};
 use crate::config::{Config, Semconv};
-use crate::redact::{Findings, Redactor};
+use crate::redact::Redactor;
 use std::borrow::Cow;
 
 /// A finished span, encoded as the body of an OTLP `Span` message.

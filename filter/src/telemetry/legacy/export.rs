@@ -73,7 +73,7 @@ pub fn instance_id(random: [u8; 16]) -> String {
     if let Some(v) = b.get_mut(8) {
         *v = (*v & 0x3f) | 0x80;
     }
-    let h = crate::telemetry::trace::hex(&b);
+    let h = crate::codec::hex::hex(&b);
     let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{}",

@@ -203,7 +203,7 @@ const STRUCTURAL_ATTRIBUTES: &[&str] = &[
     "gen_ai.system_instructions",
 ];
 
-fn scrub_value(v: &mut AnyValue, r: &crate::redact::Redactor, f: &mut crate::redact::Findings) {
+fn scrub_value(v: &mut AnyValue, r: &crate::redact::Redactor, f: &mut crate::call::Findings) {
     match v.value.as_mut() {
         Some(any_value::Value::StringValue(s)) => {
             let (out, found) = r.redact(s);
@@ -223,8 +223,8 @@ fn scrub_value(v: &mut AnyValue, r: &crate::redact::Redactor, f: &mut crate::red
 
 /// Redact every string attribute (span and event attributes) that can carry user text — conversation ids,
 /// stop sequences, tool names, response ids — before the span is queued. Returns what was found.
-pub fn scrub(span: &mut Span, r: &crate::redact::Redactor) -> crate::redact::Findings {
-    let mut f = crate::redact::Findings::default();
+pub fn scrub(span: &mut Span, r: &crate::redact::Redactor) -> crate::call::Findings {
+    let mut f = crate::call::Findings::default();
     let attrs = span
         .attributes
         .iter_mut()

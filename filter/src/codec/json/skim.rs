@@ -8,18 +8,11 @@
 //! caller then falls back to the serde path. So whatever the fast path accepts, serde accepts too.
 //! Total: never panics, recursion bounded by `MAX_DEPTH`.
 
-use super::json;
-use crate::stream::Frame;
 use std::borrow::Cow;
 
-/// The JSON text a stream frame carries, for the fast paths: SSE data is already UTF-8, a JSON frame
-/// (NDJSON line, array element) is checked, an AWS event-stream message carries none here.
-pub(crate) fn frame_text<'a>(frame: &Frame<'a>) -> Option<&'a str> {
-    match frame {
-        Frame::Sse { data, .. } => Some(data),
-        Frame::Json(bytes) => std::str::from_utf8(bytes).ok(),
-        Frame::Aws { .. } => None,
-    }
+/// Characters (not bytes) in `s`, for usage estimates.
+pub fn char_count(s: &str) -> u64 {
+    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
 }
 
 /// Deepest nesting `skip` walks (serde_json's own limit is 128).
@@ -67,13 +60,13 @@ impl<'a> Str<'a> {
     /// serde refuses to unescape.
     pub fn char_count(&self) -> Option<u64> {
         if !self.escaped {
-            return Some(json::char_count(self.raw));
+            return Some(char_count(self.raw));
         }
         // Escapes are ASCII, so every split below falls on a character boundary (`get` checks anyway).
         let mut n: u64 = 0;
         let mut rest = self.raw;
         while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
-            n = n.saturating_add(json::char_count(rest.get(..i)?));
+            n = n.saturating_add(char_count(rest.get(..i)?));
             let esc = *rest.as_bytes().get(i + 1)?;
             rest = rest.get(i + 2..)?;
             n = n.saturating_add(1);
@@ -92,7 +85,7 @@ impl<'a> Str<'a> {
                 }
             }
         }
-        Some(n.saturating_add(json::char_count(rest)))
+        Some(n.saturating_add(char_count(rest)))
     }
 }
 

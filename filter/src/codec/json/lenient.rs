@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 #[cfg(any(test, feature = "reference-reader"))]
 use std::cell::Cell;
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 
 /// Declare a provider struct read leniently: every field optional (`Default` when absent), each with the
 /// JSON keys it is read from (`= "key" | "alias"`). It implements `Read` (one small function: the member's
@@ -38,16 +38,16 @@ macro_rules! json_struct {
             )*
         }
 
-        impl<'de $(, $lt)?> $crate::providers::json::Read<'de> for $name $(<$lt>)?
+        impl<'de $(, $lt)?> $crate::codec::json::lenient::Read<'de> for $name $(<$lt>)?
         $(where 'de: $lt)?
         {
-            fn read(v: $crate::providers::tape::Value<'_, 'de>) -> Option<Self> {
-                use $crate::providers::json::{field_index, Read};
+            fn read(v: $crate::codec::json::tape::Value<'_, 'de>) -> Option<Self> {
+                use $crate::codec::json::lenient::{field_index, Read};
                 const KEYS: &[&[&str]] = &[$(&[$key $(, $alias)*]),*];
                 const FIELDS: &[&str] = &[$(stringify!($field)),*];
                 const _: () = assert!(FIELDS.len() <= 64);
-                const TABLE: [(u32, usize); $crate::providers::tape::key_table_size(KEYS)] =
-                    $crate::providers::tape::key_table(KEYS);
+                const TABLE: [(u32, usize); $crate::codec::json::tape::key_table_size(KEYS)] =
+                    $crate::codec::json::tape::key_table(KEYS);
                 let mut out = Self::default();
                 v.fields(KEYS, &TABLE, &mut |i, value| {
                     $(if i == { const I: usize = field_index(FIELDS, stringify!($field)); I } {
@@ -66,7 +66,7 @@ macro_rules! json_struct {
         {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 const KEYS: &[&[&str]] = &[$(&[$key $(, $alias)*]),*];
-                let mut chosen = $crate::providers::json::reference_members(d, KEYS)?.into_iter();
+                let mut chosen = $crate::codec::json::lenient::reference_members(d, KEYS)?.into_iter();
                 let mut out = Self::default();
                 $(
                     if let Some(raw) = chosen.next().flatten() {
@@ -381,35 +381,6 @@ impl<'de: 'a, 'a> Read<'de> for TextContent<'a> {
     }
 }
 
-json_struct! {
-    /// An object read for its `name` alone (tools, functions), as several APIs write them.
-    pub struct Named<'a> {
-        pub name: LenientStr<'a> = "name",
-    }
-}
-
-json_struct! {
-    /// A tool declared as `{"function": {"name"}}` (OpenAI-shaped `tools`, as Cohere v2 and Ollama take them).
-    pub struct FunctionTool<'a> {
-        pub function: Lenient<Named<'a>> = "function",
-    }
-}
-
-json_struct! {
-    /// An OpenAI-shaped chat message read for its role and text (OpenAI, Cohere v2, Ollama requests).
-    pub struct ChatMessage<'a> {
-        pub role: LenientStr<'a> = "role",
-        pub content: Lenient<TextContent<'a>> = "content",
-    }
-}
-
-json_struct! {
-    /// An object read for its `type` alone (`response_format`, content blocks).
-    pub struct Typed<'a> {
-        pub kind: LenientStr<'a> = "type",
-    }
-}
-
 /// Read `body` as `T`; None on any error (never panics, never partially fails): one pass over the bytes
 /// into the tape (`tape.rs`), one over the tape. `spare` only serves the reference reader.
 pub fn read<'a, T: Read<'a> + Reference<'a>>(body: &'a [u8], spare: &'a Spare) -> Option<T> {
@@ -568,42 +539,6 @@ pub fn join_line<'a>(acc: &mut Cow<'a, str>, text: Cow<'a, str>) {
     }
 }
 
-/// System prompts up to this size are remembered with their hash (see `prompt_hash`).
-const PROMPT_MEMO_MAX: usize = 32 * 1024;
-
-thread_local! {
-    /// The last system prompt hashed and its hash. Applications send the same system prompt call after
-    /// call, often many KiB of it (agents): comparing it costs a memcmp, hashing it ~55 instructions a byte.
-    static LAST_PROMPT: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
-}
-
-/// SHA-256 of `text`, first 16 hex characters (64 bits): enough to correlate prompts, useless to reverse.
-pub fn prompt_hash(text: &str) -> String {
-    if text.is_empty() || text.len() > PROMPT_MEMO_MAX {
-        return sha256_prefix(text);
-    }
-    LAST_PROMPT.with(|memo| {
-        let Ok(mut memo) = memo.try_borrow_mut() else {
-            return sha256_prefix(text);
-        };
-        let (last, hash) = &mut *memo;
-        if !hash.is_empty() && last.as_str() == text {
-            return hash.clone();
-        }
-        let fresh = sha256_prefix(text);
-        last.clear();
-        last.push_str(text);
-        hash.clone_from(&fresh);
-        fresh
-    })
-}
-
-fn sha256_prefix(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(text.as_bytes());
-    crate::telemetry::trace::hex(digest.get(..8).unwrap_or_default())
-}
-
 /// Room for the copy of a body that the reference reader reads instead of it (see `sanitised`; tests
 /// and the `lenient` fuzz target); `offset` finds borrowed parts in the body.
 /// The parsed value may borrow from it: declare one right before each `parse`, and hand it to that one.
@@ -671,23 +606,6 @@ pub fn with_reference<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Store `value` unless it is absent or empty (providers repeat ids and models as "" on some chunks).
-pub fn set_if_nonempty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
-    if let Some(v) = value.filter(|v| !v.is_empty()) {
-        *slot = Some(v.into_owned());
-    }
-}
-
-/// Characters (not bytes) in `s`, for usage estimates.
-pub fn char_count(s: &str) -> u64 {
-    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
-}
-
-/// Add generated text to the response's character count.
-pub fn count_chars(resp: &mut crate::call::Response, text: &str) {
-    resp.output_chars = resp.output_chars.saturating_add(char_count(text));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,21 +632,6 @@ mod tests {
         assert_eq!(t.b.0.as_deref(), Some("ok"));
         assert_eq!(t.stop.0.unwrap().0, vec!["s", "t"]);
         assert_eq!(t.c.0.unwrap().0, "h");
-    }
-
-    #[test]
-    fn hash_is_stable_prefix() {
-        assert_eq!(prompt_hash(""), "e3b0c44298fc1c14");
-    }
-
-    #[test]
-    fn remembered_prompt_hashes_are_the_hashes() {
-        let long = "x".repeat(PROMPT_MEMO_MAX + 1);
-        for text in ["a", "a", "b", "a", "", "ab", "a", &long, &long, "a"] {
-            assert_eq!(prompt_hash(text), sha256_prefix(text), "{}", text.len());
-        }
-        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
-        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
     }
 
     json_struct! {
