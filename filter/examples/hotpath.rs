@@ -321,7 +321,7 @@ fn main() {
                 let mut dec =
                     BodyDecoder::new(ContentEncoding::Identity, Framing::Sse, &Limits::default());
                 let mut on = |f: Frame<'_>| {
-                    providers::frame_with(&route, &f, &mut st, &mut resp, false);
+                    providers::provider(route.api).frame(&route, &f, &mut st, &mut resp);
                 };
                 for c in body.chunks(16 * 1024) {
                     dec.push(c, &mut on);
@@ -329,7 +329,7 @@ fn main() {
                 dec.finish(&mut on);
                 assert_eq!(resp.usage.output, Some(1000));
                 let mut r = Request::default();
-                providers::request_with(&route, &req, &mut r, false);
+                providers::provider(route.api).request(&route, &req, &mut r);
                 assert!(r.model.is_some());
                 black_box(&r);
             }

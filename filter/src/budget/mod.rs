@@ -4,11 +4,9 @@
 //! - `tenant`: validation, API-key hashing, JWT claim extraction, mTLS workload identity mapping.
 //! - `ledger`: counters in a compare-and-swap store; reserve the worst case before forwarding, commit the
 //!   exact usage after.
-//! - `clamp`: lower a request's max output tokens to what the budget allows.
 //!
 //! This module decides *which* counters a request touches and *how much* it asks for (`plan`).
 
-pub mod clamp;
 pub mod config;
 pub mod ledger;
 pub mod tenant;
@@ -18,7 +16,7 @@ pub use config::{
 };
 pub use ledger::{Amount, CounterSpec, Decision, Reservation, Tightest, Want};
 
-use crate::call::{Api, Request, Usage};
+use crate::call::{Request, Usage};
 use crate::pricing::{model_matches, Price};
 use config::TenantMatch;
 
@@ -92,26 +90,25 @@ pub struct Ask {
 }
 
 /// The worst case of a request: input estimate + max output tokens × choices (or the configured default).
-/// `req`: what its body said (None: the body was not read).
+/// `generates`: the API generates output tokens (embeddings do not); `req`: what its body said (None: the
+/// body was not read).
 pub fn ask(
     cfg: &BudgetConfig,
-    api: Api,
+    generates: bool,
     req: Option<&Request>,
     body_len: usize,
     price: Option<&Price>,
 ) -> Ask {
     let input = estimate_input_tokens(body_len);
     let choices = req.and_then(|r| r.choice_count).unwrap_or(1).clamp(1, 128);
-    let (per_choice, declared) = match (api, req.and_then(|r| r.max_tokens)) {
-        (Api::OpenAiEmbeddings | Api::BedrockEmbeddings, _) => (0, true),
-        (_, Some(m)) => (m, true),
-        (_, None) => (cfg.default_max_output_tokens, false),
+    let (per_choice, declared) = match req.and_then(|r| r.max_tokens) {
+        _ if !generates => (0, true),
+        Some(m) => (m, true),
+        None => (cfg.default_max_output_tokens, false),
     };
     let output = per_choice.saturating_mul(choices);
     let min_output = match cfg.clamp_min {
-        Some(min) if !matches!(api, Api::OpenAiEmbeddings | Api::BedrockEmbeddings) => {
-            min.saturating_mul(choices).min(output)
-        }
+        Some(min) if generates => min.saturating_mul(choices).min(output),
         _ => output,
     };
     let (input_cost_pico, output_price_pico) = price.map_or((0, 0), |p| {
@@ -243,14 +240,14 @@ mod tests {
             choice_count: Some(2),
             ..Request::default()
         };
-        let a = ask(&c, Api::OpenAiChat, Some(&req), 84, None);
+        let a = ask(&c, true, Some(&req), 84, None);
         assert_eq!(
             (a.want.input, a.want.output, a.want.min_output, a.choices),
             (100, 400, 100, 2)
         );
-        let none = ask(&c, Api::AnthropicMessages, None, 0, None);
+        let none = ask(&c, true, None, 0, None);
         assert_eq!((none.want.output, none.declared), (1000, false));
-        let emb = ask(&c, Api::OpenAiEmbeddings, None, 10, None);
+        let emb = ask(&c, false, None, 10, None);
         assert_eq!(emb.want.output, 0);
         let price = Price {
             input: 1.0,
@@ -258,7 +255,7 @@ mod tests {
             cache_read: None,
             cache_write: Some(4.0),
         };
-        let p = ask(&c, Api::OpenAiChat, Some(&req), 84, Some(&price));
+        let p = ask(&c, true, Some(&req), 84, Some(&price));
         assert_eq!(p.want.input_cost_pico, 100 * 4_000_000);
         assert_eq!(p.want.output_price_pico, 2_000_000);
     }

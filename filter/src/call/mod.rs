@@ -27,22 +27,6 @@ pub enum Api {
 }
 
 impl Api {
-    /// `gen_ai.operation.name` for this API shape.
-    pub fn operation(self) -> &'static str {
-        match self {
-            Api::OpenAiChat
-            | Api::OpenAiResponses
-            | Api::AnthropicMessages
-            | Api::BedrockConverse
-            | Api::BedrockInvoke
-            | Api::CohereChat
-            | Api::OllamaChat => "chat",
-            Api::Gemini => "generate_content",
-            Api::OpenAiEmbeddings | Api::BedrockEmbeddings => "embeddings",
-            Api::OpenAiCompletions | Api::OllamaGenerate => "text_completion",
-        }
-    }
-
     /// The name used in configuration (`routes[].api`) and docs.
     pub fn name(self) -> &'static str {
         match self {

@@ -8,11 +8,11 @@ use super::root::Shared;
 use super::{log, now_ns, random};
 use crate::budget::ledger::{self, Clock, Contention, Ledger, Store, StoreError};
 use crate::budget::tenant::{self, Resolved};
-use crate::budget::{self, clamp, BackendKind, BudgetConfig, Decision, Reservation, TenantSource};
+use crate::budget::{self, BackendKind, BudgetConfig, Decision, Reservation, TenantSource};
 use crate::call::{BudgetOutcome as Outcome, Call, Route, Verdict};
 use crate::codec::headers::Headers;
 use crate::config::Config;
-use crate::reply::{self, Refusal, Reply};
+use crate::reply::{Refusal, Reply};
 use crate::rls;
 use proxy_wasm::types::{LogLevel, MapType};
 use std::cell::Cell;
@@ -250,10 +250,11 @@ pub fn on_request_body(
     if specs.is_empty() {
         return Step::Continue;
     }
-    let ask = budget::ask(b, route.api, request, size, price.as_ref());
+    let generates = crate::providers::operation(route) != "embeddings";
+    let ask = budget::ask(b, generates, request, size, price.as_ref());
     let clamp = |route: &Route, per_choice: u64| {
         body.filter(|_| rewritable)
-            .and_then(|body| clamp::set_max_output_tokens(route, body, per_choice))
+            .and_then(|body| crate::providers::set_max_output_tokens(route, body, per_choice))
             .filter(|new_body| new_body.len() <= max_len)
     };
     admit(shared, st, call, b, specs, &ask, &clamp)
@@ -411,7 +412,9 @@ fn refuse(
         st.tenant.as_deref().unwrap_or(""),
         rule.as_deref().unwrap_or("budget"),
     );
-    let reply = reply::refuse(route.api, Refusal::BudgetExceeded, &message, headers);
+    let mut denial = crate::reply::Denial::new(Refusal::BudgetExceeded, message);
+    denial.headers = headers;
+    let reply = crate::providers::reply(route, &denial);
     call.budget = Some(Outcome {
         verdict: Verdict::Denied,
         rule,
@@ -461,7 +464,7 @@ fn rls_decided(
     a: &rls::Admission,
 ) -> Step {
     let stats = &shared.stats;
-    let Some(api) = call.route.as_ref().map(|r| r.api) else {
+    let Some(route) = call.route.as_ref() else {
         return Step::Continue;
     };
     let decision = match a {
@@ -479,7 +482,7 @@ fn rls_decided(
         }
     }
     let remaining_tokens = decision.and_then(|d| d.remaining);
-    let Some(reply) = rls::refusal(api, a) else {
+    let Some(reply) = rls::refusal(a).map(|d| crate::providers::reply(route, &d)) else {
         stats.budget_allowed.add(1);
         call.budget = Some(Outcome {
             verdict: Verdict::Allowed,

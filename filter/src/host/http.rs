@@ -10,9 +10,9 @@ use crate::call::Call;
 use crate::codec::sigv4::{self, Signature};
 use crate::config::{OversizedPolicy, SignedPolicy};
 use crate::hold::{self, Read, Support};
+use crate::providers;
 use crate::providers::reader::ResponseReader;
-use crate::providers::{self, openai};
-use crate::reply::{self, Refusal, Reply};
+use crate::reply::{Refusal, Reply};
 use crate::stream::sse_edit::SseEventFilter;
 use crate::stream::Framing;
 use crate::stream::{inflate_all, ContentEncoding, Limits};
@@ -92,7 +92,7 @@ impl Exchange {
                 .call
                 .route
                 .as_ref()
-                .is_some_and(providers::openai_compat::may_inject_usage)
+                .is_some_and(|r| providers::provider(r.api).may_inject_usage(r))
     }
 
     /// A signature tollgate keeps valid covers request header `name`.
@@ -154,11 +154,12 @@ impl Exchange {
     }
 
     fn refuse_with(&mut self, refusal: Refusal, message: &str) {
-        let Some(api) = self.call.route.as_ref().map(|r| r.api) else {
+        let Some(route) = self.call.route.as_ref() else {
             return;
         };
+        let reply = providers::reply(route, &crate::reply::Denial::new(refusal, message));
         self.call.response.error_type = Some(refusal.code().to_owned());
-        self.refuse(&reply::refuse(api, refusal, message, Vec::new()));
+        self.refuse(&reply);
     }
 
     /// Let the request go on: the held headers (if any) leave with the body.
@@ -244,7 +245,7 @@ impl Exchange {
         // 1. Redaction: refuse what a `block` detector matches, then rewrite what leaves the company.
         if self
             .redaction
-            .on_request_body(&cfg, &self.shared.stats, api, readable, &mut self.call)
+            .on_request_body(&cfg, &self.shared.stats, readable, &mut self.call)
         {
             self.refused_locally();
             return Action::Pause; // answered locally: a `block` detector matched
@@ -319,7 +320,8 @@ impl Exchange {
         // Only a streaming request can take it; the parse above read the flag, so other bodies are not
         // read a second time.
         if self.call.request.stream && self.may_rewrite_request_body() && self.may_inject_usage() {
-            if let Some(new_body) = openai::inject_include_usage(out.as_deref().unwrap_or(&body))
+            if let Some(new_body) = providers::provider(api)
+                .inject_usage(out.as_deref().unwrap_or(&body))
                 .filter(|b| b.len() <= max)
             {
                 out = Some(new_body);
@@ -651,8 +653,10 @@ impl HttpContext for Exchange {
         };
         self.read_response(&chunk, end_of_stream);
         let mut out = None;
-        if let Some(filter) = self.usage_filter.as_mut() {
-            out = filter.push_changed(&chunk, &openai::is_usage_only_event);
+        if let (Some(filter), Some(route)) = (self.usage_filter.as_mut(), self.call.route.as_ref())
+        {
+            let usage = providers::provider(route.api);
+            out = filter.push_changed(&chunk, &|raw| usage.is_usage_only_event(raw));
             if end_of_stream {
                 let rest = filter.finish();
                 if !rest.is_empty() {

@@ -4,13 +4,13 @@
 
 use super::abi;
 use super::stats::Stats;
+use crate::call::Call;
 use crate::call::Findings;
 use crate::call::OutputCapture;
-use crate::call::{Api, Call};
 use crate::capture;
 use crate::config::Config;
 use crate::redact::{security_flags, FieldSelector, SseOutputRedactor};
-use crate::reply::{refuse, Refusal};
+use crate::reply::{Denial, Refusal};
 use crate::stream::Framing;
 use proxy_wasm::types::MapType;
 
@@ -59,7 +59,6 @@ impl Redaction {
         &mut self,
         cfg: &Config,
         stats: &Stats,
-        api: Api,
         body: &[u8],
         call: &mut Call,
     ) -> bool {
@@ -70,7 +69,10 @@ impl Redaction {
         let settings = &cfg.redaction;
         let r = settings.redactor();
         if cfg.capture_content {
-            self.input = capture::input(api, body);
+            self.input = call
+                .route
+                .as_ref()
+                .and_then(|r| crate::providers::capture_input(r, body));
             call.response.content = OutputCapture::new(cfg.max_content_bytes);
         }
         // One walk of the body: findings, the egress rewrite, and the user text for the flags.
@@ -99,7 +101,10 @@ impl Redaction {
             "request blocked by the gateway's data protection policy: it contains {}",
             blocked.join(", ")
         );
-        let reply = refuse(api, Refusal::ContentBlocked, &msg, vec![]);
+        let Some(route) = call.route.as_ref() else {
+            return false;
+        };
+        let reply = crate::providers::reply(route, &Denial::new(Refusal::ContentBlocked, msg));
         stats.redaction_blocked.add(1);
         self.blocked = true;
         call.http_status = Some(reply.status);

@@ -7,18 +7,20 @@ use super::anthropic;
 use super::common::prompt_hash;
 use super::common::{count_chars, set_if_nonempty, Named};
 use super::gemini::percent_decode;
-use super::{FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::capture::{self, Input};
 use crate::codec::headers::Headers;
 use crate::codec::json::lenient::{items, Read};
 use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, Spare};
 use crate::codec::json::skim::{once, Reader};
 use crate::codec::json::tape;
-use crate::stream::Frame;
+use crate::codec::json::Json;
+use crate::reply::Refusal;
+use crate::stream::{Frame, Framing};
 use std::borrow::Cow;
 
 mod invoke;
-pub use invoke::{max_tokens_member as invoke_max_tokens, MAX_TOKENS as INVOKE_MAX_TOKENS};
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
     // `bedrock-runtime.{region}.amazonaws.com`, `bedrock-runtime-fips.{region}…`, VPC endpoints
@@ -500,15 +502,6 @@ json_struct! {
     }
 }
 
-pub fn frame(
-    route: &Route,
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-) -> FrameOutcome {
-    frame_with(route, frame, st, resp, true)
-}
-
 /// The base64 text of an InvokeModelWithResponseStream `chunk` payload (`{"bytes":"…"}`), read with the
 /// skimmer; None for anything the serde path must judge (duplicates, odd types, escapes, no `bytes`).
 pub(crate) fn fast_chunk_bytes(payload: &str) -> Option<&str> {
@@ -541,13 +534,38 @@ pub(crate) fn fast_chunk_bytes(payload: &str) -> Option<&str> {
     bytes
 }
 
-/// `frame`, with (`fast`) or without the fast paths for InvokeModel chunks; the tests compare the two.
-pub(crate) fn frame_with(
+/// The fast path for InvokeModel's `chunk` events: the payload's base64 read with the skimmer, the model's
+/// event inside with its own fast path (`invoke::chunk`).
+pub fn fast_frame(
     route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
-    fast: bool,
+) -> Option<FrameOutcome> {
+    let Frame::Aws {
+        message_type,
+        event_type: "chunk",
+        payload,
+        ..
+    } = *frame
+    else {
+        return None;
+    };
+    if route.api != Api::BedrockInvoke || message_type == "exception" || message_type == "error" {
+        return None;
+    }
+    let b64 = std::str::from_utf8(payload)
+        .ok()
+        .and_then(fast_chunk_bytes)?;
+    Some(invoke::chunk(route, Some(b64), st, resp, anthropic::event))
+}
+
+/// Read one event-stream message (Converse's events, InvokeModel's chunks, exceptions).
+pub fn frame(
+    route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
 ) -> FrameOutcome {
     let Frame::Aws {
         message_type,
@@ -569,17 +587,15 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     }
     let invoke_chunk_event = route.api == Api::BedrockInvoke && event_type == "chunk";
-    if fast && invoke_chunk_event {
-        if let Some(b64) = std::str::from_utf8(payload).ok().and_then(fast_chunk_bytes) {
-            return invoke::chunk(route, Some(b64), st, resp, fast);
-        }
-    }
     let spare = Spare::default();
     let Some(p) = read::<StreamPayload<'_>>(payload, &spare) else {
         return FrameOutcome::default();
     };
     if invoke_chunk_event {
-        return invoke::chunk(route, p.bytes.as_ref().map(|b| b.as_ref()), st, resp, fast);
+        let b64 = p.bytes.as_ref().map(|b| b.as_ref());
+        return invoke::chunk(route, b64, st, resp, |event, st, resp| {
+            (anthropic::read_event(event, st, resp), false)
+        });
     }
     let mut content = false;
     match (route.api, event_type) {
@@ -597,6 +613,106 @@ pub(crate) fn frame_with(
     FrameOutcome {
         content,
         usage_only: false,
+    }
+}
+
+/// Amazon Bedrock: Converse, InvokeModel (each model family's own format) and their streams.
+pub struct Bedrock;
+
+impl super::Provider for Bedrock {
+    fn operation(&self, route: &Route) -> &'static str {
+        match route.api {
+            Api::BedrockEmbeddings => "embeddings",
+            _ => "chat",
+        }
+    }
+
+    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
+        request(route, body, req);
+    }
+
+    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
+        response(route, body, resp);
+    }
+
+    fn frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> FrameOutcome {
+        // Embeddings never stream.
+        if route.api == Api::BedrockEmbeddings {
+            return FrameOutcome::default();
+        }
+        frame(route, f, st, resp)
+    }
+
+    fn fast_frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> Option<FrameOutcome> {
+        fast_frame(route, f, st, resp)
+    }
+
+    /// The stream operations answer in event-stream frames; a JSON body there is an error document.
+    fn framing(&self, route: &Route, _req: &Request, ct: &str) -> Framing {
+        if route.api != Api::BedrockEmbeddings
+            && route.path_stream
+            && !ct.starts_with("application/json")
+        {
+            Framing::AwsEventStream
+        } else {
+            Framing::Whole
+        }
+    }
+
+    fn response_headers(&self, route: &Route, headers: &Headers, resp: &mut Response) {
+        response_headers(route, headers, resp);
+    }
+
+    fn max_tokens(&self, route: &Route) -> Option<MaxTokens> {
+        Some(match route.api {
+            Api::BedrockConverse => MaxTokens {
+                existing: &[&["inferenceConfig", "maxTokens"]],
+                default: &["inferenceConfig", "maxTokens"],
+            },
+            // Each model family names its own (`bedrock/invoke.rs`); for a model that names no family only
+            // the members its body already has are rewritten (`&[]`: nothing to add).
+            Api::BedrockInvoke => MaxTokens {
+                existing: invoke::MAX_TOKENS,
+                default: invoke::max_tokens_member(route).unwrap_or(&[]),
+            },
+            _ => return None,
+        })
+    }
+
+    /// AWS SDKs take the error type from `x-amzn-errortype` and the message from the body.
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        let kind = if refusal == Refusal::BudgetExceeded {
+            "ThrottlingException"
+        } else {
+            "ValidationException"
+        };
+        headers.push(("x-amzn-errortype".to_string(), kind.to_string()));
+        Json::obj([("message", Json::str(message))])
+    }
+
+    fn capture_input(&self, route: &Route, body: &[u8]) -> Option<Input> {
+        match route.api {
+            // Embedding inputs are not conversation messages.
+            Api::BedrockEmbeddings => None,
+            _ => capture::read(body, capture::blocks),
+        }
     }
 }
 
@@ -1101,7 +1217,7 @@ mod tests {
         ] {
             let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
             assert_eq!(
-                (r.api, r.api.operation()),
+                (r.api, crate::providers::operation(&r)),
                 (Api::BedrockEmbeddings, "embeddings"),
                 "{model}"
             );
@@ -1178,7 +1294,7 @@ mod tests {
 
     #[test]
     fn clamping_writes_each_family_its_own_max_tokens() {
-        use crate::budget::clamp::set_max_output_tokens;
+        use crate::providers::set_max_output_tokens;
         let clamp = |model: &str, body: &str| {
             let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
             set_max_output_tokens(&r, body.as_bytes(), 7)

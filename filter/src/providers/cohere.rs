@@ -2,11 +2,14 @@
 
 use super::common::prompt_hash;
 use super::common::{count_chars, set_if_nonempty, ChatMessage, FunctionTool, Named, Typed};
-use super::{FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::capture::{self, Input};
 use crate::codec::json::lenient::items;
 use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, OneOrMany, Spare};
 use crate::codec::json::skim::{generated, once, Reader, Str};
+use crate::codec::json::Json;
+use crate::reply::Refusal;
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -222,32 +225,26 @@ json_struct! {
     }
 }
 
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    _st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    super::common::frame_text(frame).and_then(|t| fast_event(t, resp))
+}
+
 pub fn frame(
     _route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for delta events; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Json(bytes) => bytes,
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    if fast {
-        if let Some(out) = super::common::frame_text(frame).and_then(|t| fast_event(t, resp)) {
-            return out;
-        }
-    }
     let spare = Spare::default();
     let Some(ev) = read::<StreamEvent<'_>>(data, &spare) else {
         return FrameOutcome::default();
@@ -412,6 +409,63 @@ pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome
         content,
         usage_only: false,
     })
+}
+
+/// Cohere's Chat API (v2).
+pub struct Cohere;
+
+impl super::Provider for Cohere {
+    fn operation(&self, _route: &Route) -> &'static str {
+        "chat"
+    }
+
+    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
+        request(route, body, req);
+    }
+
+    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
+        response(route, body, resp);
+    }
+
+    fn frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> FrameOutcome {
+        frame(route, f, st, resp)
+    }
+
+    fn fast_frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> Option<FrameOutcome> {
+        fast_frame(route, f, st, resp)
+    }
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[&["max_tokens"]],
+            default: &["max_tokens"],
+        })
+    }
+
+    fn error_body(
+        &self,
+        _refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        Json::obj([("message", Json::str(message))])
+    }
+
+    fn capture_input(&self, _route: &Route, body: &[u8]) -> Option<Input> {
+        capture::read(body, capture::chat)
+    }
 }
 
 #[cfg(test)]

@@ -239,7 +239,7 @@ fn differences(x: &Exchange, seen: &Seen) -> Vec<String> {
     );
     check(
         "operation",
-        route.api.operation().to_owned(),
+        crate::providers::operation(route).to_owned(),
         e["operation"].as_str().unwrap().to_owned(),
     );
     check(

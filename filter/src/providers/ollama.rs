@@ -4,14 +4,17 @@
 
 use super::common::prompt_hash;
 use super::common::{count_chars, set_if_nonempty, ChatMessage, FunctionTool, Named};
-use super::{FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::capture::{self, Input};
 use crate::codec::json::lenient::items;
 use crate::codec::json::lenient::{
     json_struct, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare,
 };
 use crate::codec::json::skim::{generated, once, set_changed, Reader, Str};
-use crate::stream::Frame;
+use crate::codec::json::Json;
+use crate::reply::Refusal;
+use crate::stream::{Frame, Framing};
 use std::borrow::Cow;
 
 pub fn detect(_host: &str, path: &str) -> Option<Route> {
@@ -192,32 +195,26 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     }
 }
 
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    _st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    super::common::frame_text(frame).and_then(|t| fast_chunk(t, resp))
+}
+
 pub fn frame(
     _route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for token chunks; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
     let data = match frame {
         Frame::Json(bytes) => bytes,
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    if fast {
-        if let Some(out) = super::common::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
-            return out;
-        }
-    }
     let spare = Spare::default();
     let Some(c) = read::<Chunk<'_>>(data, &spare) else {
         return FrameOutcome::default();
@@ -346,6 +343,78 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
         content: generated_any,
         usage_only: false,
     })
+}
+
+/// Ollama's native chat and generate APIs.
+pub struct Ollama;
+
+impl super::Provider for Ollama {
+    fn operation(&self, route: &Route) -> &'static str {
+        match route.api {
+            Api::OllamaGenerate => "text_completion",
+            _ => "chat",
+        }
+    }
+
+    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
+        request(route, body, req);
+    }
+
+    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
+        response(route, body, resp);
+    }
+
+    fn frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> FrameOutcome {
+        frame(route, f, st, resp)
+    }
+
+    fn fast_frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> Option<FrameOutcome> {
+        fast_frame(route, f, st, resp)
+    }
+
+    /// Ollama streams NDJSON by default, labelled application/json by some versions and proxies.
+    fn framing(&self, _route: &Route, req: &Request, _ct: &str) -> Framing {
+        if req.stream {
+            Framing::Ndjson
+        } else {
+            Framing::Whole
+        }
+    }
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[&["options", "num_predict"]],
+            default: &["options", "num_predict"],
+        })
+    }
+
+    fn error_body(
+        &self,
+        _refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        Json::obj([("error", Json::str(message))])
+    }
+
+    fn capture_input(&self, route: &Route, body: &[u8]) -> Option<Input> {
+        match route.api {
+            Api::OllamaGenerate => capture::read(body, capture::prompt),
+            _ => capture::read(body, capture::chat),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 
 use super::common::{prompt_hash, set_if_nonempty, ChatMessage, Typed};
 use super::template::Sink;
-use super::{FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::capture::{self, Input};
 use crate::codec::json::lenient::{
     items, join_line, json_struct, read, Lenient, LenientStr, OneOrMany, Raw, Read, Spare,
     TextContent,
@@ -18,6 +19,8 @@ use crate::codec::json::lenient::{
 use crate::codec::json::skim::char_count;
 use crate::codec::json::skim::{key_bit, plain_integer, set_changed, Reader, Str};
 use crate::codec::json::tape;
+use crate::codec::json::Json;
+use crate::reply::Refusal;
 use crate::stream::sse_edit::{event_data, has_empty_array, has_object_member};
 use crate::stream::Frame;
 use serde::de::IgnoredAny;
@@ -108,20 +111,20 @@ json_struct! {
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
 /// set and then to the route's path model (the Azure deployment), because Azure bodies usually have none.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
-    request_with(route, body, req, true);
-}
-
-/// `request`, with (`fast`) or without the skimmer for the common body; the tests compare the two.
-pub fn request_with(route: &Route, body: &[u8], req: &mut Request, fast: bool) {
-    if fast {
-        if let Some(f) = std::str::from_utf8(body).ok().and_then(fast_request) {
-            apply_request(route, f, req);
-            return;
-        }
-    }
     let spare = Spare::default();
     if let Some(r) = read::<OpenAiRequest<'_>>(body, &spare) {
         apply_request(route, RequestFields::from(r), req);
+    }
+}
+
+/// The skimmer for the common request body: true when it read the body (as `request` reads it).
+pub fn fast_request_body(route: &Route, body: &[u8], req: &mut Request) -> bool {
+    match std::str::from_utf8(body).ok().and_then(fast_request) {
+        Some(f) => {
+            apply_request(route, f, req);
+            true
+        }
+        None => false,
     }
 }
 
@@ -819,23 +822,28 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     }
 }
 
-/// Read one streamed Chat or Completions chunk (`data: {...}`; `data: [DONE]` ends the stream).
-pub fn frame(
-    route: &Route,
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-) -> FrameOutcome {
-    frame_with(route, frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for common chunks; the tests compare the two.
-pub(crate) fn frame_with(
+/// The fast path for the common chunk (`fast_chunk`); a chunk that repeats with another generated string
+/// leaves a template (`template.rs`).
+pub fn fast_frame(
     _route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
-    fast: bool,
+) -> Option<FrameOutcome> {
+    let t = super::common::frame_text(frame)?;
+    let (out, repeat) = fast_chunk_with(t, resp)?;
+    if let Some((s, index)) = repeat {
+        st.template.record(frame, t, s, Sink::Text(index));
+    }
+    Some(out)
+}
+
+/// Read one streamed Chat or Completions chunk (`data: {...}`; `data: [DONE]` ends the stream).
+pub fn frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
 ) -> FrameOutcome {
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
@@ -845,16 +853,6 @@ pub(crate) fn frame_with(
     if data.trim_ascii() == b"[DONE]" {
         st.finished = true;
         return FrameOutcome::default();
-    }
-    if fast {
-        if let Some(t) = super::common::frame_text(frame) {
-            if let Some((out, repeat)) = fast_chunk_with(t, resp) {
-                if let Some((s, index)) = repeat {
-                    st.template.record(frame, t, s, Sink::Text(index));
-                }
-                return out;
-            }
-        }
     }
     let spare = Spare::default();
     let Some(c) = read::<ChatResponse<'_>>(data, &spare) else {
@@ -1070,7 +1068,7 @@ fn fast_chunk_with<'a>(
     set_changed(&mut resp.model, model);
     set_changed(&mut resp.service_tier, tier);
     set_changed(&mut resp.system_fingerprint, fingerprint);
-    // The include_usage chunk: an empty `choices` list beside a usage object (see `frame_with`).
+    // The include_usage chunk: an empty `choices` list beside a usage object (see `frame`).
     let usage_only = usage.is_some() && listed && n == 0;
     let counted = usage.is_some();
     if let Some(u) = usage {
@@ -1175,18 +1173,139 @@ pub fn is_usage_only_event(raw: &[u8]) -> bool {
 /// Whether one SSE data payload is the usage-only chunk (see `frame`); used to hide it from the client.
 pub fn is_usage_only_chunk(data: &[u8]) -> bool {
     let mut scratch = Response::default();
-    frame(
-        &Route {
-            api: Api::OpenAiChat,
-            provider: String::new(),
-            path_model: None,
-            path_stream: false,
-        },
-        &Frame::Json(data),
-        &mut StreamState::default(),
-        &mut scratch,
-    )
-    .usage_only
+    let route = Route {
+        api: Api::OpenAiChat,
+        provider: String::new(),
+        path_model: None,
+        path_stream: false,
+    };
+    let mut st = StreamState::default();
+    frame(&route, &Frame::Json(data), &mut st, &mut scratch).usage_only
+}
+
+/// OpenAI's Chat Completions, Completions and Embeddings, and every server that speaks them.
+pub struct OpenAi;
+
+impl super::Provider for OpenAi {
+    fn operation(&self, route: &Route) -> &'static str {
+        match route.api {
+            Api::OpenAiEmbeddings => "embeddings",
+            Api::OpenAiCompletions => "text_completion",
+            _ => "chat",
+        }
+    }
+
+    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
+        request(route, body, req);
+    }
+
+    fn fast_request(&self, route: &Route, body: &[u8], req: &mut Request) -> bool {
+        fast_request_body(route, body, req)
+    }
+
+    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
+        response(route, body, resp);
+    }
+
+    fn frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> FrameOutcome {
+        // Embeddings never stream.
+        if route.api == Api::OpenAiEmbeddings {
+            return FrameOutcome::default();
+        }
+        frame(route, f, st, resp)
+    }
+
+    fn fast_frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> Option<FrameOutcome> {
+        if route.api == Api::OpenAiEmbeddings {
+            return None;
+        }
+        fast_frame(route, f, st, resp)
+    }
+
+    fn max_tokens(&self, route: &Route) -> Option<MaxTokens> {
+        const BOTH: &[&[&str]] = &[&["max_completion_tokens"], &["max_tokens"]];
+        Some(match route.api {
+            // OpenAI's reasoning models reject `max_tokens`; other servers (vLLM, Mistral, Azure) know it.
+            Api::OpenAiChat if route.provider == "openai" => MaxTokens {
+                existing: BOTH,
+                default: &["max_completion_tokens"],
+            },
+            Api::OpenAiChat => MaxTokens {
+                existing: BOTH,
+                default: &["max_tokens"],
+            },
+            Api::OpenAiCompletions => MaxTokens {
+                existing: &[&["max_tokens"]],
+                default: &["max_tokens"],
+            },
+            _ => return None,
+        })
+    }
+
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        error_body(refusal, message)
+    }
+
+    fn capture_input(&self, route: &Route, body: &[u8]) -> Option<Input> {
+        match route.api {
+            Api::OpenAiChat => capture::read(body, capture::chat),
+            Api::OpenAiCompletions => capture::read(body, capture::prompt),
+            // Embedding inputs are not conversation messages.
+            _ => None,
+        }
+    }
+
+    fn may_inject_usage(&self, route: &Route) -> bool {
+        super::openai_compat::may_inject_usage(route)
+    }
+
+    fn inject_usage(&self, body: &[u8]) -> Option<Vec<u8>> {
+        inject_include_usage(body)
+    }
+
+    fn is_usage_only_event(&self, raw: &[u8]) -> bool {
+        is_usage_only_event(raw)
+    }
+
+    fn openai_api_type(&self, route: &Route) -> Option<&'static str> {
+        (route.api == Api::OpenAiChat).then_some("chat_completions")
+    }
+}
+
+/// The error body OpenAI's APIs answer with, which its SDKs turn into their error types (`error.type`
+/// and `error.code`).
+pub(crate) fn error_body(refusal: Refusal, message: &str) -> Json {
+    let kind = if refusal == Refusal::BudgetExceeded {
+        "rate_limit_error"
+    } else {
+        "invalid_request_error"
+    };
+    Json::obj([(
+        "error",
+        Json::obj([
+            ("message", Json::str(message)),
+            ("type", Json::str(kind)),
+            ("param", Json::Null),
+            ("code", Json::str(refusal.code())),
+        ]),
+    )])
 }
 
 #[cfg(test)]
@@ -1391,7 +1510,13 @@ mod tests {
             let mut resp = Response::default();
             let outs: Vec<_> = chunks
                 .iter()
-                .map(|c| frame_with(&groq, &ev(c), &mut st, &mut resp, fast))
+                .map(|c| {
+                    if fast {
+                        super::super::frame(&groq, &ev(c), &mut st, &mut resp)
+                    } else {
+                        super::super::reference::frame(&groq, &ev(c), &mut st, &mut resp)
+                    }
+                })
                 .collect();
             assert!(st.finished && !outs[2].usage_only);
             assert_eq!(

@@ -6,14 +6,17 @@
 
 use super::common::prompt_hash;
 use super::openai::{add_tool_call_once, ErrorBody};
-use super::{FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Request, Response, Route};
+use crate::capture;
 use crate::codec::json::lenient::{
     items, json_struct, read, Lenient, LenientStr, Read, Spare, TextContent,
 };
 use crate::codec::json::skim::char_count;
 use crate::codec::json::skim::{generated, once, Reader};
 use crate::codec::json::tape;
+use crate::codec::json::Json;
+use crate::reply::Refusal;
 use crate::stream::Frame;
 #[cfg(any(test, feature = "reference-reader"))]
 use serde::{Deserialize, Deserializer};
@@ -378,16 +381,6 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for delta events; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
     let (name, data) = match frame {
         Frame::Sse { event, data } => (*event, data.as_bytes()),
         Frame::Json(bytes) => ("", *bytes),
@@ -396,11 +389,6 @@ pub(crate) fn frame_with(
     if data.trim_ascii() == b"[DONE]" {
         st.finished = true;
         return FrameOutcome::default();
-    }
-    if fast {
-        if let Some(out) = super::common::frame_text(frame).and_then(|t| fast_event(t, resp)) {
-            return out;
-        }
     }
     let spare = Spare::default();
     let Some(ev) = read::<Event<'_>>(data, &spare) else {
@@ -513,6 +501,90 @@ pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome
         content: true,
         usage_only: false,
     })
+}
+
+/// OpenAI's Responses API.
+pub struct Responses;
+
+impl super::Provider for Responses {
+    fn operation(&self, _route: &Route) -> &'static str {
+        "chat"
+    }
+
+    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
+        request(route, body, req);
+    }
+
+    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
+        response(route, body, resp);
+    }
+
+    fn frame(
+        &self,
+        route: &Route,
+        f: &Frame<'_>,
+        st: &mut StreamState,
+        resp: &mut Response,
+    ) -> FrameOutcome {
+        frame(route, f, st, resp)
+    }
+
+    fn fast_frame(
+        &self,
+        _route: &Route,
+        f: &Frame<'_>,
+        _st: &mut StreamState,
+        resp: &mut Response,
+    ) -> Option<FrameOutcome> {
+        super::common::frame_text(f).and_then(|t| fast_event(t, resp))
+    }
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[&["max_output_tokens"]],
+            default: &["max_output_tokens"],
+        })
+    }
+
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        super::openai::error_body(refusal, message)
+    }
+
+    /// `instructions` and `input`: a string, or items that are chat messages (with a `role`) or typed
+    /// items (function calls and their outputs).
+    fn capture_input(&self, _route: &Route, body: &[u8]) -> Option<capture::Input> {
+        capture::read(body, |v, inp| {
+            capture::system_parts(capture::get(v, "instructions"), &mut inp.system);
+            let input = capture::get(v, "input");
+            if let Some(s) = input.and_then(|i| i.str()) {
+                inp.messages
+                    .push(capture::message("user", vec![capture::text_part(&s)], None));
+            }
+            for item in input.and_then(|i| i.elements()).into_iter().flatten() {
+                if capture::get(item, "role").is_some() {
+                    inp.messages.extend(capture::chat_message(item));
+                } else if let Some(kind) = capture::get_str(item, "type") {
+                    let mut parts = Vec::new();
+                    capture::block_part(&kind, item, &mut parts);
+                    let role = if kind == "function_call_output" {
+                        "tool"
+                    } else {
+                        "assistant"
+                    };
+                    inp.messages.push(capture::message(role, parts, None));
+                }
+            }
+        })
+    }
+
+    fn openai_api_type(&self, _route: &Route) -> Option<&'static str> {
+        Some("responses")
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! apart from that string's value: it is valid wherever the template was, has the same members and the same
 //! meaning, so only the string is read (`replay`). Two `memcmp`s and one string scan instead of a parse.
 //!
-//! Exactness rests on two rules, enforced by `providers::frame_with`:
+//! Exactness rests on two rules, enforced by `providers::frame`:
 //! - a template is recorded only after its event was wholly read and applied, and only for events whose
 //!   other effects on the call record are idempotent (ids, model names: setting them again changes nothing);
 //! - any event that does not replay the template clears it first, so between the template's event and a
@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use crate::call::OutputCapture;
     use crate::call::{Api, Route};
-    use crate::providers::{frame_with, StreamState};
+    use crate::providers::{frame, reference, StreamState};
 
     fn route(api: Api) -> Route {
         Route {
@@ -170,8 +170,8 @@ mod tests {
             if st_f.template.matches(&f).is_some() {
                 replayed += 1;
             }
-            let a = frame_with(&route, &f, &mut st_f, &mut resp_f, true);
-            let b = frame_with(&route, &f, &mut st_s, &mut resp_s, false);
+            let a = frame(&route, &f, &mut st_f, &mut resp_f);
+            let b = reference::frame(&route, &f, &mut st_s, &mut resp_s);
             assert_eq!(a, b, "outcome of {data}");
             assert_eq!(resp_f, resp_s, "call record after {data}");
         }

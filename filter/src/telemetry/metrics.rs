@@ -12,6 +12,7 @@ use super::export::{Outcome, MAX_ATTEMPTS, SCOPE_NAME, VERSION};
 use crate::call::Call;
 use crate::codec::proto::{self, Value};
 use crate::config::Semconv;
+use crate::providers;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 
@@ -441,7 +442,7 @@ fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 8], usi
         }
     };
     let route = call.route.as_ref();
-    let op = route.map_or("chat", |r| r.api.operation());
+    let op = route.map_or("chat", providers::operation);
     push(("gen_ai.operation.name", ValRef::Str(op)));
     if let Some(r) = route {
         push(("gen_ai.provider.name", ValRef::Str(cut(&r.provider))));
@@ -578,7 +579,7 @@ impl Aggregator {
             && call
                 .route
                 .as_ref()
-                .is_none_or(|r| r.api.operation() != "embeddings");
+                .is_none_or(|r| providers::operation(r) != "embeddings");
         let tokens = |v: Option<u64>| v.map(|v| v as f64);
         // Token usage is reported only when the count is known (semconv: MUST NOT report otherwise).
         let token_type = "gen_ai.token.type";

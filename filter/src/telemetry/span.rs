@@ -2,10 +2,11 @@
 //! written straight into its protobuf encoding (a `Span` message of `trace.proto`) when the call ends: no
 //! per-attribute allocation, and a queued span is one compact buffer.
 
+use crate::call::Call;
 use crate::call::Findings;
-use crate::call::{Api, Call};
 use crate::codec::proto::{self, Value};
 use crate::config::{Config, Semconv};
+use crate::providers;
 use crate::redact::Redactor;
 use std::borrow::Cow;
 
@@ -115,7 +116,7 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
     let req = &call.request;
     let resp = &call.response;
     let route = call.route.as_ref();
-    a.str("gen_ai.operation.name", route.map(|r| r.api.operation()));
+    a.str("gen_ai.operation.name", route.map(providers::operation));
     a.str("gen_ai.provider.name", route.map(|r| r.provider.as_str()));
     if cfg.emit_gen_ai_system {
         a.str("gen_ai.system", route.map(|r| r.provider.as_str()));
@@ -172,11 +173,7 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
     if route.is_some_and(|r| r.provider == "openai" || r.provider == "azure.ai.openai") {
         a.str(
             "openai.api.type",
-            match route.map(|r| r.api) {
-                Some(Api::OpenAiChat) => Some("chat_completions"),
-                Some(Api::OpenAiResponses) => Some("responses"),
-                _ => None,
-            },
+            route.and_then(|r| providers::provider(r.api).openai_api_type(r)),
         );
         a.str("openai.request.service_tier", req.service_tier.as_deref());
         a.str("openai.response.service_tier", resp.service_tier.as_deref());
@@ -260,7 +257,7 @@ const STRUCTURAL_ATTRIBUTES: &[&str] = &[
 
 /// Span name per semconv: `{operation} {model}`, or the operation alone when the model is unknown.
 pub fn span_name(call: &Call) -> String {
-    let op = call.route.as_ref().map_or("chat", |r| r.api.operation());
+    let op = call.route.as_ref().map_or("chat", providers::operation);
     match call.request_model() {
         Some(m) => format!("{op} {m}"),
         None => op.to_owned(),
@@ -286,7 +283,7 @@ pub fn build(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> (Span, F
     if let Some(p) = &ids.parent_span_id {
         bytes(b, PARENT_SPAN_ID, p);
     }
-    let op = call.route.as_ref().map_or("chat", |r| r.api.operation());
+    let op = call.route.as_ref().map_or("chat", providers::operation);
     match call.request_model() {
         Some(m) => {
             proto::len_prefix(b, NAME, op.len() + 1 + m.len());
@@ -459,7 +456,7 @@ mod redaction_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::Route;
+    use crate::call::{Api, Route};
     use opentelemetry_proto::tonic::common::v1::any_value;
 
     fn api_type(api: Api, provider: &str) -> Option<String> {

@@ -6,6 +6,7 @@
 //! - `strict`: the plugin configuration, where an unknown or mistyped key is an error naming it.
 //! - `write`: the owned `Json` value tollgate builds and sends, and string escaping.
 
+pub mod edit;
 pub mod lenient;
 pub mod skim;
 pub mod strict;

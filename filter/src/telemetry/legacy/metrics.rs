@@ -287,7 +287,7 @@ fn cut(s: &str) -> String {
 fn base_attrs(call: &Call, with_error: bool) -> AttrSet {
     let mut a: AttrSet = Vec::with_capacity(8);
     let route = call.route.as_ref();
-    let op = route.map_or("chat", |r| r.api.operation());
+    let op = route.map_or("chat", crate::providers::operation);
     a.push(("gen_ai.operation.name", Val::Str(op.to_owned())));
     if let Some(r) = route {
         a.push(("gen_ai.provider.name", Val::Str(cut(&r.provider))));
@@ -399,7 +399,7 @@ impl Aggregator {
         let inference = call
             .route
             .as_ref()
-            .is_none_or(|r| r.api.operation() != "embeddings");
+            .is_none_or(|r| crate::providers::operation(r) != "embeddings");
         if !inference {
             return;
         }

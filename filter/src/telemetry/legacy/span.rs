@@ -69,7 +69,10 @@ pub fn attributes(call: &Call, cfg: &Config) -> Vec<KeyValue> {
     let req = &call.request;
     let resp = &call.response;
     let route = call.route.as_ref();
-    a.str("gen_ai.operation.name", route.map(|r| r.api.operation()));
+    a.str(
+        "gen_ai.operation.name",
+        route.map(crate::providers::operation),
+    );
     a.str("gen_ai.provider.name", route.map(|r| r.provider.as_str()));
     if cfg.emit_gen_ai_system {
         a.str("gen_ai.system", route.map(|r| r.provider.as_str()));
@@ -242,7 +245,10 @@ pub fn scrub(span: &mut Span, r: &crate::redact::Redactor) -> crate::call::Findi
 
 /// Span name per semconv: `{operation} {model}`, or the operation alone when the model is unknown.
 pub fn span_name(call: &Call) -> String {
-    let op = call.route.as_ref().map_or("chat", |r| r.api.operation());
+    let op = call
+        .route
+        .as_ref()
+        .map_or("chat", crate::providers::operation);
     match call.request_model() {
         Some(m) => format!("{op} {m}"),
         None => op.to_owned(),
