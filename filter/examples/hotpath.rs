@@ -254,7 +254,7 @@ fn call_exchange(
         return;
     }
     if cfg.otlp.is_some() && call.ids.sampled {
-        queue.push(span::build_span(&call, cfg, None));
+        queue.push(span::build_span(&call, &cfg.span_settings(), None));
     }
     if stages < 5 {
         return;

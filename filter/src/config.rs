@@ -8,17 +8,8 @@ use crate::codec::json::strict::{
 };
 use crate::codec::json::tape::{self, Value};
 use crate::providers::RouteRule;
+use crate::telemetry::{span, Semconv};
 use std::collections::BTreeMap;
-
-/// Which generation of GenAI semantic-convention names to emit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Semconv {
-    /// The widely deployed names (semconv v1.37–v1.41): what today's dashboards key on.
-    #[default]
-    Default,
-    /// The newest experimental names, in addition to the default ones.
-    Latest,
-}
 
 /// What tollgate does with a request covered by a signature (`signed_requests`; see `crate::codec::sigv4`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -356,6 +347,13 @@ fn size(key: &str, v: Option<u64>, default: u64, max: u64) -> Result<usize, Conf
 }
 
 impl Config {
+    /// What the span builder takes from the configuration.
+    pub fn span_settings(&self) -> span::Settings {
+        span::Settings {
+            emit_gen_ai_system: self.emit_gen_ai_system,
+        }
+    }
+
     /// Parse plugin JSON. Empty input means "all defaults".
     pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
         if json.iter().all(u8::is_ascii_whitespace) {

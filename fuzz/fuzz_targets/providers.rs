@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
     let (resp, _) = read(&route, framing, *b, body, None);
     call.response = resp;
     call.estimate_missing_usage();
-    let _ = span::build_span(&call, &Config::default(), None);
+    let _ = span::build_span(&call, &span::Settings::default(), None);
 
     if framing == Framing::Whole {
         // The readers themselves (not the framer's size cap: a member written twice at every level can

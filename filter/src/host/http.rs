@@ -719,7 +719,11 @@ impl HttpContext for Exchange {
         let cfg = self.shared.config.clone();
         self.redaction.finish(&cfg, stats, &mut self.call);
         if cfg.otlp.is_some() && self.call.ids.sampled {
-            let span = span::build_span(&self.call, &cfg, self.redaction.scrubber(&cfg));
+            let span = span::build_span(
+                &self.call,
+                &cfg.span_settings(),
+                self.redaction.scrubber(&cfg),
+            );
             self.shared.queue.borrow_mut().push(span);
         }
     }

@@ -6,8 +6,9 @@ use super::legacy;
 use super::{export, metrics, span};
 use crate::call::{Api, Call, Route, ToolCall, Usage};
 use crate::call::{BudgetOutcome as Budget, Verdict};
-use crate::config::{Config, Semconv};
+use crate::config::Config;
 use crate::redact::{RedactionConfig, Redactor};
+use crate::telemetry::Semconv;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span as PSpan;
@@ -197,7 +198,7 @@ fn spans_are_byte_identical() {
         for (i, call) in calls().iter().enumerate() {
             for r in [None, Some(&redactor)] {
                 let old = legacy_span(call, &cfg, r);
-                let (new, findings) = span::build(call, &cfg, r);
+                let (new, findings) = span::build(call, &cfg.span_settings(), r);
                 assert_eq!(
                     new.as_bytes(),
                     old.encode_to_vec(),
@@ -236,7 +237,7 @@ fn export_requests_are_byte_identical() {
             let new: Vec<span::Span> = calls
                 .iter()
                 .take(n)
-                .map(|c| span::build_span(c, &cfg, None))
+                .map(|c| span::build_span(c, &cfg.span_settings(), None))
                 .collect();
             let old_body = legacy::export::encode(&old_res, &old);
             let body = export::encode(&new_res, &new);

@@ -288,7 +288,7 @@ mod tests {
         call.request.model = Some(format!("s{n}"));
         call.ids.span_id = [n; 8];
         call.ids.trace_id = [n; 16];
-        super::super::span::build_span(&call, &crate::config::Config::default(), None)
+        super::super::span::build_span(&call, &super::super::span::Settings::default(), None)
     }
 
     #[test]

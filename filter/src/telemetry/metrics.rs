@@ -9,9 +9,9 @@
 
 use super::export::Resource;
 use super::export::{Outcome, MAX_ATTEMPTS, SCOPE_NAME, VERSION};
+use super::Semconv;
 use crate::call::Call;
 use crate::codec::proto::{self, Value};
-use crate::config::Semconv;
 use crate::providers;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;

@@ -5,7 +5,6 @@
 use crate::call::Call;
 use crate::call::Findings;
 use crate::codec::proto::{self, Value};
-use crate::config::{Config, Semconv};
 use crate::providers;
 use crate::redact::Redactor;
 use std::borrow::Cow;
@@ -111,8 +110,16 @@ impl<'r> Attrs<'_, 'r> {
     }
 }
 
+/// What the plugin configuration says about span contents. Both generations of semantic-convention names
+/// (`Semconv`) share the span names today; the latest-only names are metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Also emit the deprecated `gen_ai.system` attribute.
+    pub emit_gen_ai_system: bool,
+}
+
 /// Every span attribute the call determines, in the order they are written. `error` is `call.error_type()`.
-fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&str>) {
+fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Settings, error: Option<&str>) {
     let req = &call.request;
     let resp = &call.response;
     let route = call.route.as_ref();
@@ -226,7 +233,6 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
         a.strs("tollgate.redaction.types", &ev.findings.types);
     }
     a.strs("tollgate.security.flags", &ev.flags);
-    let _ = Semconv::Latest; // The latest-only names are metrics; span names are shared by both sets today.
 }
 
 /// Attributes whose values are protocol structure, never user text: everything else that is a string is
@@ -266,12 +272,12 @@ pub fn span_name(call: &Call) -> String {
 
 /// The OTLP span for a finished call. With a redactor, every string attribute that can carry user text
 /// (conversation ids, stop sequences, tool names, response ids; span and event attributes) is redacted.
-pub fn build_span(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> Span {
+pub fn build_span(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> Span {
     build(call, cfg, redactor).0
 }
 
 /// [`build_span`], also returning what redaction found in the attributes.
-pub fn build(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> (Span, Findings) {
+pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span, Findings) {
     use proto::{bytes, opt_bytes, opt_fixed64, opt_varint};
     let error = call.error_type();
     let ids = &call.ids;
@@ -381,7 +387,7 @@ mod redaction_tests {
             first_content_ns: Some(2_000_000_000),
             ..Default::default()
         };
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert_eq!(
             value(&span, "gen_ai.response.time_to_first_chunk"),
             Some(any_value::Value::DoubleValue(0.25))
@@ -392,11 +398,11 @@ mod redaction_tests {
         );
         // A stream that only said how it began (or failed) has a first chunk and no first token.
         call.first_content_ns = None;
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert!(value(&span, "gen_ai.response.time_to_first_chunk").is_some());
         assert!(value(&span, "tollgate.response.time_to_first_token").is_none());
         call.first_chunk_ns = None;
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert!(value(&span, "gen_ai.response.time_to_first_chunk").is_none());
     }
 
@@ -422,7 +428,7 @@ mod redaction_tests {
         );
         call.evidence.flags = vec!["prompt_injection.ignore_instructions"];
         call.evidence.content = vec![("gen_ai.input.messages", "[]".into())];
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert_eq!(
             value(&span, "tollgate.redaction.count"),
             Some(any_value::Value::IntValue(1))
@@ -436,7 +442,7 @@ mod redaction_tests {
             Some(any_value::Value::StringValue("[]".into()))
         );
         let redactor = Redactor::new(&RedactionConfig::default()).unwrap();
-        let (span, f) = build(&call, &Config::default(), Some(&redactor));
+        let (span, f) = build(&call, &Settings::default(), Some(&redactor));
         assert_eq!(f.types, vec!["email", "phone"]);
         assert_eq!(
             value(&span, "gen_ai.conversation.id"),
@@ -469,7 +475,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        decode(&build_span(&call, &Config::default(), None))
+        decode(&build_span(&call, &Settings::default(), None))
             .attributes
             .into_iter()
             .find(|kv| kv.key == "openai.api.type")

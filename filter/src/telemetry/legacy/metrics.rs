@@ -13,7 +13,7 @@
 
 use super::export::{Outcome, MAX_ATTEMPTS, SCOPE_NAME, VERSION};
 use crate::call::Call;
-use crate::config::Semconv;
+use crate::telemetry::Semconv;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{

@@ -5,7 +5,8 @@
 // `Call` → OTLP span, with attribute names and types from the GenAI semantic conventions.
 
 use crate::call::{Api, Call};
-use crate::config::{Config, Semconv};
+use crate::config::Config;
+use crate::telemetry::Semconv;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
 
