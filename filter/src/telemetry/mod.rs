@@ -6,9 +6,7 @@ pub mod span;
 pub mod trace;
 
 #[cfg(test)]
-mod equivalence;
-#[cfg(test)]
-mod legacy;
+mod golden_test;
 
 /// Which generation of GenAI semantic-convention names to emit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
