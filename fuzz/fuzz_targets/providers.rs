@@ -8,7 +8,6 @@
 //! event of a type no provider sends before a stream's first event.
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Call, Request, Response, Route};
-use tollgate::config::Config;
 use tollgate::providers::{self, variants, StreamState};
 use tollgate::stream::Framing;
 use tollgate::stream::{Frame, Framer, Limits};

@@ -8,7 +8,7 @@ use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::json::lenient::{
-    items, json_struct, read, Lenient, LenientStr, OneOrMany, Spare, TextContent,
+    items, json_struct, read, Lenient, LenientStr, OneOrMany, TextContent,
 };
 use crate::codec::json::skim::{generated, once, Reader, Str};
 use crate::codec::json::Json;
@@ -92,8 +92,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.model.clone_from(&route.path_model);
     }
     req.stream = route.path_stream;
-    let spare = Spare::default();
-    let Some(r) = read::<MessagesRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<MessagesRequest<'_>>(body) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -269,8 +268,7 @@ fn apply_block_start(b: Block<'_>, resp: &mut Response) -> bool {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    if let Some(m) = read::<MessageBody<'_>>(body, &spare) {
+    if let Some(m) = read::<MessageBody<'_>>(body) {
         apply_message(m, resp);
     }
 }
@@ -314,8 +312,7 @@ pub(crate) fn event(
 
 /// The general reader of every event.
 pub(crate) fn read_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOutcome {
-    let spare = Spare::default();
-    let Some(ev) = read::<StreamEvent<'_>>(data, &spare) else {
+    let Some(ev) = read::<StreamEvent<'_>>(data) else {
         return FrameOutcome::default();
     };
     let mut content = false;

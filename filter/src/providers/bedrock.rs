@@ -12,7 +12,7 @@ use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::headers::Headers;
 use crate::codec::json::lenient::{items, Read};
-use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, Spare};
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr};
 use crate::codec::json::skim::{once, Reader};
 use crate::codec::json::tape;
 use crate::codec::json::Json;
@@ -58,7 +58,7 @@ json_struct! {
     /// guide's inference parameters pages): Nova's is Converse's shape with its own `inferenceConfig` names,
     /// the others name their few parameters each their own way, and no two families give one name
     /// different meanings.
-    struct BedrockRequest<'a> {
+    pub(super) struct BedrockRequest<'a> {
         messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
         system: Lenient<Vec<Lenient<Block<'a>>>> = "system",
         /// Converse and Nova `inferenceConfig`, Titan Text `textGenerationConfig`.
@@ -72,9 +72,9 @@ json_struct! {
 
 /// A Bedrock request body: its `BedrockRequest` members, and the model parameters that Llama, Mistral,
 /// Cohere and AI21 write at the top level, read as an `InferenceConfig` of the same object.
-struct RequestBody<'a> {
-    body: BedrockRequest<'a>,
-    top: InferenceConfig,
+pub(super) struct RequestBody<'a> {
+    pub(super) body: BedrockRequest<'a>,
+    pub(super) top: InferenceConfig,
 }
 
 impl<'de: 'a, 'a> Read<'de> for RequestBody<'a> {
@@ -82,18 +82,6 @@ impl<'de: 'a, 'a> Read<'de> for RequestBody<'a> {
         Some(RequestBody {
             body: BedrockRequest::read(v)?,
             top: InferenceConfig::read(v)?,
-        })
-    }
-}
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> serde::Deserialize<'de> for RequestBody<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let raw: &'de serde_json::value::RawValue = serde::Deserialize::deserialize(d)?;
-        Ok(RequestBody {
-            body: serde_json::from_str(raw.get()).map_err(D::Error::custom)?,
-            top: serde_json::from_str(raw.get()).map_err(D::Error::custom)?,
         })
     }
 }
@@ -140,7 +128,7 @@ json_struct! {
     /// `top_p`, `top_k`, or Converse's names), Titan's `textGenerationConfig` (`maxTokenCount`), and the
     /// top level of Llama (`max_gen_len`), Mistral (`max_tokens`, `stop`), Cohere (`p`, `k`,
     /// `stop_sequences`, Command R's `seed`) and AI21 (`maxTokens`, `topP`) bodies.
-    struct InferenceConfig {
+    pub(super) struct InferenceConfig {
         max_tokens: Lenient<u64> =
             "maxTokens" | "max_new_tokens" | "maxTokenCount" | "max_tokens" | "max_gen_len",
         temperature: Lenient<f64> = "temperature",
@@ -193,8 +181,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.stream = route.path_stream;
         return;
     }
-    let spare = Spare::default();
-    let Some(RequestBody { body: r, top }) = read::<RequestBody<'_>>(body, &spare) else {
+    let Some(RequestBody { body: r, top }) = read::<RequestBody<'_>>(body) else {
         return;
     };
     let c = r.inference_config.get().unwrap_or_default();
@@ -441,8 +428,7 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
 
 /// Read a `Body`; what `apply_body` says, or None when it is not one.
 fn read_body(body: &[u8], all: bool, resp: &mut Response) -> Option<(bool, bool)> {
-    let spare = Spare::default();
-    read::<Body<'_>>(body, &spare).map(|b| apply_body(b, all, resp))
+    read::<Body<'_>>(body).map(|b| apply_body(b, all, resp))
 }
 
 /// The bare error name from an `x-amzn-errortype` header or a `__type` field
@@ -587,8 +573,7 @@ pub fn frame(
         return FrameOutcome::default();
     }
     let invoke_chunk_event = route.api == Api::BedrockInvoke && event_type == "chunk";
-    let spare = Spare::default();
-    let Some(p) = read::<StreamPayload<'_>>(payload, &spare) else {
+    let Some(p) = read::<StreamPayload<'_>>(payload) else {
         return FrameOutcome::default();
     };
     if invoke_chunk_event {

@@ -6,7 +6,7 @@ use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::json::lenient::items;
-use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, OneOrMany, Spare};
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, OneOrMany};
 use crate::codec::json::skim::{generated, once, Reader, Str};
 use crate::codec::json::Json;
 use crate::reply::Refusal;
@@ -49,8 +49,7 @@ json_struct! {
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
-    let spare = Spare::default();
-    let Some(r) = read::<ChatRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<ChatRequest<'_>>(body) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -176,8 +175,7 @@ fn add_tool_call(call: WireToolCall<'_>, resp: &mut Response) -> bool {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    let Some(c) = read::<ChatResponse<'_>>(body, &spare) else {
+    let Some(c) = read::<ChatResponse<'_>>(body) else {
         return;
     };
     set_if_nonempty(&mut resp.id, c.id.get());
@@ -245,8 +243,7 @@ pub fn frame(
         Frame::Json(bytes) => bytes,
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    let spare = Spare::default();
-    let Some(ev) = read::<StreamEvent<'_>>(data, &spare) else {
+    let Some(ev) = read::<StreamEvent<'_>>(data) else {
         return FrameOutcome::default();
     };
     let mut content = false;

@@ -12,7 +12,7 @@ use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::json::lenient::items;
-use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, Spare};
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr};
 use crate::codec::json::skim::{generated, once, set_changed, Reader, Str};
 use crate::codec::json::Json;
 use crate::reply::Refusal;
@@ -150,8 +150,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.model.clone_from(&route.path_model);
     }
     req.stream = route.path_stream;
-    let spare = Spare::default();
-    let Some(r) = read::<GenerateRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<GenerateRequest<'_>>(body) else {
         return;
     };
     if let Some(g) = r.generation_config.get() {
@@ -333,17 +332,15 @@ fn apply_chunk(c: GenerateResponse<'_>, resp: &mut Response) -> bool {
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     // A whole body is one object; a buffered JSON-array stream (and its errors) is an array of them.
     if body.trim_ascii_start().starts_with(b"[") {
-        let spare = Spare::default();
         // Each element on its own: one that is not a response costs only itself.
-        let Some(items) = read::<Vec<Lenient<GenerateResponse<'_>>>>(body, &spare) else {
+        let Some(items) = read::<Vec<Lenient<GenerateResponse<'_>>>>(body) else {
             return;
         };
         for c in items.into_iter().filter_map(Lenient::get) {
             apply_chunk(c, resp);
         }
     } else {
-        let spare = Spare::default();
-        if let Some(c) = read::<GenerateResponse<'_>>(body, &spare) {
+        if let Some(c) = read::<GenerateResponse<'_>>(body) {
             apply_chunk(c, resp);
         }
     }
@@ -375,8 +372,7 @@ pub fn frame(
         Frame::Json(bytes) => bytes,
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    let spare = Spare::default();
-    let Some(c) = read::<GenerateResponse<'_>>(data, &spare) else {
+    let Some(c) = read::<GenerateResponse<'_>>(data) else {
         return FrameOutcome::default();
     };
     let terminal = c.usage_metadata.as_ref().is_some()

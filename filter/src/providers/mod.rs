@@ -25,7 +25,7 @@ pub mod reference;
 #[cfg(test)]
 mod skim_test;
 pub mod template;
-#[cfg(any(test, feature = "reference-reader"))]
+#[cfg(any(test, fuzzing))]
 pub mod variants;
 
 #[cfg(test)]

@@ -8,9 +8,7 @@ use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::json::lenient::items;
-use crate::codec::json::lenient::{
-    json_struct, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare,
-};
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientRaw, LenientStr, OneOrMany};
 use crate::codec::json::skim::{generated, once, set_changed, Reader, Str};
 use crate::codec::json::Json;
 use crate::reply::Refusal;
@@ -58,8 +56,7 @@ json_struct! {
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
-    let spare = Spare::default();
-    let Some(r) = read::<OllamaRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<OllamaRequest<'_>>(body) else {
         // Even an unreadable body streams by default.
         req.stream = true;
         return;
@@ -189,8 +186,7 @@ fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    if let Some(c) = read::<Chunk<'_>>(body, &spare) {
+    if let Some(c) = read::<Chunk<'_>>(body) {
         apply_chunk(c, resp);
     }
 }
@@ -215,8 +211,7 @@ pub fn frame(
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    let spare = Spare::default();
-    let Some(c) = read::<Chunk<'_>>(data, &spare) else {
+    let Some(c) = read::<Chunk<'_>>(data) else {
         return FrameOutcome::default();
     };
     let (content, terminal) = apply_chunk(c, resp);

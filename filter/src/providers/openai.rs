@@ -13,19 +13,16 @@ use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::json::lenient::{
-    items, join_line, json_struct, read, Lenient, LenientStr, OneOrMany, Raw, Read, Spare,
-    TextContent,
+    items, join_line, json_struct, read, Lenient, LenientStr, OneOrMany, Raw, Read, TextContent,
 };
 use crate::codec::json::skim::char_count;
 use crate::codec::json::skim::{key_bit, plain_integer, set_changed, Reader, Str};
-use crate::codec::json::tape;
 use crate::codec::json::Json;
+use crate::codec::json::{edit, tape};
 use crate::reply::Refusal;
 use crate::stream::sse_edit::{event_data, has_empty_array, has_object_member};
 use crate::stream::Frame;
 use serde::de::IgnoredAny;
-#[cfg(any(test, feature = "reference-reader"))]
-use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 
 /// Built-in detection by path, on api.openai.com and every OpenAI-compatible server; the provider name
@@ -111,8 +108,7 @@ json_struct! {
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
 /// set and then to the route's path model (the Azure deployment), because Azure bodies usually have none.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
-    let spare = Spare::default();
-    if let Some(r) = read::<OpenAiRequest<'_>>(body, &spare) {
+    if let Some(r) = read::<OpenAiRequest<'_>>(body) {
         apply_request(route, RequestFields::from(r), req);
     }
 }
@@ -505,18 +501,11 @@ json_struct! {
 /// A field's raw text when the key is present, even when its value is `null` (an `Option` would fold
 /// `null` into "absent", and adding a second `stream_options` key next to a `null` one makes a duplicate).
 #[derive(Default)]
-struct Present<'a>(Option<Raw<'a>>);
+pub(super) struct Present<'a>(pub(super) Option<Raw<'a>>);
 
 impl<'de: 'a, 'a> Read<'de> for Present<'a> {
     fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
         Raw::read(v).map(|r| Present(Some(r)))
-    }
-}
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Raw::deserialize(d).map(|r| Present(Some(r)))
     }
 }
 
@@ -535,8 +524,7 @@ const INCLUDE_USAGE_MEMBER: &[u8] = br#""stream_options":{"include_usage":true},
 /// sets `Request::include_usage_injected` when it forwards the new body, and then removes the chunks whose
 /// `FrameOutcome::usage_only` is set, since the client did not ask for them.
 pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
-    let spare = Spare::default();
-    let flags = read::<StreamFlags<'_>>(body, &spare)?;
+    let flags = read::<StreamFlags<'_>>(body)?;
     if flags.stream.get() != Some(true) {
         return None;
     }
@@ -579,7 +567,7 @@ pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     }
     value.push(b'}');
     // The raw value borrows from `body`: its address gives its position.
-    let start = spare.offset(body, text)?;
+    let start = edit::offset(body, text)?;
     let (head, rest) = body.split_at_checked(start)?;
     let tail = rest.strip_prefix(text.as_bytes())?;
     let mut out = Vec::with_capacity(
@@ -816,8 +804,7 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
             return;
         }
     }
-    let spare = Spare::default();
-    if let Some(c) = read::<ChatResponse<'_>>(body, &spare) {
+    if let Some(c) = read::<ChatResponse<'_>>(body) {
         apply_chunk(c, resp);
     }
 }
@@ -854,8 +841,7 @@ pub fn frame(
         st.finished = true;
         return FrameOutcome::default();
     }
-    let spare = Spare::default();
-    let Some(c) = read::<ChatResponse<'_>>(data, &spare) else {
+    let Some(c) = read::<ChatResponse<'_>>(data) else {
         return FrameOutcome::default();
     };
     // The include_usage chunk: `choices: []` plus a usage object. Azure's prompt-filter chunk also has

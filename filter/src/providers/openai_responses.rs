@@ -10,7 +10,7 @@ use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Request, Response, Route};
 use crate::capture;
 use crate::codec::json::lenient::{
-    items, json_struct, read, Lenient, LenientStr, Read, Spare, TextContent,
+    items, json_struct, read, Lenient, LenientStr, Read, TextContent,
 };
 use crate::codec::json::skim::char_count;
 use crate::codec::json::skim::{generated, once, Reader};
@@ -18,10 +18,6 @@ use crate::codec::json::tape;
 use crate::codec::json::Json;
 use crate::reply::Refusal;
 use crate::stream::Frame;
-#[cfg(any(test, feature = "reference-reader"))]
-use serde::{Deserialize, Deserializer};
-#[cfg(any(test, feature = "reference-reader"))]
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 json_struct! {
@@ -67,13 +63,13 @@ json_struct! {
 
 /// `input`: a plain string (one user message) or a list of items. Only message items carry prompt text.
 #[derive(Default)]
-struct Input {
+pub(super) struct Input {
     /// (role, text) per message item; a string input is one `user` message.
-    messages: Vec<(String, String)>,
+    pub(super) messages: Vec<(String, String)>,
 }
 
 json_struct! {
-    struct InputItem<'a> {
+    pub(super) struct InputItem<'a> {
         role: LenientStr<'a> = "role",
         /// A string or a list of `input_text` parts (`{"type":"input_text","text":…}`).
         content: Lenient<TextContent<'a>> = "content",
@@ -81,7 +77,7 @@ json_struct! {
 }
 
 impl Input {
-    fn push_items<'a>(&mut self, items: impl Iterator<Item = InputItem<'a>>) {
+    pub(super) fn push_items<'a>(&mut self, items: impl Iterator<Item = InputItem<'a>>) {
         for item in items {
             let role = item.role.get().map(Cow::into_owned).unwrap_or_default();
             let content = item
@@ -108,37 +104,10 @@ impl<'de> Read<'de> for Input {
     }
 }
 
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de> Deserialize<'de> for Input {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        input_from_raw(d)
-    }
-}
-
-/// The old reader's `Input` (see `json::two_pass`): from the value's raw text.
-#[cfg(any(test, feature = "reference-reader"))]
-fn input_from_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Input, D::Error> {
-    {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        let text = raw.get();
-        let mut input = Input::default();
-        if text.starts_with('"') {
-            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            input.messages.push(("user".to_owned(), s));
-        } else if text.starts_with('[') {
-            let items: Vec<Lenient<InputItem<'_>>> =
-                serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            input.push_items(items.into_iter().filter_map(Lenient::get));
-        }
-        Ok(input)
-    }
-}
-
 /// Read a Responses request. The system prompt hash covers `instructions` followed by any `system` or
 /// `developer` input messages (the two ways the API takes a system prompt), joined as for Chat.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
-    let spare = Spare::default();
-    let Some(r) = read::<ResponsesRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<ResponsesRequest<'_>>(body) else {
         return;
     };
     req.model = r
@@ -353,8 +322,7 @@ fn apply_object(o: ResponseObject<'_>, resp: &mut Response, count_text: bool) {
 
 /// Read a whole Responses body or an error body.
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    if let Some(o) = read::<ResponseObject<'_>>(body, &spare) {
+    if let Some(o) = read::<ResponseObject<'_>>(body) {
         apply_object(o, resp, true);
     }
 }
@@ -390,8 +358,7 @@ pub fn frame(
         st.finished = true;
         return FrameOutcome::default();
     }
-    let spare = Spare::default();
-    let Some(ev) = read::<Event<'_>>(data, &spare) else {
+    let Some(ev) = read::<Event<'_>>(data) else {
         return FrameOutcome::default();
     };
     // The data's `type` is authoritative; the SSE event name is the fallback.

@@ -19,9 +19,10 @@ fn members(obj: &[u8]) -> Option<Vec<(Cow<'_, str>, &str)>> {
     })?
 }
 
-/// Offset of `inner` (a sub-slice of `outer`) in `outer`.
+/// Offset of `inner`, a sub-slice of `outer`, in `outer` (None when it is not one).
 pub fn offset(outer: &[u8], inner: &str) -> Option<usize> {
-    (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)
+    let at = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    (at.checked_add(inner.len())? <= outer.len()).then_some(at)
 }
 
 fn splice(body: &[u8], at: usize, remove: usize, insert: &[u8]) -> Option<Vec<u8>> {

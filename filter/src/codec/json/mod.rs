@@ -8,6 +8,8 @@
 
 pub mod edit;
 pub mod lenient;
+#[cfg(any(test, fuzzing))]
+pub mod reference;
 pub mod skim;
 pub mod strict;
 pub mod tape;
