@@ -4,7 +4,7 @@
 //! blanks; any `content-length` text reads as its digits or as absent; and whatever the sizes, tollgate
 //! never pauses a body past `max_request_body` nor reads one before it is complete.
 use libfuzzer_sys::fuzz_target;
-use tollgate::hold::{self, Read, Step};
+use tollgate::exchange::hold::{self, Read, Step};
 use tollgate::codec::sigv4;
 
 fuzz_target!(|data: &[u8]| {

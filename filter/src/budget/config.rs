@@ -642,7 +642,7 @@ impl BudgetConfig {
             return Err(err("budgets.rls", "required when backend is \"rls\""));
         }
         if raw.backend == BackendKind::Rls {
-            crate::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
+            super::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
             if clamp_min.is_some() {
                 return Err(err(
                     "budgets.clamp_max_tokens",

@@ -4,11 +4,13 @@
 //! - `tenant`: validation, API-key hashing, JWT claim extraction, mTLS workload identity mapping.
 //! - `ledger`: counters in a compare-and-swap store; reserve the worst case before forwarding, commit the
 //!   exact usage after.
+//! - `rls`: the rate-limit service protocol, for `backend: rls` (budgets shared by every replica).
 //!
 //! This module decides *which* counters a request touches and *how much* it asks for (`plan`).
 
 pub mod config;
 pub mod ledger;
+pub mod rls;
 pub mod tenant;
 
 pub use config::{

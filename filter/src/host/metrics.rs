@@ -2,10 +2,8 @@
 //! collector's answer), and the per-VM metrics exporter driven by the root's tick.
 
 use super::abi;
-use super::root::Shared;
 use super::stats::Stats;
 use super::{log, now_ns, random_unit};
-use crate::call::Call;
 use crate::config::{Compression, Config, Otlp};
 use crate::telemetry::export::{self, classify, Outcome, Resource};
 use crate::telemetry::metrics::{Aggregator, MetricsStats};
@@ -88,16 +86,6 @@ impl Answer {
 
     pub fn outcome(&self) -> Outcome {
         classify(self.status)
-    }
-}
-
-/// Record a finished call into this VM's metrics (one call from `on_log`).
-pub(super) fn record(shared: &Shared, call: &Call) {
-    if shared.config.otlp.as_ref().is_some_and(|o| o.metrics) {
-        shared
-            .metrics
-            .borrow_mut()
-            .record(call, shared.config.semconv);
     }
 }
 

@@ -1,8 +1,9 @@
 //! Envoy's rate-limit service protocol (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`), the
 //! pure part of `budgets.backend = "rls"`: the request and response messages, the descriptors tollgate sends,
-//! the decision read from an answer, and what a failed call means. The host glue is `host/rls.rs`.
+//! the decision read from an answer, and what a failed call means. The calls themselves are the
+//! exchange's (`exchange/rls.rs`).
 //!
-//! The messages are written and read by hand (`telemetry::proto`) with the field numbers of
+//! The messages are written and read by hand (`codec::proto`) with the field numbers of
 //! `envoy/service/ratelimit/v3/rls.proto` and `envoy/extensions/common/ratelimit/v3/ratelimit.proto` (fields
 //! tollgate never reads are skipped as unknown fields); the tests check them against prost structs. No gRPC framing here: proxy-wasm's
 //! `dispatch_grpc_call` takes the bare message and Envoy's gRPC client adds the 5-byte length prefix; the
@@ -14,8 +15,8 @@
 //! and that token is part of the request's usage; after the response a second call debits the rest
 //! (`usage - 1`). The service stays the one source of truth for every replica.
 
-use crate::budget::config::Rule;
-use crate::budget::{Amount, CounterSpec, Limits};
+use super::config::Rule;
+use super::{Amount, CounterSpec, Limits};
 use crate::codec::proto::{self, read_message};
 use crate::reply::{Denial, Refusal};
 
@@ -459,7 +460,7 @@ pub fn refusal(admission: &Admission) -> Option<Denial> {
 /// The messages as prost structs (the field numbers of `rls.proto`, `ratelimit.proto`, `grpc_service.proto`),
 /// for the tests to decode what tollgate sends and to encode golden answers.
 #[cfg(test)]
-mod pb {
+pub(crate) mod pb {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct RateLimitRequest {
         #[prost(string, tag = "1")]

@@ -1,9 +1,8 @@
-//! Redaction and content capture for one exchange: the host side of `redact` and `capture`. `http.rs` calls
-//! these at fixed points of the request-body pipeline (block check, egress rewrite), the response (output
-//! redaction) and `on_log` (evidence for the span, counters, attribute scrubbing).
+//! Redaction and content capture for one exchange. The exchange calls these at fixed points of the
+//! request-body pipeline (block check, egress rewrite), the response (output redaction) and the end of the
+//! exchange (evidence for the span, counters, attribute scrubbing).
 
-use super::abi;
-use super::stats::Stats;
+use super::host::{Counter, Host, Map};
 use crate::call::Call;
 use crate::call::Findings;
 use crate::call::OutputCapture;
@@ -12,7 +11,6 @@ use crate::config::Config;
 use crate::redact::{security_flags, FieldSelector, SseOutputRedactor};
 use crate::reply::{Denial, Refusal};
 use crate::stream::Framing;
-use proxy_wasm::types::MapType;
 
 /// User text gathered for the prompt-injection heuristics is capped (the flags need no more).
 const MAX_FLAG_TEXT: usize = 256 * 1024;
@@ -46,19 +44,19 @@ pub fn may_rewrite_request(cfg: &Config) -> bool {
 impl Redaction {
     /// Request headers of a detected call: output redaction can only edit identity-encoded responses,
     /// so ask the provider for one.
-    pub fn on_request_headers(&mut self, cfg: &Config) {
+    pub fn on_request_headers<H: Host>(&mut self, host: &mut H, cfg: &Config) {
         if cfg.redaction.output {
-            abi::remove_header(MapType::HttpRequestHeaders, "accept-encoding");
+            host.remove_header(Map::RequestHeaders, "accept-encoding");
         }
     }
 
     /// The whole request body, after the provider parsed it. Scans the user text once (findings, egress
     /// rewrite, flags), starts content capture, and answers the request locally when a `block` detector
     /// matched: returns true when it did (the caller returns `Action::Pause`).
-    pub fn on_request_body(
+    pub fn on_request_body<H: Host>(
         &mut self,
+        host: &mut H,
         cfg: &Config,
-        stats: &Stats,
         body: &[u8],
         call: &mut Call,
     ) -> bool {
@@ -105,11 +103,11 @@ impl Redaction {
             return false;
         };
         let reply = crate::providers::reply(route, &Denial::new(Refusal::ContentBlocked, msg));
-        stats.redaction_blocked.add(1);
+        host.count(Counter::RedactionBlocked, 1);
         self.blocked = true;
         call.http_status = Some(reply.status);
         call.response.error_type = Some(Refusal::ContentBlocked.code().to_owned());
-        abi::send_reply(&reply)
+        host.send_reply(&reply)
     }
 
     /// The egress-redacted body, when `egress` is on and something was redacted.
@@ -118,10 +116,10 @@ impl Redaction {
     }
 
     /// Response headers: decide how output is redacted. Returns true when `content-length` must go.
-    pub fn on_response_headers(
+    pub fn on_response_headers<H: Host>(
         &mut self,
+        host: &mut H,
         cfg: &Config,
-        stats: &Stats,
         framing: Framing,
         identity: bool,
     ) -> bool {
@@ -129,7 +127,7 @@ impl Redaction {
             return false;
         }
         if !identity {
-            stats.redaction_output_unsupported.add(1);
+            host.count(Counter::RedactionOutputUnsupported, 1);
             return false;
         }
         match framing {
@@ -144,7 +142,7 @@ impl Redaction {
                 true
             }
             Framing::Ndjson | Framing::JsonArray | Framing::AwsEventStream => {
-                stats.redaction_output_unsupported.add(1);
+                host.count(Counter::RedactionOutputUnsupported, 1);
                 false
             }
         }
@@ -177,7 +175,7 @@ impl Redaction {
     }
 
     /// `on_log`: put the evidence on the call and count findings per detector.
-    pub fn finish(&mut self, cfg: &Config, stats: &Stats, call: &mut Call) {
+    pub fn finish<H: Host>(&mut self, host: &mut H, cfg: &Config, call: &mut Call) {
         if !self.active {
             return;
         }
@@ -200,7 +198,9 @@ impl Redaction {
             ev.content = rendered.attributes;
             ev.truncated = rendered.truncated;
         }
-        stats.count_redactions(&findings);
+        for (detector, n) in findings.per_type() {
+            host.count_detection(detector, u64::from(n));
+        }
         ev.active = true;
         ev.findings = findings;
         ev.flags = std::mem::take(&mut self.flags);
