@@ -1,6 +1,6 @@
 //! The filter's pure data path outside Envoy, for counting instructions repeatably:
 //! `valgrind --tool=callgrind target/release/examples/hotpath sse 10` (see README "Performance").
-//! Each case does what `host/http.rs` does for one exchange, minus the host calls:
+//! Each case does what the exchange (`exchange/mod.rs`) does for one request, minus the host calls:
 //! - `sse`: a 1,000-event OpenAI stream in 16 KiB chunks through the body decoder, the OpenAI stream reader
 //!   and the include_usage event filter (`sse-read`: without the filter);
 //! - `anthropic`: a 1,000-text-delta Anthropic Messages stream in 16 KiB chunks through the body decoder and
@@ -187,7 +187,7 @@ fn response_exchange(body: &[u8]) -> Response {
 
 const CALL_CONFIG: &[u8] = br#"{"service_name":"tollgate-bench","conversation_id_header":"x-conversation-id","otlp":{"cluster":"otel_collector","authority":"otel-collector","flush_interval_ms":1000}}"#;
 
-/// What `host/http.rs` does for one small non-streamed exchange, without the host calls.
+/// What the exchange does for one small non-streamed request, without the host calls.
 fn call_exchange(
     cfg: &Config,
     req_body: &[u8],

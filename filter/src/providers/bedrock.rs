@@ -553,6 +553,10 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    // Embeddings never stream.
+    if route.api == Api::BedrockEmbeddings {
+        return FrameOutcome::default();
+    }
     let Frame::Aws {
         message_type,
         event_type,
@@ -612,37 +616,7 @@ impl super::Provider for Bedrock {
         }
     }
 
-    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
-        request(route, body, req);
-    }
-
-    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
-        response(route, body, resp);
-    }
-
-    fn frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> FrameOutcome {
-        // Embeddings never stream.
-        if route.api == Api::BedrockEmbeddings {
-            return FrameOutcome::default();
-        }
-        frame(route, f, st, resp)
-    }
-
-    fn fast_frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> Option<FrameOutcome> {
-        fast_frame(route, f, st, resp)
-    }
+    super::readers!();
 
     /// The stream operations answer in event-stream frames; a JSON body there is an error document.
     fn framing(&self, route: &Route, _req: &Request, ct: &str) -> Framing {

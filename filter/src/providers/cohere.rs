@@ -416,33 +416,7 @@ impl super::Provider for Cohere {
         "chat"
     }
 
-    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
-        request(route, body, req);
-    }
-
-    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
-        response(route, body, resp);
-    }
-
-    fn frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> FrameOutcome {
-        frame(route, f, st, resp)
-    }
-
-    fn fast_frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> Option<FrameOutcome> {
-        fast_frame(route, f, st, resp)
-    }
+    super::readers!();
 
     fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
         Some(MaxTokens {

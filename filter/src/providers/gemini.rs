@@ -628,33 +628,7 @@ impl super::Provider for Gemini {
         "generate_content"
     }
 
-    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
-        request(route, body, req);
-    }
-
-    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
-        response(route, body, resp);
-    }
-
-    fn frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> FrameOutcome {
-        frame(route, f, st, resp)
-    }
-
-    fn fast_frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> Option<FrameOutcome> {
-        fast_frame(route, f, st, resp)
-    }
+    super::readers!();
 
     /// `streamGenerateContent` without `alt=sse`: one JSON array delivered element by element.
     fn framing(&self, route: &Route, _req: &Request, _ct: &str) -> Framing {

@@ -208,6 +208,41 @@ pub trait Provider: Sync {
     }
 }
 
+/// The `Provider` readers of a provider file's own `request`, `response`, `frame` and `fast_frame`
+/// functions (each file has the four, with the trait's signatures).
+macro_rules! readers {
+    () => {
+        fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
+            request(route, body, req);
+        }
+
+        fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
+            response(route, body, resp);
+        }
+
+        fn frame(
+            &self,
+            route: &Route,
+            f: &Frame<'_>,
+            st: &mut StreamState,
+            resp: &mut Response,
+        ) -> FrameOutcome {
+            frame(route, f, st, resp)
+        }
+
+        fn fast_frame(
+            &self,
+            route: &Route,
+            f: &Frame<'_>,
+            st: &mut StreamState,
+            resp: &mut Response,
+        ) -> Option<FrameOutcome> {
+            fast_frame(route, f, st, resp)
+        }
+    };
+}
+use readers;
+
 /// Where clamping writes the max output tokens: every member among `existing` the body has is rewritten;
 /// when it has none, `default` is added (`&[]`: nothing may be added).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

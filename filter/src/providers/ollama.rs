@@ -351,33 +351,7 @@ impl super::Provider for Ollama {
         }
     }
 
-    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
-        request(route, body, req);
-    }
-
-    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
-        response(route, body, resp);
-    }
-
-    fn frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> FrameOutcome {
-        frame(route, f, st, resp)
-    }
-
-    fn fast_frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> Option<FrameOutcome> {
-        fast_frame(route, f, st, resp)
-    }
+    super::readers!();
 
     /// Ollama streams NDJSON by default, labelled application/json by some versions and proxies.
     fn framing(&self, _route: &Route, req: &Request, _ct: &str) -> Framing {

@@ -248,7 +248,7 @@ fn apply_request(route: &Route, r: RequestFields<'_>, req: &mut Request) {
 }
 
 // The request skimmer. Each reader below gives exactly what the `Lenient` type of the same field gives
-// (`json.rs`): a value of another type is None and skipped, `null` is None. Whatever it does not read as
+// (`codec/json/lenient.rs`): a value of another type is None and skipped, `null` is None. Whatever it does not read as
 // serde would (a duplicated member, an object written as an array, a string serde refuses to unescape,
 // nesting beyond `skim::MAX_DEPTH`, trailing text), it refuses (None), and the body goes to serde.
 
@@ -812,11 +812,14 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 /// The fast path for the common chunk (`fast_chunk`); a chunk that repeats with another generated string
 /// leaves a template (`template.rs`).
 pub fn fast_frame(
-    _route: &Route,
+    route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
 ) -> Option<FrameOutcome> {
+    if route.api == Api::OpenAiEmbeddings {
+        return None;
+    }
     let t = super::common::frame_text(frame)?;
     let (out, repeat) = fast_chunk_with(t, resp)?;
     if let Some((s, index)) = repeat {
@@ -827,11 +830,15 @@ pub fn fast_frame(
 
 /// Read one streamed Chat or Completions chunk (`data: {...}`; `data: [DONE]` ends the stream).
 pub fn frame(
-    _route: &Route,
+    route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
+    // Embeddings never stream.
+    if route.api == Api::OpenAiEmbeddings {
+        return FrameOutcome::default();
+    }
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Json(bytes) => bytes,
@@ -1181,43 +1188,10 @@ impl super::Provider for OpenAi {
         }
     }
 
-    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
-        request(route, body, req);
-    }
+    super::readers!();
 
     fn fast_request(&self, route: &Route, body: &[u8], req: &mut Request) -> bool {
         fast_request_body(route, body, req)
-    }
-
-    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
-        response(route, body, resp);
-    }
-
-    fn frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> FrameOutcome {
-        // Embeddings never stream.
-        if route.api == Api::OpenAiEmbeddings {
-            return FrameOutcome::default();
-        }
-        frame(route, f, st, resp)
-    }
-
-    fn fast_frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> Option<FrameOutcome> {
-        if route.api == Api::OpenAiEmbeddings {
-            return None;
-        }
-        fast_frame(route, f, st, resp)
     }
 
     fn max_tokens(&self, route: &Route) -> Option<MaxTokens> {

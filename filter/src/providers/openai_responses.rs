@@ -341,6 +341,16 @@ json_struct! {
     }
 }
 
+/// The fast path for the delta events.
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    _st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    super::common::frame_text(frame).and_then(|t| fast_event(t, resp))
+}
+
 /// Read one streamed event. The terminal events carry the full response object (usage, status, output).
 /// OpenAI sends no `[DONE]`; some gateways append one: it ends the stream too.
 pub fn frame(
@@ -478,33 +488,7 @@ impl super::Provider for Responses {
         "chat"
     }
 
-    fn request(&self, route: &Route, body: &[u8], req: &mut Request) {
-        request(route, body, req);
-    }
-
-    fn response(&self, route: &Route, body: &[u8], resp: &mut Response) {
-        response(route, body, resp);
-    }
-
-    fn frame(
-        &self,
-        route: &Route,
-        f: &Frame<'_>,
-        st: &mut StreamState,
-        resp: &mut Response,
-    ) -> FrameOutcome {
-        frame(route, f, st, resp)
-    }
-
-    fn fast_frame(
-        &self,
-        _route: &Route,
-        f: &Frame<'_>,
-        _st: &mut StreamState,
-        resp: &mut Response,
-    ) -> Option<FrameOutcome> {
-        super::common::frame_text(f).and_then(|t| fast_event(t, resp))
-    }
+    super::readers!();
 
     fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
         Some(MaxTokens {

@@ -115,8 +115,8 @@ impl<T> Lenient<T> {
 
 /// How a provider type is read from the tape (`tape::Value`): as serde's reader of that type would read
 /// the value from serde_json, None where that reader fails. The provider types implement it through
-/// `json_struct!`. One small function per type, with no visitor machinery: the module's size (README
-/// "Performance"). In tests and fuzzing every such type is also serde's `Deserialize`, the reference the
+/// `json_struct!`. One small function per type, with no visitor machinery: the module's size
+/// (`docs/performance.md`). In tests and fuzzing every such type is also serde's `Deserialize`, the reference the
 /// readers are compared with (`reference.rs`).
 #[cfg(not(any(test, fuzzing)))]
 pub trait Read<'de>: Sized {
