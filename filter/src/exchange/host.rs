@@ -278,3 +278,22 @@ pub trait Host {
     /// A finished call for the GenAI metrics.
     fn record_metrics(&mut self, call: &Call, semconv: Semconv);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+
+    /// Hosts index their metrics by `counter as usize`: `ALL` is in declaration order, and every name is
+    /// distinct.
+    #[test]
+    fn counters_are_listed_in_order_with_distinct_names() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?}");
+        }
+        let mut names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Counter::ALL.len());
+        assert!(names.iter().all(|n| n.starts_with("tollgate.")));
+    }
+}
