@@ -1,5 +1,5 @@
 //! The filter's pure data path outside Envoy, for counting instructions repeatably:
-//! `valgrind --tool=callgrind target/release/examples/hotpath sse 10` (see README "Performance").
+//! `valgrind --tool=callgrind target/release/examples/hotpath sse 10` (see docs/performance.md).
 //! Each case does what the exchange (`exchange/mod.rs`) does for one request, minus the host calls:
 //! - `sse`: a 1,000-event OpenAI stream in 16 KiB chunks through the body decoder, the OpenAI stream reader
 //!   and the include_usage event filter (`sse-read`: without the filter);
