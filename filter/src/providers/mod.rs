@@ -14,6 +14,7 @@ pub mod cohere;
 mod fixtures_b_test;
 pub mod gemini;
 pub mod json;
+pub mod mcp;
 pub mod mistral;
 pub mod ollama;
 pub mod openai;
