@@ -13,12 +13,15 @@ pub mod cohere;
 #[cfg(test)]
 mod fixtures_b_test;
 pub mod gemini;
+pub mod gemini_live;
 pub mod json;
 pub mod mcp;
 pub mod mistral;
 pub mod ollama;
 pub mod openai;
+pub mod openai_realtime;
 pub mod openai_responses;
+pub mod realtime;
 pub mod skim;
 #[cfg(test)]
 mod skim_test;
