@@ -324,13 +324,20 @@ pub enum ClientMessage {
     RealtimeInput,
     ToolResponse,
     Other,
+    /// A JSON object with a member named twice: the server may read either copy, so a spent budget
+    /// refuses it too.
+    Ambiguous,
 }
 
 /// Read one client message; None when it is not a JSON object.
 pub fn client_message(text: &str) -> Option<ClientMessage> {
     text.trim_start().starts_with('{').then_some(())?;
     let spare = Spare::default();
-    let w = read::<ClientWire<'_>>(text.as_bytes(), &spare)?;
+    let Some(w) = read::<ClientWire<'_>>(text.as_bytes(), &spare) else {
+        return super::tape::error_at(text)
+            .is_none()
+            .then_some(ClientMessage::Ambiguous);
+    };
     Some(if let Some(s) = w.setup.get() {
         ClientMessage::Setup {
             model: owned(s.model),
@@ -535,6 +542,12 @@ mod tests {
         assert_eq!(client_message("{}"), Some(ClientMessage::Other));
         assert_eq!(client_message("{"), None);
         assert_eq!(client_message(r#"[{"model":"m"}]"#), None);
+        assert_eq!(
+            client_message(
+                r#"{"realtimeInput":{},"clientContent":{"turnComplete":true},"client_content":{}}"#
+            ),
+            Some(ClientMessage::Ambiguous)
+        );
         assert_eq!(
             model_name(
                 "projects/p/locations/us-central1/publishers/google/models/gemini-live-2.5-flash"

@@ -66,20 +66,25 @@ pub fn is_beta(openai_beta: Option<&str>, subprotocols: Option<&str>) -> bool {
     })
 }
 
-/// The `type` of an event, found by walking the top-level members without reading their values (None
-/// when the text is not a JSON object with a plain string `type`).
+/// The `type` of an event, found by walking the top-level members without reading the other values.
+/// None when the text is not a JSON object with exactly one plain string `type` (a second `type` could be
+/// the one the server reads, so the caller reads the event the careful way).
 pub fn event_type(text: &str) -> Option<&str> {
     let mut r = Reader::new(text);
     r.begin_object()?;
-    let mut first = true;
+    let (mut first, mut found) = (true, None);
     while let Some(key) = r.next_key(first)? {
         first = false;
         if key == b"type" {
-            return r.string()?.plain();
+            if found.is_some() {
+                return None;
+            }
+            found = Some(r.string()?.plain()?);
+        } else {
+            r.skip()?;
         }
-        r.skip()?;
     }
-    None
+    r.at_end().then_some(found)?
 }
 
 json_struct! {
@@ -339,18 +344,29 @@ pub enum ClientEvent {
     SessionUpdate { model: Option<String> },
     /// Any other event (its type).
     Other(String),
+    /// A JSON object whose event cannot be told for sure (a repeated member, such as two `type`s): the
+    /// server may read it as a `response.create`, so a spent budget refuses it too.
+    Ambiguous,
 }
 
-/// Read one client event (a text message); None when it is not a JSON object with a `type`.
+/// Read one client event (a text message); None when it is not a JSON object.
 pub fn client_event(text: &str) -> Option<ClientEvent> {
     if let Some(t) = event_type(text) {
         if !matches!(t, "response.create" | "session.update") {
             return Some(ClientEvent::Other(t.to_owned()));
         }
     }
+    text.trim_start().starts_with('{').then_some(())?;
     let spare = Spare::default();
-    let e = read::<Event<'_>>(text.as_bytes(), &spare)?;
-    let kind = e.kind.get()?;
+    let Some(e) = read::<Event<'_>>(text.as_bytes(), &spare) else {
+        // Not JSON at all, or a member named twice (the reader refuses duplicates).
+        return super::tape::error_at(text)
+            .is_none()
+            .then_some(ClientEvent::Ambiguous);
+    };
+    let Some(kind) = e.kind.get() else {
+        return Some(ClientEvent::Ambiguous);
+    };
     Some(match kind.as_ref() {
         "response.create" => ClientEvent::ResponseCreate {
             event_id: owned(e.event_id),
@@ -593,6 +609,18 @@ mod tests {
             Some(ClientEvent::Other("input_audio_buffer.append".into()))
         );
         assert_eq!(client_event("{"), None);
+        assert_eq!(client_event("[1]"), None);
+        // Two `type`s: the first is harmless, the second is what a last-wins parser sees.
+        for dup in [
+            r#"{"type":"input_audio_buffer.append","audio":"AAAA","type":"response.create"}"#,
+            r#"{"type":"response.create","t\u0079pe":"input_audio_buffer.append"}"#,
+            r#"{"type":5}"#,
+            r#"{"event_id":"x"}"#,
+        ] {
+            assert_eq!(client_event(dup), Some(ClientEvent::Ambiguous), "{dup}");
+        }
+        assert_eq!(event_type(r#"{"type":"a","type":"b"}"#), None);
+        assert_eq!(event_type(r#"{"type":"a"} trailing"#), None);
     }
 
     #[test]
