@@ -365,6 +365,8 @@ struct Message {
     dropped: Drop,
     /// Bytes inflating this message produced so far.
     inflated: u64,
+    /// Its DEFLATE stream ended (a final block): the rest of its payload is not compressed data.
+    stream_ended: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -623,6 +625,7 @@ impl WsDecoder {
                         Drop::No
                     },
                     inflated: 0,
+                    stream_ended: false,
                 });
                 self.check_size(payload_len);
             }
@@ -717,7 +720,7 @@ impl WsDecoder {
         let Some(mut m) = self.message else {
             return;
         };
-        if m.dropped != Drop::No {
+        if m.dropped != Drop::No || m.stream_ended {
             return;
         }
         let takeover = !self
@@ -752,9 +755,11 @@ impl WsDecoder {
                 }
             }
             match r.status {
-                // A final block: the sender ended its DEFLATE stream. Without context takeover the next
-                // message starts a new one anyway; with it, the window it may refer to is not kept here.
+                // A final block: the sender ended its DEFLATE stream, and whatever else this message
+                // carries is ignored. Without context takeover the next message starts a new stream
+                // anyway; with it, the window that one may refer to is not kept here.
                 Ok(MZStatus::StreamEnd) => {
+                    m.stream_ended = true;
                     state.reset(DataFormat::Raw);
                     if takeover {
                         self.inflate_lost = true;
@@ -818,7 +823,7 @@ impl WsDecoder {
         let Some(m) = self.message else {
             return;
         };
-        if m.compressed && m.dropped == Drop::No {
+        if m.compressed && m.dropped == Drop::No && !m.stream_ended {
             self.inflate(&DEFLATE_TAIL);
         }
         let m = self.message.take().unwrap_or(m);
@@ -1268,6 +1273,54 @@ mod tests {
         let (got, stats, _) = decode(Sender::Server, deflate_ext(true, false), limits, &[&bytes]);
         assert_eq!(got, vec![Ev::Text("{\"after\":1}".into())]);
         assert_eq!((stats.inflate_capped, stats.undecodable), (1, 0));
+    }
+
+    #[test]
+    fn a_final_block_ends_the_message_in_any_chunking() {
+        // Found by the websocket fuzz target: a compressed message whose DEFLATE stream ends (BFINAL)
+        // before its payload does. What follows is ignored however the bytes arrive.
+        let mut payload = vec![0x7b, 0x22, 0x74, 0x79, 0x0b, 0x00];
+        payload.extend_from_slice(b"\x00\x00\"sr:eonse.done\",\"re\x00\x00\x00\x09s");
+        let bytes = [
+            frame(Sender::Server, 0, 0xc1, &payload),
+            frame(Sender::Server, 1, 0x81, b"after"),
+        ]
+        .concat();
+        let mut seen = None;
+        for ext in [deflate_ext(false, false), deflate_ext(true, false)] {
+            for chunks in chunkings(&bytes) {
+                let got = decode(Sender::Server, ext, WsLimits::default(), &chunks);
+                assert_eq!(got.0.last(), Some(&Ev::Text("after".into())));
+                assert_eq!(got.1.inflate_errors, 0);
+                if let Some(first) = &seen {
+                    assert_eq!(first, &got.0);
+                }
+                seen.get_or_insert(got.0);
+            }
+            seen = None;
+        }
+        // The truncated form the fuzzer found: the same counters whole or in pieces.
+        let cut = &frame(
+            Sender::Server,
+            0,
+            0x41,
+            &[payload.clone(), vec![b'x'; 80]].concat(),
+        )[..50];
+        let whole = decode(
+            Sender::Server,
+            deflate_ext(false, false),
+            WsLimits::default(),
+            &[cut],
+        );
+        for chunks in chunkings(cut) {
+            let got = decode(
+                Sender::Server,
+                deflate_ext(false, false),
+                WsLimits::default(),
+                &chunks,
+            );
+            assert_eq!(got, whole);
+        }
     }
 
     #[test]
