@@ -18,7 +18,10 @@ fn check(body: &[u8], msg: &mcp::Message) {
     if let Some(name) = msg.name.as_deref() {
         assert!(wildcard_match(name, name));
         assert!(wildcard_match("*", name));
-        let cut = (0..=name.len().min(8)).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=name.len().min(8))
+            .rev()
+            .find(|&i| name.is_char_boundary(i))
+            .unwrap_or(0);
         assert!(wildcard_match(&format!("{}*", &name[..cut]), name));
     }
     if msg.kind != Kind::Request {
@@ -27,15 +30,29 @@ fn check(body: &[u8], msg: &mcp::Message) {
     let Some(id) = msg.id.as_ref() else {
         return;
     };
-    let refusal = error_response(Some(id), code::TOOL_DENIED, "denied \"x\"", Some("tool_denied"));
+    let refusal = error_response(
+        Some(id),
+        code::TOOL_DENIED,
+        "denied \"x\"",
+        Some("tool_denied"),
+    );
     let Body::Single(answer) = read_body(&refusal) else {
-        panic!("refusal is not one message: {}", String::from_utf8_lossy(&refusal));
+        panic!(
+            "refusal is not one message: {}",
+            String::from_utf8_lossy(&refusal)
+        );
     };
     assert_eq!(answer.kind, Kind::Error);
     assert_eq!(answer.id.as_ref().map(|i| i.raw()), Some(id.raw()));
     let mut p = Pending::new(msg);
     p.observe(&answer);
-    assert!(matches!(p.outcome(), Some(Outcome::RpcError { code: Some(code::TOOL_DENIED), .. })));
+    assert!(matches!(
+        p.outcome(),
+        Some(Outcome::RpcError {
+            code: Some(code::TOOL_DENIED),
+            ..
+        })
+    ));
     let result = tool_error_result(id, "no", Some("2026-07-28"));
     let Body::Single(answer) = read_body(&result) else {
         panic!("tool error is not one message");

@@ -10,7 +10,7 @@ use miniz_oxide::deflate::core::CompressorOxide;
 use miniz_oxide::deflate::stream::deflate;
 use miniz_oxide::{DataFormat, MZFlush};
 use tollgate::stream::websocket::{
-    DeflateParams, Extensions, Sender, WsDecoder, WsEvent, WsLimits, WsStats,
+    encode_raw as frame, DeflateParams, Extensions, Sender, WsDecoder, WsEvent, WsLimits, WsStats,
 };
 
 fn decode(
@@ -36,29 +36,6 @@ fn decode(
     let stats = d.stats();
     assert_eq!(stats.buffered, 0);
     (out, stats)
-}
-
-fn frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![b0];
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    let n = payload.len();
-    if n <= 125 {
-        out.push(m | n as u8);
-    } else if n <= 0xffff {
-        out.push(m | 126);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(m | 127);
-        out.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    match mask {
-        Some(k) => {
-            out.extend_from_slice(&k);
-            out.extend(payload.iter().zip(k.iter().cycle()).map(|(b, k)| b ^ k));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
 }
 
 fn compressor() -> CompressorOxide {
@@ -125,10 +102,22 @@ fn built(sender: Sender, deflate_on: bool, takeover: bool, limits: WsLimits, spe
         let fragments = 1 + (kind >> 2 & 3) as usize;
         let ping_between = kind & 0x10 != 0;
         let size = wire.len().div_ceil(fragments).max(1);
-        let parts: Vec<&[u8]> = if wire.is_empty() { vec![&[][..]] } else { wire.chunks(size).collect() };
+        let parts: Vec<&[u8]> = if wire.is_empty() {
+            vec![&[][..]]
+        } else {
+            wire.chunks(size).collect()
+        };
         for (i, part) in parts.iter().enumerate() {
             let fin = if i + 1 == parts.len() { 0x80 } else { 0 };
-            let op = if i == 0 { if text { 1 } else { 2 } } else { 0 };
+            let op = if i == 0 {
+                if text {
+                    1
+                } else {
+                    2
+                }
+            } else {
+                0
+            };
             let rsv1 = if i == 0 && compressed { 0x40 } else { 0 };
             bytes.extend(frame(fin | rsv1 | op, part, mask));
             if ping_between && fin == 0 {
@@ -139,7 +128,10 @@ fn built(sender: Sender, deflate_on: bool, takeover: bool, limits: WsLimits, spe
         if payload.len() > limits.max_message {
             oversize += 1;
         } else if text {
-            want.push(format!("{:?}", WsEvent::Text(std::str::from_utf8(&payload).unwrap())));
+            want.push(format!(
+                "{:?}",
+                WsEvent::Text(std::str::from_utf8(&payload).unwrap())
+            ));
         } else {
             want.push(format!("{:?}", WsEvent::Binary(&payload)));
         }
@@ -149,7 +141,10 @@ fn built(sender: Sender, deflate_on: bool, takeover: bool, limits: WsLimits, spe
         let (got, stats) = decode(sender, ext, limits, &pieces);
         assert_eq!(got, want);
         assert_eq!(stats.oversize_skipped, oversize);
-        assert_eq!(stats.inflate_errors + stats.undecodable + stats.invalid_utf8, 0);
+        assert_eq!(
+            stats.inflate_errors + stats.undecodable + stats.invalid_utf8,
+            0
+        );
     }
 }
 
@@ -157,7 +152,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    let sender = if sel & 1 == 0 { Sender::Client } else { Sender::Server };
+    let sender = if sel & 1 == 0 {
+        Sender::Client
+    } else {
+        Sender::Server
+    };
     let limits = WsLimits {
         max_message: 64 + usize::from(sel >> 4 & 7) * 64,
         max_inflate: 1 << 16,

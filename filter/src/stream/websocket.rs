@@ -301,8 +301,14 @@ pub fn encode_frame(opcode: Opcode, payload: &[u8], mask: Option<[u8; 4]>) -> Ve
         }
         Opcode::Text | Opcode::Binary => payload,
     };
+    encode_raw(0x80 | opcode as u8, payload, mask)
+}
+
+/// A frame whose first byte (FIN, RSV1–3, opcode) is given as is, with the shortest length encoding:
+/// for building fragmented or compressed messages (tests, fuzzing). The caller keeps the framing valid.
+pub fn encode_raw(first_byte: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len().saturating_add(14));
-    out.push(0x80 | opcode as u8);
+    out.push(first_byte);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let len = payload.len();
     if len <= 125 {
