@@ -24,6 +24,7 @@ pub mod budget;
 pub mod hold;
 pub mod host;
 mod mcp;
+mod realtime;
 mod redaction;
 mod rls;
 
@@ -31,6 +32,8 @@ mod rls;
 mod fake_host_test;
 #[cfg(test)]
 mod mcp_test;
+#[cfg(test)]
+mod realtime_test;
 #[cfg(test)]
 mod tests;
 
@@ -99,6 +102,8 @@ pub struct Exchange {
     redaction: Redaction,
     /// The exchange is an MCP request (`mcp.servers`), not a model call.
     mcp: Option<Box<mcp::McpCall>>,
+    /// The exchange is a realtime WebSocket session.
+    realtime: Option<Box<realtime::Session>>,
 }
 
 /// Set header `name` to `value`, given `current`, the map as read in this callback: replaced when it has
@@ -156,6 +161,7 @@ impl Exchange {
             budget: Budgeted::default(),
             redaction: Redaction::default(),
             mcp: None,
+            realtime: None,
         }
     }
 
@@ -496,6 +502,12 @@ impl Exchange {
                 return action;
             }
         }
+        if headers.get("upgrade").is_some() {
+            let path = headers.get_str(":path").unwrap_or_default();
+            if let Some(action) = self.realtime_request_headers(host, &headers, &path) {
+                return action;
+            }
+        }
         if headers.get(":method") != Some(b"POST") {
             return Action::Continue;
         }
@@ -610,6 +622,9 @@ impl Exchange {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
+        if self.realtime.is_some() {
+            return self.realtime_request_body(host, body_size);
+        }
         if !self.active || self.request_skipped {
             return Action::Continue;
         }
@@ -683,6 +698,10 @@ impl Exchange {
 
     pub fn on_response_headers<H: Host>(&mut self, host: &mut H, end_of_stream: bool) -> Action {
         if !self.active || self.budget.refused || self.refused {
+            return Action::Continue;
+        }
+        if self.realtime.is_some() {
+            self.realtime_response_headers(host);
             return Action::Continue;
         }
         if self.mcp.is_some() {
@@ -760,6 +779,10 @@ impl Exchange {
             self.mcp_response_body(host, body_size, end_of_stream);
             return Action::Continue;
         }
+        if self.realtime.is_some() {
+            self.realtime_response_body(host, body_size);
+            return Action::Continue;
+        }
         let cfg = self.config.clone();
         if self.redaction.buffers_response() {
             // Output redaction of a whole JSON body: hold it until it is complete, then redact it once.
@@ -817,6 +840,9 @@ impl Exchange {
         }
         if self.mcp.is_some() {
             return self.mcp_log(host);
+        }
+        if self.realtime.is_some() {
+            return self.realtime_log(host);
         }
         if self.probing {
             host.hold_forget();

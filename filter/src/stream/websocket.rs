@@ -342,6 +342,66 @@ pub fn encode_close(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
     encode_frame(Opcode::Close, &payload, mask)
 }
 
+/// Where the first frame of `buf` ends, for a caller that forwards or drops whole frames of a byte
+/// stream (the decoder above reads messages; this only measures frames). None until its header is
+/// complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameExtent {
+    pub fin: bool,
+    /// RSV1: compressed (permessage-deflate).
+    pub rsv1: bool,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    pub header_len: usize,
+    /// Header and payload; may exceed `buf.len()` while the frame is still arriving.
+    pub total_len: u64,
+}
+
+pub fn frame_extent(buf: &[u8]) -> Option<FrameExtent> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let masked = b1 & 0x80 != 0;
+    let (len, mut at) = match b1 & 0x7f {
+        126 => (
+            u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4usize,
+        ),
+        127 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(buf.get(2..10)?);
+            (u64::from_be_bytes(b), 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    let mask = if masked {
+        let mut m = [0u8; 4];
+        m.copy_from_slice(buf.get(at..at + 4)?);
+        at += 4;
+        Some(m)
+    } else {
+        None
+    };
+    Some(FrameExtent {
+        fin: b0 & 0x80 != 0,
+        rsv1: b0 & 0x40 != 0,
+        opcode: b0 & 0x0f,
+        mask,
+        header_len: at,
+        total_len: (at as u64).saturating_add(len),
+    })
+}
+
+/// `payload` unmasked with `mask` (RFC 6455 §5.3; the same operation masks).
+pub fn unmask(payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    match mask {
+        None => payload.to_vec(),
+        Some(m) => payload
+            .iter()
+            .zip(m.iter().cycle())
+            .map(|(b, k)| b ^ k)
+            .collect(),
+    }
+}
+
 /// The frame being read.
 #[derive(Clone, Copy, Debug, Default)]
 struct FrameHead {
@@ -893,6 +953,21 @@ fn unmask_into(out: &mut Vec<u8>, data: &[u8], mask: Option<[u8; 4]>, offset: u6
 mod tests {
     use super::*;
     use crate::stream::testutil::{every_split, one_byte, xorshift_chunks};
+
+    #[test]
+    fn frame_extent_measures_frames_of_every_length_form() {
+        for len in [0usize, 5, 125, 126, 300, 65_535, 65_536, 70_000] {
+            let payload = vec![b'a'; len];
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let f = encode_frame(Opcode::Text, &payload, mask);
+                let e = frame_extent(&f).unwrap();
+                assert_eq!(e.total_len, f.len() as u64, "{len}");
+                assert_eq!((e.fin, e.opcode, e.mask), (true, 1, mask));
+                assert_eq!(unmask(&f[e.header_len..], mask), payload);
+                assert_eq!(frame_extent(&f[..e.header_len - 1]), None);
+            }
+        }
+    }
     use flate2::{Compress, Compression, FlushCompress};
 
     #[derive(Clone, Debug, PartialEq, Eq)]
