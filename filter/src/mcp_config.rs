@@ -241,7 +241,7 @@ impl RealtimeConfig {
         )
         .map_err(|e| under(e, "realtime"))?;
         if let Some(m) = max {
-            if m < 1024 || m > 64 << 20 {
+            if !(1024..=64 << 20).contains(&m) {
                 return Err(err(
                     "realtime.max_message",
                     "must be between 1024 and 67108864",

@@ -7,7 +7,7 @@ use tollgate::providers::mcp::{
     self, code, error_response, frame_body, read_body, tool_error_result, wildcard_match, Body,
     Kind, Outcome, Pending,
 };
-use tollgate::providers::Framing;
+use tollgate::stream::Framing;
 use tollgate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 
 fn check(body: &[u8], msg: &mcp::Message) {

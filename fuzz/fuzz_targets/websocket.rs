@@ -10,7 +10,7 @@ use miniz_oxide::deflate::core::CompressorOxide;
 use miniz_oxide::deflate::stream::deflate;
 use miniz_oxide::{DataFormat, MZFlush};
 use tollgate::stream::websocket::{
-    encode_raw as frame, DeflateParams, Extensions, Sender, WsDecoder, WsEvent, WsLimits, WsStats,
+    encode_raw as frame, frame_extent, DeflateParams, Extensions, Sender, WsDecoder, WsEvent, WsLimits, WsStats,
 };
 
 fn decode(
@@ -163,6 +163,15 @@ fuzz_target!(|data: &[u8]| {
     };
     if sel & 0x80 != 0 {
         return built(sender, sel & 2 != 0, sel & 4 != 0, limits, rest);
+    }
+    // The frame measurer the gateway uses to forward or drop whole client frames: total on any bytes.
+    let mut at = 0usize;
+    while let Some(e) = rest.get(at..).and_then(frame_extent) {
+        assert!(e.header_len as u64 <= e.total_len);
+        match usize::try_from(e.total_len).ok().and_then(|t| at.checked_add(t)) {
+            Some(end) if end <= rest.len() => at = end,
+            _ => break,
+        }
     }
     let ext = match sel >> 1 & 7 {
         0 | 1 | 2 => Extensions::None,

@@ -90,7 +90,7 @@ pub struct FakeHost {
     pub spans: Vec<Span>,
     pub metrics: Vec<Call>,
     /// `record_metric` measurements: instrument, attributes (key, value as debug text), value.
-    pub measurements: Vec<(Instrument, Vec<(String, String)>, f64)>,
+    pub measurements: Vec<Measurement>,
 }
 
 impl Default for FakeHost {
@@ -302,6 +302,9 @@ impl Host for FakeHost {
         self.measurements.push((instrument, attrs, value));
     }
 }
+
+/// A `record_metric` measurement: instrument, attributes (key, value as debug text), value.
+pub type Measurement = (Instrument, Vec<(String, String)>, f64);
 
 /// One exchange through the fake proxy.
 pub struct Run {

@@ -189,7 +189,7 @@ impl Exchange {
             max_message: cfg.realtime.max_message,
             ..WsLimits::default()
         };
-        s.client = Some(WsDecoder::new(Sender::Client, ext.clone(), limits));
+        s.client = Some(WsDecoder::new(Sender::Client, ext, limits));
         s.server = Some(WsDecoder::new(Sender::Server, ext, limits));
     }
 
