@@ -116,12 +116,7 @@ impl Exchange {
             ..McpCall::default()
         };
         self.call.start_ns = m.start_ns;
-        self.call.server_address = server.to_ascii_lowercase();
-        self.call.server_port = authority
-            .strip_prefix(server)
-            .and_then(|p| p.strip_prefix(':'))
-            .and_then(|p| p.parse().ok())
-            .or(Some(443));
+        self.set_server(&authority);
         super::budget::on_request_headers(host, &cfg, &mut self.budget, &mut self.call, headers);
         m.tenant = self
             .call

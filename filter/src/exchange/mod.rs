@@ -165,6 +165,17 @@ impl Exchange {
         }
     }
 
+    /// `server.address` and `server.port` from the request's `:authority` (443 when it names no port).
+    fn set_server(&mut self, authority: &str) {
+        let server = providers::strip_port(authority);
+        self.call.server_address = server.to_ascii_lowercase();
+        self.call.server_port = authority
+            .strip_prefix(server)
+            .and_then(|p| p.strip_prefix(':'))
+            .and_then(|p| p.parse().ok())
+            .or(Some(443));
+    }
+
     /// What tollgate learned of the call so far.
     pub fn call(&self) -> &Call {
         &self.call
@@ -521,13 +532,7 @@ impl Exchange {
         self.call.start_ns = host.now_ns();
         self.call.request.stream = route.path_stream;
         self.call.route = Some(route);
-        let server = providers::strip_port(&authority);
-        self.call.server_address = server.to_ascii_lowercase();
-        self.call.server_port = authority
-            .strip_prefix(server)
-            .and_then(|p| p.strip_prefix(':'))
-            .and_then(|p| p.parse().ok())
-            .or(Some(443));
+        self.set_server(&authority);
         if let Some(h) = &cfg.conversation_id_header {
             self.call.conversation_id = headers
                 .get_string(h)

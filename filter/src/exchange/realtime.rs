@@ -111,13 +111,7 @@ impl Exchange {
         self.held = false;
         self.request_skipped = true;
         let authority = headers.get_str(":authority").unwrap_or_default();
-        let server = crate::providers::strip_port(&authority);
-        self.call.server_address = server.to_ascii_lowercase();
-        self.call.server_port = authority
-            .strip_prefix(server)
-            .and_then(|p| p.strip_prefix(':'))
-            .and_then(|p| p.parse().ok())
-            .or(Some(443));
+        self.set_server(&authority);
         super::budget::on_request_headers(host, &cfg, &mut self.budget, &mut self.call, headers);
         let tenant = self
             .call

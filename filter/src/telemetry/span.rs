@@ -337,8 +337,15 @@ pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span,
             findings.merge(&a.findings);
         });
     }
-    // `Status { message = 2, code = 3 }`, present (empty) even when unset.
-    match error.as_deref() {
+    status_and_flags(b, error.as_deref(), ids);
+    (Span(buf), findings)
+}
+
+/// The span's `Status` (`message = 2, code = 3`, present and empty when unset; ERROR with `error` as its
+/// message when set) and its W3C flags.
+fn status_and_flags(b: &mut Vec<u8>, error: Option<&str>, ids: &crate::call::SpanIds) {
+    use proto::{opt_bytes, opt_varint};
+    match error {
         Some(e) => {
             let msg = if e.is_empty() {
                 0
@@ -360,7 +367,6 @@ pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span,
         };
     proto::tag(b, FLAGS, proto::FIXED32);
     b.extend_from_slice(&flags.to_le_bytes());
-    (Span(buf), findings)
 }
 
 /// A span that is not a model call's: an MCP request, a realtime session or one realtime response.
@@ -405,28 +411,7 @@ pub fn build_other(
         };
         attrs(&mut a);
     }
-    match o.error {
-        Some(e) => {
-            let msg = if e.is_empty() {
-                0
-            } else {
-                proto::field_len(e.len())
-            };
-            proto::len_prefix(b, STATUS, msg + 2);
-            opt_bytes(b, 2, e.as_bytes());
-            opt_varint(b, 3, STATUS_ERROR);
-        }
-        None => proto::len_prefix(b, STATUS, 0),
-    }
-    let flags = u32::from(ids.sampled)
-        | 0x100
-        | if ids.parent_span_id.is_some() {
-            0x200
-        } else {
-            0
-        };
-    proto::tag(b, FLAGS, proto::FIXED32);
-    b.extend_from_slice(&flags.to_le_bytes());
+    status_and_flags(b, o.error, ids);
     Span(buf)
 }
 
