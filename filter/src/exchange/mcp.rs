@@ -116,7 +116,7 @@ impl Exchange {
             ..McpCall::default()
         };
         self.call.start_ns = m.start_ns;
-        self.set_server(&authority);
+        self.set_server(authority);
         super::budget::on_request_headers(host, &cfg, &mut self.budget, &mut self.call, headers);
         m.tenant = self
             .call
