@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testenv"))
 
-from gateway import default_plugin_config  # noqa: E402
+from gateway import default_plugin_config, get_json, wait_for  # noqa: E402
 from realtime_server import MODEL, RealtimeServer, masked  # noqa: E402
 
 from openai import AsyncOpenAI  # noqa: E402
@@ -27,6 +27,7 @@ TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 def config(**extra):
     cfg = default_plugin_config()
     cfg["tenant"] = {"header": "x-tenant-id", "default": "anonymous"}
+    cfg["otlp"]["metrics_interval_ms"] = 300
     cfg.update(extra)
     return cfg
 
@@ -89,6 +90,18 @@ def test_sdk_session_spans_each_response_under_the_session(topology):
     assert a["network.protocol.name"] == "websocket"
     assert "tollgate.usage.partial" not in a and "error.type" not in a
     assert stats(t).get("realtime.sessions") == 1 and stats(t).get("realtime.responses") == 2
+
+    def usage_points():
+        pts = get_json(t.collector.port, "/__points")
+        pts = [p for p in pts if p["name"] == "gen_ai.client.token.usage"
+               and p["attributes"].get("gen_ai.operation.name") == "realtime_inference"]
+        return pts if sum(p["count"] for p in pts) >= 4 else None
+
+    pts = wait_for(usage_points, "realtime token usage metrics")
+    by_type = {}
+    for p in pts:
+        by_type[p["attributes"]["gen_ai.token.type"]] = by_type.get(p["attributes"]["gen_ai.token.type"], 0) + p["sum"]
+    assert by_type == {"input": 280, "output": 226}
 
 
 def test_client_frames_cut_into_1_to_7_byte_pieces_are_read(topology):

@@ -276,7 +276,9 @@ fn realtime_session(frames: usize) -> (Vec<u8>, Vec<u8>) {
     let mut client = Vec::new();
     let mut server = Vec::new();
     for i in 0..frames {
-        let c = format!(r#"{{"type":"input_audio_buffer.append","event_id":"c{i}","audio":"{audio}"}}"#);
+        let c = format!(
+            r#"{{"type":"input_audio_buffer.append","event_id":"c{i}","audio":"{audio}"}}"#
+        );
         client.extend(encode_frame(Opcode::Text, c.as_bytes(), Some([1, 2, 3, 4])));
         let e = format!(
             r#"{{"type":"response.output_audio.delta","event_id":"e{i}","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"{audio}"}}"#

@@ -33,6 +33,7 @@ use crate::stream::websocket::{
     encode_frame, frame_extent, negotiated, strip_deflate_offer, unmask, Extensions, Opcode,
     Sender, WsDecoder, WsEvent, WsLimits,
 };
+use crate::telemetry::metrics::{Attr, Instrument, ValRef};
 use crate::telemetry::{span, trace};
 
 /// Which API the session speaks.
@@ -582,10 +583,47 @@ impl Session {
             }
             self.spent = spent(host, cfg, &self.tenant, self.model.as_deref());
         }
+        let end_ns = host.now_ns();
+        if cfg.otlp.as_ref().is_some_and(|o| o.metrics) {
+            // The GenAI client metrics of the response, with the attributes a model call's carry.
+            let model = self.model.clone();
+            let port = call.server_port.map(i64::from);
+            let mut base: Vec<Attr<'_>> = vec![
+                ("gen_ai.operation.name", ValRef::Str("realtime_inference")),
+                (
+                    "gen_ai.provider.name",
+                    ValRef::Str(provider_name(&self.api)),
+                ),
+            ];
+            if let Some(m) = model.as_deref() {
+                base.push(("gen_ai.request.model", ValRef::Str(m)));
+            }
+            if !call.server_address.is_empty() {
+                base.push(("server.address", ValRef::Str(&call.server_address)));
+                if let Some(p) = port {
+                    base.push(("server.port", ValRef::Int(p)));
+                }
+            }
+            base.push(("tollgate.tenant", ValRef::Str(&self.tenant)));
+            if let Some(e) = error.as_deref() {
+                base.push(("error.type", ValRef::Str(e)));
+            }
+            for (kind, v) in [("input", usage.input), ("output", usage.output)] {
+                if let Some(v) = v {
+                    let mut attrs = base.clone();
+                    attrs.push(("gen_ai.token.type", ValRef::Str(kind)));
+                    host.record_metric(Instrument::TokenUsage, &attrs, v as f64);
+                }
+            }
+            let secs = end_ns.saturating_sub(start_ns) as f64 / 1e9;
+            host.record_metric(Instrument::OperationDuration, &base, secs);
+            if let Some(c) = cost {
+                host.record_metric(Instrument::Cost, &base, c);
+            }
+        }
         if cfg.otlp.is_none() || !self.ids.sampled {
             return;
         }
-        let end_ns = host.now_ns();
         let mut ids = self.ids.clone();
         ids.parent_span_id = Some(self.ids.span_id);
         ids.span_id = random_bytes::<H, 8>(host);

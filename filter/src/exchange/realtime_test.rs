@@ -81,7 +81,7 @@ fn feed_server(run: &mut Run, bytes: &[u8], seed: u64) {
 
 fn config(extra: serde_json::Value) -> String {
     let mut c = json!({
-        "otlp": {"cluster": "otel"},
+        "otlp": {"cluster": "otel", "metrics": true},
         "tenant": {"header": "x-tenant-id", "default": "anonymous"},
     });
     if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
@@ -157,6 +157,23 @@ fn a_session_reads_the_same_in_any_chunking_and_spans_each_response() {
         assert_eq!(
             run.host.counters.get(Counter::RealtimeResponses.name()),
             Some(&1)
+        );
+        let usage: Vec<_> = run
+            .host
+            .measurements
+            .iter()
+            .filter(|(i, _, _)| *i == crate::telemetry::metrics::Instrument::TokenUsage)
+            .map(|(_, a, v)| {
+                let kind = a.iter().find(|(k, _)| k == "gen_ai.token.type").unwrap();
+                (kind.1.clone(), *v)
+            })
+            .collect();
+        assert_eq!(
+            usage,
+            [
+                ("Str(\"input\")".to_owned(), 140.0),
+                ("Str(\"output\")".to_owned(), 113.0)
+            ]
         );
     }
 }
