@@ -51,9 +51,18 @@ def masked(opcode, payload, fin=True):
     return bytes(head) + key + body
 
 
+GEMINI_USAGE = {"promptTokenCount": 30, "responseTokenCount": 50, "totalTokenCount": 80,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 30}],
+                "responseTokensDetails": [{"modality": "AUDIO", "tokenCount": 50}]}
+
+
 class RealtimeServer:
-    def __init__(self, chunked=False):
+    """`gemini`: speak the Gemini Live API instead (setupComplete, serverContent, usageMetadata on the
+    turn's last message, all as binary frames as the Live API sends them)."""
+
+    def __init__(self, chunked=False, gemini=False):
         self.chunked = chunked
+        self.gemini = gemini
         self.received = []
         self.handshakes = []
         self.lock = threading.Lock()
@@ -116,9 +125,10 @@ class RealtimeServer:
             w.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
             await w.drain()
-            await self._send(w, {"type": "session.created", "event_id": "event_s1", "session": {
-                "type": "realtime", "object": "realtime.session", "id": "sess_e2e", "model": MODEL,
-                "output_modalities": ["audio"]}})
+            if not self.gemini:
+                await self._send(w, {"type": "session.created", "event_id": "event_s1", "session": {
+                    "type": "realtime", "object": "realtime.session", "id": "sess_e2e", "model": MODEL,
+                    "output_modalities": ["audio"]}})
             parts = []
             n_resp = 0
             while True:
@@ -148,6 +158,9 @@ class RealtimeServer:
                 event = json.loads(msg)
                 with self.lock:
                     self.received.append(event)
+                if self.gemini:
+                    await self._gemini(w, event)
+                    continue
                 if event.get("type") == "response.create":
                     n_resp += 1
                     rid = f"resp_{n_resp}"
@@ -169,6 +182,24 @@ class RealtimeServer:
             pass
         finally:
             w.close()
+
+
+async def _gemini_reply(self, w, event):
+    def binary(obj):
+        return frame(2, json.dumps(obj).encode())
+    if "setup" in event:
+        await self._write(w, binary({"setupComplete": {}}))
+    content = event.get("clientContent") or event.get("client_content") or {}
+    if content.get("turnComplete") or content.get("turn_complete"):
+        audio = base64.b64encode(bytes(random.getrandbits(8) for _ in range(2000))).decode()
+        for _ in range(2):
+            await self._write(w, binary({"serverContent": {"modelTurn": {"parts": [
+                {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": audio}}]}}}))
+        await self._write(w, binary({"serverContent": {"generationComplete": True}}))
+        await self._write(w, binary({"serverContent": {"turnComplete": True}, "usageMetadata": GEMINI_USAGE}))
+
+
+RealtimeServer._gemini = _gemini_reply
 
 
 def wait_until(pred, timeout=10):

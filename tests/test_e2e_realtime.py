@@ -167,3 +167,53 @@ def test_a_spent_budget_refuses_in_band_and_the_socket_stays_open(topology):
     assert len(server.events("response.create")) == 1, "the refused response.create never reached the server"
     assert len(server.events("conversation.item.create")) == 2
     assert stats(t).get("realtime.refused") == 1
+
+
+GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent?key=test"
+
+
+async def gemini_turns(t, turns, tenant="team-g"):
+    """A Gemini Live session driven by `websockets` (what the google-genai SDK uses): setup, then `turns`
+    text turns; the messages received, and the close code when the server side closed."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    got, close = [], None
+    async with connect(f"ws://127.0.0.1:{t.port}{GEMINI_PATH}", additional_headers={"x-tenant-id": tenant}) as ws:
+        await ws.send(json.dumps({"setup": {"model": "models/gemini-live-2.5-flash-preview"}}))
+        got.append(json.loads(await ws.recv()))
+        try:
+            for i in range(turns):
+                await ws.send(json.dumps({"clientContent": {"turns": [{"role": "user", "parts": [{"text": f"hi {i}"}]}],
+                                                            "turnComplete": True}}))
+                while True:
+                    m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    got.append(m)
+                    if m.get("serverContent", {}).get("turnComplete"):
+                        break
+        except ConnectionClosed as e:
+            close = e.rcvd.code if e.rcvd else None
+    return got, close
+
+
+def test_gemini_live_turns_and_a_spent_budget_closing_with_1008(topology):
+    server = RealtimeServer(chunked=True, gemini=True)
+    t = topology(config(budgets={"rules": [{"tenant": "*", "window": "1h", "tokens": 100}]}), provider=server)
+    got, close = asyncio.run(gemini_turns(t, 2))
+    assert got[0] == {"setupComplete": {}}
+    # 80 tokens a turn against 100: both turns of the first session are admitted (20 left before the
+    # second), which spends the budget; the second session's first turn is refused.
+    assert close is None and len([m for m in got if "usageMetadata" in m]) == 2
+    got, close = asyncio.run(gemini_turns(t, 1))
+    assert close == 1008, "a spent budget ends the session as the Live API ends one"
+    assert not [m for m in got if "usageMetadata" in m]
+    turns = [e for e in server.events() if "clientContent" in e]
+    assert len(turns) == 2, "the refused turn never reached the server"
+    spans = t.wait_spans(4)
+    resp = [s for s in spans if s["name"] == "realtime_inference gemini-live-2.5-flash-preview"]
+    assert len(resp) == 2
+    a = resp[0]["attributes"]
+    assert a["gen_ai.provider.name"] == "gcp.gemini"
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (30, 50)
+    assert a["gen_ai.usage.audio.output_tokens"] == 50 and a["gen_ai.usage.text.input_tokens"] == 30
+    assert stats(t).get("realtime.refused") == 1
