@@ -442,6 +442,17 @@ impl Exchange {
             m.feed(&cfg, &[], true);
         }
         let end_ns = host.now_ns();
+        // Answer events too large to read, malformed, or in a coding that did not decode.
+        if let Some(st) = m.decoder.as_ref().map(BodyDecoder::stats) {
+            let dropped = st
+                .oversize_skipped
+                .saturating_add(st.malformed)
+                .saturating_add(st.inflate_errors)
+                .saturating_add(st.inflate_capped);
+            if dropped > 0 {
+                host.count(Counter::McpUnread, dropped);
+            }
+        }
         if let Some((reservation, clock)) = m.reservation.take() {
             let ledger = Ledger {
                 store: host.store(),

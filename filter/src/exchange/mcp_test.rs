@@ -392,3 +392,16 @@ fn other_traffic_to_the_server_and_unreadable_bodies_pass() {
     run.log();
     assert!(run.host.spans.is_empty());
 }
+
+#[test]
+fn an_answer_too_large_to_read_is_counted() {
+    let mut run = Run::new(&config(json!({"max_response_body": 64})));
+    post(&mut run, CALL, &[]);
+    run.response(
+        &[(":status", "200"), ("content-type", "application/json")],
+        &[RESULT.as_bytes()],
+    );
+    run.log();
+    assert_eq!(run.host.counters.get(Counter::McpUnread.name()), Some(&1));
+    assert_eq!(attr(&run, "error.type"), s("_OTHER"), "no answer was read");
+}

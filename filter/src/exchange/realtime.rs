@@ -242,6 +242,27 @@ impl Exchange {
         if let Some(d) = s.server.as_mut() {
             d.finish();
         }
+        // Everything the decoders could not read: messages over the cap, text that is not UTF-8,
+        // compressed messages that did not inflate, and a framing error, which stops reading the rest.
+        let mut dropped = 0u64;
+        let mut invalid = false;
+        for d in [s.client.as_ref(), s.server.as_ref()].into_iter().flatten() {
+            let st = d.stats();
+            dropped = dropped
+                .saturating_add(st.oversize_skipped)
+                .saturating_add(st.invalid_utf8)
+                .saturating_add(st.inflate_errors)
+                .saturating_add(st.inflate_capped)
+                .saturating_add(st.undecodable);
+            if d.invalid().is_some() {
+                invalid = true;
+                dropped = dropped.saturating_add(1);
+            }
+        }
+        if dropped > 0 {
+            host.count(Counter::RealtimeUnread, dropped);
+            s.unread = s.unread.saturating_add(dropped);
+        }
         if cfg.otlp.is_none() || !s.ids.sampled {
             return;
         }
@@ -252,7 +273,7 @@ impl Exchange {
             format!("realtime_session {model}")
         };
         // A response in flight when the session ended: its usage never came.
-        let partial = s.current.is_some() || truncated;
+        let partial = s.current.is_some() || truncated || invalid;
         let error = match (s.open, self.call.http_status, s.close_code) {
             (false, Some(st), _) => Some(st.to_string()),
             (false, None, _) => Some("no_response".to_owned()),

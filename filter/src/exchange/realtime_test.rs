@@ -342,3 +342,40 @@ fn other_upgrades_and_a_refused_handshake_are_left_alone() {
         Some(Av::StringValue("401".into()))
     );
 }
+
+#[test]
+fn messages_over_the_cap_and_broken_framing_are_counted_and_the_bytes_pass() {
+    let mut run = Run::new(&config(json!({"realtime": {"max_message": 1024}})));
+    upgrade(&mut run, "/v1/realtime?model=gpt-realtime");
+    let big = format!(
+        r#"{{"type":"response.output_audio.delta","delta":"{}"}}"#,
+        "A".repeat(4000)
+    );
+    let mut s = server(SESSION_CREATED);
+    s.extend(server(&big));
+    s.extend(server(RESPONSE_CREATED));
+    s.extend(server(RESPONSE_DONE));
+    // A server frame with a mask breaks RFC 6455: reading stops, the bytes still pass.
+    s.extend(encode_frame(Opcode::Text, b"{}", Some([1, 2, 3, 4])));
+    s.extend(server(RESPONSE_DONE));
+    feed_server(&mut run, &s, 11);
+    assert_eq!(run.host.client_body, s);
+    run.log();
+    let sess = decode(run.host.spans.last().unwrap());
+    assert_eq!(
+        attr(&sess, "tollgate.realtime.responses"),
+        Some(Av::IntValue(1))
+    );
+    assert_eq!(
+        attr(&sess, "tollgate.realtime.unread"),
+        Some(Av::IntValue(2))
+    );
+    assert_eq!(
+        attr(&sess, "tollgate.usage.partial"),
+        Some(Av::BoolValue(true))
+    );
+    assert_eq!(
+        run.host.counters.get(Counter::RealtimeUnread.name()),
+        Some(&2)
+    );
+}
