@@ -123,6 +123,22 @@ def main():
                 b"SignedHeaders=content-length;content-type;host;x-amz-date, Signature=ab\n\n/model/m/converse")
     put("wire", b"\nUNSIGNED-PAYLOAD\n/model/m/invoke?X-Amz-SignedHeaders=host%3Bx-amz-date&X-Amz-Signature=ab")
     put("wire", b"1048576\n\n/v1/chat/completions")
+    # MCP messages (the jsonrpc target: byte 0 seeds the chunking), as a POST body and as an SSE answer.
+    call = (b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather",'
+            b'"arguments":{"location":"Paris"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}')
+    result = b'{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"sunny"}],"isError":false}}'
+    put("jsonrpc", b"\x01" + call)
+    put("jsonrpc", b"\x02" + b"[" + call + b"]")
+    put("jsonrpc", b"\x03" + b"id: 1\ndata: " + result + b"\n\n")
+    put("jsonrpc", b"\x04" + b'{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"Unknown tool"}}')
+    # WebSocket frames (the websocket target: byte 0 bit 0 is the sender, bit 7 the built-messages mode).
+    import realtime_server
+
+    event = json.dumps({"type": "response.done", "response": {"usage": realtime_server.USAGE}}).encode()
+    put("websocket", b"\x01" + realtime_server.frame(1, event) + realtime_server.frame(9, b"p"))
+    put("websocket", b"\x00" + realtime_server.masked(1, b'{"type":"response.create"}', fin=False)
+        + realtime_server.masked(0, b"{}") + realtime_server.masked(8, b"\x03\xe8"))
+    put("websocket", b"\x80" + event)
     docs = [os.path.join(ROOT, "README.md")] + sorted(
         os.path.join(ROOT, "docs", n) for n in os.listdir(os.path.join(ROOT, "docs")) if n.endswith(".md"))
     for path in docs:

@@ -9,6 +9,10 @@
 //! - `response`: a 1 MiB non-streamed chat completion through the decoder and reader;
 //! - `serde`: the same 1,000-event OpenAI stream and a 1 KiB chat request read without the skimmer and the
 //!   template, every event through the provider types' serde readers (the path of every other provider);
+//! - `realtime`: an OpenAI Realtime session's frames, 1,000 client `input_audio_buffer.append` (masked) and
+//!   1,000 server `response.output_audio.delta` events of 4 KiB of base64 plus a `response.done`, in 16 KiB
+//!   chunks through the WebSocket decoders and the event readers (`exchange/realtime.rs` minus host calls);
+//! - `mcp`: one `tools/call` request read and its SSE answer decoded and matched (`exchange/mcp.rs`);
 //! - `call`: the whole fixed per-request path of a 1 KiB chat exchange with the bench's config (OTLP on):
 //!   detect → trace ids + traceparent → request parse → response parse → estimate → cost → metrics record
 //!   → span build → OTLP encode (one batch per 100 calls, as a busy exporter does).
@@ -265,6 +269,72 @@ fn call_exchange(
     }
 }
 
+/// A realtime session's bytes: the client's frames and the server's.
+fn realtime_session(frames: usize) -> (Vec<u8>, Vec<u8>) {
+    use tollgate::stream::websocket::{encode_frame, Opcode};
+    let audio = "A".repeat(4096);
+    let mut client = Vec::new();
+    let mut server = Vec::new();
+    for i in 0..frames {
+        let c = format!(
+            r#"{{"type":"input_audio_buffer.append","event_id":"c{i}","audio":"{audio}"}}"#
+        );
+        client.extend(encode_frame(Opcode::Text, c.as_bytes(), Some([1, 2, 3, 4])));
+        let e = format!(
+            r#"{{"type":"response.output_audio.delta","event_id":"e{i}","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"{audio}"}}"#
+        );
+        server.extend(encode_frame(Opcode::Text, e.as_bytes(), None));
+    }
+    let done = r#"{"type":"response.done","event_id":"d","response":{"id":"r","status":"completed","usage":{"total_tokens":253,"input_tokens":140,"output_tokens":113,"input_token_details":{"text_tokens":120,"audio_tokens":20,"cached_tokens":64},"output_token_details":{"text_tokens":25,"audio_tokens":88}}}}"#;
+    server.extend(encode_frame(Opcode::Text, done.as_bytes(), None));
+    (client, server)
+}
+
+fn realtime_exchange(client: &[u8], server: &[u8], chunk: usize) -> (usize, usize) {
+    use tollgate::providers::openai_realtime::{client_event, server_event, ServerEvent};
+    use tollgate::stream::websocket::{Extensions, Sender, WsDecoder, WsEvent, WsLimits};
+    let mut c = WsDecoder::new(Sender::Client, Extensions::None, WsLimits::default());
+    let mut s = WsDecoder::new(Sender::Server, Extensions::None, WsLimits::default());
+    let (mut responses, mut events) = (0, 0);
+    for piece in client.chunks(chunk) {
+        c.push(piece, &mut |e| {
+            if let WsEvent::Text(t) = e {
+                events += usize::from(client_event(t).is_some());
+            }
+        });
+    }
+    for piece in server.chunks(chunk) {
+        s.push(piece, &mut |e| {
+            if let WsEvent::Text(t) = e {
+                if let Some(ServerEvent::ResponseDone(d)) = server_event(t) {
+                    responses += usize::from(d.usage.is_some());
+                }
+            }
+        });
+    }
+    (responses, events)
+}
+
+fn mcp_exchange(req: &[u8], answer: &[u8]) -> bool {
+    use tollgate::providers::mcp::{frame_body, read_body, Pending};
+    let body = read_body(req);
+    let Some(msg) = body.messages().first() else {
+        return false;
+    };
+    let mut pending = Pending::new(msg);
+    let mut d = BodyDecoder::new(ContentEncoding::Identity, Framing::Sse, &Limits::default());
+    d.push(answer, &mut |f: Frame<'_>| {
+        if let Some(b) = frame_body(&f) {
+            for m in b.messages() {
+                pending.observe(m);
+            }
+        }
+    });
+    d.finish(&mut |_| {});
+    black_box(tollgate::providers::mcp::span_name(msg));
+    pending.outcome().is_some()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let case = args.get(1).map(String::as_str).unwrap_or("sse");
@@ -352,9 +422,25 @@ fn main() {
             }
             (req.len() + resp.len()) * iters
         }
+        "realtime" => {
+            let (client, server) = realtime_session(1000);
+            for _ in 0..iters {
+                let (responses, client_events) = realtime_exchange(&client, &server, 16 * 1024);
+                assert_eq!((responses, client_events), (1, 1000));
+            }
+            (client.len() + server.len()) * iters
+        }
+        "mcp" => {
+            let req = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"location":"Paris"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+            let answer = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"sunny\"}],\"isError\":false}}\n\n";
+            for _ in 0..iters {
+                assert!(mcp_exchange(req, answer));
+            }
+            (req.len() + answer.len()) * iters
+        }
         other => {
             eprintln!(
-                "unknown case {other}: sse | sse-read | anthropic | request | response | call"
+                "unknown case {other}: sse | sse-read | anthropic | request | response | realtime | mcp | call"
             );
             std::process::exit(2);
         }

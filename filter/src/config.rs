@@ -107,6 +107,10 @@ pub struct Config {
     pub budgets: Option<crate::budget::BudgetConfig>,
     /// USD per million tokens by model pattern (`pricing`).
     pub pricing: crate::pricing::Pricing,
+    /// MCP servers, tool policy and tool-call budgets (`mcp`).
+    pub mcp: crate::mcp_config::McpConfig,
+    /// Realtime WebSocket sessions (`realtime`).
+    pub realtime: crate::mcp_config::RealtimeConfig,
 }
 
 impl Default for Config {
@@ -140,6 +144,8 @@ struct Raw<'t, 'de> {
     tenant: Option<Value<'t, 'de>>,
     budgets: Option<Value<'t, 'de>>,
     pricing: Option<Value<'t, 'de>>,
+    mcp: Option<Value<'t, 'de>>,
+    realtime: Option<Value<'t, 'de>>,
 }
 
 impl<'t, 'de> Raw<'t, 'de> {
@@ -168,6 +174,8 @@ impl<'t, 'de> Raw<'t, 'de> {
                 "pricing",
                 "oversized_requests",
                 "signed_requests",
+                "mcp",
+                "realtime",
             ],
             &mut |i, v| {
                 match i {
@@ -204,6 +212,8 @@ impl<'t, 'de> Raw<'t, 'de> {
                             r.oversized_requests = OversizedPolicy::Refuse;
                         }
                     }
+                    20 => r.mcp = opt(v, Ok)?,
+                    21 => r.realtime = opt(v, Ok)?,
                     _ => {
                         r.signed_requests = match variant(v, &["refuse", "forward", "resign"])? {
                             0 => SignedPolicy::Refuse,
@@ -391,6 +401,8 @@ impl Config {
             tenant: crate::budget::TenantConfig::default(),
             budgets: None,
             pricing: crate::pricing::Pricing::default(),
+            mcp: crate::mcp_config::McpConfig::default(),
+            realtime: crate::mcp_config::RealtimeConfig::default(),
         }
     }
 
@@ -401,6 +413,11 @@ impl Config {
         }
         let otlp = raw.otlp.map(Self::otlp).transpose()?;
         let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut mcp = raw
+            .mcp
+            .map(crate::mcp_config::McpConfig::read)
+            .transpose()?
+            .unwrap_or_default();
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
             if r.host.is_empty() || r.host.contains(['/', ' ']) {
@@ -414,8 +431,17 @@ impl Config {
             }
             let api = match r.api.as_deref() {
                 None => None,
+                // An MCP server: its traffic is read by the MCP reader, not as an LLM API.
+                Some("mcp") => {
+                    mcp.servers.push(crate::mcp_config::McpServer {
+                        host: r.host.to_ascii_lowercase(),
+                        path_prefix: r.path_prefix,
+                    });
+                    continue;
+                }
                 Some(name) => Some(Api::from_name(name).ok_or_else(|| {
-                    let known: Vec<&str> = Api::ALL.iter().map(|a| a.name()).collect();
+                    let mut known: Vec<&str> = Api::ALL.iter().map(|a| a.name()).collect();
+                    known.push("mcp");
                     err(
                         format!("{key}.api"),
                         format!("unknown API `{name}`, expected one of {}", known.join(", ")),
@@ -488,6 +514,12 @@ impl Config {
             pricing: raw
                 .pricing
                 .map(crate::pricing::Pricing::read)
+                .transpose()?
+                .unwrap_or_default(),
+            mcp,
+            realtime: raw
+                .realtime
+                .map(crate::mcp_config::RealtimeConfig::read)
                 .transpose()?
                 .unwrap_or_default(),
         })

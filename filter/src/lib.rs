@@ -35,6 +35,7 @@ pub mod capture;
 pub mod codec;
 pub mod config;
 pub mod exchange;
+pub mod mcp_config;
 pub mod pricing;
 pub mod providers;
 pub mod redact;

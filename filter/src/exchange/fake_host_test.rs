@@ -12,6 +12,7 @@ use crate::codec::headers::{serialize, Headers};
 use crate::config::Config;
 use crate::reply::Reply;
 use crate::rng::SplitMix64;
+use crate::telemetry::metrics::{Attr, Instrument};
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 use std::cell::RefCell;
@@ -88,6 +89,8 @@ pub struct FakeHost {
     pub overflow_logged: bool,
     pub spans: Vec<Span>,
     pub metrics: Vec<Call>,
+    /// `record_metric` measurements: instrument, attributes (key, value as debug text), value.
+    pub measurements: Vec<Measurement>,
 }
 
 impl Default for FakeHost {
@@ -117,6 +120,7 @@ impl Default for FakeHost {
             overflow_logged: false,
             spans: Vec::new(),
             metrics: Vec::new(),
+            measurements: Vec::new(),
         }
     }
 }
@@ -289,7 +293,18 @@ impl Host for FakeHost {
     fn record_metrics(&mut self, call: &Call, _semconv: Semconv) {
         self.metrics.push(call.clone());
     }
+
+    fn record_metric(&mut self, instrument: Instrument, attrs: &[Attr<'_>], value: f64) {
+        let attrs = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), format!("{v:?}")))
+            .collect();
+        self.measurements.push((instrument, attrs, value));
+    }
 }
+
+/// A `record_metric` measurement: instrument, attributes (key, value as debug text), value.
+pub type Measurement = (Instrument, Vec<(String, String)>, f64);
 
 /// One exchange through the fake proxy.
 pub struct Run {

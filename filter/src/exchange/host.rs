@@ -13,6 +13,7 @@ use crate::budget::ledger::Store;
 use crate::call::Call;
 use crate::codec::headers::Headers;
 use crate::reply::Reply;
+use crate::telemetry::metrics::{Attr, Instrument};
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 
@@ -127,10 +128,25 @@ pub enum Counter {
     SignedRefused,
     /// Signed requests forwarded unchanged although a rewrite applied.
     SignedUnmodified,
+    /// MCP JSON-RPC requests observed (one span each).
+    McpRequests,
+    /// MCP requests refused at the gateway (tool policy, tool-call budget, unreadable tool call).
+    McpRefused,
+    /// MCP request or answer bodies that could not be read (not JSON, too large, compressed, batched).
+    McpUnread,
+    /// Realtime WebSocket sessions observed.
+    RealtimeSessions,
+    /// Realtime model responses (OpenAI `response.done`, Gemini turns with usage) read.
+    RealtimeResponses,
+    /// Realtime client messages refused in-band (spent budget).
+    RealtimeRefused,
+    /// Realtime messages not read: over `realtime.max_message`, compressed without a decoder, or after
+    /// a framing error (the bytes still pass).
+    RealtimeUnread,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 30] = [
+    pub const ALL: [Counter; 37] = [
         Counter::Calls,
         Counter::CallsFailed,
         Counter::CallsUninspected,
@@ -161,6 +177,13 @@ impl Counter {
         Counter::RequestBufferOverflow,
         Counter::SignedRefused,
         Counter::SignedUnmodified,
+        Counter::McpRequests,
+        Counter::McpRefused,
+        Counter::McpUnread,
+        Counter::RealtimeSessions,
+        Counter::RealtimeResponses,
+        Counter::RealtimeRefused,
+        Counter::RealtimeUnread,
     ];
 
     /// The counter's name.
@@ -196,6 +219,13 @@ impl Counter {
             Counter::RequestBufferOverflow => "tollgate.request.buffer_overflow",
             Counter::SignedRefused => "tollgate.signed.refused",
             Counter::SignedUnmodified => "tollgate.signed.unmodified",
+            Counter::McpRequests => "tollgate.mcp.requests",
+            Counter::McpRefused => "tollgate.mcp.refused",
+            Counter::McpUnread => "tollgate.mcp.unread",
+            Counter::RealtimeSessions => "tollgate.realtime.sessions",
+            Counter::RealtimeResponses => "tollgate.realtime.responses",
+            Counter::RealtimeRefused => "tollgate.realtime.refused",
+            Counter::RealtimeUnread => "tollgate.realtime.unread",
         }
     }
 
@@ -277,6 +307,8 @@ pub trait Host {
     fn export_span(&mut self, span: Span);
     /// A finished call for the GenAI metrics.
     fn record_metrics(&mut self, call: &Call, semconv: Semconv);
+    /// One measurement of an instrument that is not a model call's (`mcp.client.operation.duration`).
+    fn record_metric(&mut self, instrument: Instrument, attrs: &[Attr<'_>], value: f64);
 }
 
 #[cfg(test)]

@@ -23,11 +23,17 @@
 pub mod budget;
 pub mod hold;
 pub mod host;
+mod mcp;
+mod realtime;
 mod redaction;
 mod rls;
 
 #[cfg(test)]
 mod fake_host_test;
+#[cfg(test)]
+mod mcp_test;
+#[cfg(test)]
+mod realtime_test;
 #[cfg(test)]
 mod tests;
 
@@ -94,6 +100,10 @@ pub struct Exchange {
     budget: Budgeted,
     /// Block check, egress rewrite, output redaction, captured content.
     redaction: Redaction,
+    /// The exchange is an MCP request (`mcp.servers`), not a model call.
+    mcp: Option<Box<mcp::McpCall>>,
+    /// The exchange is a realtime WebSocket session.
+    realtime: Option<Box<realtime::Session>>,
 }
 
 /// Set header `name` to `value`, given `current`, the map as read in this callback: replaced when it has
@@ -150,7 +160,20 @@ impl Exchange {
             usage_filter: None,
             budget: Budgeted::default(),
             redaction: Redaction::default(),
+            mcp: None,
+            realtime: None,
         }
+    }
+
+    /// `server.address` and `server.port` from the request's `:authority` (443 when it names no port).
+    fn set_server(&mut self, authority: &str) {
+        let server = providers::strip_port(authority);
+        self.call.server_address = server.to_ascii_lowercase();
+        self.call.server_port = authority
+            .strip_prefix(server)
+            .and_then(|p| p.strip_prefix(':'))
+            .and_then(|p| p.parse().ok())
+            .or(Some(443));
     }
 
     /// What tollgate learned of the call so far.
@@ -294,6 +317,9 @@ impl Exchange {
     /// Read a whole, buffered request body: decisions (block, egress, budgets), rewrites, then forward it,
     /// refuse it, or wait for the rate-limit service.
     fn inspect_request<H: Host>(&mut self, host: &mut H, body_size: usize) -> Action {
+        if self.mcp.is_some() {
+            return self.mcp_inspect(host, body_size);
+        }
         self.request_skipped = true;
         let body = host.body(Body::Request, body_size);
         let Some(p) = self.provider() else {
@@ -478,6 +504,21 @@ impl Exchange {
         let cfg = self.config.clone();
         // One host call for the whole map; every header below is read from it.
         let headers = host.headers(Map::RequestHeaders);
+        if !cfg.mcp.servers.is_empty() {
+            let authority = headers.get_str(":authority").unwrap_or_default();
+            let path = headers.get_str(":path").unwrap_or_default();
+            if let Some(action) =
+                self.mcp_request_headers(host, &headers, &authority, &path, end_of_stream)
+            {
+                return action;
+            }
+        }
+        if headers.get("upgrade").is_some() {
+            let path = headers.get_str(":path").unwrap_or_default();
+            if let Some(action) = self.realtime_request_headers(host, &headers, &path) {
+                return action;
+            }
+        }
         if headers.get(":method") != Some(b"POST") {
             return Action::Continue;
         }
@@ -491,13 +532,7 @@ impl Exchange {
         self.call.start_ns = host.now_ns();
         self.call.request.stream = route.path_stream;
         self.call.route = Some(route);
-        let server = providers::strip_port(&authority);
-        self.call.server_address = server.to_ascii_lowercase();
-        self.call.server_port = authority
-            .strip_prefix(server)
-            .and_then(|p| p.strip_prefix(':'))
-            .and_then(|p| p.parse().ok())
-            .or(Some(443));
+        self.set_server(&authority);
         if let Some(h) = &cfg.conversation_id_header {
             self.call.conversation_id = headers
                 .get_string(h)
@@ -592,6 +627,9 @@ impl Exchange {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
+        if self.realtime.is_some() {
+            return self.realtime_request_body(host, body_size);
+        }
         if !self.active || self.request_skipped {
             return Action::Continue;
         }
@@ -611,6 +649,11 @@ impl Exchange {
                 Action::Pause // Buffer until the whole body is here.
             }
             hold::Step::Inspect => self.inspect_request(host, body_size),
+            hold::Step::Pass if self.mcp.is_some() => {
+                self.request_skipped = true;
+                host.count(Counter::McpUnread, 1);
+                self.release()
+            }
             hold::Step::Pass => {
                 // Too large to hold, or of undeclared length and not whole in its first chunk (holding more
                 // could overflow the proxy's buffer): decide from its size now and forward it.
@@ -660,6 +703,17 @@ impl Exchange {
 
     pub fn on_response_headers<H: Host>(&mut self, host: &mut H, end_of_stream: bool) -> Action {
         if !self.active || self.budget.refused || self.refused {
+            return Action::Continue;
+        }
+        if self.realtime.is_some() {
+            self.realtime_response_headers(host);
+            return Action::Continue;
+        }
+        if self.mcp.is_some() {
+            self.mcp_response_headers(host);
+            if end_of_stream {
+                self.mcp_response_body(host, 0, true);
+            }
             return Action::Continue;
         }
         let cfg = self.config.clone();
@@ -726,6 +780,14 @@ impl Exchange {
         if !self.active || self.response_done {
             return Action::Continue;
         }
+        if self.mcp.is_some() {
+            self.mcp_response_body(host, body_size, end_of_stream);
+            return Action::Continue;
+        }
+        if self.realtime.is_some() {
+            self.realtime_response_body(host, body_size);
+            return Action::Continue;
+        }
         let cfg = self.config.clone();
         if self.redaction.buffers_response() {
             // Output redaction of a whole JSON body: hold it until it is complete, then redact it once.
@@ -780,6 +842,12 @@ impl Exchange {
     pub fn on_log<H: Host>(&mut self, host: &mut H) {
         if !self.active {
             return;
+        }
+        if self.mcp.is_some() {
+            return self.mcp_log(host);
+        }
+        if self.realtime.is_some() {
+            return self.realtime_log(host);
         }
         if self.probing {
             host.hold_forget();

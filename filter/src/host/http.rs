@@ -10,6 +10,7 @@ use crate::codec::headers::Headers;
 use crate::exchange::host::{Attribute, Body, Counter, GrpcCall, Host, Level, Map, Once, Support};
 use crate::exchange::{self, Exchange};
 use crate::reply::Reply;
+use crate::telemetry::metrics::{Attr, Instrument};
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -182,6 +183,13 @@ impl Host for WasmHost {
 
     fn record_metrics(&mut self, call: &Call, semconv: Semconv) {
         self.shared.metrics.borrow_mut().record(call, semconv);
+    }
+
+    fn record_metric(&mut self, instrument: Instrument, attrs: &[Attr<'_>], value: f64) {
+        self.shared
+            .metrics
+            .borrow_mut()
+            .add(instrument, attrs, value);
     }
 }
 

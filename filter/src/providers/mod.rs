@@ -14,12 +14,16 @@ pub mod common;
 #[cfg(test)]
 mod fixtures_b_test;
 pub mod gemini;
+pub mod gemini_live;
+pub mod mcp;
 pub mod mistral;
 pub mod ollama;
 pub mod openai;
 pub mod openai_compat;
+pub mod openai_realtime;
 pub mod openai_responses;
 pub mod reader;
+pub mod realtime;
 #[cfg(any(test, fuzzing))]
 pub mod reference;
 #[cfg(test)]

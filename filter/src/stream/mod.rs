@@ -25,6 +25,7 @@ pub mod json_array;
 pub mod ndjson;
 pub mod sse;
 pub mod sse_edit;
+pub mod websocket;
 
 pub use eventstream::{encode_message, EventStreamDecoder};
 pub use inflate::{inflate_all, ContentEncoding, InflateError, Inflater};

@@ -54,6 +54,8 @@ pub enum Instrument {
     // tollgate's own, in both sets: attribution by tenant, cost and budget decisions.
     Cost,
     BudgetDecisions,
+    // MCP (semantic-conventions-genai model/mcp): one measurement per JSON-RPC request.
+    McpClientOperationDuration,
 }
 
 /// How an instrument aggregates.
@@ -67,7 +69,7 @@ pub enum Kind {
 }
 
 impl Instrument {
-    pub const ALL: [Instrument; 14] = [
+    pub const ALL: [Instrument; 15] = [
         Instrument::TokenUsage,
         Instrument::OperationDuration,
         Instrument::OperationTimeToFirstChunk,
@@ -82,6 +84,7 @@ impl Instrument {
         Instrument::OperationOutputTokens,
         Instrument::Cost,
         Instrument::BudgetDecisions,
+        Instrument::McpClientOperationDuration,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +109,7 @@ impl Instrument {
             Instrument::OperationOutputTokens => "gen_ai.client.inference.operation.output_tokens",
             Instrument::Cost => "tollgate.cost.usd",
             Instrument::BudgetDecisions => "tollgate.budget.decisions",
+            Instrument::McpClientOperationDuration => "mcp.client.operation.duration",
         }
     }
 
@@ -118,6 +122,9 @@ impl Instrument {
             | Instrument::OperationTimeToFirstChunk
             | Instrument::InferenceDuration
             | Instrument::InferenceTimeToFirstChunk => Kind::Histogram(&DURATION_BUCKETS),
+            Instrument::McpClientOperationDuration => {
+                Kind::Histogram(&crate::providers::mcp::attr::DURATION_BUCKETS)
+            }
             Instrument::UsageInputTokens
             | Instrument::UsageOutputTokens
             | Instrument::UsageCacheReadInputTokens
@@ -132,6 +139,7 @@ impl Instrument {
         match self {
             Instrument::Cost => return "{USD}",
             Instrument::BudgetDecisions => return "{request}",
+            Instrument::McpClientOperationDuration => return "s",
             _ => {}
         }
         match self.kind() {
@@ -159,6 +167,9 @@ impl Instrument {
             Instrument::Cost => "Cost of the calls in USD, from the pricing table.",
             Instrument::BudgetDecisions => {
                 "Budget decisions (allowed, denied, clamped, dry_run_denied)."
+            }
+            Instrument::McpClientOperationDuration => {
+                "The duration of the MCP request or notification as observed on the sender from the time it was sent until the response or ack is received."
             }
         }
     }

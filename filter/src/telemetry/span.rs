@@ -45,6 +45,8 @@ pub struct Attrs<'b, 'r> {
     field: u32,
     redactor: Option<&'r Redactor>,
     findings: Findings,
+    /// More attributes that are protocol structure (`build_other`).
+    extra_structural: &'r [&'r str],
 }
 
 fn redacted<'v>(findings: &mut Findings, r: &Redactor, v: &'v str) -> Cow<'v, str> {
@@ -59,8 +61,9 @@ fn redacted<'v>(findings: &mut Findings, r: &Redactor, v: &'v str) -> Cow<'v, st
 
 impl<'r> Attrs<'_, 'r> {
     fn redactor_for(&self, key: &str) -> Option<&'r Redactor> {
-        self.redactor
-            .filter(|_| !STRUCTURAL_ATTRIBUTES.contains(&key))
+        self.redactor.filter(|_| {
+            !STRUCTURAL_ATTRIBUTES.contains(&key) && !self.extra_structural.contains(&key)
+        })
     }
 
     pub fn str(&mut self, key: &str, v: Option<&str>) {
@@ -307,6 +310,7 @@ pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span,
         field: ATTRIBUTES,
         redactor,
         findings: Findings::default(),
+        extra_structural: &[],
     };
     attributes(&mut a, call, cfg, error.as_deref());
     let mut findings = a.findings;
@@ -320,6 +324,7 @@ pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span,
                 field: 3,
                 redactor,
                 findings: Findings::default(),
+                extra_structural: &[],
             };
             a.str(
                 "gen_ai.tool.name",
@@ -332,8 +337,15 @@ pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span,
             findings.merge(&a.findings);
         });
     }
-    // `Status { message = 2, code = 3 }`, present (empty) even when unset.
-    match error.as_deref() {
+    status_and_flags(b, error.as_deref(), ids);
+    (Span(buf), findings)
+}
+
+/// The span's `Status` (`message = 2, code = 3`, present and empty when unset; ERROR with `error` as its
+/// message when set) and its W3C flags.
+fn status_and_flags(b: &mut Vec<u8>, error: Option<&str>, ids: &crate::call::SpanIds) {
+    use proto::{opt_bytes, opt_varint};
+    match error {
         Some(e) => {
             let msg = if e.is_empty() {
                 0
@@ -355,7 +367,52 @@ pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span,
         };
     proto::tag(b, FLAGS, proto::FIXED32);
     b.extend_from_slice(&flags.to_le_bytes());
-    (Span(buf), findings)
+}
+
+/// A span that is not a model call's: an MCP request, a realtime session or one realtime response.
+pub struct Other<'a> {
+    pub ids: &'a crate::call::SpanIds,
+    pub name: &'a str,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Status ERROR with this description (may be empty) when set.
+    pub error: Option<&'a str>,
+}
+
+/// Encode `o` with the attributes `attrs` writes; with a redactor, every string attribute not listed as
+/// structure (`STRUCTURAL_ATTRIBUTES`, `structural`) is redacted.
+pub fn build_other(
+    o: &Other<'_>,
+    redactor: Option<&Redactor>,
+    structural: &[&str],
+    attrs: impl FnOnce(&mut Attrs<'_, '_>),
+) -> Span {
+    use proto::{bytes, opt_bytes, opt_fixed64, opt_varint};
+    let ids = o.ids;
+    let mut buf = Vec::with_capacity(512);
+    let b = &mut buf;
+    bytes(b, TRACE_ID, &ids.trace_id);
+    bytes(b, SPAN_ID, &ids.span_id);
+    opt_bytes(b, TRACE_STATE, ids.tracestate.as_bytes());
+    if let Some(p) = &ids.parent_span_id {
+        bytes(b, PARENT_SPAN_ID, p);
+    }
+    opt_bytes(b, NAME, o.name.as_bytes());
+    opt_varint(b, KIND, KIND_CLIENT);
+    opt_fixed64(b, START_TIME, o.start_ns);
+    opt_fixed64(b, END_TIME, o.end_ns.max(o.start_ns));
+    {
+        let mut a = Attrs {
+            buf: b,
+            field: ATTRIBUTES,
+            redactor,
+            findings: Findings::default(),
+            extra_structural: structural,
+        };
+        attrs(&mut a);
+    }
+    status_and_flags(b, o.error, ids);
+    Span(buf)
 }
 
 /// Test support: the span decoded with the official generated types.
