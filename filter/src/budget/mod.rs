@@ -8,6 +8,7 @@
 //!
 //! This module decides *which* counters a request touches and *how much* it asks for (`plan`).
 
+pub mod calendar;
 pub mod clamp;
 pub mod config;
 pub mod ledger;
