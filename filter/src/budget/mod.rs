@@ -13,6 +13,7 @@ pub mod clamp;
 pub mod config;
 pub mod ledger;
 pub mod tenant;
+pub mod thresholds;
 
 pub use config::{
     BackendKind, BudgetConfig, FailureMode, Limits, RlsConfig, TenantConfig, TenantSource,
