@@ -1,6 +1,7 @@
 //! Call → OTLP spans and metrics, trace context, export queue. Pure: the host only sends bytes.
 
 pub mod export;
+pub mod logs;
 pub mod metrics;
 pub mod proto;
 pub mod span;
