@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod proto;
 pub mod span;
 pub mod trace;
+pub mod webhook;
 
 #[cfg(test)]
 mod equivalence;
