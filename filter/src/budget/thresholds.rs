@@ -53,7 +53,14 @@ impl Thresholds {
             if p < 1.0 {
                 return Err(bad("must be at least 0.000001"));
             }
-            ppm.push(p as u32);
+            // Kept sorted and distinct as they are read (and no longer than it takes to know there are
+            // too many).
+            if ppm.len() > MAX_THRESHOLDS {
+                return Ok(());
+            }
+            if let Err(at) = ppm.binary_search(&(p as u32)) {
+                ppm.insert(at, p as u32);
+            }
             Ok(())
         })
         .map_err(|e| crate::config::under(e, key))?;
@@ -63,8 +70,6 @@ impl Thresholds {
                 reason: format!("at most {MAX_THRESHOLDS} thresholds"),
             });
         }
-        crate::sort::sort_by(&mut ppm, |a, b| a < b);
-        ppm.dedup();
         Ok(Thresholds(ppm))
     }
 
