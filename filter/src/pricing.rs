@@ -4,6 +4,7 @@
 //! `(input − cache_read − cache_write) × input + cache_read × cache_read_price + cache_write × cache_write_price
 //!  + output × output_price`; an absent cache price falls back to the input price.
 
+pub mod modality;
 use crate::call::Usage;
 use crate::codec::json::strict::{float, object, opt, required, under, ConfigError};
 use crate::codec::json::tape::Value;

@@ -8,10 +8,12 @@
 //!
 //! This module decides *which* counters a request touches and *how much* it asks for (`plan`).
 
+pub mod calendar;
 pub mod config;
 pub mod ledger;
 pub mod rls;
 pub mod tenant;
+pub mod thresholds;
 
 pub use config::{
     BackendKind, BudgetConfig, FailureMode, Limits, RlsConfig, TenantConfig, TenantSource,
