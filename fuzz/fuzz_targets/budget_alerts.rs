@@ -6,7 +6,7 @@ use tollgate::budget::calendar::{self, Unit, Window};
 use tollgate::budget::thresholds::{Marker, Thresholds};
 use tollgate::pricing::modality::ModalPrice;
 use tollgate::providers::tape;
-use tollgate::telemetry::webhook::WebhookConfig;
+use tollgate::budget::alerts::WebhookConfig;
 
 fuzz_target!(|data: &[u8]| {
     let word = |at: usize| {

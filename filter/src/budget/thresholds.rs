@@ -328,7 +328,9 @@ mod tests {
     use std::collections::HashMap;
 
     fn th(v: serde_json::Value) -> Result<Thresholds, ConfigError> {
-        crate::codec::json::strict::read_json(&v, |v| Thresholds::read("budgets.rules[2].thresholds", v))
+        crate::codec::json::strict::read_json(&v, |v| {
+            Thresholds::read("budgets.rules[2].thresholds", v)
+        })
     }
 
     fn tokens(limit: u64) -> Limits {

@@ -274,6 +274,9 @@ pub struct Call {
     pub transport_error: Option<&'static str>,
     /// `tollgate.tenant`: who the call is attributed to (when tenants or budgets are configured).
     pub tenant: Option<String>,
+    /// The call's subjects in the budget dimensions besides the tenant (`budgets.dimensions`), in
+    /// configuration order: `("team", "payments")`, `("user", "alice")`.
+    pub dimensions: Vec<(String, String)>,
     /// The budget check's result, when budgets apply to the call.
     pub budget: Option<BudgetOutcome>,
     /// `tollgate.cost.usd` from the `pricing` table, when a price matches the model.
