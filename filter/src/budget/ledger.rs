@@ -1010,11 +1010,13 @@ mod tests {
             now_s: 10,
             ttl_s: 600,
         };
-        let admit =
-            |l: &Ledger<FakeStore>| match l.admit(&[s.clone()], &want(1, 1), &clock).unwrap() {
-                Decision::Admitted { reservation, .. } => reservation,
-                d => panic!("{d:?}"),
-            };
+        let admit = |l: &Ledger<FakeStore>| match l
+            .admit(std::slice::from_ref(&s), &want(1, 1), &clock)
+            .unwrap()
+        {
+            Decision::Admitted { reservation, .. } => reservation,
+            d => panic!("{d:?}"),
+        };
         let (a, b) = (admit(&l), admit(&l));
         // Worker B commits 60 between worker A's read and its write: A's swap fails, it recomputes on B's
         // value (marker already at 0.5) and fires nothing.

@@ -483,12 +483,13 @@ pub fn on_log<H: Host>(host: &mut H, cfg: &Config, st: &mut Budgeted, call: &Cal
     let actual = actual_usage(cfg, st, call);
     let clock = clock(host, b);
     let holder = host.store_holder();
-    if ledger_of(b, host.store(), holder)
-        .commit(&res, actual, &clock)
-        .is_err()
-    {
+    let alerts = |rule: usize| b.rules.get(rule).map(|r| (&r.thresholds, r.limits));
+    let (result, fired) =
+        ledger_of(b, host.store(), holder).commit_alerting(&res, actual, &clock, &alerts);
+    if result.is_err() {
         host.count(Counter::BudgetErrors, 1);
     }
+    super::alerts::report(host, b, call, &fired);
 }
 
 /// What the call used, estimates filled in (see `budget::actual`).

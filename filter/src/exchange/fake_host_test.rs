@@ -12,6 +12,7 @@ use crate::codec::headers::{serialize, Headers};
 use crate::config::Config;
 use crate::reply::Reply;
 use crate::rng::SplitMix64;
+use crate::telemetry::logs::LogRecord;
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 use std::cell::RefCell;
@@ -88,6 +89,9 @@ pub struct FakeHost {
     pub overflow_logged: bool,
     pub spans: Vec<Span>,
     pub metrics: Vec<Call>,
+    /// OTLP log records (budget alerts) and webhook bodies handed over.
+    pub alert_logs: Vec<LogRecord>,
+    pub alert_posts: Vec<String>,
 }
 
 impl Default for FakeHost {
@@ -117,6 +121,8 @@ impl Default for FakeHost {
             overflow_logged: false,
             spans: Vec::new(),
             metrics: Vec::new(),
+            alert_logs: Vec::new(),
+            alert_posts: Vec::new(),
         }
     }
 }
@@ -288,6 +294,14 @@ impl Host for FakeHost {
 
     fn record_metrics(&mut self, call: &Call, _semconv: Semconv) {
         self.metrics.push(call.clone());
+    }
+
+    fn export_log(&mut self, record: LogRecord) {
+        self.alert_logs.push(record);
+    }
+
+    fn post_alert(&mut self, body: String) {
+        self.alert_posts.push(body);
     }
 }
 

@@ -13,6 +13,7 @@ use crate::budget::ledger::Store;
 use crate::call::Call;
 use crate::codec::headers::Headers;
 use crate::reply::Reply;
+use crate::telemetry::logs::LogRecord;
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 
@@ -127,10 +128,12 @@ pub enum Counter {
     SignedRefused,
     /// Signed requests forwarded unchanged although a rewrite applied.
     SignedUnmodified,
+    /// Budget alert thresholds crossed (each once per rule, subject and window).
+    BudgetThresholds,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 30] = [
+    pub const ALL: [Counter; 31] = [
         Counter::Calls,
         Counter::CallsFailed,
         Counter::CallsUninspected,
@@ -161,6 +164,7 @@ impl Counter {
         Counter::RequestBufferOverflow,
         Counter::SignedRefused,
         Counter::SignedUnmodified,
+        Counter::BudgetThresholds,
     ];
 
     /// The counter's name.
@@ -196,6 +200,7 @@ impl Counter {
             Counter::RequestBufferOverflow => "tollgate.request.buffer_overflow",
             Counter::SignedRefused => "tollgate.signed.refused",
             Counter::SignedUnmodified => "tollgate.signed.unmodified",
+            Counter::BudgetThresholds => "tollgate.budget_thresholds",
         }
     }
 
@@ -277,6 +282,12 @@ pub trait Host {
     fn export_span(&mut self, span: Span);
     /// A finished call for the GenAI metrics.
     fn record_metrics(&mut self, call: &Call, semconv: Semconv);
+    /// An OTLP log record (a budget alert) for the logs export (`/v1/logs`), bounded and never blocking;
+    /// what the host cannot keep it drops and counts.
+    fn export_log(&mut self, record: LogRecord);
+    /// A budget alert's JSON body for the `budgets.webhook` queue, bounded and never blocking; what the
+    /// host cannot keep or deliver it drops and counts.
+    fn post_alert(&mut self, body: String);
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! chunk, output redaction) and handed back. When the exchange ends (`on_log`), `budget` commits and
 //! `telemetry` turns the `Call` into metrics and a span.
 
+mod alerts;
 pub mod budget;
 pub mod hold;
 pub mod host;

@@ -3,7 +3,7 @@
 //! and truncated streams, bodies over the limits. Responses are fed whole, one byte at a time and in random
 //! pieces, and must read the same.
 
-use super::fake_host_test::{chunkings, FakeHost, Run};
+use super::fake_host_test::{chunkings, FakeHost, MemStore, Run};
 use super::host::{Counter, Level, Support};
 use super::Action;
 use crate::budget::ledger::{Clock, Ledger};
@@ -958,4 +958,206 @@ fn tenants_come_from_the_configured_source() {
     openai(&mut run, CHAT, &[("x-tenant-id", "bad tenant\u{1}")]);
     assert_eq!(run.log().tenant.as_deref(), Some("anonymous"));
     assert_eq!(run.host.counter(Counter::BudgetTenantInvalid), 1);
+}
+
+/// Team (header) and user (JWT claim) budgets beside the tenant's, and thresholds with a webhook.
+fn dimensions_config(team_tokens: u64, user_tokens: u64) -> Value {
+    json!({
+        "tenant": {"header": "x-tenant-id", "default": "anonymous"},
+        "otlp": {"cluster": "otel"},
+        "budgets": {
+            "dimensions": {"team": {"header": "x-team"}, "user": {"jwt_claim": "sub", "default": "nobody"}},
+            "rules": [
+                {"team": "*", "window": "month", "tokens": team_tokens, "thresholds": [0.01, 0.02, 1.0]},
+                {"user": "*", "window": "week", "utc_offset": "+05:30", "tokens": user_tokens}
+            ],
+            "webhook": {"cluster": "hooks", "path": "/alerts"}
+        }
+    })
+}
+
+/// A run on `store` (another call through the same Envoy) for user `user`.
+fn run_on(cfg: &Value, store: MemStore, user: &str) -> Run {
+    let mut host = FakeHost {
+        store,
+        ..FakeHost::default()
+    };
+    host.attributes.insert(
+        "jwt:jwt_payload".into(),
+        format!(r#"{{"sub":"{user}"}}"#).into_bytes(),
+    );
+    Run::with(Config::parse(cfg.to_string().as_bytes()).unwrap(), host)
+}
+
+#[test]
+fn every_dimension_must_admit_and_a_refusal_debits_none() {
+    let estimate = CHAT.len() as u64 + 16;
+    // Alice's weekly budget holds one call's worst case, not two; the team's holds many.
+    let cfg = dimensions_config(100_000, estimate + 50 + 20);
+    let b = budget_config(&cfg);
+    let team_used = |store: &MemStore| {
+        let specs = budget::counters_of(&b, &["t".into(), "red".into(), "x".into()], None);
+        let l = Ledger {
+            store,
+            holder: 1,
+            max_keys: 100,
+        };
+        let clock = Clock {
+            now_s: FakeHost::default().now_ns / 1_000_000_000,
+            ttl_s: 600,
+        };
+        l.read(&specs[0].key, &specs[0].window, &clock)
+            .map(|c| (c.used.tokens, c.pending_total().tokens))
+    };
+    let mut run = run_on(&cfg, MemStore::default(), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    assert!(run.forwarded());
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    let call = run.log().clone();
+    assert_eq!(
+        call.dimensions,
+        vec![
+            ("team".into(), "red".into()),
+            ("user".into(), "alice".into())
+        ]
+    );
+    let span =
+        opentelemetry_proto::tonic::trace::v1::Span::decode(run.host.spans[0].as_bytes()).unwrap();
+    let attr = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .map(|a| format!("{:?}", a.value))
+    };
+    assert!(attr("tollgate.dimension.team").unwrap().contains("\"red\""));
+    assert!(attr("tollgate.dimension.user")
+        .unwrap()
+        .contains("\"alice\""));
+    assert_eq!(team_used(&run.host.store), Some((21, 0)));
+    // Alice is out of budget: refused, and the team's counter is not touched.
+    let mut run = run_on(&cfg, std::mem::take(&mut run.host.store), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    assert!(run.refused && !run.forwarded());
+    let reply = &run.host.replies[0];
+    assert_eq!(reply.status, 429);
+    let msg = body_json(&reply.body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("user 'alice'"), "{msg}");
+    run.log();
+    assert_eq!(
+        team_used(&run.host.store),
+        Some((21, 0)),
+        "no debit when another dimension refuses"
+    );
+    // Bob of the same team still fits.
+    let mut run = run_on(&cfg, std::mem::take(&mut run.host.store), "bob");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    assert!(run.forwarded());
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    assert_eq!(team_used(&run.host.store), Some((42, 0)));
+}
+
+#[test]
+fn calendar_windows_reset_at_the_calendar_boundary() {
+    // 2028-02-29T12:00:00Z, a leap day.
+    let noon = 1_835_438_400u64;
+    for (window, offset, reset) in [
+        ("month", None, 43_200u64),
+        // 04:00 on Feb 29 at -08:00: the month ends at 08:00Z on Mar 1.
+        ("month", Some("-08:00"), 72_000),
+        // 02:00 on Mar 1 at +14:00: the day ends 22 hours later.
+        ("day", Some("+14:00"), 79_200),
+        // Tuesday: the ISO week ends on Monday Mar 6 00:00Z.
+        ("week", None, 5 * 86_400 + 43_200),
+    ] {
+        let mut rule = json!({"tenant": "*", "window": window, "tokens": 10});
+        if let Some(o) = offset {
+            rule["utc_offset"] = json!(o);
+        }
+        let cfg = json!({"tenant": {"header": "x-tenant-id"}, "budgets": [rule]});
+        let host = FakeHost {
+            now_ns: noon * 1_000_000_000,
+            ..FakeHost::default()
+        };
+        let mut run = Run::with(Config::parse(cfg.to_string().as_bytes()).unwrap(), host);
+        openai(&mut run, CHAT, &[("x-tenant-id", "a")]);
+        assert!(run.refused, "{window}");
+        let h = |name: &str| {
+            run.host.replies[0]
+                .headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            h("retry-after"),
+            Some(reset.to_string()),
+            "{window} {offset:?}"
+        );
+        assert_eq!(
+            h("x-ratelimit-reset-tokens"),
+            Some(format!("{reset}s")),
+            "{window} {offset:?}"
+        );
+    }
+}
+
+#[test]
+fn thresholds_alert_once_as_a_log_record_a_counter_and_a_webhook() {
+    use opentelemetry_proto::tonic::logs::v1::LogRecord as PLogRecord;
+    use prost::Message;
+    let cfg = dimensions_config(1_000, 100_000);
+    // 21 tokens of 1000 cross 1% and 2% at once.
+    let mut run = run_on(&cfg, MemStore::default(), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    assert_eq!(run.host.counter(Counter::BudgetThresholds), 2);
+    assert_eq!(
+        (run.host.alert_logs.len(), run.host.alert_posts.len()),
+        (2, 2)
+    );
+    let rec = PLogRecord::decode(run.host.alert_logs[1].as_bytes()).unwrap();
+    assert_eq!(rec.event_name, "tollgate.budget.threshold");
+    let attr = |k: &str| {
+        rec.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    assert_eq!(
+        attr("tollgate.budget.dimension"),
+        Some(V::StringValue("team".into()))
+    );
+    assert_eq!(
+        attr("tollgate.budget.subject"),
+        Some(V::StringValue("red".into()))
+    );
+    assert_eq!(
+        attr("tollgate.budget.threshold"),
+        Some(V::DoubleValue(0.02))
+    );
+    assert_eq!(attr("tollgate.budget.usage"), Some(V::DoubleValue(21.0)));
+    assert_eq!(attr("tollgate.budget.limit"), Some(V::DoubleValue(1000.0)));
+    assert_eq!(
+        attr("tollgate.budget.window.id"),
+        Some(V::StringValue("2025-12".into()))
+    );
+    let post: Value = serde_json::from_str(&run.host.alert_posts[0]).unwrap();
+    assert_eq!(
+        (post["subject"].clone(), post["threshold"].clone()),
+        (json!("red"), json!(0.01))
+    );
+    // The next call crosses nothing new.
+    let mut run = run_on(&cfg, std::mem::take(&mut run.host.store), "bob");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    assert_eq!(run.host.counter(Counter::BudgetThresholds), 0);
+    assert!(run.host.alert_logs.is_empty() && run.host.alert_posts.is_empty());
 }

@@ -10,6 +10,7 @@ use crate::codec::headers::Headers;
 use crate::exchange::host::{Attribute, Body, Counter, GrpcCall, Host, Level, Map, Once, Support};
 use crate::exchange::{self, Exchange};
 use crate::reply::Reply;
+use crate::telemetry::logs::LogRecord;
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -182,6 +183,15 @@ impl Host for WasmHost {
 
     fn record_metrics(&mut self, call: &Call, semconv: Semconv) {
         self.shared.metrics.borrow_mut().record(call, semconv);
+    }
+
+    fn export_log(&mut self, record: LogRecord) {
+        let cfg = self.shared.config.clone();
+        self.shared.alerts.borrow_mut().push_log(&cfg, record);
+    }
+
+    fn post_alert(&mut self, body: String) {
+        self.shared.alerts.borrow_mut().push_webhook(body);
     }
 }
 

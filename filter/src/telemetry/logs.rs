@@ -146,6 +146,104 @@ pub fn encode(resource: &Resource, records: &[LogRecord]) -> Vec<u8> {
     b
 }
 
+/// Counters the host publishes as Envoy stats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub exported: u64,
+    pub retries: u64,
+    /// The queue was full (collector slow or down).
+    pub dropped_queue_full: u64,
+    /// Refused by the collector, or still failing after `MAX_ATTEMPTS`.
+    pub dropped_failed: u64,
+}
+
+/// A bounded queue of log records exported in batches, one request in flight at a time, retried with
+/// `export::backoff_ms` on the answers OTLP/HTTP says to retry, dropped and counted otherwise.
+pub struct LogQueue {
+    records: std::collections::VecDeque<LogRecord>,
+    in_flight: Vec<LogRecord>,
+    attempts: u32,
+    not_before_ms: u64,
+    max_queue: usize,
+    pub stats: LogStats,
+}
+
+/// Records per export request.
+const MAX_BATCH: usize = 100;
+/// Attempts of one batch before it is dropped.
+const MAX_ATTEMPTS: u32 = 5;
+
+impl LogQueue {
+    pub fn new(max_queue: usize) -> LogQueue {
+        LogQueue {
+            records: std::collections::VecDeque::new(),
+            in_flight: Vec::new(),
+            attempts: 0,
+            not_before_ms: 0,
+            max_queue: max_queue.max(1),
+            stats: LogStats::default(),
+        }
+    }
+
+    /// Queue a record; false (counted) when the queue is full.
+    pub fn push(&mut self, r: LogRecord) -> bool {
+        if self.records.len() + self.in_flight.len() >= self.max_queue {
+            self.stats.dropped_queue_full += 1;
+            return false;
+        }
+        self.records.push_back(r);
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// The next export request's body, when none is in flight, records wait and the backoff has passed.
+    pub fn next(&mut self, resource: &Resource, now_ms: u64) -> Option<Vec<u8>> {
+        if !self.in_flight.is_empty() || self.records.is_empty() || now_ms < self.not_before_ms {
+            return None;
+        }
+        let n = self.records.len().min(MAX_BATCH);
+        self.in_flight = self.records.drain(..n).collect();
+        self.attempts = self.attempts.saturating_add(1);
+        Some(encode(resource, &self.in_flight))
+    }
+
+    /// The collector's answer to the request in flight (`status` None: none came, or it could not be sent).
+    pub fn finish(
+        &mut self,
+        status: Option<u16>,
+        retry_after_s: Option<u64>,
+        now_ms: u64,
+        jitter: f64,
+    ) {
+        let batch = std::mem::take(&mut self.in_flight);
+        let n = batch.len() as u64;
+        match super::export::classify(status) {
+            super::export::Outcome::Success => {
+                self.stats.exported += n;
+                self.attempts = 0;
+            }
+            super::export::Outcome::Retry if self.attempts < MAX_ATTEMPTS => {
+                self.stats.retries += 1;
+                self.not_before_ms = now_ms.saturating_add(super::export::backoff_ms(
+                    self.attempts,
+                    retry_after_s,
+                    jitter,
+                ));
+                for r in batch.into_iter().rev() {
+                    self.records.push_front(r);
+                }
+            }
+            _ => {
+                self.stats.dropped_failed += n;
+                self.attempts = 0;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +255,48 @@ mod tests {
     use opentelemetry_proto::tonic::logs::v1::{LogRecord as PLogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource as PResource;
     use prost::Message;
+
+    #[test]
+    fn the_queue_batches_retries_then_drops_and_counts() {
+        let res = resource("svc", "id", &[]);
+        let rec = |i: u64| {
+            let mut ev = event(0.8, None);
+            ev.time_unix_nano = i;
+            threshold_record(&ev)
+        };
+        let mut q = LogQueue::new(150);
+        for i in 0..160 {
+            q.push(rec(i));
+        }
+        assert_eq!(q.stats.dropped_queue_full, 10);
+        let body = q.next(&res, 0).unwrap();
+        let req = ExportLogsServiceRequest::decode(body.as_slice()).unwrap();
+        assert_eq!(req.resource_logs[0].scope_logs[0].log_records.len(), 100);
+        assert!(q.next(&res, 0).is_none(), "one request in flight");
+        // A 503 puts the batch back in front, after a backoff.
+        q.finish(Some(503), None, 0, 0.0);
+        assert!(q.next(&res, 0).is_none(), "waits out the backoff");
+        let again = q.next(&res, 60_000).unwrap();
+        assert_eq!(again, body);
+        q.finish(Some(200), None, 60_000, 0.0);
+        assert_eq!(q.stats.exported, 100);
+        // A 400 drops what was sent.
+        q.next(&res, 60_000).unwrap();
+        q.finish(Some(400), None, 60_000, 0.0);
+        assert_eq!((q.stats.dropped_failed, q.is_empty()), (50, true));
+        // No answer, MAX_ATTEMPTS times: dropped.
+        q.push(rec(1));
+        let mut now = 100_000;
+        for _ in 0..MAX_ATTEMPTS {
+            assert!(q.next(&res, now).is_some());
+            q.finish(None, None, now, 0.0);
+            now += 100_000;
+        }
+        assert_eq!(
+            (q.stats.dropped_failed, q.stats.retries, q.is_empty()),
+            (51, 5, true)
+        );
+    }
 
     fn event(threshold: f64, trace: Option<TraceRef>) -> ThresholdEvent<'static> {
         ThresholdEvent {
