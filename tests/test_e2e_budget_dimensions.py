@@ -42,6 +42,7 @@ USERS = ["u0", "u1", "u2", "u3"]
 
 def plugin(rules, webhook=None):
     c = default_plugin_config()
+    c["otlp"]["metrics_interval_ms"] = 1000
     c["tenant"] = {"header": "x-tenant-id", "default": "anonymous"}
     c["budgets"] = {
         "dimensions": {"team": {"header": "x-team", "default": "no-team"},
@@ -192,6 +193,11 @@ def test_concurrent_team_and_user_budgets_never_overshoot_and_alert_once(topolog
         spans = gw.wait_spans(200)
         assert {s["attributes"].get("tollgate.dimension.team") for s in spans} == {"red"}
         assert {s["attributes"].get("tollgate.dimension.user") for s in spans} == set(USERS)
+        # So do the GenAI metrics.
+        points = wait_for(lambda: [p for p in get_json(gw.collector.port, "/__points")
+                                   if p["name"] == "tollgate.budget.decisions"], "budget decision points")
+        assert {p["attributes"].get("tollgate.dimension.team") for p in points} == {"red"}
+        assert {p["attributes"].get("tollgate.dimension.user") for p in points} <= set(USERS)
 
         # Thresholds: each fired exactly once across both workers, as OTLP log records and webhooks.
         records = wait_for(lambda: len(logs(gw)) >= 3 and logs(gw), "3 threshold log records")

@@ -297,6 +297,8 @@ pub const TENANT: usize = 0;
 pub struct Dimension {
     /// `team`, `user`, ...: the key rules use in place of `tenant`.
     pub name: String,
+    /// Its span and metric attribute: `tollgate.dimension.<name>`.
+    pub attribute: String,
     pub source: TenantConfig,
 }
 
@@ -815,6 +817,7 @@ impl BudgetConfig {
                 reason: e.reason,
             })?;
             out.push(Dimension {
+                attribute: format!("tollgate.dimension.{name}"),
                 name: name.into_owned(),
                 source,
             });

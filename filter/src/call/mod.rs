@@ -275,7 +275,7 @@ pub struct Call {
     /// `tollgate.tenant`: who the call is attributed to (when tenants or budgets are configured).
     pub tenant: Option<String>,
     /// The call's subjects in the budget dimensions besides the tenant (`budgets.dimensions`), in
-    /// configuration order: `("team", "payments")`, `("user", "alice")`.
+    /// configuration order, as span and metric attributes: `("tollgate.dimension.team", "payments")`.
     pub dimensions: Vec<(String, String)>,
     /// The budget check's result, when budgets apply to the call.
     pub budget: Option<BudgetOutcome>,

@@ -110,7 +110,7 @@ pub fn on_request_headers<H: Host>(
     st.tenant = Some(tenant);
     for d in cfg.budgets.iter().flat_map(|b| &b.dimensions) {
         let s = subject(host, &d.source, headers);
-        call.dimensions.push((d.name.clone(), s.clone()));
+        call.dimensions.push((d.attribute.clone(), s.clone()));
         st.subjects.push(s);
     }
 }

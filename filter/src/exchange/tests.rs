@@ -1017,8 +1017,8 @@ fn every_dimension_must_admit_and_a_refusal_debits_none() {
     assert_eq!(
         call.dimensions,
         vec![
-            ("team".into(), "red".into()),
-            ("user".into(), "alice".into())
+            ("tollgate.dimension.team".into(), "red".into()),
+            ("tollgate.dimension.user".into(), "alice".into())
         ]
     );
     let span =

@@ -201,10 +201,10 @@ impl ValRef<'_> {
 }
 
 /// An attribute set, in insertion order (the same code builds every set, so equal sets compare equal).
-pub type AttrSet = Vec<(&'static str, Val)>;
+pub type AttrSet = Vec<(std::borrow::Cow<'static, str>, Val)>;
 
 /// A borrowed attribute.
-pub type Attr<'a> = (&'static str, ValRef<'a>);
+pub type Attr<'a> = (&'a str, ValRef<'a>);
 
 /// An attribute set being looked up: attributes shared by several sets of a call, plus at most one more,
 /// with its hash (computed incrementally: the shared part is hashed once per call).
@@ -253,7 +253,9 @@ impl<'a, 'b> View<'a, 'b> {
     }
 
     fn to_set(self) -> AttrSet {
-        self.iter().map(|(k, v)| (k, v.to_val())).collect()
+        self.iter()
+            .map(|(k, v)| (std::borrow::Cow::Owned(k.to_owned()), v.to_val()))
+            .collect()
     }
 }
 
@@ -432,8 +434,8 @@ fn cut(s: &str) -> &str {
 
 /// The semconv attributes shared by every GenAI client metric for this call, `error.type` (when `error`)
 /// last so the set without it is a prefix. Returns the attributes and how many there are.
-fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 8], usize) {
-    let mut a: [Attr<'a>; 8] = [("", ValRef::Bool(false)); 8];
+fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 16], usize) {
+    let mut a: [Attr<'a>; 16] = [("", ValRef::Bool(false)); 16];
     let mut n = 0;
     let mut push = |kv: Attr<'a>| {
         if let Some(slot) = a.get_mut(n) {
@@ -461,6 +463,10 @@ fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 8], usi
     }
     if let Some(t) = call.tenant.as_deref() {
         push(("tollgate.tenant", ValRef::Str(cut(t))));
+    }
+    // The budget dimensions besides the tenant (at most 8, `budgets.dimensions`).
+    for (key, subject) in &call.dimensions {
+        push((key.as_str(), ValRef::Str(cut(subject))));
     }
     if let Some(e) = error {
         push(("error.type", ValRef::Str(cut(e))));
@@ -734,7 +740,7 @@ fn encode(
     use proto::{double, fixed64, message, opt_bytes, opt_fixed64, opt_varint};
     /// `AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA`.
     const DELTA: u64 = 1;
-    let overflow: AttrSet = vec![(OVERFLOW_ATTR, Val::Bool(true))];
+    let overflow: AttrSet = vec![(OVERFLOW_ATTR.into(), Val::Bool(true))];
     let mut out = Vec::with_capacity(4096);
     // ExportMetricsServiceRequest { resource_metrics = 1 }
     message(&mut out, 1, |b| {
@@ -987,6 +993,7 @@ mod tests {
         ] {
             let mut c = call("gpt-4o", Some(10), Some(5), false);
             c.tenant = Some("team-a".into());
+            c.dimensions = vec![("tollgate.dimension.user".into(), "alice".into())];
             c.cost_usd = (usd > 0.0).then_some(usd);
             c.budget = Some(Budget {
                 verdict,
@@ -1035,6 +1042,14 @@ mod tests {
         assert!(usage
             .iter()
             .all(|p| attr(&p.attributes, "tollgate.tenant").is_some()));
+        // So do the other budget dimensions.
+        let alice = Some(&any_value::Value::StringValue("alice".into()));
+        assert!(usage
+            .iter()
+            .all(|p| attr(&p.attributes, "tollgate.dimension.user") == alice));
+        assert!(decisions
+            .iter()
+            .all(|p| attr(&p.attributes, "tollgate.dimension.user") == alice));
     }
 
     #[test]

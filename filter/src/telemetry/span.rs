@@ -212,8 +212,8 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Settings, error: Option<
     a.str("tollgate.request.unmodified", req.rewrite_skipped);
     a.str("tollgate.request.uninspected", req.uninspected);
     a.str("tollgate.tenant", call.tenant.as_deref());
-    for (name, subject) in &call.dimensions {
-        a.str(&format!("tollgate.dimension.{name}"), Some(subject));
+    for (key, subject) in &call.dimensions {
+        a.str(key, Some(subject));
     }
     a.double("tollgate.cost.usd", call.cost_usd);
     if let Some(b) = &call.budget {
