@@ -339,6 +339,8 @@ pub struct BudgetConfig {
     pub dimensions: Vec<Dimension>,
     /// `budgets.webhook`: threshold alerts are also POSTed there.
     pub webhook: Option<crate::budget::alerts::WebhookConfig>,
+    /// `budgets.inspect`: the read-only route to the counters.
+    pub inspect: Option<crate::budget::inspect::InspectConfig>,
 }
 
 impl BudgetConfig {
@@ -364,6 +366,7 @@ struct RawBudgets<'t, 'de> {
     rls: Option<Value<'t, 'de>>,
     dimensions: Option<Value<'t, 'de>>,
     webhook: Option<Value<'t, 'de>>,
+    inspect: Option<Value<'t, 'de>>,
 }
 
 impl<'t, 'de> RawBudgets<'t, 'de> {
@@ -380,6 +383,7 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
             rls: None,
             dimensions: None,
             webhook: None,
+            inspect: None,
         }
     }
 
@@ -400,6 +404,7 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
                 "rls",
                 "dimensions",
                 "webhook",
+                "inspect",
             ],
             &mut |i, v| {
                 match i {
@@ -424,7 +429,8 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
                     7 => r.max_tenants = opt(v, uint)?,
                     8 => r.rls = opt(v, Ok)?,
                     9 => r.dimensions = opt(v, Ok)?,
-                    _ => r.webhook = opt(v, Ok)?,
+                    10 => r.webhook = opt(v, Ok)?,
+                    _ => r.inspect = opt(v, Ok)?,
                 }
                 Ok(())
             },
@@ -745,6 +751,10 @@ impl BudgetConfig {
             .webhook
             .map(|v| crate::budget::alerts::WebhookConfig::read("budgets.webhook", v))
             .transpose()?;
+        let inspect = raw
+            .inspect
+            .map(crate::budget::inspect::InspectConfig::read)
+            .transpose()?;
         if raw.backend == BackendKind::Rls && rls.is_none() {
             return Err(err("budgets.rls", "required when backend is \"rls\""));
         }
@@ -769,6 +779,7 @@ impl BudgetConfig {
             rls,
             dimensions,
             webhook,
+            inspect,
         })
     }
 

@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod calendar;
 pub mod config;
+pub mod inspect;
 pub mod ledger;
 pub mod rls;
 pub mod tenant;

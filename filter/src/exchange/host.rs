@@ -130,10 +130,13 @@ pub enum Counter {
     SignedUnmodified,
     /// Budget alert thresholds crossed (each once per rule, subject and window).
     BudgetThresholds,
+    /// Reads of the budget inspection route, answered and refused (not allowed).
+    BudgetInspections,
+    BudgetInspectRefused,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 31] = [
+    pub const ALL: [Counter; 33] = [
         Counter::Calls,
         Counter::CallsFailed,
         Counter::CallsUninspected,
@@ -165,6 +168,8 @@ impl Counter {
         Counter::SignedRefused,
         Counter::SignedUnmodified,
         Counter::BudgetThresholds,
+        Counter::BudgetInspections,
+        Counter::BudgetInspectRefused,
     ];
 
     /// The counter's name.
@@ -201,6 +206,8 @@ impl Counter {
             Counter::SignedRefused => "tollgate.signed.refused",
             Counter::SignedUnmodified => "tollgate.signed.unmodified",
             Counter::BudgetThresholds => "tollgate.budget_thresholds",
+            Counter::BudgetInspections => "tollgate.budget_inspections",
+            Counter::BudgetInspectRefused => "tollgate.budget_inspect_refused",
         }
     }
 

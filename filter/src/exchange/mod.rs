@@ -24,6 +24,7 @@ mod alerts;
 pub mod budget;
 pub mod hold;
 pub mod host;
+mod inspect;
 mod redaction;
 mod rls;
 
@@ -479,6 +480,10 @@ impl Exchange {
         let cfg = self.config.clone();
         // One host call for the whole map; every header below is read from it.
         let headers = host.headers(Map::RequestHeaders);
+        if let Some(reply) = inspect::on_request_headers(host, &cfg, &headers) {
+            host.send_reply(&reply);
+            return Action::Pause;
+        }
         if headers.get(":method") != Some(b"POST") {
             return Action::Continue;
         }

@@ -1161,3 +1161,71 @@ fn thresholds_alert_once_as_a_log_record_a_counter_and_a_webhook() {
     assert_eq!(run.host.counter(Counter::BudgetThresholds), 0);
     assert!(run.host.alert_logs.is_empty() && run.host.alert_posts.is_empty());
 }
+
+#[test]
+fn the_inspection_route_is_answered_locally_and_only_to_who_may_read() {
+    // SHA-256 of "test".
+    let mut cfg = dimensions_config(100_000, 100_000);
+    cfg["budgets"]["inspect"] = json!({"path": "/tollgate/budgets",
+        "token_sha256": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]});
+    let mut run = run_on(&cfg, MemStore::default(), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    let ask = |store: MemStore, method: &str, path: &str, auth: Option<&str>| {
+        let mut run = run_on(&cfg, store, "alice");
+        let mut h = vec![
+            (":method", method),
+            (":authority", "gateway"),
+            (":path", path),
+        ];
+        if let Some(a) = auth {
+            h.push(("authorization", a));
+        }
+        assert_eq!(run.request_headers(&h, true), Action::Pause);
+        assert!(run.host.upstream_headers.is_none(), "never forwarded");
+        let reply = run.host.replies[0].clone();
+        (
+            reply,
+            std::mem::take(&mut run.host.store),
+            run.host.counters.clone(),
+        )
+    };
+    let store = std::mem::take(&mut run.host.store);
+    let (r, store, counters) = ask(
+        store,
+        "GET",
+        "/tollgate/budgets?team=red&user=alice",
+        Some("Bearer test"),
+    );
+    assert_eq!(r.status, 200);
+    let v = body_json(&r.body);
+    assert_eq!(v["counters"][0]["subject"], "red");
+    assert_eq!(v["counters"][0]["used"]["tokens"], 21);
+    assert_eq!(v["counters"][1]["dimension"], "user");
+    assert_eq!(counters.get("tollgate.budget_inspections"), Some(&1));
+    let (r, store, counters) = ask(
+        store,
+        "GET",
+        "/tollgate/budgets?team=red",
+        Some("Bearer nope"),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(counters.get("tollgate.budget_inspect_refused"), Some(&1));
+    let (r, store, _) = ask(store, "GET", "/tollgate/budgets?team=red", None);
+    assert_eq!(r.status, 403);
+    let (r, store, _) = ask(
+        store,
+        "POST",
+        "/tollgate/budgets?team=red",
+        Some("Bearer test"),
+    );
+    assert_eq!(r.status, 405);
+    let (r, _, _) = ask(
+        store,
+        "GET",
+        "/tollgate/budgets?squad=red",
+        Some("Bearer test"),
+    );
+    assert_eq!(r.status, 400);
+}
