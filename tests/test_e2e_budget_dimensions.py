@@ -40,7 +40,7 @@ USER_BUDGET = 8_000
 USERS = ["u0", "u1", "u2", "u3"]
 
 
-def plugin(rules, webhook=None):
+def plugin(rules, webhook=None, inspect=None):
     c = default_plugin_config()
     c["otlp"]["metrics_interval_ms"] = 1000
     c["tenant"] = {"header": "x-tenant-id", "default": "anonymous"}
@@ -51,6 +51,8 @@ def plugin(rules, webhook=None):
     }
     if webhook:
         c["budgets"]["webhook"] = webhook
+    if inspect:
+        c["budgets"]["inspect"] = inspect
     return c
 
 
@@ -291,3 +293,41 @@ def test_the_openai_sdk_sees_a_users_spent_budget_as_its_rate_limit_error(topolo
         assert complete_provider_requests(gw) == []
     finally:
         gw.stop()
+
+
+def test_the_inspection_route_reads_the_counters_and_refuses_strangers(topology):
+    import hashlib
+    admin = "s3cr3t-admin-token"
+    rules = [{"team": "*", "window": "month", "tokens": 10_000}, {"tenant": "*", "window": "1d", "tokens": 10_000}]
+    gw = topology(plugin(rules, inspect={"path": "/tollgate/budgets",
+                                         "token_sha256": [hashlib.sha256(admin.encode()).hexdigest()]}))
+    assert gw.call(CHAT, {"model": "gpt-4o", "max_tokens": 10, "messages": []},
+                   dict(OPENAI, **{"x-team": "red", "x-tenant-id": "acme"}))[0] == 200
+
+    def get(path, auth=None):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        c.request("GET", path, headers={"host": "gateway", **({"authorization": auth} if auth else {})})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), body
+
+    # Canned usage: 12 in, 7 out.
+    status, headers, body = get("/tollgate/budgets?team=red&tenant=acme", f"Bearer {admin}")
+    assert status == 200, body
+    doc = json.loads(body)
+    rows = {(r["dimension"], r["subject"]): r for r in doc["counters"]}
+    assert rows[("team", "red")]["used"]["tokens"] == 19
+    assert rows[("team", "red")]["remaining"]["tokens"] == 10_000 - 19
+    assert rows[("team", "red")]["window"]["id"] == time.strftime("%Y-%m", time.gmtime())
+    assert rows[("tenant", "acme")]["used"]["tokens"] == 19
+    assert headers.get("cache-control") == "no-store"
+    # Reading writes nothing: the same answer again.
+    assert json.loads(get("/tollgate/budgets?team=red&tenant=acme", f"Bearer {admin}")[2])["counters"] == doc["counters"]
+    assert get("/tollgate/budgets?team=red")[0] == 403
+    assert get("/tollgate/budgets?team=red", "Bearer guess")[0] == 403
+    assert get("/tollgate/budgets?squad=red", f"Bearer {admin}")[0] == 400
+    assert stat(gw, "tollgate.budget_inspect_refused") == 2
+    # Nothing but the one call reached the provider.
+    assert len(gw.provider_requests()) == 1
