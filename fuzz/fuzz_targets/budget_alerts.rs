@@ -1,12 +1,14 @@
 #![no_main]
 //! Budget windows, thresholds, alert and price configuration: any instant and offset gives a window that
-//! holds it, and any JSON either reads or fails with a reason.
+//! holds it, any stored counter decodes to what it encodes, and any JSON either reads or fails with a reason.
 use libfuzzer_sys::fuzz_target;
 use tollgate::budget::calendar::{self, Unit, Window};
 use tollgate::budget::thresholds::{Marker, Thresholds};
 use tollgate::pricing::modality::ModalPrice;
-use tollgate::providers::tape;
 use tollgate::budget::alerts::WebhookConfig;
+use tollgate::budget::inspect::InspectConfig;
+use tollgate::budget::ledger::Counter;
+use tollgate::codec::json::tape;
 
 fuzz_target!(|data: &[u8]| {
     let word = |at: usize| {
@@ -32,6 +34,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = window.rls_unit();
     }
     let _ = Marker::decode(data);
+    if let Some(c) = Counter::decode(data) {
+        assert_eq!(Counter::decode(&c.encode()).as_ref(), Some(&c));
+    }
     let text = String::from_utf8_lossy(data);
     let _ = calendar::parse_utc_offset(&text);
     let _ = tape::read(&text, |v| {
@@ -45,6 +50,9 @@ fuzz_target!(|data: &[u8]| {
         .flatten()
         {
             assert!(!e.reason.is_empty() && e.key.starts_with('k'), "{e:?}");
+        }
+        for e in [InspectConfig::read(v).err()].into_iter().flatten() {
+            assert!(!e.reason.is_empty() && e.key.starts_with("budgets.inspect"), "{e:?}");
         }
     });
 });

@@ -146,7 +146,9 @@ impl Counter {
             });
         }
         // A marker follows when a threshold fired in the window (values without one read as none fired).
-        let marker = Marker::decode(r.0).unwrap_or_default();
+        let marker = Marker::decode(r.0)
+            .filter(|m| m.fired_ppm != 0)
+            .unwrap_or_default();
         Some(Counter {
             window_start,
             used,
