@@ -760,6 +760,17 @@ impl BudgetConfig {
         }
         if raw.backend == BackendKind::Rls {
             super::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
+            for (key, set) in [
+                ("budgets.webhook", webhook.is_some()),
+                ("budgets.inspect", inspect.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        key,
+                        "not available with backend \"rls\" (the service keeps the counters)",
+                    ));
+                }
+            }
             if clamp_min.is_some() {
                 return Err(err(
                     "budgets.clamp_max_tokens",

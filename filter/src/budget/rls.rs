@@ -221,6 +221,12 @@ pub fn check_rules(rules: &[Rule]) -> Result<(), (String, String)> {
         if let Err(e) = super::calendar::check_rls(&key, &r.window) {
             return Err((e.key, e.reason));
         }
+        if !r.thresholds.is_empty() {
+            return Err((
+                format!("{key}.thresholds"),
+                "not available with backend \"rls\" (the service keeps the counters; alert on it there)".into(),
+            ));
+        }
         for kind in Kind::ALL {
             if kind
                 .limit(&r.limits)
@@ -921,6 +927,26 @@ mod tests {
             let e = rls(rule);
             assert_eq!(e.key, key);
             assert!(e.reason.contains(says), "{}", e.reason);
+        }
+        let thresholds =
+            serde_json::json!({"tenant": "*", "window": "1d", "tokens": 5, "thresholds": [0.5]});
+        assert_eq!(rls(thresholds).key, "budgets.rules[0].thresholds");
+        for (k, v, key) in [
+            (
+                "webhook",
+                serde_json::json!({"cluster": "h"}),
+                "budgets.webhook",
+            ),
+            (
+                "inspect",
+                serde_json::json!({"peers": ["x"]}),
+                "budgets.inspect",
+            ),
+        ] {
+            let mut b = serde_json::json!({"backend": "rls", "rls": {"cluster": "ratelimit"},
+                "rules": [{"tenant": "*", "window": "1d", "tokens": 5}]});
+            b[k] = v;
+            assert_eq!(BudgetConfig::parse(b).unwrap_err().key, key);
         }
         let year = budgets(serde_json::json!([{"tenant": "a", "window": "365d", "tokens": 5}]));
         let specs = crate::budget::counters(&year, "a", None);
