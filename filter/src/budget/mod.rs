@@ -22,7 +22,9 @@ pub use config::{
 };
 pub use ledger::{Amount, CounterSpec, Decision, Reservation, Tightest, Want};
 
+use crate::call::modality::ModalityUsage;
 use crate::call::{Request, Usage};
+use crate::pricing::modality::ModalPrice;
 use crate::pricing::{model_matches, Price};
 use config::TenantMatch;
 
@@ -170,6 +172,24 @@ pub fn actual(
     input_estimate: u64,
     price: Option<&Price>,
 ) -> Amount {
+    let modal = price.map(|p| ModalPrice::text_only(*p));
+    actual_modal(
+        usage,
+        &ModalityUsage::default(),
+        provider_error,
+        input_estimate,
+        modal.as_ref(),
+    )
+}
+
+/// `actual`, with the call's usage by modality priced per modality.
+pub fn actual_modal(
+    usage: &Usage,
+    modality: &ModalityUsage,
+    provider_error: bool,
+    input_estimate: u64,
+    price: Option<&ModalPrice>,
+) -> Amount {
     let input = match usage.input {
         Some(i) => i,
         None if provider_error && usage.output.is_none() => 0,
@@ -185,7 +205,7 @@ pub fn actual(
         tokens: input.saturating_add(output),
         input,
         output,
-        cost_pico: price.map_or(0, |p| p.cost_pico(&filled)),
+        cost_pico: price.map_or(0, |p| p.call_cost_pico(&filled, modality)),
     }
 }
 

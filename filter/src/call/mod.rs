@@ -2,6 +2,7 @@
 //! redaction read only this. Field meanings follow the OpenTelemetry GenAI semantic conventions.
 
 mod evidence;
+pub mod modality;
 mod output;
 
 pub use evidence::{Evidence, Findings};
@@ -168,6 +169,8 @@ pub struct Response {
     /// One per choice, in choice order.
     pub finish_reasons: Vec<String>,
     pub usage: Usage,
+    /// `usage` broken down by modality, where the provider reports it.
+    pub modality: modality::ModalityUsage,
     pub tool_calls: Vec<ToolCall>,
     /// Provider error type (`rate_limit_error`, `ThrottlingException`, ...) from an error body or stream event.
     pub error_type: Option<String>,

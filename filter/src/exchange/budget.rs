@@ -188,7 +188,9 @@ pub fn on_request_body<H: Host>(
             let model = call.request_model();
             (
                 budget::counters_of(b, &st.subjects, model),
-                model.and_then(|m| cfg.pricing.lookup(m)).copied(),
+                model
+                    .and_then(|m| cfg.pricing.lookup_modal(m))
+                    .map(|p| p.worst_price()),
                 Some(&call.request),
             )
         }
@@ -494,10 +496,13 @@ pub fn on_log<H: Host>(host: &mut H, cfg: &Config, st: &mut Budgeted, call: &Cal
 
 /// What the call used, estimates filled in (see `budget::actual`).
 fn actual_usage(cfg: &Config, st: &Budgeted, call: &Call) -> budget::Amount {
-    let price = call.request_model().and_then(|m| cfg.pricing.lookup(m));
+    let price = call
+        .request_model()
+        .and_then(|m| cfg.pricing.lookup_modal(m));
     let provider_error = call.http_status.is_some_and(|s| s >= 400);
-    budget::actual(
+    budget::actual_modal(
         &call.response.usage,
+        &call.response.modality,
         provider_error,
         st.input_estimate,
         price,

@@ -1229,3 +1229,60 @@ fn the_inspection_route_is_answered_locally_and_only_to_who_may_read() {
     );
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn audio_tokens_are_priced_as_audio_in_cost_and_cost_budgets() {
+    // gpt-audio's published prices: text 2.50 / 10, audio 32 / 64 USD per million tokens.
+    let cfg = json!({
+        "tenant": {"header": "x-tenant-id"},
+        "otlp": {"cluster": "otel"},
+        "budgets": [{"tenant": "*", "window": "month", "cost_usd": 1}],
+        "pricing": {"gpt-audio*": {"input": 2.5, "output": 10, "audio_input": 32, "audio_output": 64}}
+    });
+    let body = br#"{"model":"gpt-audio","modalities":["text","audio"],"messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#;
+    let answer = br#"{"id":"c","object":"chat.completion","model":"gpt-audio","choices":[{"index":0,"message":{"role":"assistant","content":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":80,"text_tokens":20},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":40,"text_tokens":10}}}"#;
+    let mut run = Run::new(&config(cfg.clone()));
+    openai(&mut run, body, &[("x-tenant-id", "a")]);
+    run.response(JSON_HEAD, &[answer]);
+    let call = run.log().clone();
+    assert_eq!(call.response.modality.input.audio, Some(80));
+    assert_eq!(call.response.modality.output.audio, Some(40));
+    let want = (20.0 * 2.5 + 80.0 * 32.0 + 10.0 * 10.0 + 40.0 * 64.0) / 1e6;
+    assert!(
+        (call.cost_usd.unwrap() - want).abs() < 1e-12,
+        "{:?}",
+        call.cost_usd
+    );
+    let span =
+        opentelemetry_proto::tonic::trace::v1::Span::decode(run.host.spans[0].as_bytes()).unwrap();
+    let int = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    assert_eq!(
+        int("gen_ai.usage.audio.input_tokens"),
+        Some(V::IntValue(80))
+    );
+    assert_eq!(
+        int("gen_ai.usage.text.output_tokens"),
+        Some(V::IntValue(10))
+    );
+    // The cost budget committed the audio price.
+    let b = budget_config(&cfg);
+    let specs = budget::counters(&b, "a", Some("gpt-audio"));
+    let l = Ledger {
+        store: &run.host.store,
+        holder: 1,
+        max_keys: 100,
+    };
+    let clock = Clock {
+        now_s: run.host.now_ns / 1_000_000_000,
+        ttl_s: 600,
+    };
+    let c = l.read(&specs[0].key, &specs[0].window, &clock).unwrap();
+    assert_eq!(c.used.cost_pico, 5_270_000_000);
+}

@@ -160,6 +160,10 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Settings, error: Option<
     a.int("gen_ai.usage.cache_read.input_tokens", u.cache_read);
     a.int("gen_ai.usage.cache_write.input_tokens", u.cache_write);
     a.int("gen_ai.usage.reasoning.output_tokens", u.reasoning);
+    // Usage by modality, where the provider breaks it down (subsets of the totals above).
+    for (key, v) in resp.modality.span_attributes() {
+        a.int(key, Some(v));
+    }
     let since_start = |t: Option<u64>| {
         t.filter(|_| call.start_ns > 0)
             .map(|t| t.saturating_sub(call.start_ns) as f64 / 1e9)
