@@ -331,3 +331,28 @@ def test_the_inspection_route_reads_the_counters_and_refuses_strangers(topology)
     assert stat(gw, "tollgate.budget_inspect_refused") == 2
     # Nothing but the one call reached the provider.
     assert len(gw.provider_requests()) == 1
+
+
+def test_audio_tokens_are_priced_as_audio_in_cost_and_cost_budgets(topology):
+    """gpt-audio's prices (text 2.50 / 10, audio 32 / 64 USD per million tokens) on OpenAI's own usage
+    breakdown: 20 text + 80 audio tokens in, 10 text + 40 audio out."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testenv"))
+    import mock_provider
+    fx = mock_provider.load_fixture("openai/chat-audio")
+    c = default_plugin_config()
+    c["tenant"] = {"header": "x-tenant-id"}
+    c["pricing"] = {"gpt-audio*": {"input": 2.5, "output": 10, "audio_input": 32, "audio_output": 64}}
+    c["budgets"] = [{"tenant": "*", "window": "month", "cost_usd": 0.03}]
+    gw = topology(c)
+    h = {"host": fx["host"], "x-mock-fixture": "openai/chat-audio", "x-tenant-id": "voice"}
+    statuses = [gw.call(fx["path"], fx["request"], h)[0] for _ in range(4)]
+    # Each call costs $0.00527 with audio priced as audio ($0.00075 as text) and reserves its worst case at
+    # the audio prices: the fourth does not fit. Priced as text, it would.
+    assert statuses == [200, 200, 200, 429], statuses
+    spans = [s for s in gw.wait_spans(4) if s["attributes"].get("http.response.status_code") == 200]
+    want = (20 * 2.5 + 80 * 32 + 10 * 10 + 40 * 64) / 1e6
+    for s in spans:
+        a = s["attributes"]
+        assert a["tollgate.cost.usd"] == pytest.approx(want)
+        assert (a["gen_ai.usage.audio.input_tokens"], a["gen_ai.usage.text.input_tokens"]) == (80, 20)
+        assert (a["gen_ai.usage.audio.output_tokens"], a["gen_ai.usage.text.output_tokens"]) == (40, 10)
