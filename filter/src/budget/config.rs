@@ -440,6 +440,19 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
     }
 }
 
+/// The keys of a rule besides its dimension's; a dimension may not be named like one.
+const RULE_KEYS: [&str; 9] = [
+    "tenant",
+    "window",
+    "tokens",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "models",
+    "utc_offset",
+    "thresholds",
+];
+
 struct RawRule<'t, 'de> {
     /// The subject match, and the dimension it is for (`TENANT` or a configured dimension).
     tenant: String,
@@ -457,18 +470,7 @@ struct RawRule<'t, 'de> {
 impl<'t, 'de> RawRule<'t, 'de> {
     /// `dimensions`: the configured dimensions' names, accepted in place of `tenant`.
     fn read(v: Value<'t, 'de>, dimensions: &[Dimension]) -> Result<Self, ConfigError> {
-        const FIELDS: [&str; 9] = [
-            "tenant",
-            "window",
-            "tokens",
-            "input_tokens",
-            "output_tokens",
-            "cost_usd",
-            "models",
-            "utc_offset",
-            "thresholds",
-        ];
-        let mut names: Vec<&str> = FIELDS.to_vec();
+        let mut names: Vec<&str> = RULE_KEYS.to_vec();
         names.extend(dimensions.iter().map(|d| d.name.as_str()));
         let mut subjects: Vec<(usize, String)> = Vec::new();
         let (mut window, mut utc_offset, mut thresholds) = (None, None, None);
@@ -485,7 +487,7 @@ impl<'t, 'de> RawRule<'t, 'de> {
                 6 => models = opt(v, strings)?,
                 7 => utc_offset = Some(v),
                 8 => thresholds = Some(v),
-                d => subjects.push((d + 1 - FIELDS.len(), string(v)?)),
+                d => subjects.push((d + 1 - RULE_KEYS.len(), string(v)?)),
             }
             Ok(())
         })?;
@@ -797,17 +799,6 @@ impl BudgetConfig {
     /// `budgets.dimensions`: `{"team": {"header": "x-team"}, "user": {"jwt_claim": "sub"}}`, each a source
     /// as `tenant` takes.
     fn dimensions(v: Value) -> Result<Vec<Dimension>, ConfigError> {
-        const RESERVED: [&str; 9] = [
-            "tenant",
-            "window",
-            "tokens",
-            "input_tokens",
-            "output_tokens",
-            "cost_usd",
-            "models",
-            "utc_offset",
-            "thresholds",
-        ];
         let members = v.members().ok_or_else(|| {
             err(
                 "budgets.dimensions",
@@ -822,7 +813,7 @@ impl BudgetConfig {
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !valid || RESERVED.contains(&name.as_ref()) {
+            if !valid || RULE_KEYS.contains(&name.as_ref()) {
                 return Err(err(
                     key,
                     "a dimension is named by 1-32 characters of [a-z0-9_], starting with a letter, and not a rule key (tenant, window, tokens, ...)",
