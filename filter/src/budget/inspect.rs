@@ -204,10 +204,15 @@ fn amounts(
         }
     }
     if let Some(p) = pico {
-        m.push((
-            "cost_usd".to_owned(),
-            Json::Lit(format!("{}", p as f64 / 1e12)),
-        ));
+        // Pico-USD as a decimal, exactly.
+        let (usd, frac) = (p / 1_000_000_000_000, p % 1_000_000_000_000);
+        let mut text = usd.to_string();
+        if frac != 0 {
+            let f = format!("{frac:012}");
+            text.push('.');
+            text.push_str(f.trim_end_matches('0'));
+        }
+        m.push(("cost_usd".to_owned(), Json::Lit(text)));
     }
     Json::Obj(m)
 }

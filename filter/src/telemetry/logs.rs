@@ -64,15 +64,16 @@ pub struct ThresholdEvent<'a> {
 impl ThresholdEvent<'_> {
     /// One line for people: `budget rules[0]: team team-a reached 80% of its cost_usd limit (400.5 of 500) in window 2026-03`.
     pub fn summary(&self) -> String {
+        let n = |v: f64| crate::codec::json::write::decimal(v).unwrap_or_else(|| "?".into());
         format!(
             "budget {}: {} {} reached {}% of its {} limit ({} of {}) in window {}",
             self.rule,
             self.dimension,
             self.subject,
-            (self.threshold * 100.0 * 1e4).round() / 1e4,
+            n((self.threshold * 100.0 * 1e4).round() / 1e4),
             self.measure,
-            self.usage,
-            self.limit,
+            n(self.usage),
+            n(self.limit),
             self.window_id
         )
     }

@@ -20,11 +20,7 @@ use std::collections::VecDeque;
 
 /// A JSON number; NaN and infinities (which JSON cannot write) as null.
 fn number(v: f64) -> Out {
-    if v.is_finite() {
-        Out::Lit(format!("{v}"))
-    } else {
-        Out::Null
-    }
+    crate::codec::json::write::decimal(v).map_or(Out::Null, Out::Lit)
 }
 
 /// The POST body of a threshold crossing: the event's fields, and a `text` line for chat-style receivers.
