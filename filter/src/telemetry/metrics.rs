@@ -474,6 +474,33 @@ fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 16], us
     (a, n)
 }
 
+/// A usage total split by `gen_ai.token.modality`: each modality the provider reported (non-zero), and the
+/// rest as `unknown`; without a breakdown, all of it as `unknown`. `always`: report 0 when the total is
+/// unknown (the input and output counters count every call).
+fn by_modality(
+    total: Option<u64>,
+    by: &crate::call::modality::ByModality,
+    always: bool,
+) -> Vec<(&'static str, f64)> {
+    use crate::call::modality::Modality;
+    let mut out = Vec::new();
+    let mut claimed = 0u64;
+    for m in Modality::ALL {
+        if let Some(c) = by.get(m).filter(|c| *c > 0) {
+            out.push((m.as_str(), c as f64));
+            claimed = claimed.saturating_add(c);
+        }
+    }
+    match total {
+        Some(t) if t > claimed || out.is_empty() => {
+            out.push(("unknown", (t - t.min(claimed)) as f64))
+        }
+        None if out.is_empty() && always => out.push(("unknown", 0.0)),
+        _ => {}
+    }
+    out
+}
+
 fn seconds(from_ns: u64, to_ns: u64) -> Option<f64> {
     (from_ns > 0 && to_ns >= from_ns).then(|| (to_ns - from_ns) as f64 / 1e9)
 }
@@ -626,15 +653,28 @@ impl Aggregator {
         if !inference {
             return;
         }
-        // Usage counters are recorded for failed calls too (0), broken down by modality; providers do not
-        // break usage down by modality in what tollgate reads, so it is `unknown` as the semconv says.
-        let n = |v: Option<u64>| Some(v.unwrap_or(0) as f64);
+        // Usage counters are recorded for failed calls too (0), broken down by modality where the provider
+        // reports it; what no modality claims (or all of it, without a breakdown) is `unknown`, as the
+        // semconv says.
+        let m = &call.response.modality;
+        let modality = "gen_ai.token.modality";
+        for (instrument, total, by, always) in [
+            (Instrument::UsageInputTokens, u.input, &m.input, true),
+            (Instrument::UsageOutputTokens, u.output, &m.output, true),
+            (
+                Instrument::UsageCacheReadInputTokens,
+                u.cache_read,
+                &m.cache_read,
+                false,
+            ),
+        ] {
+            for (name, v) in by_modality(total, by, always) {
+                self.add_all(with(no_error, modality, name), &[(instrument, Some(v))]);
+            }
+        }
         self.add_all(
-            with(no_error, "gen_ai.token.modality", "unknown"),
+            with(no_error, modality, "unknown"),
             &[
-                (Instrument::UsageInputTokens, n(u.input)),
-                (Instrument::UsageOutputTokens, n(u.output)),
-                (Instrument::UsageCacheReadInputTokens, tokens(u.cache_read)),
                 (
                     Instrument::UsageCacheWriteInputTokens,
                     tokens(u.cache_write),
@@ -1050,6 +1090,46 @@ mod tests {
         assert!(decisions
             .iter()
             .all(|p| attr(&p.attributes, "tollgate.dimension.user") == alice));
+    }
+
+    #[test]
+    fn latest_usage_counters_split_by_modality() {
+        let mut agg = Aggregator::new(100, 1);
+        let mut c = call("gpt-audio", Some(100), Some(50), false);
+        c.response.modality.input.text = Some(20);
+        c.response.modality.input.audio = Some(80);
+        c.response.modality.output.audio = Some(40);
+        agg.record(&c, Semconv::Latest);
+        let req = take(&mut agg, 2_000_000_000);
+        let points = |name: &str| -> Vec<(String, i64)> {
+            let PData::Sum(s) = metric(&req, name).unwrap().data.clone().unwrap() else {
+                panic!("{name}")
+            };
+            let mut v: Vec<(String, i64)> = s
+                .data_points
+                .iter()
+                .map(|p| {
+                    let m = match attr(&p.attributes, "gen_ai.token.modality") {
+                        Some(any_value::Value::StringValue(m)) => m.clone(),
+                        other => panic!("{other:?}"),
+                    };
+                    let Some(number_data_point::Value::AsInt(n)) = p.value else {
+                        panic!()
+                    };
+                    (m, n)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            points("gen_ai.client.inference.usage.input_tokens"),
+            [("audio".into(), 80), ("text".into(), 20)]
+        );
+        assert_eq!(
+            points("gen_ai.client.inference.usage.output_tokens"),
+            [("audio".into(), 40), ("unknown".into(), 10)]
+        );
     }
 
     #[test]
