@@ -148,6 +148,12 @@ def main():
     import gateway
 
     put("config", json.dumps(gateway.default_plugin_config()).encode())
+    # Bytes 0-7: the instant, 8-15: the UTC offset, 16-23: a fixed window length; the whole input is
+    # also read as text and JSON (budget_alerts.rs).
+    for text in [b'"month"', b'"+05:30"', b"[0.5, 0.8, 1.0]", b'{"cluster": "hooks", "path": "/a"}',
+                 b'{"input": 4, "output": 16, "audio_input": 32, "audio_cache_read": 0.4}']:
+        put("budget_alerts", struct.pack("<QQQ", 1_772_334_000, 19_800, 86_400) + text)
+        put("budget_alerts", text)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-25}
-targets=${FUZZ_TARGETS:-"sse ndjson json_array eventstream inflate providers lenient traceparent headers config redaction sse_edit skim wire websocket jsonrpc"}
+targets=${FUZZ_TARGETS:-"sse ndjson json_array eventstream inflate providers lenient traceparent headers config redaction sse_edit skim wire websocket jsonrpc budget_alerts"}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/fuzz}
 .venv/bin/python scripts/fuzz-seeds.py
 (cd fuzz && cargo +nightly fuzz build -O) || exit 1

@@ -1,11 +1,12 @@
 """A local OTLP/HTTP receiver that decodes what tollgate exports with the official protobuf definitions
 (the `opentelemetry-proto` package) and keeps it for assertions.
 
-Endpoints: POST /v1/traces, POST /v1/metrics (protobuf, optionally gzip). Control:
+Endpoints: POST /v1/traces, POST /v1/metrics, POST /v1/logs (protobuf, optionally gzip). Control:
   GET  /__spans            decoded spans as JSON (attributes flattened to {key: value})
   GET  /__metrics          decoded metric export requests as JSON (MessageToDict)
   GET  /__points           every metric data point, flattened: name, unit, kind, temporality, attributes,
                            resource, count/sum/bucket_counts/explicit_bounds (histograms) or value (sums)
+  GET  /__logs             decoded log records: event_name, severity, body, attributes, trace/span id, resource
   GET  /__requests         every export request: path, arrival time, content-encoding, status answered
   GET  /__raw              hex of every request body received (to search exported bytes)
   POST /__mode             {"status": 503, "retry_after": 1, "delay_ms": 0, "rejected": 0} — how to answer
@@ -21,6 +22,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -52,6 +57,7 @@ class Store:
         self.spans = []
         self.metrics = []
         self.points = []
+        self.logs = []
         self.log = []
         self.raw = []
         self.requests = 0
@@ -62,6 +68,7 @@ class Store:
             self.spans.clear()
             self.metrics.clear()
             self.points.clear()
+            self.logs.clear()
             self.log.clear()
             self.raw.clear()
             self.requests = 0
@@ -124,6 +131,30 @@ def decode_metrics(body, store):
         store.points.extend(points)
 
 
+def decode_logs(body, store):
+    req = ExportLogsServiceRequest()
+    req.ParseFromString(body)
+    out = []
+    for rl in req.resource_logs:
+        resource = attrs(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                out.append({
+                    "event_name": r.event_name,
+                    "severity_number": r.severity_number,
+                    "severity_text": r.severity_text,
+                    "time": r.time_unix_nano,
+                    "body": any_value(r.body),
+                    "attributes": attrs(r.attributes),
+                    "trace_id": r.trace_id.hex(),
+                    "span_id": r.span_id.hex(),
+                    "resource": resource,
+                    "scope": {"name": sl.scope.name, "version": sl.scope.version},
+                })
+    with store.lock:
+        store.logs.extend(out)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     store: Store = None
@@ -149,6 +180,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(s.metrics)
             elif self.path == "/__points":
                 body = json.dumps(s.points)
+            elif self.path == "/__logs":
+                body = json.dumps(s.logs)
             elif self.path == "/__requests":
                 body = json.dumps(s.log)
             elif self.path == "/__raw":
@@ -203,6 +236,13 @@ class Handler(BaseHTTPRequestHandler):
             resp = ExportMetricsServiceResponse()
             if rejected:
                 resp.partial_success.rejected_data_points = rejected
+                resp.partial_success.error_message = "test rejection"
+            self._send(200, resp.SerializeToString(), "application/x-protobuf")
+        elif self.path == "/v1/logs":
+            decode_logs(body, s)
+            resp = ExportLogsServiceResponse()
+            if rejected:
+                resp.partial_success.rejected_log_records = rejected
                 resp.partial_success.error_message = "test rejection"
             self._send(200, resp.SerializeToString(), "application/x-protobuf")
         else:

@@ -27,7 +27,7 @@ def promtool():
 def test_rules_pass_promtool_check(promtool):
     res = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 5 rules found" in res.stdout
+    assert "SUCCESS: 6 rules found" in res.stdout
 
 
 def test_rules_fire_when_they_should(promtool):

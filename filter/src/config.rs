@@ -50,6 +50,8 @@ pub struct Otlp {
     pub authority: String,
     pub traces_path: String,
     pub metrics_path: String,
+    /// Where budget alerts go as OTLP log records.
+    pub logs_path: String,
     pub timeout_ms: u64,
     pub flush_interval_ms: u64,
     /// Spans per export request.
@@ -234,6 +236,7 @@ struct RawOtlp {
     authority: Option<String>,
     traces_path: Option<String>,
     metrics_path: Option<String>,
+    logs_path: Option<String>,
     timeout_ms: Option<u64>,
     flush_interval_ms: Option<u64>,
     max_batch: Option<u64>,
@@ -253,6 +256,7 @@ impl RawOtlp {
             authority: None,
             traces_path: None,
             metrics_path: None,
+            logs_path: None,
             timeout_ms: None,
             flush_interval_ms: None,
             max_batch: None,
@@ -279,6 +283,7 @@ impl RawOtlp {
                 "metrics",
                 "metrics_interval_ms",
                 "metrics_max_series",
+                "logs_path",
             ],
             &mut |i, v| {
                 match i {
@@ -298,7 +303,8 @@ impl RawOtlp {
                     }
                     10 => o.metrics = opt(v, boolean)?,
                     11 => o.metrics_interval_ms = opt(v, uint)?,
-                    _ => o.metrics_max_series = opt(v, uint)?,
+                    12 => o.metrics_max_series = opt(v, uint)?,
+                    _ => o.logs_path = opt(v, string)?,
                 }
                 Ok(())
             },
@@ -579,6 +585,7 @@ impl Config {
             cluster: o.cluster,
             traces_path: path("otlp.traces_path", o.traces_path, "/v1/traces")?,
             metrics_path: path("otlp.metrics_path", o.metrics_path, "/v1/metrics")?,
+            logs_path: path("otlp.logs_path", o.logs_path, "/v1/logs")?,
             timeout_ms,
             flush_interval_ms,
             max_batch,

@@ -4,6 +4,7 @@
 
 use crate::budget::config::parse_window;
 use crate::budget::ledger::{counter_key, CounterSpec};
+use crate::budget::calendar::Window;
 use crate::budget::Limits;
 use crate::codec::json::strict::ConfigError;
 use crate::codec::json::strict::{
@@ -40,11 +41,12 @@ impl ToolCallRule {
             rule: index,
             key: counter_key(&fingerprint, tenant),
             overflow_key: counter_key(&fingerprint, tenant),
-            window_s: self.window_s,
+            window: Window::Fixed(self.window_s),
             limits: Limits {
                 tokens: Some(self.calls),
                 ..Limits::default()
             },
+            subject: tenant.to_string(),
         }
     }
 }
@@ -332,7 +334,7 @@ mod tests {
         );
         assert_eq!(m.counters("dev").len(), 1);
         assert_eq!(m.counters("ops").len(), 1);
-        assert_eq!(m.counters("ops")[0].window_s, 60);
+        assert_eq!(m.counters("ops")[0].window, crate::budget::calendar::Window::Fixed(60));
         assert!(m.may_refuse(Some("dev")));
         assert!(c.realtime.enabled && c.realtime.strip_deflate);
     }

@@ -4,8 +4,9 @@
 //! `(input − cache_read − cache_write) × input + cache_read × cache_read_price + cache_write × cache_write_price
 //!  + output × output_price`; an absent cache price falls back to the input price.
 
+pub mod modality;
 use crate::call::Usage;
-use crate::codec::json::strict::{float, object, opt, required, under, ConfigError};
+use crate::codec::json::strict::ConfigError;
 use crate::codec::json::tape::Value;
 
 /// Prices in USD per million tokens.
@@ -17,35 +18,10 @@ pub struct Price {
     pub cache_write: Option<f64>,
 }
 
-impl Price {
-    fn read(v: Value) -> Result<Price, ConfigError> {
-        let (mut input, mut output, mut cache_read, mut cache_write) = (None, None, None, None);
-        object(
-            v,
-            &["input", "output", "cache_read", "cache_write"],
-            &mut |i, v| {
-                match i {
-                    0 => input = Some(float(v)?),
-                    1 => output = Some(float(v)?),
-                    2 => cache_read = opt(v, float)?,
-                    _ => cache_write = opt(v, float)?,
-                }
-                Ok(())
-            },
-        )?;
-        Ok(Price {
-            input: required(input, "input")?,
-            output: required(output, "output")?,
-            cache_read,
-            cache_write,
-        })
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Pricing {
     /// (lowercase pattern, price), most specific first.
-    entries: Vec<(String, Price)>,
+    entries: Vec<(String, modality::ModalPrice)>,
 }
 
 /// Case-insensitive glob with `*` (any run of characters) — `gpt-4o*` covers dated snapshots. ASCII case is
@@ -169,28 +145,13 @@ impl Pricing {
                 continue;
             }
             let key = format!("pricing.{pattern}");
-            let raw = Price::read(v).map_err(|e| under(e, &key))?;
+            // Validates every price, naming it (`pricing.gpt-4o*.audio_input`).
+            let raw = modality::ModalPrice::read(&key, v)?;
             if pattern.is_empty() {
                 return Err(ConfigError {
                     key,
                     reason: "model pattern must not be empty".into(),
                 });
-            }
-            for (name, p) in [
-                ("input", Some(raw.input)),
-                ("output", Some(raw.output)),
-                ("cache_read", raw.cache_read),
-                ("cache_write", raw.cache_write),
-            ] {
-                if let Some(p) = p {
-                    if !p.is_finite() || !(0.0..=1e6).contains(&p) {
-                        return Err(ConfigError {
-                            key: format!("{key}.{name}"),
-                            reason: "must be a price in USD per million tokens (0 to 1000000)"
-                                .into(),
-                        });
-                    }
-                }
             }
             entries.push((pattern.to_ascii_lowercase(), raw));
         }
@@ -205,10 +166,11 @@ impl Pricing {
     /// The highest of every price in the table: what a call of unknown model may cost at most (cost budgets
     /// reserve a request whose body was not read by it).
     pub fn worst(&self) -> Option<Price> {
+        let worst: Vec<Price> = self.entries.iter().map(|(_, p)| p.worst_price()).collect();
         let max = |f: fn(&Price) -> Option<f64>| {
-            self.entries
+            worst
                 .iter()
-                .filter_map(|(_, p)| f(p))
+                .filter_map(f)
                 .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
         };
         Some(Price {
@@ -219,8 +181,13 @@ impl Pricing {
         })
     }
 
-    /// The most specific price whose pattern matches `model`.
+    /// The most specific price whose pattern matches `model` (its text prices).
     pub fn lookup(&self, model: &str) -> Option<&Price> {
+        self.lookup_modal(model).map(|p| &p.base)
+    }
+
+    /// The most specific price whose pattern matches `model`, with its per-modality prices.
+    pub fn lookup_modal(&self, model: &str) -> Option<&modality::ModalPrice> {
         self.entries
             .iter()
             .find(|(p, _)| model_matches(p, model))
@@ -236,14 +203,14 @@ pub fn call_cost(pricing: &Pricing, call: &crate::call::Call) -> Option<f64> {
     }
     let price = call
         .request_model()
-        .and_then(|m| pricing.lookup(m))
+        .and_then(|m| pricing.lookup_modal(m))
         .or_else(|| {
             call.response
                 .model
                 .as_deref()
-                .and_then(|m| pricing.lookup(m))
+                .and_then(|m| pricing.lookup_modal(m))
         })?;
-    Some(price.cost_usd(&call.response.usage))
+    Some(price.call_cost_usd(&call.response.usage, &call.response.modality))
 }
 
 #[cfg(test)]

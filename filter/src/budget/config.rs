@@ -1,7 +1,9 @@
 //! `tenant` and `budgets` plugin JSON → validated rules. Parsed from the raw JSON values the top-level
 //! config hands over, so every error names its full key (`budgets.rules[2].window`).
 
+use super::calendar::{self, Window};
 use super::tenant::{valid_tenant, IdentityRule};
+use super::thresholds::Thresholds;
 use crate::codec::json::strict::{
     boolean, float, items, object, opt, required, string, strings, uint, under, variant,
     ConfigError,
@@ -286,11 +288,30 @@ pub enum TenantMatch {
     Each,
 }
 
+/// The dimension every configuration has: the request's tenant (`tenant`).
+pub const TENANT: usize = 0;
+
+/// A budget dimension besides the tenant (`budgets.dimensions.<name>`): a named subject every request
+/// carries, read from its own source (a header, a JWT claim, the API key, the peer identity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dimension {
+    /// `team`, `user`, ...: the key rules use in place of `tenant`.
+    pub name: String,
+    /// Its span and metric attribute: `tollgate.dimension.<name>`.
+    pub attribute: String,
+    pub source: TenantConfig,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
+    /// Which subjects of its dimension the rule covers (named `tenant` for the tenant dimension).
     pub tenant: TenantMatch,
-    /// Fixed window length in seconds; windows start at multiples of it since the Unix epoch.
-    pub window_s: u64,
+    /// The dimension the rule counts per subject of: `TENANT`, or `i` for `BudgetConfig::dimensions[i - 1]`.
+    pub dimension: usize,
+    /// Fixed (aligned to the Unix epoch) or calendar (day, ISO week, month at a UTC offset).
+    pub window: Window,
+    /// Fractions of the limit whose first crossing in a window raises an alert.
+    pub thresholds: Thresholds,
     pub limits: Limits,
     /// Model patterns (`*` wildcard); empty = every model.
     pub models: Vec<String>,
@@ -314,6 +335,22 @@ pub struct BudgetConfig {
     /// Distinct (rule, tenant) counters kept in shared data; further tenants share one overflow counter.
     pub max_tenants: u64,
     pub rls: Option<RlsConfig>,
+    /// Dimensions besides the tenant, in configuration order (rule `dimension` i is `dimensions[i - 1]`).
+    pub dimensions: Vec<Dimension>,
+    /// `budgets.webhook`: threshold alerts are also POSTed there.
+    pub webhook: Option<crate::budget::alerts::WebhookConfig>,
+    /// `budgets.inspect`: the read-only route to the counters.
+    pub inspect: Option<crate::budget::inspect::InspectConfig>,
+}
+
+impl BudgetConfig {
+    /// The name of dimension `d` (`tenant` for `TENANT`).
+    pub fn dimension_name(&self, d: usize) -> &str {
+        match d.checked_sub(1) {
+            None => "tenant",
+            Some(i) => self.dimensions.get(i).map_or("tenant", |x| x.name.as_str()),
+        }
+    }
 }
 
 /// The full form of `budgets`; rules and nested objects stay on the tape until validation reaches them.
@@ -327,6 +364,9 @@ struct RawBudgets<'t, 'de> {
     reservation_ttl_s: Option<u64>,
     max_tenants: Option<u64>,
     rls: Option<Value<'t, 'de>>,
+    dimensions: Option<Value<'t, 'de>>,
+    webhook: Option<Value<'t, 'de>>,
+    inspect: Option<Value<'t, 'de>>,
 }
 
 impl<'t, 'de> RawBudgets<'t, 'de> {
@@ -341,6 +381,9 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
             reservation_ttl_s: None,
             max_tenants: None,
             rls: None,
+            dimensions: None,
+            webhook: None,
+            inspect: None,
         }
     }
 
@@ -359,6 +402,9 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
                 "reservation_ttl_s",
                 "max_tenants",
                 "rls",
+                "dimensions",
+                "webhook",
+                "inspect",
             ],
             &mut |i, v| {
                 match i {
@@ -381,7 +427,10 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
                     5 => r.response_headers = opt(v, boolean)?,
                     6 => r.reservation_ttl_s = opt(v, uint)?,
                     7 => r.max_tenants = opt(v, uint)?,
-                    _ => r.rls = opt(v, Ok)?,
+                    8 => r.rls = opt(v, Ok)?,
+                    9 => r.dimensions = opt(v, Ok)?,
+                    10 => r.webhook = opt(v, Ok)?,
+                    _ => r.inspect = opt(v, Ok)?,
                 }
                 Ok(())
             },
@@ -391,9 +440,26 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
     }
 }
 
+/// The keys of a rule besides its dimension's; a dimension may not be named like one.
+const RULE_KEYS: [&str; 9] = [
+    "tenant",
+    "window",
+    "tokens",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "models",
+    "utc_offset",
+    "thresholds",
+];
+
 struct RawRule<'t, 'de> {
+    /// The subject match, and the dimension it is for (`TENANT` or a configured dimension).
     tenant: String,
+    dimension: usize,
     window: Value<'t, 'de>,
+    utc_offset: Option<Value<'t, 'de>>,
+    thresholds: Option<Value<'t, 'de>>,
     tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -402,37 +468,56 @@ struct RawRule<'t, 'de> {
 }
 
 impl<'t, 'de> RawRule<'t, 'de> {
-    fn read(v: Value<'t, 'de>) -> Result<Self, ConfigError> {
-        let (mut tenant, mut window) = (None, None);
+    /// `dimensions`: the configured dimensions' names, accepted in place of `tenant`.
+    fn read(v: Value<'t, 'de>, dimensions: &[Dimension]) -> Result<Self, ConfigError> {
+        let mut names: Vec<&str> = RULE_KEYS.to_vec();
+        names.extend(dimensions.iter().map(|d| d.name.as_str()));
+        let mut subjects: Vec<(usize, String)> = Vec::new();
+        let (mut window, mut utc_offset, mut thresholds) = (None, None, None);
         let (mut tokens, mut input_tokens, mut output_tokens) = (None, None, None);
         let (mut cost_usd, mut models) = (None, None);
-        object(
-            v,
-            &[
-                "tenant",
-                "window",
-                "tokens",
-                "input_tokens",
-                "output_tokens",
-                "cost_usd",
-                "models",
-            ],
-            &mut |i, v| {
-                match i {
-                    0 => tenant = Some(string(v)?),
-                    1 => window = Some(v),
-                    2 => tokens = opt(v, uint)?,
-                    3 => input_tokens = opt(v, uint)?,
-                    4 => output_tokens = opt(v, uint)?,
-                    5 => cost_usd = opt(v, float)?,
-                    _ => models = opt(v, strings)?,
-                }
-                Ok(())
-            },
-        )?;
+        object(v, &names, &mut |i, v| {
+            match i {
+                0 => subjects.push((TENANT, string(v)?)),
+                1 => window = Some(v),
+                2 => tokens = opt(v, uint)?,
+                3 => input_tokens = opt(v, uint)?,
+                4 => output_tokens = opt(v, uint)?,
+                5 => cost_usd = opt(v, float)?,
+                6 => models = opt(v, strings)?,
+                7 => utc_offset = Some(v),
+                8 => thresholds = Some(v),
+                d => subjects.push((d + 1 - RULE_KEYS.len(), string(v)?)),
+            }
+            Ok(())
+        })?;
+        if subjects.len() > 1 {
+            return Err(err(
+                "",
+                "names more than one dimension; a rule counts per subject of one (write one rule per dimension)",
+            ));
+        }
+        let Some((dimension, tenant)) = subjects.pop() else {
+            return Err(err(
+                "",
+                if dimensions.is_empty() {
+                    "missing field `tenant`".to_owned()
+                } else {
+                    let mut keys = vec!["`tenant`".to_owned()];
+                    keys.extend(dimensions.iter().map(|d| format!("`{}`", d.name)));
+                    format!(
+                        "needs the dimension it applies to: one of {}",
+                        keys.join(", ")
+                    )
+                },
+            ));
+        };
         Ok(RawRule {
-            tenant: required(tenant, "tenant")?,
+            tenant,
+            dimension,
             window: required(window, "window")?,
+            utc_offset,
+            thresholds,
             tokens,
             input_tokens,
             output_tokens,
@@ -472,9 +557,21 @@ pub fn parse_window(v: Value) -> Result<u64, String> {
     Ok(secs)
 }
 
-fn fingerprint(tenant: &TenantMatch, window_s: u64, models: &[String]) -> String {
+/// A rule's identity: its dimension, subject, window and models (not its limits). The tenant dimension
+/// hashes as rules always have, so the counters of existing rules survive an upgrade.
+fn fingerprint(
+    dimension: &str,
+    tenant: &TenantMatch,
+    window: &Window,
+    models: &[String],
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    if dimension != "tenant" {
+        h.update(b"dimension\0");
+        h.update(dimension.as_bytes());
+        h.update(b"\0");
+    }
     match tenant {
         TenantMatch::Named(t) => {
             h.update(b"named\0");
@@ -483,7 +580,7 @@ fn fingerprint(tenant: &TenantMatch, window_s: u64, models: &[String]) -> String
         TenantMatch::Each => h.update(b"each"),
     }
     h.update(b"\0");
-    h.update(window_s.to_le_bytes());
+    h.update(window.fingerprint_bytes());
     let mut m: Vec<&String> = models.iter().collect();
     crate::sort::sort_by(&mut m, |a, b| a < b);
     m.dedup();
@@ -494,19 +591,27 @@ fn fingerprint(tenant: &TenantMatch, window_s: u64, models: &[String]) -> String
     crate::codec::hex::hex(h.finalize().get(..8).unwrap_or_default())
 }
 
-fn rule(key: &str, v: Value) -> Result<Rule, ConfigError> {
-    let r = RawRule::read(v).map_err(|e| under(e, key))?;
+fn rule(key: &str, v: Value, dimensions: &[Dimension]) -> Result<Rule, ConfigError> {
+    let r = RawRule::read(v, dimensions).map_err(|e| under(e, key))?;
+    let dimension_name = match r.dimension.checked_sub(1) {
+        None => "tenant",
+        Some(i) => dimensions.get(i).map_or("tenant", |d| d.name.as_str()),
+    };
     let tenant = if r.tenant == "*" {
         TenantMatch::Each
     } else if valid_tenant(&r.tenant) {
         TenantMatch::Named(r.tenant)
     } else {
         return Err(err(
-            format!("{key}.tenant"),
+            format!("{key}.{dimension_name}"),
             "must be \"*\" or 1-64 characters of [A-Za-z0-9._:@-]",
         ));
     };
-    let window_s = parse_window(r.window).map_err(|e| err(format!("{key}.window"), e))?;
+    let window = calendar::read(key, r.window, r.utc_offset)?;
+    let thresholds = match r.thresholds {
+        None => Thresholds::default(),
+        Some(v) => Thresholds::read(&format!("{key}.thresholds"), v)?,
+    };
     for (name, v) in [
         ("tokens", r.tokens),
         ("input_tokens", r.input_tokens),
@@ -545,10 +650,12 @@ fn rule(key: &str, v: Value) -> Result<Rule, ConfigError> {
             ));
         }
     }
-    let fingerprint = fingerprint(&tenant, window_s, &models);
+    let fingerprint = fingerprint(dimension_name, &tenant, &window, &models);
     Ok(Rule {
         tenant,
-        window_s,
+        dimension: r.dimension,
+        window,
+        thresholds,
         limits,
         models,
         fingerprint,
@@ -578,15 +685,19 @@ impl BudgetConfig {
                 "must be a list of rules or an object with `rules`",
             ));
         };
+        let dimensions = match raw.dimensions {
+            None => Vec::new(),
+            Some(v) => Self::dimensions(v)?,
+        };
         let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
         for (i, v) in raw.rules.into_iter().enumerate() {
             let key = format!("{prefix}[{i}]");
-            let r = rule(&key, v)?;
+            let r = rule(&key, v, &dimensions)?;
             if let Some(prev) = rules.iter().find(|p| p.fingerprint == r.fingerprint) {
                 return Err(err(
                     key,
                     format!(
-                        "same tenant, window and models as {}; put all limits in one rule",
+                        "same subject, window and models as {}; put all limits in one rule",
                         prev.name
                     ),
                 ));
@@ -638,11 +749,30 @@ impl BudgetConfig {
             return Err(err("budgets.max_tenants", "must be between 1 and 1000000"));
         }
         let rls = raw.rls.map(Self::rls).transpose()?;
+        let webhook = raw
+            .webhook
+            .map(|v| crate::budget::alerts::WebhookConfig::read("budgets.webhook", v))
+            .transpose()?;
+        let inspect = raw
+            .inspect
+            .map(crate::budget::inspect::InspectConfig::read)
+            .transpose()?;
         if raw.backend == BackendKind::Rls && rls.is_none() {
             return Err(err("budgets.rls", "required when backend is \"rls\""));
         }
         if raw.backend == BackendKind::Rls {
             super::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
+            for (key, set) in [
+                ("budgets.webhook", webhook.is_some()),
+                ("budgets.inspect", inspect.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        key,
+                        "not available with backend \"rls\" (the service keeps the counters)",
+                    ));
+                }
+            }
             if clamp_min.is_some() {
                 return Err(err(
                     "budgets.clamp_max_tokens",
@@ -660,7 +790,52 @@ impl BudgetConfig {
             reservation_ttl_s,
             max_tenants,
             rls,
+            dimensions,
+            webhook,
+            inspect,
         })
+    }
+
+    /// `budgets.dimensions`: `{"team": {"header": "x-team"}, "user": {"jwt_claim": "sub"}}`, each a source
+    /// as `tenant` takes.
+    fn dimensions(v: Value) -> Result<Vec<Dimension>, ConfigError> {
+        let members = v.members().ok_or_else(|| {
+            err(
+                "budgets.dimensions",
+                "must be an object of dimension name -> source, like {\"team\": {\"header\": \"x-team-id\"}}",
+            )
+        })?;
+        let mut out: Vec<Dimension> = Vec::new();
+        for (name, v) in members {
+            let key = format!("budgets.dimensions.{name}");
+            let valid = name.len() <= 32
+                && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid || RULE_KEYS.contains(&name.as_ref()) {
+                return Err(err(
+                    key,
+                    "a dimension is named by 1-32 characters of [a-z0-9_], starting with a letter, and not a rule key (tenant, window, tokens, ...)",
+                ));
+            }
+            if out.iter().any(|d| d.name == name) {
+                return Err(err(key, "duplicate dimension"));
+            }
+            if out.len() >= 8 {
+                return Err(err(key, "at most 8 dimensions besides the tenant"));
+            }
+            let source = TenantConfig::read(v).map_err(|e| ConfigError {
+                key: e.key.replacen("tenant", &key, 1),
+                reason: e.reason,
+            })?;
+            out.push(Dimension {
+                attribute: format!("tollgate.dimension.{name}"),
+                name: name.into_owned(),
+                source,
+            });
+        }
+        Ok(out)
     }
 
     fn rls(v: Value) -> Result<RlsConfig, ConfigError> {

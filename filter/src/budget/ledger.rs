@@ -11,7 +11,9 @@
 //! could clobber each other's first reservation. Keys are therefore only created while holding a small lock
 //! (itself a CAS-updated key), which also counts the keys created so the key space stays bounded.
 
+use super::calendar::Window;
 use super::config::Limits;
+use super::thresholds::{self, Crossing, Marker, Thresholds};
 
 /// What a store write can answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +83,8 @@ pub struct Counter {
     /// Committed usage of admitted requests in this window.
     pub used: Amount,
     pending: Vec<Pending>,
+    /// The highest alert threshold fired in this window (swapped together with the commit that fired it).
+    pub marker: Marker,
 }
 
 const MAGIC: &[u8; 4] = b"TGB1";
@@ -120,6 +124,9 @@ impl Counter {
             out.extend_from_slice(&p.bucket.to_le_bytes());
             put_amount(&mut out, &p.amount);
         }
+        if self.marker.fired_ppm != 0 {
+            out.extend_from_slice(&self.marker.encode());
+        }
         out
     }
 
@@ -138,10 +145,15 @@ impl Counter {
                 amount: r.amount()?,
             });
         }
+        // A marker follows when a threshold fired in the window (values without one read as none fired).
+        let marker = Marker::decode(r.0)
+            .filter(|m| m.fired_ppm != 0)
+            .unwrap_or_default();
         Some(Counter {
             window_start,
             used,
             pending,
+            marker,
         })
     }
 
@@ -154,8 +166,8 @@ impl Counter {
 
     /// Move to the window containing `now`; a new window starts empty (its reservations belonged to the
     /// old window, whose requests commit into nothing).
-    fn roll(&mut self, window_s: u64, now_s: u64) {
-        let start = window_start(window_s, now_s);
+    fn roll(&mut self, window: &Window, now_s: u64) {
+        let start = window.start(now_s);
         if start != self.window_start {
             *self = Counter {
                 window_start: start,
@@ -322,8 +334,10 @@ pub struct CounterSpec {
     pub key: String,
     /// Key to fall back to when the tenant cap is reached.
     pub overflow_key: String,
-    pub window_s: u64,
+    pub window: Window,
     pub limits: Limits,
+    /// The subject counted (the request's tenant, team, user, ... for the rule's dimension).
+    pub subject: String,
 }
 
 /// Shared-data key of a counter. Tenants are validated ([A-Za-z0-9._:@-]), so `/` cannot be forged.
@@ -339,12 +353,23 @@ pub fn overflow_key(fingerprint: &str) -> String {
 /// The lock guarding key creation, and the count of keys created.
 pub const LOCK_KEY: &str = "tollgate.budget.v1/~lock";
 
+/// Thresholds one commit crossed on one counter: the commit that crossed them reports them, no other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fired {
+    pub rule: usize,
+    /// The counter's key (its subject is the part after the last `/`; `~overflow` for the shared one).
+    pub key: String,
+    pub window: Window,
+    pub window_start: u64,
+    pub crossings: Vec<Crossing>,
+}
+
 /// A reservation held on one counter, to be committed (or released) later.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Held {
     pub rule: usize,
     pub key: String,
-    pub window_s: u64,
+    pub window: Window,
     pub window_start: u64,
     pub bucket: u64,
     pub amount: Amount,
@@ -546,7 +571,7 @@ impl<S: Store> Ledger<'_, S> {
         let mut capped = true;
         loop {
             let outcome = self.update(key, capped, clock.now_s, |c| {
-                c.roll(spec.window_s, clock.now_s);
+                c.roll(&spec.window, clock.now_s);
                 c.expire(clock);
                 let avail = c.available(&spec.limits);
                 match want.grant(&avail) {
@@ -557,7 +582,7 @@ impl<S: Store> Ledger<'_, S> {
                         let held = Held {
                             rule: spec.rule,
                             key: key.to_owned(),
-                            window_s: spec.window_s,
+                            window: spec.window,
                             window_start: c.window_start,
                             bucket,
                             amount,
@@ -647,7 +672,7 @@ impl<S: Store> Ledger<'_, S> {
         clock: &Clock,
     ) -> Result<(), Contention> {
         self.update(&h.key, false, clock.now_s, |c| {
-            c.roll(h.window_s, clock.now_s);
+            c.roll(&h.window, clock.now_s);
             c.expire(clock);
             if c.window_start != h.window_start {
                 return ((), false); // the window ended: this request's window is closed
@@ -671,21 +696,64 @@ impl<S: Store> Ledger<'_, S> {
         actual: Amount,
         clock: &Clock,
     ) -> Result<(), Contention> {
+        self.commit_alerting(reservation, actual, clock, &|_| None)
+            .0
+    }
+
+    /// `commit`, and the alert thresholds it crossed: `alerts(rule)` is the rule's thresholds and limits
+    /// (None: no alerts). The threshold marker is part of the counter, so it is swapped in the same
+    /// compare-and-swap as the usage: each threshold fires exactly once per (counter, window), whichever
+    /// worker commits, and a retried swap never fires twice.
+    pub fn commit_alerting<'r>(
+        &self,
+        reservation: &Reservation,
+        actual: Amount,
+        clock: &Clock,
+        alerts: &dyn Fn(usize) -> Option<(&'r Thresholds, Limits)>,
+    ) -> (Result<(), Contention>, Vec<Fired>) {
         let mut result = Ok(());
+        let mut fired = Vec::new();
         for h in &reservation.held {
+            let mut crossings = Vec::new();
             let r = self.adjust(
                 h,
                 |c, h| {
                     c.remove_pending(h.bucket, h.amount);
                     c.used = c.used.plus(actual);
+                    crossings.clear();
+                    if let Some((t, limits)) = alerts(h.rule).filter(|(t, _)| !t.is_empty()) {
+                        let d =
+                            thresholds::decide(t, &limits, &c.used, c.window_start, Some(c.marker));
+                        if d.write {
+                            c.marker = d.marker;
+                            crossings = d.fired;
+                        }
+                    }
                 },
                 clock,
             );
-            if r.is_err() {
-                result = r;
+            match r {
+                Err(e) => result = Err(e),
+                Ok(()) if !crossings.is_empty() => fired.push(Fired {
+                    rule: h.rule,
+                    key: h.key.clone(),
+                    window: h.window,
+                    window_start: h.window_start,
+                    crossings,
+                }),
+                Ok(()) => {}
             }
         }
-        result
+        (result, fired)
+    }
+
+    /// The counter of `spec` as it stands (rolled to the current window, expired reservations dropped),
+    /// without writing: for the inspection view. None when it was never written.
+    pub fn read(&self, key: &str, window: &Window, clock: &Clock) -> Option<Counter> {
+        let mut c = self.store.get(key).and_then(|(b, _)| Counter::decode(&b))?;
+        c.roll(window, clock.now_s);
+        c.expire(clock);
+        Some(c)
     }
 
     /// Remaining tokens of a counter right now, without reserving (for dry-run denials' headers).
@@ -696,7 +764,7 @@ impl<S: Store> Ledger<'_, S> {
             .and_then(|(b, _)| Counter::decode(&b))
             .unwrap_or_default();
         let mut c = c;
-        c.roll(spec.window_s, clock.now_s);
+        c.roll(&spec.window, clock.now_s);
         c.expire(clock);
         tightest(spec, &c.available(&spec.limits), clock)
     }
@@ -711,8 +779,8 @@ pub fn track_only(specs: &[CounterSpec], clock: &Clock) -> Reservation {
             .map(|s| Held {
                 rule: s.rule,
                 key: s.key.clone(),
-                window_s: s.window_s,
-                window_start: window_start(s.window_s, clock.now_s),
+                window: s.window,
+                window_start: s.window.start(clock.now_s),
                 bucket: clock.bucket(),
                 amount: Amount::default(),
             })
@@ -731,7 +799,7 @@ fn tightest(spec: &CounterSpec, avail: &Avail, clock: &Clock) -> Tightest {
         rule: spec.rule,
         limit_tokens: limit,
         remaining_tokens: remaining,
-        reset_s: seconds_to_reset(spec.window_s, clock.now_s),
+        reset_s: spec.window.seconds_to_reset(clock.now_s),
     }
 }
 
@@ -811,8 +879,9 @@ mod tests {
             rule,
             key: key.into(),
             overflow_key: format!("{key}/~overflow"),
-            window_s: 3600,
+            window: Window::Fixed(3600),
             limits,
+            subject: "t".into(),
         }
     }
 
@@ -858,6 +927,142 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_fire_once_with_the_commit_that_crosses_them() {
+        use crate::budget::thresholds::PPM;
+        let store = FakeStore::default();
+        let l = ledger(&store);
+        let mut s = spec(0, "k", tokens(1000));
+        s.window = Window::Calendar {
+            unit: crate::budget::calendar::Unit::Month,
+            offset_s: 0,
+        };
+        let th = crate::codec::json::strict::read_json(&serde_json::json!([0.5, 0.8, 1.0]), |v| {
+            Thresholds::read("t", v)
+        })
+        .unwrap();
+        let alerts = |_: usize| Some((&th, tokens(1000)));
+        let clock = Clock {
+            now_s: 1_772_323_200, // 2026-03-01T00:00:00Z
+            ttl_s: 600,
+        };
+        let mut all = Vec::new();
+        for used in [300u64, 300, 300, 300] {
+            let Decision::Admitted { reservation, .. } =
+                l.admit(&[s.clone()], &want(10, 10), &clock).unwrap()
+            else {
+                panic!("denied")
+            };
+            let amount = Amount {
+                tokens: used,
+                input: used,
+                ..Amount::default()
+            };
+            let (r, fired) = l.commit_alerting(&reservation, amount, &clock, &alerts);
+            r.unwrap();
+            all.push(
+                fired
+                    .iter()
+                    .flat_map(|f| f.crossings.iter().map(|c| c.threshold_ppm))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(all, vec![vec![], vec![PPM / 2], vec![800_000], vec![PPM]]);
+        // The marker is part of the counter; the next month starts afresh.
+        assert_eq!(store.counter("k").marker.fired_ppm, PPM);
+        let april = Clock {
+            now_s: 1_775_001_600,
+            ttl_s: 600,
+        };
+        let Decision::Admitted { reservation, .. } =
+            l.admit(&[s.clone()], &want(10, 10), &april).unwrap()
+        else {
+            panic!("denied")
+        };
+        let (_, fired) = l.commit_alerting(
+            &reservation,
+            Amount {
+                tokens: 600,
+                ..Amount::default()
+            },
+            &april,
+            &alerts,
+        );
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            fired[0]
+                .crossings
+                .iter()
+                .map(|c| c.threshold_ppm)
+                .collect::<Vec<_>>(),
+            vec![PPM / 2]
+        );
+        assert_eq!(fired[0].window_start, 1_775_001_600);
+    }
+
+    #[test]
+    fn a_racing_commit_never_fires_a_threshold_twice() {
+        let store = Rc::new(FakeStore::default());
+        let l = ledger(&store);
+        let s = spec(0, "k", tokens(100));
+        let th = crate::codec::json::strict::read_json(&serde_json::json!([0.5]), |v| {
+            Thresholds::read("t", v)
+        })
+        .unwrap();
+        let clock = Clock {
+            now_s: 10,
+            ttl_s: 600,
+        };
+        let admit = |l: &Ledger<FakeStore>| match l
+            .admit(std::slice::from_ref(&s), &want(1, 1), &clock)
+            .unwrap()
+        {
+            Decision::Admitted { reservation, .. } => reservation,
+            d => panic!("{d:?}"),
+        };
+        let (a, b) = (admit(&l), admit(&l));
+        // Worker B commits 60 between worker A's read and its write: A's swap fails, it recomputes on B's
+        // value (marker already at 0.5) and fires nothing.
+        let other = Rc::clone(&store);
+        let th2 = th.clone();
+        let b2 = b.clone();
+        let fired_by_b = Rc::new(std::cell::Cell::new(0));
+        let fb = Rc::clone(&fired_by_b);
+        let once = std::cell::Cell::new(false);
+        store.set_hook(move |_| {
+            if once.replace(true) {
+                return;
+            }
+            let lb = Ledger {
+                store: &*other,
+                holder: 2,
+                max_keys: 100,
+            };
+            let (_, f) = lb.commit_alerting(
+                &b2,
+                Amount {
+                    tokens: 60,
+                    ..Amount::default()
+                },
+                &clock,
+                &|_| Some((&th2, tokens(100))),
+            );
+            fb.set(fb.get() + f.len());
+        });
+        let (_, fired_by_a) = l.commit_alerting(
+            &a,
+            Amount {
+                tokens: 1,
+                ..Amount::default()
+            },
+            &clock,
+            &|_| Some((&th, tokens(100))),
+        );
+        assert_eq!(fired_by_b.get() + fired_by_a.len(), 1);
+        assert_eq!(store.counter("k").used.tokens, 61);
+        let _ = b;
+    }
+
+    #[test]
     fn encode_roundtrip_and_garbage() {
         let mut c = Counter {
             window_start: 3600,
@@ -868,6 +1073,7 @@ mod tests {
                 cost_pico: 9,
             },
             pending: vec![],
+            marker: Marker::default(),
         };
         c.add_pending(
             7,
@@ -1079,7 +1285,7 @@ mod tests {
         let store = FakeStore::default();
         let l = ledger(&store);
         let mut s = spec(0, "k", tokens(1000));
-        s.window_s = 86_400;
+        s.window = Window::Fixed(86_400);
         let specs = [s];
         let t0 = Clock {
             now_s: 1_000,
@@ -1250,8 +1456,9 @@ mod tests {
             rule: 0,
             key: counter_key("fp", t),
             overflow_key: overflow_key("fp"),
-            window_s: 60,
+            window: Window::Fixed(60),
             limits: tokens(100),
+            subject: t.into(),
         };
         for t in ["a", "b"] {
             match l.admit(&[mk(t)], &want(1, 1), &CLOCK).unwrap() {

@@ -8,17 +8,23 @@
 //!
 //! This module decides *which* counters a request touches and *how much* it asks for (`plan`).
 
+pub mod alerts;
+pub mod calendar;
 pub mod config;
+pub mod inspect;
 pub mod ledger;
 pub mod rls;
 pub mod tenant;
+pub mod thresholds;
 
 pub use config::{
     BackendKind, BudgetConfig, FailureMode, Limits, RlsConfig, TenantConfig, TenantSource,
 };
 pub use ledger::{Amount, CounterSpec, Decision, Reservation, Tightest, Want};
 
+use crate::call::modality::ModalityUsage;
 use crate::call::{Request, Usage};
+use crate::pricing::modality::ModalPrice;
 use crate::pricing::{model_matches, Price};
 use config::TenantMatch;
 
@@ -34,10 +40,22 @@ pub fn estimate_input_tokens(body_len: usize) -> u64 {
         .saturating_add(16)
 }
 
-/// The counters `tenant` calling `model` is checked against. A named rule covers its tenant; `"*"` rules cover
-/// every tenant no rule names (each with its own counter). Rules with `models` apply only to matching models.
+/// The counters `tenant` calling `model` is checked against, for the rules of the tenant dimension only
+/// (`counters_of` covers every dimension). A named rule covers its tenant; `"*"` rules cover every tenant no
+/// rule names (each with its own counter). Rules with `models` apply only to matching models.
 pub fn counters(cfg: &BudgetConfig, tenant: &str, model: Option<&str>) -> Vec<CounterSpec> {
-    counters_where(cfg, tenant, &|models| {
+    counters_of(cfg, &[tenant.to_owned()], model)
+}
+
+/// The counters a request is checked against, every dimension at once: `subjects[d]` is its subject in
+/// dimension `d` (`subjects[0]` the tenant; a dimension without a subject has no rule applied). Every one
+/// must admit the request.
+pub fn counters_of(
+    cfg: &BudgetConfig,
+    subjects: &[String],
+    model: Option<&str>,
+) -> Vec<CounterSpec> {
+    counters_where(cfg, subjects, &|models| {
         models.is_empty() || model.is_some_and(|m| models.iter().any(|p| model_matches(p, m)))
     })
 }
@@ -45,40 +63,56 @@ pub fn counters(cfg: &BudgetConfig, tenant: &str, model: Option<&str>) -> Vec<Co
 /// The counters of a request whose body was not read, so whose model is unknown: every rule of its tenant,
 /// model-scoped ones included (a request must not escape a model's budget by being too large to read).
 pub fn counters_any_model(cfg: &BudgetConfig, tenant: &str) -> Vec<CounterSpec> {
-    counters_where(cfg, tenant, &|_| true)
+    counters_where(cfg, &[tenant.to_owned()], &|_| true)
+}
+
+/// `counters_any_model` in every dimension.
+pub fn counters_any_model_of(cfg: &BudgetConfig, subjects: &[String]) -> Vec<CounterSpec> {
+    counters_where(cfg, subjects, &|_| true)
 }
 
 /// Whether a budget can refuse a request of `tenant`: some rule covers it, and not in dry-run (where only a
 /// clamp that cannot be applied refuses).
 pub fn may_deny(cfg: &BudgetConfig, tenant: &str) -> bool {
-    (!cfg.dry_run || cfg.clamp_min.is_some()) && !counters_any_model(cfg, tenant).is_empty()
+    may_deny_of(cfg, &[tenant.to_owned()])
+}
+
+/// `may_deny` in every dimension.
+pub fn may_deny_of(cfg: &BudgetConfig, subjects: &[String]) -> bool {
+    (!cfg.dry_run || cfg.clamp_min.is_some()) && !counters_any_model_of(cfg, subjects).is_empty()
 }
 
 fn counters_where(
     cfg: &BudgetConfig,
-    tenant: &str,
+    subjects: &[String],
     models_apply: &dyn Fn(&[String]) -> bool,
 ) -> Vec<CounterSpec> {
-    let named = cfg
-        .rules
-        .iter()
-        .any(|r| r.tenant == TenantMatch::Named(tenant.to_owned()));
-    cfg.rules
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| match &r.tenant {
-            TenantMatch::Named(t) => t == tenant,
-            TenantMatch::Each => !named,
-        })
-        .filter(|(_, r)| models_apply(&r.models))
-        .map(|(i, r)| CounterSpec {
-            rule: i,
-            key: ledger::counter_key(&r.fingerprint, tenant),
-            overflow_key: ledger::overflow_key(&r.fingerprint),
-            window_s: r.window_s,
-            limits: r.limits,
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (d, subject) in subjects.iter().enumerate() {
+        let named = cfg.rules.iter().any(|r| {
+            r.dimension == d && matches!(&r.tenant, TenantMatch::Named(t) if t == subject)
+        });
+        out.extend(
+            cfg.rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.dimension == d)
+                .filter(|(_, r)| match &r.tenant {
+                    TenantMatch::Named(t) => t == subject,
+                    TenantMatch::Each => !named,
+                })
+                .filter(|(_, r)| models_apply(&r.models))
+                .map(|(i, r)| CounterSpec {
+                    rule: i,
+                    key: ledger::counter_key(&r.fingerprint, subject),
+                    overflow_key: ledger::overflow_key(&r.fingerprint),
+                    window: r.window,
+                    limits: r.limits,
+                    subject: subject.clone(),
+                }),
+        );
+    }
+    out
 }
 
 /// What a request asks to reserve.
@@ -138,6 +172,24 @@ pub fn actual(
     input_estimate: u64,
     price: Option<&Price>,
 ) -> Amount {
+    let modal = price.map(|p| ModalPrice::text_only(*p));
+    actual_modal(
+        usage,
+        &ModalityUsage::default(),
+        provider_error,
+        input_estimate,
+        modal.as_ref(),
+    )
+}
+
+/// `actual`, with the call's usage by modality priced per modality.
+pub fn actual_modal(
+    usage: &Usage,
+    modality: &ModalityUsage,
+    provider_error: bool,
+    input_estimate: u64,
+    price: Option<&ModalPrice>,
+) -> Amount {
     let input = match usage.input {
         Some(i) => i,
         None if provider_error && usage.output.is_none() => 0,
@@ -153,7 +205,7 @@ pub fn actual(
         tokens: input.saturating_add(output),
         input,
         output,
-        cost_pico: price.map_or(0, |p| p.cost_pico(&filled)),
+        cost_pico: price.map_or(0, |p| p.call_cost_pico(&filled, modality)),
     }
 }
 
@@ -218,6 +270,133 @@ mod tests {
             "a clamp that cannot be applied refuses"
         );
         assert!(!may_deny(&dry_clamp, "y"), "no rule covers y");
+    }
+
+    #[test]
+    fn several_dimensions_each_with_their_own_rules_and_counters() {
+        let c = cfg(json!({
+        "dimensions": {"team": {"header": "x-team"}, "user": {"jwt_claim": "sub", "default": "nobody"}},
+        "rules": [
+            {"team": "*", "window": "month", "utc_offset": "-08:00", "cost_usd": 500, "thresholds": [0.8, 0.5, 1]},
+            {"team": "research", "window": "month", "tokens": 9000},
+            {"user": "*", "window": "week", "tokens": 100},
+            {"tenant": "*", "window": "1h", "tokens": 100}
+        ]}));
+        assert_eq!(c.dimensions.len(), 2);
+        assert_eq!((c.dimension_name(1), c.dimension_name(2)), ("team", "user"));
+        assert_eq!(c.dimensions[1].source.default, "nobody");
+        assert_eq!(c.rules[0].thresholds.ppm(), &[500_000, 800_000, 1_000_000]);
+        let subjects =
+            |t: &str, team: &str, user: &str| vec![t.to_owned(), team.to_owned(), user.to_owned()];
+        let specs = counters_of(&c, &subjects("acme", "payments", "alice"), None);
+        assert_eq!(
+            specs.iter().map(|s| s.rule).collect::<Vec<_>>(),
+            vec![3, 0, 2]
+        );
+        assert_eq!(
+            specs.iter().map(|s| s.subject.as_str()).collect::<Vec<_>>(),
+            vec!["acme", "payments", "alice"]
+        );
+        // A named team rule replaces the "*" team rule for that team only; other dimensions are unaffected.
+        let specs = counters_of(&c, &subjects("acme", "research", "alice"), None);
+        assert_eq!(
+            specs.iter().map(|s| s.rule).collect::<Vec<_>>(),
+            vec![3, 1, 2]
+        );
+        // The same subject value in two dimensions is two counters.
+        let same = counters_of(&c, &subjects("x", "x", "x"), None);
+        let mut keys: Vec<&str> = same.iter().map(|s| s.key.as_str()).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), 3);
+        // The tenant-only API is the tenant dimension's rules.
+        assert_eq!(
+            counters(&c, "acme", None)
+                .iter()
+                .map(|s| s.rule)
+                .collect::<Vec<_>>(),
+            vec![3]
+        );
+        assert!(may_deny_of(&c, &subjects("a", "b", "c")));
+        // Tenant rules keep their fingerprints (and so their counters) whatever dimensions are added.
+        let plain = cfg(json!([{"tenant": "*", "window": "1h", "tokens": 100}]));
+        assert_eq!(plain.rules[0].fingerprint, c.rules[3].fingerprint);
+        let team_like = cfg(json!({"dimensions": {"team": {"header": "x-team"}},
+            "rules": [{"team": "*", "window": "1h", "tokens": 100}]}));
+        assert_ne!(team_like.rules[0].fingerprint, plain.rules[0].fingerprint);
+    }
+
+    #[test]
+    fn dimension_and_calendar_errors_name_the_key() {
+        let key = |v: serde_json::Value| BudgetConfig::parse(v).unwrap_err();
+        let dims = json!({"team": {"header": "x-team"}});
+        for (v, k) in [
+            (
+                json!({"rules": [{"teem": "*", "window": "1h", "tokens": 1}], "dimensions": dims}),
+                "budgets.rules[0].teem",
+            ),
+            (
+                json!({"rules": [{"team": "*", "tenant": "a", "window": "1h", "tokens": 1}], "dimensions": dims}),
+                "budgets.rules[0]",
+            ),
+            (
+                json!({"rules": [{"window": "1h", "tokens": 1}], "dimensions": dims}),
+                "budgets.rules[0]",
+            ),
+            (
+                json!({"rules": [{"team": "a b", "window": "1h", "tokens": 1}], "dimensions": dims}),
+                "budgets.rules[0].team",
+            ),
+            (
+                json!({"rules": [{"tenant": "*", "window": "1h", "tokens": 1}], "dimensions": {"Team": {"header": "x"}}}),
+                "budgets.dimensions.Team",
+            ),
+            (
+                json!({"rules": [{"tenant": "*", "window": "1h", "tokens": 1}], "dimensions": {"window": {"header": "x"}}}),
+                "budgets.dimensions.window",
+            ),
+            (
+                json!({"rules": [{"tenant": "*", "window": "1h", "tokens": 1}], "dimensions": {"team": {"header": "a b"}}}),
+                "budgets.dimensions.team.header",
+            ),
+            (
+                json!({"rules": [{"tenant": "*", "window": "1h", "tokens": 1}], "dimensions": {"team": {}}}),
+                "budgets.dimensions.team",
+            ),
+            (
+                json!({"rules": [{"tenant": "*", "window": "1h", "tokens": 1}], "dimensions": []}),
+                "budgets.dimensions",
+            ),
+            (
+                json!([{"tenant": "*", "window": "fortnight", "tokens": 1}]),
+                "budgets[0].window",
+            ),
+            (
+                json!([{"tenant": "*", "window": "month", "utc_offset": "+25:00", "tokens": 1}]),
+                "budgets[0].utc_offset",
+            ),
+            (
+                json!([{"tenant": "*", "window": "1h", "utc_offset": "+01:00", "tokens": 1}]),
+                "budgets[0].utc_offset",
+            ),
+            (
+                json!([{"tenant": "*", "window": "month", "tokens": 1, "thresholds": [0.5, 1.5]}]),
+                "budgets[0].thresholds[1]",
+            ),
+            (
+                json!([{"tenant": "*", "window": "month", "tokens": 1, "thresholds": [0]}]),
+                "budgets[0].thresholds[0]",
+            ),
+            (
+                json!([{"tenant": "*", "window": "month", "tokens": 1, "thresholds": ["x"]}]),
+                "budgets[0].thresholds[0]",
+            ),
+            (
+                json!({"rules": [{"tenant": "*", "window": "1h", "tokens": 1}], "webhook": {"path": "/x"}}),
+                "budgets.webhook",
+            ),
+        ] {
+            assert_eq!(key(v.clone()).key, k, "{v}");
+        }
     }
 
     #[test]
@@ -379,7 +558,7 @@ mod tests {
             ("ratelimit", "tollgate", 250)
         );
         assert_eq!(rls.failure_mode, FailureMode::Closed);
-        assert_eq!(c.rules[0].window_s, 30 * 86_400);
+        assert_eq!(c.rules[0].window, calendar::Window::Fixed(30 * 86_400));
         assert_eq!(c.rules[0].limits.cost_pico, Some(12_500_000_000_000));
         assert_eq!(
             (c.clamp_min, c.dry_run, c.response_headers),

@@ -15,8 +15,9 @@
 //! and that token is part of the request's usage; after the response a second call debits the rest
 //! (`usage - 1`). The service stays the one source of truth for every replica.
 
+use super::calendar::Window;
 use super::config::Rule;
-use super::{Amount, CounterSpec, Limits};
+use super::{Amount, BudgetConfig, CounterSpec, Limits};
 use crate::codec::proto::{self, read_message};
 use crate::reply::{Denial, Refusal};
 
@@ -115,17 +116,11 @@ pub fn grpc_service(cluster: &str, authority: &str) -> Vec<u8> {
     b
 }
 
-/// The `envoy.type.v3.RateLimitUnit` of a budget window, when the protocol has one. MONTH is 30 days in
-/// envoyproxy/ratelimit and in the test service; other windows cannot be expressed.
+/// The `envoy.type.v3.RateLimitUnit` of a fixed budget window of `secs`, when the protocol has one. MONTH
+/// is 30 days in envoyproxy/ratelimit and in the test service, YEAR 365 days; other windows cannot be
+/// expressed.
 pub fn unit_for_window(secs: u64) -> Option<i32> {
-    match secs {
-        1 => Some(1),
-        60 => Some(2),
-        3_600 => Some(3),
-        86_400 => Some(4),
-        2_592_000 => Some(5),
-        _ => None,
-    }
+    Window::Fixed(secs).rls_unit().ok().map(|u| u as i32)
 }
 
 /// Which quantity a service counter measures (one budget rule can limit several).
@@ -175,15 +170,17 @@ impl Kind {
 /// `[tenant=<tenant>, rule=<fingerprint>, limit=<kind>]` with the limit attached as the descriptor override.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counter {
-    /// The tenant the counter belongs to (the request's tenant for `"*"` rules).
+    /// The descriptor key of the rule's dimension: `tenant`, or the dimension's name (`team`, `user`).
+    pub dimension: String,
+    /// The subject the counter belongs to (the request's for `"*"` rules).
     pub tenant: String,
     /// The rule's fingerprint (tenant, window, models): stable across reloads and reorderings.
     pub rule: String,
     pub kind: Kind,
     /// Limit per window, in the kind's unit.
     pub limit: u32,
-    /// Window in seconds (one of those `unit_for_window` accepts).
-    pub window_secs: u64,
+    /// The rule's window (one `Window::rls_unit` accepts).
+    pub window: Window,
 }
 
 impl Counter {
@@ -192,7 +189,7 @@ impl Counter {
     fn write_descriptor(&self, b: &mut Vec<u8>, field: u32) {
         proto::message(b, field, |b| {
             for (k, v) in [
-                ("tenant", self.tenant.as_str()),
+                (self.dimension.as_str(), self.tenant.as_str()),
                 ("rule", self.rule.as_str()),
                 ("limit", self.kind.as_str()),
             ] {
@@ -201,10 +198,10 @@ impl Counter {
                     proto::opt_bytes(b, 2, v.as_bytes());
                 });
             }
-            if let Some(unit) = unit_for_window(self.window_secs) {
+            if let Ok(unit) = self.window.rls_unit() {
                 proto::message(b, 2, |b| {
                     proto::opt_varint(b, 1, u64::from(self.limit));
-                    proto::opt_varint(b, 2, i64::from(unit) as u64);
+                    proto::opt_varint(b, 2, unit as u64);
                 });
             }
         });
@@ -221,10 +218,13 @@ pub fn check_rules(rules: &[Rule]) -> Result<(), (String, String)> {
         } else {
             format!("budgets.{}", r.name)
         };
-        if unit_for_window(r.window_s).is_none() {
+        if let Err(e) = super::calendar::check_rls(&key, &r.window) {
+            return Err((e.key, e.reason));
+        }
+        if !r.thresholds.is_empty() {
             return Err((
-                format!("{key}.window"),
-                "must be 1s, 1m, 1h, 1d or 30d with backend \"rls\" (the protocol's units)".into(),
+                format!("{key}.thresholds"),
+                "not available with backend \"rls\" (the service keeps the counters; alert on it there)".into(),
             ));
         }
         for kind in Kind::ALL {
@@ -253,21 +253,22 @@ pub fn check_rules(rules: &[Rule]) -> Result<(), (String, String)> {
     Ok(())
 }
 
-/// The service counters of the counters `budget::counters` chose for a request of `tenant`.
-pub fn counters(rules: &[Rule], specs: &[CounterSpec], tenant: &str) -> Vec<Counter> {
+/// The service counters of the counters `budget::counters_of` chose for a request (each spec's subject).
+pub fn counters(cfg: &BudgetConfig, specs: &[CounterSpec]) -> Vec<Counter> {
     let mut out = Vec::new();
     for spec in specs {
-        let Some(rule) = rules.get(spec.rule) else {
+        let Some(rule) = cfg.rules.get(spec.rule) else {
             continue;
         };
         for kind in Kind::ALL {
             if let Some(limit) = kind.limit(&rule.limits) {
                 out.push(Counter {
-                    tenant: tenant.to_owned(),
+                    dimension: cfg.dimension_name(rule.dimension).to_owned(),
+                    tenant: spec.subject.clone(),
                     rule: rule.fingerprint.clone(),
                     kind,
                     limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                    window_secs: spec.window_s,
+                    window: spec.window,
                 });
             }
         }
@@ -564,11 +565,12 @@ mod tests {
 
     fn counter() -> Counter {
         Counter {
+            dimension: "tenant".into(),
             tenant: "team-a".into(),
             rule: "0-60".into(),
             kind: Kind::Tokens,
             limit: 1000,
-            window_secs: 60,
+            window: Window::Fixed(60),
         }
     }
 
@@ -597,7 +599,7 @@ mod tests {
     #[test]
     fn windows_without_a_unit_carry_no_limit() {
         let mut c = counter();
-        c.window_secs = 90;
+        c.window = Window::Fixed(90);
         let r = RateLimitRequest::decode(request("d", &[c], 5).as_slice()).unwrap();
         assert_eq!(r.descriptors[0].limit, None);
         assert_eq!(unit_for_window(86_400), Some(4));
@@ -809,24 +811,22 @@ mod tests {
             {"tenant": "*", "window": "1d", "cost_usd": 2.5, "models": ["gpt-4*"]},
         ]));
         let specs = crate::budget::counters(&cfg, "team-a", Some("gpt-4o"));
-        let cs = counters(&cfg.rules, &specs, "team-a");
-        let got: Vec<(Kind, u32, u64)> = cs
-            .iter()
-            .map(|c| (c.kind, c.limit, c.window_secs))
-            .collect();
+        let cs = counters(&cfg, &specs);
+        let got: Vec<(Kind, u32, Window)> =
+            cs.iter().map(|c| (c.kind, c.limit, c.window)).collect();
         assert_eq!(
             got,
             vec![
-                (Kind::Tokens, 1000, 60),
-                (Kind::Output, 300, 60),
-                (Kind::CostMicroUsd, 2_500_000, 86_400)
+                (Kind::Tokens, 1000, Window::Fixed(60)),
+                (Kind::Output, 300, Window::Fixed(60)),
+                (Kind::CostMicroUsd, 2_500_000, Window::Fixed(86_400))
             ]
         );
         assert!(cs.iter().all(|c| c.tenant == "team-a"));
         assert_ne!(cs[0].rule, cs[2].rule);
         // Another model skips the model rule.
         let specs = crate::budget::counters(&cfg, "team-a", Some("claude"));
-        assert_eq!(counters(&cfg.rules, &specs, "team-a").len(), 2);
+        assert_eq!(counters(&cfg, &specs).len(), 2);
     }
 
     #[test]
@@ -835,7 +835,7 @@ mod tests {
             {"tenant": "*", "window": "1m", "tokens": 1000, "output_tokens": 300, "cost_usd": 1},
         ]));
         let specs = crate::budget::counters(&cfg, "t", None);
-        let cs = counters(&cfg.rules, &specs, "t");
+        let cs = counters(&cfg, &specs);
         let used = Amount {
             tokens: 120,
             input: 100,
@@ -897,7 +897,66 @@ mod tests {
         let odd = budgets(serde_json::json!([{"tenant": "a", "window": "90s", "tokens": 5}]));
         let (key, why) = check_rules(&odd.rules).unwrap_err();
         assert_eq!(key, "budgets[0].window");
-        assert!(why.contains("1s, 1m, 1h, 1d or 30d"), "{why}");
+        assert!(why.contains("1s, 1m, 1h, 1d, 30d or 365d"), "{why}");
+        // Calendar windows: a UTC day is the protocol's DAY; weeks, months and offsets are refused at
+        // configure time, naming the key.
+        let day = budgets(serde_json::json!([{"tenant": "a", "window": "day", "tokens": 5}]));
+        assert_eq!(check_rules(&day.rules), Ok(()));
+        let rls = |rule: serde_json::Value| {
+            BudgetConfig::parse(serde_json::json!({"backend": "rls", "rules": [rule],
+                "rls": {"cluster": "ratelimit"}}))
+            .unwrap_err()
+        };
+        for (rule, key, says) in [
+            (
+                serde_json::json!({"tenant": "*", "window": "month", "tokens": 5}),
+                "budgets.rules[0].window",
+                "MONTH",
+            ),
+            (
+                serde_json::json!({"tenant": "*", "window": "week", "tokens": 5}),
+                "budgets.rules[0].window",
+                "WEEK",
+            ),
+            (
+                serde_json::json!({"tenant": "*", "window": "day", "utc_offset": "+01:00", "tokens": 5}),
+                "budgets.rules[0].utc_offset",
+                "UTC",
+            ),
+        ] {
+            let e = rls(rule);
+            assert_eq!(e.key, key);
+            assert!(e.reason.contains(says), "{}", e.reason);
+        }
+        let thresholds =
+            serde_json::json!({"tenant": "*", "window": "1d", "tokens": 5, "thresholds": [0.5]});
+        assert_eq!(rls(thresholds).key, "budgets.rules[0].thresholds");
+        for (k, v, key) in [
+            (
+                "webhook",
+                serde_json::json!({"cluster": "h"}),
+                "budgets.webhook",
+            ),
+            (
+                "inspect",
+                serde_json::json!({"peers": ["x"]}),
+                "budgets.inspect",
+            ),
+        ] {
+            let mut b = serde_json::json!({"backend": "rls", "rls": {"cluster": "ratelimit"},
+                "rules": [{"tenant": "*", "window": "1d", "tokens": 5}]});
+            b[k] = v;
+            assert_eq!(BudgetConfig::parse(b).unwrap_err().key, key);
+        }
+        let year = budgets(serde_json::json!([{"tenant": "a", "window": "365d", "tokens": 5}]));
+        let specs = crate::budget::counters(&year, "a", None);
+        let r =
+            RateLimitRequest::decode(request("d", &counters(&year, &specs), 1).as_slice()).unwrap();
+        assert_eq!(
+            r.descriptors[0].limit.as_ref().map(|l| l.unit),
+            Some(6),
+            "YEAR"
+        );
         let big = budgets(
             serde_json::json!([{"tenant": "a", "window": "1h", "output_tokens": 4294967296u64}]),
         );

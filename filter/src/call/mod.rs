@@ -2,6 +2,7 @@
 //! redaction read only this. Field meanings follow the OpenTelemetry GenAI semantic conventions.
 
 mod evidence;
+pub mod modality;
 mod output;
 
 pub use evidence::{Evidence, Findings};
@@ -168,6 +169,8 @@ pub struct Response {
     /// One per choice, in choice order.
     pub finish_reasons: Vec<String>,
     pub usage: Usage,
+    /// `usage` broken down by modality, where the provider reports it.
+    pub modality: modality::ModalityUsage,
     pub tool_calls: Vec<ToolCall>,
     /// Provider error type (`rate_limit_error`, `ThrottlingException`, ...) from an error body or stream event.
     pub error_type: Option<String>,
@@ -274,6 +277,9 @@ pub struct Call {
     pub transport_error: Option<&'static str>,
     /// `tollgate.tenant`: who the call is attributed to (when tenants or budgets are configured).
     pub tenant: Option<String>,
+    /// The call's subjects in the budget dimensions besides the tenant (`budgets.dimensions`), in
+    /// configuration order, as span and metric attributes: `("tollgate.dimension.team", "payments")`.
+    pub dimensions: Vec<(String, String)>,
     /// The budget check's result, when budgets apply to the call.
     pub budget: Option<BudgetOutcome>,
     /// `tollgate.cost.usd` from the `pricing` table, when a price matches the model.

@@ -20,6 +20,8 @@ use crate::reply::{Denial, Refusal, Reply};
 #[derive(Default)]
 pub struct Budgeted {
     tenant: Option<String>,
+    /// The request's subject in every dimension: `[tenant, budgets.dimensions...]` (set with the tenant).
+    subjects: Vec<String>,
     reservation: Option<Reservation>,
     input_estimate: u64,
     /// `x-ratelimit-*` headers for the response.
@@ -73,8 +75,8 @@ pub fn may_rewrite(cfg: &Config) -> bool {
     cfg.budgets.as_ref().is_some_and(|b| b.clamp_min.is_some())
 }
 
-fn tenant_source_value<H: Host>(host: &mut H, cfg: &Config, headers: &Headers) -> Option<String> {
-    match &cfg.tenant.source {
+fn source_value<H: Host>(host: &mut H, source: &TenantSource, headers: &Headers) -> Option<String> {
+    match source {
         TenantSource::Fixed | TenantSource::PeerIdentity(_) => None,
         TenantSource::Header(h) => headers.get_string(h),
         TenantSource::JwtClaim {
@@ -102,30 +104,39 @@ pub fn on_request_headers<H: Host>(
     if cfg.budgets.is_none() && cfg.tenant.source == TenantSource::Fixed {
         return;
     }
-    let Resolved { tenant, invalid } = match &cfg.tenant.source {
+    let tenant = subject(host, &cfg.tenant, headers);
+    call.tenant = Some(tenant.clone());
+    st.subjects = vec![tenant.clone()];
+    st.tenant = Some(tenant);
+    for d in cfg.budgets.iter().flat_map(|b| &b.dimensions) {
+        let s = subject(host, &d.source, headers);
+        call.dimensions.push((d.attribute.clone(), s.clone()));
+        st.subjects.push(s);
+    }
+}
+
+/// The request's subject from `source`: the default when absent or invalid (counted).
+fn subject<H: Host>(host: &mut H, source: &budget::TenantConfig, headers: &Headers) -> String {
+    let Resolved { tenant, invalid } = match &source.source {
         // Envoy's CEL attribute: the first URI SAN of the downstream peer certificate, absent on plaintext
         // connections (source/extensions/filters/common/expr/context.cc, `uri_san_peer_certificate`).
         TenantSource::PeerIdentity(rules) => tenant::resolve_peer(
             rules,
             host.attribute(Attribute::PeerUriSan).as_deref(),
-            &cfg.tenant.default,
+            &source.default,
         ),
-        _ => tenant::resolve(
-            tenant_source_value(host, cfg, headers).as_deref(),
-            &cfg.tenant.default,
-        ),
+        s => tenant::resolve(source_value(host, s, headers).as_deref(), &source.default),
     };
     if invalid {
         host.count(Counter::BudgetTenantInvalid, 1);
     }
-    call.tenant = Some(tenant.clone());
-    st.tenant = Some(tenant);
+    tenant
 }
 
 /// Whether a budget may refuse this exchange's request (its tenant resolved at the headers).
 pub fn may_deny(cfg: &Config, st: &Budgeted) -> bool {
-    match (cfg.budgets.as_ref(), st.tenant.as_deref()) {
-        (Some(b), Some(tenant)) => budget::may_deny(b, tenant),
+    match cfg.budgets.as_ref() {
+        Some(b) if !st.subjects.is_empty() => budget::may_deny_of(b, &st.subjects),
         _ => false,
     }
 }
@@ -166,24 +177,25 @@ pub fn on_request_body<H: Host>(
     rewritable: bool,
     max_len: usize,
 ) -> Step {
-    let (Some(b), Some(tenant), Some(route)) = (
-        cfg.budgets.as_ref(),
-        st.tenant.as_deref(),
-        call.route.as_ref(),
-    ) else {
+    let (Some(b), Some(route)) = (cfg.budgets.as_ref(), call.route.as_ref()) else {
         return Step::Continue;
     };
+    if st.subjects.is_empty() {
+        return Step::Continue;
+    }
     let (specs, price, request) = match body {
         Some(_) => {
             let model = call.request_model();
             (
-                budget::counters(b, tenant, model),
-                model.and_then(|m| cfg.pricing.lookup(m)).copied(),
+                budget::counters_of(b, &st.subjects, model),
+                model
+                    .and_then(|m| cfg.pricing.lookup_modal(m))
+                    .map(|p| p.worst_price()),
                 Some(&call.request),
             )
         }
         None => (
-            budget::counters_any_model(b, tenant),
+            budget::counters_any_model_of(b, &st.subjects),
             cfg.pricing.worst(),
             None,
         ),
@@ -214,8 +226,7 @@ fn admit<H: Host>(
 ) -> Step {
     st.input_estimate = ask.want.input;
     if b.backend == BackendKind::Rls {
-        let tenant = st.tenant.as_deref().unwrap_or_default();
-        return match rls_calls::admit(host, b, &mut st.rls, tenant, &specs) {
+        return match rls_calls::admit(host, b, &mut st.rls, &specs) {
             Ok(()) => Step::Wait,
             Err(a) => rls_decided(host, st, call, b, &a),
         };
@@ -335,16 +346,23 @@ fn refuse<H: Host>(
         || {
             specs
                 .iter()
-                .map(|s| ledger::seconds_to_reset(s.window_s, clock.now_s))
+                .map(|s| s.window.seconds_to_reset(clock.now_s))
                 .max()
                 .unwrap_or(1)
         },
         |t| t.reset_s,
     );
     let rule = tightest.and_then(|t| rule_name(b, t.rule));
+    let who = tightest
+        .and_then(|t| b.rules.get(t.rule))
+        .map(|r| {
+            let d = r.dimension;
+            let subject = st.subjects.get(d).map_or("", String::as_str);
+            format!("{} '{subject}'", b.dimension_name(d))
+        })
+        .unwrap_or_else(|| format!("tenant '{}'", st.tenant.as_deref().unwrap_or("")));
     let message = format!(
-        "token budget exceeded for tenant '{}' ({}); the window resets in {reset}s",
-        st.tenant.as_deref().unwrap_or(""),
+        "token budget exceeded for {who} ({}); the window resets in {reset}s",
         rule.as_deref().unwrap_or("budget"),
     );
     let mut denial = Denial::new(Refusal::BudgetExceeded, message);
@@ -467,20 +485,24 @@ pub fn on_log<H: Host>(host: &mut H, cfg: &Config, st: &mut Budgeted, call: &Cal
     let actual = actual_usage(cfg, st, call);
     let clock = clock(host, b);
     let holder = host.store_holder();
-    if ledger_of(b, host.store(), holder)
-        .commit(&res, actual, &clock)
-        .is_err()
-    {
+    let alerts = |rule: usize| b.rules.get(rule).map(|r| (&r.thresholds, r.limits));
+    let (result, fired) =
+        ledger_of(b, host.store(), holder).commit_alerting(&res, actual, &clock, &alerts);
+    if result.is_err() {
         host.count(Counter::BudgetErrors, 1);
     }
+    super::alerts::report(host, b, call, &fired);
 }
 
 /// What the call used, estimates filled in (see `budget::actual`).
 fn actual_usage(cfg: &Config, st: &Budgeted, call: &Call) -> budget::Amount {
-    let price = call.request_model().and_then(|m| cfg.pricing.lookup(m));
+    let price = call
+        .request_model()
+        .and_then(|m| cfg.pricing.lookup_modal(m));
     let provider_error = call.http_status.is_some_and(|s| s >= 400);
-    budget::actual(
+    budget::actual_modal(
         &call.response.usage,
+        &call.response.modality,
         provider_error,
         st.input_estimate,
         price,

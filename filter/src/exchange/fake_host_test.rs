@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::reply::Reply;
 use crate::rng::SplitMix64;
 use crate::telemetry::metrics::{Attr, Instrument};
+use crate::telemetry::logs::LogRecord;
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 use std::cell::RefCell;
@@ -91,6 +92,9 @@ pub struct FakeHost {
     pub metrics: Vec<Call>,
     /// `record_metric` measurements: instrument, attributes (key, value as debug text), value.
     pub measurements: Vec<Measurement>,
+    /// OTLP log records (budget alerts) and webhook bodies handed over.
+    pub alert_logs: Vec<LogRecord>,
+    pub alert_posts: Vec<String>,
 }
 
 impl Default for FakeHost {
@@ -121,6 +125,8 @@ impl Default for FakeHost {
             spans: Vec::new(),
             metrics: Vec::new(),
             measurements: Vec::new(),
+            alert_logs: Vec::new(),
+            alert_posts: Vec::new(),
         }
     }
 }
@@ -300,6 +306,14 @@ impl Host for FakeHost {
             .map(|(k, v)| (k.to_string(), format!("{v:?}")))
             .collect();
         self.measurements.push((instrument, attrs, value));
+    }
+
+    fn export_log(&mut self, record: LogRecord) {
+        self.alert_logs.push(record);
+    }
+
+    fn post_alert(&mut self, body: String) {
+        self.alert_posts.push(body);
     }
 }
 

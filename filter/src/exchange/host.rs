@@ -14,6 +14,7 @@ use crate::call::Call;
 use crate::codec::headers::Headers;
 use crate::reply::Reply;
 use crate::telemetry::metrics::{Attr, Instrument};
+use crate::telemetry::logs::LogRecord;
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 
@@ -143,10 +144,15 @@ pub enum Counter {
     /// Realtime messages not read: over `realtime.max_message`, compressed without a decoder, or after
     /// a framing error (the bytes still pass).
     RealtimeUnread,
+    /// Budget alert thresholds crossed (each once per rule, subject and window).
+    BudgetThresholds,
+    /// Reads of the budget inspection route, answered and refused (not allowed).
+    BudgetInspections,
+    BudgetInspectRefused,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 37] = [
+    pub const ALL: [Counter; 40] = [
         Counter::Calls,
         Counter::CallsFailed,
         Counter::CallsUninspected,
@@ -184,6 +190,9 @@ impl Counter {
         Counter::RealtimeResponses,
         Counter::RealtimeRefused,
         Counter::RealtimeUnread,
+        Counter::BudgetThresholds,
+        Counter::BudgetInspections,
+        Counter::BudgetInspectRefused,
     ];
 
     /// The counter's name.
@@ -226,6 +235,9 @@ impl Counter {
             Counter::RealtimeResponses => "tollgate.realtime.responses",
             Counter::RealtimeRefused => "tollgate.realtime.refused",
             Counter::RealtimeUnread => "tollgate.realtime.unread",
+            Counter::BudgetThresholds => "tollgate.budget_thresholds",
+            Counter::BudgetInspections => "tollgate.budget_inspections",
+            Counter::BudgetInspectRefused => "tollgate.budget_inspect_refused",
         }
     }
 
@@ -309,6 +321,12 @@ pub trait Host {
     fn record_metrics(&mut self, call: &Call, semconv: Semconv);
     /// One measurement of an instrument that is not a model call's (`mcp.client.operation.duration`).
     fn record_metric(&mut self, instrument: Instrument, attrs: &[Attr<'_>], value: f64);
+    /// An OTLP log record (a budget alert) for the logs export (`/v1/logs`), bounded and never blocking;
+    /// what the host cannot keep it drops and counts.
+    fn export_log(&mut self, record: LogRecord);
+    /// A budget alert's JSON body for the `budgets.webhook` queue, bounded and never blocking; what the
+    /// host cannot keep or deliver it drops and counts.
+    fn post_alert(&mut self, body: String);
 }
 
 #[cfg(test)]

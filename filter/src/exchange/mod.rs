@@ -20,11 +20,13 @@
 //! chunk, output redaction) and handed back. When the exchange ends (`on_log`), `budget` commits and
 //! `telemetry` turns the `Call` into metrics and a span.
 
+mod alerts;
 pub mod budget;
 pub mod hold;
 pub mod host;
 mod mcp;
 mod realtime;
+mod inspect;
 mod redaction;
 mod rls;
 
@@ -504,6 +506,10 @@ impl Exchange {
         let cfg = self.config.clone();
         // One host call for the whole map; every header below is read from it.
         let headers = host.headers(Map::RequestHeaders);
+        if let Some(reply) = inspect::on_request_headers(host, &cfg, &headers) {
+            host.send_reply(&reply);
+            return Action::Pause;
+        }
         if !cfg.mcp.servers.is_empty() {
             let authority = headers.get_str(":authority").unwrap_or_default();
             let path = headers.get_str(":path").unwrap_or_default();

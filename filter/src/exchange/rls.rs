@@ -113,19 +113,18 @@ impl Gate {
     }
 }
 
-/// Request body: start the admission call for `tenant` on the counters `specs`. `Ok(())`: pause and wait
+/// Request body: start the admission call on the counters `specs` (each of its own subject). `Ok(())`: pause and wait
 /// for `answer`; `Err(admission)`: decided now.
 pub fn admit<H: Host>(
     host: &mut H,
     budgets: &BudgetConfig,
     gate: &mut Gate,
-    tenant: &str,
     specs: &[CounterSpec],
 ) -> Result<(), Admission> {
     let Some(c) = budgets.rls.as_ref() else {
         return Err(Admission::FailOpen);
     };
-    let counters = rls::counters(&budgets.rules, specs, tenant);
+    let counters = rls::counters(budgets, specs);
     gate.start(host, c, counters)
 }
 

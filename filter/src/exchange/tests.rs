@@ -3,7 +3,7 @@
 //! and truncated streams, bodies over the limits. Responses are fed whole, one byte at a time and in random
 //! pieces, and must read the same.
 
-use super::fake_host_test::{chunkings, FakeHost, Run};
+use super::fake_host_test::{chunkings, FakeHost, MemStore, Run};
 use super::host::{Counter, Level, Support};
 use super::Action;
 use crate::budget::ledger::{Clock, Ledger};
@@ -958,4 +958,331 @@ fn tenants_come_from_the_configured_source() {
     openai(&mut run, CHAT, &[("x-tenant-id", "bad tenant\u{1}")]);
     assert_eq!(run.log().tenant.as_deref(), Some("anonymous"));
     assert_eq!(run.host.counter(Counter::BudgetTenantInvalid), 1);
+}
+
+/// Team (header) and user (JWT claim) budgets beside the tenant's, and thresholds with a webhook.
+fn dimensions_config(team_tokens: u64, user_tokens: u64) -> Value {
+    json!({
+        "tenant": {"header": "x-tenant-id", "default": "anonymous"},
+        "otlp": {"cluster": "otel"},
+        "budgets": {
+            "dimensions": {"team": {"header": "x-team"}, "user": {"jwt_claim": "sub", "default": "nobody"}},
+            "rules": [
+                {"team": "*", "window": "month", "tokens": team_tokens, "thresholds": [0.01, 0.02, 1.0]},
+                {"user": "*", "window": "week", "utc_offset": "+05:30", "tokens": user_tokens}
+            ],
+            "webhook": {"cluster": "hooks", "path": "/alerts"}
+        }
+    })
+}
+
+/// A run on `store` (another call through the same Envoy) for user `user`.
+fn run_on(cfg: &Value, store: MemStore, user: &str) -> Run {
+    let mut host = FakeHost {
+        store,
+        ..FakeHost::default()
+    };
+    host.attributes.insert(
+        "jwt:jwt_payload".into(),
+        format!(r#"{{"sub":"{user}"}}"#).into_bytes(),
+    );
+    Run::with(Config::parse(cfg.to_string().as_bytes()).unwrap(), host)
+}
+
+#[test]
+fn every_dimension_must_admit_and_a_refusal_debits_none() {
+    let estimate = CHAT.len() as u64 + 16;
+    // Alice's weekly budget holds one call's worst case, not two; the team's holds many.
+    let cfg = dimensions_config(100_000, estimate + 50 + 20);
+    let b = budget_config(&cfg);
+    let team_used = |store: &MemStore| {
+        let specs = budget::counters_of(&b, &["t".into(), "red".into(), "x".into()], None);
+        let l = Ledger {
+            store,
+            holder: 1,
+            max_keys: 100,
+        };
+        let clock = Clock {
+            now_s: FakeHost::default().now_ns / 1_000_000_000,
+            ttl_s: 600,
+        };
+        l.read(&specs[0].key, &specs[0].window, &clock)
+            .map(|c| (c.used.tokens, c.pending_total().tokens))
+    };
+    let mut run = run_on(&cfg, MemStore::default(), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    assert!(run.forwarded());
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    let call = run.log().clone();
+    assert_eq!(
+        call.dimensions,
+        vec![
+            ("tollgate.dimension.team".into(), "red".into()),
+            ("tollgate.dimension.user".into(), "alice".into())
+        ]
+    );
+    let span =
+        opentelemetry_proto::tonic::trace::v1::Span::decode(run.host.spans[0].as_bytes()).unwrap();
+    let attr = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .map(|a| format!("{:?}", a.value))
+    };
+    assert!(attr("tollgate.dimension.team").unwrap().contains("\"red\""));
+    assert!(attr("tollgate.dimension.user")
+        .unwrap()
+        .contains("\"alice\""));
+    assert_eq!(team_used(&run.host.store), Some((21, 0)));
+    // Alice is out of budget: refused, and the team's counter is not touched.
+    let mut run = run_on(&cfg, std::mem::take(&mut run.host.store), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    assert!(run.refused && !run.forwarded());
+    let reply = &run.host.replies[0];
+    assert_eq!(reply.status, 429);
+    let msg = body_json(&reply.body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("user 'alice'"), "{msg}");
+    run.log();
+    assert_eq!(
+        team_used(&run.host.store),
+        Some((21, 0)),
+        "no debit when another dimension refuses"
+    );
+    // Bob of the same team still fits.
+    let mut run = run_on(&cfg, std::mem::take(&mut run.host.store), "bob");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    assert!(run.forwarded());
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    assert_eq!(team_used(&run.host.store), Some((42, 0)));
+}
+
+#[test]
+fn calendar_windows_reset_at_the_calendar_boundary() {
+    // 2028-02-29T12:00:00Z, a leap day.
+    let noon = 1_835_438_400u64;
+    for (window, offset, reset) in [
+        ("month", None, 43_200u64),
+        // 04:00 on Feb 29 at -08:00: the month ends at 08:00Z on Mar 1.
+        ("month", Some("-08:00"), 72_000),
+        // 02:00 on Mar 1 at +14:00: the day ends 22 hours later.
+        ("day", Some("+14:00"), 79_200),
+        // Tuesday: the ISO week ends on Monday Mar 6 00:00Z.
+        ("week", None, 5 * 86_400 + 43_200),
+    ] {
+        let mut rule = json!({"tenant": "*", "window": window, "tokens": 10});
+        if let Some(o) = offset {
+            rule["utc_offset"] = json!(o);
+        }
+        let cfg = json!({"tenant": {"header": "x-tenant-id"}, "budgets": [rule]});
+        let host = FakeHost {
+            now_ns: noon * 1_000_000_000,
+            ..FakeHost::default()
+        };
+        let mut run = Run::with(Config::parse(cfg.to_string().as_bytes()).unwrap(), host);
+        openai(&mut run, CHAT, &[("x-tenant-id", "a")]);
+        assert!(run.refused, "{window}");
+        let h = |name: &str| {
+            run.host.replies[0]
+                .headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            h("retry-after"),
+            Some(reset.to_string()),
+            "{window} {offset:?}"
+        );
+        assert_eq!(
+            h("x-ratelimit-reset-tokens"),
+            Some(format!("{reset}s")),
+            "{window} {offset:?}"
+        );
+    }
+}
+
+#[test]
+fn thresholds_alert_once_as_a_log_record_a_counter_and_a_webhook() {
+    use opentelemetry_proto::tonic::logs::v1::LogRecord as PLogRecord;
+    use prost::Message;
+    let cfg = dimensions_config(1_000, 100_000);
+    // 21 tokens of 1000 cross 1% and 2% at once.
+    let mut run = run_on(&cfg, MemStore::default(), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    assert_eq!(run.host.counter(Counter::BudgetThresholds), 2);
+    assert_eq!(
+        (run.host.alert_logs.len(), run.host.alert_posts.len()),
+        (2, 2)
+    );
+    let rec = PLogRecord::decode(run.host.alert_logs[1].as_bytes()).unwrap();
+    assert_eq!(rec.event_name, "tollgate.budget.threshold");
+    let attr = |k: &str| {
+        rec.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    assert_eq!(
+        attr("tollgate.budget.dimension"),
+        Some(V::StringValue("team".into()))
+    );
+    assert_eq!(
+        attr("tollgate.budget.subject"),
+        Some(V::StringValue("red".into()))
+    );
+    assert_eq!(
+        attr("tollgate.budget.threshold"),
+        Some(V::DoubleValue(0.02))
+    );
+    assert_eq!(attr("tollgate.budget.usage"), Some(V::DoubleValue(21.0)));
+    assert_eq!(attr("tollgate.budget.limit"), Some(V::DoubleValue(1000.0)));
+    assert_eq!(
+        attr("tollgate.budget.window.id"),
+        Some(V::StringValue("2025-12".into()))
+    );
+    let post: Value = serde_json::from_str(&run.host.alert_posts[0]).unwrap();
+    assert_eq!(
+        (post["subject"].clone(), post["threshold"].clone()),
+        (json!("red"), json!(0.01))
+    );
+    // The next call crosses nothing new.
+    let mut run = run_on(&cfg, std::mem::take(&mut run.host.store), "bob");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    assert_eq!(run.host.counter(Counter::BudgetThresholds), 0);
+    assert!(run.host.alert_logs.is_empty() && run.host.alert_posts.is_empty());
+}
+
+#[test]
+fn the_inspection_route_is_answered_locally_and_only_to_who_may_read() {
+    // SHA-256 of "test".
+    let mut cfg = dimensions_config(100_000, 100_000);
+    cfg["budgets"]["inspect"] = json!({"path": "/tollgate/budgets",
+        "token_sha256": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]});
+    let mut run = run_on(&cfg, MemStore::default(), "alice");
+    openai(&mut run, CHAT, &[("x-team", "red")]);
+    run.response(JSON_HEAD, &[JSON_ANSWER]);
+    run.log();
+    let ask = |store: MemStore, method: &str, path: &str, auth: Option<&str>| {
+        let mut run = run_on(&cfg, store, "alice");
+        let mut h = vec![
+            (":method", method),
+            (":authority", "gateway"),
+            (":path", path),
+        ];
+        if let Some(a) = auth {
+            h.push(("authorization", a));
+        }
+        assert_eq!(run.request_headers(&h, true), Action::Pause);
+        assert!(run.host.upstream_headers.is_none(), "never forwarded");
+        let reply = run.host.replies[0].clone();
+        (
+            reply,
+            std::mem::take(&mut run.host.store),
+            run.host.counters.clone(),
+        )
+    };
+    let store = std::mem::take(&mut run.host.store);
+    let (r, store, counters) = ask(
+        store,
+        "GET",
+        "/tollgate/budgets?team=red&user=alice",
+        Some("Bearer test"),
+    );
+    assert_eq!(r.status, 200);
+    let v = body_json(&r.body);
+    assert_eq!(v["counters"][0]["subject"], "red");
+    assert_eq!(v["counters"][0]["used"]["tokens"], 21);
+    assert_eq!(v["counters"][1]["dimension"], "user");
+    assert_eq!(counters.get("tollgate.budget_inspections"), Some(&1));
+    let (r, store, counters) = ask(
+        store,
+        "GET",
+        "/tollgate/budgets?team=red",
+        Some("Bearer nope"),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(counters.get("tollgate.budget_inspect_refused"), Some(&1));
+    let (r, store, _) = ask(store, "GET", "/tollgate/budgets?team=red", None);
+    assert_eq!(r.status, 403);
+    let (r, store, _) = ask(
+        store,
+        "POST",
+        "/tollgate/budgets?team=red",
+        Some("Bearer test"),
+    );
+    assert_eq!(r.status, 405);
+    let (r, _, _) = ask(
+        store,
+        "GET",
+        "/tollgate/budgets?squad=red",
+        Some("Bearer test"),
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn audio_tokens_are_priced_as_audio_in_cost_and_cost_budgets() {
+    // gpt-audio's published prices: text 2.50 / 10, audio 32 / 64 USD per million tokens.
+    let cfg = json!({
+        "tenant": {"header": "x-tenant-id"},
+        "otlp": {"cluster": "otel"},
+        "budgets": [{"tenant": "*", "window": "month", "cost_usd": 1}],
+        "pricing": {"gpt-audio*": {"input": 2.5, "output": 10, "audio_input": 32, "audio_output": 64}}
+    });
+    let body = br#"{"model":"gpt-audio","modalities":["text","audio"],"messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#;
+    let answer = br#"{"id":"c","object":"chat.completion","model":"gpt-audio","choices":[{"index":0,"message":{"role":"assistant","content":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":80,"text_tokens":20},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":40,"text_tokens":10}}}"#;
+    let mut run = Run::new(&config(cfg.clone()));
+    openai(&mut run, body, &[("x-tenant-id", "a")]);
+    run.response(JSON_HEAD, &[answer]);
+    let call = run.log().clone();
+    assert_eq!(call.response.modality.input.audio, Some(80));
+    assert_eq!(call.response.modality.output.audio, Some(40));
+    let want = (20.0 * 2.5 + 80.0 * 32.0 + 10.0 * 10.0 + 40.0 * 64.0) / 1e6;
+    assert!(
+        (call.cost_usd.unwrap() - want).abs() < 1e-12,
+        "{:?}",
+        call.cost_usd
+    );
+    let span =
+        opentelemetry_proto::tonic::trace::v1::Span::decode(run.host.spans[0].as_bytes()).unwrap();
+    let int = |k: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    assert_eq!(
+        int("gen_ai.usage.audio.input_tokens"),
+        Some(V::IntValue(80))
+    );
+    assert_eq!(
+        int("gen_ai.usage.text.output_tokens"),
+        Some(V::IntValue(10))
+    );
+    // The cost budget committed the audio price.
+    let b = budget_config(&cfg);
+    let specs = budget::counters(&b, "a", Some("gpt-audio"));
+    let l = Ledger {
+        store: &run.host.store,
+        holder: 1,
+        max_keys: 100,
+    };
+    let clock = Clock {
+        now_s: run.host.now_ns / 1_000_000_000,
+        ttl_s: 600,
+    };
+    let c = l.read(&specs[0].key, &specs[0].window, &clock).unwrap();
+    assert_eq!(c.used.cost_pico, 5_270_000_000);
 }

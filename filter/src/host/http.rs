@@ -11,6 +11,7 @@ use crate::exchange::host::{Attribute, Body, Counter, GrpcCall, Host, Level, Map
 use crate::exchange::{self, Exchange};
 use crate::reply::Reply;
 use crate::telemetry::metrics::{Attr, Instrument};
+use crate::telemetry::logs::LogRecord;
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -190,6 +191,15 @@ impl Host for WasmHost {
             .metrics
             .borrow_mut()
             .add(instrument, attrs, value);
+    }
+
+    fn export_log(&mut self, record: LogRecord) {
+        let cfg = self.shared.config.clone();
+        self.shared.alerts.borrow_mut().push_log(&cfg, record);
+    }
+
+    fn post_alert(&mut self, body: String) {
+        self.shared.alerts.borrow_mut().push_webhook(body);
     }
 }
 

@@ -4,6 +4,7 @@
 //! Envoy passes the body of held requests; `stats` and `store` are Envoy's metrics and shared data.
 
 mod abi;
+mod alerts;
 mod hold;
 mod http;
 mod metrics;

@@ -2,6 +2,7 @@
 //! here so their answers always find a live context.
 
 use super::abi;
+use super::alerts::Alerts;
 use super::hold::Holds;
 use super::http::Http;
 use super::metrics::{self, now_ms, partial_success, Answer, MetricsExporter};
@@ -25,6 +26,8 @@ pub struct Shared {
     pub metrics: Rc<RefCell<Aggregator>>,
     /// Whether Envoy delivers the body of held requests, and the held requests still finding out.
     pub holds: Rc<Holds>,
+    /// Budget alerts waiting for export and delivery.
+    pub alerts: Rc<RefCell<Alerts>>,
 }
 
 #[derive(Default)]
@@ -32,6 +35,7 @@ pub struct Root {
     /// This root context's id, to return to after acting in an exchange's context.
     context_id: u32,
     holds: Rc<Holds>,
+    alerts: Rc<RefCell<Alerts>>,
     config: Option<Arc<Config>>,
     queue: Option<Rc<RefCell<SpanQueue>>>,
     stats: Option<Rc<Stats>>,
@@ -81,6 +85,13 @@ impl Root {
         drop(q);
         if let Some(m) = self.metrics.as_mut() {
             m.publish(&s);
+        }
+        self.alerts.borrow_mut().publish(&s);
+    }
+
+    fn flush_alerts(&mut self) {
+        if let (Some(cfg), Some(res)) = (self.config.as_ref(), self.resource.as_ref()) {
+            self.alerts.borrow_mut().flush(cfg, res);
         }
     }
 
@@ -142,6 +153,15 @@ impl Context for Root {
             .as_mut()
             .is_some_and(|m| m.on_response(token, num_headers, body_size))
         {
+            self.publish_stats();
+            return;
+        }
+        if self
+            .alerts
+            .borrow_mut()
+            .on_response(token, num_headers, body_size)
+        {
+            self.flush_alerts();
             self.publish_stats();
             return;
         }
@@ -244,6 +264,7 @@ impl RootContext for Root {
         let _ = proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(tick));
         // Envoy's answer to held headers is a property of this plugin configuration: learn it again.
         self.holds = Rc::new(Holds::default());
+        self.alerts.borrow_mut().configure(&cfg);
         self.config = Some(Arc::new(cfg));
         true
     }
@@ -253,6 +274,7 @@ impl RootContext for Root {
             abi::set_effective_context(self.context_id);
         }
         self.flush();
+        self.flush_alerts();
         if let (Some(m), Some(cfg), Some(res)) = (
             self.metrics.as_mut(),
             self.config.as_ref(),
@@ -270,6 +292,7 @@ impl RootContext for Root {
             stats: self.stats.clone()?,
             metrics: self.metrics.as_ref()?.aggregator.clone(),
             holds: self.holds.clone(),
+            alerts: self.alerts.clone(),
         };
         Some(Box::new(Http::new(shared, context_id)))
     }

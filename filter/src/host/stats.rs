@@ -21,6 +21,13 @@ pub struct Stats {
     pub metrics_rejected: Metric,
     pub metrics_export_retries: Metric,
     pub metrics_overflow: Metric,
+    /// Budget alert log records exported, and dropped (queue full, or refused / failing).
+    pub alert_logs_exported: Metric,
+    pub alert_logs_dropped: Metric,
+    /// Budget alert webhooks delivered, retried, and dropped (queue full, or refused / failing).
+    pub webhook_delivered: Metric,
+    pub webhook_retries: Metric,
+    pub webhook_dropped: Metric,
     /// `tollgate.redaction.detected.<detector>`: spans redacted per detector, defined at configure time from
     /// the configured detector list (at most 14 built-ins + 64 custom patterns).
     detectors: RefCell<Vec<(String, Metric)>>,
@@ -105,6 +112,11 @@ impl Stats {
             metrics_rejected: c("tollgate.metrics_rejected"),
             metrics_export_retries: c("tollgate.metrics_export_retries"),
             metrics_overflow: c("tollgate.metrics_overflow"),
+            alert_logs_exported: c("tollgate.budget_alert_logs_exported"),
+            alert_logs_dropped: c("tollgate.budget_alert_logs_dropped"),
+            webhook_delivered: c("tollgate.budget_webhook_delivered"),
+            webhook_retries: c("tollgate.budget_webhook_retries"),
+            webhook_dropped: c("tollgate.budget_webhook_dropped"),
             detectors: RefCell::new(Vec::new()),
         }
     }

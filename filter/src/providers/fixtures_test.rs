@@ -115,6 +115,10 @@ fn attribute(key: &str, route: &Route, req: &Request, resp: &Response) -> Option
         "gen_ai.usage.cache_read.input_tokens" => opt(u.cache_read),
         "gen_ai.usage.cache_write.input_tokens" => opt(u.cache_write),
         "gen_ai.usage.reasoning.output_tokens" => opt(u.reasoning),
+        k if k.starts_with("gen_ai.usage.") => {
+            let attrs = resp.modality.span_attributes();
+            opt(attrs.iter().find(|(name, _)| *name == k).map(|(_, v)| *v))
+        }
         "openai.response.service_tier" => opt(resp.service_tier.clone()),
         "openai.response.system_fingerprint" => opt(resp.system_fingerprint.clone()),
         "error.type" => opt(resp.error_type.clone()),

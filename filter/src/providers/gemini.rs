@@ -9,6 +9,7 @@
 use super::common::prompt_hash;
 use super::common::{count_chars, set_if_nonempty, Named};
 use super::{FrameOutcome, MaxTokens, StreamState};
+use crate::call::modality::{ByModality, Modality};
 use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::json::lenient::items;
@@ -194,7 +195,7 @@ json_struct! {
         model_version: LenientStr<'a> = "modelVersion" | "model_version",
         candidates: Lenient<Vec<Lenient<Candidate<'a>>>> = "candidates",
         prompt_feedback: Lenient<PromptFeedback<'a>> = "promptFeedback" | "prompt_feedback",
-        usage_metadata: Lenient<UsageMetadata> = "usageMetadata" | "usage_metadata",
+        usage_metadata: Lenient<UsageMetadata<'a>> = "usageMetadata" | "usage_metadata",
         error: Lenient<ErrorBody<'a>> = "error",
     }
 }
@@ -214,16 +215,41 @@ json_struct! {
 }
 
 json_struct! {
-    struct UsageMetadata {
+    struct UsageMetadata<'a> {
         prompt: Lenient<u64> = "promptTokenCount" | "prompt_token_count",
         tool_use_prompt: Lenient<u64> = "toolUsePromptTokenCount" | "tool_use_prompt_token_count",
         cached: Lenient<u64> = "cachedContentTokenCount" | "cached_content_token_count",
         candidates: Lenient<u64> = "candidatesTokenCount" | "candidates_token_count",
         thoughts: Lenient<u64> = "thoughtsTokenCount" | "thoughts_token_count",
+        prompt_details: Lenient<Vec<Lenient<ModalityCount<'a>>>> = "promptTokensDetails" | "prompt_tokens_details",
+        cache_details: Lenient<Vec<Lenient<ModalityCount<'a>>>> = "cacheTokensDetails" | "cache_tokens_details",
+        candidates_details: Lenient<Vec<Lenient<ModalityCount<'a>>>> = "candidatesTokensDetails" | "candidates_tokens_details",
     }
 }
 
-impl UsageMetadata {
+json_struct! {
+    /// Vertex AI `ModalityTokenCount`: `{"modality": "AUDIO", "tokenCount": 80}`.
+    struct ModalityCount<'a> {
+        modality: LenientStr<'a> = "modality",
+        token_count: Lenient<u64> = "tokenCount" | "token_count",
+    }
+}
+
+/// A `ModalityTokenCount` list as counts by modality (None when absent or empty).
+fn by_modality(list: Option<Vec<Lenient<ModalityCount<'_>>>>) -> Option<ByModality> {
+    let mut m = ByModality::default();
+    for c in list.into_iter().flatten().filter_map(Lenient::get) {
+        if let (Some(modality), Some(n)) = (
+            c.modality.get().as_deref().and_then(Modality::from_gemini),
+            c.token_count.get(),
+        ) {
+            m.add(modality, n);
+        }
+    }
+    (!m.is_empty()).then_some(m)
+}
+
+impl UsageMetadata<'_> {
     /// Every chunk of a stream may repeat the running totals: the latest value of each field wins and nothing
     /// is summed across chunks.
     /// - input = promptTokenCount (already includes cachedContentTokenCount) + toolUsePromptTokenCount:
@@ -244,6 +270,17 @@ impl UsageMetadata {
         }
         u.reasoning = thoughts.or(u.reasoning);
         u.cache_read = self.cached.get().or(u.cache_read);
+        // Each report replaces the last, as the totals do. Candidates' details leave thoughts out.
+        let m = &mut resp.modality;
+        if let Some(d) = by_modality(self.prompt_details.get()) {
+            m.input = d;
+        }
+        if let Some(d) = by_modality(self.cache_details.get()) {
+            m.cache_read = d;
+        }
+        if let Some(d) = by_modality(self.candidates_details.get()) {
+            m.output = d;
+        }
     }
 }
 
@@ -414,7 +451,7 @@ struct FastParts<'a> {
     len: usize,
 }
 
-fn fast_usage(r: &mut Reader<'_>) -> Option<Option<UsageMetadata>> {
+fn fast_usage<'a>(r: &mut Reader<'_>) -> Option<Option<UsageMetadata<'a>>> {
     // An array would be read as a struct in sequence form by serde: not handled here.
     if !r.object_or_null()? {
         return Some(None);
@@ -432,6 +469,13 @@ fn fast_usage(r: &mut Reader<'_>) -> Option<Option<UsageMetadata>> {
             b"cachedContentTokenCount" | b"cached_content_token_count" => (4, &mut u.cached),
             b"candidatesTokenCount" | b"candidates_token_count" => (8, &mut u.candidates),
             b"thoughtsTokenCount" | b"thoughts_token_count" => (16, &mut u.thoughts),
+            // Modality breakdowns: the general reader's.
+            b"promptTokensDetails"
+            | b"prompt_tokens_details"
+            | b"cacheTokensDetails"
+            | b"cache_tokens_details"
+            | b"candidatesTokensDetails"
+            | b"candidates_tokens_details" => return None,
             _ => {
                 r.skip()?;
                 continue;
@@ -821,6 +865,40 @@ mod tests {
             ),
             ("", "get_weather")
         );
+    }
+
+    #[test]
+    fn reads_usage_by_modality() {
+        // Vertex AI `ModalityTokenCount` lists; an unknown modality is left out, MODALITY_UNSPECIFIED is text.
+        let body = br#"{"candidates":[{"content":{"parts":[{"text":"ok"}]},"finishReason":"STOP"}],
+          "usageMetadata":{"promptTokenCount":100,"cachedContentTokenCount":30,"candidatesTokenCount":12,"totalTokenCount":112,
+            "promptTokensDetails":[{"modality":"TEXT","tokenCount":20},{"modality":"AUDIO","tokenCount":70},{"modality":"MODALITY_UNSPECIFIED","tokenCount":10},{"modality":"SMELL","tokenCount":1}],
+            "cacheTokensDetails":[{"modality":"AUDIO","tokenCount":30}],
+            "candidatesTokensDetails":[{"modality":"IMAGE","tokenCount":12}]}}"#;
+        let mut resp = Response::default();
+        response(&gemini_route(false), body, &mut resp);
+        let m = resp.modality;
+        assert_eq!(
+            (m.input.text, m.input.audio, m.input.image),
+            (Some(30), Some(70), None)
+        );
+        assert_eq!(m.cache_read.audio, Some(30));
+        assert_eq!(m.output.image, Some(12));
+        // A stream: each usage report replaces the last, the fast path leaving the lists to the general reader.
+        let route = gemini_route(true);
+        let mut st = StreamState::default();
+        let mut resp = Response::default();
+        for chunk in [
+            r#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":5,"promptTokensDetails":[{"modality":"AUDIO","tokenCount":5}]}}"#,
+            r#"{"candidates":[{"content":{"parts":[{"text":"b"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":2,"promptTokensDetails":[{"modality":"AUDIO","tokenCount":5}],"candidatesTokensDetails":[{"modality":"TEXT","tokenCount":2}]}}"#,
+        ] {
+            let f = Frame::Json(chunk.as_bytes());
+            if fast_frame(&route, &f, &mut st, &mut resp).is_none() {
+                frame(&route, &f, &mut st, &mut resp);
+            }
+        }
+        assert_eq!(resp.modality.input.audio, Some(5));
+        assert_eq!(resp.modality.output.text, Some(2));
     }
 
     #[test]

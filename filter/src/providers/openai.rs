@@ -10,6 +10,7 @@
 use super::common::{prompt_hash, set_if_nonempty, ChatMessage, Typed};
 use super::template::Sink;
 use super::{FrameOutcome, MaxTokens, StreamState};
+use crate::call::modality::ByModality;
 use crate::call::{Api, Request, Response, Route};
 use crate::capture::{self, Input};
 use crate::codec::json::lenient::{
@@ -595,12 +596,17 @@ json_struct! {
     struct PromptDetails {
         cached_tokens: Lenient<u64> = "cached_tokens",
         cache_write_tokens: Lenient<u64> = "cache_write_tokens",
+        text_tokens: Lenient<u64> = "text_tokens",
+        audio_tokens: Lenient<u64> = "audio_tokens",
+        image_tokens: Lenient<u64> = "image_tokens",
     }
 }
 
 json_struct! {
     struct CompletionDetails {
         reasoning_tokens: Lenient<u64> = "reasoning_tokens",
+        text_tokens: Lenient<u64> = "text_tokens",
+        audio_tokens: Lenient<u64> = "audio_tokens",
     }
 }
 
@@ -624,9 +630,28 @@ impl WireUsage {
         if let Some(d) = self.prompt_tokens_details.get() {
             u.cache_read = d.cached_tokens.get().or(u.cache_read);
             u.cache_write = d.cache_write_tokens.get().or(u.cache_write);
+            // `usage.prompt_tokens_details.{text,audio,image}_tokens` (openai-python `CompletionUsage`);
+            // each report replaces the last.
+            let m = ByModality {
+                text: d.text_tokens.get(),
+                audio: d.audio_tokens.get(),
+                image: d.image_tokens.get(),
+                ..ByModality::default()
+            };
+            if !m.is_empty() {
+                resp.modality.input = m;
+            }
         }
         if let Some(d) = self.completion_tokens_details.get() {
-            u.reasoning = d.reasoning_tokens.get().or(u.reasoning);
+            resp.usage.reasoning = d.reasoning_tokens.get().or(resp.usage.reasoning);
+            let m = ByModality {
+                text: d.text_tokens.get(),
+                audio: d.audio_tokens.get(),
+                ..ByModality::default()
+            };
+            if !m.is_empty() {
+                resp.modality.output = m;
+            }
         }
     }
 }
@@ -1117,18 +1142,32 @@ fn fast_usage(r: &mut Reader<'_>) -> Option<Option<WireUsage>> {
             1 => u.completion_tokens = Lenient(r.u64_or_null()?),
             4 => u.total_tokens = Lenient(r.u64_or_null()?),
             2 => {
-                let counts = fast_counts(r, [b"cached_tokens", b"cache_write_tokens"])?;
-                u.prompt_tokens_details = Lenient(counts.map(|[c, w]| PromptDetails {
+                let counts = fast_counts(
+                    r,
+                    [
+                        b"cached_tokens",
+                        b"cache_write_tokens",
+                        b"text_tokens",
+                        b"audio_tokens",
+                        b"image_tokens",
+                    ],
+                )?;
+                u.prompt_tokens_details = Lenient(counts.map(|[c, w, t, a, i]| PromptDetails {
                     cached_tokens: Lenient(c),
                     cache_write_tokens: Lenient(w),
+                    text_tokens: Lenient(t),
+                    audio_tokens: Lenient(a),
+                    image_tokens: Lenient(i),
                 }));
             }
             _ => {
+                let counts =
+                    fast_counts(r, [b"reasoning_tokens", b"text_tokens", b"audio_tokens"])?;
                 u.completion_tokens_details =
-                    Lenient(fast_counts(r, [b"reasoning_tokens"])?.map(|[reasoning]| {
-                        CompletionDetails {
-                            reasoning_tokens: Lenient(reasoning),
-                        }
+                    Lenient(counts.map(|[reasoning, t, a]| CompletionDetails {
+                        reasoning_tokens: Lenient(reasoning),
+                        text_tokens: Lenient(t),
+                        audio_tokens: Lenient(a),
                     }));
             }
         }

@@ -212,10 +212,10 @@ impl ValRef<'_> {
 }
 
 /// An attribute set, in insertion order (the same code builds every set, so equal sets compare equal).
-pub type AttrSet = Vec<(&'static str, Val)>;
+pub type AttrSet = Vec<(std::borrow::Cow<'static, str>, Val)>;
 
 /// A borrowed attribute.
-pub type Attr<'a> = (&'static str, ValRef<'a>);
+pub type Attr<'a> = (&'a str, ValRef<'a>);
 
 /// An attribute set being looked up: attributes shared by several sets of a call, plus at most one more,
 /// with its hash (computed incrementally: the shared part is hashed once per call).
@@ -264,7 +264,9 @@ impl<'a, 'b> View<'a, 'b> {
     }
 
     fn to_set(self) -> AttrSet {
-        self.iter().map(|(k, v)| (k, v.to_val())).collect()
+        self.iter()
+            .map(|(k, v)| (std::borrow::Cow::Owned(k.to_owned()), v.to_val()))
+            .collect()
     }
 }
 
@@ -443,8 +445,8 @@ fn cut(s: &str) -> &str {
 
 /// The semconv attributes shared by every GenAI client metric for this call, `error.type` (when `error`)
 /// last so the set without it is a prefix. Returns the attributes and how many there are.
-fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 8], usize) {
-    let mut a: [Attr<'a>; 8] = [("", ValRef::Bool(false)); 8];
+fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 16], usize) {
+    let mut a: [Attr<'a>; 16] = [("", ValRef::Bool(false)); 16];
     let mut n = 0;
     let mut push = |kv: Attr<'a>| {
         if let Some(slot) = a.get_mut(n) {
@@ -473,10 +475,41 @@ fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 8], usi
     if let Some(t) = call.tenant.as_deref() {
         push(("tollgate.tenant", ValRef::Str(cut(t))));
     }
+    // The budget dimensions besides the tenant (at most 8, `budgets.dimensions`).
+    for (key, subject) in &call.dimensions {
+        push((key.as_str(), ValRef::Str(cut(subject))));
+    }
     if let Some(e) = error {
         push(("error.type", ValRef::Str(cut(e))));
     }
     (a, n)
+}
+
+/// A usage total split by `gen_ai.token.modality`: each modality the provider reported (non-zero), and the
+/// rest as `unknown`; without a breakdown, all of it as `unknown`. `always`: report 0 when the total is
+/// unknown (the input and output counters count every call).
+fn by_modality(
+    total: Option<u64>,
+    by: &crate::call::modality::ByModality,
+    always: bool,
+) -> Vec<(&'static str, f64)> {
+    use crate::call::modality::Modality;
+    let mut out = Vec::new();
+    let mut claimed = 0u64;
+    for m in Modality::ALL {
+        if let Some(c) = by.get(m).filter(|c| *c > 0) {
+            out.push((m.as_str(), c as f64));
+            claimed = claimed.saturating_add(c);
+        }
+    }
+    match total {
+        Some(t) if t > claimed || out.is_empty() => {
+            out.push(("unknown", (t - t.min(claimed)) as f64))
+        }
+        None if out.is_empty() && always => out.push(("unknown", 0.0)),
+        _ => {}
+    }
+    out
 }
 
 fn seconds(from_ns: u64, to_ns: u64) -> Option<f64> {
@@ -631,15 +664,28 @@ impl Aggregator {
         if !inference {
             return;
         }
-        // Usage counters are recorded for failed calls too (0), broken down by modality; providers do not
-        // break usage down by modality in what tollgate reads, so it is `unknown` as the semconv says.
-        let n = |v: Option<u64>| Some(v.unwrap_or(0) as f64);
+        // Usage counters are recorded for failed calls too (0), broken down by modality where the provider
+        // reports it; what no modality claims (or all of it, without a breakdown) is `unknown`, as the
+        // semconv says.
+        let m = &call.response.modality;
+        let modality = "gen_ai.token.modality";
+        for (instrument, total, by, always) in [
+            (Instrument::UsageInputTokens, u.input, &m.input, true),
+            (Instrument::UsageOutputTokens, u.output, &m.output, true),
+            (
+                Instrument::UsageCacheReadInputTokens,
+                u.cache_read,
+                &m.cache_read,
+                false,
+            ),
+        ] {
+            for (name, v) in by_modality(total, by, always) {
+                self.add_all(with(no_error, modality, name), &[(instrument, Some(v))]);
+            }
+        }
         self.add_all(
-            with(no_error, "gen_ai.token.modality", "unknown"),
+            with(no_error, modality, "unknown"),
             &[
-                (Instrument::UsageInputTokens, n(u.input)),
-                (Instrument::UsageOutputTokens, n(u.output)),
-                (Instrument::UsageCacheReadInputTokens, tokens(u.cache_read)),
                 (
                     Instrument::UsageCacheWriteInputTokens,
                     tokens(u.cache_write),
@@ -745,7 +791,7 @@ fn encode(
     use proto::{double, fixed64, message, opt_bytes, opt_fixed64, opt_varint};
     /// `AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA`.
     const DELTA: u64 = 1;
-    let overflow: AttrSet = vec![(OVERFLOW_ATTR, Val::Bool(true))];
+    let overflow: AttrSet = vec![(OVERFLOW_ATTR.into(), Val::Bool(true))];
     let mut out = Vec::with_capacity(4096);
     // ExportMetricsServiceRequest { resource_metrics = 1 }
     message(&mut out, 1, |b| {
@@ -998,6 +1044,7 @@ mod tests {
         ] {
             let mut c = call("gpt-4o", Some(10), Some(5), false);
             c.tenant = Some("team-a".into());
+            c.dimensions = vec![("tollgate.dimension.user".into(), "alice".into())];
             c.cost_usd = (usd > 0.0).then_some(usd);
             c.budget = Some(Budget {
                 verdict,
@@ -1046,6 +1093,54 @@ mod tests {
         assert!(usage
             .iter()
             .all(|p| attr(&p.attributes, "tollgate.tenant").is_some()));
+        // So do the other budget dimensions.
+        let alice = Some(&any_value::Value::StringValue("alice".into()));
+        assert!(usage
+            .iter()
+            .all(|p| attr(&p.attributes, "tollgate.dimension.user") == alice));
+        assert!(decisions
+            .iter()
+            .all(|p| attr(&p.attributes, "tollgate.dimension.user") == alice));
+    }
+
+    #[test]
+    fn latest_usage_counters_split_by_modality() {
+        let mut agg = Aggregator::new(100, 1);
+        let mut c = call("gpt-audio", Some(100), Some(50), false);
+        c.response.modality.input.text = Some(20);
+        c.response.modality.input.audio = Some(80);
+        c.response.modality.output.audio = Some(40);
+        agg.record(&c, Semconv::Latest);
+        let req = take(&mut agg, 2_000_000_000);
+        let points = |name: &str| -> Vec<(String, i64)> {
+            let PData::Sum(s) = metric(&req, name).unwrap().data.clone().unwrap() else {
+                panic!("{name}")
+            };
+            let mut v: Vec<(String, i64)> = s
+                .data_points
+                .iter()
+                .map(|p| {
+                    let m = match attr(&p.attributes, "gen_ai.token.modality") {
+                        Some(any_value::Value::StringValue(m)) => m.clone(),
+                        other => panic!("{other:?}"),
+                    };
+                    let Some(number_data_point::Value::AsInt(n)) = p.value else {
+                        panic!()
+                    };
+                    (m, n)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            points("gen_ai.client.inference.usage.input_tokens"),
+            [("audio".into(), 80), ("text".into(), 20)]
+        );
+        assert_eq!(
+            points("gen_ai.client.inference.usage.output_tokens"),
+            [("audio".into(), 40), ("unknown".into(), 10)]
+        );
     }
 
     #[test]

@@ -163,6 +163,10 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Settings, error: Option<
     a.int("gen_ai.usage.cache_read.input_tokens", u.cache_read);
     a.int("gen_ai.usage.cache_write.input_tokens", u.cache_write);
     a.int("gen_ai.usage.reasoning.output_tokens", u.reasoning);
+    // Usage by modality, where the provider breaks it down (subsets of the totals above).
+    for (key, v) in resp.modality.span_attributes() {
+        a.int(key, Some(v));
+    }
     let since_start = |t: Option<u64>| {
         t.filter(|_| call.start_ns > 0)
             .map(|t| t.saturating_sub(call.start_ns) as f64 / 1e9)
@@ -215,6 +219,9 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Settings, error: Option<
     a.str("tollgate.request.unmodified", req.rewrite_skipped);
     a.str("tollgate.request.uninspected", req.uninspected);
     a.str("tollgate.tenant", call.tenant.as_deref());
+    for (key, subject) in &call.dimensions {
+        a.str(key, Some(subject));
+    }
     a.double("tollgate.cost.usd", call.cost_usd);
     if let Some(b) = &call.budget {
         a.str("tollgate.budget.decision", Some(b.verdict.as_str()));

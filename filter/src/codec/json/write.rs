@@ -73,6 +73,33 @@ impl Json {
 /// Write `s` as the contents of a JSON string (without quotes): runs that need no escape are copied whole,
 /// found eight bytes at a time by the lexer's `skim::special` (`"`, `\\` and control characters: exactly
 /// the bytes JSON requires escaped).
+/// A finite number as JSON text, to 12 decimals, written with integer arithmetic: Rust's float formatting
+/// would add some 17 KB of tables to the module for the few decimals tollgate writes as text (amounts that
+/// were integers of tokens, pico-USD or ppm). Integers below 2^53 come out exact; None for NaN and
+/// infinities, which JSON cannot write.
+pub fn decimal(v: f64) -> Option<String> {
+    if !v.is_finite() {
+        return None;
+    }
+    // Past 1e18 (the u64 range, where f64 holds no fraction anyway) the value is capped.
+    let a = v.abs().min(1e18);
+    let (mut int, mut frac) = (a.trunc() as u64, ((a - a.trunc()) * 1e12).round() as u64);
+    if frac >= 1_000_000_000_000 {
+        (int, frac) = (int + 1, 0);
+    }
+    let mut s = String::new();
+    if v < 0.0 && (int, frac) != (0, 0) {
+        s.push('-');
+    }
+    s.push_str(&int.to_string());
+    if frac != 0 {
+        let f = format!("{frac:012}");
+        s.push('.');
+        s.push_str(f.trim_end_matches('0'));
+    }
+    Some(s)
+}
+
 pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len());
@@ -110,6 +137,24 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_without_float_formatting() {
+        for (v, want) in [
+            (0.0, "0"),
+            (80_000.0, "80000"),
+            (0.8, "0.8"),
+            (0.000001, "0.000001"),
+            (-2.5, "-2.5"),
+            (5.27e-3, "0.00527"),
+            (1.5e-6, "0.0000015"),
+            (9_007_199_254_740_991.0, "9007199254740991"),
+        ] {
+            assert_eq!(decimal(v).as_deref(), Some(want), "{v}");
+        }
+        assert_eq!(decimal(f64::NAN), None);
+        assert_eq!(decimal(f64::INFINITY), None);
+    }
 
     #[test]
     fn writes_what_serde_json_writes() {
