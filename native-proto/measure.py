@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Instructions per request of the dynamic-module floor, measured like `make bench-instructions`.
+
+Same setup as bench/instructions.py (whose `count` this reuses): real Envoy 1.40 with `--concurrency 1` under
+callgrind, counting every instruction of the Envoy process over N sequential 1 KiB OpenAI-like chat
+requests on one connection after a warm-up, nginx as the upstream. Callgrind counts do not depend on the
+load of the machine. Scenarios:
+
+- Envoy without filters;
+- the proxy-wasm no-op module (bench/noop), and the same making tollgate's host calls (`headers`, `bodies`,
+  `traceparent`);
+- the native prototype (native-proto) doing nothing (every hook is still called across the C ABI), and
+  making the same host calls: read both header maps whole, hold the request until its body is whole and read
+  it, read every response chunk as it passes, add one request header; then each of those alone.
+
+    .venv/bin/python native-proto/measure.py [--requests 1000] [--streams 100] [--only none,native-noop]
+
+Needs `make bench-noop` (the Wasm no-op module) and scripts/bench-setup.sh (nginx, valgrind). Writes
+bench/results/<date>-<host>-native-instructions.{md,json}.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import instructions  # noqa: E402
+import run as bench  # noqa: E402
+
+NATIVE_FLOOR = ["headers", "bodies", "traceparent"]
+
+
+def native_filter(ops):
+    cfg = json.dumps({"ops": ",".join(ops)})
+    return f"""
+          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{name: tollgate}}
+              filter_name: tollgate
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: '{cfg}'"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--module", default=os.path.join(ROOT, "target/native-proto/release/libtollgate.so"))
+    ap.add_argument("--noop", default=os.path.join(ROOT, "target/bench/tollgate_bench_noop.wasm"))
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = ap.parse_args()
+    for tool in ("valgrind", "nginx"):
+        if not shutil.which(tool):
+            sys.exit(f"measure: {tool} is not installed (scripts/bench-setup.sh installs it)")
+    if not os.path.exists(args.module):
+        subprocess.run(["cargo", "build", "--release", "--manifest-path", os.path.join(HERE, "Cargo.toml")],
+                       check=True, env=dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target/native-proto")))
+    module_dir = os.path.dirname(os.path.abspath(args.module))
+    if os.path.basename(args.module) != "libtollgate.so":
+        sys.exit("measure: the module file must be named libtollgate.so (Envoy looks it up by name)")
+    # Envoy (started by instructions.count) inherits the search path.
+    os.environ["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = module_dir
+
+    wasm = lambda ops: bench.wasm_filter("noop", args.noop, ",".join(ops))  # noqa: E731
+    small = [("none", "no filter", "")]
+    if os.path.exists(args.noop):
+        small += [("wasm-noop", "no-op Wasm", wasm([])),
+                  ("wasm-floor", "no-op Wasm + headers, bodies, traceparent", wasm(NATIVE_FLOOR))]
+    small += [("native-noop", "no-op native", native_filter([])),
+              ("native-floor", "no-op native + headers, bodies, traceparent", native_filter(NATIVE_FLOOR))]
+    small += [(f"native-{op}", f"no-op native + {op}", native_filter([op])) for op in NATIVE_FLOOR]
+    streams = [("none", "no filter", ""), ("native-noop", "no-op native", native_filter([])),
+               ("native-floor", "no-op native + headers, bodies, traceparent", native_filter(NATIVE_FLOOR))]
+    only = set(filter(None, args.only.split(",")))
+
+    workdir = tempfile.mkdtemp(prefix="tollgate-native-instr-")
+    os.chmod(workdir, 0o755)
+    nginx = bench.Nginx(workdir, "1", {"small": ("application/json", bench.chat_response(1024)),
+                                       "sse": ("text/event-stream", bench.sse_body(1000))})
+    ports = {"UPSTREAM": nginx.port, "STALL": nginx.port, "OTLP": nginx.otlp_port}
+    res = {"small": {}, "sse": {}, "requests": args.requests, "streams": args.streams}
+    t0 = time.monotonic()
+    try:
+        for part, scenarios, path, stream, warm, n in (
+                ("small", small, "/small/v1/chat/completions", False, 300, args.requests),
+                ("sse", streams, "/sse/v1/chat/completions", True, 50, args.streams)):
+            if n <= 0:
+                continue
+            for key, label, filters in scenarios:
+                if only and key not in only:
+                    continue
+                v = instructions.count(workdir, f"{part}-{key}", filters, ports, path,
+                                       bench.chat_request(1024, stream), warm, n)
+                res[part][key] = {"label": label, "instructions": v}
+                print(f"instructions: {part} {label}: {v:,.0f}", flush=True)
+    finally:
+        nginx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    res["elapsed_s"] = time.monotonic() - t0
+    res["machine"] = bench.machine()
+    res["valgrind"] = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+    res["module_bytes"] = os.path.getsize(args.module)
+    write(res, args)
+
+
+def write(res, args):
+    m = res["machine"]
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    host = platform.node().split(".")[0] or "host"
+    os.makedirs(args.out, exist_ok=True)
+    base = bench.free_stem(os.path.join(args.out, f"{stamp}-{host}-native-instructions"))
+    with open(base + ".json", "w") as f:
+        json.dump(res, f, indent=1)
+    lines = [f"# Dynamic-module floor: instructions per request — {m['date']}", "",
+             f"Envoy {m['envoy']} (`--concurrency 1`) under {res['valgrind']} callgrind, commit `{m['commit']}`; "
+             f"the native prototype `libtollgate.so` (native-proto, {res['module_bytes']} bytes) against the "
+             "proxy-wasm no-op module (bench/noop). Instructions of the whole Envoy process per request, "
+             f"averaged over {res['requests']} sequential small requests or {res['streams']} streams after a "
+             "warm-up (native-proto/measure.py, the setup of bench/instructions.py).", ""]
+    for part, title, unit in (("small", "Small requests (1 KiB in / 1 KiB out)", "request"),
+                              ("sse", "Streams (1,000-event SSE, 247 KiB)", "stream")):
+        rows = res[part]
+        if not rows:
+            continue
+        none = rows.get("none", {}).get("instructions")
+        lines += [f"## {title}", "", f"| scenario | instructions per {unit} | added vs no filter |", "|---|---:|---:|"]
+        for r in rows.values():
+            v = r["instructions"]
+            lines.append(f"| {r['label']} | {v:,.0f} | {(v - none) if none else 0:+,.0f} |")
+        lines.append("")
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(lines))
+    print(f"measure: wrote {base}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
