@@ -6,12 +6,14 @@ callgrind, counting every instruction of the Envoy process over N sequential 1 K
 requests on one connection after a warm-up, nginx as the upstream. Callgrind counts do not depend on the
 load of the machine. Scenarios:
 
-- Envoy without filters;
+- Envoy without filters, and with one C++ filter that does nothing (the cost of any extra filter);
 - the proxy-wasm no-op module (bench/noop), and the same making tollgate's host calls (`headers`, `bodies`,
   `traceparent`);
 - the native prototype (native-proto) doing nothing (every hook is still called across the C ABI), and
   making the same host calls: read both header maps whole, hold the request until its body is whole and read
-  it, read every response chunk as it passes, add one request header; then each of those alone.
+  it, read every response chunk as it passes, add one request header; then each of those alone; and counter
+  increments: one unlabeled per request, or three (an unlabeled and a labeled one per request, one per
+  response chunk).
 
     .venv/bin/python native-proto/measure.py [--requests 1000] [--streams 100] [--only none,native-noop]
 
@@ -38,6 +40,15 @@ import instructions  # noqa: E402
 import run as bench  # noqa: E402
 
 NATIVE_FLOOR = ["headers", "bodies", "traceparent"]
+
+
+# The cost of any extra HTTP filter in the chain, for comparison: Envoy's own header_mutation filter with
+# nothing to do.
+CPP_NOOP = """
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations: {}"""
 
 
 def native_filter(ops):
@@ -75,13 +86,16 @@ def main():
     os.environ["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = module_dir
 
     wasm = lambda ops: bench.wasm_filter("noop", args.noop, ",".join(ops))  # noqa: E731
-    small = [("none", "no filter", "")]
+    small = [("none", "no filter", ""), ("cpp-noop", "a C++ filter doing nothing (empty header_mutation)", CPP_NOOP)]
     if os.path.exists(args.noop):
         small += [("wasm-noop", "no-op Wasm", wasm([])),
                   ("wasm-floor", "no-op Wasm + headers, bodies, traceparent", wasm(NATIVE_FLOOR))]
     small += [("native-noop", "no-op native", native_filter([])),
               ("native-floor", "no-op native + headers, bodies, traceparent", native_filter(NATIVE_FLOOR))]
     small += [(f"native-{op}", f"no-op native + {op}", native_filter([op])) for op in NATIVE_FLOOR]
+    small += [("native-counter-plain", "no-op native + 1 unlabeled counter increment",
+               native_filter(["counter_plain"])),
+              ("native-counters", "no-op native + 3 counter increments, 1 labeled", native_filter(["counters"]))]
     streams = [("none", "no filter", ""), ("native-noop", "no-op native", native_filter([])),
                ("native-floor", "no-op native + headers, bodies, traceparent", native_filter(NATIVE_FLOOR))]
     only = set(filter(None, args.only.split(",")))

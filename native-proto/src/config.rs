@@ -19,6 +19,7 @@ pub const ATTRS: u32 = 1 << 11; // connection and request attributes copied into
 pub const PANIC: u32 = 1 << 12; // `x-proto-panic: guarded|unguarded` panics in the request headers hook
 pub const ECHO_CONFIG: u32 = 1 << 13; // the filter_config bytes, as received, in a request header
 pub const SCHEDULE: u32 = 1 << 14; // `x-proto-schedule`: resume the request from another thread
+pub const COUNTER_PLAIN: u32 = 1 << 15; // one unlabeled counter increment per request (measure.py)
 
 const OPS: &[(&str, u32)] = &[
     ("headers", HEADERS),
@@ -36,6 +37,7 @@ const OPS: &[(&str, u32)] = &[
     ("panic", PANIC),
     ("echo_config", ECHO_CONFIG),
     ("schedule", SCHEDULE),
+    ("counter_plain", COUNTER_PLAIN),
 ];
 
 #[derive(Debug, Default)]

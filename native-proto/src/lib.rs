@@ -118,7 +118,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 return std::ptr::null();
             }
         };
-        let counters = if settings.ops & COUNTERS != 0 {
+        let counters = if settings.ops & (COUNTERS | COUNTER_PLAIN) != 0 {
             let define = |n: &str, labels: &[&str]| host::define_counter(config_envoy, n, labels);
             match (|| -> Result<Counters, u32> {
                 Ok(Counters {
@@ -407,7 +407,10 @@ fn request_headers(fe: FilterEnvoyPtr, f: &mut Filter, eos: bool) -> u32 {
             _ => {}
         }
     }
-    if let Some(c) = &f.cfg().counters {
+    if let (true, Some(c)) = (f.on(COUNTER_PLAIN), &f.cfg().counters) {
+        host::increment_counter(fe, c.requests, &[], 1);
+    }
+    if let (true, Some(c)) = (f.on(COUNTERS), &f.cfg().counters) {
         let tenant = host::header(fe, REQ, "x-tenant-id")
             .unwrap_or(b"none")
             .to_vec();
@@ -714,7 +717,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
                     std::hint::black_box(s);
                 });
             }
-            if let Some(c) = &f.cfg().counters {
+            if let (true, Some(c)) = (f.on(COUNTERS), &f.cfg().counters) {
                 host::increment_counter(fe, c.response_chunks, &[], 1);
             }
             body_status::CONTINUE
