@@ -59,7 +59,9 @@ fn guard<R>(hook: &str, fallback: R, body: impl FnOnce() -> R) -> R {
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> AbiVersionPtr {
-    ABI_VERSION.as_ptr().cast()
+    guard("on_program_init", std::ptr::null(), || {
+        ABI_VERSION.as_ptr().cast()
+    })
 }
 
 struct Counters {
@@ -660,7 +662,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _fe: FilterEnvoyPtr,
     _fm: FilterModulePtr,
 ) -> u32 {
-    trailers_status::CONTINUE
+    guard(
+        "on_http_filter_request_trailers",
+        trailers_status::CONTINUE,
+        || trailers_status::CONTINUE,
+    )
 }
 
 #[no_mangle]
@@ -730,7 +736,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _fe: FilterEnvoyPtr,
     _fm: FilterModulePtr,
 ) -> u32 {
-    trailers_status::CONTINUE
+    guard(
+        "on_http_filter_response_trailers",
+        trailers_status::CONTINUE,
+        || trailers_status::CONTINUE,
+    )
 }
 
 #[no_mangle]
@@ -844,7 +854,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     })
 }
 
-// Hooks Envoy 1.40 requires at load even when the module never uses them.
+// Hooks Envoy 1.40 requires at load even when the module never uses them; guarded like the others, so
+// that a body added later is covered.
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
@@ -855,6 +866,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
     _headers_size: usize,
     _end_stream: bool,
 ) {
+    guard("on_http_filter_http_stream_headers", (), || {})
 }
 
 #[no_mangle]
@@ -866,6 +878,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     _data_count: usize,
     _end_stream: bool,
 ) {
+    guard("on_http_filter_http_stream_data", (), || {})
 }
 
 #[no_mangle]
@@ -876,6 +889,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
     _trailers: *mut EnvoyHttpHeader,
     _trailers_size: usize,
 ) {
+    guard("on_http_filter_http_stream_trailers", (), || {})
 }
 
 #[no_mangle]
@@ -884,6 +898,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
     _fm: FilterModulePtr,
     _stream_id: u64,
 ) {
+    guard("on_http_filter_http_stream_complete", (), || {})
 }
 
 #[no_mangle]
@@ -893,6 +908,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _stream_id: u64,
     _reason: u32,
 ) {
+    guard("on_http_filter_http_stream_reset", (), || {})
 }
 
 #[no_mangle]
@@ -900,6 +916,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buf
     _fe: FilterEnvoyPtr,
     _fm: FilterModulePtr,
 ) {
+    guard(
+        "on_http_filter_downstream_above_write_buffer_high_watermark",
+        (),
+        || {},
+    )
 }
 
 #[no_mangle]
@@ -907,6 +928,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
     _fe: FilterEnvoyPtr,
     _fm: FilterModulePtr,
 ) {
+    guard(
+        "on_http_filter_downstream_below_write_buffer_low_watermark",
+        (),
+        || {},
+    )
 }
 
 /// FNV-1a 64: a dependency-free digest the check driver recomputes to compare bodies.
