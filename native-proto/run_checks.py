@@ -636,6 +636,16 @@ def run(args):
         ours = next((x.split("] ", 2)[-1] for x in xlog.splitlines() if "invalid configuration" in x), "")
         envoys_err = next((x.split("] ", 2)[-1] for x in xlog.splitlines()
                            if "Failed to initialize dynamic module" in x or "Failed to create filter config" in x), "")
+        # -- where config_new ran, and whether Envoy destroys the configs when it shuts down (a module that
+        #    buffers telemetry would flush there).
+        news = [x.split("config_new ", 1)[1] for x in main.log().splitlines() if "tollgate: config_new" in x]
+        main.stop()
+        rc = main.proc.returncode
+        destroys = [x.split("config_destroy ", 1)[1] for x in main.log().splitlines() if "tollgate: config_destroy" in x]
+        on_main = all(x == f"pid={main.proc.pid} tid={main.proc.pid}" for x in news + destroys)
+        res.check("config_lifecycle", len(news) == 2 and len(destroys) == 2 and on_main and rc == 0,
+                  f"config_new ran {len(news)} times ({', '.join(news)}; Envoy's pid {main.proc.pid}); after SIGTERM "
+                 f"Envoy exited {rc} and config_destroy ran {len(destroys)} times ({', '.join(destroys)})")
         res.check("invalid_config_rejected", not started and xe.proc.poll() not in (None, 0) and "frobnicate" in ours,
                   f"Envoy exited {xe.proc.poll()}; module: {ours.strip()!r}; Envoy: {envoys_err.strip()[:200]!r}")
     finally:

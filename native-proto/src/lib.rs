@@ -154,6 +154,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         if cfg.settings.ops & EXPORT != 0 {
             start_exporter(&cfg, config_envoy);
         }
+        let (pid, tid) = host::pid_tid();
+        host::log(
+            log_level::INFO,
+            &format!("tollgate: config_new pid={pid} tid={tid}"),
+        );
         Box::into_raw(cfg) as FilterConfigModulePtr
     })
 }
@@ -223,6 +228,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
         }
         // SAFETY: the pointer config_new returned; Envoy destroys it once, after every stream using it.
         let cfg = unsafe { Box::from_raw(config as *mut Config) };
+        let (pid, tid) = host::pid_tid();
+        host::log(
+            log_level::INFO,
+            &format!("tollgate: config_destroy pid={pid} tid={tid}"),
+        );
         let exporter = cfg
             .exporter
             .lock()
