@@ -22,22 +22,19 @@ bench/results/<date>-<host>-native-instructions.{md,json}.
 """
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, HERE)
 
 import instructions  # noqa: E402
 import run as bench  # noqa: E402
+import run_checks  # noqa: E402
 
 NATIVE_FLOOR = ["headers", "bodies", "traceparent"]
 
@@ -52,16 +49,7 @@ CPP_NOOP = """
 
 
 def native_filter(ops):
-    cfg = json.dumps({"ops": ",".join(ops)})
-    return f"""
-          - name: envoy.filters.http.dynamic_modules
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {{name: tollgate}}
-              filter_name: tollgate
-              filter_config:
-                "@type": type.googleapis.com/google.protobuf.StringValue
-                value: '{cfg}'"""
+    return run_checks.module_filter(run_checks.string_value({"ops": ",".join(ops)}))
 
 
 def main():
@@ -77,8 +65,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"measure: {tool} is not installed (scripts/bench-setup.sh installs it)")
     if not os.path.exists(args.module):
-        subprocess.run(["cargo", "build", "--release", "--manifest-path", os.path.join(HERE, "Cargo.toml")],
-                       check=True, env=dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target/native-proto")))
+        run_checks.build_module()
     module_dir = os.path.dirname(os.path.abspath(args.module))
     if os.path.basename(args.module) != "libtollgate.so":
         sys.exit("measure: the module file must be named libtollgate.so (Envoy looks it up by name)")
@@ -100,30 +87,7 @@ def main():
                ("native-floor", "no-op native + headers, bodies, traceparent", native_filter(NATIVE_FLOOR))]
     only = set(filter(None, args.only.split(",")))
 
-    workdir = tempfile.mkdtemp(prefix="tollgate-native-instr-")
-    os.chmod(workdir, 0o755)
-    nginx = bench.Nginx(workdir, "1", {"small": ("application/json", bench.chat_response(1024)),
-                                       "sse": ("text/event-stream", bench.sse_body(1000))})
-    ports = {"UPSTREAM": nginx.port, "STALL": nginx.port, "OTLP": nginx.otlp_port}
-    res = {"small": {}, "sse": {}, "requests": args.requests, "streams": args.streams}
-    t0 = time.monotonic()
-    try:
-        for part, scenarios, path, stream, warm, n in (
-                ("small", small, "/small/v1/chat/completions", False, 300, args.requests),
-                ("sse", streams, "/sse/v1/chat/completions", True, 50, args.streams)):
-            if n <= 0:
-                continue
-            for key, label, filters in scenarios:
-                if only and key not in only:
-                    continue
-                v = instructions.count(workdir, f"{part}-{key}", filters, ports, path,
-                                       bench.chat_request(1024, stream), warm, n)
-                res[part][key] = {"label": label, "instructions": v}
-                print(f"instructions: {part} {label}: {v:,.0f}", flush=True)
-    finally:
-        nginx.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    res["elapsed_s"] = time.monotonic() - t0
+    res = instructions.run_scenarios(small, streams, args.requests, args.streams, only)
     res["machine"] = bench.machine()
     res["valgrind"] = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
     res["module_bytes"] = os.path.getsize(args.module)
@@ -132,12 +96,7 @@ def main():
 
 def write(res, args):
     m = res["machine"]
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    host = platform.node().split(".")[0] or "host"
-    os.makedirs(args.out, exist_ok=True)
-    base = bench.free_stem(os.path.join(args.out, f"{stamp}-{host}-native-instructions"))
-    with open(base + ".json", "w") as f:
-        json.dump(res, f, indent=1)
+    base = instructions.save_json(res, args.out, "native-instructions")
     lines = [f"# Dynamic-module floor: instructions per request — {m['date']}", "",
              f"Envoy {m['envoy']} (`--concurrency 1`) under {res['valgrind']} callgrind, commit `{m['commit']}`; "
              f"the native prototype `libtollgate.so` (native-proto, {res['module_bytes']} bytes) against the "

@@ -33,7 +33,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "testenv"))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+import run as bench  # noqa: E402
 from gateway import envoy_bin, free_port  # noqa: E402
 from pki import TestCA  # noqa: E402
 
@@ -151,6 +153,18 @@ class Upstream:
 # Envoy
 
 
+def module_filter(filter_config_any):
+    """The HTTP filter entry loading libtollgate.so by name (the loading contract of issue 25)."""
+    return f"""
+          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{name: tollgate}}
+              filter_name: tollgate
+              filter_config:
+{filter_config_any}"""
+
+
 def hcm(filter_config_any, routes_cluster="upstream"):
     return f"""
       - name: envoy.filters.network.http_connection_manager
@@ -164,14 +178,7 @@ def hcm(filter_config_any, routes_cluster="upstream"):
               routes:
               - match: {{prefix: "/"}}
                 route: {{cluster: {routes_cluster}, timeout: 0s}}
-          http_filters:
-          - name: envoy.filters.http.dynamic_modules
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
-              dynamic_module_config: {{name: tollgate}}
-              filter_name: tollgate
-              filter_config:
-{filter_config_any}
+          http_filters:{module_filter(filter_config_any)}
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}"""
 
@@ -278,13 +285,7 @@ static_resources:
             return f.read().decode("utf-8", "replace")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        bench.stop_proc(self.proc)  # SIGTERM, then SIGKILL after 10 s
         if getattr(self, "logf", None):
             self.logf.close()
 
@@ -660,6 +661,12 @@ def run(args):
     return res
 
 
+def build_module():
+    """`cargo build --release` of the prototype into target/native-proto (stable Rust, no dependencies)."""
+    subprocess.run(["cargo", "build", "--release", "--manifest-path", os.path.join(HERE, "Cargo.toml")],
+                   check=True, env=dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target/native-proto")))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--module", default=os.path.join(ROOT, "target/native-proto/release/libtollgate.so"))
@@ -667,8 +674,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
     args = ap.parse_args()
     if not os.path.exists(args.module):
-        subprocess.run(["cargo", "build", "--release", "--manifest-path", os.path.join(HERE, "Cargo.toml")],
-                       check=True, env=dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target/native-proto")))
+        build_module()
     res = run(args)
     failed = [n for n, ok, _ in res.rows if not ok]
     print(f"{len(res.rows) - len(failed)} passed, {len(failed)} failed")

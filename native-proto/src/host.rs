@@ -31,6 +31,19 @@ pub fn header<'a>(f: FilterEnvoyPtr, ty: u32, key: &str) -> Option<&'a [u8]> {
     }
 }
 
+/// Runs `use_slots` on `n` slots for Envoy to fill: on the stack up to 32, else on the heap.
+fn with_slots<T: Copy, R>(n: usize, null: T, use_slots: impl FnOnce(&mut [T]) -> R) -> R {
+    let mut stack = [null; 32];
+    let mut heap;
+    let slots = if n <= stack.len() {
+        &mut stack[..n]
+    } else {
+        heap = vec![null; n];
+        &mut heap[..]
+    };
+    use_slots(slots)
+}
+
 /// Visits every header of a map (the whole map in one call, as tollgate reads it) and returns the count.
 pub fn for_each_header(f: FilterEnvoyPtr, ty: u32, mut visit: impl FnMut(&[u8], &[u8])) -> usize {
     // SAFETY: `f` is the running hook's filter pointer.
@@ -38,37 +51,31 @@ pub fn for_each_header(f: FilterEnvoyPtr, ty: u32, mut visit: impl FnMut(&[u8], 
     if n == 0 {
         return 0;
     }
-    let mut stack = [EnvoyHttpHeader::NULL; 64];
-    let mut heap = Vec::new();
-    let slots: &mut [EnvoyHttpHeader] = if n <= stack.len() {
-        &mut stack[..n]
-    } else {
-        heap.resize(n, EnvoyHttpHeader::NULL);
-        &mut heap
-    };
-    // SAFETY: `slots` has room for the `n` headers Envoy reported for this map in this hook.
-    if !unsafe { envoy_dynamic_module_callback_http_get_headers(f, ty, slots.as_mut_ptr()) } {
-        return 0;
-    }
-    for h in slots.iter() {
-        // SAFETY: key and value point into Envoy's header map, valid until the end of the hook.
-        let (k, v) = unsafe {
-            (
-                EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                }
-                .as_slice(),
-                EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                }
-                .as_slice(),
-            )
-        };
-        visit(k, v);
-    }
-    n
+    with_slots(n, EnvoyHttpHeader::NULL, |slots| {
+        // SAFETY: `slots` has room for the `n` headers Envoy reported for this map in this hook.
+        if !unsafe { envoy_dynamic_module_callback_http_get_headers(f, ty, slots.as_mut_ptr()) } {
+            return 0;
+        }
+        for h in slots.iter() {
+            // SAFETY: key and value point into Envoy's header map, valid until the end of the hook.
+            let (k, v) = unsafe {
+                (
+                    EnvoyBuffer {
+                        ptr: h.key_ptr,
+                        length: h.key_length,
+                    }
+                    .as_slice(),
+                    EnvoyBuffer {
+                        ptr: h.value_ptr,
+                        length: h.value_length,
+                    }
+                    .as_slice(),
+                )
+            };
+            visit(k, v);
+        }
+        n
+    })
 }
 
 pub fn add_header(f: FilterEnvoyPtr, ty: u32, key: &str, value: &[u8]) -> bool {
@@ -114,26 +121,21 @@ pub fn for_each_body_slice(f: FilterEnvoyPtr, ty: u32, mut visit: impl FnMut(&[u
     if n == 0 {
         return 0;
     }
-    let mut stack = [EnvoyBuffer::NULL; 16];
-    let mut heap = Vec::new();
-    let slots: &mut [EnvoyBuffer] = if n <= stack.len() {
-        &mut stack[..n]
-    } else {
-        heap.resize(n, EnvoyBuffer::NULL);
-        &mut heap
-    };
-    // SAFETY: room for the `n` slices Envoy reported.
-    if !unsafe { envoy_dynamic_module_callback_http_get_body_chunks(f, ty, slots.as_mut_ptr()) } {
-        return 0;
-    }
-    let mut total = 0;
-    for s in slots.iter() {
-        // SAFETY: Envoy's slice, valid until the end of the hook.
-        let bytes = unsafe { s.as_slice() };
-        total += bytes.len();
-        visit(bytes);
-    }
-    total
+    with_slots(n, EnvoyBuffer::NULL, |slots| {
+        // SAFETY: room for the `n` slices Envoy reported.
+        if !unsafe { envoy_dynamic_module_callback_http_get_body_chunks(f, ty, slots.as_mut_ptr()) }
+        {
+            return 0;
+        }
+        let mut total = 0;
+        for s in slots.iter() {
+            // SAFETY: Envoy's slice, valid until the end of the hook.
+            let bytes = unsafe { s.as_slice() };
+            total += bytes.len();
+            visit(bytes);
+        }
+        total
+    })
 }
 
 pub fn body_size(f: FilterEnvoyPtr, ty: u32) -> usize {
@@ -205,9 +207,20 @@ pub fn attr_bool(f: FilterEnvoyPtr, id: u32) -> Option<bool> {
     }
 }
 
-/// A one-shot HTTP callout from a stream; returns the init result and the callout id.
-pub fn stream_callout(
-    f: FilterEnvoyPtr,
+/// The signature shared by the stream and config callout calls, after their first argument.
+type CalloutFn = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    *mut u64,
+    ModuleBuffer,
+    *mut ModuleHttpHeader,
+    usize,
+    ModuleBuffer,
+    u64,
+) -> u32;
+
+fn callout(
+    issue: CalloutFn,
+    owner: *mut std::ffi::c_void,
     cluster: &str,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -218,10 +231,10 @@ pub fn stream_callout(
         .map(|(k, v)| ModuleHttpHeader::of(k.as_bytes(), v.as_bytes()))
         .collect();
     let mut id = 0u64;
-    // SAFETY: all buffers alive for the call; Envoy copies the request.
+    // SAFETY: all buffers are alive for the call; Envoy copies the request before returning.
     let r = unsafe {
-        envoy_dynamic_module_callback_http_filter_http_callout(
-            f,
+        issue(
+            owner,
             &mut id,
             ModuleBuffer::of(cluster.as_bytes()),
             hs.as_mut_ptr(),
@@ -233,7 +246,25 @@ pub fn stream_callout(
     (r, id)
 }
 
-/// A one-shot HTTP callout from the filter config (main thread).
+/// A one-shot HTTP callout from a stream (answered on its worker); returns the init result and the id.
+pub fn stream_callout(
+    f: FilterEnvoyPtr,
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout_ms: u64,
+) -> (u32, u64) {
+    callout(
+        envoy_dynamic_module_callback_http_filter_http_callout,
+        f,
+        cluster,
+        headers,
+        body,
+        timeout_ms,
+    )
+}
+
+/// A one-shot HTTP callout from the filter config (main thread only).
 pub fn config_callout(
     c: FilterConfigEnvoyPtr,
     cluster: &str,
@@ -241,24 +272,14 @@ pub fn config_callout(
     body: &[u8],
     timeout_ms: u64,
 ) -> (u32, u64) {
-    let mut hs: Vec<ModuleHttpHeader> = headers
-        .iter()
-        .map(|(k, v)| ModuleHttpHeader::of(k.as_bytes(), v.as_bytes()))
-        .collect();
-    let mut id = 0u64;
-    // SAFETY: as above.
-    let r = unsafe {
-        envoy_dynamic_module_callback_http_filter_config_http_callout(
-            c,
-            &mut id,
-            ModuleBuffer::of(cluster.as_bytes()),
-            hs.as_mut_ptr(),
-            hs.len(),
-            ModuleBuffer::of(body),
-            timeout_ms,
-        )
-    };
-    (r, id)
+    callout(
+        envoy_dynamic_module_callback_http_filter_config_http_callout,
+        c,
+        cluster,
+        headers,
+        body,
+        timeout_ms,
+    )
 }
 
 /// Defines a counter (only valid inside `on_http_filter_config_new`); returns its id.
