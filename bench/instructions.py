@@ -131,17 +131,29 @@ def main():
                ("budgets", "tollgate + budgets", tg(extra=bench.BUDGETS))]
     only = set(filter(None, args.only.split(",")))
 
+    res = run_scenarios(small, streams, args.requests, args.streams, only)
+    res["machine"] = bench.machine()
+    res["valgrind"] = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+    res["tollgate_bytes"] = os.path.getsize(args.tollgate)
+    write(res, args)
+
+
+def run_scenarios(small, streams, requests, n_streams, only=()):
+    """Counts each (key, label, filters) scenario: `small` over `requests` small requests, `streams` over
+    `n_streams` SSE streams, against one nginx upstream; `only` restricts to those keys."""
     workdir = tempfile.mkdtemp(prefix="tollgate-instr-")
     os.chmod(workdir, 0o755)
     nginx = bench.Nginx(workdir, "1", {"small": ("application/json", bench.chat_response(1024)),
                                        "sse": ("text/event-stream", bench.sse_body(1000))})
     ports = {"UPSTREAM": nginx.port, "STALL": nginx.port, "OTLP": nginx.otlp_port}
-    res = {"small": {}, "sse": {}, "requests": args.requests, "streams": args.streams}
+    res = {"small": {}, "sse": {}, "requests": requests, "streams": n_streams}
     t0 = time.monotonic()
     try:
         for part, scenarios, path, stream, warm, n in (
-                ("small", small, "/small/v1/chat/completions", False, 300, args.requests),
-                ("sse", streams, "/sse/v1/chat/completions", True, 50, args.streams)):
+                ("small", small, "/small/v1/chat/completions", False, 300, requests),
+                ("sse", streams, "/sse/v1/chat/completions", True, 50, n_streams)):
+            if n <= 0:
+                continue
             for key, label, filters in scenarios:
                 if only and key not in only:
                     continue
@@ -153,20 +165,24 @@ def main():
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     res["elapsed_s"] = time.monotonic() - t0
-    res["machine"] = bench.machine()
-    res["valgrind"] = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
-    res["tollgate_bytes"] = os.path.getsize(args.tollgate)
-    write(res, args)
+    return res
+
+
+def save_json(res, out, kind):
+    """Writes `res` to <out>/<date>-<host>-<kind>.json (`-2`, `-3` ... when taken); returns the path stem
+    for the .md beside it."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    host = platform.node().split(".")[0] or "host"
+    os.makedirs(out, exist_ok=True)
+    base = bench.free_stem(os.path.join(out, f"{stamp}-{host}-{kind}"))
+    with open(base + ".json", "w") as f:
+        json.dump(res, f, indent=1)
+    return base
 
 
 def write(res, args):
     m = res["machine"]
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    host = platform.node().split(".")[0] or "host"
-    os.makedirs(args.out, exist_ok=True)
-    base = bench.free_stem(os.path.join(args.out, f"{stamp}-{host}-instructions"))
-    with open(base + ".json", "w") as f:
-        json.dump(res, f, indent=1)
+    base = save_json(res, args.out, "instructions")
     lines = [f"# tollgate instructions per request — {m['date']}", "",
              f"Envoy {m['envoy']} (`--concurrency 1`) under {res['valgrind']} callgrind, commit `{m['commit']}`, "
              f"tollgate.wasm {res['tollgate_bytes']} bytes. Instructions of the whole Envoy process per request "
