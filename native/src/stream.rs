@@ -1,0 +1,149 @@
+//! One HTTP stream: the module's per-stream object and what each stream hook does with it.
+//!
+//! Envoy runs a stream's hooks on one worker thread, one at a time, so this state needs no lock. It is
+//! created in `on_http_filter_new` and freed in `on_http_filter_destroy`, which in Envoy 1.40 runs after
+//! the stream is gone (end-of-exchange work belongs in `stream_complete`).
+
+use crate::abi::{body_status, headers_status, trailers_status};
+use crate::envoy::Stream;
+use crate::grpc;
+use crate::host::NativeHost;
+use crate::plugin::Plugin;
+
+pub struct StreamState {
+    plugin: *const Plugin,
+    /// The worker running the stream (its telemetry lane).
+    pub worker: u32,
+    /// A hook panicked: the stream passes through untouched from then on (fail open).
+    pub faulted: bool,
+    /// A request hook returned a Stop status and nothing resumed the request yet: a fault in a later,
+    /// asynchronous hook must resume it, or the request would hang.
+    pub request_paused: bool,
+    /// The stream's gRPC call in flight (the rate-limit admission), and its answer so far.
+    pub call: Option<(u64, grpc::Answer)>,
+    #[cfg(feature = "test-probes")]
+    pub probe: crate::probes::Probe,
+}
+
+impl StreamState {
+    pub fn new(plugin: *const Plugin, worker: u32) -> StreamState {
+        StreamState {
+            plugin,
+            worker,
+            faulted: false,
+            request_paused: false,
+            call: None,
+            #[cfg(feature = "test-probes")]
+            probe: crate::probes::Probe::default(),
+        }
+    }
+
+    /// The stream's filter config. Its lifetime is not tied to `&self`: the config outlives every stream made
+    /// from it, so the stream's state may change while the config is borrowed.
+    pub fn plugin<'p>(&self) -> &'p Plugin {
+        // SAFETY: Envoy keeps the filter config alive while any stream created from it exists
+        // (docs/dynamic-modules-abi.md §7), and the config object is only read through this reference, whose
+        // users all live within one of this stream's hooks.
+        unsafe { &*self.plugin }
+    }
+
+    /// The host calls for this hook. None only if the config has no lane (never: it has one per worker).
+    pub fn host<'p>(&self, stream: Stream) -> Option<NativeHost<'p>> {
+        let plugin = self.plugin();
+        Some(NativeHost {
+            stream,
+            plugin,
+            lane: plugin.exporter.lane(self.worker)?,
+        })
+    }
+
+    /// Drop everything a request holds after a fault. Its own destructors run under a guard too (they are
+    /// plain memory, but nothing may unwind into Envoy).
+    pub fn drop_request_state(&mut self) {
+        let call = self.call.take();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(call)));
+        #[cfg(feature = "test-probes")]
+        {
+            let probe = std::mem::take(&mut self.probe);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(probe)));
+        }
+    }
+}
+
+// What each hook does. Until the exchange core (issue "one exchange core behind a host trait") gives the
+// per-request decisions a `Host` trait, the module forwards every stream untouched; each function below is
+// where the exchange's method of the same name is called with `s.host(stream)`.
+
+pub fn request_headers(s: &mut StreamState, stream: Stream, end_of_stream: bool) -> u32 {
+    #[cfg(feature = "test-probes")]
+    if let Some(r) = crate::probes::request_headers(s, stream, end_of_stream) {
+        return r;
+    }
+    let _ = (s, stream, end_of_stream);
+    headers_status::CONTINUE
+}
+
+pub fn request_body(s: &mut StreamState, stream: Stream, end_of_stream: bool) -> u32 {
+    #[cfg(feature = "test-probes")]
+    if let Some(r) = crate::probes::request_body(s, stream, end_of_stream) {
+        return r;
+    }
+    let _ = (s, stream, end_of_stream);
+    body_status::CONTINUE
+}
+
+pub fn request_trailers(_s: &mut StreamState, _stream: Stream) -> u32 {
+    trailers_status::CONTINUE
+}
+
+pub fn response_headers(s: &mut StreamState, stream: Stream, end_of_stream: bool) -> u32 {
+    #[cfg(feature = "test-probes")]
+    if let Some(r) = crate::probes::response_headers(s, stream, end_of_stream) {
+        return r;
+    }
+    let _ = (s, stream, end_of_stream);
+    headers_status::CONTINUE
+}
+
+pub fn response_body(s: &mut StreamState, stream: Stream, end_of_stream: bool) -> u32 {
+    #[cfg(feature = "test-probes")]
+    if let Some(r) = crate::probes::response_body(s, stream, end_of_stream) {
+        return r;
+    }
+    let _ = (s, stream, end_of_stream);
+    body_status::CONTINUE
+}
+
+pub fn response_trailers(_s: &mut StreamState, _stream: Stream) -> u32 {
+    trailers_status::CONTINUE
+}
+
+/// The exchange is over (normally or not): the place of the core's `on_log` (commit budgets, build and
+/// queue the span, count). Runs before Envoy's access logs and before `destroy`.
+pub fn stream_complete(s: &mut StreamState, stream: Stream) {
+    #[cfg(feature = "test-probes")]
+    crate::probes::stream_complete(s, stream);
+    let _ = (s, stream);
+}
+
+/// A piece of the answer to the stream's gRPC call arrived (headers, data or trailers).
+pub fn call_part(s: &mut StreamState, id: u64, f: impl FnOnce(&mut grpc::Answer)) {
+    if let Some((_, answer)) = s.call.as_mut().filter(|(i, _)| *i == id) {
+        f(answer);
+    }
+}
+
+/// The stream's gRPC call ended: `reset` carries the reset reason when it did not complete. The answer
+/// (status, message) goes to the exchange, which resumes or refuses the paused request.
+pub fn call_done(s: &mut StreamState, stream: Stream, id: u64, reset: Option<u32>) {
+    let Some((_, mut answer)) = s.call.take_if(|(i, _)| *i == id) else {
+        return;
+    };
+    let (status, message) = match reset {
+        Some(reason) => (grpc::Answer::reset(reason), Vec::new()),
+        None => answer.complete(),
+    };
+    #[cfg(feature = "test-probes")]
+    crate::probes::grpc_answer(s, stream, status, &message);
+    let _ = (stream, status, message);
+}
