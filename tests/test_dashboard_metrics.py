@@ -20,6 +20,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import mock_provider  # noqa: E402
 from gateway import default_plugin_config, get_json  # noqa: E402
 
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "testenv" / "grafana" / "dashboards" / "tollgate-genai.json"
 ALERTS = ROOT / "testenv" / "prometheus-alerts.yml"

@@ -12,6 +12,9 @@
 //! - `rls:<limit>:<tenant>`: ask the rate-limit service of `budgets.rls` for one token (a gRPC call over a
 //!   streamed callout, the request paused until the answer); over the limit or failed closed, 429; at the end
 //!   debit 4 more tokens through the main thread. The answer is reported in `x-tollgate-probe-rls`.
+//!
+//! Probes combine, comma-separated (`rls:10:t,panic:grpc`). Every probed response says which worker ran it
+//! (`x-tollgate-probe-worker`).
 
 use crate::abi::{body_status, header_type, headers_status};
 use crate::core::{ledger, rls, Call};
@@ -23,6 +26,8 @@ use tollgate::budget::Limits;
 
 #[derive(Debug, Default)]
 pub struct Probe {
+    /// A probe header was seen: the response says which worker ran the stream (`x-tollgate-probe-worker`).
+    active: bool,
     panic_in: Option<String>,
     span_model: Option<String>,
     reservation: Option<ledger::Reservation>,
@@ -42,20 +47,25 @@ const HOLDER_BASE: u64 = 0x7000;
 pub fn request_headers(s: &mut StreamState, stream: Stream, _eos: bool) -> Option<u32> {
     let v = stream.header(header_type::REQUEST_HEADER, "x-tollgate-probe")?;
     let v = String::from_utf8_lossy(v).into_owned();
-    let mut parts = v.splitn(3, ':');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("panic"), Some(hook), _) => s.probe.panic_in = Some(hook.to_string()),
-        (Some("span"), Some(model), _) => s.probe.span_model = Some(model.to_string()),
-        (Some("budget"), Some(limit), Some(tenant)) => {
-            return Some(budget(s, stream, limit, tenant))
+    s.probe.active = true;
+    let mut decided = None;
+    // Several probes may be combined: `rls:10:t,panic:grpc`.
+    for item in v.split(',') {
+        let mut parts = item.trim().splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("panic"), Some(hook), _) => s.probe.panic_in = Some(hook.to_string()),
+            (Some("span"), Some(model), _) => s.probe.span_model = Some(model.to_string()),
+            (Some("budget"), Some(limit), Some(tenant)) => {
+                decided = Some(budget(s, stream, limit, tenant))
+            }
+            (Some("rls"), Some(limit), Some(tenant)) => {
+                decided = Some(rls_admit(s, stream, limit, tenant))
+            }
+            _ => {}
         }
-        (Some("rls"), Some(limit), Some(tenant)) => {
-            return Some(rls_admit(s, stream, limit, tenant))
-        }
-        _ => {}
     }
     maybe_panic(s, "request_headers");
-    None
+    decided
 }
 
 pub fn request_body(s: &mut StreamState, _stream: Stream, _eos: bool) -> Option<u32> {
@@ -66,6 +76,10 @@ pub fn request_body(s: &mut StreamState, _stream: Stream, _eos: bool) -> Option<
 
 pub fn response_headers(s: &mut StreamState, stream: Stream, _eos: bool) -> Option<u32> {
     maybe_panic(s, "response_headers");
+    if s.probe.active {
+        let worker = s.worker.to_string();
+        stream.set_header(header_type::RESPONSE_HEADER, "x-tollgate-probe-worker", worker.as_bytes());
+    }
     if let Some((_, Some(said))) = &s.probe.rls {
         stream.set_header(
             header_type::RESPONSE_HEADER,
@@ -140,7 +154,10 @@ fn refuse(s: &mut StreamState, stream: Stream, why: &str) -> u32 {
     if let Some(h) = s.host(stream) {
         h.send_reply(&crate::core::Reply {
             status: 429,
-            headers: vec![("content-type".into(), "text/plain".into())],
+            headers: vec![
+                ("content-type".into(), "text/plain".into()),
+                ("x-tollgate-probe-worker".into(), s.worker.to_string()),
+            ],
             body: why.as_bytes().to_vec(),
         });
     }
