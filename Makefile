@@ -158,12 +158,12 @@ bench-noop: setup
 
 bench: build bench-noop
 	@scripts/bench-setup.sh
-	$(PY) bench/run.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(BENCH_ARGS)
-	$(PY) bench/instructions.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(INSTR_ARGS)
+	$(PY) bench/run.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) --native $(NATIVE_OUT) $(BENCH_ARGS)
+	$(PY) bench/instructions.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) --native $(NATIVE_OUT) $(INSTR_ARGS)
 
 bench-instructions: build bench-noop
 	@scripts/bench-setup.sh
-	$(PY) bench/instructions.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) $(INSTR_ARGS)
+	$(PY) bench/instructions.py --tollgate $(WASM_OUT) --noop $(NOOP_WASM) --native $(NATIVE_OUT) $(INSTR_ARGS)
 
 fmt:
 	cargo fmt --all
