@@ -151,9 +151,10 @@ def test_same_stat_names_as_the_wasm_build(native):
 
 def test_without_the_runtime_flag_prometheus_names_carry_the_namespace(native):
     t = Topology(build="native")
-    t.envoy.config_path_text = open(t.envoy.config_path, encoding="utf-8").read()
+    with open(t.envoy.config_path, encoding="utf-8") as f:
+        rendered = f.read()
     with open(t.envoy.config_path, "w", encoding="utf-8") as f:
-        f.write(t.envoy.config_path_text.replace(
+        f.write(rendered.replace(
             "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true",
             "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: false"))
     t.start()
@@ -243,9 +244,10 @@ def test_a_panic_in_any_hook_fails_open_and_is_counted(native, hook):
     t.wait_spans(1)
 
 
-def test_an_unguarded_panic_would_abort_envoy():
-    """Why the guards exist: the prototype's deliberately unguarded panic (native-proto) aborts the whole
-    proxy. Documented and checked by native-proto/run_checks.py; here only the module's guards are tested."""
+def test_every_hook_runs_under_a_guard():
+    """A panic unwinding out of an unguarded hook aborts Envoy (docs/dynamic-modules-abi.md §8, checked by
+    native-proto/run_checks.py). Every function the module exports to Envoy runs its body under `guard` or
+    `on_stream`; the tests above prove those catch."""
     with open(os.path.join(ROOT, "native", "src", "lib.rs"), encoding="utf-8") as f:
         src = f.read()
     hooks = re.findall(r'pub extern "C" fn (envoy_dynamic_module_on_\w+)\(', src)

@@ -13,6 +13,8 @@
 // signature, is what makes dereferencing them sound.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+// The ABI declarations are the native module's (native/src/abi.rs): one declaration of the ABI for both.
+#[path = "../../native/src/abi.rs"]
 mod abi;
 mod config;
 mod host;

@@ -248,22 +248,15 @@ impl Stream {
         end_stream: bool,
         timeout_ms: u64,
     ) -> (u32, u64) {
-        let mut hs = module_headers(headers);
-        let mut id = 0u64;
-        // SAFETY: buffers alive for the call; Envoy copies the headers and the body before returning.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_start_http_stream(
-                self.0,
-                &mut id,
-                ModuleBuffer::of(cluster.as_bytes()),
-                hs.as_mut_ptr(),
-                hs.len(),
-                ModuleBuffer::of(body),
-                end_stream,
-                timeout_ms,
-            )
-        };
-        (r, id)
+        request(cluster, headers, body, |id, cluster, hs, n, body| {
+            // SAFETY: the running hook's filter pointer; buffers alive for the call; Envoy copies the headers
+            // and the body before returning.
+            unsafe {
+                envoy_dynamic_module_callback_http_filter_start_http_stream(
+                    self.0, id, cluster, hs, n, body, end_stream, timeout_ms,
+                )
+            }
+        })
     }
 
     pub fn reset_http_stream(self, stream_id: u64) {
@@ -346,21 +339,15 @@ impl ConfigHandle {
         body: &[u8],
         timeout_ms: u64,
     ) -> (u32, u64) {
-        let mut hs = module_headers(headers);
-        let mut id = 0u64;
-        // SAFETY: buffers alive for the call; Envoy copies the request before returning.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_http_callout(
-                self.0,
-                &mut id,
-                ModuleBuffer::of(cluster.as_bytes()),
-                hs.as_mut_ptr(),
-                hs.len(),
-                ModuleBuffer::of(body),
-                timeout_ms,
-            )
-        };
-        (r, id)
+        request(cluster, headers, body, |id, cluster, hs, n, body| {
+            // SAFETY: the config pointer of the running hook; buffers alive for the call; Envoy copies the
+            // request before returning.
+            unsafe {
+                envoy_dynamic_module_callback_http_filter_config_http_callout(
+                    self.0, id, cluster, hs, n, body, timeout_ms,
+                )
+            }
+        })
     }
 
     /// A streamed callout from the config (main thread only), sent whole (`end_stream`); the answer arrives
@@ -372,22 +359,14 @@ impl ConfigHandle {
         body: &[u8],
         timeout_ms: u64,
     ) -> (u32, u64) {
-        let mut hs = module_headers(headers);
-        let mut id = 0u64;
-        // SAFETY: as above.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_start_http_stream(
-                self.0,
-                &mut id,
-                ModuleBuffer::of(cluster.as_bytes()),
-                hs.as_mut_ptr(),
-                hs.len(),
-                ModuleBuffer::of(body),
-                true,
-                timeout_ms,
-            )
-        };
-        (r, id)
+        request(cluster, headers, body, |id, cluster, hs, n, body| {
+            // SAFETY: as above.
+            unsafe {
+                envoy_dynamic_module_callback_http_filter_config_start_http_stream(
+                    self.0, id, cluster, hs, n, body, true, timeout_ms,
+                )
+            }
+        })
     }
 
     /// A scheduler whose `commit` (from any thread) runs `on_http_filter_config_scheduled` on the main
@@ -455,6 +434,26 @@ fn module_headers(headers: &[(&str, &[u8])]) -> Vec<ModuleHttpHeader> {
         .iter()
         .map(|(k, v)| ModuleHttpHeader::of(k.as_bytes(), v))
         .collect()
+}
+
+/// The arguments every callout call takes, made from ours: `issue` gets the id out-parameter, the cluster,
+/// the header array and its length, and the body; the result is Envoy's init result and the id.
+fn request(
+    cluster: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    issue: impl FnOnce(*mut u64, ModuleBuffer, *mut ModuleHttpHeader, usize, ModuleBuffer) -> u32,
+) -> (u32, u64) {
+    let mut hs = module_headers(headers);
+    let mut id = 0u64;
+    let r = issue(
+        &mut id,
+        ModuleBuffer::of(cluster.as_bytes()),
+        hs.as_mut_ptr(),
+        hs.len(),
+        ModuleBuffer::of(body),
+    );
+    (r, id)
 }
 
 /// Runs `use_slots` on `n` slots for Envoy to fill: on the stack up to 32, else on the heap.

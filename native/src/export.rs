@@ -69,6 +69,38 @@ impl Lane {
     }
 }
 
+/// What the exporter needs of the core's span queue and metrics aggregator once an answer arrives: both
+/// keep the batch in flight, count retries and drops, and take a partial success.
+trait Batches {
+    fn finish(&mut self, outcome: Outcome) -> Outcome;
+    fn rejected(&mut self, n: u64);
+    fn attempts(&self) -> u32;
+}
+
+impl Batches for SpanQueue {
+    fn finish(&mut self, outcome: Outcome) -> Outcome {
+        SpanQueue::finish(self, outcome)
+    }
+    fn rejected(&mut self, n: u64) {
+        SpanQueue::rejected(self, n)
+    }
+    fn attempts(&self) -> u32 {
+        SpanQueue::attempts(self)
+    }
+}
+
+impl Batches for Aggregator {
+    fn finish(&mut self, outcome: Outcome) -> Outcome {
+        Aggregator::finish(self, outcome)
+    }
+    fn rejected(&mut self, n: u64) {
+        Aggregator::rejected(self, n)
+    }
+    fn attempts(&self) -> u32 {
+        Aggregator::attempts(self)
+    }
+}
+
 /// Which export a callout carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -148,8 +180,20 @@ struct State {
     callouts: HashMap<u64, (usize, Kind)>,
 }
 
-/// Logged problems, as (level is always warn) messages; the caller writes them to Envoy's log.
-pub type Log<'a> = &'a mut dyn FnMut(String);
+/// What one main-thread event gives the exporter: the time, randomness for backoff jitter, the way out to
+/// the collector, and the log for problems (written at warn).
+pub struct Io<'a> {
+    pub now_ns: u64,
+    pub jitter: &'a mut dyn FnMut() -> f64,
+    pub transport: &'a mut dyn Transport,
+    pub log: &'a mut dyn FnMut(String),
+}
+
+impl Io<'_> {
+    fn now_ms(&self) -> u64 {
+        self.now_ns / 1_000_000
+    }
+}
 
 impl Exporter {
     /// `workers` lanes; `instance_id` gives each lane its `service.instance.id` (a random UUID in the module).
@@ -212,38 +256,21 @@ impl Exporter {
     }
 
     /// The scheduler's tick (main thread): send what is due in every lane.
-    pub fn tick(
-        &self,
-        cfg: &Config,
-        now_ns: u64,
-        jitter: &mut dyn FnMut() -> f64,
-        t: &mut dyn Transport,
-        log: Log,
-    ) {
+    pub fn tick(&self, cfg: &Config, io: &mut Io) {
         let Some(otlp) = cfg.otlp.as_ref() else {
             return;
         };
         let mut st = self.state();
         for i in 0..self.lanes.len() {
-            self.flush_spans(&mut st, i, otlp, now_ns, jitter, t, log);
+            self.flush_spans(&mut st, i, otlp, io);
             if otlp.metrics {
-                self.tick_metrics(&mut st, i, otlp, now_ns, jitter, t, log);
+                self.tick_metrics(&mut st, i, otlp, io);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn flush_spans(
-        &self,
-        st: &mut State,
-        i: usize,
-        otlp: &Otlp,
-        now_ns: u64,
-        jitter: &mut dyn FnMut() -> f64,
-        t: &mut dyn Transport,
-        log: Log,
-    ) {
-        let now = now_ns / 1_000_000;
+    fn flush_spans(&self, st: &mut State, i: usize, otlp: &Otlp, io: &mut Io) {
+        let now = io.now_ms();
         let (Some(lane), Some(ex)) = (self.lanes.get(i), st.lanes.get_mut(i)) else {
             return;
         };
@@ -265,37 +292,27 @@ impl Exporter {
             }
         };
         ex.last_flush_ms = now;
-        match dispatch(t, otlp, &otlp.traces_path, &body) {
+        match dispatch(io.transport, otlp, &otlp.traces_path, &body) {
             Ok(id) => {
                 ex.spans_in_flight = Some(id);
                 st.callouts.insert(id, (i, Kind::Spans));
             }
             Err(r) => {
                 // Unknown cluster or a bad request: a configuration problem. Back off and count; traffic goes on.
-                log(format!(
+                (io.log)(format!(
                     "tollgate: OTLP export dispatch to cluster '{}' failed (http_callout_init_result {r})",
                     otlp.cluster
                 ));
                 let mut tel = lane.lock();
                 tel.queue.dispatch_failed();
                 let attempts = tel.queue.attempts().max(1);
-                ex.spans_next_attempt_ms = now + export::backoff_ms(attempts, None, jitter());
+                ex.spans_next_attempt_ms = now + export::backoff_ms(attempts, None, (io.jitter)());
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn tick_metrics(
-        &self,
-        st: &mut State,
-        i: usize,
-        otlp: &Otlp,
-        now_ns: u64,
-        jitter: &mut dyn FnMut() -> f64,
-        t: &mut dyn Transport,
-        log: Log,
-    ) {
-        let now = now_ns / 1_000_000;
+    fn tick_metrics(&self, st: &mut State, i: usize, otlp: &Otlp, io: &mut Io) {
+        let now = io.now_ms();
         let (Some(lane), Some(ex)) = (self.lanes.get(i), st.lanes.get_mut(i)) else {
             return;
         };
@@ -305,7 +322,7 @@ impl Exporter {
             agg.set_max_series(otlp.metrics_max_series);
             if now.saturating_sub(ex.last_close_ms) >= otlp.metrics_interval_ms {
                 ex.last_close_ms = now;
-                agg.close_interval(&ex.resource, now_ns);
+                agg.close_interval(&ex.resource, io.now_ns);
             }
             if ex.metrics_in_flight.is_some() || now < ex.metrics_next_attempt_ms {
                 return;
@@ -315,102 +332,83 @@ impl Exporter {
                 None => return,
             }
         };
-        match dispatch(t, otlp, &otlp.metrics_path, &body) {
+        match dispatch(io.transport, otlp, &otlp.metrics_path, &body) {
             Ok(id) => {
                 ex.metrics_in_flight = Some(id);
                 st.callouts.insert(id, (i, Kind::Metrics));
             }
             Err(r) => {
-                log(format!(
+                (io.log)(format!(
                     "tollgate: OTLP metrics dispatch to cluster '{}' failed (http_callout_init_result {r})",
                     otlp.cluster
                 ));
                 let mut tel = lane.lock();
                 tel.metrics.finish(Outcome::Retry);
                 let attempts = tel.metrics.attempts().max(1);
-                ex.metrics_next_attempt_ms = now + export::backoff_ms(attempts, None, jitter());
+                ex.metrics_next_attempt_ms =
+                    now + export::backoff_ms(attempts, None, (io.jitter)());
             }
         }
     }
 
     /// The collector answered (or failed to) callout `id` (main thread). False if `id` is not an export.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_answer(
-        &self,
-        cfg: &Config,
-        id: u64,
-        answer: &Answer,
-        now_ns: u64,
-        jitter: &mut dyn FnMut() -> f64,
-        t: &mut dyn Transport,
-        log: Log,
-    ) -> bool {
+    pub fn on_answer(&self, cfg: &Config, id: u64, answer: &Answer, io: &mut Io) -> bool {
         let mut st = self.state();
         let Some((i, kind)) = st.callouts.remove(&id) else {
             return false;
         };
-        let now = now_ns / 1_000_000;
+        let now = io.now_ms();
         let (Some(lane), Some(ex)) = (self.lanes.get(i), st.lanes.get_mut(i)) else {
             return true;
         };
         let outcome = export::classify(answer.status);
-        match kind {
+        let mut tel = lane.lock();
+        let (batches, next_attempt_ms, items): (&mut dyn Batches, _, _) = match kind {
             Kind::Spans => {
                 ex.spans_in_flight = None;
-                let mut tel = lane.lock();
-                match tel.queue.finish(outcome) {
-                    Outcome::Success => {
-                        if let Some((rejected, message)) =
-                            partial_success(&answer.body).filter(|(n, _)| *n > 0)
-                        {
-                            tel.queue.rejected(u64::try_from(rejected).unwrap_or(0));
-                            log(format!(
-                                "tollgate: collector rejected {rejected} spans: {message}"
-                            ));
-                        }
-                    }
-                    Outcome::Retry => {
-                        let attempts = tel.queue.attempts();
-                        ex.spans_next_attempt_ms =
-                            now + export::backoff_ms(attempts, answer.retry_after, jitter());
-                    }
-                    Outcome::Fail => log(format!(
-                        "tollgate: OTLP export failed (status {:?}); batch dropped",
-                        answer.status
-                    )),
-                }
+                (&mut tel.queue, &mut ex.spans_next_attempt_ms, "spans")
             }
             Kind::Metrics => {
                 ex.metrics_in_flight = None;
-                let mut tel = lane.lock();
-                match tel.metrics.finish(outcome) {
-                    Outcome::Success => {
-                        if let Some((rejected, message)) =
-                            partial_success(&answer.body).filter(|(n, _)| *n > 0)
-                        {
-                            tel.metrics.rejected(u64::try_from(rejected).unwrap_or(0));
-                            log(format!(
-                                "tollgate: collector rejected {rejected} metric data points: {message}"
-                            ));
-                        }
-                    }
-                    Outcome::Retry => {
-                        let attempts = tel.metrics.attempts();
-                        ex.metrics_next_attempt_ms =
-                            now + export::backoff_ms(attempts, answer.retry_after, jitter());
-                    }
-                    Outcome::Fail => log(format!(
-                        "tollgate: OTLP metrics export failed (status {:?}); data points dropped",
-                        answer.status
-                    )),
+                (
+                    &mut tel.metrics,
+                    &mut ex.metrics_next_attempt_ms,
+                    "metric data points",
+                )
+            }
+        };
+        match batches.finish(outcome) {
+            Outcome::Success => {
+                if let Some((rejected, message)) =
+                    partial_success(&answer.body).filter(|(n, _)| *n > 0)
+                {
+                    batches.rejected(u64::try_from(rejected).unwrap_or(0));
+                    (io.log)(format!(
+                        "tollgate: collector rejected {rejected} {items}: {message}"
+                    ));
                 }
             }
+            Outcome::Retry => {
+                *next_attempt_ms =
+                    now + export::backoff_ms(batches.attempts(), answer.retry_after, (io.jitter)());
+            }
+            Outcome::Fail => (io.log)(match kind {
+                Kind::Spans => format!(
+                    "tollgate: OTLP export failed (status {:?}); batch dropped",
+                    answer.status
+                ),
+                Kind::Metrics => format!(
+                    "tollgate: OTLP metrics export failed (status {:?}); data points dropped",
+                    answer.status
+                ),
+            }),
         }
+        drop(tel);
         // A full batch waiting goes now rather than at the next tick, so that export throughput is not
         // capped at one batch per tick (as in the Wasm build).
         if kind == Kind::Spans {
             if let Some(otlp) = cfg.otlp.as_ref() {
-                self.flush_spans(&mut st, i, otlp, now_ns, jitter, t, log);
+                self.flush_spans(&mut st, i, otlp, io);
             }
         }
         true
@@ -558,6 +556,51 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    /// The scheduler's tick at `now`, with a fixed jitter.
+    fn tick(
+        ex: &Exporter,
+        cfg: &Config,
+        now: u64,
+        jitter: f64,
+        t: &mut Recorder,
+        logs: &mut Vec<String>,
+    ) {
+        ex.tick(
+            cfg,
+            &mut Io {
+                now_ns: now,
+                jitter: &mut || jitter,
+                transport: t,
+                log: &mut |m| logs.push(m),
+            },
+        );
+    }
+
+    /// The collector's answer to callout `id` at `now`.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        ex: &Exporter,
+        cfg: &Config,
+        id: u64,
+        a: &Answer,
+        now: u64,
+        jitter: f64,
+        t: &mut Recorder,
+        logs: &mut Vec<String>,
+    ) -> bool {
+        ex.on_answer(
+            cfg,
+            id,
+            a,
+            &mut Io {
+                now_ns: now,
+                jitter: &mut || jitter,
+                transport: t,
+                log: &mut |m| logs.push(m),
+            },
+        )
+    }
+
     #[test]
     fn lanes_export_their_own_spans_with_their_own_instance() {
         let cfg = cfg(false);
@@ -571,9 +614,7 @@ mod tests {
         let mut t = Recorder::default();
         let mut logs = Vec::new();
         // Lane 1 has a full batch: sent at once; lane 0 waits for its flush interval.
-        ex.tick(&cfg, 100 * S + 1, &mut || 0.5, &mut t, &mut |m| {
-            logs.push(m)
-        });
+        tick(&ex, &cfg, 100 * S + 1, 0.5, &mut t, &mut logs);
         assert_eq!(t.sent.len(), 1);
         let (cluster, headers, body) = &t.sent[0];
         assert_eq!(cluster, "otel");
@@ -591,9 +632,7 @@ mod tests {
         assert!(format!("{instance:?}").contains("instance-2"));
         assert_eq!(rs.scope_spans[0].spans.len(), 2);
         // One second later lane 0 is due.
-        ex.tick(&cfg, 101 * S + 1, &mut || 0.5, &mut t, &mut |m| {
-            logs.push(m)
-        });
+        tick(&ex, &cfg, 101 * S + 1, 0.5, &mut t, &mut logs);
         assert_eq!(t.sent.len(), 2);
         let mut totals = Totals::new(0);
         assert_eq!(
@@ -606,21 +645,36 @@ mod tests {
             status: Some(200),
             ..Answer::default()
         };
-        assert!(
-            ex.on_answer(&cfg, 1, &ok, 101 * S + 2, &mut || 0.5, &mut t, &mut |m| {
-                logs.push(m)
-            })
-        );
-        assert!(
-            ex.on_answer(&cfg, 2, &ok, 101 * S + 3, &mut || 0.5, &mut t, &mut |m| {
-                logs.push(m)
-            })
-        );
-        assert!(
-            !ex.on_answer(&cfg, 99, &ok, 101 * S + 3, &mut || 0.5, &mut t, &mut |m| {
-                logs.push(m)
-            })
-        );
+        assert!(answer(
+            &ex,
+            &cfg,
+            1,
+            &ok,
+            101 * S + 2,
+            0.5,
+            &mut t,
+            &mut logs
+        ));
+        assert!(answer(
+            &ex,
+            &cfg,
+            2,
+            &ok,
+            101 * S + 3,
+            0.5,
+            &mut t,
+            &mut logs
+        ));
+        assert!(!answer(
+            &ex,
+            &cfg,
+            99,
+            &ok,
+            101 * S + 3,
+            0.5,
+            &mut t,
+            &mut logs
+        ));
         let mut totals = Totals::new(0);
         assert_eq!(ex.drain_stats(&mut totals), 0);
         assert_eq!(totals.counters[Stat::SpansExported as usize], 3);
@@ -642,7 +696,7 @@ mod tests {
         let mut t = Recorder::default();
         let mut logs = Vec::new();
         let mut now = 100 * S;
-        ex.tick(&cfg, now, &mut || 0.0, &mut t, &mut |m| logs.push(m));
+        tick(&ex, &cfg, now, 0.0, &mut t, &mut logs);
         assert_eq!(t.sent.len(), 1);
         let busy = Answer {
             status: Some(503),
@@ -651,24 +705,19 @@ mod tests {
         };
         for attempt in 1..export::MAX_ATTEMPTS {
             let id = t.next;
-            assert!(
-                ex.on_answer(&cfg, id, &busy, now, &mut || 0.0, &mut t, &mut |m| logs
-                    .push(m))
-            );
+            assert!(answer(&ex, &cfg, id, &busy, now, 0.0, &mut t, &mut logs));
             assert_eq!(
                 t.sent.len() as u32,
                 attempt,
                 "nothing is sent before the backoff"
             );
             now += 2 * S; // Retry-After: 2
-            ex.tick(&cfg, now, &mut || 0.0, &mut t, &mut |m| logs.push(m));
+            tick(&ex, &cfg, now, 0.0, &mut t, &mut logs);
             assert_eq!(t.sent.len() as u32, attempt + 1, "the same batch again");
             assert_eq!(t.sent.last().unwrap().2, t.sent[0].2);
         }
         let id = t.next;
-        ex.on_answer(&cfg, id, &busy, now, &mut || 0.0, &mut t, &mut |m| {
-            logs.push(m)
-        });
+        answer(&ex, &cfg, id, &busy, now, 0.0, &mut t, &mut logs);
         let mut totals = Totals::new(0);
         ex.drain_stats(&mut totals);
         assert_eq!(totals.counters[Stat::SpansDroppedFailed as usize], 2);
@@ -687,7 +736,7 @@ mod tests {
             ..Recorder::default()
         };
         now += 60 * S;
-        ex.tick(&cfg, now, &mut || 0.0, &mut refusing, &mut |m| logs.push(m));
+        tick(&ex, &cfg, now, 0.0, &mut refusing, &mut logs);
         assert!(
             logs.iter()
                 .any(|l| l.contains("cluster 'otel'") && l.contains("result 2")),
@@ -710,7 +759,7 @@ mod tests {
         ex.lane(0).unwrap().record(&call, cfg.semconv);
         let mut t = Recorder::default();
         let interval = cfg.otlp.as_ref().unwrap().metrics_interval_ms * 1_000_000;
-        ex.tick(&cfg, 100 * S + interval, &mut || 0.5, &mut t, &mut |_| {});
+        tick(&ex, &cfg, 100 * S + interval, 0.5, &mut t, &mut Vec::new());
         let metrics: Vec<_> = t
             .sent
             .iter()

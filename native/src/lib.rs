@@ -51,7 +51,7 @@ mod stream;
 
 use abi::*;
 use envoy::{ConfigHandle, Stream};
-use export::{Answer, Transport};
+use export::{Answer, Io, Transport};
 use guard::guard;
 use plugin::{event, Plugin};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -170,17 +170,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
             )
         };
         let answer = Answer::read(result == callout_result::SUCCESS, &headers, body);
-        let mut log = |m: String| envoy::log(log_level::WARN, &m);
-        let mut jitter = host::random_unit;
-        if p.exporter.on_answer(
-            &p.config,
-            callout_id,
-            &answer,
-            host::now_ns(),
-            &mut jitter,
-            &mut Callouts(handle),
-            &mut log,
-        ) {
+        let mut io = Io {
+            now_ns: host::now_ns(),
+            jitter: &mut host::random_unit,
+            transport: &mut Callouts(handle),
+            log: &mut |m: String| envoy::log(log_level::WARN, &m),
+        };
+        if p.exporter
+            .on_answer(&p.config, callout_id, &answer, &mut io)
+        {
             p.publish(handle);
         }
     })

@@ -8,7 +8,7 @@
 use crate::abi::log_level;
 use crate::core::{ledger, BackendKind, Config};
 use crate::envoy::{self, ConfigHandle, ConfigScheduler};
-use crate::export::{Exporter, Transport};
+use crate::export::{Exporter, Io, Transport};
 use crate::rlsdebit::Debits;
 use crate::stats::{Ids, Pending, Stat, Totals};
 use crate::store::STORE;
@@ -134,10 +134,13 @@ impl Plugin {
 
     /// One tick on the main thread: export what is due, send waiting debits, hand the counts to Envoy.
     pub fn on_tick(&self, handle: ConfigHandle, now_ns: u64, t: &mut dyn Transport) {
-        let mut log = |m: String| envoy::log(log_level::WARN, &m);
-        let mut jitter = crate::host::random_unit;
-        self.exporter
-            .tick(&self.config, now_ns, &mut jitter, t, &mut log);
+        let mut io = Io {
+            now_ns,
+            jitter: &mut crate::host::random_unit,
+            transport: t,
+            log: &mut |m: String| envoy::log(log_level::WARN, &m),
+        };
+        self.exporter.tick(&self.config, &mut io);
         self.debits.send(&self.config, handle, &self.main);
         self.publish(handle);
     }

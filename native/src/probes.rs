@@ -78,7 +78,11 @@ pub fn response_headers(s: &mut StreamState, stream: Stream, _eos: bool) -> Opti
     maybe_panic(s, "response_headers");
     if s.probe.active {
         let worker = s.worker.to_string();
-        stream.set_header(header_type::RESPONSE_HEADER, "x-tollgate-probe-worker", worker.as_bytes());
+        stream.set_header(
+            header_type::RESPONSE_HEADER,
+            "x-tollgate-probe-worker",
+            worker.as_bytes(),
+        );
     }
     if let Some((_, Some(said))) = &s.probe.rls {
         stream.set_header(
