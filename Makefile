@@ -9,6 +9,7 @@
 #                unit tests + end-to-end tests through real Envoy, against both builds
 #   make run     a local gateway (Envoy + tollgate + mock provider + OTLP receiver) until Ctrl-C;
 #                TOLLGATE_RLS=1 make run adds Redis and the test rate-limit service (budgets.backend=rls)
+#                TOLLGATE_BUILD=native make run runs libtollgate.so instead of tollgate.wasm
 #   make fuzz    every cargo-fuzz target for FUZZ_SECONDS (default 25) each, seeded from the fixtures
 #   make soak    SOAK_SECONDS (default 600) of mixed traffic at high concurrency; memory and accounting checks
 # Everything needed is installed by scripts/setup.sh (idempotent).
