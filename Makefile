@@ -39,8 +39,8 @@ HAVE_RUSTUP_WASM := $(shell rustup target list --installed 2>/dev/null | grep -q
 # wasm stack; the release module Envoy loads keeps the default.
 TEST_STACK := -C link-arg=-zstack-size=16777216
 # Wasm SIMD (fixed-width 128-bit SIMD, part of the Wasm 2.0 standard; V8, Envoy's default runtime and
-# Istio's, and Wasmtime run it): memchr's scans and the stream path run ~1.4x faster in V8 with it (README
-# "Performance"). `make build WASM_FEATURES=` builds a module without it.
+# Istio's, and Wasmtime run it): memchr's scans and the stream path run ~1.4x faster in V8 with it
+# (docs/performance.md). `make build WASM_FEATURES=` builds a module without it.
 WASM_FEATURES := -C target-feature=+simd128
 # The Wasm features rustc's module uses, and only those: with --all-features wasm-opt may rewrite code with
 # proposals the runtime lacks (binaryen 108's -Oz emits typed function references that V8 11 refuses).
@@ -147,7 +147,7 @@ SOAK_CONCURRENCY ?= 64
 soak: build
 	$(PY) tests/soak/soak.py --duration $(SOAK_SECONDS) --concurrency $(SOAK_CONCURRENCY)
 
-# Performance benchmark through real Envoy (not part of `make test`): see README "Performance".
+# Performance benchmark through real Envoy (not part of `make test`): see docs/performance.md.
 # BENCH_ARGS=--quick for a short smoke run. Then the instruction counts under callgrind (INSTR_ARGS, e.g.
 # --breakdown to price each host call; `make bench-instructions` runs only that part).
 NOOP_WASM := $(ROOT)/target/bench/tollgate_bench_noop.wasm

@@ -15,16 +15,14 @@ the bench's configurations (budgets: with the
 request headers held while the body is read, and on an Envoy without `allow_on_headers_stop_iteration`,
 which cannot hold them). A small request is the 1 KiB chat exchange of bench/run.py; a stream is the
 1,000-event SSE response. Writes
-bench/results/<date>-<host>-instructions.{md,json} (`-2`, `-3` ... when that exists).
+bench/results/<date>-<build>-instructions.{md,json} (see `run.result_stem`).
 """
 
 import argparse
-import datetime
 import glob
 import http.client
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -182,24 +180,15 @@ def run_scenarios(small, streams, requests, n_streams, only=(), native=None):
     return res
 
 
-def save_json(res, out, kind):
-    """Writes `res` to <out>/<date>-<host>-<kind>.json (`-2`, `-3` ... when taken); returns the path stem
-    for the .md beside it."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    host = platform.node().split(".")[0] or "host"
-    os.makedirs(out, exist_ok=True)
-    base = bench.free_stem(os.path.join(out, f"{stamp}-{host}-{kind}"))
-    with open(base + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    return base
-
-
 def write(res, args):
     m = res["machine"]
-    base = save_json(res, args.out, "instructions")
+    os.makedirs(args.out, exist_ok=True)
+    base = bench.result_stem(args.out, m, "instructions")
+    with open(base + ".json", "w") as f:
+        json.dump(res, f, indent=1)
     lines = [f"# tollgate instructions per request — {m['date']}", "",
-             f"Envoy {m['envoy']} (`--concurrency 1`) under {res['valgrind']} callgrind, commit `{m['commit']}`, "
-             f"tollgate.wasm {res['tollgate_bytes']} bytes. Instructions of the whole Envoy process per request "
+             f"Envoy {m['envoy']} (`--concurrency 1`) under {res['valgrind']} callgrind, build `{m['build']}` "
+             f"(tollgate {m['version']}, commit `{m['commit']}`), machine `{m['host']}`, tollgate.wasm {res['tollgate_bytes']} bytes. Instructions of the whole Envoy process per request "
              f"(V8's JIT code, Envoy, libc), averaged over {res['requests']} sequential small requests or "
              f"{res['streams']} streams after a warm-up; two runs of the same build agree within about 1 %. "
              "Ratios of instructions are not ratios of time (memory stalls differ), but they move the same way.",

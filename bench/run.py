@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: tollgate's cost on the data path, measured through real Envoy (see README "Performance").
+"""`make bench`: tollgate's cost on the data path, measured through real Envoy (see docs/performance.md).
 
 One run measures every filter configuration against the same upstream, load generator and machine, so the
 figures that matter are ratios within the run: Envoy without filters, a no-op proxy-wasm module (the cost of
@@ -12,8 +12,8 @@ scenario in turn (`--rounds`), so the host's drift during the run falls on all o
 
 Layout: Envoy (`--concurrency 1`) is pinned to CPU 0; nginx (the fixed-response upstream), wrk and the Python
 clients share the other CPUs. Filter CPU is Envoy's process CPU time (/proc/<pid>/task/*/schedstat) divided by
-the requests served, minus the no-filter scenario's. Writes bench/results/<date>-<host>.{md,json}
-(`-2`, `-3` ... when that exists: earlier results are never overwritten).
+the requests served, minus the no-filter scenario's. Writes bench/results/<date>-<build>-wallclock.{md,json}
+(see `result_stem`).
 """
 
 import argparse
@@ -809,14 +809,26 @@ def machine():
         pass
     ver = subprocess.run([envoy_bin(), "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
     wrkv = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "-C", ROOT, "status", "--porcelain"], capture_output=True,
-                                text=True).stdout.strip())
     return {"host": platform.node(), "cpu": model, "cpus": len(cpus()), "kernel": platform.release(),
             "loadavg": os.getloadavg(), "envoy": ver, "wrk": (wrkv.stdout + wrkv.stderr).split("\n")[0],
-            "commit": commit + ("-dirty" if dirty else ""),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            **build()}
+
+
+def build():
+    """What was measured: the tollgate version (Cargo.toml), the commit, and the build name results are filed
+    under: `git describe` of the tree, i.e. `v<version>` on a release tag, else the abbreviated commit
+    (`v<version>-<n>-g<commit>` after a tag), with `-dirty` when the tree had uncommitted changes. The date
+    is UTC."""
+    def git(*a):
+        return subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain"))
+    name = (git("describe", "--tags", "--match", "v[0-9]*", "--always") or "unknown") + ("-dirty" if dirty else "")
+    with open(os.path.join(ROOT, "Cargo.toml")) as f:
+        version = next((ln.split('"')[1] for ln in f if ln.startswith("version = ")), "")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"version": version, "commit": commit + ("-dirty" if dirty else ""), "build": name,
+            "day": now.strftime("%Y-%m-%d"), "date": now.strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def wasm_sizes(args):
@@ -909,8 +921,11 @@ def fmt(v, spec=".0f"):
     return "–" if v is None else format(v, spec)
 
 
-def free_stem(stem):
-    """`stem`, or `stem-2`, `-3` ...: a run never overwrites an earlier result of the same day."""
+def result_stem(out_dir, m, kind):
+    """bench/results/<date>-<build>-<kind>, e.g. `2026-12-05-cb04db5-instructions` or
+    `2026-12-20-v0.2.0-wallclock`: the day (UTC) and the build measured (`build`). A second run of the same
+    build on the same day gets `-2`, `-3` ...: a run never overwrites another result."""
+    stem = os.path.join(out_dir, f"{m['day']}-{m['build']}-{kind}")
     out, n = stem, 1
     while os.path.exists(out + ".md") or os.path.exists(out + ".json"):
         n += 1
@@ -921,7 +936,7 @@ def free_stem(stem):
 def write(res, args):
     os.makedirs(args.out, exist_ok=True)
     m = res["machine"]
-    stem = free_stem(os.path.join(args.out, f"{datetime.date.today().isoformat()}-{m['host']}"))
+    stem = result_stem(args.out, m, "wallclock")
     with open(stem + ".json", "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
     order = ["none", "noop", "floor", "native", "tollgate", "budgets", "budgets-unheld", "redaction", "dynmod",
@@ -931,7 +946,8 @@ def write(res, args):
     L = [f"# tollgate benchmark — {m['date']}", "",
          f"Machine: `{m['host']}`, {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}, load average at the end "
          f"{', '.join(f'{x:.2f}' for x in m['loadavg'])}. Envoy {m['envoy']} (`--concurrency 1`, pinned to CPU 0); "
-         f"nginx upstream, {m['wrk']} and the Python clients on the other CPUs. Commit `{m['commit']}`. "
+         f"nginx upstream, {m['wrk']} and the Python clients on the other CPUs. Build `{m['build']}` "
+         f"(tollgate {m['version']}, commit `{m['commit']}`). "
          f"Run time {res['elapsed_s']:.0f} s.", "",
          "Every scenario ran in this one run against the same upstream, so **compare ratios within the table**; "
          "absolute figures depend on the machine and on whatever else was running (on a shared CI host they "

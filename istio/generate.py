@@ -187,7 +187,7 @@ class Install:
         self.buffer = int(values["request_buffer_bytes"])
         # tollgate holds a request body only while it fits `max_request_body` (default 1 MiB, Envoy's own
         # limit), and Envoy answers 413 to a held body over the listener's buffer limit: the two go together
-        # (README "What reaches the provider"). The plugin JSON says it, at most the listener's limit.
+        # (docs/wire.md, "Buffer limit"). The plugin JSON says it, at most the listener's limit.
         mrb = plugin.get("max_request_body", 1024 * 1024)
         if not isinstance(mrb, int) or mrb > self.buffer:
             raise SystemExit("plugin-config.json: max_request_body must be at most values.json "

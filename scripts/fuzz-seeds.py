@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seed corpora for the fuzz targets, from the fixture corpus (testenv/fixtures), the recorded exchanges
-(tests/corpus) and the README's config examples: fuzz/corpus/<target>/<name>. Each target's input layout is
-documented in its source file."""
+(tests/corpus) and the documentation's config examples (README.md, docs/): fuzz/corpus/<target>/<name>.
+Each target's input layout is documented in its source file."""
 
 import gzip
 import hashlib
@@ -123,9 +123,12 @@ def main():
                 b"SignedHeaders=content-length;content-type;host;x-amz-date, Signature=ab\n\n/model/m/converse")
     put("wire", b"\nUNSIGNED-PAYLOAD\n/model/m/invoke?X-Amz-SignedHeaders=host%3Bx-amz-date&X-Amz-Signature=ab")
     put("wire", b"1048576\n\n/v1/chat/completions")
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    for block in re.findall(r"```json\n(.*?)```", readme, re.S):
-        put("config", block.encode())
+    docs = [os.path.join(ROOT, "README.md")] + sorted(
+        os.path.join(ROOT, "docs", n) for n in os.listdir(os.path.join(ROOT, "docs")) if n.endswith(".md"))
+    for path in docs:
+        text = open(path, encoding="utf-8").read()
+        for block in re.findall(r"```json(?: config)?\n(.*?)```", text, re.S):
+            put("config", block.encode())
     import gateway
 
     put("config", json.dumps(gateway.default_plugin_config()).encode())

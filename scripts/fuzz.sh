@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every cargo-fuzz target for FUZZ_SECONDS each (default 25), seeded from the fixtures, and print a
 # summary (runs, execs/s, new crashes). A crash leaves its reproducer in fuzz/artifacts/<target>/ and fails
-# the run; turn it into a regression unit test in the crate (see README "Fuzzing").
+# the run; turn it into a regression unit test in the crate (see docs/development.md, "Fuzzing").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-25}

@@ -1,4 +1,4 @@
-"""Invalid plugin configuration (issue 9): every invalid key or value produces a message naming the key and
+"""Invalid plugin configuration: every invalid key or value produces a message naming the key and
 the reason, and real Envoy rejects the configuration instead of running half-configured. One Envoy takes its
 listener from a file (LDS); each case replaces the plugin JSON, and the update must be rejected with the
 message in Envoy's log while the previous, valid configuration keeps serving."""

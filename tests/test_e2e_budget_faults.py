@@ -1,10 +1,10 @@
-"""Budgets under faults, hot reload and worker counts, through real Envoy (issue 9).
+"""Budgets under faults, hot reload and worker counts, through real Envoy.
 
 The remaining budget of a tenant is read from the `x-ratelimit-remaining-tokens` header of a *probe*: a fixed
 small call whose usage is known exactly (the mock's `x-mock-usage: max` mode, with prompt tokens equal to
 tollgate's input estimate), so `header + PROBE_COST` is what was left before the probe, and the probe itself
 costs `PROBE_COST`. Every fault is sent for its own tenant; the commit for a faulted call is then
-`remaining before − remaining after`, compared with what README "Budgets" says is committed:
+`remaining before − remaining after`, compared with what docs/budgets.md says is committed:
 the provider's usage; missing input → the input estimate (a provider error without usage → 0); missing
 output → estimated from the text seen (≈ 4 chars a token; input then from the prompt's characters), else 0.
 """

@@ -1,4 +1,4 @@
-"""Compression through real Envoy (issue 3): brotli-compressed responses for the whole fixture corpus, and
+"""Compression through real Envoy: brotli-compressed responses for the whole fixture corpus, and
 compressed REQUEST bodies (gzip, deflate, br) that tollgate decodes into a copy for inspection while the
 provider receives the client's original bytes."""
 

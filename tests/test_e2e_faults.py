@@ -1,4 +1,4 @@
-"""Faults through real Envoy (issue 9): upstream resets, stalls, truncated and malformed bodies, huge headers,
+"""Faults through real Envoy: upstream resets, stalls, truncated and malformed bodies, huge headers,
 bodies beyond tollgate's limits, client aborts at every phase, 1 and 4 workers, and plugin hot-reload while
 traffic flows. For each fault the client gets what it would get without tollgate (the same request sent to
 the mock provider directly), and tollgate's counters and spans say what happened: every call is counted

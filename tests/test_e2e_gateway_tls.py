@@ -13,7 +13,7 @@ environment), and the OTLP collector's address (the local receiver).
 
 The mock providers serve TLS with certificates for the real provider host names, issued by a test CA made for
 the run (testenv/pki.py); Bedrock requests are checked for a valid SigV4 signature (testenv/sigv4_mock.py).
-The official OpenAI and Anthropic Python SDKs and botocore reach the gateway the way the README says (the
+The official OpenAI and Anthropic Python SDKs and botocore reach the gateway the way docs/wire.md says (the
 provider's host with `http://`, the gateway as HTTP proxy). The gateway sends the provider's host as SNI and
 refuses a certificate whose SAN does not name it (counted in `cluster.<name>.ssl.fail_verify_san`), or one
 from a CA it does not trust (`ssl.fail_verify_error`); spans reach the OTLP receiver; the bytes the SDKs send
@@ -187,7 +187,7 @@ def gw(build):
 
 @pytest.fixture
 def proxied(gw, monkeypatch):
-    """The environment the README gives an app in front of the gateway."""
+    """The environment the documentation gives an app in front of the gateway (docs/wire.md)."""
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{gw.port}")
     monkeypatch.setenv("NO_PROXY", "")
     return gw

@@ -45,7 +45,7 @@ def check_span(span, fx):
         if key == "gen_ai.request.choice.count" and want == 1:
             want = None  # semconv: only set when != 1
         if want is None and key in USAGE_KEYS and attrs.get("tollgate.usage.estimated") is True:
-            # The provider reported no usage: tollgate estimates from the text and says so (issue 3).
+            # The provider reported no usage: tollgate estimates from the text and says so.
             if not isinstance(attrs.get(key), int) or attrs[key] <= 0:
                 problems.append(f"{key}: estimated value {attrs.get(key)!r} is not a positive count")
             continue

@@ -1,4 +1,4 @@
-"""The official SDKs, pointed at the gateway the way the README tells users to, get the provider's answers
+"""The official SDKs, pointed at the gateway the way the documentation tells users to, get the provider's answers
 parsed exactly as without tollgate (JSON and streams), and every call becomes a span.
 
 Apps keep the provider's host in the base URL with `http://` and reach the gateway as an HTTP proxy (in an

@@ -12,7 +12,7 @@ flagged and counted (`forward`).
 The re-signing deployment: Envoy's `aws_request_signing` after tollgate, with the gateway's own credentials;
 tollgate (`signed_requests: resign`) rewrites freely, and the provider verifies the gateway's signature.
 
-Apps reach the gateway as the README says: `http://` endpoint URL with the provider's host, HTTP_PROXY
+Apps reach the gateway as docs/wire.md says: `http://` endpoint URL with the provider's host, HTTP_PROXY
 pointing at the gateway."""
 
 import json

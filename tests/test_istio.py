@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 ISTIO = REPO / "istio"
 GEN = ISTIO / "generated"
 CRDS = REPO / "tests" / "fixtures" / "istio-crds"
-# The matrix's oldest and newest Istio releases (README "Compatibility").
+# The matrix's oldest and newest Istio releases (docs/operations.md, "Compatibility").
 ISTIO_VERSIONS = ["1.28.0", "1.30.3"]
 PROVIDER_IDS = {"openai", "azure-openai", "anthropic", "gemini", "vertex", "bedrock", "mistral", "cohere",
                 "self-hosted"}

@@ -1,6 +1,6 @@
 //! The filter's pure data path outside Envoy, for counting instructions repeatably:
-//! `valgrind --tool=callgrind target/release/examples/hotpath sse 10` (see README "Performance").
-//! Each case does what `host/http.rs` does for one exchange, minus the host calls:
+//! `valgrind --tool=callgrind target/release/examples/hotpath sse 10` (see docs/performance.md).
+//! Each case does what the exchange (`exchange/mod.rs`) does for one request, minus the host calls:
 //! - `sse`: a 1,000-event OpenAI stream in 16 KiB chunks through the body decoder, the OpenAI stream reader
 //!   and the include_usage event filter (`sse-read`: without the filter);
 //! - `anthropic`: a 1,000-text-delta Anthropic Messages stream in 16 KiB chunks through the body decoder and
@@ -16,8 +16,9 @@
 use std::hint::black_box;
 use tollgate::call::{Api, Call, Request, Response, Route};
 use tollgate::config::Config;
-use tollgate::providers::{self, openai, Framing, StreamState};
+use tollgate::providers::{self, openai, StreamState};
 use tollgate::stream::sse_edit::{event_data, SseEventFilter};
+use tollgate::stream::Framing;
 use tollgate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
 use tollgate::telemetry::export::{self, Outcome, SpanQueue};
 use tollgate::telemetry::metrics::Aggregator;
@@ -186,7 +187,7 @@ fn response_exchange(body: &[u8]) -> Response {
 
 const CALL_CONFIG: &[u8] = br#"{"service_name":"tollgate-bench","conversation_id_header":"x-conversation-id","otlp":{"cluster":"otel_collector","authority":"otel-collector","flush_interval_ms":1000}}"#;
 
-/// What `host/http.rs` does for one small non-streamed exchange, without the host calls.
+/// What the exchange does for one small non-streamed request, without the host calls.
 fn call_exchange(
     cfg: &Config,
     req_body: &[u8],
@@ -253,7 +254,7 @@ fn call_exchange(
         return;
     }
     if cfg.otlp.is_some() && call.ids.sampled {
-        queue.push(span::build_span(&call, cfg, None));
+        queue.push(span::build_span(&call, &cfg.span_settings(), None));
     }
     if stages < 5 {
         return;
@@ -320,7 +321,7 @@ fn main() {
                 let mut dec =
                     BodyDecoder::new(ContentEncoding::Identity, Framing::Sse, &Limits::default());
                 let mut on = |f: Frame<'_>| {
-                    providers::frame_with(&route, &f, &mut st, &mut resp, false);
+                    providers::provider(route.api).frame(&route, &f, &mut st, &mut resp);
                 };
                 for c in body.chunks(16 * 1024) {
                     dec.push(c, &mut on);
@@ -328,7 +329,7 @@ fn main() {
                 dec.finish(&mut on);
                 assert_eq!(resp.usage.output, Some(1000));
                 let mut r = Request::default();
-                providers::request_with(&route, &req, &mut r, false);
+                providers::provider(route.api).request(&route, &req, &mut r);
                 assert!(r.model.is_some());
                 black_box(&r);
             }

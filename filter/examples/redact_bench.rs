@@ -104,15 +104,21 @@ fn main() {
     );
 }
 
-/// What `host/redaction.rs` does with a 256 KiB prose chat request when capture and egress redaction are on
+/// What the exchange does with a 256 KiB prose chat request when capture and egress redaction are on
 /// (the bench's "redaction + capture" scenario), stage by stage.
 fn request_pipeline(r: &Redactor) {
     let iters: usize = std::env::args()
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    use tollgate::call::{Api, Response};
-    use tollgate::capture;
+    use tollgate::call::{Api, Response, Route};
+    use tollgate::{capture, providers};
+    let route = Route {
+        api: Api::OpenAiChat,
+        provider: "openai".to_owned(),
+        path_model: None,
+        path_stream: false,
+    };
     let words = "The quick brown fox jumps over the lazy dog while the gateway counts tokens. ";
     // `pipeline ITERS KIB`: the prompt's size (default 256 KiB).
     let kib: usize = std::env::args()
@@ -125,7 +131,7 @@ fn request_pipeline(r: &Redactor) {
     )
     .into_bytes();
     let n = body.len();
-    let input = capture::input(Api::OpenAiChat, &body);
+    let input = providers::capture_input(&route, &body);
     let stages: [(&str, &mut dyn FnMut()); 7] = [
         ("from_utf8", &mut || {
             std::hint::black_box(std::str::from_utf8(&body).is_ok());
@@ -140,8 +146,8 @@ fn request_pipeline(r: &Redactor) {
         ("redact text", &mut || {
             std::hint::black_box(r.redact(&text));
         }),
-        ("capture::input", &mut || {
-            std::hint::black_box(capture::input(Api::OpenAiChat, &body));
+        ("capture input", &mut || {
+            std::hint::black_box(providers::capture_input(&route, &body));
         }),
         ("redact + gather text", &mut || {
             let mut t = String::new();

@@ -11,131 +11,17 @@
 //! Every string is redacted before it is serialised; then each attribute is cut to `max_content_bytes` of
 //! text, the cut string ending in [`TRUNCATED`] and later parts dropped.
 
-use crate::call::{Api, Response};
-use crate::json::Json;
-use crate::providers::tape::{self, Value};
-use crate::redact::{Findings, Redactor};
+use crate::call::Response;
+use crate::call::{floor_boundary, Findings};
+use crate::codec::json::tape::{self, Value};
+use crate::codec::json::Json;
+use crate::redact::Redactor;
 use std::borrow::Cow;
 
 /// Appended to a string cut by the size cap.
 pub const TRUNCATED: &str = "…[truncated]";
-/// Output text is kept up to the cap plus this much, so a match straddling the cap is still recognised
-/// (and redacted) before the cut.
-pub const SLACK: usize = 512;
-const MAX_CHOICES: usize = 16;
-const MAX_TOOL_CALLS: usize = 64;
 /// Structural bytes charged per string against the cap, so thousands of empty parts cannot bloat a span.
 const PER_STRING_OVERHEAD: usize = 8;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ToolCallOut {
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ChoiceOut {
-    pub text: String,
-    pub tool_calls: Vec<ToolCallOut>,
-}
-
-/// Output accumulated while the response is read. Disabled (the default) it stores nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OutputCapture {
-    enabled: bool,
-    /// Bytes that may still be stored.
-    room: usize,
-    /// Something was dropped for lack of room.
-    pub overflow: bool,
-    pub choices: Vec<ChoiceOut>,
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-impl OutputCapture {
-    pub fn new(max_bytes: usize) -> Self {
-        OutputCapture {
-            enabled: true,
-            room: max_bytes.saturating_add(SLACK),
-            overflow: false,
-            choices: Vec::new(),
-        }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    fn choice(&mut self, index: usize) -> Option<&mut ChoiceOut> {
-        if !self.enabled || index >= MAX_CHOICES {
-            return None;
-        }
-        if self.choices.len() <= index {
-            self.choices.resize(index + 1, ChoiceOut::default());
-        }
-        self.choices.get_mut(index)
-    }
-
-    /// Take as much of `s` as fits; the rest is dropped and `overflow` set.
-    fn take<'s>(&mut self, s: &'s str) -> &'s str {
-        let n = floor_boundary(s, self.room);
-        if n < s.len() {
-            self.overflow = true;
-        }
-        self.room -= n;
-        s.get(..n).unwrap_or("")
-    }
-
-    /// Generated text of choice `index`.
-    pub fn text(&mut self, index: usize, s: &str) {
-        if !self.enabled || s.is_empty() {
-            return;
-        }
-        let part = self.take(s);
-        if let Some(c) = self.choice(index) {
-            c.text.push_str(part);
-        }
-    }
-
-    /// A tool call the model started (or named again: the same id is not added twice).
-    pub fn tool_call(&mut self, index: usize, id: &str, name: &str) {
-        let (id, name) = (self.take(id).to_owned(), self.take(name).to_owned());
-        let Some(c) = self.choice(index) else { return };
-        if !id.is_empty() {
-            if let Some(known) = c.tool_calls.iter_mut().find(|t| t.id == id) {
-                if known.name.is_empty() {
-                    known.name = name;
-                }
-                return;
-            }
-        }
-        if c.tool_calls.len() < MAX_TOOL_CALLS {
-            c.tool_calls.push(ToolCallOut {
-                id,
-                name,
-                arguments: String::new(),
-            });
-        }
-    }
-
-    /// Arguments (JSON text, possibly a fragment) of the latest tool call of choice `index`.
-    pub fn tool_arguments(&mut self, index: usize, fragment: &str) {
-        if !self.enabled || fragment.is_empty() {
-            return;
-        }
-        let part = self.take(fragment).to_owned();
-        if let Some(t) = self.choice(index).and_then(|c| c.tool_calls.last_mut()) {
-            t.arguments.push_str(&part);
-        }
-    }
-}
 
 /// Record generated text of choice `index` (no-op unless capture is on).
 pub fn output_text(resp: &mut Response, index: usize, text: &str) {
@@ -147,7 +33,7 @@ pub fn output_text(resp: &mut Response, index: usize, text: &str) {
 const MAX_DEPTH: usize = 128;
 
 /// `v` copied, as written; nesting beyond [`MAX_DEPTH`] is `null`.
-fn copy(v: Value<'_, '_>) -> Json {
+pub fn copy(v: Value<'_, '_>) -> Json {
     fn at(v: Value<'_, '_>, depth: usize) -> Json {
         if v.is_null() || depth > MAX_DEPTH {
             return Json::Null;
@@ -171,12 +57,12 @@ fn copy(v: Value<'_, '_>) -> Json {
 }
 
 /// `text` read as JSON, or None.
-fn parse(text: &str) -> Option<Json> {
+pub fn parse(text: &str) -> Option<Json> {
     tape::read(text, copy)
 }
 
 /// Member `key` of object `v` (the last, if the key is repeated).
-fn get<'t, 'de>(v: Value<'t, 'de>, key: &str) -> Option<Value<'t, 'de>> {
+pub fn get<'t, 'de>(v: Value<'t, 'de>, key: &str) -> Option<Value<'t, 'de>> {
     v.members()?
         .filter(|(k, _)| k == key)
         .last()
@@ -184,20 +70,20 @@ fn get<'t, 'de>(v: Value<'t, 'de>, key: &str) -> Option<Value<'t, 'de>> {
 }
 
 /// A string member of `v`.
-fn get_str<'de>(v: Value<'_, 'de>, key: &str) -> Option<Cow<'de, str>> {
+pub fn get_str<'de>(v: Value<'_, 'de>, key: &str) -> Option<Cow<'de, str>> {
     get(v, key)?.str()
 }
 
 /// The first of `keys` that `v` has, copied; `null` when it has none.
-fn member(v: Value<'_, '_>, keys: &[&str]) -> Json {
+pub fn member(v: Value<'_, '_>, keys: &[&str]) -> Json {
     keys.iter().find_map(|k| get(v, k)).map_or(Json::Null, copy)
 }
 
-fn text_part(s: &str) -> Json {
+pub fn text_part(s: &str) -> Json {
     Json::obj([("type", Json::str("text")), ("content", Json::str(s))])
 }
 
-fn tool_call(id: Json, name: Json, arguments: Json) -> Json {
+pub fn tool_call(id: Json, name: Json, arguments: Json) -> Json {
     Json::obj([
         ("type", Json::str("tool_call")),
         ("id", id),
@@ -206,7 +92,7 @@ fn tool_call(id: Json, name: Json, arguments: Json) -> Json {
     ])
 }
 
-fn tool_response(id: Json, response: Json) -> Json {
+pub fn tool_response(id: Json, response: Json) -> Json {
     Json::obj([
         ("type", Json::str("tool_call_response")),
         ("id", id),
@@ -215,7 +101,7 @@ fn tool_response(id: Json, response: Json) -> Json {
 }
 
 /// `{role, parts}`, then `extra` when given (a chat message's `name`, an output's `finish_reason`).
-fn message(role: &str, parts: Vec<Json>, extra: Option<(&str, Json)>) -> Json {
+pub fn message(role: &str, parts: Vec<Json>, extra: Option<(&str, Json)>) -> Json {
     let mut members = vec![
         ("role".to_owned(), Json::str(role)),
         ("parts".to_owned(), Json::Arr(parts)),
@@ -225,7 +111,7 @@ fn message(role: &str, parts: Vec<Json>, extra: Option<(&str, Json)>) -> Json {
 }
 
 /// Text of a content value that is a string or a list of `{text}` parts; other parts are kept by type.
-fn parts_of(content: Value<'_, '_>, out: &mut Vec<Json>) {
+pub fn parts_of(content: Value<'_, '_>, out: &mut Vec<Json>) {
     if let Some(s) = content.str() {
         if !s.is_empty() {
             out.push(text_part(&s));
@@ -245,7 +131,7 @@ fn parts_of(content: Value<'_, '_>, out: &mut Vec<Json>) {
 }
 
 /// Anthropic-style typed blocks (and OpenAI parts that are not text).
-fn block_part(kind: &str, p: Value<'_, '_>, out: &mut Vec<Json>) {
+pub fn block_part(kind: &str, p: Value<'_, '_>, out: &mut Vec<Json>) {
     out.push(match kind {
         "tool_use" | "function_call" => tool_call(
             member(p, &["id", "call_id"]),
@@ -261,7 +147,7 @@ fn block_part(kind: &str, p: Value<'_, '_>, out: &mut Vec<Json>) {
 }
 
 /// Gemini `{functionCall}` / `{functionResponse}` and Bedrock `{toolUse}` / `{toolResult}` parts.
-fn keyed_part(p: Value<'_, '_>, out: &mut Vec<Json>) {
+pub fn keyed_part(p: Value<'_, '_>, out: &mut Vec<Json>) {
     if let Some(f) = get(p, "functionCall") {
         out.push(tool_call(
             member(f, &["id"]),
@@ -290,7 +176,7 @@ fn keyed_part(p: Value<'_, '_>, out: &mut Vec<Json>) {
 }
 
 /// A tool result's content as one value: text joined, or the value itself when it is not text.
-fn flatten_text(v: Option<Value<'_, '_>>) -> Json {
+pub fn flatten_text(v: Option<Value<'_, '_>>) -> Json {
     let Some(v) = v else { return Json::Null };
     let texts: Vec<Cow<'_, str>> = v
         .elements()
@@ -306,7 +192,7 @@ fn flatten_text(v: Option<Value<'_, '_>>) -> Json {
 }
 
 /// An OpenAI-shaped chat message (OpenAI, Azure, Mistral, vLLM, Cohere v2, Ollama chat).
-fn chat_message(m: Value<'_, '_>) -> Option<Json> {
+pub fn chat_message(m: Value<'_, '_>) -> Option<Json> {
     let role = get_str(m, "role")?;
     let mut parts = Vec::new();
     if role == "tool" {
@@ -337,26 +223,13 @@ fn chat_message(m: Value<'_, '_>) -> Option<Json> {
 }
 
 /// Anthropic Messages (direct, Vertex, Bedrock InvokeModel with Claude) and Bedrock Converse messages.
-fn block_message(m: Value<'_, '_>) -> Option<Json> {
+pub fn block_message(m: Value<'_, '_>) -> Option<Json> {
     let role = get_str(m, "role")?;
     let mut parts = Vec::new();
     if let Some(c) = get(m, "content") {
         parts_of(c, &mut parts);
     }
     Some(message(&role, parts, None))
-}
-
-fn gemini_message(m: Value<'_, '_>) -> Option<Json> {
-    let role = get_str(m, "role");
-    let role = match role.as_deref().unwrap_or("user") {
-        "model" => "assistant",
-        r => r,
-    };
-    let mut parts = Vec::new();
-    if let Some(p) = get(m, "parts") {
-        parts_of(p, &mut parts);
-    }
-    Some(message(role, parts, None))
 }
 
 /// What the request said, in semconv shape.
@@ -366,7 +239,7 @@ pub struct Input {
     pub system: Vec<Json>,
 }
 
-fn system_parts(v: Option<Value<'_, '_>>, out: &mut Vec<Json>) {
+pub fn system_parts(v: Option<Value<'_, '_>>, out: &mut Vec<Json>) {
     let Some(v) = v else { return };
     if v.members().is_some() {
         if let Some(p) = get(v, "parts") {
@@ -377,69 +250,47 @@ fn system_parts(v: Option<Value<'_, '_>>, out: &mut Vec<Json>) {
     }
 }
 
-/// Read the request body of `api` into semconv messages and system instructions.
-pub fn input(api: Api, body: &[u8]) -> Option<Input> {
-    if matches!(api, Api::OpenAiEmbeddings | Api::BedrockEmbeddings) {
-        // Embedding inputs are not conversation messages.
-        return None;
-    }
+/// Read a request body into semconv messages and system instructions with `shape`, the provider's layout
+/// (`Provider::capture_input`); None when it is not UTF-8 JSON.
+pub fn read(body: &[u8], shape: impl FnOnce(Value<'_, '_>, &mut Input)) -> Option<Input> {
     let text = std::str::from_utf8(body).ok()?;
     tape::read(text, |v| {
         let mut inp = Input::default();
-        let list = |key: &str| get(v, key).and_then(|l| l.elements()).into_iter().flatten();
-        match api {
-            Api::OpenAiChat | Api::CohereChat | Api::OllamaChat => {
-                inp.messages = list("messages").filter_map(chat_message).collect();
-            }
-            Api::AnthropicMessages | Api::BedrockInvoke | Api::BedrockConverse => {
-                system_parts(get(v, "system"), &mut inp.system);
-                inp.messages = list("messages").filter_map(block_message).collect();
-            }
-            Api::Gemini => {
-                let system = get(v, "systemInstruction").or_else(|| get(v, "system_instruction"));
-                system_parts(system, &mut inp.system);
-                inp.messages = list("contents").filter_map(gemini_message).collect();
-            }
-            Api::OpenAiResponses => {
-                system_parts(get(v, "instructions"), &mut inp.system);
-                let input = get(v, "input");
-                if let Some(s) = input.and_then(|i| i.str()) {
-                    inp.messages
-                        .push(message("user", vec![text_part(&s)], None));
-                }
-                for item in input.and_then(|i| i.elements()).into_iter().flatten() {
-                    if get(item, "role").is_some() {
-                        inp.messages.extend(chat_message(item));
-                    } else if let Some(kind) = get_str(item, "type") {
-                        let mut parts = Vec::new();
-                        block_part(&kind, item, &mut parts);
-                        let role = if kind == "function_call_output" {
-                            "tool"
-                        } else {
-                            "assistant"
-                        };
-                        inp.messages.push(message(role, parts, None));
-                    }
-                }
-            }
-            Api::OpenAiCompletions | Api::OllamaGenerate => {
-                system_parts(get(v, "system"), &mut inp.system);
-                let prompt = get(v, "prompt");
-                let mut parts = Vec::new();
-                if let Some(s) = prompt.and_then(|p| p.str()) {
-                    parts.push(text_part(&s));
-                }
-                for p in prompt.and_then(|p| p.elements()).into_iter().flatten() {
-                    parts.extend(p.str().map(|s| text_part(&s)));
-                }
-                if !parts.is_empty() {
-                    inp.messages.push(message("user", parts, None));
-                }
-            }
-            Api::OpenAiEmbeddings | Api::BedrockEmbeddings => {}
-        }
+        shape(v, &mut inp);
         inp
     })
+}
+
+/// The elements of list member `key` of `v` (none when absent or not a list).
+pub fn list<'t, 'de>(v: Value<'t, 'de>, key: &str) -> impl Iterator<Item = Value<'t, 'de>> {
+    get(v, key).and_then(|l| l.elements()).into_iter().flatten()
+}
+
+/// OpenAI-shaped chat: `messages` (OpenAI, Azure, Mistral, vLLM, Cohere v2, Ollama chat).
+pub fn chat(v: Value<'_, '_>, inp: &mut Input) {
+    inp.messages = list(v, "messages").filter_map(chat_message).collect();
+}
+
+/// Typed content blocks: `system` and `messages` (Anthropic Messages, Bedrock Converse and InvokeModel).
+pub fn blocks(v: Value<'_, '_>, inp: &mut Input) {
+    system_parts(get(v, "system"), &mut inp.system);
+    inp.messages = list(v, "messages").filter_map(block_message).collect();
+}
+
+/// A bare `prompt` (a string or a list of strings) and `system` (Completions, Ollama generate).
+pub fn prompt(v: Value<'_, '_>, inp: &mut Input) {
+    system_parts(get(v, "system"), &mut inp.system);
+    let prompt = get(v, "prompt");
+    let mut parts = Vec::new();
+    if let Some(s) = prompt.and_then(|p| p.str()) {
+        parts.push(text_part(&s));
+    }
+    for p in prompt.and_then(|p| p.elements()).into_iter().flatten() {
+        parts.extend(p.str().map(|s| text_part(&s)));
+    }
+    if !parts.is_empty() {
+        inp.messages.push(message("user", parts, None));
+    }
 }
 
 /// Output messages, one per choice, with the finish reasons the response reported.
@@ -530,20 +381,6 @@ pub fn cap_value(v: &mut Json, budget: &mut usize) -> bool {
     }
 }
 
-/// What redaction and capture add to one call's span.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Evidence {
-    /// Redaction ran for this call (then `tollgate.redaction.count` is set, 0 included).
-    pub active: bool,
-    /// Spans redacted in the request's user text and in the output.
-    pub findings: Findings,
-    /// Prompt-injection flags (never blocking).
-    pub flags: Vec<&'static str>,
-    /// Content attributes (already redacted and capped): (name, JSON text).
-    pub content: Vec<(&'static str, String)>,
-    pub truncated: bool,
-}
-
 /// One content attribute, ready for the span: redacted, capped, serialised.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rendered {
@@ -587,6 +424,7 @@ pub fn render(input: Option<&Input>, resp: &Response, r: &Redactor, max_bytes: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::{Api, OutputCapture, SLACK};
     use crate::redact::RedactionConfig;
     use serde_json::{json, Value};
 
@@ -597,6 +435,17 @@ mod tests {
 
     fn r() -> Redactor {
         Redactor::new(&RedactionConfig::default()).unwrap()
+    }
+
+    /// What capture reads of a request body of `api`, through its provider.
+    fn input(api: Api, body: &[u8]) -> Option<Input> {
+        let route = crate::call::Route {
+            api,
+            provider: String::new(),
+            path_model: None,
+            path_stream: false,
+        };
+        crate::providers::capture_input(&route, body)
     }
 
     fn inp(api: Api, body: &str) -> Input {

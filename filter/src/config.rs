@@ -2,22 +2,16 @@
 //! configuration (Envoy then refuses the listener update or fails start-up) with a message naming the key.
 
 use crate::call::Api;
-use crate::providers::tape;
+use crate::codec::json::strict::{
+    boolean, err, float, items, object, opt, required, string, string_map, syntax_error, uint,
+    variant, ConfigError,
+};
+use crate::codec::json::tape::{self, Value};
 use crate::providers::RouteRule;
-use std::borrow::Cow;
+use crate::telemetry::{span, Semconv};
 use std::collections::BTreeMap;
 
-/// Which generation of GenAI semantic-convention names to emit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Semconv {
-    /// The widely deployed names (semconv v1.37–v1.41): what today's dashboards key on.
-    #[default]
-    Default,
-    /// The newest experimental names, in addition to the default ones.
-    Latest,
-}
-
-/// What tollgate does with a request covered by a signature (`signed_requests`; see `crate::signed`).
+/// What tollgate does with a request covered by a signature (`signed_requests`; see `crate::codec::sigv4`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SignedPolicy {
     /// Never rewrite it; when egress redaction would have changed its body, answer 400 in the API's dialect.
@@ -143,13 +137,13 @@ struct Raw<'t, 'de> {
     max_event: Option<u64>,
     oversized_requests: OversizedPolicy,
     signed_requests: SignedPolicy,
-    tenant: Option<Json<'t, 'de>>,
-    budgets: Option<Json<'t, 'de>>,
-    pricing: Option<Json<'t, 'de>>,
+    tenant: Option<Value<'t, 'de>>,
+    budgets: Option<Value<'t, 'de>>,
+    pricing: Option<Value<'t, 'de>>,
 }
 
 impl<'t, 'de> Raw<'t, 'de> {
-    fn read(v: Json<'t, 'de>) -> Result<Self, ConfigError> {
+    fn read(v: Value<'t, 'de>) -> Result<Self, ConfigError> {
         let mut r = Raw::default();
         object(
             v,
@@ -242,7 +236,7 @@ struct RawOtlp {
 }
 
 impl RawOtlp {
-    fn read(v: Json) -> Result<Self, ConfigError> {
+    fn read(v: Value) -> Result<Self, ConfigError> {
         let mut cluster = None;
         let mut o = RawOtlp {
             cluster: String::new(),
@@ -312,7 +306,7 @@ struct RawRoute {
 }
 
 impl RawRoute {
-    fn read(v: Json) -> Result<Self, ConfigError> {
+    fn read(v: Value) -> Result<Self, ConfigError> {
         let (mut host, mut path_prefix, mut api, mut provider) = (None, String::new(), None, None);
         object(
             v,
@@ -336,250 +330,6 @@ impl RawRoute {
     }
 }
 
-/// A configuration error: the key path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "invalid tollgate configuration: {}", self.reason)
-        } else {
-            write!(
-                f,
-                "invalid tollgate configuration: {}: {}",
-                self.key, self.reason
-            )
-        }
-    }
-}
-
-fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        reason: reason.into(),
-    }
-}
-
-/// A value of the plugin JSON, on the token tape.
-pub type Json<'t, 'de> = tape::Value<'t, 'de>;
-
-/// The readers below take values as serde's derived readers (`deny_unknown_fields`) took them from
-/// serde_json, with serde's wording for the errors that users see most, at a fraction of the module size.
-/// An error's key is relative to the value read; each enclosing reader puts its own part in front (`under`).
-///
-/// `e` one level down: its key under `head` (a member's name, or `[i]`).
-pub(crate) fn under(mut e: ConfigError, head: &str) -> ConfigError {
-    let dot = if e.key.is_empty() || e.key.starts_with('[') {
-        ""
-    } else {
-        "."
-    };
-    e.key = format!("{head}{dot}{}", e.key);
-    e
-}
-
-/// What `v` is, as serde's `Unexpected` says it.
-fn unexpected(v: Json) -> String {
-    let raw = v.raw_text().unwrap_or_default();
-    match raw.as_bytes().first() {
-        Some(b'n') => "null".into(),
-        Some(b't' | b'f') => format!("boolean `{raw}`"),
-        Some(b'"') => match v.str() {
-            Some(s) => format!("string {s:?}"),
-            // The tape keeps what serde_json refuses to read.
-            None => "string with a lone UTF-16 surrogate escape".into(),
-        },
-        Some(b'[') => "sequence".into(),
-        Some(b'{') => "map".into(),
-        _ if v.i64().is_some() || v.u64().is_some() => format!("integer `{raw}`"),
-        _ => format!("floating point `{raw}`"),
-    }
-}
-
-/// `v` is not what was `expected`: serde's "invalid type".
-pub(crate) fn invalid_type(v: Json, expected: &str) -> ConfigError {
-    invalid(v, "type", expected)
-}
-
-fn invalid(v: Json, what: &str, expected: &str) -> ConfigError {
-    err(
-        "",
-        format!("invalid {what}: {}, expected {expected}", unexpected(v)),
-    )
-}
-
-/// serde's list of what would have been accepted.
-fn one_of(names: &[&str]) -> String {
-    match names {
-        [a] => format!("expected `{a}`"),
-        [a, b] => format!("expected `{a}` or `{b}`"),
-        _ => format!("expected one of `{}`", names.join("`, `")),
-    }
-}
-
-/// A required field, or serde's "missing field".
-pub(crate) fn required<T>(v: Option<T>, name: &str) -> Result<T, ConfigError> {
-    v.ok_or_else(|| err("", format!("missing field `{name}`")))
-}
-
-/// An `Option`: `null` is absent.
-pub(crate) fn opt<'t, 'de, T>(
-    v: Json<'t, 'de>,
-    read: fn(Json<'t, 'de>) -> Result<T, ConfigError>,
-) -> Result<Option<T>, ConfigError> {
-    if v.raw_text() == Some("null") {
-        return Ok(None);
-    }
-    read(v).map(Some)
-}
-
-pub(crate) fn string(v: Json) -> Result<String, ConfigError> {
-    v.str()
-        .map(Cow::into_owned)
-        .ok_or_else(|| invalid_type(v, "a string"))
-}
-
-pub(crate) fn boolean(v: Json) -> Result<bool, ConfigError> {
-    v.bool().ok_or_else(|| invalid_type(v, "a boolean"))
-}
-
-pub(crate) fn uint(v: Json) -> Result<u64, ConfigError> {
-    // serde: a negative integer is of the right type, with a wrong value.
-    v.u64().ok_or_else(|| {
-        let what = if v.i64().is_some() { "value" } else { "type" };
-        invalid(v, what, "u64")
-    })
-}
-
-pub(crate) fn float(v: Json) -> Result<f64, ConfigError> {
-    v.f64().ok_or_else(|| invalid_type(v, "f64"))
-}
-
-/// A unit variant named by a string: its index in `names`.
-pub(crate) fn variant(v: Json, names: &[&str]) -> Result<usize, ConfigError> {
-    let s = v.str().ok_or_else(|| invalid_type(v, "a string"))?;
-    names
-        .iter()
-        .position(|n| *n == s)
-        .ok_or_else(|| err("", format!("unknown variant `{s}`, {}", one_of(names))))
-}
-
-/// Hand each element of an array to `f`, naming the index of any error.
-pub(crate) fn items<'t, 'de>(
-    v: Json<'t, 'de>,
-    f: &mut dyn FnMut(Json<'t, 'de>) -> Result<(), ConfigError>,
-) -> Result<(), ConfigError> {
-    let elements = v.elements().ok_or_else(|| invalid_type(v, "a sequence"))?;
-    for (i, item) in elements.enumerate() {
-        f(item).map_err(|e| under(e, &format!("[{i}]")))?;
-    }
-    Ok(())
-}
-
-pub(crate) fn strings(v: Json) -> Result<Vec<String>, ConfigError> {
-    let mut out = Vec::new();
-    items(v, &mut |v| {
-        out.push(string(v)?);
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-/// An object of strings (a later duplicate key wins, as in serde's map).
-pub(crate) fn string_map(v: Json) -> Result<BTreeMap<String, String>, ConfigError> {
-    let members = v.members().ok_or_else(|| invalid_type(v, "a map"))?;
-    let mut out = BTreeMap::new();
-    for (key, value) in members {
-        let value = string(value).map_err(|e| under(e, &key))?;
-        out.insert(key.into_owned(), value);
-    }
-    Ok(out)
-}
-
-/// A struct's members: the value of the member named `names[i]` goes to `f(i, _)`; an unknown or
-/// repeated key fails. Required fields are the caller's (`required`). At most 64 fields.
-pub(crate) fn object<'t, 'de>(
-    v: Json<'t, 'de>,
-    names: &[&str],
-    f: &mut dyn FnMut(usize, Json<'t, 'de>) -> Result<(), ConfigError>,
-) -> Result<(), ConfigError> {
-    let members = v.members().ok_or_else(|| invalid_type(v, "an object"))?;
-    let mut seen = 0u64;
-    for (key, value) in members {
-        let Some(i) = names.iter().position(|n| *n == key) else {
-            return Err(err(
-                key.as_ref(),
-                format!("unknown field `{key}`, {}", one_of(names)),
-            ));
-        };
-        let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
-        if seen & bit != 0 {
-            return Err(err(key.as_ref(), format!("duplicate field `{key}`")));
-        }
-        seen |= bit;
-        f(i, value).map_err(|e| under(e, &key))?;
-    }
-    Ok(())
-}
-
-/// Read `v` (tests: the readers take a tape value; tests build their input with `json!`).
-#[cfg(test)]
-pub(crate) fn read_json<T>(
-    v: &serde_json::Value,
-    read: impl for<'t, 'de> FnOnce(Json<'t, 'de>) -> Result<T, ConfigError>,
-) -> Result<T, ConfigError> {
-    let text = v.to_string();
-    tape::read(&text, read).unwrap_or_else(|| Err(err("", "invalid JSON")))
-}
-
-/// Why `json`, which the tape refused, is not one JSON value, and where (line and column, 1-based).
-fn syntax_error(json: &[u8]) -> ConfigError {
-    let place = |at: usize| {
-        let before = json.get(..at).unwrap_or(json);
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |n| n + 1);
-        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
-            .chars()
-            .count()
-            + 1;
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        format!("at line {line} column {column}")
-    };
-    let text = match std::str::from_utf8(json) {
-        Ok(text) => text,
-        Err(e) => {
-            let at = e.valid_up_to();
-            return err("", format!("invalid JSON: not UTF-8 {}", place(at)));
-        }
-    };
-    let Some(at) = tape::error_at(text) else {
-        // Only a text beyond the tape's 4 GiB.
-        return err("", "invalid JSON: too large");
-    };
-    // One complete value, then more text.
-    if at > 0 && text.get(..at).is_some_and(|v| tape::error_at(v).is_none()) {
-        return err(
-            "",
-            format!(
-                "invalid JSON after the configuration object: trailing characters {}",
-                place(at)
-            ),
-        );
-    }
-    let what = match text.get(at..).and_then(|t| t.chars().next()) {
-        None => "unexpected end of input".to_owned(),
-        Some('"') => "a string that is not closed or has an invalid escape".to_owned(),
-        Some(c) => format!("unexpected `{}`", c.escape_debug()),
-    };
-    err("", format!("invalid JSON: {what} {}", place(at)))
-}
-
 const MIB: u64 = 1024 * 1024;
 
 /// Envoy's default buffer limit (listener `per_connection_buffer_limit_bytes`, 1 MiB): a paused filter's
@@ -597,6 +347,13 @@ fn size(key: &str, v: Option<u64>, default: u64, max: u64) -> Result<usize, Conf
 }
 
 impl Config {
+    /// What the span builder takes from the configuration.
+    pub fn span_settings(&self) -> span::Settings {
+        span::Settings {
+            emit_gen_ai_system: self.emit_gen_ai_system,
+        }
+    }
+
     /// Parse plugin JSON. Empty input means "all defaults".
     pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
         if json.iter().all(u8::is_ascii_whitespace) {

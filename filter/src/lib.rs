@@ -1,8 +1,18 @@
-//! tollgate: an Envoy proxy-wasm filter that makes LLM egress observable, attributable and bounded.
+//! tollgate: an Envoy filter that makes LLM egress observable, attributable and bounded.
 //!
-//! Everything outside `host` is pure logic with no proxy-wasm calls, unit-tested natively and in wasm32.
-//! The path of one response chunk: `host::http` receives bytes → `stream` frames them → `providers`
-//! interpret events → `call` accumulates → on completion `telemetry` (and budgets) consume the `Call`.
+//! Everything outside `host` is pure logic with no proxy call, unit-tested natively and in wasm32. The
+//! modules, bottom-up (an import only ever points down; `docs/architecture.md`):
+//! - `codec`: byte formats (JSON, protobuf, header maps, hex, CRC-32, SigV4); `call`: the record of one
+//!   call; `reply`: a local reply; `sort`, `rng`;
+//! - `stream`: framing and decompression; `pricing`; `redact`; `budget`; `capture`;
+//! - `providers`: one file per API shape behind the `Provider` trait; `telemetry`: spans, metrics, export;
+//! - `config`: the plugin JSON, composing every section;
+//! - `exchange`: one request's state machine, written against the `Host` trait;
+//! - `host`: the proxy-wasm glue (wasm32 only).
+//!
+//! The path of one response chunk: the host hands the bytes to `exchange` → `stream` frames them →
+//! `providers` interpret each event → `call` accumulates → at the end `budget` commits and `telemetry`
+//! turns the `Call` into metrics and a span.
 
 // A panic traps the Wasm VM and, depending on Envoy's failure_policy, fails or bypasses every request.
 // Non-test code therefore may not contain any panicking construct; an `allow` needs a comment proving it
@@ -22,18 +32,14 @@
 pub mod budget;
 pub mod call;
 pub mod capture;
+pub mod codec;
 pub mod config;
-pub mod crc32;
-pub mod headers;
-pub mod hold;
-pub mod json;
+pub mod exchange;
 pub mod pricing;
 pub mod providers;
 pub mod redact;
 pub mod reply;
-pub mod rls;
 pub mod rng;
-pub mod signed;
 pub mod sort;
 pub mod stream;
 pub mod telemetry;

@@ -5,7 +5,8 @@
 //!  + output × output_price`; an absent cache price falls back to the input price.
 
 use crate::call::Usage;
-use crate::config::{float, object, opt, required, under, ConfigError, Json};
+use crate::codec::json::strict::{float, object, opt, required, under, ConfigError};
+use crate::codec::json::tape::Value;
 
 /// Prices in USD per million tokens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -17,7 +18,7 @@ pub struct Price {
 }
 
 impl Price {
-    fn read(v: Json) -> Result<Price, ConfigError> {
+    fn read(v: Value) -> Result<Price, ConfigError> {
         let (mut input, mut output, mut cache_read, mut cache_write) = (None, None, None, None);
         object(
             v,
@@ -96,9 +97,22 @@ fn specificity(pattern: &str) -> (bool, usize) {
     )
 }
 
+/// USD → pico-USD, rounded up (never under-charge).
+pub fn usd_to_pico(usd: f64) -> Option<u64> {
+    if !usd.is_finite() || usd < 0.0 {
+        return None;
+    }
+    let p = (usd * 1e12).ceil();
+    if p >= u64::MAX as f64 {
+        None
+    } else {
+        Some(p as u64)
+    }
+}
+
 fn per_token_pico(usd_per_million: f64) -> u64 {
     // 1 USD per million tokens = 1e-6 USD = 1e6 pico-USD per token; rounded up.
-    crate::budget::config::usd_to_pico(usd_per_million / 1e6).unwrap_or(u64::MAX)
+    usd_to_pico(usd_per_million / 1e6).unwrap_or(u64::MAX)
 }
 
 impl Price {
@@ -126,7 +140,7 @@ impl Price {
 
     /// Exact pico-USD for a usage record (for committing into cost budgets).
     pub fn cost_pico(&self, u: &Usage) -> u64 {
-        crate::budget::config::usd_to_pico(self.cost_usd(u)).unwrap_or(u64::MAX)
+        usd_to_pico(self.cost_usd(u)).unwrap_or(u64::MAX)
     }
 }
 
@@ -134,11 +148,11 @@ impl Pricing {
     /// Tests: `read` of a `json!` value.
     #[cfg(test)]
     pub fn parse(v: serde_json::Value) -> Result<Pricing, ConfigError> {
-        crate::config::read_json(&v, Self::read)
+        crate::codec::json::strict::read_json(&v, Self::read)
     }
 
     /// The `pricing` key.
-    pub fn read(v: Json) -> Result<Pricing, ConfigError> {
+    pub fn read(v: Value) -> Result<Pricing, ConfigError> {
         let Some(members) = v.members() else {
             return Err(ConfigError {
                 key: "pricing".into(),

@@ -2,7 +2,7 @@
 //! Header maps as the host serializes them: any bytes read as a (possibly shorter) list of pairs without
 //! panicking, and a map serialized from pairs reads back exactly.
 use libfuzzer_sys::fuzz_target;
-use tollgate::headers::{serialize, Headers};
+use tollgate::codec::headers::{serialize, Headers};
 
 fuzz_target!(|data: &[u8]| {
     let h = Headers::new(data.to_vec());

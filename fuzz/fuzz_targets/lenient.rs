@@ -1,13 +1,13 @@
 #![no_main]
-//! The single pass lenient JSON reader against the value-by-value reader it replaced (built for this target
-//! only, feature `reference-reader`): every API's request reader, whole-body reader and stream-frame reader
-//! must give the same call record either way. The old reader reads what the single pass reads: the body,
-//! or, where serde_json cannot read one of its tokens (a number beyond f64, a lone surrogate escape), the
-//! sanitised copy (those tokens as `null`); so this also checks that the copy always reads in one pass.
+//! The single pass lenient JSON reader against serde's value-by-value reading of the same types
+//! (`codec/json/reference.rs`, built with `--cfg fuzzing` only): every API's request reader, whole-body
+//! reader and stream-frame reader must give the same call record either way. The reference reads what the
+//! single pass reads: the body, or, where serde_json cannot read one of its tokens (a number beyond f64, a
+//! lone surrogate escape), the sanitised copy (those tokens as `null`).
 //! Byte 0 picks the API, byte 1 the frame kind; the rest is the document.
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Request, Response, Route};
-use tollgate::providers::json::with_reference;
+use tollgate::codec::json::reference::{sanitised, with_reference};
 use tollgate::providers::{self, StreamState};
 use tollgate::stream::Frame;
 
@@ -44,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
         path_stream: a & 16 == 16,
     };
     let one = read(&route, *b, body);
-    let two = with_reference(|| read(&route, *b, body));
+    // The reference reads the sanitised copy (each token serde_json refuses as `null`, as the tape reads
+    // it); a document decoded inside another (a Bedrock event in its base64 `bytes`) holding such a token
+    // stays the tape's (`reference::with_reference`).
+    let copy = std::str::from_utf8(body).ok().and_then(sanitised);
+    let two = with_reference(|| read(&route, *b, copy.as_deref().map_or(body, str::as_bytes)));
     assert_eq!(one, two);
 });

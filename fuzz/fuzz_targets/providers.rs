@@ -8,8 +8,8 @@
 //! event of a type no provider sends before a stream's first event.
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Call, Request, Response, Route};
-use tollgate::config::Config;
-use tollgate::providers::{self, variants, Framing, StreamState};
+use tollgate::providers::{self, variants, StreamState};
+use tollgate::stream::Framing;
 use tollgate::stream::{Frame, Framer, Limits};
 use tollgate::telemetry::span;
 
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     let (resp, _) = read(&route, framing, *b, body, None);
     call.response = resp;
     call.estimate_missing_usage();
-    let _ = span::build_span(&call, &Config::default(), None);
+    let _ = span::build_span(&call, &span::Settings::default(), None);
 
     if framing == Framing::Whole {
         // The readers themselves (not the framer's size cap: a member written twice at every level can

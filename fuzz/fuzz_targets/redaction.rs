@@ -29,16 +29,22 @@ fuzz_target!(|data: &[u8]| {
         "prompt-injection flags differ from the reference on {text:?}"
     );
     let mut resp = tollgate::call::Response {
-        content: tollgate::capture::OutputCapture::new(256),
+        content: tollgate::call::OutputCapture::new(256),
         ..Default::default()
     };
     resp.content.tool_call(0, "id", "f");
     resp.content.tool_arguments(0, &text);
     for api in tollgate::call::Api::ALL {
-        let input = tollgate::capture::input(api, data);
+        let route = tollgate::call::Route {
+            api,
+            provider: String::new(),
+            path_model: None,
+            path_stream: false,
+        };
+        let input = tollgate::providers::capture_input(&route, data);
         let rendered = tollgate::capture::render(input.as_ref(), &resp, &r, 64);
         for (name, json) in &rendered.attributes {
-            let at = tollgate::providers::tape::error_at(json);
+            let at = tollgate::codec::json::tape::error_at(json);
             assert!(at.is_none(), "{name} is not JSON at {at:?}: {json}");
         }
     }

@@ -1,13 +1,14 @@
 #![no_main]
-//! The stream fast paths (the JSON skimmer, `providers/skim.rs`) against the serde path: byte 0 picks the
+//! The stream fast paths (the JSON skimmer, `codec/json/skim.rs`) against the serde path: byte 0 picks the
 //! API and whether content capture is on, the rest is up to four events' data separated by 0xFF, fed in
 //! order twice as SSE events, twice as JSON frames (so repeated shapes replay `providers/template.rs`), then
 //! each as a Bedrock `chunk` payload and base64-wrapped inside one; and each as a request body. Both paths
 //! must leave the same call record and outcomes.
 use libfuzzer_sys::fuzz_target;
 use tollgate::call::{Api, Request, Response, Route};
-use tollgate::capture::OutputCapture;
-use tollgate::providers::{frame_with, request_with, skim, FrameOutcome, StreamState};
+use tollgate::call::OutputCapture;
+use tollgate::codec::json::skim;
+use tollgate::providers::{self, reference, FrameOutcome, StreamState};
 use tollgate::stream::Frame;
 
 /// Standard base64 with padding (Bedrock InvokeModel wraps each model event in `{"bytes":"<base64>"}`).
@@ -38,6 +39,21 @@ fn aws(payload: &str) -> Frame<'_> {
     }
 }
 
+/// One frame through the fast paths (`providers::frame`) or the general readers alone.
+fn read(
+    route: &Route,
+    f: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+    fast: bool,
+) -> FrameOutcome {
+    if fast {
+        providers::frame(route, f, st, resp)
+    } else {
+        reference::frame(route, f, st, resp)
+    }
+}
+
 fn run(
     route: &Route,
     base: &Response,
@@ -58,14 +74,14 @@ fn run(
             } else {
                 Frame::Json(text.as_bytes())
             };
-            outs.push(frame_with(route, &f, &mut st, &mut resp, fast));
+            outs.push(read(route, &f, &mut st, &mut resp, fast));
         }
     }
     for text in texts {
         let wrapped = format!("{{\"bytes\":\"{}\"}}", base64(text.as_bytes()));
         // Bedrock: the text as a chunk payload, and as the model event inside one.
         for f in [aws(text), aws(&wrapped)] {
-            outs.push(frame_with(route, &f, &mut st, &mut resp, fast));
+            outs.push(read(route, &f, &mut st, &mut resp, fast));
         }
     }
     (resp, outs, st.finished)
@@ -107,8 +123,8 @@ fuzz_target!(|data: &[u8]| {
             ..Request::default()
         };
         let (mut a, mut b) = (base.clone(), base);
-        request_with(&route, text.as_bytes(), &mut a, true);
-        request_with(&route, text.as_bytes(), &mut b, false);
+        providers::request(&route, text.as_bytes(), &mut a);
+        reference::request(&route, text.as_bytes(), &mut b);
         assert_eq!(a, b);
     }
 });

@@ -4,14 +4,14 @@
 //! blanks; any `content-length` text reads as its digits or as absent; and whatever the sizes, tollgate
 //! never pauses a body past `max_request_body` nor reads one before it is complete.
 use libfuzzer_sys::fuzz_target;
-use tollgate::hold::{self, Read, Step};
-use tollgate::signed;
+use tollgate::exchange::hold::{self, Read, Step};
+use tollgate::codec::sigv4;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut lines = text.splitn(4, '\n');
     let (auth, sha, path) = (lines.next(), lines.next(), lines.next().unwrap_or(""));
-    if let Some(s) = signed::detect(auth, sha, path) {
+    if let Some(s) = sigv4::detect(auth, sha, path) {
         assert!(!s.headers.bytes().any(|b| b.is_ascii_uppercase() || b.is_ascii_whitespace()));
     }
     let cl = hold::content_length(auth);

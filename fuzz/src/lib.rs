@@ -1,7 +1,7 @@
 //! Shared helpers for the fuzz targets: chunking driven by the input, and frame-by-frame comparison so a
 //! target can check that any chunking of a body decodes exactly like the whole body.
 
-use tollgate::providers::Framing;
+use tollgate::stream::Framing;
 use tollgate::stream::{Frame, Framer, Limits};
 
 /// Split `data` into chunks whose sizes come from `seed` (1..=64 bytes, then varying).

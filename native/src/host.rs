@@ -320,7 +320,7 @@ mod tests {
         serialize_into(&mut mine, &[(b"a", b"1"), (b"bb", b"22")]);
         assert_eq!(
             mine,
-            tollgate::headers::serialize(&[("a", "1"), ("bb", "22")])
+            tollgate::codec::headers::serialize(&[("a", "1"), ("bb", "22")])
         );
     }
 

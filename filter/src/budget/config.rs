@@ -2,10 +2,11 @@
 //! config hands over, so every error names its full key (`budgets.rules[2].window`).
 
 use super::tenant::{valid_tenant, IdentityRule};
-use crate::config::{
+use crate::codec::json::strict::{
     boolean, float, items, object, opt, required, string, strings, uint, under, variant,
-    ConfigError, Json,
+    ConfigError,
 };
+use crate::codec::json::tape::Value;
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -57,7 +58,7 @@ struct RawTenant {
 }
 
 impl RawTenant {
-    fn read(v: Json) -> Result<Self, ConfigError> {
+    fn read(v: Value) -> Result<Self, ConfigError> {
         let mut r = RawTenant {
             header: None,
             jwt_claim: None,
@@ -94,7 +95,7 @@ impl RawTenant {
 
 /// `tenant.peer_identity`: a tenant template for every identity (`"{namespace}"`), or a list of
 /// `{"match": <glob>, "tenant": <template>}` rules, the first that applies winning.
-fn peer_identity(v: Json) -> Result<Vec<IdentityRule>, ConfigError> {
+fn peer_identity(v: Value) -> Result<Vec<IdentityRule>, ConfigError> {
     let rule = |pattern: &str, tenant: &str| {
         IdentityRule::parse(pattern, tenant).map_err(|field| {
             let reason = match field {
@@ -133,11 +134,11 @@ impl TenantConfig {
     /// Tests: `read` of a `json!` value.
     #[cfg(test)]
     pub fn parse(v: serde_json::Value) -> Result<TenantConfig, ConfigError> {
-        crate::config::read_json(&v, Self::read)
+        crate::codec::json::strict::read_json(&v, Self::read)
     }
 
     /// The `tenant` key.
-    pub fn read(v: Json) -> Result<TenantConfig, ConfigError> {
+    pub fn read(v: Value) -> Result<TenantConfig, ConfigError> {
         let r = RawTenant::read(v).map_err(|e| under(e, "tenant"))?;
         let default = r.default.unwrap_or_else(|| "anonymous".into());
         if !valid_tenant(&default) {
@@ -230,7 +231,7 @@ struct RawRls {
 }
 
 impl RawRls {
-    fn read(v: Json) -> Result<Self, ConfigError> {
+    fn read(v: Value) -> Result<Self, ConfigError> {
         let (mut cluster, mut authority, mut domain, mut timeout_ms) = (None, None, None, None);
         let mut failure_mode = FailureMode::Open;
         object(
@@ -318,18 +319,18 @@ pub struct BudgetConfig {
 /// The full form of `budgets`; rules and nested objects stay on the tape until validation reaches them.
 struct RawBudgets<'t, 'de> {
     backend: BackendKind,
-    rules: Vec<Json<'t, 'de>>,
+    rules: Vec<Value<'t, 'de>>,
     default_max_output_tokens: Option<u64>,
-    clamp_max_tokens: Option<Json<'t, 'de>>,
+    clamp_max_tokens: Option<Value<'t, 'de>>,
     dry_run: bool,
     response_headers: Option<bool>,
     reservation_ttl_s: Option<u64>,
     max_tenants: Option<u64>,
-    rls: Option<Json<'t, 'de>>,
+    rls: Option<Value<'t, 'de>>,
 }
 
 impl<'t, 'de> RawBudgets<'t, 'de> {
-    fn new(rules: Vec<Json<'t, 'de>>) -> Self {
+    fn new(rules: Vec<Value<'t, 'de>>) -> Self {
         RawBudgets {
             backend: BackendKind::Local,
             rules,
@@ -343,7 +344,7 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
         }
     }
 
-    fn read(v: Json<'t, 'de>) -> Result<Self, ConfigError> {
+    fn read(v: Value<'t, 'de>) -> Result<Self, ConfigError> {
         let mut r = RawBudgets::new(Vec::new());
         let mut rules = None;
         object(
@@ -392,7 +393,7 @@ impl<'t, 'de> RawBudgets<'t, 'de> {
 
 struct RawRule<'t, 'de> {
     tenant: String,
-    window: Json<'t, 'de>,
+    window: Value<'t, 'de>,
     tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -401,7 +402,7 @@ struct RawRule<'t, 'de> {
 }
 
 impl<'t, 'de> RawRule<'t, 'de> {
-    fn read(v: Json<'t, 'de>) -> Result<Self, ConfigError> {
+    fn read(v: Value<'t, 'de>) -> Result<Self, ConfigError> {
         let (mut tenant, mut window) = (None, None);
         let (mut tokens, mut input_tokens, mut output_tokens) = (None, None, None);
         let (mut cost_usd, mut models) = (None, None);
@@ -442,7 +443,7 @@ impl<'t, 'de> RawRule<'t, 'de> {
 }
 
 /// "1m" | "1h" | "1d" | "30d" | "90s" | 3600 → seconds (1 s to 366 days).
-pub fn parse_window(v: Json) -> Result<u64, String> {
+pub fn parse_window(v: Value) -> Result<u64, String> {
     let secs = if let Some(s) = v.str() {
         let s = s.trim();
         let split = s
@@ -471,19 +472,6 @@ pub fn parse_window(v: Json) -> Result<u64, String> {
     Ok(secs)
 }
 
-/// USD → pico-USD, rounded up (never under-charge).
-pub fn usd_to_pico(usd: f64) -> Option<u64> {
-    if !usd.is_finite() || usd < 0.0 {
-        return None;
-    }
-    let p = (usd * 1e12).ceil();
-    if p >= u64::MAX as f64 {
-        None
-    } else {
-        Some(p as u64)
-    }
-}
-
 fn fingerprint(tenant: &TenantMatch, window_s: u64, models: &[String]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -503,10 +491,10 @@ fn fingerprint(tenant: &TenantMatch, window_s: u64, models: &[String]) -> String
         h.update(b"\0");
         h.update(model.as_bytes());
     }
-    crate::telemetry::trace::hex(h.finalize().get(..8).unwrap_or_default())
+    crate::codec::hex::hex(h.finalize().get(..8).unwrap_or_default())
 }
 
-fn rule(key: &str, v: Json) -> Result<Rule, ConfigError> {
+fn rule(key: &str, v: Value) -> Result<Rule, ConfigError> {
     let r = RawRule::read(v).map_err(|e| under(e, key))?;
     let tenant = if r.tenant == "*" {
         TenantMatch::Each
@@ -531,7 +519,7 @@ fn rule(key: &str, v: Json) -> Result<Rule, ConfigError> {
     let cost_pico = match r.cost_usd {
         None => None,
         Some(c) if c > 0.0 => Some(
-            usd_to_pico(c)
+            crate::pricing::usd_to_pico(c)
                 .ok_or_else(|| err(format!("{key}.cost_usd"), "must be a finite amount"))?,
         ),
         Some(_) => return Err(err(format!("{key}.cost_usd"), "must be greater than 0")),
@@ -572,11 +560,11 @@ impl BudgetConfig {
     /// Tests: `read` of a `json!` value.
     #[cfg(test)]
     pub fn parse(v: serde_json::Value) -> Result<BudgetConfig, ConfigError> {
-        crate::config::read_json(&v, Self::read)
+        crate::codec::json::strict::read_json(&v, Self::read)
     }
 
     /// `budgets`: a list of rules (shorthand for `{"rules": [...]}`) or the full object.
-    pub fn read(v: Json) -> Result<BudgetConfig, ConfigError> {
+    pub fn read(v: Value) -> Result<BudgetConfig, ConfigError> {
         let (raw, prefix) = if let Some(rules) = v.elements() {
             (RawBudgets::new(rules.collect()), "budgets")
         } else if v.members().is_some() {
@@ -654,7 +642,7 @@ impl BudgetConfig {
             return Err(err("budgets.rls", "required when backend is \"rls\""));
         }
         if raw.backend == BackendKind::Rls {
-            crate::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
+            super::rls::check_rules(&rules).map_err(|(key, why)| err(key, why))?;
             if clamp_min.is_some() {
                 return Err(err(
                     "budgets.clamp_max_tokens",
@@ -675,7 +663,7 @@ impl BudgetConfig {
         })
     }
 
-    fn rls(v: Json) -> Result<RlsConfig, ConfigError> {
+    fn rls(v: Value) -> Result<RlsConfig, ConfigError> {
         let r = RawRls::read(v).map_err(|e| under(e, "budgets.rls"))?;
         if r.cluster.is_empty() {
             return Err(err("budgets.rls.cluster", "must name an Envoy cluster"));

@@ -4,13 +4,13 @@
 //! - `tenant`: validation, API-key hashing, JWT claim extraction, mTLS workload identity mapping.
 //! - `ledger`: counters in a compare-and-swap store; reserve the worst case before forwarding, commit the
 //!   exact usage after.
-//! - `clamp`: lower a request's max output tokens to what the budget allows.
+//! - `rls`: the rate-limit service protocol, for `backend: rls` (budgets shared by every replica).
 //!
 //! This module decides *which* counters a request touches and *how much* it asks for (`plan`).
 
-pub mod clamp;
 pub mod config;
 pub mod ledger;
+pub mod rls;
 pub mod tenant;
 
 pub use config::{
@@ -18,38 +18,9 @@ pub use config::{
 };
 pub use ledger::{Amount, CounterSpec, Decision, Reservation, Tightest, Want};
 
-use crate::call::{Api, Request, Usage};
+use crate::call::{Request, Usage};
 use crate::pricing::{model_matches, Price};
 use config::TenantMatch;
-
-/// The decision recorded on the span (`tollgate.budget.decision`) and in Envoy counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    Denied,
-    Clamped,
-    DryRunDenied,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "allowed",
-            Verdict::Denied => "denied",
-            Verdict::Clamped => "clamped",
-            Verdict::DryRunDenied => "dry_run_denied",
-        }
-    }
-}
-
-/// What the span reports about a call's budget check.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outcome {
-    pub verdict: Verdict,
-    /// `rules[i]` of the tightest rule.
-    pub rule: Option<String>,
-    pub remaining_tokens: Option<u64>,
-}
 
 /// Input tokens a body can hold at most. Byte-level BPE tokenizers (OpenAI, Anthropic, Llama, Mistral) and
 /// SentencePiece with byte fallback (Gemini) emit tokens of at least one byte, so the text of a prompt has at
@@ -121,26 +92,25 @@ pub struct Ask {
 }
 
 /// The worst case of a request: input estimate + max output tokens × choices (or the configured default).
-/// `req`: what its body said (None: the body was not read).
+/// `generates`: the API generates output tokens (embeddings do not); `req`: what its body said (None: the
+/// body was not read).
 pub fn ask(
     cfg: &BudgetConfig,
-    api: Api,
+    generates: bool,
     req: Option<&Request>,
     body_len: usize,
     price: Option<&Price>,
 ) -> Ask {
     let input = estimate_input_tokens(body_len);
     let choices = req.and_then(|r| r.choice_count).unwrap_or(1).clamp(1, 128);
-    let (per_choice, declared) = match (api, req.and_then(|r| r.max_tokens)) {
-        (Api::OpenAiEmbeddings | Api::BedrockEmbeddings, _) => (0, true),
-        (_, Some(m)) => (m, true),
-        (_, None) => (cfg.default_max_output_tokens, false),
+    let (per_choice, declared) = match req.and_then(|r| r.max_tokens) {
+        _ if !generates => (0, true),
+        Some(m) => (m, true),
+        None => (cfg.default_max_output_tokens, false),
     };
     let output = per_choice.saturating_mul(choices);
     let min_output = match cfg.clamp_min {
-        Some(min) if !matches!(api, Api::OpenAiEmbeddings | Api::BedrockEmbeddings) => {
-            min.saturating_mul(choices).min(output)
-        }
+        Some(min) if generates => min.saturating_mul(choices).min(output),
         _ => output,
     };
     let (input_cost_pico, output_price_pico) = price.map_or((0, 0), |p| {
@@ -272,14 +242,14 @@ mod tests {
             choice_count: Some(2),
             ..Request::default()
         };
-        let a = ask(&c, Api::OpenAiChat, Some(&req), 84, None);
+        let a = ask(&c, true, Some(&req), 84, None);
         assert_eq!(
             (a.want.input, a.want.output, a.want.min_output, a.choices),
             (100, 400, 100, 2)
         );
-        let none = ask(&c, Api::AnthropicMessages, None, 0, None);
+        let none = ask(&c, true, None, 0, None);
         assert_eq!((none.want.output, none.declared), (1000, false));
-        let emb = ask(&c, Api::OpenAiEmbeddings, None, 10, None);
+        let emb = ask(&c, false, None, 10, None);
         assert_eq!(emb.want.output, 0);
         let price = Price {
             input: 1.0,
@@ -287,7 +257,7 @@ mod tests {
             cache_read: None,
             cache_write: Some(4.0),
         };
-        let p = ask(&c, Api::OpenAiChat, Some(&req), 84, Some(&price));
+        let p = ask(&c, true, Some(&req), 84, Some(&price));
         assert_eq!(p.want.input_cost_pico, 100 * 4_000_000);
         assert_eq!(p.want.output_price_pico, 2_000_000);
     }

@@ -3,8 +3,8 @@
 //! URI SAN of its client certificate, e.g. Istio's `spiffe://<trust domain>/ns/<namespace>/sa/<account>`)
 //! to a tenant by patterns.
 
+use crate::codec::proto::read_message;
 use crate::pricing::model_matches;
-use crate::telemetry::proto::read_message;
 use sha2::{Digest, Sha256};
 
 /// Longest tenant value kept; longer values fall back to the default.
@@ -64,7 +64,7 @@ pub fn api_key_tenant(
     let digest = Sha256::digest(key.as_bytes());
     Some(format!(
         "key:{}",
-        crate::telemetry::trace::hex(digest.get(..8).unwrap_or_default())
+        crate::codec::hex::hex(digest.get(..8).unwrap_or_default())
     ))
 }
 
@@ -208,7 +208,7 @@ fn struct_field(bytes: &[u8], claim: &str) -> Option<Option<PbValue>> {
 /// when the key repeats); None when `bytes` is not a JSON object.
 fn claim_from_json(bytes: &[u8], claim: &str) -> Option<Option<String>> {
     let text = std::str::from_utf8(bytes).ok()?;
-    crate::providers::tape::read(text, |obj| {
+    crate::codec::json::tape::read(text, |obj| {
         let mut found = None;
         for (k, v) in obj.members()? {
             if k == claim {

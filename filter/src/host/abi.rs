@@ -2,7 +2,7 @@
 //! panic on any unexpected status (and `get_map_value` unwraps UTF-8, so one non-UTF-8 header value would
 //! abort the VM); a panic here takes every request on this worker down, so these return `None`/`false`.
 
-use crate::headers::Headers;
+use crate::codec::headers::Headers;
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 use std::ptr::null_mut;
 use std::time::Duration;
@@ -114,19 +114,8 @@ pub fn set_header(map: MapType, name: &str, value: &str) -> bool {
     }
 }
 
-/// Set `name` to `value`, given `current`, the map as read in this callback: replaced when it has the
-/// header, else added, the cheaper host call (in Envoy 1.40 ~3 k instructions less than replacing, which
-/// removes existing values first; `bench/instructions.py`, README "Performance").
-pub fn put_header(map: MapType, current: &Headers, name: &str, value: &str) -> bool {
-    if current.get(name).is_some() {
-        set_header(map, name, value)
-    } else {
-        add_header(map, name, value)
-    }
-}
-
 /// Add a value to the map (beside any it already has).
-fn add_header(map: MapType, name: &str, value: &str) -> bool {
+pub fn add_header(map: MapType, name: &str, value: &str) -> bool {
     // SAFETY: pointers valid for the duration of the call.
     unsafe {
         proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
@@ -158,8 +147,7 @@ pub fn set_buffer(kind: BufferType, start: usize, size: usize, value: &[u8]) -> 
     unsafe { proxy_set_buffer_bytes(kind, start, size, value.as_ptr(), value.len()) == Status::Ok }
 }
 
-/// Send a local reply built by `crate::reply` (budget denial, block rule). The caller then returns
-/// `Action::Pause`.
+/// Send a local reply (budget denial, block rule). The exchange then pauses the stream.
 pub fn send_reply(reply: &crate::reply::Reply) -> bool {
     let headers: Vec<(&str, &str)> = reply
         .headers
@@ -171,7 +159,7 @@ pub fn send_reply(reply: &crate::reply::Reply) -> bool {
 
 /// Answer the request locally. The caller then returns `Action::Pause`.
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    let h = crate::headers::serialize(headers);
+    let h = crate::codec::headers::serialize(headers);
     // SAFETY: pointers valid for the duration of the call.
     unsafe {
         proxy_send_local_response(

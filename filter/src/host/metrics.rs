@@ -2,10 +2,8 @@
 //! collector's answer), and the per-VM metrics exporter driven by the root's tick.
 
 use super::abi;
-use super::root::Shared;
 use super::stats::Stats;
 use super::{log, now_ns, random_unit};
-use crate::call::Call;
 use crate::config::{Compression, Config, Otlp};
 use crate::telemetry::export::{self, classify, Outcome, Resource};
 use crate::telemetry::metrics::{Aggregator, MetricsStats};
@@ -48,7 +46,7 @@ pub(super) fn dispatch(otlp: &Otlp, path: &str, body: &[u8]) -> Result<u32, Stat
 
 /// The collector's `partial_success`, when it rejected something: (rejected count, its message).
 pub(super) fn partial_success(body: &[u8]) -> Option<(i64, std::borrow::Cow<'_, str>)> {
-    crate::telemetry::proto::partial_success(body).filter(|(n, _)| *n > 0)
+    crate::codec::proto::partial_success(body).filter(|(n, _)| *n > 0)
 }
 
 /// The collector's answer to an export request, read inside `on_http_call_response`.
@@ -63,7 +61,7 @@ pub(super) struct Answer {
 impl Answer {
     pub fn read(num_headers: usize, body_size: usize) -> Answer {
         let headers = if num_headers == 0 {
-            crate::headers::Headers::default()
+            crate::codec::headers::Headers::default()
         } else {
             abi::headers(MapType::HttpCallResponseHeaders)
         };
@@ -88,16 +86,6 @@ impl Answer {
 
     pub fn outcome(&self) -> Outcome {
         classify(self.status)
-    }
-}
-
-/// Record a finished call into this VM's metrics (one call from `on_log`).
-pub(super) fn record(shared: &Shared, call: &Call) {
-    if shared.config.otlp.as_ref().is_some_and(|o| o.metrics) {
-        shared
-            .metrics
-            .borrow_mut()
-            .record(call, shared.config.semconv);
     }
 }
 

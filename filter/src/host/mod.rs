@@ -1,15 +1,15 @@
-//! The only code that calls proxy-wasm. `root` owns configuration, the export queue and the tick;
-//! `http` follows one request top to bottom in the order Envoy calls it.
+//! The proxy-wasm host: the only code that calls proxy-wasm, and no decision of its own. `root` owns the
+//! configuration, the export queue, the metrics and the tick (and dispatches the OTLP exports); `http`
+//! implements the exchange's `Host` trait over the ABI and hands it every callback; `hold` probes whether
+//! Envoy passes the body of held requests; `stats` and `store` are Envoy's metrics and shared data.
 
 mod abi;
-mod budget;
 mod hold;
 mod http;
 mod metrics;
-mod redaction;
-mod rls;
 mod root;
 mod stats;
+mod store;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;
@@ -32,7 +32,7 @@ thread_local! {
     static RNG: std::cell::RefCell<Option<crate::rng::SplitMix64>> = const { std::cell::RefCell::new(None) };
 }
 
-fn with_rng<T>(f: impl FnOnce(&mut crate::rng::SplitMix64) -> T) -> Option<T> {
+pub(crate) fn with_rng<T>(f: impl FnOnce(&mut crate::rng::SplitMix64) -> T) -> Option<T> {
     RNG.with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
         let rng = slot.get_or_insert_with(|| {

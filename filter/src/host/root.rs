@@ -3,7 +3,7 @@
 
 use super::abi;
 use super::hold::Holds;
-use super::http::Exchange;
+use super::http::Http;
 use super::metrics::{self, now_ms, partial_success, Answer, MetricsExporter};
 use super::stats::Stats;
 use super::{log, random, random_unit};
@@ -14,11 +14,12 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What every HTTP context of this VM shares with the root.
 pub struct Shared {
-    pub config: Rc<Config>,
+    pub config: Arc<Config>,
     pub queue: Rc<RefCell<SpanQueue>>,
     pub stats: Rc<Stats>,
     pub metrics: Rc<RefCell<Aggregator>>,
@@ -31,7 +32,7 @@ pub struct Root {
     /// This root context's id, to return to after acting in an exchange's context.
     context_id: u32,
     holds: Rc<Holds>,
-    config: Option<Rc<Config>>,
+    config: Option<Arc<Config>>,
     queue: Option<Rc<RefCell<SpanQueue>>>,
     stats: Option<Rc<Stats>>,
     metrics: Option<MetricsExporter>,
@@ -206,10 +207,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        if let Err(e) = super::budget::on_configure(&cfg) {
-            log(LogLevel::Error, &e);
-            return false;
-        }
+        crate::exchange::configure(&cfg, &super::store::SharedData, super::store::holder());
         if self.instance_id.is_empty() {
             self.instance_id = export::instance_id(random::<16>());
         }
@@ -246,7 +244,7 @@ impl RootContext for Root {
         let _ = proxy_wasm::hostcalls::set_tick_period(Duration::from_millis(tick));
         // Envoy's answer to held headers is a property of this plugin configuration: learn it again.
         self.holds = Rc::new(Holds::default());
-        self.config = Some(Rc::new(cfg));
+        self.config = Some(Arc::new(cfg));
         true
     }
 
@@ -273,7 +271,7 @@ impl RootContext for Root {
             metrics: self.metrics.as_ref()?.aggregator.clone(),
             holds: self.holds.clone(),
         };
-        Some(Box::new(Exchange::new(shared, context_id)))
+        Some(Box::new(Http::new(shared, context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

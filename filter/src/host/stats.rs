@@ -1,17 +1,14 @@
 //! Envoy stats published by tollgate (`wasmcustom.tollgate.*`, `tollgate_*` in Prometheus output). Declared in
 //! one place; names are fixed strings so cardinality is bounded.
 
+use crate::exchange::host::Counter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::cell::{Cell, RefCell};
 
 pub struct Stats {
-    pub calls: Batched,
-    pub calls_failed: Batched,
-    pub calls_uninspected: Metric,
-    pub tokens_input: Batched,
-    pub tokens_output: Batched,
-    pub usage_estimated: Batched,
+    /// The exchange's counters (`exchange::host::Counter`), in `Counter::ALL` order.
+    counters: Vec<Counted>,
     pub spans_enqueued: Metric,
     pub spans_exported: Metric,
     pub spans_dropped_queue_full: Metric,
@@ -24,59 +21,15 @@ pub struct Stats {
     pub metrics_rejected: Metric,
     pub metrics_export_retries: Metric,
     pub metrics_overflow: Metric,
-    pub budget_allowed: Metric,
-    pub budget_denied: Metric,
-    pub budget_clamped: Metric,
-    pub budget_dry_run_denied: Metric,
-    pub budget_tenant_invalid: Metric,
-    pub budget_tenant_overflow: Metric,
-    pub budget_errors: Metric,
-    /// Requests refused by a redaction `block` rule.
-    pub redaction_blocked: Metric,
-    /// Request bodies rewritten by egress redaction.
-    pub redaction_egress_rewritten: Metric,
-    /// Responses whose output could not be redacted (compressed, or a framing other than SSE/JSON).
-    pub redaction_output_unsupported: Metric,
-    /// Requests whose headers were held until the decisions on their body were made.
-    pub hold_requests: Batched,
-    /// Requests that would have been held but Envoy lacks `allow_on_headers_stop_iteration`: their headers
-    /// left before the decisions on their body.
-    pub hold_unavailable: Batched,
-    /// Refusals sent after the request's headers had been forwarded (the upstream stream is reset).
-    pub refusals_after_forward: Metric,
-    /// Request bodies too large to hold (over `max_request_body`, or of undeclared length and not whole in
-    /// their first chunk): forwarded uninspected, reserved by their size when budgets apply.
-    pub request_oversized: Metric,
-    /// Of those, refused (`oversized_requests: refuse`).
-    pub request_oversized_refused: Metric,
-    /// Envoy answered 413 to a body tollgate held: `max_request_body` is above Envoy's buffer limit.
-    pub request_buffer_overflow: Metric,
-    /// Signed requests refused because egress redaction would have changed their body.
-    pub signed_refused: Metric,
-    /// Signed requests forwarded unchanged although a rewrite applied (`signed_requests: forward`, or a
-    /// clamp or usage request skipped).
-    pub signed_unmodified: Metric,
     /// `tollgate.redaction.detected.<detector>`: spans redacted per detector, defined at configure time from
     /// the configured detector list (at most 14 built-ins + 64 custom patterns).
     detectors: RefCell<Vec<(String, Metric)>>,
-    pub rls: RlsStats,
 }
 
-/// `budgets.backend = "rls"`: calls to the rate-limit service and how they ended.
-pub struct RlsStats {
-    /// Admission calls answered with a decision.
-    pub checks: Metric,
-    /// Requests the service said were over a budget.
-    pub denied: Metric,
-    /// Admission calls that failed (unreachable, timeout, error, bad answer) and admitted (`failure_mode: open`).
-    pub failed_open: Metric,
-    /// Admission calls that failed and refused the request (`failure_mode: closed`).
-    pub failed_closed: Metric,
-    /// Usage debits dispatched after the response.
-    pub debits: Metric,
-    /// Usage debits Envoy refused to dispatch (those tokens went uncounted; a debit the service itself fails
-    /// is not seen: its answer arrives after the exchange is gone).
-    pub debit_failures: Metric,
+/// An exchange counter: handed to Envoy at once, or batched until the tick when every call bumps it.
+enum Counted {
+    Now(Metric),
+    Batched(Batched),
 }
 
 /// A counter bumped by every call, handed to Envoy on the root's tick (`Stats::publish_batched`): one
@@ -128,13 +81,18 @@ impl Metric {
 impl Stats {
     pub fn define() -> Stats {
         let c = |n: &str| Metric::define(MetricType::Counter, n);
+        let counters = Counter::ALL
+            .iter()
+            .map(|&k| {
+                if k.per_call() {
+                    Counted::Batched(Batched::define(k.name()))
+                } else {
+                    Counted::Now(c(k.name()))
+                }
+            })
+            .collect();
         Stats {
-            calls: Batched::define("tollgate.calls"),
-            calls_failed: Batched::define("tollgate.calls_failed"),
-            calls_uninspected: c("tollgate.calls_uninspected"),
-            tokens_input: Batched::define("tollgate.tokens_input"),
-            tokens_output: Batched::define("tollgate.tokens_output"),
-            usage_estimated: Batched::define("tollgate.usage_estimated"),
+            counters,
             spans_enqueued: c("tollgate.spans_enqueued"),
             spans_exported: c("tollgate.spans_exported"),
             spans_dropped_queue_full: c("tollgate.spans_dropped_queue_full"),
@@ -147,48 +105,25 @@ impl Stats {
             metrics_rejected: c("tollgate.metrics_rejected"),
             metrics_export_retries: c("tollgate.metrics_export_retries"),
             metrics_overflow: c("tollgate.metrics_overflow"),
-            rls: RlsStats {
-                checks: c("tollgate.budget_rls_checks"),
-                denied: c("tollgate.budget_rls_denied"),
-                failed_open: c("tollgate.budget_rls_failed_open"),
-                failed_closed: c("tollgate.budget_rls_failed_closed"),
-                debits: c("tollgate.budget_rls_debits"),
-                debit_failures: c("tollgate.budget_rls_debit_failures"),
-            },
-            budget_allowed: c("tollgate.budget_allowed"),
-            budget_denied: c("tollgate.budget_denied"),
-            budget_clamped: c("tollgate.budget_clamped"),
-            budget_dry_run_denied: c("tollgate.budget_dry_run_denied"),
-            budget_tenant_invalid: c("tollgate.budget_tenant_invalid"),
-            budget_tenant_overflow: c("tollgate.budget_tenant_overflow"),
-            budget_errors: c("tollgate.budget_errors"),
-            redaction_blocked: c("tollgate.redaction.blocked"),
-            redaction_egress_rewritten: c("tollgate.redaction.egress_rewritten"),
-            redaction_output_unsupported: c("tollgate.redaction.output_unsupported"),
-            hold_requests: Batched::define("tollgate.hold.requests"),
-            hold_unavailable: Batched::define("tollgate.hold.unavailable"),
-            refusals_after_forward: c("tollgate.refusals_after_forward"),
-            request_oversized: c("tollgate.request.oversized"),
-            request_oversized_refused: c("tollgate.request.oversized_refused"),
-            request_buffer_overflow: c("tollgate.request.buffer_overflow"),
-            signed_refused: c("tollgate.signed.refused"),
-            signed_unmodified: c("tollgate.signed.unmodified"),
             detectors: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Add `n` to an exchange counter.
+    pub fn count(&self, counter: Counter, n: u64) {
+        match self.counters.get(counter as usize) {
+            Some(Counted::Now(m)) => m.add(n),
+            Some(Counted::Batched(b)) => b.add(n),
+            None => {}
         }
     }
 
     /// Hand the per-call counters' increments since the last tick to Envoy.
     pub fn publish_batched(&self) {
-        for b in [
-            &self.calls,
-            &self.calls_failed,
-            &self.tokens_input,
-            &self.tokens_output,
-            &self.usage_estimated,
-            &self.hold_requests,
-            &self.hold_unavailable,
-        ] {
-            b.publish();
+        for c in &self.counters {
+            if let Counted::Batched(b) = c {
+                b.publish();
+            }
         }
     }
 
@@ -208,13 +143,11 @@ impl Stats {
         }
     }
 
-    /// Count redacted spans per detector (unknown names are ignored: the set is fixed per configuration).
-    pub fn count_redactions(&self, f: &crate::redact::Findings) {
+    /// Count spans redacted by `detector` (unknown names are ignored: the set is fixed per configuration).
+    pub fn count_detection(&self, detector: &str, n: u64) {
         let d = self.detectors.borrow();
-        for (name, n) in f.per_type() {
-            if let Some((_, m)) = d.iter().find(|(k, _)| k == name) {
-                m.add(u64::from(n));
-            }
+        if let Some((_, m)) = d.iter().find(|(k, _)| k == detector) {
+            m.add(n);
         }
     }
 }

@@ -2,14 +2,17 @@
 //! (`…/publishers/anthropic/models/{model}:rawPredict|streamRawPredict`) and, with the same bodies, by
 //! Bedrock InvokeModel for Claude (see `bedrock.rs`, which reuses `request`, `response` and `event`).
 
-use super::json::{
-    count_chars, items, json_struct, prompt_hash, read, set_if_nonempty, Lenient, LenientStr,
-    Named, OneOrMany, Spare, TextContent,
-};
-use super::skim::{generated, once, Reader, Str};
+use super::common::{count_chars, prompt_hash, set_if_nonempty, Named};
 use super::template::Sink;
-use super::{FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::capture::{self, Input};
+use crate::codec::json::lenient::{
+    items, json_struct, read, Lenient, LenientStr, OneOrMany, TextContent,
+};
+use crate::codec::json::skim::{generated, once, Reader, Str};
+use crate::codec::json::Json;
+use crate::reply::Refusal;
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -89,8 +92,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.model.clone_from(&route.path_model);
     }
     req.stream = route.path_stream;
-    let spare = Spare::default();
-    let Some(r) = read::<MessagesRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<MessagesRequest<'_>>(body) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -266,8 +268,7 @@ fn apply_block_start(b: Block<'_>, resp: &mut Response) -> bool {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    if let Some(m) = read::<MessageBody<'_>>(body, &spare) {
+    if let Some(m) = read::<MessageBody<'_>>(body) {
         apply_message(m, resp);
     }
 }
@@ -292,30 +293,26 @@ json_struct! {
     }
 }
 
-/// One Messages stream event (the JSON `data` of an SSE event, or a decoded Bedrock chunk), with (`fast`)
-/// or without the fast path for the per-token events (the tests compare the two); the flag says whether
-/// the fast path read it. The `type` field inside the data decides; the SSE `event:` name is redundant.
-pub(crate) fn event_with(
+/// One Messages stream event (the JSON `data` of an SSE event, or a decoded Bedrock chunk): the fast path
+/// for the per-token events, else the general reader; the flag says whether the fast path read it. The
+/// `type` field inside the data decides; the SSE `event:` name is redundant.
+pub(crate) fn event(
     data: &[u8],
     st: &mut StreamState,
     resp: &mut Response,
-    fast: bool,
 ) -> (FrameOutcome, bool) {
-    if fast {
-        if let Some(out) = std::str::from_utf8(data)
-            .ok()
-            .and_then(|t| fast_event(t, resp))
-        {
-            return (out, true);
-        }
+    if let Some(out) = std::str::from_utf8(data)
+        .ok()
+        .and_then(|t| fast_event(t, resp))
+    {
+        return (out, true);
     }
-    (slow_event(data, st, resp), false)
+    (read_event(data, st, resp), false)
 }
 
-/// The serde path for every event.
-fn slow_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOutcome {
-    let spare = Spare::default();
-    let Some(ev) = read::<StreamEvent<'_>>(data, &spare) else {
+/// The general reader of every event.
+pub(crate) fn read_event(data: &[u8], st: &mut StreamState, resp: &mut Response) -> FrameOutcome {
+    let Some(ev) = read::<StreamEvent<'_>>(data) else {
         return FrameOutcome::default();
     };
     let mut content = false;
@@ -384,35 +381,37 @@ pub fn is_ping(frame: &Frame<'_>) -> bool {
     }
 }
 
+/// The fast path for the per-token events; a repeated one leaves a template (`template.rs`).
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    match frame {
+        Frame::Sse { data, .. } => {
+            let (out, repeat) = fast_event_with(data, resp)?;
+            if let Some((s, sink)) = repeat {
+                st.template.record(frame, data, s, sink);
+            }
+            Some(out)
+        }
+        Frame::Json(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|t| fast_event(t, resp)),
+        Frame::Aws { .. } => None,
+    }
+}
+
 pub fn frame(
     _route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
     match frame {
-        Frame::Sse { data, .. } => {
-            if fast {
-                if let Some((out, repeat)) = fast_event_with(data, resp) {
-                    if let Some((s, sink)) = repeat {
-                        st.template.record(frame, data, s, sink);
-                    }
-                    return out;
-                }
-            }
-            slow_event(data.as_bytes(), st, resp)
-        }
-        Frame::Json(bytes) => event_with(bytes, st, resp, fast).0,
+        Frame::Sse { data, .. } => read_event(data.as_bytes(), st, resp),
+        Frame::Json(bytes) => read_event(bytes, st, resp),
         Frame::Aws { .. } => FrameOutcome::default(),
     }
 }
@@ -533,7 +532,7 @@ fn fast_event_with<'a>(
     let text = generated(delta.text, capture)?;
     let partial = generated(delta.partial_json, capture)?;
     let thinking = generated(delta.thinking, capture)?;
-    // Applied in `slow_event`'s order.
+    // Applied in `read_event`'s order.
     if let Some((_, t)) = &text {
         resp.content.text(0, t);
     }
@@ -552,6 +551,54 @@ fn fast_event_with<'a>(
         usage_only: false,
     };
     Some((out, repeat))
+}
+
+/// Anthropic's Messages API (direct, on Vertex AI, and the Claude models on Bedrock InvokeModel).
+pub struct Anthropic;
+
+impl super::Provider for Anthropic {
+    fn operation(&self, _route: &Route) -> &'static str {
+        "chat"
+    }
+
+    super::readers!();
+
+    fn is_keepalive(&self, f: &Frame<'_>) -> bool {
+        is_ping(f)
+    }
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[&["max_tokens"]],
+            default: &["max_tokens"],
+        })
+    }
+
+    /// Anthropic's SDKs read `error.type`: 429 is `rate_limit_error`, 413 `request_too_large`, 400
+    /// `invalid_request_error`.
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        let kind = match refusal {
+            Refusal::BudgetExceeded => "rate_limit_error",
+            Refusal::TooLarge => "request_too_large",
+            Refusal::ContentBlocked | Refusal::SignedRequest => "invalid_request_error",
+        };
+        Json::obj([
+            ("type", Json::str("error")),
+            (
+                "error",
+                Json::obj([("type", Json::str(kind)), ("message", Json::str(message))]),
+            ),
+        ])
+    }
+
+    fn capture_input(&self, _route: &Route, body: &[u8]) -> Option<Input> {
+        capture::read(body, capture::blocks)
+    }
 }
 
 #[cfg(test)]

@@ -4,18 +4,23 @@
 //! the id is the `x-amzn-requestid` response header and the model comes from the path.
 
 use super::anthropic;
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, Named};
 use super::gemini::percent_decode;
-use super::json::{count_chars, items, set_if_nonempty, Named, Read};
-use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
-use super::skim::{once, Reader};
-use super::{tape, FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
-use crate::headers::Headers;
-use crate::stream::Frame;
+use crate::capture::{self, Input};
+use crate::codec::headers::Headers;
+use crate::codec::json::lenient::{items, Read};
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr};
+use crate::codec::json::skim::{once, Reader};
+use crate::codec::json::tape;
+use crate::codec::json::Json;
+use crate::reply::Refusal;
+use crate::stream::{Frame, Framing};
 use std::borrow::Cow;
 
 mod invoke;
-pub use invoke::{max_tokens_member as invoke_max_tokens, MAX_TOKENS as INVOKE_MAX_TOKENS};
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
     // `bedrock-runtime.{region}.amazonaws.com`, `bedrock-runtime-fips.{region}…`, VPC endpoints
@@ -53,7 +58,7 @@ json_struct! {
     /// guide's inference parameters pages): Nova's is Converse's shape with its own `inferenceConfig` names,
     /// the others name their few parameters each their own way, and no two families give one name
     /// different meanings.
-    struct BedrockRequest<'a> {
+    pub(super) struct BedrockRequest<'a> {
         messages: Lenient<Vec<Lenient<Message<'a>>>> = "messages",
         system: Lenient<Vec<Lenient<Block<'a>>>> = "system",
         /// Converse and Nova `inferenceConfig`, Titan Text `textGenerationConfig`.
@@ -67,9 +72,9 @@ json_struct! {
 
 /// A Bedrock request body: its `BedrockRequest` members, and the model parameters that Llama, Mistral,
 /// Cohere and AI21 write at the top level, read as an `InferenceConfig` of the same object.
-struct RequestBody<'a> {
-    body: BedrockRequest<'a>,
-    top: InferenceConfig,
+pub(super) struct RequestBody<'a> {
+    pub(super) body: BedrockRequest<'a>,
+    pub(super) top: InferenceConfig,
 }
 
 impl<'de: 'a, 'a> Read<'de> for RequestBody<'a> {
@@ -77,18 +82,6 @@ impl<'de: 'a, 'a> Read<'de> for RequestBody<'a> {
         Some(RequestBody {
             body: BedrockRequest::read(v)?,
             top: InferenceConfig::read(v)?,
-        })
-    }
-}
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> serde::Deserialize<'de> for RequestBody<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let raw: &'de serde_json::value::RawValue = serde::Deserialize::deserialize(d)?;
-        Ok(RequestBody {
-            body: serde_json::from_str(raw.get()).map_err(D::Error::custom)?,
-            top: serde_json::from_str(raw.get()).map_err(D::Error::custom)?,
         })
     }
 }
@@ -135,7 +128,7 @@ json_struct! {
     /// `top_p`, `top_k`, or Converse's names), Titan's `textGenerationConfig` (`maxTokenCount`), and the
     /// top level of Llama (`max_gen_len`), Mistral (`max_tokens`, `stop`), Cohere (`p`, `k`,
     /// `stop_sequences`, Command R's `seed`) and AI21 (`maxTokens`, `topP`) bodies.
-    struct InferenceConfig {
+    pub(super) struct InferenceConfig {
         max_tokens: Lenient<u64> =
             "maxTokens" | "max_new_tokens" | "maxTokenCount" | "max_tokens" | "max_gen_len",
         temperature: Lenient<f64> = "temperature",
@@ -188,8 +181,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.stream = route.path_stream;
         return;
     }
-    let spare = Spare::default();
-    let Some(RequestBody { body: r, top }) = read::<RequestBody<'_>>(body, &spare) else {
+    let Some(RequestBody { body: r, top }) = read::<RequestBody<'_>>(body) else {
         return;
     };
     let c = r.inference_config.get().unwrap_or_default();
@@ -436,8 +428,7 @@ pub fn response(route: &Route, body: &[u8], resp: &mut Response) {
 
 /// Read a `Body`; what `apply_body` says, or None when it is not one.
 fn read_body(body: &[u8], all: bool, resp: &mut Response) -> Option<(bool, bool)> {
-    let spare = Spare::default();
-    read::<Body<'_>>(body, &spare).map(|b| apply_body(b, all, resp))
+    read::<Body<'_>>(body).map(|b| apply_body(b, all, resp))
 }
 
 /// The bare error name from an `x-amzn-errortype` header or a `__type` field
@@ -497,15 +488,6 @@ json_struct! {
     }
 }
 
-pub fn frame(
-    route: &Route,
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-) -> FrameOutcome {
-    frame_with(route, frame, st, resp, true)
-}
-
 /// The base64 text of an InvokeModelWithResponseStream `chunk` payload (`{"bytes":"…"}`), read with the
 /// skimmer; None for anything the serde path must judge (duplicates, odd types, escapes, no `bytes`).
 pub(crate) fn fast_chunk_bytes(payload: &str) -> Option<&str> {
@@ -538,14 +520,43 @@ pub(crate) fn fast_chunk_bytes(payload: &str) -> Option<&str> {
     bytes
 }
 
-/// `frame`, with (`fast`) or without the fast paths for InvokeModel chunks; the tests compare the two.
-pub(crate) fn frame_with(
+/// The fast path for InvokeModel's `chunk` events: the payload's base64 read with the skimmer, the model's
+/// event inside with its own fast path (`invoke::chunk`).
+pub fn fast_frame(
     route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
-    fast: bool,
+) -> Option<FrameOutcome> {
+    let Frame::Aws {
+        message_type,
+        event_type: "chunk",
+        payload,
+        ..
+    } = *frame
+    else {
+        return None;
+    };
+    if route.api != Api::BedrockInvoke || message_type == "exception" || message_type == "error" {
+        return None;
+    }
+    let b64 = std::str::from_utf8(payload)
+        .ok()
+        .and_then(fast_chunk_bytes)?;
+    Some(invoke::chunk(route, Some(b64), st, resp, anthropic::event))
+}
+
+/// Read one event-stream message (Converse's events, InvokeModel's chunks, exceptions).
+pub fn frame(
+    route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
 ) -> FrameOutcome {
+    // Embeddings never stream.
+    if route.api == Api::BedrockEmbeddings {
+        return FrameOutcome::default();
+    }
     let Frame::Aws {
         message_type,
         event_type,
@@ -566,17 +577,14 @@ pub(crate) fn frame_with(
         return FrameOutcome::default();
     }
     let invoke_chunk_event = route.api == Api::BedrockInvoke && event_type == "chunk";
-    if fast && invoke_chunk_event {
-        if let Some(b64) = std::str::from_utf8(payload).ok().and_then(fast_chunk_bytes) {
-            return invoke::chunk(route, Some(b64), st, resp, fast);
-        }
-    }
-    let spare = Spare::default();
-    let Some(p) = read::<StreamPayload<'_>>(payload, &spare) else {
+    let Some(p) = read::<StreamPayload<'_>>(payload) else {
         return FrameOutcome::default();
     };
     if invoke_chunk_event {
-        return invoke::chunk(route, p.bytes.as_ref().map(|b| b.as_ref()), st, resp, fast);
+        let b64 = p.bytes.as_ref().map(|b| b.as_ref());
+        return invoke::chunk(route, b64, st, resp, |event, st, resp| {
+            (anthropic::read_event(event, st, resp), false)
+        });
     }
     let mut content = false;
     match (route.api, event_type) {
@@ -594,6 +602,76 @@ pub(crate) fn frame_with(
     FrameOutcome {
         content,
         usage_only: false,
+    }
+}
+
+/// Amazon Bedrock: Converse, InvokeModel (each model family's own format) and their streams.
+pub struct Bedrock;
+
+impl super::Provider for Bedrock {
+    fn operation(&self, route: &Route) -> &'static str {
+        match route.api {
+            Api::BedrockEmbeddings => "embeddings",
+            _ => "chat",
+        }
+    }
+
+    super::readers!();
+
+    /// The stream operations answer in event-stream frames; a JSON body there is an error document.
+    fn framing(&self, route: &Route, _req: &Request, ct: &str) -> Framing {
+        if route.api != Api::BedrockEmbeddings
+            && route.path_stream
+            && !ct.starts_with("application/json")
+        {
+            Framing::AwsEventStream
+        } else {
+            Framing::Whole
+        }
+    }
+
+    fn response_headers(&self, route: &Route, headers: &Headers, resp: &mut Response) {
+        response_headers(route, headers, resp);
+    }
+
+    fn max_tokens(&self, route: &Route) -> Option<MaxTokens> {
+        Some(match route.api {
+            Api::BedrockConverse => MaxTokens {
+                existing: &[&["inferenceConfig", "maxTokens"]],
+                default: &["inferenceConfig", "maxTokens"],
+            },
+            // Each model family names its own (`bedrock/invoke.rs`); for a model that names no family only
+            // the members its body already has are rewritten (`&[]`: nothing to add).
+            Api::BedrockInvoke => MaxTokens {
+                existing: invoke::MAX_TOKENS,
+                default: invoke::max_tokens_member(route).unwrap_or(&[]),
+            },
+            _ => return None,
+        })
+    }
+
+    /// AWS SDKs take the error type from `x-amzn-errortype` and the message from the body.
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        let kind = if refusal == Refusal::BudgetExceeded {
+            "ThrottlingException"
+        } else {
+            "ValidationException"
+        };
+        headers.push(("x-amzn-errortype".to_string(), kind.to_string()));
+        Json::obj([("message", Json::str(message))])
+    }
+
+    fn capture_input(&self, route: &Route, body: &[u8]) -> Option<Input> {
+        match route.api {
+            // Embedding inputs are not conversation messages.
+            Api::BedrockEmbeddings => None,
+            _ => capture::read(body, capture::blocks),
+        }
     }
 }
 
@@ -724,7 +802,7 @@ mod tests {
     }
 
     fn head(pairs: &[(&str, &str)]) -> Headers {
-        Headers::new(crate::headers::serialize(pairs))
+        Headers::new(crate::codec::headers::serialize(pairs))
     }
 
     #[test]
@@ -1098,7 +1176,7 @@ mod tests {
         ] {
             let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
             assert_eq!(
-                (r.api, r.api.operation()),
+                (r.api, crate::providers::operation(&r)),
                 (Api::BedrockEmbeddings, "embeddings"),
                 "{model}"
             );
@@ -1175,7 +1253,7 @@ mod tests {
 
     #[test]
     fn clamping_writes_each_family_its_own_max_tokens() {
-        use crate::budget::clamp::set_max_output_tokens;
+        use crate::providers::set_max_output_tokens;
         let clamp = |model: &str, body: &str| {
             let r = detect(HOST, &format!("/model/{model}/invoke")).unwrap();
             set_max_output_tokens(&r, body.as_bytes(), 7)

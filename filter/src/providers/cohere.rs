@@ -1,10 +1,15 @@
 //! Cohere Chat v2 (`POST /v2/chat` on api.cohere.com / api.cohere.ai). Cohere echoes no model.
 
-use super::json::{count_chars, items, set_if_nonempty, ChatMessage, FunctionTool, Named, Typed};
-use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, OneOrMany, Spare};
-use super::skim::{self, generated, once, Reader, Str};
-use super::{FrameOutcome, StreamState};
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, ChatMessage, FunctionTool, Named, Typed};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::capture::{self, Input};
+use crate::codec::json::lenient::items;
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr, OneOrMany};
+use crate::codec::json::skim::{generated, once, Reader, Str};
+use crate::codec::json::Json;
+use crate::reply::Refusal;
 use crate::stream::Frame;
 use std::borrow::Cow;
 
@@ -44,8 +49,7 @@ json_struct! {
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
-    let spare = Spare::default();
-    let Some(r) = read::<ChatRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<ChatRequest<'_>>(body) else {
         return;
     };
     req.model = r.model.get().map(Cow::into_owned).or(req.model.take());
@@ -171,8 +175,7 @@ fn add_tool_call(call: WireToolCall<'_>, resp: &mut Response) -> bool {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    let Some(c) = read::<ChatResponse<'_>>(body, &spare) else {
+    let Some(c) = read::<ChatResponse<'_>>(body) else {
         return;
     };
     set_if_nonempty(&mut resp.id, c.id.get());
@@ -220,34 +223,27 @@ json_struct! {
     }
 }
 
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    _st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    super::common::frame_text(frame).and_then(|t| fast_event(t, resp))
+}
+
 pub fn frame(
     _route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for delta events; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Json(bytes) => bytes,
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    if fast {
-        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_event(t, resp)) {
-            return out;
-        }
-    }
-    let spare = Spare::default();
-    let Some(ev) = read::<StreamEvent<'_>>(data, &spare) else {
+    let Some(ev) = read::<StreamEvent<'_>>(data) else {
         return FrameOutcome::default();
     };
     let mut content = false;
@@ -410,6 +406,37 @@ pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome
         content,
         usage_only: false,
     })
+}
+
+/// Cohere's Chat API (v2).
+pub struct Cohere;
+
+impl super::Provider for Cohere {
+    fn operation(&self, _route: &Route) -> &'static str {
+        "chat"
+    }
+
+    super::readers!();
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[&["max_tokens"]],
+            default: &["max_tokens"],
+        })
+    }
+
+    fn error_body(
+        &self,
+        _refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        Json::obj([("message", Json::str(message))])
+    }
+
+    fn capture_input(&self, _route: &Route, body: &[u8]) -> Option<Input> {
+        capture::read(body, capture::chat)
+    }
 }
 
 #[cfg(test)]

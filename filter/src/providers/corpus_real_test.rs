@@ -9,9 +9,10 @@
 //! chunking must give the same call.
 
 use crate::call::{Call, Request, Route};
-use crate::headers::{serialize, Headers};
+use crate::codec::headers::{serialize, Headers};
 use crate::providers::reader::ResponseReader;
-use crate::providers::{self, Framing};
+use crate::providers::{self};
+use crate::stream::Framing;
 use crate::stream::Limits;
 use base64::Engine as _;
 use serde_json::Value;
@@ -238,7 +239,7 @@ fn differences(x: &Exchange, seen: &Seen) -> Vec<String> {
     );
     check(
         "operation",
-        route.api.operation().to_owned(),
+        crate::providers::operation(route).to_owned(),
         e["operation"].as_str().unwrap().to_owned(),
     );
     check(

@@ -3,8 +3,9 @@
 //! identical call records. (Attribute correctness per fixture is checked end to end through Envoy.)
 
 use crate::call::{Request, Response, Route};
-use crate::providers::{self, FrameOutcome, Framing, StreamState};
+use crate::providers::{self, FrameOutcome, StreamState};
 use crate::stream::testutil::Owned;
+use crate::stream::Framing;
 use crate::stream::{encode_message, BodyDecoder, ContentEncoding, Frame, Limits};
 use base64::Engine;
 use serde_json::Value;

@@ -84,7 +84,7 @@ fn run(fx: &Value) -> Outcome {
                     .collect()
             })
             .unwrap_or_default();
-        let head = crate::headers::Headers::new(crate::headers::serialize(&pairs));
+        let head = crate::codec::headers::Headers::new(crate::codec::headers::serialize(&pairs));
         bedrock::response_headers(&route, &head, &mut resp);
     }
 
@@ -177,7 +177,7 @@ fn list(v: &[String]) -> Value {
 fn actual(o: &Outcome, key: &str) -> Value {
     let (req, resp, u) = (&o.req, &o.resp, &o.resp.usage);
     match key {
-        "gen_ai.operation.name" => json!(o.route.api.operation()),
+        "gen_ai.operation.name" => json!(crate::providers::operation(&o.route)),
         "gen_ai.provider.name" => json!(o.route.provider),
         "gen_ai.request.model" => opt(req.model.clone()),
         "gen_ai.request.stream" => opt(req.stream.then_some(true)),

@@ -84,7 +84,7 @@ fn opt<T: Into<Value>>(v: Option<T>) -> Value {
 fn attribute(key: &str, route: &Route, req: &Request, resp: &Response) -> Option<Value> {
     let u = &resp.usage;
     Some(match key {
-        "gen_ai.operation.name" => json!(route.api.operation()),
+        "gen_ai.operation.name" => json!(crate::providers::operation(route)),
         "gen_ai.provider.name" => json!(route.provider),
         "gen_ai.request.model" => opt(req.model.clone()),
         "gen_ai.request.stream" => opt(req.stream.then_some(true)),

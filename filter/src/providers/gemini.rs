@@ -6,12 +6,17 @@
 //! `alt=sse`, else elements of one JSON array); a whole response is the same object. All three go through
 //! `apply_chunk`.
 
-use super::json::{count_chars, items, set_if_nonempty, Named};
-use super::json::{json_struct, prompt_hash, read, Lenient, LenientStr, Spare};
-use super::skim::{self, generated, once, set_changed, Reader, Str};
-use super::{FrameOutcome, StreamState};
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, Named};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
-use crate::stream::Frame;
+use crate::capture::{self, Input};
+use crate::codec::json::lenient::items;
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientStr};
+use crate::codec::json::skim::{generated, once, set_changed, Reader, Str};
+use crate::codec::json::Json;
+use crate::reply::Refusal;
+use crate::stream::{Frame, Framing};
 use std::borrow::Cow;
 
 pub fn detect(host: &str, path: &str) -> Option<Route> {
@@ -145,8 +150,7 @@ pub fn request(route: &Route, body: &[u8], req: &mut Request) {
         req.model.clone_from(&route.path_model);
     }
     req.stream = route.path_stream;
-    let spare = Spare::default();
-    let Some(r) = read::<GenerateRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<GenerateRequest<'_>>(body) else {
         return;
     };
     if let Some(g) = r.generation_config.get() {
@@ -328,17 +332,15 @@ fn apply_chunk(c: GenerateResponse<'_>, resp: &mut Response) -> bool {
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
     // A whole body is one object; a buffered JSON-array stream (and its errors) is an array of them.
     if body.trim_ascii_start().starts_with(b"[") {
-        let spare = Spare::default();
         // Each element on its own: one that is not a response costs only itself.
-        let Some(items) = read::<Vec<Lenient<GenerateResponse<'_>>>>(body, &spare) else {
+        let Some(items) = read::<Vec<Lenient<GenerateResponse<'_>>>>(body) else {
             return;
         };
         for c in items.into_iter().filter_map(Lenient::get) {
             apply_chunk(c, resp);
         }
     } else {
-        let spare = Spare::default();
-        if let Some(c) = read::<GenerateResponse<'_>>(body, &spare) {
+        if let Some(c) = read::<GenerateResponse<'_>>(body) {
             apply_chunk(c, resp);
         }
     }
@@ -346,37 +348,31 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
 
 /// One stream element. Gemini sends no terminal event: `finished` is set by the last chunk, the one that
 /// carries a finish reason together with usage.
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    let (out, terminal) = super::common::frame_text(frame).and_then(|t| fast_chunk(t, resp))?;
+    if terminal {
+        st.finished = true;
+    }
+    Some(out)
+}
+
 pub fn frame(
     _route: &Route,
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for text chunks; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Json(bytes) => bytes,
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    if fast {
-        if let Some((out, terminal)) = skim::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
-            if terminal {
-                st.finished = true;
-            }
-            return out;
-        }
-    }
-    let spare = Spare::default();
-    let Some(c) = read::<GenerateResponse<'_>>(data, &spare) else {
+    let Some(c) = read::<GenerateResponse<'_>>(data) else {
         return FrameOutcome::default();
     };
     let terminal = c.usage_metadata.as_ref().is_some()
@@ -622,6 +618,81 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<(FrameOutcom
         },
         has_usage && finish,
     ))
+}
+
+/// Gemini's `generateContent` and `streamGenerateContent` (Google AI and Vertex AI).
+pub struct Gemini;
+
+impl super::Provider for Gemini {
+    fn operation(&self, _route: &Route) -> &'static str {
+        "generate_content"
+    }
+
+    super::readers!();
+
+    /// `streamGenerateContent` without `alt=sse`: one JSON array delivered element by element.
+    fn framing(&self, route: &Route, _req: &Request, _ct: &str) -> Framing {
+        if route.path_stream {
+            Framing::JsonArray
+        } else {
+            Framing::Whole
+        }
+    }
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[
+                &["generationConfig", "maxOutputTokens"],
+                &["generation_config", "max_output_tokens"],
+            ],
+            default: &["generationConfig", "maxOutputTokens"],
+        })
+    }
+
+    /// `google.rpc.Status`, as Google APIs answer errors.
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        let status = if refusal == Refusal::BudgetExceeded {
+            "RESOURCE_EXHAUSTED"
+        } else {
+            "INVALID_ARGUMENT"
+        };
+        Json::obj([(
+            "error",
+            Json::obj([
+                ("code", Json::Lit(refusal.status().to_string())),
+                ("message", Json::str(message)),
+                ("status", Json::str(status)),
+            ]),
+        )])
+    }
+
+    /// `systemInstruction` (or `system_instruction`) and `contents`, whose `model` role is the assistant.
+    fn capture_input(&self, _route: &Route, body: &[u8]) -> Option<Input> {
+        capture::read(body, |v, inp| {
+            let system = capture::get(v, "systemInstruction")
+                .or_else(|| capture::get(v, "system_instruction"));
+            capture::system_parts(system, &mut inp.system);
+            inp.messages = capture::list(v, "contents")
+                .map(|m| {
+                    let role = capture::get_str(m, "role");
+                    let role = match role.as_deref().unwrap_or("user") {
+                        "model" => "assistant",
+                        r => r,
+                    };
+                    let mut parts = Vec::new();
+                    if let Some(p) = capture::get(m, "parts") {
+                        capture::parts_of(p, &mut parts);
+                    }
+                    capture::message(role, parts, None)
+                })
+                .collect();
+        })
+    }
 }
 
 #[cfg(test)]

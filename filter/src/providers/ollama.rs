@@ -2,14 +2,17 @@
 //! and handled by `openai.rs`). Streaming is the DEFAULT: NDJSON, one object per line, the last with
 //! `done: true` and the counts. A whole response is that same final object.
 
-use super::json::{count_chars, items, set_if_nonempty, ChatMessage, FunctionTool, Named};
-use super::json::{
-    json_struct, prompt_hash, read, Lenient, LenientRaw, LenientStr, OneOrMany, Spare,
-};
-use super::skim::{self, generated, once, set_changed, Reader, Str};
-use super::{FrameOutcome, StreamState};
+use super::common::prompt_hash;
+use super::common::{count_chars, set_if_nonempty, ChatMessage, FunctionTool, Named};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
-use crate::stream::Frame;
+use crate::capture::{self, Input};
+use crate::codec::json::lenient::items;
+use crate::codec::json::lenient::{json_struct, read, Lenient, LenientRaw, LenientStr, OneOrMany};
+use crate::codec::json::skim::{generated, once, set_changed, Reader, Str};
+use crate::codec::json::Json;
+use crate::reply::Refusal;
+use crate::stream::{Frame, Framing};
 use std::borrow::Cow;
 
 pub fn detect(_host: &str, path: &str) -> Option<Route> {
@@ -53,8 +56,7 @@ json_struct! {
 }
 
 pub fn request(_route: &Route, body: &[u8], req: &mut Request) {
-    let spare = Spare::default();
-    let Some(r) = read::<OllamaRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<OllamaRequest<'_>>(body) else {
         // Even an unreadable body streams by default.
         req.stream = true;
         return;
@@ -184,10 +186,18 @@ fn apply_chunk(c: Chunk<'_>, resp: &mut Response) -> (bool, bool) {
 }
 
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    if let Some(c) = read::<Chunk<'_>>(body, &spare) {
+    if let Some(c) = read::<Chunk<'_>>(body) {
         apply_chunk(c, resp);
     }
+}
+
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    _st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    super::common::frame_text(frame).and_then(|t| fast_chunk(t, resp))
 }
 
 pub fn frame(
@@ -196,28 +206,12 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for token chunks; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
     let data = match frame {
         Frame::Json(bytes) => bytes,
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Aws { .. } => return FrameOutcome::default(),
     };
-    if fast {
-        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_chunk(t, resp)) {
-            return out;
-        }
-    }
-    let spare = Spare::default();
-    let Some(c) = read::<Chunk<'_>>(data, &spare) else {
+    let Some(c) = read::<Chunk<'_>>(data) else {
         return FrameOutcome::default();
     };
     let (content, terminal) = apply_chunk(c, resp);
@@ -344,6 +338,52 @@ pub(crate) fn fast_chunk(data: &str, resp: &mut Response) -> Option<FrameOutcome
         content: generated_any,
         usage_only: false,
     })
+}
+
+/// Ollama's native chat and generate APIs.
+pub struct Ollama;
+
+impl super::Provider for Ollama {
+    fn operation(&self, route: &Route) -> &'static str {
+        match route.api {
+            Api::OllamaGenerate => "text_completion",
+            _ => "chat",
+        }
+    }
+
+    super::readers!();
+
+    /// Ollama streams NDJSON by default, labelled application/json by some versions and proxies.
+    fn framing(&self, _route: &Route, req: &Request, _ct: &str) -> Framing {
+        if req.stream {
+            Framing::Ndjson
+        } else {
+            Framing::Whole
+        }
+    }
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[&["options", "num_predict"]],
+            default: &["options", "num_predict"],
+        })
+    }
+
+    fn error_body(
+        &self,
+        _refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        Json::obj([("error", Json::str(message))])
+    }
+
+    fn capture_input(&self, route: &Route, body: &[u8]) -> Option<Input> {
+        match route.api {
+            Api::OllamaGenerate => capture::read(body, capture::prompt),
+            _ => capture::read(body, capture::chat),
+        }
+    }
 }
 
 #[cfg(test)]

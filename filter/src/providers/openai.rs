@@ -7,19 +7,22 @@
 //!   top-level `{"object":"error",...}` error bodies;
 //! - Mistral: `random_seed`, usage on the final chunk that also carries the finish_reason, content as parts.
 
-use super::json::{
-    char_count, items, join_line, json_struct, prompt_hash, read, set_if_nonempty, ChatMessage,
-    Lenient, LenientStr, OneOrMany, Raw, Read, Spare, TextContent, Typed,
-};
-use super::skim::{self, key_bit, plain_integer, set_changed, Reader, Str};
+use super::common::{prompt_hash, set_if_nonempty, ChatMessage, Typed};
 use super::template::Sink;
-use super::{tape, FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Api, Request, Response, Route};
+use crate::capture::{self, Input};
+use crate::codec::json::lenient::{
+    items, join_line, json_struct, read, Lenient, LenientStr, OneOrMany, Raw, Read, TextContent,
+};
+use crate::codec::json::skim::char_count;
+use crate::codec::json::skim::{key_bit, plain_integer, set_changed, Reader, Str};
+use crate::codec::json::Json;
+use crate::codec::json::{edit, tape};
+use crate::reply::Refusal;
 use crate::stream::sse_edit::{event_data, has_empty_array, has_object_member};
 use crate::stream::Frame;
 use serde::de::IgnoredAny;
-#[cfg(any(test, feature = "reference-reader"))]
-use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 
 /// Built-in detection by path, on api.openai.com and every OpenAI-compatible server; the provider name
@@ -105,20 +108,19 @@ json_struct! {
 /// Read a Chat, Completions or Embeddings request body. The model falls back to what the caller already
 /// set and then to the route's path model (the Azure deployment), because Azure bodies usually have none.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
-    request_with(route, body, req, true);
+    if let Some(r) = read::<OpenAiRequest<'_>>(body) {
+        apply_request(route, RequestFields::from(r), req);
+    }
 }
 
-/// `request`, with (`fast`) or without the skimmer for the common body; the tests compare the two.
-pub fn request_with(route: &Route, body: &[u8], req: &mut Request, fast: bool) {
-    if fast {
-        if let Some(f) = std::str::from_utf8(body).ok().and_then(fast_request) {
+/// The skimmer for the common request body: true when it read the body (as `request` reads it).
+pub fn fast_request_body(route: &Route, body: &[u8], req: &mut Request) -> bool {
+    match std::str::from_utf8(body).ok().and_then(fast_request) {
+        Some(f) => {
             apply_request(route, f, req);
-            return;
+            true
         }
-    }
-    let spare = Spare::default();
-    if let Some(r) = read::<OpenAiRequest<'_>>(body, &spare) {
-        apply_request(route, RequestFields::from(r), req);
+        None => false,
     }
 }
 
@@ -246,7 +248,7 @@ fn apply_request(route: &Route, r: RequestFields<'_>, req: &mut Request) {
 }
 
 // The request skimmer. Each reader below gives exactly what the `Lenient` type of the same field gives
-// (`json.rs`): a value of another type is None and skipped, `null` is None. Whatever it does not read as
+// (`codec/json/lenient.rs`): a value of another type is None and skipped, `null` is None. Whatever it does not read as
 // serde would (a duplicated member, an object written as an array, a string serde refuses to unescape,
 // nesting beyond `skim::MAX_DEPTH`, trailing text), it refuses (None), and the body goes to serde.
 
@@ -499,18 +501,11 @@ json_struct! {
 /// A field's raw text when the key is present, even when its value is `null` (an `Option` would fold
 /// `null` into "absent", and adding a second `stream_options` key next to a `null` one makes a duplicate).
 #[derive(Default)]
-struct Present<'a>(Option<Raw<'a>>);
+pub(super) struct Present<'a>(pub(super) Option<Raw<'a>>);
 
 impl<'de: 'a, 'a> Read<'de> for Present<'a> {
     fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
         Raw::read(v).map(|r| Present(Some(r)))
-    }
-}
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Raw::deserialize(d).map(|r| Present(Some(r)))
     }
 }
 
@@ -529,8 +524,7 @@ const INCLUDE_USAGE_MEMBER: &[u8] = br#""stream_options":{"include_usage":true},
 /// sets `Request::include_usage_injected` when it forwards the new body, and then removes the chunks whose
 /// `FrameOutcome::usage_only` is set, since the client did not ask for them.
 pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
-    let spare = Spare::default();
-    let flags = read::<StreamFlags<'_>>(body, &spare)?;
+    let flags = read::<StreamFlags<'_>>(body)?;
     if flags.stream.get() != Some(true) {
         return None;
     }
@@ -573,7 +567,7 @@ pub fn inject_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     }
     value.push(b'}');
     // The raw value borrows from `body`: its address gives its position.
-    let start = spare.offset(body, text)?;
+    let start = edit::offset(body, text)?;
     let (head, rest) = body.split_at_checked(start)?;
     let tail = rest.strip_prefix(text.as_bytes())?;
     let mut out = Vec::with_capacity(
@@ -810,10 +804,28 @@ pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
             return;
         }
     }
-    let spare = Spare::default();
-    if let Some(c) = read::<ChatResponse<'_>>(body, &spare) {
+    if let Some(c) = read::<ChatResponse<'_>>(body) {
         apply_chunk(c, resp);
     }
+}
+
+/// The fast path for the common chunk (`fast_chunk`); a chunk that repeats with another generated string
+/// leaves a template (`template.rs`).
+pub fn fast_frame(
+    route: &Route,
+    frame: &Frame<'_>,
+    st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    if route.api == Api::OpenAiEmbeddings {
+        return None;
+    }
+    let t = super::common::frame_text(frame)?;
+    let (out, repeat) = fast_chunk_with(t, resp)?;
+    if let Some((s, index)) = repeat {
+        st.template.record(frame, t, s, Sink::Text(index));
+    }
+    Some(out)
 }
 
 /// Read one streamed Chat or Completions chunk (`data: {...}`; `data: [DONE]` ends the stream).
@@ -823,17 +835,10 @@ pub fn frame(
     st: &mut StreamState,
     resp: &mut Response,
 ) -> FrameOutcome {
-    frame_with(route, frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for common chunks; the tests compare the two.
-pub(crate) fn frame_with(
-    _route: &Route,
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
-) -> FrameOutcome {
+    // Embeddings never stream.
+    if route.api == Api::OpenAiEmbeddings {
+        return FrameOutcome::default();
+    }
     let data = match frame {
         Frame::Sse { data, .. } => data.as_bytes(),
         Frame::Json(bytes) => bytes,
@@ -843,18 +848,7 @@ pub(crate) fn frame_with(
         st.finished = true;
         return FrameOutcome::default();
     }
-    if fast {
-        if let Some(t) = skim::frame_text(frame) {
-            if let Some((out, repeat)) = fast_chunk_with(t, resp) {
-                if let Some((s, index)) = repeat {
-                    st.template.record(frame, t, s, Sink::Text(index));
-                }
-                return out;
-            }
-        }
-    }
-    let spare = Spare::default();
-    let Some(c) = read::<ChatResponse<'_>>(data, &spare) else {
+    let Some(c) = read::<ChatResponse<'_>>(data) else {
         return FrameOutcome::default();
     };
     // The include_usage chunk: `choices: []` plus a usage object. Azure's prompt-filter chunk also has
@@ -1067,7 +1061,7 @@ fn fast_chunk_with<'a>(
     set_changed(&mut resp.model, model);
     set_changed(&mut resp.service_tier, tier);
     set_changed(&mut resp.system_fingerprint, fingerprint);
-    // The include_usage chunk: an empty `choices` list beside a usage object (see `frame_with`).
+    // The include_usage chunk: an empty `choices` list beside a usage object (see `frame`).
     let usage_only = usage.is_some() && listed && n == 0;
     let counted = usage.is_some();
     if let Some(u) = usage {
@@ -1172,18 +1166,106 @@ pub fn is_usage_only_event(raw: &[u8]) -> bool {
 /// Whether one SSE data payload is the usage-only chunk (see `frame`); used to hide it from the client.
 pub fn is_usage_only_chunk(data: &[u8]) -> bool {
     let mut scratch = Response::default();
-    frame(
-        &Route {
-            api: Api::OpenAiChat,
-            provider: String::new(),
-            path_model: None,
-            path_stream: false,
-        },
-        &Frame::Json(data),
-        &mut StreamState::default(),
-        &mut scratch,
-    )
-    .usage_only
+    let route = Route {
+        api: Api::OpenAiChat,
+        provider: String::new(),
+        path_model: None,
+        path_stream: false,
+    };
+    let mut st = StreamState::default();
+    frame(&route, &Frame::Json(data), &mut st, &mut scratch).usage_only
+}
+
+/// OpenAI's Chat Completions, Completions and Embeddings, and every server that speaks them.
+pub struct OpenAi;
+
+impl super::Provider for OpenAi {
+    fn operation(&self, route: &Route) -> &'static str {
+        match route.api {
+            Api::OpenAiEmbeddings => "embeddings",
+            Api::OpenAiCompletions => "text_completion",
+            _ => "chat",
+        }
+    }
+
+    super::readers!();
+
+    fn fast_request(&self, route: &Route, body: &[u8], req: &mut Request) -> bool {
+        fast_request_body(route, body, req)
+    }
+
+    fn max_tokens(&self, route: &Route) -> Option<MaxTokens> {
+        const BOTH: &[&[&str]] = &[&["max_completion_tokens"], &["max_tokens"]];
+        Some(match route.api {
+            // OpenAI's reasoning models reject `max_tokens`; other servers (vLLM, Mistral, Azure) know it.
+            Api::OpenAiChat if route.provider == "openai" => MaxTokens {
+                existing: BOTH,
+                default: &["max_completion_tokens"],
+            },
+            Api::OpenAiChat => MaxTokens {
+                existing: BOTH,
+                default: &["max_tokens"],
+            },
+            Api::OpenAiCompletions => MaxTokens {
+                existing: &[&["max_tokens"]],
+                default: &["max_tokens"],
+            },
+            _ => return None,
+        })
+    }
+
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        error_body(refusal, message)
+    }
+
+    fn capture_input(&self, route: &Route, body: &[u8]) -> Option<Input> {
+        match route.api {
+            Api::OpenAiChat => capture::read(body, capture::chat),
+            Api::OpenAiCompletions => capture::read(body, capture::prompt),
+            // Embedding inputs are not conversation messages.
+            _ => None,
+        }
+    }
+
+    fn may_inject_usage(&self, route: &Route) -> bool {
+        super::openai_compat::may_inject_usage(route)
+    }
+
+    fn inject_usage(&self, body: &[u8]) -> Option<Vec<u8>> {
+        inject_include_usage(body)
+    }
+
+    fn is_usage_only_event(&self, raw: &[u8]) -> bool {
+        is_usage_only_event(raw)
+    }
+
+    fn openai_api_type(&self, route: &Route) -> Option<&'static str> {
+        (route.api == Api::OpenAiChat).then_some("chat_completions")
+    }
+}
+
+/// The error body OpenAI's APIs answer with, which its SDKs turn into their error types (`error.type`
+/// and `error.code`).
+pub(crate) fn error_body(refusal: Refusal, message: &str) -> Json {
+    let kind = if refusal == Refusal::BudgetExceeded {
+        "rate_limit_error"
+    } else {
+        "invalid_request_error"
+    };
+    Json::obj([(
+        "error",
+        Json::obj([
+            ("message", Json::str(message)),
+            ("type", Json::str(kind)),
+            ("param", Json::Null),
+            ("code", Json::str(refusal.code())),
+        ]),
+    )])
 }
 
 #[cfg(test)]
@@ -1388,7 +1470,13 @@ mod tests {
             let mut resp = Response::default();
             let outs: Vec<_> = chunks
                 .iter()
-                .map(|c| frame_with(&groq, &ev(c), &mut st, &mut resp, fast))
+                .map(|c| {
+                    if fast {
+                        super::super::frame(&groq, &ev(c), &mut st, &mut resp)
+                    } else {
+                        super::super::reference::frame(&groq, &ev(c), &mut st, &mut resp)
+                    }
+                })
                 .collect();
             assert!(st.finished && !outs[2].usage_only);
             assert_eq!(

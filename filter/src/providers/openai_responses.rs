@@ -4,20 +4,20 @@
 //! The Responses API has no finish_reason; one is derived from `status` so that dashboards keyed on
 //! `gen_ai.response.finish_reasons` read the same values as for Chat Completions.
 
-use super::json::char_count;
-use super::json::{
-    items, json_struct, prompt_hash, read, Lenient, LenientStr, Read, Spare, TextContent,
-};
+use super::common::prompt_hash;
 use super::openai::{add_tool_call_once, ErrorBody};
-use super::skim::{self, generated, once, Reader};
-use super::tape;
-use super::{FrameOutcome, StreamState};
+use super::{FrameOutcome, MaxTokens, StreamState};
 use crate::call::{Request, Response, Route};
+use crate::capture;
+use crate::codec::json::lenient::{
+    items, json_struct, read, Lenient, LenientStr, Read, TextContent,
+};
+use crate::codec::json::skim::char_count;
+use crate::codec::json::skim::{generated, once, Reader};
+use crate::codec::json::tape;
+use crate::codec::json::Json;
+use crate::reply::Refusal;
 use crate::stream::Frame;
-#[cfg(any(test, feature = "reference-reader"))]
-use serde::{Deserialize, Deserializer};
-#[cfg(any(test, feature = "reference-reader"))]
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 json_struct! {
@@ -63,13 +63,13 @@ json_struct! {
 
 /// `input`: a plain string (one user message) or a list of items. Only message items carry prompt text.
 #[derive(Default)]
-struct Input {
+pub(super) struct Input {
     /// (role, text) per message item; a string input is one `user` message.
-    messages: Vec<(String, String)>,
+    pub(super) messages: Vec<(String, String)>,
 }
 
 json_struct! {
-    struct InputItem<'a> {
+    pub(super) struct InputItem<'a> {
         role: LenientStr<'a> = "role",
         /// A string or a list of `input_text` parts (`{"type":"input_text","text":…}`).
         content: Lenient<TextContent<'a>> = "content",
@@ -77,7 +77,7 @@ json_struct! {
 }
 
 impl Input {
-    fn push_items<'a>(&mut self, items: impl Iterator<Item = InputItem<'a>>) {
+    pub(super) fn push_items<'a>(&mut self, items: impl Iterator<Item = InputItem<'a>>) {
         for item in items {
             let role = item.role.get().map(Cow::into_owned).unwrap_or_default();
             let content = item
@@ -104,37 +104,10 @@ impl<'de> Read<'de> for Input {
     }
 }
 
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de> Deserialize<'de> for Input {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        input_from_raw(d)
-    }
-}
-
-/// The old reader's `Input` (see `json::two_pass`): from the value's raw text.
-#[cfg(any(test, feature = "reference-reader"))]
-fn input_from_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Input, D::Error> {
-    {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        let text = raw.get();
-        let mut input = Input::default();
-        if text.starts_with('"') {
-            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            input.messages.push(("user".to_owned(), s));
-        } else if text.starts_with('[') {
-            let items: Vec<Lenient<InputItem<'_>>> =
-                serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            input.push_items(items.into_iter().filter_map(Lenient::get));
-        }
-        Ok(input)
-    }
-}
-
 /// Read a Responses request. The system prompt hash covers `instructions` followed by any `system` or
 /// `developer` input messages (the two ways the API takes a system prompt), joined as for Chat.
 pub fn request(route: &Route, body: &[u8], req: &mut Request) {
-    let spare = Spare::default();
-    let Some(r) = read::<ResponsesRequest<'_>>(body, &spare) else {
+    let Some(r) = read::<ResponsesRequest<'_>>(body) else {
         return;
     };
     req.model = r
@@ -349,8 +322,7 @@ fn apply_object(o: ResponseObject<'_>, resp: &mut Response, count_text: bool) {
 
 /// Read a whole Responses body or an error body.
 pub fn response(_route: &Route, body: &[u8], resp: &mut Response) {
-    let spare = Spare::default();
-    if let Some(o) = read::<ResponseObject<'_>>(body, &spare) {
+    if let Some(o) = read::<ResponseObject<'_>>(body) {
         apply_object(o, resp, true);
     }
 }
@@ -369,6 +341,16 @@ json_struct! {
     }
 }
 
+/// The fast path for the delta events.
+pub fn fast_frame(
+    _route: &Route,
+    frame: &Frame<'_>,
+    _st: &mut StreamState,
+    resp: &mut Response,
+) -> Option<FrameOutcome> {
+    super::common::frame_text(frame).and_then(|t| fast_event(t, resp))
+}
+
 /// Read one streamed event. The terminal events carry the full response object (usage, status, output).
 /// OpenAI sends no `[DONE]`; some gateways append one: it ends the stream too.
 pub fn frame(
@@ -376,16 +358,6 @@ pub fn frame(
     frame: &Frame<'_>,
     st: &mut StreamState,
     resp: &mut Response,
-) -> FrameOutcome {
-    frame_with(frame, st, resp, true)
-}
-
-/// `frame`, with (`fast`) or without the fast path for delta events; the tests compare the two.
-pub(crate) fn frame_with(
-    frame: &Frame<'_>,
-    st: &mut StreamState,
-    resp: &mut Response,
-    fast: bool,
 ) -> FrameOutcome {
     let (name, data) = match frame {
         Frame::Sse { event, data } => (*event, data.as_bytes()),
@@ -396,13 +368,7 @@ pub(crate) fn frame_with(
         st.finished = true;
         return FrameOutcome::default();
     }
-    if fast {
-        if let Some(out) = skim::frame_text(frame).and_then(|t| fast_event(t, resp)) {
-            return out;
-        }
-    }
-    let spare = Spare::default();
-    let Some(ev) = read::<Event<'_>>(data, &spare) else {
+    let Some(ev) = read::<Event<'_>>(data) else {
         return FrameOutcome::default();
     };
     // The data's `type` is authoritative; the SSE event name is the fallback.
@@ -512,6 +478,64 @@ pub(crate) fn fast_event(data: &str, resp: &mut Response) -> Option<FrameOutcome
         content: true,
         usage_only: false,
     })
+}
+
+/// OpenAI's Responses API.
+pub struct Responses;
+
+impl super::Provider for Responses {
+    fn operation(&self, _route: &Route) -> &'static str {
+        "chat"
+    }
+
+    super::readers!();
+
+    fn max_tokens(&self, _route: &Route) -> Option<MaxTokens> {
+        Some(MaxTokens {
+            existing: &[&["max_output_tokens"]],
+            default: &["max_output_tokens"],
+        })
+    }
+
+    fn error_body(
+        &self,
+        refusal: Refusal,
+        message: &str,
+        _headers: &mut Vec<(String, String)>,
+    ) -> Json {
+        super::openai::error_body(refusal, message)
+    }
+
+    /// `instructions` and `input`: a string, or items that are chat messages (with a `role`) or typed
+    /// items (function calls and their outputs).
+    fn capture_input(&self, _route: &Route, body: &[u8]) -> Option<capture::Input> {
+        capture::read(body, |v, inp| {
+            capture::system_parts(capture::get(v, "instructions"), &mut inp.system);
+            let input = capture::get(v, "input");
+            if let Some(s) = input.and_then(|i| i.str()) {
+                inp.messages
+                    .push(capture::message("user", vec![capture::text_part(&s)], None));
+            }
+            for item in input.and_then(|i| i.elements()).into_iter().flatten() {
+                if capture::get(item, "role").is_some() {
+                    inp.messages.extend(capture::chat_message(item));
+                } else if let Some(kind) = capture::get_str(item, "type") {
+                    let mut parts = Vec::new();
+                    capture::block_part(&kind, item, &mut parts);
+                    let role = if kind == "function_call_output" {
+                        "tool"
+                    } else {
+                        "assistant"
+                    };
+                    inp.messages.push(capture::message(role, parts, None));
+                }
+            }
+        })
+    }
+
+    fn openai_api_type(&self, _route: &Route) -> Option<&'static str> {
+        Some("responses")
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 //! through decompression and framing to the provider's reader. The host feeds it; the tests feed it
 //! recorded exchanges the same way.
 
-use super::{bedrock, frame, framing, is_keepalive, response, Framing, StreamState};
+use super::{bedrock, frame, framing, is_keepalive, response, StreamState};
 use crate::call::{Api, Request, Response, Route};
-use crate::headers::Headers;
-use crate::stream::{BodyDecoder, ContentEncoding, Frame, Limits};
+use crate::codec::headers::Headers;
+use crate::stream::{BodyDecoder, ContentEncoding, Frame, Framing, Limits};
 
 /// What one push of body bytes brought that the call's timings need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl ResponseReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::serialize;
+    use crate::codec::headers::serialize;
     use crate::providers::detect;
 
     /// Push `parts` one by one; the progress of each, then whether the stream reached its end.

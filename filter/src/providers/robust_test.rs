@@ -12,8 +12,8 @@
 use super::corpus_test::{cases, frames, read_frames, read_request, Case};
 use super::variants::{changed, Change, CHANGES, NEW_EVENT};
 use crate::call::{Response, Route};
-use crate::providers::Framing;
 use crate::stream::testutil::Owned;
+use crate::stream::Framing;
 use crate::stream::Limits;
 use base64::Engine as _;
 use serde_json::Value;
@@ -119,7 +119,7 @@ fn the_fixtures_read_the_same_with_new_repeated_and_reordered_members_and_new_ev
 #[test]
 fn recorded_exchanges_read_the_same_with_new_repeated_and_reordered_members_and_new_events() {
     use super::corpus_real_test::{exchanges, for_each_source, route_of};
-    use crate::headers::{serialize, Headers};
+    use crate::codec::headers::{serialize, Headers};
     use crate::providers::reader::ResponseReader;
     let mut checked = 0;
     for_each_source(&mut |source, text| {

@@ -5,10 +5,11 @@
 //! `FrameOutcome` whichever path reads them, with content capture off and on.
 
 use super::corpus_test::cases;
+use crate::call::OutputCapture;
 use crate::call::Response;
-use crate::capture::OutputCapture;
-use crate::providers::{frame_with, Framing, StreamState};
+use crate::providers::{frame, reference, StreamState};
 use crate::stream::testutil::Owned;
+use crate::stream::Framing;
 use crate::stream::{BodyDecoder, ContentEncoding, Limits};
 use serde_json::Value;
 
@@ -302,8 +303,8 @@ fn variants(text: &str) -> Vec<String> {
 fn check(case: &str, route: &crate::call::Route, f: &Owned, st: &StreamState, resp: &Response) {
     let (mut st_fast, mut resp_fast) = (st.clone(), resp.clone());
     let (mut st_slow, mut resp_slow) = (st.clone(), resp.clone());
-    let fast = frame_with(route, &f.frame(), &mut st_fast, &mut resp_fast, true);
-    let slow = frame_with(route, &f.frame(), &mut st_slow, &mut resp_slow, false);
+    let fast = frame(route, &f.frame(), &mut st_fast, &mut resp_fast);
+    let slow = reference::frame(route, &f.frame(), &mut st_slow, &mut resp_slow);
     assert_eq!(fast, slow, "{case}: outcome of {f:?}");
     assert_eq!(resp_fast, resp_slow, "{case}: response after {f:?}");
     assert_eq!(st_fast.finished, st_slow.finished, "{case}: state {f:?}");
@@ -514,8 +515,8 @@ fn request_fast_path_reads_every_request_as_serde_does() {
                     ..Request::default()
                 };
                 let (mut a, mut b) = (base.clone(), base);
-                super::openai::request_with(&route, text.as_bytes(), &mut a, true);
-                super::openai::request_with(&route, text.as_bytes(), &mut b, false);
+                super::request(&route, text.as_bytes(), &mut a);
+                reference::request(&route, text.as_bytes(), &mut b);
                 assert_eq!(a, b, "{api:?}: {text}");
                 checked += 1;
             }

@@ -10,7 +10,7 @@
 //! apart from that string's value: it is valid wherever the template was, has the same members and the same
 //! meaning, so only the string is read (`replay`). Two `memcmp`s and one string scan instead of a parse.
 //!
-//! Exactness rests on two rules, enforced by `providers::frame_with`:
+//! Exactness rests on two rules, enforced by `providers::frame`:
 //! - a template is recorded only after its event was wholly read and applied, and only for events whose
 //!   other effects on the call record are idempotent (ids, model names: setting them again changes nothing);
 //! - any event that does not replay the template clears it first, so between the template's event and a
@@ -19,9 +19,9 @@
 //! The tests and the `skim` fuzz target check that a stream read this way leaves exactly the call record the
 //! serde path leaves.
 
-use super::skim::Str;
 use super::FrameOutcome;
 use crate::call::Response;
+use crate::codec::json::skim::Str;
 use crate::stream::Frame;
 
 /// Events longer than this are not kept as templates (memory per stream stays small).
@@ -112,7 +112,8 @@ impl Template {
             return None;
         }
         // The string that opens at the end of the prefix must close exactly where the suffix begins.
-        let (s, end) = super::skim::Reader::string_at(data, prefix.len().checked_sub(1)?)?;
+        let (s, end) =
+            crate::codec::json::skim::Reader::string_at(data, prefix.len().checked_sub(1)?)?;
         (end == close.checked_add(1)?).then_some(s)
     }
 
@@ -140,9 +141,9 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::OutputCapture;
     use crate::call::{Api, Route};
-    use crate::capture::OutputCapture;
-    use crate::providers::{frame_with, StreamState};
+    use crate::providers::{frame, reference, StreamState};
 
     fn route(api: Api) -> Route {
         Route {
@@ -169,8 +170,8 @@ mod tests {
             if st_f.template.matches(&f).is_some() {
                 replayed += 1;
             }
-            let a = frame_with(&route, &f, &mut st_f, &mut resp_f, true);
-            let b = frame_with(&route, &f, &mut st_s, &mut resp_s, false);
+            let a = frame(&route, &f, &mut st_f, &mut resp_f);
+            let b = reference::frame(&route, &f, &mut st_s, &mut resp_s);
             assert_eq!(a, b, "outcome of {data}");
             assert_eq!(resp_f, resp_s, "call record after {data}");
         }

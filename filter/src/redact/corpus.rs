@@ -121,7 +121,7 @@ pub fn chat_request_json(seed: u64, messages: usize, per_message: usize) -> Vec<
             seed.wrapping_add(u64::try_from(k).unwrap_or(0)),
             per_message,
         );
-        let content = crate::json::Json::Str(text).text();
+        let content = crate::codec::json::Json::Str(text).text();
         out.push_str(&format!("{{\"role\":\"{role}\",\"content\":{content}}}"));
     }
     out.push_str("],\"stream\":true,\"stream_options\":{\"include_usage\":true}}");

@@ -4,8 +4,8 @@
 //! copied as it was, so the upstream sees the client's body except for the redacted spans.
 
 use super::{Findings, Redactor};
-use crate::json::escape_into;
-use crate::providers::skim::{self, string_end};
+use crate::codec::json::escape_into;
+use crate::codec::json::skim::{self, string_end};
 
 /// Which JSON strings are user text.
 ///

@@ -7,8 +7,11 @@
 //! ```
 
 use super::{CustomPattern, Detector, DetectorSet, RedactionConfig, Redactor, Replacement};
-use crate::config::{boolean, items, object, opt, required, string, strings, uint, variant};
-use crate::config::{ConfigError, Json};
+use crate::codec::json::strict::ConfigError;
+use crate::codec::json::strict::{
+    boolean, items, object, opt, required, string, strings, uint, variant,
+};
+use crate::codec::json::tape::Value;
 use std::sync::Arc;
 
 /// The plugin JSON shape (unknown keys rejected).
@@ -27,7 +30,7 @@ pub struct RawRedaction {
 
 impl RawRedaction {
     /// The `redaction` key; error keys are relative to it.
-    pub fn read(v: Json) -> Result<RawRedaction, ConfigError> {
+    pub fn read(v: Value) -> Result<RawRedaction, ConfigError> {
         let mut r = RawRedaction::default();
         object(
             v,
@@ -66,7 +69,7 @@ impl RawRedaction {
 }
 
 /// One of `custom`: `{"name": …, "regex": …}`.
-fn custom_pattern(v: Json) -> Result<CustomPattern, ConfigError> {
+fn custom_pattern(v: Value) -> Result<CustomPattern, ConfigError> {
     let (mut name, mut regex) = (None, None);
     object(v, &["name", "regex"], &mut |i, v| {
         let s = Some(string(v)?);
@@ -251,7 +254,7 @@ mod tests {
     use super::*;
 
     fn raw(json: &str) -> Result<RawRedaction, ConfigError> {
-        crate::providers::tape::read(json, RawRedaction::read).unwrap()
+        crate::codec::json::tape::read(json, RawRedaction::read).unwrap()
     }
 
     fn parse(json: &str) -> Result<Settings, SettingsError> {

@@ -161,7 +161,7 @@ impl EventStreamDecoder {
         let total = read_u32(p, 0) as usize;
         let headers = read_u32(p, 4) as usize;
         let crc = read_u32(p, 8);
-        if crate::crc32::hash(p.get(..8).unwrap_or(&[])) != crc {
+        if crate::codec::crc32::hash(p.get(..8).unwrap_or(&[])) != crc {
             self.crc_errors = self.crc_errors.saturating_add(1);
             return Prelude::Stop;
         }
@@ -182,7 +182,7 @@ impl EventStreamDecoder {
             self.malformed = self.malformed.saturating_add(1);
             return;
         };
-        if crate::crc32::hash(body) != u32::from_be_bytes(*crc) {
+        if crate::codec::crc32::hash(body) != u32::from_be_bytes(*crc) {
             // The lengths were vouched for by the prelude CRC, so the next message is still in sync.
             self.crc_errors = self.crc_errors.saturating_add(1);
             return;
@@ -279,11 +279,11 @@ pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(&u32::try_from(hdr.len()).unwrap_or(u32::MAX).to_be_bytes());
-    let prelude_crc = crate::crc32::hash(&out);
+    let prelude_crc = crate::codec::crc32::hash(&out);
     out.extend_from_slice(&prelude_crc.to_be_bytes());
     out.extend_from_slice(&hdr);
     out.extend_from_slice(payload);
-    let crc = crate::crc32::hash(&out);
+    let crc = crate::codec::crc32::hash(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out
 }
@@ -345,7 +345,7 @@ mod tests {
         // The "all headers" style check: a message with no headers and a short payload, laid out by hand.
         let m = encode_message(&[], b"{'foo':'bar'}");
         assert_eq!(&m[..8], &[0, 0, 0, 0x1d, 0, 0, 0, 0]);
-        assert_eq!(&m[8..12], &crate::crc32::hash(&m[..8]).to_be_bytes());
+        assert_eq!(&m[8..12], &crate::codec::crc32::hash(&m[..8]).to_be_bytes());
         assert_eq!(m.len(), 0x1d);
     }
 
@@ -435,11 +435,11 @@ mod tests {
         let mut m = Vec::new();
         m.extend_from_slice(&(total as u32).to_be_bytes());
         m.extend_from_slice(&(h.len() as u32).to_be_bytes());
-        let c = crate::crc32::hash(&m);
+        let c = crate::codec::crc32::hash(&m);
         m.extend_from_slice(&c.to_be_bytes());
         m.extend_from_slice(&h);
         m.extend_from_slice(payload);
-        let c = crate::crc32::hash(&m);
+        let c = crate::codec::crc32::hash(&m);
         m.extend_from_slice(&c.to_be_bytes());
         let (frames, st) = decode_all_ways(&m, 4096);
         assert_eq!(st, (0, 0, 0));
@@ -485,7 +485,7 @@ mod tests {
             let mut p = Vec::new();
             p.extend_from_slice(&total.to_be_bytes());
             p.extend_from_slice(&headers.to_be_bytes());
-            let c = crate::crc32::hash(&p);
+            let c = crate::codec::crc32::hash(&p);
             p.extend_from_slice(&c.to_be_bytes());
             p.extend_from_slice(&[0; 64]);
             p
@@ -539,10 +539,10 @@ mod tests {
         let mut m = Vec::new();
         m.extend_from_slice(&(total as u32).to_be_bytes());
         m.extend_from_slice(&(h.len() as u32).to_be_bytes());
-        let c = crate::crc32::hash(&m);
+        let c = crate::codec::crc32::hash(&m);
         m.extend_from_slice(&c.to_be_bytes());
         m.extend_from_slice(&h);
-        let c = crate::crc32::hash(&m);
+        let c = crate::codec::crc32::hash(&m);
         m.extend_from_slice(&c.to_be_bytes());
         let input = [m, event("ok", "{}")].concat();
         let (frames, st) = decode_all_ways(&input, 4096);

@@ -103,7 +103,7 @@ enum Codec {
     Gzip {
         state: Gz,
         inflate: Box<InflateState>,
-        crc: crate::crc32::Hasher,
+        crc: crate::codec::crc32::Hasher,
         /// Output of the current member, mod 2^32 (ISIZE).
         size: u32,
     },
@@ -144,7 +144,7 @@ impl Inflater {
             ContentEncoding::Gzip => Codec::Gzip {
                 state: Gz::Fixed { at: 0, flags: 0 },
                 inflate: InflateState::new_boxed(DataFormat::Raw),
-                crc: crate::crc32::Hasher::new(),
+                crc: crate::codec::crc32::Hasher::new(),
                 size: 0,
             },
             ContentEncoding::Deflate => Codec::DeflateSniff {
@@ -384,7 +384,7 @@ impl Sink<'_> {
 
 /// Running checks of one gzip member.
 struct Member<'a> {
-    crc: &'a mut crate::crc32::Hasher,
+    crc: &'a mut crate::codec::crc32::Hasher,
     size: &'a mut u32,
 }
 
@@ -433,7 +433,7 @@ fn inflate_into(
 fn gzip_framing<'a>(
     state: &mut Gz,
     mut input: &'a [u8],
-    crc: &mut crate::crc32::Hasher,
+    crc: &mut crate::codec::crc32::Hasher,
     size: &mut u32,
 ) -> Result<&'a [u8], InflateError> {
     while *state != Gz::Body {
@@ -492,7 +492,7 @@ fn gzip_framing<'a>(
                     return Err(InflateError::Corrupt);
                 }
                 if at == 9 {
-                    *crc = crate::crc32::Hasher::new();
+                    *crc = crate::codec::crc32::Hasher::new();
                     *size = 0;
                     if flags & FEXTRA != 0 {
                         Gz::ExtraLen {
@@ -533,7 +533,7 @@ fn gzip_framing<'a>(
                     let [c0, c1, c2, c3, s0, s1, s2, s3] = buf;
                     let want_crc = u32::from_le_bytes([c0, c1, c2, c3]);
                     let want_size = u32::from_le_bytes([s0, s1, s2, s3]);
-                    let got = std::mem::replace(crc, crate::crc32::Hasher::new()).finalize();
+                    let got = std::mem::replace(crc, crate::codec::crc32::Hasher::new()).finalize();
                     if got != want_crc || *size != want_size {
                         return Err(InflateError::Corrupt);
                     }
@@ -732,10 +732,10 @@ pub(crate) mod tests {
         g.extend_from_slice(&[5, 0, b'A', b'B', 3, 0, 0]); // XLEN=5, one subfield
         g.extend_from_slice(b"response.json\0");
         g.extend_from_slice(b"a comment\0");
-        let hcrc = crate::crc32::hash(&g) as u16;
+        let hcrc = crate::codec::crc32::hash(&g) as u16;
         g.extend_from_slice(&hcrc.to_le_bytes());
         g.extend_from_slice(&raw_deflate(data));
-        g.extend_from_slice(&crate::crc32::hash(data).to_le_bytes());
+        g.extend_from_slice(&crate::codec::crc32::hash(data).to_le_bytes());
         g.extend_from_slice(&(data.len() as u32).to_le_bytes());
         g
     }

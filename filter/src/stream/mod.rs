@@ -32,7 +32,19 @@ pub use json_array::JsonArrayDecoder;
 pub use ndjson::NdjsonDecoder;
 pub use sse::SseDecoder;
 
-use crate::providers::Framing;
+/// How a response body is framed (decided by `providers::framing` from the route, the request and the
+/// response content type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON document (non-streamed).
+    Whole,
+    Sse,
+    Ndjson,
+    /// A JSON array delivered incrementally (Gemini `streamGenerateContent` without `alt=sse`).
+    JsonArray,
+    /// `application/vnd.amazon.eventstream`.
+    AwsEventStream,
+}
 
 /// Memory caps for decoding one response body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

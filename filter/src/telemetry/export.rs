@@ -1,8 +1,8 @@
 //! The span export queue: bounded, batched, encoded as OTLP/HTTP protobuf. Pure: the host decides when to
 //! flush, sends the bytes, and reports the outcome back so retries and drops are accounted for.
 
-use super::proto::{self, Value};
 use super::span::Span;
+use crate::codec::proto::{self, Value};
 use std::collections::VecDeque;
 
 pub const SCOPE_NAME: &str = "tollgate";
@@ -66,7 +66,7 @@ pub fn instance_id(random: [u8; 16]) -> String {
     if let Some(v) = b.get_mut(8) {
         *v = (*v & 0x3f) | 0x80;
     }
-    let h = super::trace::hex(&b);
+    let h = crate::codec::hex::hex(&b);
     let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{}",
@@ -86,7 +86,7 @@ pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() / 3 + 64);
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
     out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(body, 1));
-    out.extend_from_slice(&crate::crc32::hash(body).to_le_bytes());
+    out.extend_from_slice(&crate::codec::crc32::hash(body).to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     Some(out)
 }
@@ -288,7 +288,7 @@ mod tests {
         call.request.model = Some(format!("s{n}"));
         call.ids.span_id = [n; 8];
         call.ids.trace_id = [n; 16];
-        super::super::span::build_span(&call, &crate::config::Config::default(), None)
+        super::super::span::build_span(&call, &super::super::span::Settings::default(), None)
     }
 
     #[test]

@@ -9,9 +9,10 @@
 
 use super::export::Resource;
 use super::export::{Outcome, MAX_ATTEMPTS, SCOPE_NAME, VERSION};
-use super::proto::{self, Value};
+use super::Semconv;
 use crate::call::Call;
-use crate::config::Semconv;
+use crate::codec::proto::{self, Value};
+use crate::providers;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 
@@ -441,7 +442,7 @@ fn base_attrs<'a>(call: &'a Call, error: Option<&'a str>) -> ([Attr<'a>; 8], usi
         }
     };
     let route = call.route.as_ref();
-    let op = route.map_or("chat", |r| r.api.operation());
+    let op = route.map_or("chat", providers::operation);
     push(("gen_ai.operation.name", ValRef::Str(op)));
     if let Some(r) = route {
         push(("gen_ai.provider.name", ValRef::Str(cut(&r.provider))));
@@ -578,7 +579,7 @@ impl Aggregator {
             && call
                 .route
                 .as_ref()
-                .is_none_or(|r| r.api.operation() != "embeddings");
+                .is_none_or(|r| providers::operation(r) != "embeddings");
         let tokens = |v: Option<u64>| v.map(|v| v as f64);
         // Token usage is reported only when the count is known (semconv: MUST NOT report otherwise).
         let token_type = "gen_ai.token.type";
@@ -977,7 +978,7 @@ mod tests {
 
     #[test]
     fn cost_and_budget_decisions_by_tenant() {
-        use crate::budget::{Outcome as Budget, Verdict};
+        use crate::call::{BudgetOutcome as Budget, Verdict};
         let mut agg = Aggregator::new(100, 1);
         for (usd, verdict) in [
             (0.25, Verdict::Allowed),

@@ -2,11 +2,18 @@
 
 pub mod export;
 pub mod metrics;
-pub mod proto;
 pub mod span;
 pub mod trace;
 
 #[cfg(test)]
-mod equivalence;
-#[cfg(test)]
-mod legacy;
+mod golden_test;
+
+/// Which generation of GenAI semantic-convention names to emit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Semconv {
+    /// The widely deployed names (semconv v1.37–v1.41): what today's dashboards key on.
+    #[default]
+    Default,
+    /// The newest experimental names, in addition to the default ones.
+    Latest,
+}

@@ -2,10 +2,11 @@
 //! written straight into its protobuf encoding (a `Span` message of `trace.proto`) when the call ends: no
 //! per-attribute allocation, and a queued span is one compact buffer.
 
-use super::proto::{self, Value};
-use crate::call::{Api, Call};
-use crate::config::{Config, Semconv};
-use crate::redact::{Findings, Redactor};
+use crate::call::Call;
+use crate::call::Findings;
+use crate::codec::proto::{self, Value};
+use crate::providers;
+use crate::redact::Redactor;
 use std::borrow::Cow;
 
 /// A finished span, encoded as the body of an OTLP `Span` message.
@@ -109,12 +110,20 @@ impl<'r> Attrs<'_, 'r> {
     }
 }
 
+/// What the plugin configuration says about span contents. Both generations of semantic-convention names
+/// (`Semconv`) share the span names today; the latest-only names are metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Also emit the deprecated `gen_ai.system` attribute.
+    pub emit_gen_ai_system: bool,
+}
+
 /// Every span attribute the call determines, in the order they are written. `error` is `call.error_type()`.
-fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&str>) {
+fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Settings, error: Option<&str>) {
     let req = &call.request;
     let resp = &call.response;
     let route = call.route.as_ref();
-    a.str("gen_ai.operation.name", route.map(|r| r.api.operation()));
+    a.str("gen_ai.operation.name", route.map(providers::operation));
     a.str("gen_ai.provider.name", route.map(|r| r.provider.as_str()));
     if cfg.emit_gen_ai_system {
         a.str("gen_ai.system", route.map(|r| r.provider.as_str()));
@@ -171,11 +180,7 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
     if route.is_some_and(|r| r.provider == "openai" || r.provider == "azure.ai.openai") {
         a.str(
             "openai.api.type",
-            match route.map(|r| r.api) {
-                Some(Api::OpenAiChat) => Some("chat_completions"),
-                Some(Api::OpenAiResponses) => Some("responses"),
-                _ => None,
-            },
+            route.and_then(|r| providers::provider(r.api).openai_api_type(r)),
         );
         a.str("openai.request.service_tier", req.service_tier.as_deref());
         a.str("openai.response.service_tier", resp.service_tier.as_deref());
@@ -228,7 +233,6 @@ fn attributes(a: &mut Attrs<'_, '_>, call: &Call, cfg: &Config, error: Option<&s
         a.strs("tollgate.redaction.types", &ev.findings.types);
     }
     a.strs("tollgate.security.flags", &ev.flags);
-    let _ = Semconv::Latest; // The latest-only names are metrics; span names are shared by both sets today.
 }
 
 /// Attributes whose values are protocol structure, never user text: everything else that is a string is
@@ -259,7 +263,7 @@ const STRUCTURAL_ATTRIBUTES: &[&str] = &[
 
 /// Span name per semconv: `{operation} {model}`, or the operation alone when the model is unknown.
 pub fn span_name(call: &Call) -> String {
-    let op = call.route.as_ref().map_or("chat", |r| r.api.operation());
+    let op = call.route.as_ref().map_or("chat", providers::operation);
     match call.request_model() {
         Some(m) => format!("{op} {m}"),
         None => op.to_owned(),
@@ -268,12 +272,12 @@ pub fn span_name(call: &Call) -> String {
 
 /// The OTLP span for a finished call. With a redactor, every string attribute that can carry user text
 /// (conversation ids, stop sequences, tool names, response ids; span and event attributes) is redacted.
-pub fn build_span(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> Span {
+pub fn build_span(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> Span {
     build(call, cfg, redactor).0
 }
 
 /// [`build_span`], also returning what redaction found in the attributes.
-pub fn build(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> (Span, Findings) {
+pub fn build(call: &Call, cfg: &Settings, redactor: Option<&Redactor>) -> (Span, Findings) {
     use proto::{bytes, opt_bytes, opt_fixed64, opt_varint};
     let error = call.error_type();
     let ids = &call.ids;
@@ -285,7 +289,7 @@ pub fn build(call: &Call, cfg: &Config, redactor: Option<&Redactor>) -> (Span, F
     if let Some(p) = &ids.parent_span_id {
         bytes(b, PARENT_SPAN_ID, p);
     }
-    let op = call.route.as_ref().map_or("chat", |r| r.api.operation());
+    let op = call.route.as_ref().map_or("chat", providers::operation);
     match call.request_model() {
         Some(m) => {
             proto::len_prefix(b, NAME, op.len() + 1 + m.len());
@@ -383,7 +387,7 @@ mod redaction_tests {
             first_content_ns: Some(2_000_000_000),
             ..Default::default()
         };
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert_eq!(
             value(&span, "gen_ai.response.time_to_first_chunk"),
             Some(any_value::Value::DoubleValue(0.25))
@@ -394,11 +398,11 @@ mod redaction_tests {
         );
         // A stream that only said how it began (or failed) has a first chunk and no first token.
         call.first_content_ns = None;
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert!(value(&span, "gen_ai.response.time_to_first_chunk").is_some());
         assert!(value(&span, "tollgate.response.time_to_first_token").is_none());
         call.first_chunk_ns = None;
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert!(value(&span, "gen_ai.response.time_to_first_chunk").is_none());
     }
 
@@ -424,7 +428,7 @@ mod redaction_tests {
         );
         call.evidence.flags = vec!["prompt_injection.ignore_instructions"];
         call.evidence.content = vec![("gen_ai.input.messages", "[]".into())];
-        let span = build_span(&call, &Config::default(), None);
+        let span = build_span(&call, &Settings::default(), None);
         assert_eq!(
             value(&span, "tollgate.redaction.count"),
             Some(any_value::Value::IntValue(1))
@@ -438,7 +442,7 @@ mod redaction_tests {
             Some(any_value::Value::StringValue("[]".into()))
         );
         let redactor = Redactor::new(&RedactionConfig::default()).unwrap();
-        let (span, f) = build(&call, &Config::default(), Some(&redactor));
+        let (span, f) = build(&call, &Settings::default(), Some(&redactor));
         assert_eq!(f.types, vec!["email", "phone"]);
         assert_eq!(
             value(&span, "gen_ai.conversation.id"),
@@ -458,7 +462,7 @@ mod redaction_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::Route;
+    use crate::call::{Api, Route};
     use opentelemetry_proto::tonic::common::v1::any_value;
 
     fn api_type(api: Api, provider: &str) -> Option<String> {
@@ -471,7 +475,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        decode(&build_span(&call, &Config::default(), None))
+        decode(&build_span(&call, &Settings::default(), None))
             .attributes
             .into_iter()
             .find(|kv| kv.key == "openai.api.type")

@@ -58,27 +58,14 @@ pub fn parse_traceparent(v: &str) -> Option<TraceParent> {
     })
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut s, bytes);
-    s
-}
-
-fn push_hex(s: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        s.push(char::from(crate::json::hex_digit(b >> 4)));
-        s.push(char::from(crate::json::hex_digit(*b)));
-    }
-}
-
 /// The `traceparent` naming the gateway span as parent, for the upstream request (built without `format!`:
 /// this runs for every call).
 pub fn format_traceparent(ids: &SpanIds) -> String {
     let mut s = String::with_capacity(55);
     s.push_str("00-");
-    push_hex(&mut s, &ids.trace_id);
+    crate::codec::hex::push(&mut s, &ids.trace_id);
     s.push('-');
-    push_hex(&mut s, &ids.span_id);
+    crate::codec::hex::push(&mut s, &ids.span_id);
     s.push_str(if ids.sampled { "-01" } else { "-00" });
     s
 }
@@ -140,6 +127,7 @@ pub fn span_ids(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::hex::hex;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

@@ -88,14 +88,17 @@ pub(super) fn response(route: &Route, body: &[u8], resp: &mut Response) {
     }
 }
 
-/// One InvokeModelWithResponseStream `chunk`: the model's own event, base64-encoded. Bedrock adds its
-/// metering to the last one, which ends the stream whatever the family.
+/// A reader of one Anthropic Messages event; the flag says whether its fast path read it.
+pub(super) type ClaudeEvent = fn(&[u8], &mut StreamState, &mut Response) -> (FrameOutcome, bool);
+
+/// One InvokeModelWithResponseStream `chunk`: the model's own event, base64-encoded, a Claude event read by
+/// `claude`. Bedrock adds its metering to the last one, which ends the stream whatever the family.
 pub(super) fn chunk(
     route: &Route,
     b64: Option<&str>,
     st: &mut StreamState,
     resp: &mut Response,
-    fast: bool,
+    claude: ClaudeEvent,
 ) -> FrameOutcome {
     let Some(b64) = b64.filter(|b| b.len() <= MAX_CHUNK_B64) else {
         return FrameOutcome::default();
@@ -106,7 +109,7 @@ pub(super) fn chunk(
     let format = format(route);
     let mut content = false;
     if format != Format::Other {
-        let (out, fast_read) = anthropic::event_with(&event, st, resp, fast);
+        let (out, fast_read) = claude(&event, st, resp);
         content = out.content;
         // Bedrock's metering rides on Claude's last event (`message_stop`); the fast path refuses events
         // that carry it, so an event it read has none.

@@ -8,18 +8,11 @@
 //! caller then falls back to the serde path. So whatever the fast path accepts, serde accepts too.
 //! Total: never panics, recursion bounded by `MAX_DEPTH`.
 
-use super::json;
-use crate::stream::Frame;
 use std::borrow::Cow;
 
-/// The JSON text a stream frame carries, for the fast paths: SSE data is already UTF-8, a JSON frame
-/// (NDJSON line, array element) is checked, an AWS event-stream message carries none here.
-pub(crate) fn frame_text<'a>(frame: &Frame<'a>) -> Option<&'a str> {
-    match frame {
-        Frame::Sse { data, .. } => Some(data),
-        Frame::Json(bytes) => std::str::from_utf8(bytes).ok(),
-        Frame::Aws { .. } => None,
-    }
+/// Characters (not bytes) in `s`, for usage estimates.
+pub fn char_count(s: &str) -> u64 {
+    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
 }
 
 /// Deepest nesting `skip` walks (serde_json's own limit is 128).
@@ -67,13 +60,13 @@ impl<'a> Str<'a> {
     /// serde refuses to unescape.
     pub fn char_count(&self) -> Option<u64> {
         if !self.escaped {
-            return Some(json::char_count(self.raw));
+            return Some(char_count(self.raw));
         }
         // Escapes are ASCII, so every split below falls on a character boundary (`get` checks anyway).
         let mut n: u64 = 0;
         let mut rest = self.raw;
         while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
-            n = n.saturating_add(json::char_count(rest.get(..i)?));
+            n = n.saturating_add(char_count(rest.get(..i)?));
             let esc = *rest.as_bytes().get(i + 1)?;
             rest = rest.get(i + 2..)?;
             n = n.saturating_add(1);
@@ -92,7 +85,7 @@ impl<'a> Str<'a> {
                 }
             }
         }
-        Some(n.saturating_add(json::char_count(rest)))
+        Some(n.saturating_add(char_count(rest)))
     }
 }
 
@@ -302,6 +295,18 @@ impl<'a> Reader<'a> {
     }
 
     /// The first byte of the next value (after whitespace), without consuming it.
+    /// The byte offset the cursor is at.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Step over one byte.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn advance(&mut self) {
+        self.pos += 1;
+    }
+
     pub fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.s.get(self.pos).copied()
@@ -387,7 +392,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
+    pub(crate) fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.pos.checked_add(word.len())?;
         if self.s.get(self.pos..end)? != word {
             return None;
@@ -545,47 +550,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The tokens of `text` that the grammar allows but serde_json refuses to read, as `(start, end, is_key)`
-/// byte ranges: a string with a lone UTF-16 surrogate escape, a number beyond f64 (serde_json's own test).
-/// Lexical: one forward scan token by token, no recursion, so no nesting limit; a string followed by `:`
-/// is a key. It stops at the first byte that starts no token (the parser stops there too). For the
-/// reference reader's sanitised copy (`json::sanitised`).
-#[cfg(any(test, feature = "reference-reader"))]
-pub fn unreadable_tokens(text: &str, on: &mut dyn FnMut(usize, usize, bool)) {
-    let mut r = Reader::new(text);
-    while let Some(b) = r.peek() {
-        let start = r.pos;
-        match b {
-            b'{' | b'}' | b'[' | b']' | b',' | b':' => r.pos += 1,
-            b'"' => {
-                let Some(s) = r.string() else { return };
-                let end = r.pos;
-                if s.escaped && s.char_count().is_none() {
-                    on(start, end, r.peek() == Some(b':'));
-                }
-            }
-            b't' | b'f' | b'n' => {
-                let word: &[u8] = match b {
-                    b't' => b"true",
-                    b'f' => b"false",
-                    _ => b"null",
-                };
-                if r.literal(word).is_none() {
-                    return;
-                }
-            }
-            _ => {
-                let Some(n) = r.number() else { return };
-                let beyond = std::str::from_utf8(n)
-                    .map_or(true, |n| serde_json::from_str::<f64>(n).is_err());
-                if beyond {
-                    on(start, r.pos, false);
-                }
-            }
-        }
-    }
-}
-
 /// Whether `raw` is one valid JSON value (surrounded by whitespace only), as far as the skimmer can tell.
 pub fn is_valid(raw: &str) -> bool {
     let mut r = Reader::new(raw);
@@ -710,39 +674,8 @@ mod tests {
 
     fn unreadable(t: &str) -> Vec<(&str, bool)> {
         let mut v = Vec::new();
-        unreadable_tokens(t, &mut |a, b, key| v.push((&t[a..b], key)));
+        super::super::reference::unreadable_tokens(t, &mut |a, b, key| v.push((&t[a..b], key)));
         v
-    }
-
-    #[test]
-    fn finds_the_tokens_serde_cannot_read() {
-        let t = r#"{"a":[1e400, -1E+309,1e-400, 1.5e308, 18446744073709551616, "\ud800", "\ud83d\ude00",
-                     "\udc00\u0041", "\\ud800", true, false, null], "\ud800" : {"\udfff":"\ud800"}}"#;
-        assert_eq!(
-            unreadable(t),
-            [
-                ("1e400", false),
-                ("-1E+309", false),
-                (r#""\ud800""#, false),
-                (r#""\udc00\u0041""#, false),
-                (r#""\ud800""#, true),
-                (r#""\udfff""#, true),
-                (r#""\ud800""#, false),
-            ]
-        );
-        for (token, _) in unreadable(t) {
-            assert!(
-                serde_json::from_str::<serde_json::Value>(token).is_err(),
-                "{token}"
-            );
-        }
-        // It stops at the first byte that starts no token.
-        assert_eq!(unreadable("[1e400, x, 1e400]").len(), 1);
-        assert_eq!(unreadable(r#"["\ud800", "\x", 1e400]"#).len(), 1);
-        assert!(unreadable(r#"{"a":1,"b":"ok","c":[1e308,-0.0]}"#).is_empty());
-        // Nesting costs no stack.
-        let deep = format!("{}1e400{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(unreadable(&deep), [("1e400", false)]);
     }
 
     #[test]

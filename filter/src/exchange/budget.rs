@@ -1,130 +1,71 @@
-//! Budget enforcement on the data path: resolve the tenant (request headers), reserve before forwarding
-//! (request body), answer 429 or clamp, put the remaining-tokens headers on the response, commit the exact
-//! usage (log). The arithmetic is in `crate::budget`; this file only supplies host facts and the store.
+//! Budget enforcement for one exchange: resolve the tenant (request headers), reserve before forwarding
+//! (request body), refuse or clamp, put the remaining-tokens headers on the response, commit the exact
+//! usage (log). The arithmetic is `crate::budget`'s; the store and the clock are the host's.
 
-use super::abi;
-use super::rls as rls_host;
-use super::root::Shared;
-use super::{log, now_ns, random};
-use crate::budget::ledger::{self, Clock, Contention, Ledger, Store, StoreError};
+use super::host::{Attribute, Counter, Host, Level, Map};
+use super::rls::{self as rls_calls, Gate};
+use crate::budget::ledger::{self, Clock, Contention, Ledger, Store};
+use crate::budget::rls::{self, Admission};
 use crate::budget::tenant::{self, Resolved};
 use crate::budget::{
-    self, clamp, BackendKind, BudgetConfig, Decision, Outcome, Reservation, TenantSource, Verdict,
+    self, BackendKind, BudgetConfig, CounterSpec, Decision, Reservation, TenantSource,
 };
-use crate::call::{Call, Route};
+use crate::call::{BudgetOutcome, Call, Route, Verdict};
+use crate::codec::headers::Headers;
 use crate::config::Config;
-use crate::headers::Headers;
-use crate::reply::{self, Refusal, Reply};
-use crate::rls;
-use proxy_wasm::types::{LogLevel, MapType};
-use std::cell::Cell;
-
-/// Envoy shared data through the non-panicking host calls.
-pub struct SharedData;
-
-impl Store for SharedData {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        abi::get_shared_data(key)
-    }
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
-        match abi::set_shared_data(key, value, cas) {
-            abi::SetShared::Ok => Ok(()),
-            abi::SetShared::CasMismatch => Err(StoreError::CasMismatch),
-            abi::SetShared::Failed => Err(StoreError::Failed),
-        }
-    }
-}
-
-thread_local! {
-    static HOLDER: Cell<u64> = const { Cell::new(0) };
-}
-
-/// This VM's non-zero id for the key-creation lock.
-fn holder() -> u64 {
-    HOLDER.with(|h| {
-        if h.get() == 0 {
-            h.set(u64::from_le_bytes(random::<8>()).max(1));
-        }
-        h.get()
-    })
-}
-
-fn now_s() -> u64 {
-    now_ns() / 1_000_000_000
-}
-
-/// The engine that keeps the counters in Envoy shared data: it reserves and commits synchronously.
-/// `backend: "rls"` is asynchronous (a gRPC call the request waits for) and goes through `rls_admit`,
-/// `on_grpc_answer` and `on_log` instead (`host/rls.rs`).
-pub enum Backend {
-    Local,
-}
-
-impl Backend {
-    pub fn for_config(_cfg: &BudgetConfig) -> Backend {
-        Backend::Local
-    }
-
-    fn ledger(cfg: &BudgetConfig) -> Ledger<'static, SharedData> {
-        static STORE: SharedData = SharedData;
-        Ledger {
-            store: &STORE,
-            holder: holder(),
-            max_keys: cfg.max_tenants,
-        }
-    }
-
-    /// Reserve the worst case on every applicable counter.
-    pub fn admit(
-        &self,
-        cfg: &BudgetConfig,
-        specs: &[budget::CounterSpec],
-        want: &budget::Want,
-        clock: &Clock,
-    ) -> Result<Decision, Contention> {
-        match self {
-            Backend::Local => Self::ledger(cfg).admit(specs, want, clock),
-        }
-    }
-
-    /// Replace a reservation with the exact usage (or release it: zero usage).
-    pub fn commit(
-        &self,
-        cfg: &BudgetConfig,
-        reservation: &Reservation,
-        actual: budget::Amount,
-        clock: &Clock,
-    ) -> Result<(), Contention> {
-        match self {
-            Backend::Local => Self::ledger(cfg).commit(reservation, actual, clock),
-        }
-    }
-}
-
-/// Configure-time checks and set-up. Err: the configuration must be refused.
-pub fn on_configure(cfg: &Config) -> Result<(), String> {
-    let Some(b) = cfg.budgets.as_ref() else {
-        return Ok(());
-    };
-    if b.backend == BackendKind::Rls {
-        return Ok(()); // Nothing in shared data; the rules were checked against the protocol at parse time.
-    }
-    // Create the key-creation lock before traffic flows.
-    Backend::ledger(b).init();
-    Ok(())
-}
+use crate::providers;
+use crate::reply::{Denial, Refusal, Reply};
 
 /// Per-exchange budget state.
 #[derive(Default)]
 pub struct Budgeted {
-    pub tenant: Option<String>,
+    tenant: Option<String>,
     reservation: Option<Reservation>,
     input_estimate: u64,
     /// `x-ratelimit-*` headers for the response.
     headers: Vec<(&'static str, String)>,
+    /// A budget refused the request.
     pub refused: bool,
     /// `backend: "rls"`: the rate-limit service calls of this exchange.
-    rls: rls_host::Gate,
+    rls: Gate,
+}
+
+/// What the request body callback must do.
+pub enum Step {
+    Continue,
+    /// `backend: "rls"`: the rate-limit service is deciding. Finish the body work, then pause; the answer
+    /// arrives in `on_grpc_answer`.
+    Wait,
+    /// Forward this body instead (clamped max tokens).
+    Rewrite(Vec<u8>),
+    /// Answer locally.
+    Refuse(Reply),
+}
+
+/// Configure-time set-up: the store's key-creation lock exists before traffic flows.
+pub fn configure<S: Store>(cfg: &Config, store: &S, holder: u64) {
+    let Some(b) = cfg.budgets.as_ref() else {
+        return;
+    };
+    if b.backend == BackendKind::Rls {
+        return; // Nothing in the store; the rules were checked against the protocol at parse time.
+    }
+    ledger_of(b, store, holder).init();
+}
+
+fn ledger_of<'s, S: Store>(b: &BudgetConfig, store: &'s S, holder: u64) -> Ledger<'s, S> {
+    Ledger {
+        store,
+        holder,
+        max_keys: b.max_tenants,
+    }
+}
+
+fn clock<H: Host>(host: &mut H, b: &BudgetConfig) -> Clock {
+    Clock {
+        now_s: host.now_ns() / 1_000_000_000,
+        ttl_s: b.reservation_ttl_s,
+    }
 }
 
 /// Whether the body may be rewritten for budgets (clamping).
@@ -132,20 +73,16 @@ pub fn may_rewrite(cfg: &Config) -> bool {
     cfg.budgets.as_ref().is_some_and(|b| b.clamp_min.is_some())
 }
 
-fn tenant_source_value(cfg: &Config, headers: &Headers) -> Option<String> {
+fn tenant_source_value<H: Host>(host: &mut H, cfg: &Config, headers: &Headers) -> Option<String> {
     match &cfg.tenant.source {
         TenantSource::Fixed | TenantSource::PeerIdentity(_) => None,
         TenantSource::Header(h) => headers.get_string(h),
         TenantSource::JwtClaim {
             claim,
             metadata_key,
-        } => abi::property(&[
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            metadata_key,
-        ])
-        .and_then(|b| tenant::claim_from_metadata(&b, claim)),
+        } => host
+            .attribute(Attribute::JwtPayload(metadata_key))
+            .and_then(|b| tenant::claim_from_metadata(&b, claim)),
         TenantSource::ApiKeyHash => tenant::api_key_tenant(
             headers.get_str("authorization").as_deref(),
             headers.get_str("x-api-key").as_deref(),
@@ -155,8 +92,13 @@ fn tenant_source_value(cfg: &Config, headers: &Headers) -> Option<String> {
 }
 
 /// Resolve the tenant at request headers (when tenants or budgets are configured).
-pub fn on_request_headers(shared: &Shared, st: &mut Budgeted, call: &mut Call, headers: &Headers) {
-    let cfg = &shared.config;
+pub fn on_request_headers<H: Host>(
+    host: &mut H,
+    cfg: &Config,
+    st: &mut Budgeted,
+    call: &mut Call,
+    headers: &Headers,
+) {
     if cfg.budgets.is_none() && cfg.tenant.source == TenantSource::Fixed {
         return;
     }
@@ -165,31 +107,27 @@ pub fn on_request_headers(shared: &Shared, st: &mut Budgeted, call: &mut Call, h
         // connections (source/extensions/filters/common/expr/context.cc, `uri_san_peer_certificate`).
         TenantSource::PeerIdentity(rules) => tenant::resolve_peer(
             rules,
-            abi::property(&["connection", "uri_san_peer_certificate"]).as_deref(),
+            host.attribute(Attribute::PeerUriSan).as_deref(),
             &cfg.tenant.default,
         ),
         _ => tenant::resolve(
-            tenant_source_value(cfg, headers).as_deref(),
+            tenant_source_value(host, cfg, headers).as_deref(),
             &cfg.tenant.default,
         ),
     };
     if invalid {
-        shared.stats.budget_tenant_invalid.add(1);
+        host.count(Counter::BudgetTenantInvalid, 1);
     }
     call.tenant = Some(tenant.clone());
     st.tenant = Some(tenant);
 }
 
-/// What the request body callback must do.
-pub enum Step {
-    Continue,
-    /// `backend: "rls"`: the rate-limit service is deciding. Finish the body work, then return
-    /// `Action::Pause`; the answer arrives in `on_grpc_call_response` (`on_grpc_answer`).
-    Wait,
-    /// Forward this body instead (clamped max tokens).
-    Rewrite(Vec<u8>),
-    /// Answer locally.
-    Refuse(Reply),
+/// Whether a budget may refuse this exchange's request (its tenant resolved at the headers).
+pub fn may_deny(cfg: &Config, st: &Budgeted) -> bool {
+    match (cfg.budgets.as_ref(), st.tenant.as_deref()) {
+        (Some(b), Some(tenant)) => budget::may_deny(b, tenant),
+        _ => false,
+    }
 }
 
 fn rate_headers(t: &ledger::Tightest) -> Vec<(&'static str, String)> {
@@ -212,13 +150,15 @@ fn rule_name(cfg: &BudgetConfig, rule: usize) -> Option<String> {
 /// A read body reserves its input estimate and its declared max output. `rewritable`: the body may be
 /// replaced (false for compressed or signed bodies, which are forwarded as they are; a clamp that cannot be
 /// applied then refuses, as when the max-tokens field cannot be set); `max_len`: the longest body that may
-/// be forwarded in its place (Envoy's buffer holds it).
+/// be forwarded in its place (the proxy's buffer holds it).
 ///
 /// A body not read is reserved by its size and the default output cap, against every rule of its tenant
 /// (its model is unknown) at the highest price of the `pricing` table. Either way the usage the response
 /// reports is committed as for any call.
-pub fn on_request_body(
-    shared: &Shared,
+#[allow(clippy::too_many_arguments)]
+pub fn on_request_body<H: Host>(
+    host: &mut H,
+    cfg: &Config,
     st: &mut Budgeted,
     call: &mut Call,
     body: Option<&[u8]>,
@@ -226,7 +166,6 @@ pub fn on_request_body(
     rewritable: bool,
     max_len: usize,
 ) -> Step {
-    let cfg = &shared.config;
     let (Some(b), Some(tenant), Some(route)) = (
         cfg.budgets.as_ref(),
         st.tenant.as_deref(),
@@ -252,59 +191,51 @@ pub fn on_request_body(
     if specs.is_empty() {
         return Step::Continue;
     }
-    let ask = budget::ask(b, route.api, request, size, price.as_ref());
+    let generates = providers::operation(route) != "embeddings";
+    let ask = budget::ask(b, generates, request, size, price.as_ref());
     let clamp = |route: &Route, per_choice: u64| {
         body.filter(|_| rewritable)
-            .and_then(|body| {
-                clamp::set_max_output_tokens(route, body, per_choice)
-            })
+            .and_then(|body| providers::set_max_output_tokens(route, body, per_choice))
             .filter(|new_body| new_body.len() <= max_len)
     };
-    admit(shared, st, call, b, specs, &ask, &clamp)
-}
-
-/// Whether a budget may refuse this exchange's request (its tenant resolved at the headers).
-pub fn may_deny(shared: &Shared, st: &Budgeted) -> bool {
-    match (shared.config.budgets.as_ref(), st.tenant.as_deref()) {
-        (Some(b), Some(tenant)) => budget::may_deny(b, tenant),
-        _ => false,
-    }
+    admit(host, st, call, b, specs, &ask, &clamp)
 }
 
 /// Reserve `ask` on `specs` (local) or ask the rate-limit service; `clamp(route, per_choice)`: the body
 /// with its max output tokens lowered, when it can be rewritten.
-fn admit(
-    shared: &Shared,
+fn admit<H: Host>(
+    host: &mut H,
     st: &mut Budgeted,
     call: &mut Call,
     b: &BudgetConfig,
-    specs: Vec<budget::CounterSpec>,
+    specs: Vec<CounterSpec>,
     ask: &budget::Ask,
     clamp: &dyn Fn(&Route, u64) -> Option<Vec<u8>>,
 ) -> Step {
     st.input_estimate = ask.want.input;
     if b.backend == BackendKind::Rls {
-        return rls_admit(shared, st, call, b, &specs);
+        let tenant = st.tenant.as_deref().unwrap_or_default();
+        return match rls_calls::admit(host, b, &mut st.rls, tenant, &specs) {
+            Ok(()) => Step::Wait,
+            Err(a) => rls_decided(host, st, call, b, &a),
+        };
     }
-    let clock = Clock {
-        now_s: now_s(),
-        ttl_s: b.reservation_ttl_s,
-    };
-    let backend = Backend::for_config(b);
-    let stats = &shared.stats;
-    let decision = match backend.admit(b, &specs, &ask.want, &clock) {
+    let clock = clock(host, b);
+    let holder = host.store_holder();
+    let ledger = ledger_of(b, host.store(), holder);
+    let decision = match ledger.admit(&specs, &ask.want, &clock) {
         Ok(d) => d,
         Err(Contention) => {
             // The store kept refusing writes: enforcing without a record would break the guarantee.
-            stats.budget_errors.add(1);
-            log(
-                LogLevel::Warn,
-                "tollgate: budget store contention; request refused",
-            );
             let Some(first) = specs.first() else {
                 return Step::Continue;
             };
-            let t = Backend::ledger(b).peek(first, &clock);
+            let t = ledger.peek(first, &clock);
+            host.count(Counter::BudgetErrors, 1);
+            host.log(
+                Level::Warn,
+                "tollgate: budget store contention; request refused",
+            );
             Decision::Denied {
                 tightest: t,
                 overflowed: false,
@@ -319,10 +250,10 @@ fn admit(
             overflowed,
         } => {
             if overflowed {
-                stats.budget_tenant_overflow.add(1);
+                host.count(Counter::BudgetTenantOverflow, 1);
             }
             st.headers = tightest.as_ref().map(rate_headers).unwrap_or_default();
-            let mut outcome = Outcome {
+            let mut outcome = BudgetOutcome {
                 verdict: Verdict::Allowed,
                 rule: tightest.and_then(|t| rule_name(b, t.rule)),
                 remaining_tokens: tightest.and_then(|t| t.remaining_tokens),
@@ -340,8 +271,13 @@ fn admit(
                     Some(new_body) => step = Step::Rewrite(new_body),
                     None if clamped => {
                         // Cannot lower it safely: refuse rather than admit more than reserved.
-                        let _ = backend.commit(b, &reservation, budget::Amount::default(), &clock);
-                        return refuse(shared, st, call, b, tightest, &specs, &clock);
+                        let holder = host.store_holder();
+                        let _ = ledger_of(b, host.store(), holder).commit(
+                            &reservation,
+                            budget::Amount::default(),
+                            &clock,
+                        );
+                        return refuse(host, st, call, b, tightest, &specs, &clock);
                     }
                     None => {}
                 }
@@ -351,8 +287,8 @@ fn admit(
                 }
             }
             match outcome.verdict {
-                Verdict::Clamped => stats.budget_clamped.add(1),
-                _ => stats.budget_allowed.add(1),
+                Verdict::Clamped => host.count(Counter::BudgetClamped, 1),
+                _ => host.count(Counter::BudgetAllowed, 1),
             }
             st.reservation = Some(reservation);
             call.budget = Some(outcome);
@@ -363,38 +299,38 @@ fn admit(
             overflowed,
         } => {
             if overflowed {
-                stats.budget_tenant_overflow.add(1);
+                host.count(Counter::BudgetTenantOverflow, 1);
             }
             if b.dry_run {
-                stats.budget_dry_run_denied.add(1);
+                host.count(Counter::BudgetDryRunDenied, 1);
                 st.headers = rate_headers(&tightest);
                 // Nothing reserved, but the usage still lands in the counters.
                 st.reservation = Some(ledger::track_only(&specs, &clock));
-                call.budget = Some(Outcome {
+                call.budget = Some(BudgetOutcome {
                     verdict: Verdict::DryRunDenied,
                     rule: rule_name(b, tightest.rule),
                     remaining_tokens: tightest.remaining_tokens,
                 });
                 return Step::Continue;
             }
-            refuse(shared, st, call, b, Some(tightest), &specs, &clock)
+            refuse(host, st, call, b, Some(tightest), &specs, &clock)
         }
     }
 }
 
-fn refuse(
-    shared: &Shared,
+fn refuse<H: Host>(
+    host: &mut H,
     st: &mut Budgeted,
     call: &mut Call,
     b: &BudgetConfig,
     tightest: Option<ledger::Tightest>,
-    specs: &[budget::CounterSpec],
+    specs: &[CounterSpec],
     clock: &Clock,
 ) -> Step {
     let Some(route) = call.route.as_ref() else {
         return Step::Continue;
     };
-    shared.stats.budget_denied.add(1);
+    host.count(Counter::BudgetDenied, 1);
     let reset = tightest.map_or_else(
         || {
             specs
@@ -406,17 +342,22 @@ fn refuse(
         |t| t.reset_s,
     );
     let rule = tightest.and_then(|t| rule_name(b, t.rule));
-    let mut headers: Vec<(String, String)> = vec![("retry-after".into(), reset.to_string())];
-    if let Some(t) = &tightest {
-        headers.extend(rate_headers(t).into_iter().map(|(k, v)| (k.to_owned(), v)));
-    }
     let message = format!(
         "token budget exceeded for tenant '{}' ({}); the window resets in {reset}s",
         st.tenant.as_deref().unwrap_or(""),
         rule.as_deref().unwrap_or("budget"),
     );
-    let reply = reply::refuse(route.api, Refusal::BudgetExceeded, &message, headers);
-    call.budget = Some(Outcome {
+    let mut denial = Denial::new(Refusal::BudgetExceeded, message);
+    denial
+        .headers
+        .push(("retry-after".into(), reset.to_string()));
+    if let Some(t) = &tightest {
+        denial
+            .headers
+            .extend(rate_headers(t).into_iter().map(|(k, v)| (k.to_owned(), v)));
+    }
+    let reply = providers::reply(route, &denial);
+    call.budget = Some(BudgetOutcome {
         verdict: Verdict::Denied,
         rule,
         remaining_tokens: tightest.and_then(|t| t.remaining_tokens),
@@ -427,49 +368,35 @@ fn refuse(
     Step::Refuse(reply)
 }
 
-/// `backend: "rls"`: ask the rate-limit service (`Step::Wait`), or decide now when no call could be made.
-fn rls_admit(
-    shared: &Shared,
+/// The rate-limit service answered (None: not this exchange's call). `Step::Refuse`: send the reply;
+/// otherwise resume the request.
+#[allow(clippy::too_many_arguments)]
+pub fn on_grpc_answer<H: Host>(
+    host: &mut H,
+    cfg: &Config,
     st: &mut Budgeted,
     call: &mut Call,
-    b: &BudgetConfig,
-    specs: &[budget::CounterSpec],
-) -> Step {
-    let tenant = st.tenant.as_deref().unwrap_or_default();
-    match rls_host::admit(b, &mut st.rls, tenant, specs, &shared.stats.rls) {
-        Ok(()) => Step::Wait,
-        Err(a) => rls_decided(shared, st, call, b, &a),
-    }
-}
-
-/// The rate-limit service answered this exchange's admission call (None: not this exchange's call).
-/// `Step::Refuse`: send the reply; otherwise resume the request.
-pub fn on_grpc_answer(
-    shared: &Shared,
-    st: &mut Budgeted,
-    call: &mut Call,
-    token: u32,
-    status_code: u32,
-    size: usize,
+    token: u64,
+    status: u32,
+    body: &[u8],
 ) -> Option<Step> {
-    let b = shared.config.budgets.as_ref()?;
-    let a = rls_host::answer(b, &mut st.rls, token, status_code, size, &shared.stats.rls)?;
-    Some(rls_decided(shared, st, call, b, &a))
+    let b = cfg.budgets.as_ref()?;
+    let a = rls_calls::answer(host, b, &mut st.rls, token, status, body)?;
+    Some(rls_decided(host, st, call, b, &a))
 }
 
-fn rls_decided(
-    shared: &Shared,
+fn rls_decided<H: Host>(
+    host: &mut H,
     st: &mut Budgeted,
     call: &mut Call,
     b: &BudgetConfig,
-    a: &rls::Admission,
+    a: &Admission,
 ) -> Step {
-    let stats = &shared.stats;
-    let Some(api) = call.route.as_ref().map(|r| r.api) else {
+    let Some(route) = call.route.as_ref() else {
         return Step::Continue;
     };
     let decision = match a {
-        rls::Admission::Admit(d) | rls::Admission::Deny(d) => Some(*d),
+        Admission::Admit(d) | Admission::Deny(d) => Some(*d),
         _ => None,
     };
     if let Some((limit, left)) = decision.and_then(|d| d.limit.zip(d.remaining)) {
@@ -483,9 +410,9 @@ fn rls_decided(
         }
     }
     let remaining_tokens = decision.and_then(|d| d.remaining);
-    let Some(reply) = rls::refusal(api, a) else {
-        stats.budget_allowed.add(1);
-        call.budget = Some(Outcome {
+    let Some(reply) = rls::refusal(a).map(|d| providers::reply(route, &d)) else {
+        host.count(Counter::BudgetAllowed, 1);
+        call.budget = Some(BudgetOutcome {
             verdict: Verdict::Allowed,
             rule: None,
             remaining_tokens,
@@ -493,16 +420,16 @@ fn rls_decided(
         return Step::Continue;
     };
     if b.dry_run {
-        stats.budget_dry_run_denied.add(1);
-        call.budget = Some(Outcome {
+        host.count(Counter::BudgetDryRunDenied, 1);
+        call.budget = Some(BudgetOutcome {
             verdict: Verdict::DryRunDenied,
             rule: None,
             remaining_tokens,
         });
         return Step::Continue;
     }
-    stats.budget_denied.add(1);
-    call.budget = Some(Outcome {
+    host.count(Counter::BudgetDenied, 1);
+    call.budget = Some(BudgetOutcome {
         verdict: Verdict::Denied,
         rule: None,
         remaining_tokens,
@@ -515,52 +442,42 @@ fn rls_decided(
 
 /// Add the remaining-tokens headers to a provider response (`headers`: the response's own), replacing the
 /// provider's headers of the same name.
-pub fn on_response_headers(shared: &Shared, st: &Budgeted, headers: &Headers) {
-    if st.refused
-        || !shared
-            .config
-            .budgets
-            .as_ref()
-            .is_some_and(|b| b.response_headers)
-    {
+pub fn on_response_headers<H: Host>(host: &mut H, cfg: &Config, st: &Budgeted, headers: &Headers) {
+    if st.refused || !cfg.budgets.as_ref().is_some_and(|b| b.response_headers) {
         return;
     }
     for (k, v) in &st.headers {
-        abi::put_header(MapType::HttpResponseHeaders, headers, k, v);
+        super::put_header(host, Map::ResponseHeaders, headers, k, v);
     }
 }
 
 /// Commit the exact usage once the call is over (usage must already be final, estimates included).
-pub fn on_log(shared: &Shared, st: &mut Budgeted, call: &Call) {
-    let Some(b) = shared.config.budgets.as_ref() else {
+pub fn on_log<H: Host>(host: &mut H, cfg: &Config, st: &mut Budgeted, call: &Call) {
+    let Some(b) = cfg.budgets.as_ref() else {
         return;
     };
     if b.backend == BackendKind::Rls {
-        let actual = actual_usage(shared, st, call);
-        rls_host::commit(b, &mut st.rls, &actual, &shared.stats.rls);
+        let actual = actual_usage(cfg, st, call);
+        rls_calls::commit(host, b, &mut st.rls, &actual);
         return;
     }
     let Some(res) = st.reservation.take() else {
         return;
     };
-    let actual = actual_usage(shared, st, call);
-    let clock = Clock {
-        now_s: now_s(),
-        ttl_s: b.reservation_ttl_s,
-    };
-    if Backend::for_config(b)
-        .commit(b, &res, actual, &clock)
+    let actual = actual_usage(cfg, st, call);
+    let clock = clock(host, b);
+    let holder = host.store_holder();
+    if ledger_of(b, host.store(), holder)
+        .commit(&res, actual, &clock)
         .is_err()
     {
-        shared.stats.budget_errors.add(1);
+        host.count(Counter::BudgetErrors, 1);
     }
 }
 
 /// What the call used, estimates filled in (see `budget::actual`).
-fn actual_usage(shared: &Shared, st: &Budgeted, call: &Call) -> budget::Amount {
-    let price = call
-        .request_model()
-        .and_then(|m| shared.config.pricing.lookup(m));
+fn actual_usage(cfg: &Config, st: &Budgeted, call: &Call) -> budget::Amount {
+    let price = call.request_model().and_then(|m| cfg.pricing.lookup(m));
     let provider_error = call.http_status.is_some_and(|s| s >= 400);
     budget::actual(
         &call.response.usage,

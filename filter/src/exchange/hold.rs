@@ -1,6 +1,6 @@
 //! Before a request is forwarded: whether tollgate holds its headers until the decisions on its body are
-//! made, how it reads the body, and what it does with a body it cannot read. Pure: `host::http` supplies
-//! the facts at each callback and carries out the answer.
+//! made, how it reads the body, and what it does with a body it cannot read. Pure: the exchange supplies
+//! the facts at each callback and the host carries out the answer.
 //!
 //! What Envoy does, which this rests on (Envoy 1.40 and the proxy-wasm-cpp-host it embeds):
 //! - `Pause` from the request-headers callback keeps the headers and still hands the body to the plugin
@@ -10,7 +10,8 @@
 //!   the plugin no more until the plugin resumes the stream. A plugin cannot read the setting (the
 //!   properties it can read are listed in source/extensions/filters/common/expr/context.h and
 //!   source/extensions/common/wasm/context.cc `Context::findValue`), so tollgate learns it from the first
-//!   held request ([`Support`], [`probe`]).
+//!   held requests ([`Support`], [`Probes`]). A native dynamic module's headers callback holds headers and
+//!   keeps receiving the body: that host answers `Support::Works` from the start.
 //! - `Pause` from a body callback is `StopIterationAndBuffer`: Envoy keeps the body in the stream's buffer,
 //!   limited by the listener's `per_connection_buffer_limit_bytes` (1 MiB by default) or the route's
 //!   `request_body_buffer_limit`. The Wasm filter adds each new chunk to what it already buffers before it
@@ -94,7 +95,7 @@ impl Decisions {
 
 /// Whether a decision on the body may refuse the request, so that its headers must wait for it.
 /// `compressed`: its `content-encoding` is not identity (egress redaction then refuses what it would have
-/// rewritten); `signed_body`: a signature covers the body (see `crate::signed`).
+/// rewritten); `signed_body`: a signature covers the body (see `crate::codec::sigv4`).
 pub fn may_refuse(
     cfg: &Config,
     d: &Decisions,
@@ -180,6 +181,110 @@ pub fn probe(received: Option<u64>, waited_ms: u64) -> Probe {
         Some(_) => Probe::Unavailable,
         None if waited_ms >= PROBE_GIVE_UP_MS => Probe::Release,
         None => Probe::Wait,
+    }
+}
+
+/// Per plugin configuration: whether the proxy passes the body of held requests, learned from the first
+/// ones. While that is unknown each held request is noted; its first body callback proves the setting
+/// (`body_seen`). Without it the proxy calls the plugin no more after the held headers, so the host's
+/// tick looks at each noted request (`tick`): body bytes the proxy received but never handed over prove
+/// the setting missing; then every noted request is released and no request is held any more under this
+/// configuration. Pure bookkeeping: the host supplies the stream ids, the clock and what the proxy received
+/// (`host/hold.rs`), and resumes the streams `tick` releases.
+#[derive(Debug, Default)]
+pub struct Probes {
+    support: Support,
+    /// Held requests not yet seen in a body callback, with when they were held (ms).
+    waiting: Vec<(u32, u64)>,
+}
+
+/// What a tick found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// The requests to resume.
+    pub release: Vec<u32>,
+    /// The proxy does not pass the body of held requests: say so in its log, and count each released
+    /// request in `tollgate.hold.unavailable`.
+    pub unavailable: bool,
+}
+
+impl Probes {
+    pub fn support(&self) -> Support {
+        self.support
+    }
+
+    /// Request `id`'s headers are held at `now_ms`. Returns whether it is noted (the answer is unknown).
+    pub fn held(&mut self, id: u32, now_ms: u64) -> bool {
+        if self.support != Support::Unknown {
+            return false;
+        }
+        self.waiting.push((id, now_ms));
+        true
+    }
+
+    /// The first body callback of a noted request: true when it was still waiting (the setting works);
+    /// false when a tick had already released it.
+    pub fn body_seen(&mut self, id: u32) -> bool {
+        let was_waiting = self.take(id);
+        if was_waiting && self.support == Support::Unknown {
+            self.support = Support::Works;
+        }
+        was_waiting
+    }
+
+    /// The exchange of a noted request is over.
+    pub fn forget(&mut self, id: u32) {
+        self.take(id);
+    }
+
+    fn take(&mut self, id: u32) -> bool {
+        let before = self.waiting.len();
+        self.waiting.retain(|(w, _)| *w != id);
+        self.waiting.len() != before
+    }
+
+    /// Whether a tick has requests to look at.
+    pub fn waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Look at the requests still waiting for their first body callback at `now_ms`. `received(id)`:
+    /// None when the stream is gone, else the body bytes the proxy received for it (None when it does
+    /// not say).
+    pub fn tick(
+        &mut self,
+        now_ms: u64,
+        received: &mut dyn FnMut(u32) -> Option<Option<u64>>,
+    ) -> Tick {
+        let mut tick = Tick::default();
+        if self.support == Support::Works {
+            // Their body callbacks will come as for any held request.
+            self.waiting.clear();
+            return tick;
+        }
+        self.waiting.retain(|&(id, since)| {
+            let Some(received) = received(id) else {
+                return false; // gone
+            };
+            match probe(received, now_ms.saturating_sub(since)) {
+                Probe::Wait => true,
+                Probe::Unavailable => {
+                    tick.unavailable = true;
+                    tick.release.push(id);
+                    false
+                }
+                Probe::Release => {
+                    tick.release.push(id);
+                    false
+                }
+            }
+        });
+        if tick.unavailable {
+            self.support = Support::Unavailable;
+            tick.release
+                .extend(self.waiting.drain(..).map(|(id, _)| id));
+        }
+        tick
     }
 }
 
@@ -287,5 +392,69 @@ mod tests {
         assert_eq!(probe(Some(1), 0), Probe::Unavailable);
         assert_eq!(probe(None, PROBE_GIVE_UP_MS - 1), Probe::Wait);
         assert_eq!(probe(None, PROBE_GIVE_UP_MS), Probe::Release);
+    }
+
+    #[test]
+    fn probes_learn_support_from_the_first_held_requests() {
+        let mut p = Probes::default();
+        assert!(p.held(1, 0) && p.held(2, 0));
+        assert!(p.waiting());
+        // The first body callback proves holding works: later requests are not noted.
+        assert!(p.body_seen(1));
+        assert_eq!(p.support(), Support::Works);
+        assert!(!p.held(3, 10));
+        // The tick drops the rest: their body callbacks come as for any held request.
+        assert_eq!(p.tick(10, &mut |_| Some(Some(5))), Tick::default());
+        assert!(!p.waiting());
+        assert!(!p.body_seen(2));
+    }
+
+    #[test]
+    fn probes_release_every_held_request_once_one_shows_the_body_stuck() {
+        let mut p = Probes::default();
+        for id in [1, 2, 3, 4] {
+            assert!(p.held(id, 0));
+        }
+        p.forget(4);
+        // 1 has sent nothing yet, 2 is gone, 3's body reached the proxy and not the plugin.
+        let mut seen = Vec::new();
+        let tick = p.tick(100, &mut |id| {
+            seen.push(id);
+            match id {
+                1 => Some(Some(0)),
+                2 => None,
+                _ => Some(Some(10)),
+            }
+        });
+        assert_eq!(seen, [1, 2, 3]);
+        assert_eq!(
+            tick,
+            Tick {
+                release: vec![3, 1],
+                unavailable: true
+            }
+        );
+        assert_eq!(p.support(), Support::Unavailable);
+        assert!(!p.held(5, 200));
+        // A released request's late first body callback: it was not waiting any more.
+        assert!(!p.body_seen(1));
+        assert_eq!(p.support(), Support::Unavailable);
+    }
+
+    #[test]
+    fn probes_give_up_on_a_proxy_that_does_not_say() {
+        let mut p = Probes::default();
+        assert!(p.held(7, 1_000));
+        let tick = p.tick(1_000 + PROBE_GIVE_UP_MS - 1, &mut |_| Some(None));
+        assert_eq!(tick, Tick::default());
+        let tick = p.tick(1_000 + PROBE_GIVE_UP_MS, &mut |_| Some(None));
+        assert_eq!(
+            tick,
+            Tick {
+                release: vec![7],
+                unavailable: false
+            }
+        );
+        assert_eq!(p.support(), Support::Unknown);
     }
 }

@@ -1,24 +1,14 @@
-//! Lenient JSON helpers shared by the providers. Provider bodies change often and clients send odd types;
+//! Lenient JSON reading for provider bodies. Provider bodies change often and clients send odd types;
 //! one unexpected field must never cost us the rest of the body, and nothing here can panic.
 
-#[cfg(any(test, feature = "reference-reader"))]
-use super::skim;
 use super::tape;
 use serde::de::IgnoredAny;
-#[cfg(any(test, feature = "reference-reader"))]
-use serde::{Deserialize, Deserializer};
-#[cfg(any(test, feature = "reference-reader"))]
-use serde_json::value::RawValue;
 use std::borrow::Cow;
-#[cfg(any(test, feature = "reference-reader"))]
-use std::cell::Cell;
-use std::cell::{OnceCell, RefCell};
 
 /// Declare a provider struct read leniently: every field optional (`Default` when absent), each with the
 /// JSON keys it is read from (`= "key" | "alias"`). It implements `Read` (one small function: the member's
-/// key is found in a hash table built at compile time, `tape::Value::fields`), and, for the reference reader
-/// only, serde's `Deserialize` with the same keys (`reference_members`), each field read by its type's own
-/// serde reader.
+/// key is found in a hash table built at compile time, `tape::Value::fields`). Tests and fuzzing also get
+/// serde's `Deserialize` with the same keys, the reference the reader is checked against (`reference.rs`).
 macro_rules! json_struct {
     (
         $(#[$sattr:meta])*
@@ -38,16 +28,16 @@ macro_rules! json_struct {
             )*
         }
 
-        impl<'de $(, $lt)?> $crate::providers::json::Read<'de> for $name $(<$lt>)?
+        impl<'de $(, $lt)?> $crate::codec::json::lenient::Read<'de> for $name $(<$lt>)?
         $(where 'de: $lt)?
         {
-            fn read(v: $crate::providers::tape::Value<'_, 'de>) -> Option<Self> {
-                use $crate::providers::json::{field_index, Read};
+            fn read(v: $crate::codec::json::tape::Value<'_, 'de>) -> Option<Self> {
+                use $crate::codec::json::lenient::{field_index, Read};
                 const KEYS: &[&[&str]] = &[$(&[$key $(, $alias)*]),*];
                 const FIELDS: &[&str] = &[$(stringify!($field)),*];
                 const _: () = assert!(FIELDS.len() <= 64);
-                const TABLE: [(u32, usize); $crate::providers::tape::key_table_size(KEYS)] =
-                    $crate::providers::tape::key_table(KEYS);
+                const TABLE: [(u32, usize); $crate::codec::json::tape::key_table_size(KEYS)] =
+                    $crate::codec::json::tape::key_table(KEYS);
                 let mut out = Self::default();
                 v.fields(KEYS, &TABLE, &mut |i, value| {
                     $(if i == { const I: usize = field_index(FIELDS, stringify!($field)); I } {
@@ -60,21 +50,9 @@ macro_rules! json_struct {
             }
         }
 
-        #[cfg(any(test, feature = "reference-reader"))]
-        impl<'de $(, $lt)?> serde::Deserialize<'de> for $name $(<$lt>)?
-        $(where 'de: $lt)?
-        {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                const KEYS: &[&[&str]] = &[$(&[$key $(, $alias)*]),*];
-                let mut chosen = $crate::providers::json::reference_members(d, KEYS)?.into_iter();
-                let mut out = Self::default();
-                $(
-                    if let Some(raw) = chosen.next().flatten() {
-                        out.$field = serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
-                    }
-                )*
-                Ok(out)
-            }
+        #[cfg(any(test, fuzzing))]
+        $crate::codec::json::reference::deserialize_struct! {
+            $name $(<$lt>)? { $($field = $key $(| $alias)*),* }
         }
     };
 }
@@ -101,54 +79,6 @@ pub const fn field_index(fields: &[&str], field: &str) -> usize {
     panic!("no such field")
 }
 
-/// The reference reader's view of a struct (tests and the `lenient` fuzz target): the raw text of the
-/// member chosen for each field of `keys`, read with serde_json. From an object, the last member naming a
-/// field by its own name, else the last naming it by an alias (what `tape::Value::fields` reads); from an
-/// array, element `i` for field `i`, and more elements than fields fail; any other value fails.
-#[cfg(any(test, feature = "reference-reader"))]
-pub fn reference_members<'de, D: Deserializer<'de>>(
-    d: D,
-    keys: &'static [&'static [&'static str]],
-) -> Result<Vec<Option<&'de RawValue>>, D::Error> {
-    use serde::de::{Error, MapAccess, SeqAccess, Visitor};
-    struct Members(&'static [&'static [&'static str]]);
-    impl<'de> Visitor<'de> for Members {
-        type Value = Vec<Option<&'de RawValue>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object or an array")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut chosen: Vec<Option<(&'de RawValue, usize)>> = vec![None; self.0.len()];
-            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                let value: &'de RawValue = map.next_value()?;
-                for (names, slot) in self.0.iter().zip(chosen.iter_mut()) {
-                    let Some(rank) = names.iter().position(|n| *n == key) else {
-                        continue;
-                    };
-                    if slot.is_none_or(|(_, r)| rank <= r) {
-                        *slot = Some((value, rank));
-                    }
-                }
-            }
-            Ok(chosen.into_iter().map(|c| c.map(|(v, _)| v)).collect())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = vec![None; self.0.len()];
-            for slot in out.iter_mut() {
-                match seq.next_element::<&'de RawValue>()? {
-                    Some(v) => *slot = Some(v),
-                    None => return Ok(out),
-                }
-            }
-            if seq.next_element::<IgnoredAny>()?.is_some() {
-                return Err(A::Error::invalid_length(self.0.len() + 1, &self));
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_any(Members(keys))
-}
-
 // How the lenient types read.
 //
 // `read` reads the body into a tape (`tape.rs`) and the provider type from it with its `Read` impl (most
@@ -158,42 +88,11 @@ pub fn reference_members<'de, D: Deserializer<'de>>(
 //
 // The tokens serde_json refuses to read though the grammar allows them (a number beyond f64, a string
 // with a lone UTF-16 surrogate escape) read as `null`, so the field holding one is absent and the rest
-// reads as usual: what serde_json makes of the body's sanitised copy (see `sanitised`).
+// reads as usual: what serde_json makes of the body's sanitised copy (`reference::sanitised`).
 //
-// The reference: serde's derived readers of the same types (tests and the `lenient` fuzz target only,
-// feature `reference-reader`), each `Lenient<T>` value parsed from its raw text with serde_json.
-#[cfg(any(test, feature = "reference-reader"))]
-thread_local! {
-    /// 0: the tape; 1: the reference reader; 2: the reference reader on the text as the tape reads it
-    /// (the body, or its sanitised copy when it has tokens serde_json refuses).
-    static TWO_PASS: Cell<u8> = const { Cell::new(0) };
-}
-
-/// Whether the lenient types read value by value, as the reference reader does (tests only); custom
-/// readers of provider types follow it.
-#[cfg(any(test, feature = "reference-reader"))]
-pub(crate) fn two_pass() -> bool {
-    TWO_PASS.with(Cell::get) != 0
-}
-
-/// Sets the two pass mode for its lifetime.
-#[cfg(any(test, feature = "reference-reader"))]
-struct TwoPass(u8);
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl TwoPass {
-    fn enter(mode: u8) -> TwoPass {
-        TwoPass(TWO_PASS.with(|m| m.replace(mode)))
-    }
-}
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl Drop for TwoPass {
-    fn drop(&mut self) {
-        let previous = self.0;
-        TWO_PASS.with(|m| m.set(previous));
-    }
-}
+// The reference the tests and the `lenient` fuzz target check this against is serde's reading of the same
+// types, each `Lenient<T>` value parsed from its raw text with serde_json (`reference.rs`, never in the
+// module).
 
 /// A field taken when it has the expected type and ignored (None) otherwise.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,25 +113,19 @@ impl<T> Lenient<T> {
     }
 }
 
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
-    /// The reference reader: borrow the raw text of the value, then try the expected type on it.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        // `null` is absent; short-circuit it, since a failed typed parse builds a formatted error.
-        if raw.get() == "null" {
-            return Ok(Lenient(None));
-        }
-        Ok(Lenient(serde_json::from_str(raw.get()).ok()))
-    }
-}
-
 /// How a provider type is read from the tape (`tape::Value`): as serde's reader of that type would read
 /// the value from serde_json, None where that reader fails. The provider types implement it through
-/// `json_struct!`, which also derives their serde reader for the reference reader (tests and the `lenient`
-/// fuzz target compare the two). One small function per type, with no visitor machinery: the module's
-/// size (README "Performance").
+/// `json_struct!`. One small function per type, with no visitor machinery: the module's size
+/// (`docs/performance.md`). In tests and fuzzing every such type is also serde's `Deserialize`, the reference the
+/// readers are compared with (`reference.rs`).
+#[cfg(not(any(test, fuzzing)))]
 pub trait Read<'de>: Sized {
+    fn read(v: tape::Value<'_, 'de>) -> Option<Self>;
+}
+
+/// See above; tests and fuzzing only.
+#[cfg(any(test, fuzzing))]
+pub trait Read<'de>: Sized + serde::Deserialize<'de> {
     fn read(v: tape::Value<'_, 'de>) -> Option<Self>;
 }
 
@@ -344,13 +237,6 @@ impl<'de: 'a, 'a> Read<'de> for Raw<'a> {
     }
 }
 
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'de RawValue>::deserialize(d).map(|r| Raw(r.get()))
-    }
-}
-
 impl<'de> Read<'de> for OneOrMany {
     fn read(v: tape::Value<'_, 'de>) -> Option<Self> {
         if let Some(s) = v.str() {
@@ -381,64 +267,16 @@ impl<'de: 'a, 'a> Read<'de> for TextContent<'a> {
     }
 }
 
-json_struct! {
-    /// An object read for its `name` alone (tools, functions), as several APIs write them.
-    pub struct Named<'a> {
-        pub name: LenientStr<'a> = "name",
-    }
-}
-
-json_struct! {
-    /// A tool declared as `{"function": {"name"}}` (OpenAI-shaped `tools`, as Cohere v2 and Ollama take them).
-    pub struct FunctionTool<'a> {
-        pub function: Lenient<Named<'a>> = "function",
-    }
-}
-
-json_struct! {
-    /// An OpenAI-shaped chat message read for its role and text (OpenAI, Cohere v2, Ollama requests).
-    pub struct ChatMessage<'a> {
-        pub role: LenientStr<'a> = "role",
-        pub content: Lenient<TextContent<'a>> = "content",
-    }
-}
-
-json_struct! {
-    /// An object read for its `type` alone (`response_format`, content blocks).
-    pub struct Typed<'a> {
-        pub kind: LenientStr<'a> = "type",
-    }
-}
-
 /// Read `body` as `T`; None on any error (never panics, never partially fails): one pass over the bytes
-/// into the tape (`tape.rs`), one over the tape. `spare` only serves the reference reader.
-pub fn read<'a, T: Read<'a> + Reference<'a>>(body: &'a [u8], spare: &'a Spare) -> Option<T> {
+/// into the tape (`tape.rs`), one over the tape.
+pub fn read<'a, T: Read<'a>>(body: &'a [u8]) -> Option<T> {
     let text = std::str::from_utf8(body).ok()?;
-    #[cfg(any(test, feature = "reference-reader"))]
-    if two_pass() {
-        if TWO_PASS.with(Cell::get) == 2 {
-            if let Some(copy) = sanitised(text) {
-                spare.0.set(copy).ok()?;
-                return serde_json::from_str(spare.0.get()?).ok();
-            }
-        }
-        return serde_json::from_str(text).ok();
+    #[cfg(any(test, fuzzing))]
+    if let Some(read) = super::reference::instead(text) {
+        return read;
     }
-    #[cfg(not(any(test, feature = "reference-reader")))]
-    let _ = spare;
     tape::read(text, T::read).flatten()
 }
-
-/// What the reference reader needs of a provider type: serde's `Deserialize` (tests and the `lenient`
-/// fuzz target only; the module has no serde reader for provider types).
-#[cfg(any(test, feature = "reference-reader"))]
-pub trait Reference<'de>: Deserialize<'de> {}
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de, T: Deserialize<'de>> Reference<'de> for T {}
-#[cfg(not(any(test, feature = "reference-reader")))]
-pub trait Reference<'de> {}
-#[cfg(not(any(test, feature = "reference-reader")))]
-impl<T> Reference<'_> for T {}
 
 /// The elements of a lenient list that could be read: an absent, `null` or mistyped list has none, and a
 /// mistyped element is left out.
@@ -463,21 +301,6 @@ impl<'a> LenientStr<'a> {
     }
 }
 
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        if raw.get() == "null" {
-            return Ok(LenientStr(None));
-        }
-        Ok(LenientStr(
-            serde_json::from_str::<Cow<'_, str>>(raw.get())
-                .ok()
-                .map(|s| Cow::Owned(s.into_owned())),
-        ))
-    }
-}
-
 /// A field's raw JSON text; None when absent or `null`. Any value is taken, so nothing is parsed twice.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LenientRaw<'a>(pub Option<&'a str>);
@@ -488,32 +311,9 @@ impl<'a> LenientRaw<'a> {
     }
 }
 
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> Deserialize<'de> for LenientRaw<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        Ok(LenientRaw(Some(raw.get()).filter(|r| *r != "null")))
-    }
-}
-
 /// A string that may also be written as an array of strings (`stop`, `input` ...).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OneOrMany(pub Vec<String>);
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        let text = raw.get();
-        if text.starts_with('"') {
-            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            return Ok(OneOrMany(vec![s]));
-        }
-        let v: Vec<Lenient<String>> =
-            serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-        Ok(OneOrMany(v.into_iter().filter_map(Lenient::get).collect()))
-    }
-}
 
 /// Text content written either as a string or as a list of typed parts (`[{"type":"text","text":…}]`).
 /// Only text parts are kept; their texts are joined with "\n". Any other value is empty text. Borrowed from
@@ -522,35 +322,13 @@ impl<'de> Deserialize<'de> for OneOrMany {
 pub struct TextContent<'a>(pub Cow<'a, str>);
 
 json_struct! {
-    struct TextPart<'a> {
-        text: LenientStr<'a> = "text",
-    }
-}
-
-#[cfg(any(test, feature = "reference-reader"))]
-impl<'de: 'a, 'a> Deserialize<'de> for TextContent<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw: &'de RawValue = <&'de RawValue>::deserialize(d)?;
-        let text = raw.get();
-        if text.starts_with('"') {
-            let s: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            return Ok(TextContent(Cow::Owned(s)));
-        }
-        if text.starts_with('[') {
-            let parts: Vec<Lenient<TextPart<'de>>> =
-                serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            let mut out = TextContent::default();
-            for part in parts.into_iter().filter_map(Lenient::get) {
-                out.push_part(part);
-            }
-            return Ok(out);
-        }
-        Ok(TextContent::default())
+    pub(crate) struct TextPart<'a> {
+        pub(crate) text: LenientStr<'a> = "text",
     }
 }
 
 impl<'a> TextContent<'a> {
-    fn push_part(&mut self, part: TextPart<'a>) {
+    pub(crate) fn push_part(&mut self, part: TextPart<'a>) {
         if let Some(t) = part.text.get() {
             join_line(&mut self.0, t);
         }
@@ -568,128 +346,9 @@ pub fn join_line<'a>(acc: &mut Cow<'a, str>, text: Cow<'a, str>) {
     }
 }
 
-/// System prompts up to this size are remembered with their hash (see `prompt_hash`).
-const PROMPT_MEMO_MAX: usize = 32 * 1024;
-
-thread_local! {
-    /// The last system prompt hashed and its hash. Applications send the same system prompt call after
-    /// call, often many KiB of it (agents): comparing it costs a memcmp, hashing it ~55 instructions a byte.
-    static LAST_PROMPT: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
-}
-
-/// SHA-256 of `text`, first 16 hex characters (64 bits): enough to correlate prompts, useless to reverse.
-pub fn prompt_hash(text: &str) -> String {
-    if text.is_empty() || text.len() > PROMPT_MEMO_MAX {
-        return sha256_prefix(text);
-    }
-    LAST_PROMPT.with(|memo| {
-        let Ok(mut memo) = memo.try_borrow_mut() else {
-            return sha256_prefix(text);
-        };
-        let (last, hash) = &mut *memo;
-        if !hash.is_empty() && last.as_str() == text {
-            return hash.clone();
-        }
-        let fresh = sha256_prefix(text);
-        last.clear();
-        last.push_str(text);
-        hash.clone_from(&fresh);
-        fresh
-    })
-}
-
-fn sha256_prefix(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(text.as_bytes());
-    crate::telemetry::trace::hex(digest.get(..8).unwrap_or_default())
-}
-
-/// Room for the copy of a body that the reference reader reads instead of it (see `sanitised`; tests
-/// and the `lenient` fuzz target); `offset` finds borrowed parts in the body.
-/// The parsed value may borrow from it: declare one right before each `parse`, and hand it to that one.
-#[derive(Default)]
-pub struct Spare(OnceCell<String>);
-
-impl Spare {
-    /// Where `part`, a slice of what was parsed with `body` and this spare, starts: the copy has the
-    /// body's length and layout, so the offset is the same in both.
-    pub fn offset(&self, body: &[u8], part: &str) -> Option<usize> {
-        let at = part.as_ptr() as usize;
-        let within = |base: &[u8]| {
-            let off = at.checked_sub(base.as_ptr() as usize)?;
-            (off.checked_add(part.len())? <= base.len()).then_some(off)
-        };
-        within(body).or_else(|| self.0.get().and_then(|c| within(c.as_bytes())))
-    }
-}
-
-/// `text` with every token serde_json refuses to read though the grammar allows it rewritten in place, or
-/// None when there is none (or the text stops being JSON before one): a number beyond f64 or a string
-/// with a lone UTF-16 surrogate escape becomes `null`, a key with one a key of spaces (so that member is
-/// ignored), each padded with spaces to its length (such a number has at least 5 bytes, such a string 8).
-/// Lexical, one forward scan: no recursion, no nesting limit needed; the parser checks the structure.
-#[cfg(any(test, feature = "reference-reader"))]
-#[doc(hidden)]
-pub fn sanitised(text: &str) -> Option<String> {
-    let mut out: Option<Vec<u8>> = None;
-    skim::unreadable_tokens(text, &mut |start, end, key| {
-        let buf = out.get_or_insert_with(|| text.as_bytes().to_vec());
-        if let Some(token) = buf.get_mut(start..end) {
-            token.fill(b' ');
-            let (open, close): (&[u8], &[u8]) = if key { (b"\"", b"\"") } else { (b"null", b"") };
-            if let Some(head) = token.get_mut(..open.len()) {
-                head.copy_from_slice(open);
-            }
-            if let Some(tail) = token
-                .len()
-                .checked_sub(close.len())
-                .and_then(|i| token.get_mut(i..))
-            {
-                tail.copy_from_slice(close);
-            }
-        }
-    });
-    String::from_utf8(out?).ok()
-}
-
-/// Run `f` with the reference reader (serde's, value by value): what the tape's readers must agree with
-/// (unit tests and the `lenient` fuzz target, feature `reference-reader`).
-#[cfg(any(test, feature = "reference-reader"))]
-#[doc(hidden)]
-pub fn with_two_pass<R>(f: impl FnOnce() -> R) -> R {
-    let _mode = TwoPass::enter(1);
-    f()
-}
-
-/// Run `f` with the reference reader on the text as the tape reads it: the body, or its sanitised copy
-/// when it holds tokens serde_json refuses. Whatever the body, the same result as the tape's readers (the
-/// `lenient` fuzz target); `with_two_pass` gives the reference reader's own results.
-#[cfg(any(test, feature = "reference-reader"))]
-#[doc(hidden)]
-pub fn with_reference<R>(f: impl FnOnce() -> R) -> R {
-    let _mode = TwoPass::enter(2);
-    f()
-}
-
-/// Store `value` unless it is absent or empty (providers repeat ids and models as "" on some chunks).
-pub fn set_if_nonempty(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
-    if let Some(v) = value.filter(|v| !v.is_empty()) {
-        *slot = Some(v.into_owned());
-    }
-}
-
-/// Characters (not bytes) in `s`, for usage estimates.
-pub fn char_count(s: &str) -> u64 {
-    u64::try_from(s.chars().count()).unwrap_or(u64::MAX)
-}
-
-/// Add generated text to the response's character count.
-pub fn count_chars(resp: &mut crate::call::Response, text: &str) {
-    resp.output_chars = resp.output_chars.saturating_add(char_count(text));
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::reference::{sanitised, with_reference, with_serde};
     use super::*;
 
     json_struct! {
@@ -701,34 +360,14 @@ mod tests {
         }
     }
 
-    /// A spare for `parse` that lives as long as the test (leaked: tests only).
-    fn spare() -> &'static Spare {
-        Box::leak(Box::default())
-    }
-
     #[test]
     fn wrong_type_is_local() {
-        let t: T<'_> = super::read(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#, spare())
+        let t: T<'_> = super::read(br#"{"a":"x","b":"ok","stop":["s",1,"t"],"c":[{"type":"text","text":"h"},{"type":"image"}]}"#)
             .unwrap();
         assert_eq!(t.a.0, None);
         assert_eq!(t.b.0.as_deref(), Some("ok"));
         assert_eq!(t.stop.0.unwrap().0, vec!["s", "t"]);
         assert_eq!(t.c.0.unwrap().0, "h");
-    }
-
-    #[test]
-    fn hash_is_stable_prefix() {
-        assert_eq!(prompt_hash(""), "e3b0c44298fc1c14");
-    }
-
-    #[test]
-    fn remembered_prompt_hashes_are_the_hashes() {
-        let long = "x".repeat(PROMPT_MEMO_MAX + 1);
-        for text in ["a", "a", "b", "a", "", "ab", "a", &long, &long, "a"] {
-            assert_eq!(prompt_hash(text), sha256_prefix(text), "{}", text.len());
-        }
-        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
-        assert_eq!(prompt_hash("abc"), "ba7816bf8f01cfea");
     }
 
     json_struct! {
@@ -799,8 +438,8 @@ mod tests {
 
     /// Read `body` through the tape and check that the reference reader reads the same.
     fn read(body: &str) -> Option<Doc<'_>> {
-        let doc = super::read::<Doc<'_>>(body.as_bytes(), spare());
-        let old = with_two_pass(|| super::read::<Doc<'_>>(body.as_bytes(), spare()));
+        let doc = super::read::<Doc<'_>>(body.as_bytes());
+        let old = with_serde(|| super::read::<Doc<'_>>(body.as_bytes()));
         assert_eq!(doc, old, "{body}");
         doc
     }
@@ -934,7 +573,7 @@ mod tests {
         let d = read_doc(r#"{"id":"a\\b\/c","text":[{"text":"\u0041"},{"text":"B"}]}"#);
         assert!(matches!(&d.id.0, Some(Cow::Owned(s)) if s == r"a\b/c"));
         assert_eq!(d.text.0.unwrap().0, "A\nB");
-        let t: TextPart<'_> = super::read(br#"{"text":"t"}"#, spare()).unwrap();
+        let t: TextPart<'_> = super::read(br#"{"text":"t"}"#).unwrap();
         assert!(matches!(t.text.0, Some(Cow::Borrowed("t"))));
     }
 
@@ -979,25 +618,6 @@ mod tests {
         assert_eq!(d.text.0.unwrap().0, "b");
     }
 
-    #[test]
-    fn sanitised_rewrites_only_unreadable_tokens_in_place() {
-        for (text, want) in [
-            (
-                r#"{"a":1e400,"b":"\ud800","c":[-1e99999,"ok\ud83d\ude00",1e-400,1.5]}"#,
-                Some(r#"{"a":null ,"b":null    ,"c":[null    ,"ok\ud83d\ude00",1e-400,1.5]}"#),
-            ),
-            (r#"{"\udc00x":1, "y":2}"#, Some(r#"{"       ":1, "y":2}"#)),
-            (r#"[1e400,,]"#, Some("[null ,,]")),
-            (r#"{"a":1,"b":"\\ud800"}"#, None),
-            (r#"{"a":tru,"b":1e400}"#, None),
-            ("", None),
-        ] {
-            let got = sanitised(text);
-            assert_eq!(got.as_deref(), want, "{text}");
-            assert!(got.is_none_or(|g| g.len() == text.len()));
-        }
-    }
-
     /// The tape reads the token as `null`, the reference reader dropped the innermost lenient value holding
     /// it: the same where the token is that value (a lenient field or element: the usual case, and every
     /// case in the fixture corpus), different where a type inside takes `null` itself, and for keys. Raw
@@ -1013,8 +633,8 @@ mod tests {
                 id: LenientStr<'a> = "id",
             }
         }
-        let read = |body: &'static str| super::read::<O<'_>>(body.as_bytes(), spare());
-        let old = |body: &'static str| with_two_pass(|| read(body));
+        let read = |body: &'static str| super::read::<O<'_>>(body.as_bytes());
+        let old = |body: &'static str| with_serde(|| read(body));
 
         let body =
             r#"{"v":[1,1e400],"usage":{"prompt_tokens":1e400,"completion_tokens":2},"id":"x"}"#;
@@ -1058,15 +678,15 @@ mod tests {
                 id: LenientStr<'a> = "id",
             }
         }
-        let spare = Spare::default();
-        let r: R<'_> = super::read(body, &spare).unwrap();
+        let r: R<'_> = super::read(body).unwrap();
         let raw = r.raw.get().unwrap();
-        assert_eq!(spare.offset(body, raw), Some(21));
+        let offset = super::super::edit::offset;
+        assert_eq!(offset(body, raw), Some(21));
         assert_eq!(
-            spare.offset(body, std::str::from_utf8(&body[3..5]).unwrap()),
+            offset(body, std::str::from_utf8(&body[3..5]).unwrap()),
             Some(3)
         );
-        assert_eq!(spare.offset(body, "elsewhere"), None);
+        assert_eq!(offset(body, "elsewhere"), None);
     }
 
     #[test]
@@ -1104,17 +724,18 @@ mod tests {
                 assert_eq!(c.len(), t.len());
                 assert!(sanitised(&c).is_none(), "{t} -> {c}");
                 // Whatever the single pass makes of the copy is what the old reader makes of it.
-                let d = super::read::<Doc<'_>>(c.as_bytes(), spare());
+                let d = super::read::<Doc<'_>>(c.as_bytes());
                 assert_eq!(
                     d,
-                    with_two_pass(|| super::read::<Doc<'_>>(c.as_bytes(), spare())),
+                    with_serde(|| super::read::<Doc<'_>>(c.as_bytes())),
                     "{c}"
                 );
             }
             // The tape reads the original as the reference reader reads its sanitised copy.
+            let copy = sanitised(&t).unwrap_or_else(|| t.clone());
             assert_eq!(
-                super::read::<Doc<'_>>(t.as_bytes(), spare()),
-                with_reference(|| super::read::<Doc<'_>>(t.as_bytes(), spare())),
+                super::read::<Doc<'_>>(t.as_bytes()),
+                with_reference(|| super::read::<Doc<'_>>(copy.as_bytes())),
                 "{t}"
             );
         }
@@ -1163,8 +784,8 @@ mod tests {
             }
         }
         let read = |body: &str| {
-            let a = super::read::<A>(body.as_bytes(), spare());
-            let b = with_two_pass(|| super::read::<A>(body.as_bytes(), spare()));
+            let a = super::read::<A>(body.as_bytes());
+            let b = with_serde(|| super::read::<A>(body.as_bytes()));
             assert_eq!(a, b, "{body}");
             let a = a.unwrap();
             (a.n.0, a.m.0)
@@ -1180,7 +801,7 @@ mod tests {
         assert_eq!(read(r#"{"count":2,"n":null}"#), (None, None));
         // A struct written as an array is still read by position.
         assert_eq!(read(r#"[5,6]"#), (Some(5), Some(6)));
-        assert_eq!(super::read::<A>(b"[5,6,7]", spare()).map(|a| a.n.0), None);
+        assert_eq!(super::read::<A>(b"[5,6,7]").map(|a| a.n.0), None);
     }
 
     #[test]
@@ -1191,14 +812,10 @@ mod tests {
                 n: Lenient<u64> = "n",
             }
         }
-        let r: R<'_> = super::read(
-            br#"{"raw": {"type":"object", "x":[1e400]} ,"n":1}"#,
-            spare(),
-        )
-        .unwrap();
+        let r: R<'_> = super::read(br#"{"raw": {"type":"object", "x":[1e400]} ,"n":1}"#).unwrap();
         assert_eq!(r.raw.get(), Some(r#"{"type":"object", "x":[1e400]}"#));
         assert_eq!(r.n.0, Some(1));
-        let r: R<'_> = super::read(br#"{"raw":null}"#, spare()).unwrap();
+        let r: R<'_> = super::read(br#"{"raw":null}"#).unwrap();
         assert!(r.raw.get().is_none());
         for body in [
             "",
@@ -1212,16 +829,13 @@ mod tests {
             assert_eq!(read(body), None, "{body:?}");
         }
         // A body that is not UTF-8 is not read, even where the bytes are in a string no field reads.
-        assert_eq!(super::read::<Doc<'_>>(b"{\"id\":\"\xff\"}", spare()), None);
+        assert_eq!(super::read::<Doc<'_>>(b"{\"id\":\"\xff\"}"), None);
         assert_eq!(
-            super::read::<Doc<'_>>(b"{\"zz\":\"\xff\",\"id\":\"a\"}", spare()),
+            super::read::<Doc<'_>>(b"{\"zz\":\"\xff\",\"id\":\"a\"}"),
             None
         );
         let body = b"{\"usage\":{\"zz\":\"\xff\",\"prompt_tokens\":1},\"id\":\"a\"}";
-        assert_eq!(super::read::<Doc<'_>>(body, spare()), None);
-        assert_eq!(
-            with_two_pass(|| super::read::<Doc<'_>>(body, spare())),
-            None
-        );
+        assert_eq!(super::read::<Doc<'_>>(body), None);
+        assert_eq!(with_serde(|| super::read::<Doc<'_>>(body)), None);
     }
 }

@@ -1,8 +1,9 @@
 //! Envoy's rate-limit service protocol (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`), the
 //! pure part of `budgets.backend = "rls"`: the request and response messages, the descriptors tollgate sends,
-//! the decision read from an answer, and what a failed call means. The host glue is `host/rls.rs`.
+//! the decision read from an answer, and what a failed call means. The calls themselves are the
+//! exchange's (`exchange/rls.rs`).
 //!
-//! The messages are written and read by hand (`telemetry::proto`) with the field numbers of
+//! The messages are written and read by hand (`codec::proto`) with the field numbers of
 //! `envoy/service/ratelimit/v3/rls.proto` and `envoy/extensions/common/ratelimit/v3/ratelimit.proto` (fields
 //! tollgate never reads are skipped as unknown fields); the tests check them against prost structs. No gRPC framing here: proxy-wasm's
 //! `dispatch_grpc_call` takes the bare message and Envoy's gRPC client adds the 5-byte length prefix; the
@@ -14,11 +15,10 @@
 //! and that token is part of the request's usage; after the response a second call debits the rest
 //! (`usage - 1`). The service stays the one source of truth for every replica.
 
-use crate::budget::config::Rule;
-use crate::budget::{Amount, CounterSpec, Limits};
-use crate::call::Api;
-use crate::reply::{self, Refusal, Reply};
-use crate::telemetry::proto::{self, read_message};
+use super::config::Rule;
+use super::{Amount, CounterSpec, Limits};
+use crate::codec::proto::{self, read_message};
+use crate::reply::{Denial, Refusal};
 
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 pub const METHOD: &str = "ShouldRateLimit";
@@ -419,43 +419,48 @@ pub fn admission(
     }
 }
 
-/// The local reply for a refused admission, in the dialect of `api`: over a budget, 429 with `retry-after`
-/// (the service's reset) and the `x-ratelimit-*-tokens` headers when the service reported them; the service
-/// failing with `failure_mode: closed`, 429 with `retry-after: 1`. None when the request goes on.
-pub fn refusal(api: Api, admission: &Admission) -> Option<Reply> {
+/// The refusal of a refused admission: over a budget, 429 with `retry-after` (the service's reset) and the
+/// `x-ratelimit-*-tokens` headers when the service reported them; the service failing with `failure_mode:
+/// closed`, 429 with `retry-after: 1`. None when the request goes on.
+pub fn refusal(admission: &Admission) -> Option<Denial> {
     match admission {
         Admission::Admit(_) | Admission::FailOpen => None,
         Admission::Deny(d) => {
-            let mut extra = vec![(
-                "retry-after".to_string(),
-                d.reset_secs.unwrap_or(1).max(1).to_string(),
-            )];
-            if let Some(l) = d.limit {
-                extra.push(("x-ratelimit-limit-tokens".into(), l.to_string()));
-            }
-            if let Some(r) = d.remaining {
-                extra.push(("x-ratelimit-remaining-tokens".into(), r.to_string()));
-            }
-            Some(reply::refuse(
-                api,
+            let mut denial = Denial::new(
                 Refusal::BudgetExceeded,
                 "token budget exceeded for this tenant; retry after the window resets",
-                extra,
-            ))
+            );
+            denial.headers.push((
+                "retry-after".to_string(),
+                d.reset_secs.unwrap_or(1).max(1).to_string(),
+            ));
+            if let Some(l) = d.limit {
+                denial
+                    .headers
+                    .push(("x-ratelimit-limit-tokens".into(), l.to_string()));
+            }
+            if let Some(r) = d.remaining {
+                denial
+                    .headers
+                    .push(("x-ratelimit-remaining-tokens".into(), r.to_string()));
+            }
+            Some(denial)
         }
-        Admission::FailClosed => Some(reply::refuse(
-            api,
-            Refusal::BudgetExceeded,
-            "token budget service unavailable; retry later",
-            vec![("retry-after".into(), "1".into())],
-        )),
+        Admission::FailClosed => {
+            let mut denial = Denial::new(
+                Refusal::BudgetExceeded,
+                "token budget service unavailable; retry later",
+            );
+            denial.headers.push(("retry-after".into(), "1".into()));
+            Some(denial)
+        }
     }
 }
 
 /// The messages as prost structs (the field numbers of `rls.proto`, `ratelimit.proto`, `grpc_service.proto`),
 /// for the tests to decode what tollgate sends and to encode golden answers.
 #[cfg(test)]
-mod pb {
+pub(crate) mod pb {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct RateLimitRequest {
         #[prost(string, tag = "1")]
@@ -553,6 +558,8 @@ mod pb {
 mod tests {
     use super::pb::*;
     use super::*;
+    use crate::call::Api;
+    use crate::reply::Reply;
     use prost::Message;
 
     fn counter() -> Counter {
@@ -914,7 +921,16 @@ mod tests {
             remaining: Some(0),
             reset_secs: Some(42),
         };
-        let r = refusal(Api::AnthropicMessages, &Admission::Deny(d)).unwrap();
+        let dialect = |api: Api, a: &Admission| {
+            let route = crate::call::Route {
+                api,
+                provider: String::new(),
+                path_model: None,
+                path_stream: false,
+            };
+            refusal(a).map(|d| crate::providers::reply(&route, &d))
+        };
+        let r = dialect(Api::AnthropicMessages, &Admission::Deny(d)).unwrap();
         assert_eq!(r.status, 429);
         let h = |r: &Reply, k: &str| {
             r.headers
@@ -927,15 +943,15 @@ mod tests {
         assert_eq!(h(&r, "x-ratelimit-remaining-tokens").as_deref(), Some("0"));
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error"]["type"], "rate_limit_error");
-        let c = refusal(Api::OpenAiChat, &Admission::FailClosed).unwrap();
+        let c = dialect(Api::OpenAiChat, &Admission::FailClosed).unwrap();
         assert_eq!(
             (c.status, h(&c, "retry-after").as_deref()),
             (429, Some("1"))
         );
         let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
         assert_eq!(body["error"]["code"], "token_budget_exceeded");
-        assert!(refusal(Api::OpenAiChat, &Admission::FailOpen).is_none());
-        assert!(refusal(Api::OpenAiChat, &Admission::Admit(Decision::default())).is_none());
+        assert!(refusal(&Admission::FailOpen).is_none());
+        assert!(refusal(&Admission::Admit(Decision::default())).is_none());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Writing JSON: an owned value (`Json`) for what tollgate builds and sends (content capture's attributes,
-//! local replies), and string escaping. Reading JSON is `providers/tape.rs`.
+//! local replies), and string escaping. Reading JSON is `tape.rs`.
 
 /// A JSON value to write: a number or literal keeps its text, an object its members in order (a repeated
 /// key included).
@@ -70,15 +70,6 @@ impl Json {
     }
 }
 
-/// Lowercase hex digit of the low nibble of `n` (JSON `\u` escapes, trace ids, redaction labels).
-#[inline]
-pub(crate) fn hex_digit(n: u8) -> u8 {
-    b"0123456789abcdef"
-        .get(usize::from(n & 0xf))
-        .copied()
-        .unwrap_or(b'0')
-}
-
 /// Write `s` as the contents of a JSON string (without quotes): runs that need no escape are copied whole,
 /// found eight bytes at a time by the lexer's `skim::special` (`"`, `\\` and control characters: exactly
 /// the bytes JSON requires escaped).
@@ -86,7 +77,7 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len());
     let mut run = 0;
-    while let Some(i) = b.get(run..).and_then(crate::providers::skim::special) {
+    while let Some(i) = b.get(run..).and_then(crate::codec::json::skim::special) {
         let i = run + i;
         out.extend_from_slice(b.get(run..i).unwrap_or_default());
         run = i + 1;
@@ -100,7 +91,14 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             _ => {
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex_digit(c >> 4), hex_digit(c)]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    crate::codec::hex::digit(c >> 4),
+                    crate::codec::hex::digit(c),
+                ]);
                 continue;
             }
         };

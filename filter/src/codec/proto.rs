@@ -4,7 +4,8 @@
 //! Field numbers are those of opentelemetry-proto v1 (`common.proto`, `resource.proto`, `trace.proto`,
 //! `metrics.proto`, `trace_service.proto`, `metrics_service.proto`). Fields are written in field-number
 //! order (as prost does; a oneof at its lowest number) and default scalars are omitted as proto3 requires, so the bytes equal
-//! what the generated types produce; the equivalence tests decode them with the official types.
+//! what the generated types produce; the golden tests (`telemetry/golden_test.rs`) decode them with the
+//! official types.
 
 use std::borrow::Cow;
 

@@ -1,16 +1,16 @@
-//! Redaction and content capture for one exchange: the host side of `redact` and `capture`. `http.rs` calls
-//! these at fixed points of the request-body pipeline (block check, egress rewrite), the response (output
-//! redaction) and `on_log` (evidence for the span, counters, attribute scrubbing).
+//! Redaction and content capture for one exchange. The exchange calls these at fixed points of the
+//! request-body pipeline (block check, egress rewrite), the response (output redaction) and the end of the
+//! exchange (evidence for the span, counters, attribute scrubbing).
 
-use super::abi;
-use super::stats::Stats;
-use crate::call::{Api, Call};
-use crate::capture::{self, OutputCapture};
+use super::host::{Counter, Host, Map};
+use crate::call::Call;
+use crate::call::Findings;
+use crate::call::OutputCapture;
+use crate::capture;
 use crate::config::Config;
-use crate::providers::Framing;
-use crate::redact::{security_flags, FieldSelector, Findings, SseOutputRedactor};
-use crate::reply::{refuse, Refusal};
-use proxy_wasm::types::MapType;
+use crate::redact::{security_flags, FieldSelector, SseOutputRedactor};
+use crate::reply::{Denial, Refusal};
+use crate::stream::Framing;
 
 /// User text gathered for the prompt-injection heuristics is capped (the flags need no more).
 const MAX_FLAG_TEXT: usize = 256 * 1024;
@@ -44,20 +44,19 @@ pub fn may_rewrite_request(cfg: &Config) -> bool {
 impl Redaction {
     /// Request headers of a detected call: output redaction can only edit identity-encoded responses,
     /// so ask the provider for one.
-    pub fn on_request_headers(&mut self, cfg: &Config) {
+    pub fn on_request_headers<H: Host>(&mut self, host: &mut H, cfg: &Config) {
         if cfg.redaction.output {
-            abi::remove_header(MapType::HttpRequestHeaders, "accept-encoding");
+            host.remove_header(Map::RequestHeaders, "accept-encoding");
         }
     }
 
     /// The whole request body, after the provider parsed it. Scans the user text once (findings, egress
     /// rewrite, flags), starts content capture, and answers the request locally when a `block` detector
     /// matched: returns true when it did (the caller returns `Action::Pause`).
-    pub fn on_request_body(
+    pub fn on_request_body<H: Host>(
         &mut self,
+        host: &mut H,
         cfg: &Config,
-        stats: &Stats,
-        api: Api,
         body: &[u8],
         call: &mut Call,
     ) -> bool {
@@ -68,7 +67,10 @@ impl Redaction {
         let settings = &cfg.redaction;
         let r = settings.redactor();
         if cfg.capture_content {
-            self.input = capture::input(api, body);
+            self.input = call
+                .route
+                .as_ref()
+                .and_then(|r| crate::providers::capture_input(r, body));
             call.response.content = OutputCapture::new(cfg.max_content_bytes);
         }
         // One walk of the body: findings, the egress rewrite, and the user text for the flags.
@@ -97,12 +99,15 @@ impl Redaction {
             "request blocked by the gateway's data protection policy: it contains {}",
             blocked.join(", ")
         );
-        let reply = refuse(api, Refusal::ContentBlocked, &msg, vec![]);
-        stats.redaction_blocked.add(1);
+        let Some(route) = call.route.as_ref() else {
+            return false;
+        };
+        let reply = crate::providers::reply(route, &Denial::new(Refusal::ContentBlocked, msg));
+        host.count(Counter::RedactionBlocked, 1);
         self.blocked = true;
         call.http_status = Some(reply.status);
         call.response.error_type = Some(Refusal::ContentBlocked.code().to_owned());
-        abi::send_reply(&reply)
+        host.send_reply(&reply)
     }
 
     /// The egress-redacted body, when `egress` is on and something was redacted.
@@ -111,10 +116,10 @@ impl Redaction {
     }
 
     /// Response headers: decide how output is redacted. Returns true when `content-length` must go.
-    pub fn on_response_headers(
+    pub fn on_response_headers<H: Host>(
         &mut self,
+        host: &mut H,
         cfg: &Config,
-        stats: &Stats,
         framing: Framing,
         identity: bool,
     ) -> bool {
@@ -122,7 +127,7 @@ impl Redaction {
             return false;
         }
         if !identity {
-            stats.redaction_output_unsupported.add(1);
+            host.count(Counter::RedactionOutputUnsupported, 1);
             return false;
         }
         match framing {
@@ -137,7 +142,7 @@ impl Redaction {
                 true
             }
             Framing::Ndjson | Framing::JsonArray | Framing::AwsEventStream => {
-                stats.redaction_output_unsupported.add(1);
+                host.count(Counter::RedactionOutputUnsupported, 1);
                 false
             }
         }
@@ -170,7 +175,7 @@ impl Redaction {
     }
 
     /// `on_log`: put the evidence on the call and count findings per detector.
-    pub fn finish(&mut self, cfg: &Config, stats: &Stats, call: &mut Call) {
+    pub fn finish<H: Host>(&mut self, host: &mut H, cfg: &Config, call: &mut Call) {
         if !self.active {
             return;
         }
@@ -193,7 +198,9 @@ impl Redaction {
             ev.content = rendered.attributes;
             ev.truncated = rendered.truncated;
         }
-        stats.count_redactions(&findings);
+        for (detector, n) in findings.per_type() {
+            host.count_detection(detector, u64::from(n));
+        }
         ev.active = true;
         ev.findings = findings;
         ev.flags = std::mem::take(&mut self.flags);

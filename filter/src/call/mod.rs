@@ -1,6 +1,13 @@
 //! The normalized record of one LLM call. Every provider fills in the same `Call`; telemetry, budgets and
 //! redaction read only this. Field meanings follow the OpenTelemetry GenAI semantic conventions.
 
+mod evidence;
+mod output;
+
+pub use evidence::{Evidence, Findings};
+pub(crate) use output::floor_boundary;
+pub use output::{ChoiceOut, OutputCapture, ToolCallOut, SLACK};
+
 /// The API shape of a request: decides how request and response bodies are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Api {
@@ -20,22 +27,6 @@ pub enum Api {
 }
 
 impl Api {
-    /// `gen_ai.operation.name` for this API shape.
-    pub fn operation(self) -> &'static str {
-        match self {
-            Api::OpenAiChat
-            | Api::OpenAiResponses
-            | Api::AnthropicMessages
-            | Api::BedrockConverse
-            | Api::BedrockInvoke
-            | Api::CohereChat
-            | Api::OllamaChat => "chat",
-            Api::Gemini => "generate_content",
-            Api::OpenAiEmbeddings | Api::BedrockEmbeddings => "embeddings",
-            Api::OpenAiCompletions | Api::OllamaGenerate => "text_completion",
-        }
-    }
-
     /// The name used in configuration (`routes[].api`) and docs.
     pub fn name(self) -> &'static str {
         match self {
@@ -187,7 +178,7 @@ pub struct Response {
     /// The stream ended without its terminal event (aborted, reset, truncated).
     pub incomplete: bool,
     /// Generated text and tool calls, kept only when content capture is on (bounded).
-    pub content: crate::capture::OutputCapture,
+    pub content: OutputCapture,
 }
 
 impl Response {
@@ -215,6 +206,35 @@ impl Response {
             });
         }
     }
+}
+
+/// The decision recorded on the span (`tollgate.budget.decision`) and in Envoy counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Denied,
+    Clamped,
+    DryRunDenied,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+            Verdict::Clamped => "clamped",
+            Verdict::DryRunDenied => "dry_run_denied",
+        }
+    }
+}
+
+/// What the span reports about a call's budget check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetOutcome {
+    pub verdict: Verdict,
+    /// `rules[i]` of the tightest rule.
+    pub rule: Option<String>,
+    pub remaining_tokens: Option<u64>,
 }
 
 /// W3C trace identity of the gateway span.
@@ -255,11 +275,11 @@ pub struct Call {
     /// `tollgate.tenant`: who the call is attributed to (when tenants or budgets are configured).
     pub tenant: Option<String>,
     /// The budget check's result, when budgets apply to the call.
-    pub budget: Option<crate::budget::Outcome>,
+    pub budget: Option<BudgetOutcome>,
     /// `tollgate.cost.usd` from the `pricing` table, when a price matches the model.
     pub cost_usd: Option<f64>,
     /// Redaction results, security flags and captured content.
-    pub evidence: crate::capture::Evidence,
+    pub evidence: Evidence,
 }
 
 impl Call {
