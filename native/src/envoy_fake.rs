@@ -154,6 +154,9 @@ impl Stream {
     pub fn attr_int(self, _id: u32) -> Option<u64> {
         None
     }
+    pub fn increment_counter(self, _id: usize, _value: u64) -> u32 {
+        0
+    }
     pub fn start_http_stream(
         self,
         cluster: &str,

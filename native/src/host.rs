@@ -2,11 +2,14 @@
 //! resuming, properties, the budget store, gRPC calls, clock, randomness, log and counters.
 //!
 //! `NativeHost` is built for each stream hook from the hook's arguments; it holds no state of its own. Its
-//! methods are the native side of the core's `Host` trait, one for one with the proxy-wasm host's calls
-//! (filter/src/host/abi.rs), so that implementing the trait is a list of one-line delegations.
+//! inherent methods speak the ABI's terms; `impl Host for NativeHost` below is the core's `Host` trait over
+//! them, one for one with the proxy-wasm host (filter/src/host/http.rs), and makes no decision.
 
 use crate::abi::{attribute_id, body_type, header_type, log_level};
-use crate::core::{Call, Headers, Reply, Span, SplitMix64};
+use crate::core::{
+    Attribute, Body, Call, Counter, GrpcCall, Headers, Host, Level, Map, Once, Reply, Semconv,
+    Span, SplitMix64, Support,
+};
 use crate::envoy::{self, Stream};
 use crate::export::Lane;
 use crate::plugin::Plugin;
@@ -47,6 +50,13 @@ pub struct NativeHost<'a> {
     pub stream: Stream,
     pub plugin: &'a Plugin,
     pub lane: &'a Lane,
+    /// The worker running the stream.
+    pub worker: u32,
+    /// The hook is `stream_complete`: the stream is about to go, so a gRPC call made now (a usage debit)
+    /// is sent by the main thread (`rlsdebit.rs`); a callout started from the stream would die with it.
+    pub ending: bool,
+    /// The gRPC call this hook started, whose answer the stream awaits.
+    pub started: Option<u64>,
 }
 
 impl NativeHost<'_> {
@@ -180,8 +190,9 @@ impl NativeHost<'_> {
         let queued = self.plugin.debits.push(message);
         if queued {
             self.plugin.wake();
+            NativeHost::count(self, Stat::RlsDebits, 1);
         } else {
-            self.count(Stat::RlsDebitFailures, 1);
+            NativeHost::count(self, Stat::RlsDebitFailures, 1);
         }
         queued
     }
@@ -217,6 +228,189 @@ impl NativeHost<'_> {
 
     pub fn log_enabled(&self, level: u32) -> bool {
         level >= log_level::ERROR || envoy::log_enabled(level)
+    }
+}
+
+fn dir(m: Map) -> Dir {
+    match m {
+        Map::RequestHeaders => Dir::Request,
+        Map::ResponseHeaders => Dir::Response,
+    }
+}
+
+fn body_dir(b: Body) -> Dir {
+    match b {
+        Body::Request => Dir::Request,
+        Body::Response => Dir::Response,
+    }
+}
+
+impl Host for NativeHost<'_> {
+    type Store = SharedStore;
+
+    fn headers(&mut self, map: Map) -> Headers {
+        NativeHost::headers(self, dir(map))
+    }
+
+    fn set_header(&mut self, map: Map, name: &str, value: &str) {
+        NativeHost::set_header(self, dir(map), name, value);
+    }
+
+    fn add_header(&mut self, map: Map, name: &str, value: &str) {
+        NativeHost::add_header(self, dir(map), name, value);
+    }
+
+    fn remove_header(&mut self, map: Map, name: &str) {
+        NativeHost::remove_header(self, dir(map), name);
+    }
+
+    /// The body seen by this hook (`body`); its first `size` bytes. The exchange passes the size the
+    /// hook reported (`body_size`), so this is the whole of it.
+    fn body(&mut self, body: Body, size: usize) -> Vec<u8> {
+        let mut b = NativeHost::body(self, body_dir(body));
+        b.truncate(size);
+        b
+    }
+
+    /// Replace bytes `[0, size)` of the body seen by this hook; what follows them is kept.
+    fn set_body(&mut self, body: Body, size: usize, value: &[u8]) -> bool {
+        let d = body_dir(body);
+        if size >= self.body_size(d) {
+            return self.replace_body(d, value);
+        }
+        let whole = NativeHost::body(self, d);
+        let mut out = Vec::with_capacity(value.len() + whole.len().saturating_sub(size));
+        out.extend_from_slice(value);
+        out.extend_from_slice(whole.get(size..).unwrap_or_default());
+        self.replace_body(d, &out)
+    }
+
+    fn send_reply(&mut self, reply: &Reply) -> bool {
+        NativeHost::send_reply(self, reply);
+        true
+    }
+
+    fn resume_request(&mut self) -> bool {
+        NativeHost::resume_request(self);
+        true
+    }
+
+    fn attribute(&mut self, attribute: Attribute<'_>) -> Option<Vec<u8>> {
+        match attribute {
+            Attribute::PeerUriSan => self.property(&["connection", "uri_san_peer_certificate"]),
+            Attribute::ResponseCodeDetails => self.property(&["response", "code_details"]),
+            // The dynamic-modules ABI of Envoy 1.40 reads a metadata value by namespace and key only as a
+            // string or a number (`http_get_metadata_string` / `_number`); jwt_authn's payload is a Struct
+            // under its key, out of its reach (docs/native-module.md, "JWT claims").
+            Attribute::JwtPayload(_) => None,
+        }
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        now_ns()
+    }
+
+    fn random(&mut self) -> u64 {
+        u64::from_le_bytes(random_bytes())
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        let level = match level {
+            Level::Info => log_level::INFO,
+            Level::Warn => log_level::WARN,
+            Level::Error => log_level::ERROR,
+        };
+        NativeHost::log(self, level, message);
+    }
+
+    /// As in the Wasm build: the counters every call bumps are added up in this worker's lane and handed to
+    /// Envoy on the tick (an ABI increment per call would cost more than the rest of the host calls); the
+    /// others, rare, reach Envoy now, so that a denial is in `/stats` when its answer is.
+    fn count(&mut self, counter: Counter, n: u64) {
+        let stat = crate::stats::of_counter(counter);
+        match self.plugin.ids.counter(stat) {
+            Some(id) if !counter.per_call() => {
+                if n > 0 {
+                    self.stream.increment_counter(id, n);
+                }
+            }
+            _ => NativeHost::count(self, stat, n),
+        }
+    }
+
+    fn count_detection(&mut self, detector: &str, n: u64) {
+        match self.plugin.ids.detector(detector) {
+            Some(id) => {
+                if n > 0 {
+                    self.stream.increment_counter(id, n);
+                }
+            }
+            None => self.count_detector(detector, n),
+        }
+    }
+
+    fn once(&mut self, what: Once) -> bool {
+        self.plugin.once(what)
+    }
+
+    fn store(&self) -> &SharedStore {
+        &STORE
+    }
+
+    fn store_holder(&mut self) -> u64 {
+        u64::from(self.worker).saturating_add(1)
+    }
+
+    fn grpc_call(&mut self, call: &GrpcCall<'_>) -> Option<u64> {
+        if self.ending {
+            // Queued for the main thread; the stream will not see an answer, as in the Wasm build.
+            let message = call.message.to_vec();
+            return self.plugin.debits.push(message).then(|| {
+                self.plugin.wake();
+                0
+            });
+        }
+        let headers = crate::grpc::request_headers(
+            call.service,
+            call.method,
+            call.authority,
+            call.timeout_ms,
+        );
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let (r, id) = self.stream.start_http_stream(
+            call.cluster,
+            &headers,
+            &crate::grpc::frame(call.message),
+            true,
+            call.timeout_ms,
+        );
+        let id = (r == crate::abi::callout_init::SUCCESS).then_some(id)?;
+        self.started = Some(id);
+        Some(id)
+    }
+
+    /// Envoy's dynamic-modules filter keeps delivering the body of a request whose headers it holds
+    /// (docs/dynamic-modules-abi.md, "verified"): nothing to probe.
+    fn hold_support(&mut self) -> Support {
+        Support::Works
+    }
+
+    fn hold_note(&mut self) -> bool {
+        false
+    }
+
+    fn hold_body_seen(&mut self) -> bool {
+        true
+    }
+
+    fn hold_forget(&mut self) {}
+
+    fn export_span(&mut self, span: Span) {
+        NativeHost::export_span(self, span);
+    }
+
+    fn record_metrics(&mut self, call: &Call, semconv: Semconv) {
+        self.lane.record(call, semconv);
     }
 }
 

@@ -12,11 +12,11 @@
 //! Threads: `program_init`, `config_new`/`config_destroy`, the config's scheduled events and callout answers
 //! run on Envoy's main thread; a stream's hooks on its worker thread (docs/dynamic-modules-abi.md §6).
 
-// Host calls land before the exchange core that makes them (`make clippy` allows dead code in both hosts).
-#![allow(dead_code)]
 // The hooks are `extern "C"` functions Envoy calls with pointers it owns; the ABI contract, not the Rust
 // signature, is what makes dereferencing them sound.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
+// Some ABI wrappers and host calls serve only the test probes (`test-probes`) and the unit tests.
+#![allow(dead_code)]
 // As in the core: non-test code contains no panicking construct (a panic is caught, but it is still a bug).
 #![cfg_attr(
     not(test),

@@ -6,12 +6,13 @@
 //! config as the Wasm build's shared data is shared by every VM.
 
 use crate::abi::log_level;
-use crate::core::{ledger, BackendKind, Config};
+use crate::core::{exchange, Config, Once};
 use crate::envoy::{self, ConfigHandle, ConfigScheduler};
 use crate::export::{Exporter, Io, Transport};
 use crate::rlsdebit::Debits;
 use crate::stats::{Ids, Pending, Stat, Totals};
 use crate::store::STORE;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -28,7 +29,8 @@ pub mod event {
 }
 
 pub struct Plugin {
-    pub config: Config,
+    /// Shared with every stream's exchange.
+    pub config: Arc<Config>,
     pub ids: Ids,
     pub exporter: Exporter,
     /// Counts made on the main thread (rate-limit debits).
@@ -37,6 +39,8 @@ pub struct Plugin {
     pub debits: Debits,
     scheduler: Option<ConfigScheduler>,
     ticker: Mutex<Option<Ticker>>,
+    /// `Once::BufferOverflow` happened under this config.
+    overflow_logged: AtomicBool,
 }
 
 /// Why a filter config is refused. Logged at error before `config_new` answers NULL (Envoy does not pass a
@@ -62,17 +66,20 @@ impl Plugin {
         }
         // The same parser, hence the same errors naming the key, as the Wasm build.
         let config = Config::parse(raw).map_err(|e| Refused(e.to_string()))?;
-        if let Some(b) = config.budgets.as_ref() {
-            if b.backend == BackendKind::Local {
-                // Create the ledger's key-creation lock before traffic flows (as the Wasm build does).
-                ledger::Ledger {
-                    store: &*STORE,
-                    holder: 1,
-                    max_keys: b.max_tenants,
-                }
-                .init();
-            }
+        if matches!(
+            config.tenant.source,
+            tollgate::budget::TenantSource::JwtClaim { .. }
+        ) {
+            // Envoy 1.40's dynamic-modules ABI reads a metadata value only as a string or a number; the JWT
+            // payload jwt_authn stores is a Struct (docs/native-module.md, "JWT claims").
+            envoy::log(
+                log_level::WARN,
+                "tollgate: tenant.jwt_claim: the native build cannot read jwt_authn's payload through Envoy \
+                 1.40's dynamic-modules ABI; every request gets tenant.default",
+            );
         }
+        // The budget ledger's key-creation lock, before traffic flows (as the Wasm build's on_configure).
+        exchange::configure(&config, &*STORE, 1);
         let ids = Ids::define(handle, &config.redaction.detector_names);
         let detectors = ids.detectors();
         let exporter = Exporter::new(
@@ -90,7 +97,8 @@ impl Plugin {
             debits: Debits::default(),
             scheduler,
             ticker: Mutex::new(None),
-            config,
+            overflow_logged: AtomicBool::new(false),
+            config: Arc::new(config),
         };
         Ok(plugin)
     }
@@ -122,6 +130,13 @@ impl Plugin {
                 log_level::ERROR,
                 &format!("tollgate: could not start the export timer thread: {e}"),
             ),
+        }
+    }
+
+    /// Whether `what` happens for the first time under this config (any worker).
+    pub fn once(&self, what: Once) -> bool {
+        match what {
+            Once::BufferOverflow => !self.overflow_logged.swap(true, Ordering::Relaxed),
         }
     }
 

@@ -62,8 +62,8 @@ impl Debits {
                 &grpc::frame(&message),
                 rls.timeout_ms,
             );
+            // `tollgate.budget_rls_debits` was counted when the exchange queued the debit.
             if r == crate::abi::callout_init::SUCCESS {
-                main.add(Stat::RlsDebits, 1);
                 lock(&self.in_flight).insert(id, grpc::Answer::default());
             } else {
                 main.add(Stat::RlsDebitFailures, 1);
@@ -137,7 +137,9 @@ mod tests {
         );
         let mut t = crate::stats::Totals::new(0);
         main.drain_into(&mut t);
-        assert_eq!(t.counters[Stat::RlsDebits as usize], 2);
+        // Dispatched debits were counted when queued (the exchange counts them); errors here.
+        assert_eq!(t.counters[Stat::RlsDebits as usize], 0);
+        assert_eq!(t.counters[Stat::RlsDebitFailures as usize], 0);
         assert_eq!(t.counters[Stat::RlsDebitErrors as usize], 1);
     }
 }

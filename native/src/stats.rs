@@ -12,6 +12,7 @@
 //! `envoy_dynamicmodulescustom_tollgate_calls`, or `tollgate_calls` — the Wasm build's name — with the
 //! runtime flag `envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix` (docs/native-module.md).
 
+use crate::core::Counter;
 use crate::envoy::ConfigHandle;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -128,6 +129,43 @@ impl Stat {
     }
 }
 
+/// The stat of one of the exchange's counters (the same name: `of_counter_names_match` checks it). Every
+/// counter of `Counter::ALL` has one, so all are defined when the configuration is created.
+pub fn of_counter(c: Counter) -> Stat {
+    match c {
+        Counter::Calls => Stat::Calls,
+        Counter::CallsFailed => Stat::CallsFailed,
+        Counter::CallsUninspected => Stat::CallsUninspected,
+        Counter::TokensInput => Stat::TokensInput,
+        Counter::TokensOutput => Stat::TokensOutput,
+        Counter::UsageEstimated => Stat::UsageEstimated,
+        Counter::BudgetAllowed => Stat::BudgetAllowed,
+        Counter::BudgetDenied => Stat::BudgetDenied,
+        Counter::BudgetClamped => Stat::BudgetClamped,
+        Counter::BudgetDryRunDenied => Stat::BudgetDryRunDenied,
+        Counter::BudgetTenantInvalid => Stat::BudgetTenantInvalid,
+        Counter::BudgetTenantOverflow => Stat::BudgetTenantOverflow,
+        Counter::BudgetErrors => Stat::BudgetErrors,
+        Counter::RlsChecks => Stat::RlsChecks,
+        Counter::RlsDenied => Stat::RlsDenied,
+        Counter::RlsFailedOpen => Stat::RlsFailedOpen,
+        Counter::RlsFailedClosed => Stat::RlsFailedClosed,
+        Counter::RlsDebits => Stat::RlsDebits,
+        Counter::RlsDebitFailures => Stat::RlsDebitFailures,
+        Counter::RedactionBlocked => Stat::RedactionBlocked,
+        Counter::RedactionEgressRewritten => Stat::RedactionEgressRewritten,
+        Counter::RedactionOutputUnsupported => Stat::RedactionOutputUnsupported,
+        Counter::HoldRequests => Stat::HoldRequests,
+        Counter::HoldUnavailable => Stat::HoldUnavailable,
+        Counter::RefusalsAfterForward => Stat::RefusalsAfterForward,
+        Counter::RequestOversized => Stat::RequestOversized,
+        Counter::RequestOversizedRefused => Stat::RequestOversizedRefused,
+        Counter::RequestBufferOverflow => Stat::RequestBufferOverflow,
+        Counter::SignedRefused => Stat::SignedRefused,
+        Counter::SignedUnmodified => Stat::SignedUnmodified,
+    }
+}
+
 /// Counts of one worker (or of the main thread), not yet handed to Envoy. Aligned to a cache line so two
 /// workers' lanes never share one.
 #[repr(align(64))]
@@ -232,6 +270,19 @@ impl Ids {
         }
     }
 
+    /// Envoy's id of a counter (None when Envoy refused to define it).
+    pub fn counter(&self, s: Stat) -> Option<usize> {
+        self.counters.get(s as usize).copied().flatten()
+    }
+
+    /// Envoy's id of `tollgate.redaction.detected.<name>`.
+    pub fn detector(&self, name: &str) -> Option<usize> {
+        self.detectors
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, id)| *id)
+    }
+
     /// Position of a detector name in the configuration's list (what `Pending::add_detector` takes).
     pub fn detector_index(&self, name: &str) -> Option<usize> {
         self.detectors.iter().position(|(n, _)| n == name)
@@ -262,6 +313,13 @@ impl Ids {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn of_counter_names_match() {
+        for c in Counter::ALL {
+            assert_eq!(of_counter(c).name(), c.name(), "{c:?}");
+        }
+    }
 
     /// The Wasm build's stat names, read from its source: the native build publishes every one of them.
     #[test]

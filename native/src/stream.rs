@@ -5,9 +5,10 @@
 //! the stream is gone (end-of-exchange work belongs in `stream_complete`).
 
 use crate::abi::{body_status, headers_status, trailers_status};
+use crate::core::{Action, Exchange};
 use crate::envoy::Stream;
 use crate::grpc;
-use crate::host::NativeHost;
+use crate::host::{Dir, NativeHost};
 use crate::plugin::Plugin;
 
 pub struct StreamState {
@@ -21,6 +22,8 @@ pub struct StreamState {
     pub request_paused: bool,
     /// The stream's gRPC call in flight (the rate-limit admission), and its answer so far.
     pub call: Option<(u64, grpc::Answer)>,
+    /// The core's state machine for this exchange: every decision on the request is its own.
+    pub exchange: Option<Exchange>,
     #[cfg(feature = "test-probes")]
     pub probe: crate::probes::Probe,
 }
@@ -33,6 +36,7 @@ impl StreamState {
             faulted: false,
             request_paused: false,
             call: None,
+            exchange: None,
             #[cfg(feature = "test-probes")]
             probe: crate::probes::Probe::default(),
         }
@@ -54,14 +58,40 @@ impl StreamState {
             stream,
             plugin,
             lane: plugin.exporter.lane(self.worker)?,
+            worker: self.worker,
+            ending: false,
+            started: None,
         })
+    }
+
+    /// Run one of the exchange's callbacks with this hook's host. None when there is no host (never).
+    fn drive<R>(
+        &mut self,
+        stream: Stream,
+        f: impl FnOnce(&mut Exchange, &mut NativeHost<'_>) -> R,
+    ) -> Option<R> {
+        let mut host = self.host(stream)?;
+        let plugin = self.plugin();
+        let exchange = self
+            .exchange
+            .get_or_insert_with(|| Exchange::new(plugin.config.clone()));
+        let r = f(exchange, &mut host);
+        if let Some(id) = host.started {
+            // The answer comes back piece by piece to this stream's hooks (`call_part`, `call_done`).
+            self.call = Some((id, grpc::Answer::default()));
+        }
+        Some(r)
     }
 
     /// Drop everything a request holds after a fault. Its own destructors run under a guard too (they are
     /// plain memory, but nothing may unwind into Envoy).
     pub fn drop_request_state(&mut self) {
         let call = self.call.take();
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(call)));
+        let exchange = self.exchange.take();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            drop(call);
+            drop(exchange);
+        }));
         #[cfg(feature = "test-probes")]
         {
             let probe = std::mem::take(&mut self.probe);
@@ -70,17 +100,24 @@ impl StreamState {
     }
 }
 
-// What each hook does. Until the exchange core (issue "one exchange core behind a host trait") gives the
-// per-request decisions a `Host` trait, the module forwards every stream untouched; each function below is
-// where the exchange's method of the same name is called with `s.host(stream)`.
+// What each hook does: hand it to the exchange, and map its answer to the hook's status.
+
+fn paused(a: Option<Action>) -> bool {
+    a == Some(Action::Pause)
+}
 
 pub fn request_headers(s: &mut StreamState, stream: Stream, end_of_stream: bool) -> u32 {
     #[cfg(feature = "test-probes")]
     if let Some(r) = crate::probes::request_headers(s, stream, end_of_stream) {
         return r;
     }
-    let _ = (s, stream, end_of_stream);
-    headers_status::CONTINUE
+    let a = s.drive(stream, |x, h| x.on_request_headers(h, end_of_stream));
+    if paused(a) {
+        s.request_paused = true;
+        headers_status::STOP_ITERATION
+    } else {
+        headers_status::CONTINUE
+    }
 }
 
 pub fn request_body(s: &mut StreamState, stream: Stream, end_of_stream: bool) -> u32 {
@@ -88,8 +125,17 @@ pub fn request_body(s: &mut StreamState, stream: Stream, end_of_stream: bool) ->
     if let Some(r) = crate::probes::request_body(s, stream, end_of_stream) {
         return r;
     }
-    let _ = (s, stream, end_of_stream);
-    body_status::CONTINUE
+    let a = s.drive(stream, |x, h| {
+        let size = h.body_size(Dir::Request);
+        x.on_request_body(h, size, end_of_stream)
+    });
+    if paused(a) {
+        s.request_paused = true;
+        body_status::STOP_ITERATION_AND_BUFFER
+    } else {
+        s.request_paused = false;
+        body_status::CONTINUE
+    }
 }
 
 pub fn request_trailers(_s: &mut StreamState, _stream: Stream) -> u32 {
@@ -101,8 +147,12 @@ pub fn response_headers(s: &mut StreamState, stream: Stream, end_of_stream: bool
     if let Some(r) = crate::probes::response_headers(s, stream, end_of_stream) {
         return r;
     }
-    let _ = (s, stream, end_of_stream);
-    headers_status::CONTINUE
+    let a = s.drive(stream, |x, h| x.on_response_headers(h, end_of_stream));
+    if paused(a) {
+        headers_status::STOP_ITERATION
+    } else {
+        headers_status::CONTINUE
+    }
 }
 
 pub fn response_body(s: &mut StreamState, stream: Stream, end_of_stream: bool) -> u32 {
@@ -110,20 +160,33 @@ pub fn response_body(s: &mut StreamState, stream: Stream, end_of_stream: bool) -
     if let Some(r) = crate::probes::response_body(s, stream, end_of_stream) {
         return r;
     }
-    let _ = (s, stream, end_of_stream);
-    body_status::CONTINUE
+    let a = s.drive(stream, |x, h| {
+        let size = h.body_size(Dir::Response);
+        x.on_response_body(h, size, end_of_stream)
+    });
+    if paused(a) {
+        body_status::STOP_ITERATION_AND_BUFFER
+    } else {
+        body_status::CONTINUE
+    }
 }
 
 pub fn response_trailers(_s: &mut StreamState, _stream: Stream) -> u32 {
     trailers_status::CONTINUE
 }
 
-/// The exchange is over (normally or not): the place of the core's `on_log` (commit budgets, build and
-/// queue the span, count). Runs before Envoy's access logs and before `destroy`.
+/// The exchange is over (normally or not): the core's `on_log` (commit budgets, build and queue the span,
+/// count). Runs before Envoy's access logs and before `destroy`.
 pub fn stream_complete(s: &mut StreamState, stream: Stream) {
     #[cfg(feature = "test-probes")]
     crate::probes::stream_complete(s, stream);
-    let _ = (s, stream);
+    if s.exchange.is_none() {
+        return;
+    }
+    s.drive(stream, |x, h| {
+        h.ending = true;
+        x.on_log(h);
+    });
 }
 
 /// A piece of the answer to the stream's gRPC call arrived (headers, data or trailers).
@@ -145,5 +208,9 @@ pub fn call_done(s: &mut StreamState, stream: Stream, id: u64, reset: Option<u32
     };
     #[cfg(feature = "test-probes")]
     crate::probes::grpc_answer(s, stream, status, &message);
-    let _ = (stream, status, message);
+    // The exchange resumes or refuses the request it paused; either way it is no longer paused by us.
+    if s.exchange.is_some() {
+        s.drive(stream, |x, h| x.on_grpc_answer(h, id, status, &message));
+        s.request_paused = false;
+    }
 }
