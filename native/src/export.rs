@@ -543,7 +543,7 @@ mod tests {
         call.request.model = Some(format!("m{n}"));
         call.ids.span_id = [n; 8];
         call.ids.trace_id = [n; 16];
-        tollgate::telemetry::span::build_span(&call, cfg, None)
+        tollgate::telemetry::span::build_span(&call, &cfg.span_settings(), None)
     }
 
     fn ids() -> impl FnMut() -> String {

@@ -17,17 +17,19 @@
 //! (`x-tollgate-probe-worker`).
 
 use crate::abi::{body_status, header_type, headers_status};
-use crate::core::{ledger, rls, Call};
+use crate::core::{rls, Call};
 use crate::envoy::Stream;
 use crate::host::now_ns;
 use crate::stats::Stat;
 use crate::stream::StreamState;
+use tollgate::budget::ledger;
 use tollgate::budget::Limits;
 
 #[derive(Debug, Default)]
 pub struct Probe {
     /// A probe header was seen: the response says which worker ran the stream (`x-tollgate-probe-worker`).
-    active: bool,
+    /// The exchange does not run on a probed stream.
+    pub active: bool,
     panic_in: Option<String>,
     span_model: Option<String>,
     reservation: Option<ledger::Reservation>,
@@ -118,7 +120,11 @@ pub fn stream_complete(s: &mut StreamState, stream: Stream) {
         host.count(Stat::TokensOutput, 2);
         host.record_metrics(&call);
         if cfg.otlp.is_some() {
-            host.export_span(tollgate::telemetry::span::build_span(&call, cfg, None));
+            host.export_span(tollgate::telemetry::span::build_span(
+                &call,
+                &cfg.span_settings(),
+                None,
+            ));
         }
     }
     if let Some(r) = s.probe.reservation.take() {

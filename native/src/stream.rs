@@ -70,6 +70,11 @@ impl StreamState {
         stream: Stream,
         f: impl FnOnce(&mut Exchange, &mut NativeHost<'_>) -> R,
     ) -> Option<R> {
+        // A probed stream (test module only) exercises the host's plumbing alone.
+        #[cfg(feature = "test-probes")]
+        if self.probe.active {
+            return None;
+        }
         let mut host = self.host(stream)?;
         let plugin = self.plugin();
         let exchange = self
