@@ -27,7 +27,7 @@ from gateway import Topology  # noqa: E402
 # The one switch for the native build's end-to-end runs. Its host runs the core's per-request exchange once
 # the exchange is behind the `Host` trait; until then its streams pass through untouched, so only `host_only`
 # tests and tests/test_native_module.py (the host's plumbing, through real Envoy) run against it.
-NATIVE_RUNS_THE_EXCHANGE = False
+NATIVE_RUNS_THE_EXCHANGE = True
 
 _topologies = []
 

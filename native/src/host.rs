@@ -112,11 +112,13 @@ impl NativeHost<'_> {
     /// Replace the whole body seen by `body` with `bytes`. With the request headers held, the caller also
     /// sets or removes `content-length` (Envoy does not: an upstream would wait for the stale length).
     pub fn replace_body(&self, dir: Dir, bytes: &[u8]) -> bool {
+        // A buffer that does not exist (nothing was buffered; no chunk in this hook) cannot be drained: Envoy
+        // answers false for it, so only a non-empty one is.
         let b = self.stream.body_size(dir.buffered());
         let r = self.stream.body_size(dir.received());
-        self.stream.drain_body(dir.buffered(), b)
-            && self.stream.drain_body(dir.received(), r)
-            && self.stream.append_body(dir.received(), bytes)
+        let drained = (b == 0 || self.stream.drain_body(dir.buffered(), b))
+            && (r == 0 || self.stream.drain_body(dir.received(), r));
+        drained && (bytes.is_empty() || self.stream.append_body(dir.received(), bytes))
     }
 
     /// Answer the request locally (budget refusal, block rule, oversized body).
