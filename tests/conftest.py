@@ -24,9 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import gateway  # noqa: E402
 from gateway import Topology  # noqa: E402
 
-# The one switch for the native build's end-to-end runs. Its host runs the core's per-request exchange once
-# the exchange is behind the `Host` trait; until then its streams pass through untouched, so only `host_only`
-# tests and tests/test_native_module.py (the host's plumbing, through real Envoy) run against it.
+# The one switch for the native build's end-to-end runs: its host runs the core's per-request exchange, so
+# every end-to-end test runs against it. False would run only `host_only` tests and tests/test_native_module.py
+# on the native build (a host that passes streams through untouched).
 NATIVE_RUNS_THE_EXCHANGE = True
 
 _topologies = []
