@@ -62,8 +62,8 @@ def _only_for_its_build(request):
     if m is not None:
         pytest.skip(f"Wasm build only: {m.args[0] if m.args else m.kwargs.get('reason', '')}")
     if not NATIVE_RUNS_THE_EXCHANGE and request.node.get_closest_marker("host_only") is None:
-        pytest.skip("native build: the exchange core is not wired into the dynamic-module host yet "
-                    "(NATIVE_RUNS_THE_EXCHANGE in tests/conftest.py)")
+        pytest.skip("native build: the exchange does not run on it "
+                    "(NATIVE_RUNS_THE_EXCHANGE in tests/conftest.py is off)")
 
 
 @pytest.fixture(scope="session")
