@@ -123,13 +123,16 @@ impl Stream {
     pub fn body_size(self, ty: u32) -> usize {
         with(|f| f.bodies.get(&ty).map_or(0, Vec::len))
     }
+    /// As Envoy: false for a body that does not exist (nothing buffered; no chunk in this hook).
     pub fn drain_body(self, ty: u32, n: usize) -> bool {
-        with(|f| {
-            let b = f.bodies.entry(ty).or_default();
-            let n = n.min(b.len());
-            b.drain(..n);
-        });
-        true
+        with(|f| match f.bodies.get_mut(&ty) {
+            Some(b) => {
+                let n = n.min(b.len());
+                b.drain(..n);
+                true
+            }
+            None => false,
+        })
     }
     pub fn append_body(self, ty: u32, data: &[u8]) -> bool {
         with(|f| f.bodies.entry(ty).or_default().extend_from_slice(data));

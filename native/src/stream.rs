@@ -219,3 +219,117 @@ pub fn call_done(s: &mut StreamState, stream: Stream, id: u64, reset: Option<u32
         s.request_paused = false;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{body_type, header_type};
+    use crate::envoy::fake;
+    use crate::stats::{Stat, Totals};
+
+    fn plugin(json: &str) -> Box<Plugin> {
+        Box::new(Plugin::new(fake::config(), b"tollgate", json.as_bytes(), 2, 0).unwrap())
+    }
+
+    fn request(body: &[u8]) {
+        for (k, v) in [
+            (":method", "POST"),
+            (":authority", "api.openai.com"),
+            (":path", "/v1/chat/completions"),
+            ("content-type", "application/json"),
+        ] {
+            fake::set_header(header_type::REQUEST_HEADER, k, v.as_bytes());
+        }
+        let len = body.len().to_string();
+        fake::set_header(
+            header_type::REQUEST_HEADER,
+            "content-length",
+            len.as_bytes(),
+        );
+    }
+
+    fn body_of(ty: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        fake::stream(0).for_each_body_slice(ty, |b| out.extend_from_slice(b));
+        out
+    }
+
+    #[test]
+    fn an_over_budget_request_is_answered_429_by_the_exchange() {
+        let p = plugin(r#"{"budgets":[{"tenant":"*","window":"1h","tokens":5}]}"#);
+        let mut s = StreamState::new(&*p, 0);
+        let st = fake::stream(0);
+        let body =
+            br#"{"model":"gpt-4o","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+        request(body);
+        // Held while the body decides.
+        assert_eq!(
+            request_headers(&mut s, st, false),
+            headers_status::STOP_ITERATION
+        );
+        fake::set_body(body_type::RECEIVED_REQUEST, body);
+        assert_eq!(
+            request_body(&mut s, st, true),
+            body_status::STOP_ITERATION_AND_BUFFER
+        );
+        let replies = fake::replies();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].0, 429);
+        assert!(String::from_utf8_lossy(&replies[0].2).contains("token_budget_exceeded"));
+        assert_eq!(fake::continued(), 0, "the refused request never continues");
+    }
+
+    #[test]
+    fn a_stream_gets_include_usage_and_its_usage_chunk_is_hidden_then_counted() {
+        let p = plugin(r#"{"otlp":{"cluster":"otel"}}"#);
+        let mut s = StreamState::new(&*p, 0);
+        let st = fake::stream(0);
+        let body =
+            br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        request(body);
+        let _ = request_headers(&mut s, st, false);
+        // This hook's chunk only: nothing buffered (Envoy refuses to drain a body that does not exist).
+        fake::set_body(body_type::RECEIVED_REQUEST, body);
+        assert_eq!(request_body(&mut s, st, true), body_status::CONTINUE);
+        let sent = body_of(body_type::RECEIVED_REQUEST);
+        assert!(
+            String::from_utf8_lossy(&sent).contains("include_usage"),
+            "{}",
+            String::from_utf8_lossy(&sent)
+        );
+        fake::set_header(header_type::RESPONSE_HEADER, ":status", b"200");
+        fake::set_header(
+            header_type::RESPONSE_HEADER,
+            "content-type",
+            b"text/event-stream",
+        );
+        assert_eq!(
+            response_headers(&mut s, st, false),
+            headers_status::CONTINUE
+        );
+        let events = concat!(
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":1,\"total_tokens\":8}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        fake::set_body(body_type::RECEIVED_RESPONSE, events.as_bytes());
+        assert_eq!(response_body(&mut s, st, true), body_status::CONTINUE);
+        let client = String::from_utf8_lossy(&body_of(body_type::RECEIVED_RESPONSE)).into_owned();
+        assert!(
+            client.contains("\"Hi\"") && client.contains("[DONE]"),
+            "{client}"
+        );
+        assert!(
+            !client.contains("prompt_tokens"),
+            "the usage-only chunk is hidden: {client}"
+        );
+        stream_complete(&mut s, st);
+        let lane = p.exporter.lane(0).unwrap();
+        assert_eq!(lane.queued(), 1, "one span queued for export");
+        let mut t = Totals::new(0);
+        lane.pending.drain_into(&mut t);
+        assert_eq!(t.counters[Stat::Calls as usize], 1);
+        assert_eq!(t.counters[Stat::TokensInput as usize], 7);
+        assert_eq!(t.counters[Stat::TokensOutput as usize], 1);
+    }
+}
