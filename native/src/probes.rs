@@ -72,8 +72,8 @@ pub fn request_headers(s: &mut StreamState, stream: Stream, _eos: bool) -> Optio
 
 pub fn request_body(s: &mut StreamState, _stream: Stream, _eos: bool) -> Option<u32> {
     maybe_panic(s, "request_body");
-    s.request_paused
-        .then_some(body_status::STOP_ITERATION_AND_BUFFER)
+    // Only a request a probe paused; the exchange's own pauses are the exchange's.
+    (s.probe.active && s.request_paused).then_some(body_status::STOP_ITERATION_AND_BUFFER)
 }
 
 pub fn response_headers(s: &mut StreamState, stream: Stream, _eos: bool) -> Option<u32> {
