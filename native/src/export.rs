@@ -26,7 +26,7 @@ use crate::core::{
     export, partial_success, Aggregator, Call, Compression, Config, ExportStats, MetricsStats,
     Otlp, Outcome, Resource, Semconv, Span, SpanQueue,
 };
-use crate::stats::{Pending, Stat, Totals};
+use crate::stats::{Own, Pending, Stat, Totals};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -424,38 +424,50 @@ impl Exporter {
             let tel = lane.lock();
             depth = depth.saturating_add(tel.queue.len() as u64);
             let (now, p) = (tel.queue.stats, ex.published);
-            totals.add(Stat::SpansEnqueued, now.enqueued.saturating_sub(p.enqueued));
-            totals.add(Stat::SpansExported, now.exported.saturating_sub(p.exported));
             totals.add(
-                Stat::SpansDroppedQueueFull,
+                Stat::Own(Own::SpansEnqueued),
+                now.enqueued.saturating_sub(p.enqueued),
+            );
+            totals.add(
+                Stat::Own(Own::SpansExported),
+                now.exported.saturating_sub(p.exported),
+            );
+            totals.add(
+                Stat::Own(Own::SpansDroppedQueueFull),
                 now.dropped_queue_full.saturating_sub(p.dropped_queue_full),
             );
             totals.add(
-                Stat::SpansDroppedFailed,
+                Stat::Own(Own::SpansDroppedFailed),
                 now.dropped_failed.saturating_sub(p.dropped_failed),
             );
-            totals.add(Stat::ExportRetries, now.retries.saturating_sub(p.retries));
-            totals.add(Stat::SpansRejected, now.rejected.saturating_sub(p.rejected));
-            ex.published = now;
-            let (now, p) = (tel.metrics.stats, ex.published_metrics);
             totals.add(
-                Stat::MetricsExported,
-                now.exported_points.saturating_sub(p.exported_points),
-            );
-            totals.add(
-                Stat::MetricsDropped,
-                now.dropped_points.saturating_sub(p.dropped_points),
-            );
-            totals.add(
-                Stat::MetricsRejected,
-                now.rejected_points.saturating_sub(p.rejected_points),
-            );
-            totals.add(
-                Stat::MetricsExportRetries,
+                Stat::Own(Own::ExportRetries),
                 now.retries.saturating_sub(p.retries),
             );
             totals.add(
-                Stat::MetricsOverflow,
+                Stat::Own(Own::SpansRejected),
+                now.rejected.saturating_sub(p.rejected),
+            );
+            ex.published = now;
+            let (now, p) = (tel.metrics.stats, ex.published_metrics);
+            totals.add(
+                Stat::Own(Own::MetricsExported),
+                now.exported_points.saturating_sub(p.exported_points),
+            );
+            totals.add(
+                Stat::Own(Own::MetricsDropped),
+                now.dropped_points.saturating_sub(p.dropped_points),
+            );
+            totals.add(
+                Stat::Own(Own::MetricsRejected),
+                now.rejected_points.saturating_sub(p.rejected_points),
+            );
+            totals.add(
+                Stat::Own(Own::MetricsExportRetries),
+                now.retries.saturating_sub(p.retries),
+            );
+            totals.add(
+                Stat::Own(Own::MetricsOverflow),
                 now.overflow.saturating_sub(p.overflow),
             );
             ex.published_metrics = now;
@@ -640,7 +652,7 @@ mod tests {
             3,
             "in flight still counts as queued"
         );
-        assert_eq!(totals.counters[Stat::SpansEnqueued as usize], 3);
+        assert_eq!(totals.counters[Stat::Own(Own::SpansEnqueued).index()], 3);
         let ok = Answer {
             status: Some(200),
             ..Answer::default()
@@ -677,9 +689,9 @@ mod tests {
         ));
         let mut totals = Totals::new(0);
         assert_eq!(ex.drain_stats(&mut totals), 0);
-        assert_eq!(totals.counters[Stat::SpansExported as usize], 3);
+        assert_eq!(totals.counters[Stat::Own(Own::SpansExported).index()], 3);
         assert_eq!(
-            totals.counters[Stat::SpansEnqueued as usize],
+            totals.counters[Stat::Own(Own::SpansEnqueued).index()],
             0,
             "published once"
         );
@@ -720,14 +732,17 @@ mod tests {
         answer(&ex, &cfg, id, &busy, now, 0.0, &mut t, &mut logs);
         let mut totals = Totals::new(0);
         ex.drain_stats(&mut totals);
-        assert_eq!(totals.counters[Stat::SpansDroppedFailed as usize], 2);
         assert_eq!(
-            totals.counters[Stat::SpansDroppedQueueFull as usize],
+            totals.counters[Stat::Own(Own::SpansDroppedFailed).index()],
+            2
+        );
+        assert_eq!(
+            totals.counters[Stat::Own(Own::SpansDroppedQueueFull).index()],
             2,
             "max_queue 3"
         );
         assert_eq!(
-            totals.counters[Stat::ExportRetries as usize],
+            totals.counters[Stat::Own(Own::ExportRetries).index()],
             u64::from(export::MAX_ATTEMPTS - 1)
         );
         // Envoy refusing to dispatch (unknown cluster) is logged and retried later.

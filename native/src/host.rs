@@ -192,9 +192,9 @@ impl NativeHost<'_> {
         let queued = self.plugin.debits.push(message);
         if queued {
             self.plugin.wake();
-            NativeHost::count(self, Stat::RlsDebits, 1);
+            NativeHost::count(self, Stat::Exchange(Counter::RlsDebits), 1);
         } else {
-            NativeHost::count(self, Stat::RlsDebitFailures, 1);
+            NativeHost::count(self, Stat::Exchange(Counter::RlsDebitFailures), 1);
         }
         queued
     }
@@ -329,7 +329,7 @@ impl Host for NativeHost<'_> {
     /// Envoy on the tick (an ABI increment per call would cost more than the rest of the host calls); the
     /// others, rare, reach Envoy now, so that a denial is in `/stats` when its answer is.
     fn count(&mut self, counter: Counter, n: u64) {
-        let stat = crate::stats::of_counter(counter);
+        let stat = Stat::from(counter);
         match self.plugin.ids.counter(stat) {
             Some(id) if !counter.per_call() => {
                 if n > 0 {

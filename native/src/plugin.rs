@@ -10,7 +10,7 @@ use crate::core::{exchange, Config, Once};
 use crate::envoy::{self, ConfigHandle, ConfigScheduler};
 use crate::export::{Exporter, Io, Transport};
 use crate::rlsdebit::Debits;
-use crate::stats::{Ids, Pending, Stat, Totals};
+use crate::stats::{Ids, Own, Pending, Stat, Totals};
 use crate::store::STORE;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -165,7 +165,10 @@ impl Plugin {
         let mut totals = Totals::new(self.ids.detectors());
         self.main.drain_into(&mut totals);
         let depth = self.exporter.drain_stats(&mut totals);
-        totals.add(Stat::NativePanics, crate::guard::take_unpublished());
+        totals.add(
+            Stat::Own(Own::NativePanics),
+            crate::guard::take_unpublished(),
+        );
         self.ids.publish(handle, &totals, depth);
     }
 

@@ -17,7 +17,7 @@
 //! (`x-tollgate-probe-worker`).
 
 use crate::abi::{body_status, header_type, headers_status};
-use crate::core::{rls, Call};
+use crate::core::{rls, Call, Counter};
 use crate::envoy::Stream;
 use crate::host::now_ns;
 use crate::stats::Stat;
@@ -115,9 +115,9 @@ pub fn stream_complete(s: &mut StreamState, stream: Stream) {
         call.start_ns = now_ns().saturating_sub(1_000_000);
         call.end_ns = now_ns();
         let cfg = &host.plugin.config;
-        host.count(Stat::Calls, 1);
-        host.count(Stat::TokensInput, 3);
-        host.count(Stat::TokensOutput, 2);
+        host.count(Stat::Exchange(Counter::Calls), 1);
+        host.count(Stat::Exchange(Counter::TokensInput), 3);
+        host.count(Stat::Exchange(Counter::TokensOutput), 2);
         host.record_metrics(&call);
         if cfg.otlp.is_some() {
             host.export_span(tollgate::telemetry::span::build_span(
@@ -195,20 +195,20 @@ fn budget(s: &mut StreamState, stream: Stream, limit: &str, tenant: &str) -> u32
     match l.admit(&[spec], &want, &clock()) {
         Ok(ledger::Decision::Admitted { reservation, .. }) => {
             if let Some(h) = host {
-                h.count(Stat::BudgetAllowed, 1);
+                h.count(Stat::Exchange(Counter::BudgetAllowed), 1);
             }
             s.probe.reservation = Some(reservation);
             headers_status::CONTINUE
         }
         Ok(ledger::Decision::Denied { .. }) => {
             if let Some(h) = host {
-                h.count(Stat::BudgetDenied, 1);
+                h.count(Stat::Exchange(Counter::BudgetDenied), 1);
             }
             refuse(s, stream, "budget")
         }
         Err(_) => {
             if let Some(h) = host {
-                h.count(Stat::BudgetErrors, 1);
+                h.count(Stat::Exchange(Counter::BudgetErrors), 1);
             }
             refuse(s, stream, "budget store contention")
         }
@@ -272,13 +272,13 @@ pub fn grpc_answer(s: &mut StreamState, stream: Stream, status: u32, message: &[
     if let Some(h) = s.host(stream) {
         // As the Wasm build counts them (filter/src/host/rls.rs).
         match admission {
-            rls::Admission::Admit(_) => h.count(Stat::RlsChecks, 1),
+            rls::Admission::Admit(_) => h.count(Stat::Exchange(Counter::RlsChecks), 1),
             rls::Admission::Deny(_) => {
-                h.count(Stat::RlsChecks, 1);
-                h.count(Stat::RlsDenied, 1);
+                h.count(Stat::Exchange(Counter::RlsChecks), 1);
+                h.count(Stat::Exchange(Counter::RlsDenied), 1);
             }
-            rls::Admission::FailOpen => h.count(Stat::RlsFailedOpen, 1),
-            rls::Admission::FailClosed => h.count(Stat::RlsFailedClosed, 1),
+            rls::Admission::FailOpen => h.count(Stat::Exchange(Counter::RlsFailedOpen), 1),
+            rls::Admission::FailClosed => h.count(Stat::Exchange(Counter::RlsFailedClosed), 1),
         }
     }
     s.request_paused = false;

@@ -7,10 +7,10 @@
 //! `tollgate.budget_rls_debit_errors` (the Wasm build cannot see those: its debit's answer arrives after the
 //! exchange is gone).
 
-use crate::core::Config;
+use crate::core::{Config, Counter};
 use crate::envoy::ConfigHandle;
 use crate::grpc;
-use crate::stats::{Pending, Stat};
+use crate::stats::{Own, Pending, Stat};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -66,7 +66,7 @@ impl Debits {
             if r == crate::abi::callout_init::SUCCESS {
                 lock(&self.in_flight).insert(id, grpc::Answer::default());
             } else {
-                main.add(Stat::RlsDebitFailures, 1);
+                main.add(Stat::Exchange(Counter::RlsDebitFailures), 1);
             }
         }
     }
@@ -88,7 +88,7 @@ impl Debits {
             None => a.complete().0,
         };
         if status != grpc::code::OK {
-            main.add(Stat::RlsDebitErrors, 1);
+            main.add(Stat::Own(Own::RlsDebitErrors), 1);
         }
     }
 
@@ -138,8 +138,11 @@ mod tests {
         let mut t = crate::stats::Totals::new(0);
         main.drain_into(&mut t);
         // Dispatched debits were counted when queued (the exchange counts them); errors here.
-        assert_eq!(t.counters[Stat::RlsDebits as usize], 0);
-        assert_eq!(t.counters[Stat::RlsDebitFailures as usize], 0);
-        assert_eq!(t.counters[Stat::RlsDebitErrors as usize], 1);
+        assert_eq!(t.counters[Stat::Exchange(Counter::RlsDebits).index()], 0);
+        assert_eq!(
+            t.counters[Stat::Exchange(Counter::RlsDebitFailures).index()],
+            0
+        );
+        assert_eq!(t.counters[Stat::Own(Own::RlsDebitErrors).index()], 1);
     }
 }

@@ -16,15 +16,9 @@ use crate::core::Counter;
 use crate::envoy::ConfigHandle;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every counter of the Wasm build, by the name it has there, in the order of its `Stats::define`.
-/// (`tollgate.queue_depth`, the one gauge, is defined apart.)
-pub const COUNTERS: [&str; 43] = [
-    "tollgate.calls",
-    "tollgate.calls_failed",
-    "tollgate.calls_uninspected",
-    "tollgate.tokens_input",
-    "tollgate.tokens_output",
-    "tollgate.usage_estimated",
+/// The counters of this host beside the exchange's (`Counter::ALL`): the export's, as the Wasm build names
+/// them, and two of the native build's own. (`tollgate.queue_depth`, the one gauge, is defined apart.)
+pub const OWN: [&str; 13] = [
     "tollgate.spans_enqueued",
     "tollgate.spans_exported",
     "tollgate.spans_dropped_queue_full",
@@ -36,31 +30,7 @@ pub const COUNTERS: [&str; 43] = [
     "tollgate.metrics_rejected",
     "tollgate.metrics_export_retries",
     "tollgate.metrics_overflow",
-    "tollgate.budget_rls_checks",
-    "tollgate.budget_rls_denied",
-    "tollgate.budget_rls_failed_open",
-    "tollgate.budget_rls_failed_closed",
-    "tollgate.budget_rls_debits",
-    "tollgate.budget_rls_debit_failures",
-    "tollgate.budget_allowed",
-    "tollgate.budget_denied",
-    "tollgate.budget_clamped",
-    "tollgate.budget_dry_run_denied",
-    "tollgate.budget_tenant_invalid",
-    "tollgate.budget_tenant_overflow",
-    "tollgate.budget_errors",
-    "tollgate.redaction.blocked",
-    "tollgate.redaction.egress_rewritten",
-    "tollgate.redaction.output_unsupported",
-    "tollgate.hold.requests",
-    "tollgate.hold.unavailable",
-    "tollgate.refusals_after_forward",
-    "tollgate.request.oversized",
-    "tollgate.request.oversized_refused",
-    "tollgate.request.buffer_overflow",
-    "tollgate.signed.refused",
-    "tollgate.signed.unmodified",
-    // The native build's own: panics caught at the ABI boundary (src/guard.rs).
+    // Panics caught at the ABI boundary (src/guard.rs).
     "tollgate.native.panics",
     // Rate-limit debits the service answered with an error (the Wasm build cannot see those: its debit's
     // answer arrives after the exchange is gone; the native build sends debits from the main thread).
@@ -69,16 +39,10 @@ pub const COUNTERS: [&str; 43] = [
 
 pub const QUEUE_DEPTH: &str = "tollgate.queue_depth";
 
-/// A counter, by its position in [`COUNTERS`].
+/// One of [`OWN`], by position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub enum Stat {
-    Calls,
-    CallsFailed,
-    CallsUninspected,
-    TokensInput,
-    TokensOutput,
-    UsageEstimated,
+pub enum Own {
     SpansEnqueued,
     SpansExported,
     SpansDroppedQueueFull,
@@ -90,79 +54,54 @@ pub enum Stat {
     MetricsRejected,
     MetricsExportRetries,
     MetricsOverflow,
-    RlsChecks,
-    RlsDenied,
-    RlsFailedOpen,
-    RlsFailedClosed,
-    RlsDebits,
-    RlsDebitFailures,
-    BudgetAllowed,
-    BudgetDenied,
-    BudgetClamped,
-    BudgetDryRunDenied,
-    BudgetTenantInvalid,
-    BudgetTenantOverflow,
-    BudgetErrors,
-    RedactionBlocked,
-    RedactionEgressRewritten,
-    RedactionOutputUnsupported,
-    HoldRequests,
-    HoldUnavailable,
-    RefusalsAfterForward,
-    RequestOversized,
-    RequestOversizedRefused,
-    RequestBufferOverflow,
-    SignedRefused,
-    SignedUnmodified,
     NativePanics,
     RlsDebitErrors,
 }
 
-pub const N: usize = COUNTERS.len();
+/// A counter the native build publishes: one of the exchange's, or one of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    Exchange(Counter),
+    Own(Own),
+}
 
-impl Stat {
-    pub fn name(self) -> &'static str {
-        COUNTERS
-            .get(self as usize)
-            .copied()
-            .unwrap_or("tollgate.unknown")
+impl From<Counter> for Stat {
+    fn from(c: Counter) -> Stat {
+        Stat::Exchange(c)
     }
 }
 
-/// The stat of one of the exchange's counters (the same name: `of_counter_names_match` checks it). Every
-/// counter of `Counter::ALL` has one, so all are defined when the configuration is created.
-pub fn of_counter(c: Counter) -> Stat {
-    match c {
-        Counter::Calls => Stat::Calls,
-        Counter::CallsFailed => Stat::CallsFailed,
-        Counter::CallsUninspected => Stat::CallsUninspected,
-        Counter::TokensInput => Stat::TokensInput,
-        Counter::TokensOutput => Stat::TokensOutput,
-        Counter::UsageEstimated => Stat::UsageEstimated,
-        Counter::BudgetAllowed => Stat::BudgetAllowed,
-        Counter::BudgetDenied => Stat::BudgetDenied,
-        Counter::BudgetClamped => Stat::BudgetClamped,
-        Counter::BudgetDryRunDenied => Stat::BudgetDryRunDenied,
-        Counter::BudgetTenantInvalid => Stat::BudgetTenantInvalid,
-        Counter::BudgetTenantOverflow => Stat::BudgetTenantOverflow,
-        Counter::BudgetErrors => Stat::BudgetErrors,
-        Counter::RlsChecks => Stat::RlsChecks,
-        Counter::RlsDenied => Stat::RlsDenied,
-        Counter::RlsFailedOpen => Stat::RlsFailedOpen,
-        Counter::RlsFailedClosed => Stat::RlsFailedClosed,
-        Counter::RlsDebits => Stat::RlsDebits,
-        Counter::RlsDebitFailures => Stat::RlsDebitFailures,
-        Counter::RedactionBlocked => Stat::RedactionBlocked,
-        Counter::RedactionEgressRewritten => Stat::RedactionEgressRewritten,
-        Counter::RedactionOutputUnsupported => Stat::RedactionOutputUnsupported,
-        Counter::HoldRequests => Stat::HoldRequests,
-        Counter::HoldUnavailable => Stat::HoldUnavailable,
-        Counter::RefusalsAfterForward => Stat::RefusalsAfterForward,
-        Counter::RequestOversized => Stat::RequestOversized,
-        Counter::RequestOversizedRefused => Stat::RequestOversizedRefused,
-        Counter::RequestBufferOverflow => Stat::RequestBufferOverflow,
-        Counter::SignedRefused => Stat::SignedRefused,
-        Counter::SignedUnmodified => Stat::SignedUnmodified,
+impl From<Own> for Stat {
+    fn from(o: Own) -> Stat {
+        Stat::Own(o)
+    }
+}
+
+/// Every counter: the exchange's first, in `Counter::ALL` order, then [`OWN`].
+pub const N: usize = Counter::ALL.len() + OWN.len();
+
+impl Stat {
+    /// Position in [`Pending`] and [`Totals`].
+    pub fn index(self) -> usize {
+        match self {
+            Stat::Exchange(c) => c as usize,
+            Stat::Own(o) => Counter::ALL.len() + o as usize,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stat::Exchange(c) => c.name(),
+            Stat::Own(o) => OWN.get(o as usize).copied().unwrap_or("tollgate.unknown"),
+        }
+    }
+}
+
+/// The name of the counter at `index` (see [`Stat::index`]).
+pub fn name_at(index: usize) -> Option<&'static str> {
+    match Counter::ALL.get(index) {
+        Some(c) => Some(c.name()),
+        None => OWN.get(index.checked_sub(Counter::ALL.len())?).copied(),
     }
 }
 
@@ -185,7 +124,7 @@ impl Pending {
 
     pub fn add(&self, s: Stat, n: u64) {
         if n > 0 {
-            if let Some(c) = self.counters.get(s as usize) {
+            if let Some(c) = self.counters.get(s.index()) {
                 c.fetch_add(n, Ordering::Relaxed);
             }
         }
@@ -225,7 +164,7 @@ impl Totals {
     }
 
     pub fn add(&mut self, s: Stat, n: u64) {
-        if let Some(c) = self.counters.get_mut(s as usize) {
+        if let Some(c) = self.counters.get_mut(s.index()) {
             *c = c.saturating_add(n);
         }
     }
@@ -256,7 +195,7 @@ impl Ids {
             }
         };
         Ids {
-            counters: std::array::from_fn(|i| COUNTERS.get(i).and_then(|n| counter(n))),
+            counters: std::array::from_fn(|i| name_at(i).and_then(counter)),
             queue_depth: config.define_gauge(QUEUE_DEPTH).ok(),
             detectors: detector_names
                 .iter()
@@ -272,7 +211,7 @@ impl Ids {
 
     /// Envoy's id of a counter (None when Envoy refused to define it).
     pub fn counter(&self, s: Stat) -> Option<usize> {
-        self.counters.get(s as usize).copied().flatten()
+        self.counters.get(s.index()).copied().flatten()
     }
 
     /// Envoy's id of `tollgate.redaction.detected.<name>`.
@@ -315,10 +254,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn of_counter_names_match() {
-        for c in Counter::ALL {
-            assert_eq!(of_counter(c).name(), c.name(), "{c:?}");
+    fn every_index_has_its_name() {
+        for i in 0..N {
+            assert!(name_at(i).is_some(), "{i}");
         }
+        assert_eq!(name_at(N), None);
+        for c in Counter::ALL {
+            assert_eq!(name_at(Stat::from(c).index()), Some(c.name()));
+        }
+        assert_eq!(Stat::from(Own::RlsDebitErrors).index(), N - 1);
     }
 
     /// The Wasm build's stat names, read from its source: the native build publishes every one of them.
@@ -338,14 +282,15 @@ mod tests {
         wasm.extend(Counter::ALL.iter().map(|c| c.name()));
         wasm.sort_unstable();
         wasm.dedup();
+        let mine: Vec<&str> = (0..N).filter_map(name_at).collect();
         for name in &wasm {
             assert!(
-                COUNTERS.contains(name) || *name == QUEUE_DEPTH,
+                mine.contains(name) || *name == QUEUE_DEPTH,
                 "{name} is a Wasm stat the native build lacks"
             );
         }
         // And every counter here is the Wasm build's, except the native build's own.
-        for name in COUNTERS {
+        for name in mine {
             assert!(
                 wasm.contains(&name)
                     || ["tollgate.native.panics", "tollgate.budget_rls_debit_errors"]
@@ -356,33 +301,32 @@ mod tests {
     }
 
     #[test]
-    fn stat_positions_match_names() {
-        assert_eq!(Stat::Calls.name(), "tollgate.calls");
-        assert_eq!(Stat::SpansRejected.name(), "tollgate.spans_rejected");
+    fn stat_names() {
+        assert_eq!(Stat::from(Counter::Calls).name(), "tollgate.calls");
         assert_eq!(
-            Stat::RlsDebitFailures.name(),
-            "tollgate.budget_rls_debit_failures"
+            Stat::from(Own::SpansRejected).name(),
+            "tollgate.spans_rejected"
         );
-        assert_eq!(Stat::BudgetErrors.name(), "tollgate.budget_errors");
-        assert_eq!(Stat::SignedUnmodified.name(), "tollgate.signed.unmodified");
-        assert_eq!(Stat::NativePanics.name(), "tollgate.native.panics");
         assert_eq!(
-            Stat::RlsDebitErrors.name(),
+            Stat::from(Own::NativePanics).name(),
+            "tollgate.native.panics"
+        );
+        assert_eq!(
+            Stat::from(Own::RlsDebitErrors).name(),
             "tollgate.budget_rls_debit_errors"
         );
-        assert_eq!(Stat::RlsDebitErrors as usize, N - 1);
     }
 
     #[test]
     fn pending_counts_drain_once() {
         let p = Pending::new(2);
-        p.add(Stat::Calls, 3);
-        p.add(Stat::Calls, 0);
+        p.add(Stat::Exchange(Counter::Calls), 3);
+        p.add(Stat::Exchange(Counter::Calls), 0);
         p.add_detector(1, 2);
         p.add_detector(5, 1); // out of range: ignored
         let mut t = Totals::new(2);
         p.drain_into(&mut t);
-        assert_eq!(t.counters[Stat::Calls as usize], 3);
+        assert_eq!(t.counters[Stat::Exchange(Counter::Calls).index()], 3);
         assert_eq!(t.detectors, vec![0, 2]);
         let mut again = Totals::new(2);
         p.drain_into(&mut again);
@@ -395,7 +339,7 @@ mod tests {
         let h = fake::config();
         let ids = Ids::define(h, &["email".to_string()]);
         let mut t = Totals::new(1);
-        t.add(Stat::TokensInput, 12);
+        t.add(Stat::Exchange(Counter::TokensInput), 12);
         t.detectors[0] = 1;
         ids.publish(h, &t, 4);
         let c = fake::counters();

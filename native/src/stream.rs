@@ -224,6 +224,7 @@ pub fn call_done(s: &mut StreamState, stream: Stream, id: u64, reset: Option<u32
 mod tests {
     use super::*;
     use crate::abi::{body_type, header_type};
+    use crate::core::Counter;
     use crate::envoy::fake;
     use crate::stats::{Stat, Totals};
 
@@ -328,8 +329,8 @@ mod tests {
         assert_eq!(lane.queued(), 1, "one span queued for export");
         let mut t = Totals::new(0);
         lane.pending.drain_into(&mut t);
-        assert_eq!(t.counters[Stat::Calls as usize], 1);
-        assert_eq!(t.counters[Stat::TokensInput as usize], 7);
-        assert_eq!(t.counters[Stat::TokensOutput as usize], 1);
+        assert_eq!(t.counters[Stat::Exchange(Counter::Calls).index()], 1);
+        assert_eq!(t.counters[Stat::Exchange(Counter::TokensInput).index()], 7);
+        assert_eq!(t.counters[Stat::Exchange(Counter::TokensOutput).index()], 1);
     }
 }
