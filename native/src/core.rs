@@ -3,7 +3,7 @@
 
 pub use tollgate::budget::rls;
 pub use tollgate::call::Call;
-pub use tollgate::codec::headers::Headers;
+pub use tollgate::codec::headers::{serialize, Headers};
 pub use tollgate::codec::proto::partial_success;
 pub use tollgate::config::{Compression, Config, Otlp};
 pub use tollgate::exchange::host::{
