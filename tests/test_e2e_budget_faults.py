@@ -27,6 +27,8 @@ from gateway import default_plugin_config, request  # noqa: E402
 from test_e2e_budgets import (  # noqa: E402
     complete_provider_requests, estimate, fire, make_requests, stat, usage_of)
 
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 OPENAI = {"host": "api.openai.com"}
 ANTHROPIC = {"host": "api.anthropic.com", "anthropic-version": "2023-06-01"}
 CHAT = "/v1/chat/completions"
@@ -178,7 +180,7 @@ def envoy_stat(t, name):
 
 
 @pytest.fixture(scope="module")
-def bgw():
+def bgw(build):
     t = gateway.Topology(config()).start()
     yield t
     t.stop()

@@ -10,6 +10,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import mock_provider  # noqa: E402
 from gateway import default_plugin_config, get_json  # noqa: E402
 
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FX = os.path.relpath(os.path.join(HERE, "fixtures", "redaction"), mock_provider.FIXTURES)
 AWS = "AKIAIOSFODNN7EXAMPLE"

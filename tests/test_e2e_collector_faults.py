@@ -11,6 +11,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import mock_provider  # noqa: E402
 from gateway import default_plugin_config, get_json, send_json, wait_for  # noqa: E402
 
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 FIXTURE = "openai/chat-stream"
 COLLECTOR_DELAY_S = 10
 
@@ -33,7 +37,8 @@ def call_unchanged(t):
 
 
 def stats(t):
-    """tollgate's Envoy stats by short name (wasmcustom.tollgate.calls → calls)."""
+    """tollgate's Envoy stats by short name (wasmcustom.tollgate.calls or dynamicmodulescustom.tollgate.calls
+    → calls)."""
     return {k.split("tollgate.", 1)[1]: v for k, v in t.envoy.stats("tollgate").items() if "tollgate." in k}
 
 

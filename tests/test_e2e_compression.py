@@ -19,6 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mock_provider  # noqa: E402
 from test_e2e_providers import FIXTURES, check_span, send  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 CODECS = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}
 
 

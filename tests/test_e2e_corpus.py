@@ -21,6 +21,10 @@ sys.path.insert(0, os.path.join(ROOT, "testenv"))
 import replay  # noqa: E402
 from gateway import Background, Topology, request  # noqa: E402
 
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 USAGE = {"input": "gen_ai.usage.input_tokens", "output": "gen_ai.usage.output_tokens",
          "cache_read": "gen_ai.usage.cache_read.input_tokens",
          "cache_write": "gen_ai.usage.cache_write.input_tokens",

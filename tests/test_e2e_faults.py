@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(ROOT, "testenv"))
 import gateway  # noqa: E402
 import mock_provider  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 STREAM = "anthropic/messages-stream-cache-tools"
 JSON = "openai/chat-json"
 ANTHROPIC = {"host": "api.anthropic.com", "anthropic-version": "2023-06-01"}

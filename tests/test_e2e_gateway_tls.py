@@ -1,4 +1,5 @@
-"""envoy/gateway.yaml as shipped runs end to end over real TLS.
+"""envoy/gateway.yaml (and envoy/gateway-native.yaml, the same gateway with the native build) as shipped runs
+end to end over real TLS.
 
 The test starts the shipped file with only the substitutions it truly needs to run here:
 - the CA bundle (`trusted_ca`): the per-run test CA instead of the system bundle;
@@ -6,7 +7,8 @@ The test starts the shipped file with only the substitutions it truly needs to r
   (`socket_address` of its endpoint), while SNI, the certificate SAN matcher and host rewriting stay as
   shipped, so the gateway checks the real provider names;
 and, because they are the environment rather than the gateway's behaviour, free ports for the listener and
-the admin interface, the path of the built module, and the OTLP collector's address (the local receiver).
+the admin interface, the path of the built module (for the native build: the module directory, in Envoy's
+environment), and the OTLP collector's address (the local receiver).
 `test_only_environment_was_substituted` checks that nothing else differs from the shipped file.
 
 The mock providers serve TLS with certificates for the real provider host names, issued by a test CA made for
@@ -34,7 +36,7 @@ import mock_provider  # noqa: E402
 import otlp_receiver  # noqa: E402
 import pki  # noqa: E402
 import tls_mock  # noqa: E402
-from gateway import ROOT, Background, envoy_bin, free_port, get_json, wait_for, wasm_path  # noqa: E402
+from gateway import ROOT, Background, envoy_bin, free_port, get_json, native_path, wait_for, wasm_path  # noqa: E402
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -43,7 +45,10 @@ import botocore.session  # noqa: E402
 from botocore.config import Config  # noqa: E402
 import httpx2 as httpx  # noqa: E402  (the HTTP client the OpenAI and Anthropic SDKs use)
 
-SHIPPED = os.path.join(ROOT, "envoy", "gateway.yaml")
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
+SHIPPED = {"wasm": os.path.join(ROOT, "envoy", "gateway.yaml"),
+           "native": os.path.join(ROOT, "envoy", "gateway-native.yaml")}
 AWS_KEY, AWS_SECRET = "AKIDAPPTLSEXAMPLE01", "app/tls/secret/known/to/the/test/only"
 
 
@@ -98,7 +103,7 @@ def allowed(path):
 
 
 class Gateway:
-    def __init__(self):
+    def __init__(self, build="wasm"):
         self.pki = pki.TestCA()
         self.names = {"api.openai.com", "api.anthropic.com", "bedrock-runtime.us-east-1.amazonaws.com",
                       "generativelanguage.googleapis.com", "my-resource.openai.azure.com", "api.mistral.ai",
@@ -109,7 +114,7 @@ class Gateway:
             self.mock.server.serve(n, leaf)
         self.receiver = Background(otlp_receiver.make_server(0))
         self.port, self.admin_port = free_port(), free_port()
-        with open(SHIPPED, encoding="utf-8") as f:
+        with open(SHIPPED[build], encoding="utf-8") as f:
             self.shipped = yaml.safe_load(f)
         self.config = substitute(self.shipped, self.pki.cert, self.mock.port, self.receiver.port, self.port,
                                  self.admin_port, wasm_path())
@@ -119,9 +124,12 @@ class Gateway:
             yaml.safe_dump(self.config, f)
         self.log_path = os.path.join(self.dir, "envoy.log")
         self.logf = open(self.log_path, "wb")
+        env = dict(os.environ)
+        if build == "native":
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = os.path.dirname(os.path.abspath(native_path()))
         self.proc = subprocess.Popen([envoy_bin(), "-c", self.path, "--concurrency", "2", "-l", "info",
                                       "--base-id", str(self.admin_port), "--disable-hot-restart"],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         wait_for(self.ready, "the shipped gateway ready", timeout=60)
 
     def ready(self):
@@ -171,8 +179,8 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def gw():
-    g = Gateway()
+def gw(build):
+    g = Gateway(build)
     yield g
     g.stop()
 

@@ -9,6 +9,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import mock_provider  # noqa: E402
 
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 FIXTURE = "openai/chat-stream"  # a real stream that includes the usage-only chunk before [DONE]
 
 

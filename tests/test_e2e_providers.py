@@ -16,6 +16,8 @@ sys.path.insert(0, os.path.join(ROOT, "testenv"))
 
 import mock_provider  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 FIXTURES = sorted(
     os.path.relpath(f, mock_provider.FIXTURES)[:-5]
     for f in glob.glob(os.path.join(mock_provider.FIXTURES, "*", "*.json"))

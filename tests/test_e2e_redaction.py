@@ -13,6 +13,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import mock_provider  # noqa: E402
 from gateway import default_plugin_config  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Outside testenv/fixtures so the provider corpus tests do not pick these up; the mock joins the name
 # onto its fixture directory.

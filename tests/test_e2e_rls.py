@@ -15,8 +15,9 @@ import mock_provider
 from gateway import Background, Topology, default_plugin_config, wait_for
 from ratelimit_env import RateLimitService, Redis, cluster_yaml, redis_available
 
-pytestmark = pytest.mark.skipif(not redis_available() or shutil.which("cargo") is None,
-                                reason="needs redis-server (scripts/setup.sh) and cargo")
+pytestmark = [pytest.mark.skipif(not redis_available() or shutil.which("cargo") is None,
+                                 reason="needs redis-server (scripts/setup.sh) and cargo"),
+              pytest.mark.usefixtures("build")]
 
 USAGE = 19
 BUDGET = 190
@@ -54,7 +55,7 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env():
+def env(build):
     e = Env()
     yield e
     e.stop()
@@ -76,7 +77,7 @@ def counter(env, who, kind="tokens"):
 
 
 def stat(gw, name):
-    """An Envoy counter by its tollgate name (Envoy prefixes `wasmcustom.`)."""
+    """An Envoy counter by its tollgate name (Envoy prefixes `wasmcustom.` or `dynamicmodulescustom.`)."""
     return sum(v for k, v in gw.envoy.stats("budget_rls").items() if k.endswith(name))
 
 

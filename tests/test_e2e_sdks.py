@@ -14,6 +14,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import mock_provider  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
 

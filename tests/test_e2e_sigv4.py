@@ -32,6 +32,8 @@ import botocore.session  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("build")  # every test runs against both builds (conftest.py)
+
 APP_KEY, APP_SECRET = "AKIDAPPEXAMPLE0001", "app/secret/known/to/the/test/only/0001"
 GW_KEY, GW_SECRET = "AKIDGATEWAYEXAMPLE1", "gateway/secret/known/to/the/test/0002"
 ENDPOINT = "http://bedrock-runtime.us-east-1.amazonaws.com"
@@ -101,7 +103,7 @@ def signatures(t):
 
 
 def stat(t, name):
-    return t.envoy.stats("tollgate").get("wasmcustom.tollgate." + name, 0)
+    return t.envoy.stat("tollgate." + name)
 
 
 CLAMP = {"tenant": {"header": "x-tenant-id", "default": "apps"},

@@ -47,7 +47,10 @@ fn inflate(encoding: ContentEncoding, data: &[u8]) -> usize {
 }
 
 fn main() {
-    let mib = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let mib = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4);
     let plain = body(mib);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     let _ = gz.write_all(&plain);
@@ -57,8 +60,12 @@ fn main() {
         let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
         let _ = w.write_all(&plain);
     }
-    time("gzip inflate", plain.len(), || inflate(ContentEncoding::Gzip, &gz));
-    time("br inflate", plain.len(), || inflate(ContentEncoding::Brotli, &br));
+    time("gzip inflate", plain.len(), || {
+        inflate(ContentEncoding::Gzip, &gz)
+    });
+    time("br inflate", plain.len(), || {
+        inflate(ContentEncoding::Brotli, &br)
+    });
     let batch = &plain[..plain.len().min(256 << 10)];
     time("export deflate (level 1, 256 KiB)", batch.len(), || {
         miniz_oxide::deflate::compress_to_vec(batch, 1).len()

@@ -2,9 +2,9 @@
 //! tenant, tool-call budgets per window, and how realtime WebSocket sessions are read. Every error names
 //! its key (`mcp.tenants.team-a.deny[2]`).
 
+use crate::budget::calendar::Window;
 use crate::budget::config::parse_window;
 use crate::budget::ledger::{counter_key, CounterSpec};
-use crate::budget::calendar::Window;
 use crate::budget::Limits;
 use crate::codec::json::strict::ConfigError;
 use crate::codec::json::strict::{
@@ -334,7 +334,10 @@ mod tests {
         );
         assert_eq!(m.counters("dev").len(), 1);
         assert_eq!(m.counters("ops").len(), 1);
-        assert_eq!(m.counters("ops")[0].window, crate::budget::calendar::Window::Fixed(60));
+        assert_eq!(
+            m.counters("ops")[0].window,
+            crate::budget::calendar::Window::Fixed(60)
+        );
         assert!(m.may_refuse(Some("dev")));
         assert!(c.realtime.enabled && c.realtime.strip_deflate);
     }

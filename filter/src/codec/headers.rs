@@ -66,25 +66,27 @@ impl Headers {
     }
 }
 
-/// Serialize pairs the way the host does (also what `proxy_send_local_response` takes).
-pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+/// Serialize pairs the way the host does (also what `proxy_send_local_response` takes). Names and values
+/// are bytes: a host whose header maps are not text (the native module's) serializes them as they are.
+pub fn serialize<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let n = u32::try_from(pairs.len()).unwrap_or(0);
     let pairs = pairs.get(..n as usize).unwrap_or(&[]);
     let mut out = Vec::with_capacity(
         4 + pairs
             .iter()
-            .map(|(k, v)| 10 + k.len() + v.len())
+            .map(|(k, v)| 10 + k.as_ref().len() + v.as_ref().len())
             .sum::<usize>(),
     );
     out.extend_from_slice(&n.to_le_bytes());
     for (k, v) in pairs {
+        let (k, v) = (k.as_ref(), v.as_ref());
         out.extend_from_slice(&u32::try_from(k.len()).unwrap_or(0).to_le_bytes());
         out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
     }
     for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(k.as_ref());
         out.push(0);
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(v.as_ref());
         out.push(0);
     }
     out

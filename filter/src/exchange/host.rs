@@ -3,18 +3,18 @@
 //! budget store, one kind of callout and the telemetry sinks.
 //!
 //! Two hosts implement it: the proxy-wasm glue (`host/`, one VM per Envoy worker, everything on one
-//! thread) and, next, a native Envoy dynamic module, whose per-stream callbacks run on the stream's worker
-//! thread while process-wide state (the budget store, the span queue, the metrics) is shared by every
-//! worker behind atomics and locks. So the trait asks for no `'static` context and no thread-local: the
-//! exchange is one per stream, is driven from one thread at a time, owns its per-request state, and
-//! reaches shared state only through these calls.
+//! thread) and the native Envoy dynamic module (`native/`), whose per-stream callbacks run on the
+//! stream's worker thread while process-wide state (the budget store, the span queue, the metrics) is
+//! shared by every worker behind atomics and locks. So the trait asks for no `'static` context and no
+//! thread-local: the exchange is one per stream, is driven from one thread at a time, owns its
+//! per-request state, and reaches shared state only through these calls.
 
 use crate::budget::ledger::Store;
 use crate::call::Call;
 use crate::codec::headers::Headers;
 use crate::reply::Reply;
-use crate::telemetry::metrics::{Attr, Instrument};
 use crate::telemetry::logs::LogRecord;
+use crate::telemetry::metrics::{Attr, Instrument};
 use crate::telemetry::span::Span;
 use crate::telemetry::Semconv;
 

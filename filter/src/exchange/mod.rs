@@ -24,9 +24,9 @@ mod alerts;
 pub mod budget;
 pub mod hold;
 pub mod host;
+mod inspect;
 mod mcp;
 mod realtime;
-mod inspect;
 mod redaction;
 mod rls;
 
