@@ -252,6 +252,11 @@ impl Exporter {
         self.lanes.get(usize::try_from(index).unwrap_or(0) % n)
     }
 
+    /// The first lane's resource: what the budget alerts' log records are exported under (`alerts.rs`).
+    pub fn resource(&self) -> Option<Resource> {
+        self.state().lanes.first().map(|l| l.resource.clone())
+    }
+
     pub fn lanes(&self) -> &[Lane] {
         &self.lanes
     }
@@ -482,8 +487,8 @@ impl Exporter {
 }
 
 /// The export request: OTLP/HTTP protobuf to `path` on the collector cluster, gzip when configured, the
-/// configured extra headers (the Wasm build sends the same).
-fn dispatch(t: &mut dyn Transport, otlp: &Otlp, path: &str, body: &[u8]) -> Result<u64, u32> {
+/// configured extra headers (the Wasm build sends the same). Spans, metrics and the budget alerts' log records.
+pub fn dispatch(t: &mut dyn Transport, otlp: &Otlp, path: &str, body: &[u8]) -> Result<u64, u32> {
     let ua = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
     let gz = match otlp.compression {
         Compression::Gzip => export::gzip(body),

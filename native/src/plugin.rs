@@ -6,7 +6,8 @@
 //! config as the Wasm build's shared data is shared by every VM.
 
 use crate::abi::log_level;
-use crate::core::{exchange, Config, Once};
+use crate::alerts::Alerts;
+use crate::core::{exchange, Config, Once, Resource};
 use crate::envoy::{self, ConfigHandle, ConfigScheduler};
 use crate::export::{Exporter, Io, Transport};
 use crate::rlsdebit::Debits;
@@ -24,7 +25,7 @@ pub const FILTER_NAME: &[u8] = b"tollgate";
 pub mod event {
     /// The periodic tick: export, rate-limit debits, stats.
     pub const TICK: u64 = 1;
-    /// Something waits that should not wait for the tick (a full span batch, a rate-limit debit).
+    /// Something waits that should not wait for the tick (a full span batch, a rate-limit debit, an alert).
     pub const WAKE: u64 = 2;
 }
 
@@ -35,6 +36,10 @@ pub struct Plugin {
     pub exporter: Exporter,
     /// Counts made on the main thread (rate-limit debits).
     pub main: Pending,
+    /// Budget alerts waiting for the main thread: OTLP log records and webhook bodies.
+    pub alerts: Alerts,
+    /// What the alerts' log records are exported under (the first worker's resource).
+    alerts_resource: Option<Resource>,
     /// Rate-limit debits waiting for the main thread (`budgets.backend: "rls"`).
     pub debits: Debits,
     scheduler: Option<ConfigScheduler>,
@@ -91,6 +96,8 @@ impl Plugin {
         );
         let scheduler = handle.new_scheduler();
         let plugin = Plugin {
+            alerts: Alerts::new(&config),
+            alerts_resource: exporter.resource(),
             ids,
             exporter,
             main: Pending::new(detectors),
@@ -156,8 +163,16 @@ impl Plugin {
             log: &mut |m: String| envoy::log(log_level::WARN, &m),
         };
         self.exporter.tick(&self.config, &mut io);
+        self.flush_alerts(&mut io);
         self.debits.send(&self.config, handle, &self.main);
         self.publish(handle);
+    }
+
+    /// Send the budget alerts that are due (main thread).
+    pub fn flush_alerts(&self, io: &mut Io) {
+        if let Some(r) = self.alerts_resource.as_ref() {
+            self.alerts.flush(&self.config, r, io);
+        }
     }
 
     /// Hand every count since the last publication to Envoy (main thread).
@@ -165,6 +180,7 @@ impl Plugin {
         let mut totals = Totals::new(self.ids.detectors());
         self.main.drain_into(&mut totals);
         let depth = self.exporter.drain_stats(&mut totals);
+        self.alerts.drain_stats(&mut totals);
         totals.add(
             Stat::Own(Own::NativePanics),
             crate::guard::take_unpublished(),
