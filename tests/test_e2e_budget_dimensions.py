@@ -49,8 +49,8 @@ USER_BUDGET = 8_000
 USERS = ["u0", "u1", "u2", "u3"]
 
 
-# The native build cannot read jwt_authn's payload (Envoy 1.40's dynamic-modules ABI reads dynamic metadata
-# only as a string or a number; the payload is a Struct: docs/native-module.md, "JWT claims"). There the user
+# The native build cannot read jwt_authn's payload (Envoy 1.40's dynamic-modules ABI reads a dynamic metadata
+# value only as a scalar or a list element; the payload is a Struct: docs/native-module.md, "JWT claims"). There the user
 # comes from the header jwt_authn's `claim_to_headers` sets from the verified token, the documented way.
 CLAIM_HEADER = "x-jwt-sub"
 

@@ -300,8 +300,8 @@ impl Host for NativeHost<'_> {
             Attribute::PeerUriSan => self.property(&["connection", "uri_san_peer_certificate"]),
             Attribute::ResponseCodeDetails => self.property(&["response", "code_details"]),
             // The dynamic-modules ABI of Envoy 1.40 reads a metadata value by namespace and key only as a
-            // string or a number (`http_get_metadata_string` / `_number`); jwt_authn's payload is a Struct
-            // under its key, out of its reach (docs/native-module.md, "JWT claims").
+            // scalar or a list element (`http_get_metadata_{string,number,bool,list_*}`); jwt_authn's payload
+            // is a Struct under its key, out of its reach (docs/native-module.md, "JWT claims").
             Attribute::JwtPayload(_) => None,
         }
     }

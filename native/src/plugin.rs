@@ -71,16 +71,30 @@ impl Plugin {
         }
         // The same parser, hence the same errors naming the key, as the Wasm build.
         let config = Config::parse(raw).map_err(|e| Refused(e.to_string()))?;
-        if matches!(
-            config.tenant.source,
-            tollgate::budget::TenantSource::JwtClaim { .. }
-        ) {
-            // Envoy 1.40's dynamic-modules ABI reads a metadata value only as a string or a number; the JWT
-            // payload jwt_authn stores is a Struct (docs/native-module.md, "JWT claims").
+        // Envoy 1.40's dynamic-modules ABI reads a metadata value by namespace and key only as a scalar (string,
+        // number, bool) or a list element; the JWT payload jwt_authn stores is a Struct under its key
+        // (docs/native-module.md, "JWT claims").
+        let jwt = |s: &tollgate::budget::TenantSource| {
+            matches!(s, tollgate::budget::TenantSource::JwtClaim { .. })
+        };
+        let mut unreadable = Vec::new();
+        if jwt(&config.tenant.source) {
+            unreadable.push(("tenant.jwt_claim".to_string(), "tenant.default".to_string()));
+        }
+        for d in config.budgets.iter().flat_map(|b| b.dimensions.iter()) {
+            if jwt(&d.source.source) {
+                let key = format!("budgets.dimensions.{}", d.name);
+                unreadable.push((format!("{key}.jwt_claim"), format!("{key}.default")));
+            }
+        }
+        for (key, default) in unreadable {
             envoy::log(
                 log_level::WARN,
-                "tollgate: tenant.jwt_claim: the native build cannot read jwt_authn's payload through Envoy \
-                 1.40's dynamic-modules ABI; every request gets tenant.default",
+                &format!(
+                    "tollgate: {key}: the native build cannot read jwt_authn's payload through Envoy 1.40's \
+                     dynamic-modules ABI; every request gets {default} (use a header jwt_authn's \
+                     claim_to_headers sets)"
+                ),
             );
         }
         // The budget ledger's key-creation lock, before traffic flows (as the Wasm build's on_configure).
