@@ -10,7 +10,7 @@
 
 use crate::core::{Config, LogQueue, LogRecord, LogStats, Resource, WebhookQueue, WebhookStats};
 use crate::export::{self, Answer, Io};
-use crate::stats::{Own, Stat, Totals};
+use crate::stats::{Own, Totals};
 use std::sync::{Mutex, MutexGuard};
 
 /// Log records held while the collector is slow or down (the Wasm build's bound per VM).
@@ -129,30 +129,21 @@ impl Alerts {
     pub fn drain_stats(&self, totals: &mut Totals) {
         let mut a = self.lock();
         let (now, p) = (a.logs.stats, a.published_logs);
-        totals.add(
-            Stat::Own(Own::AlertLogsExported),
-            now.exported.saturating_sub(p.exported),
-        );
-        totals.add(
-            Stat::Own(Own::AlertLogsDropped),
-            (now.dropped_queue_full + now.dropped_failed)
-                .saturating_sub(p.dropped_queue_full + p.dropped_failed),
+        totals.grew(Own::AlertLogsExported, now.exported, p.exported);
+        totals.grew(
+            Own::AlertLogsDropped,
+            now.dropped_queue_full + now.dropped_failed,
+            p.dropped_queue_full + p.dropped_failed,
         );
         a.published_logs = now;
         if let Some(now) = a.webhook.as_ref().map(|q| q.stats) {
             let p = a.published_webhook;
-            totals.add(
-                Stat::Own(Own::WebhookDelivered),
-                now.delivered.saturating_sub(p.delivered),
-            );
-            totals.add(
-                Stat::Own(Own::WebhookRetries),
-                now.retries.saturating_sub(p.retries),
-            );
-            totals.add(
-                Stat::Own(Own::WebhookDropped),
-                (now.dropped_queue_full + now.dropped_failed)
-                    .saturating_sub(p.dropped_queue_full + p.dropped_failed),
+            totals.grew(Own::WebhookDelivered, now.delivered, p.delivered);
+            totals.grew(Own::WebhookRetries, now.retries, p.retries);
+            totals.grew(
+                Own::WebhookDropped,
+                now.dropped_queue_full + now.dropped_failed,
+                p.dropped_queue_full + p.dropped_failed,
             );
             a.published_webhook = now;
         }
@@ -162,43 +153,9 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::Transport;
+    use crate::export::tests::Recorder;
+    use crate::stats::Stat;
     use tollgate::telemetry::logs::{threshold_record, ThresholdEvent};
-
-    /// Cluster, headers, body and timeout of one request.
-    type Sent = (String, Vec<(String, Vec<u8>)>, Vec<u8>, u64);
-
-    #[derive(Default)]
-    struct Recorder {
-        next: u64,
-        refuse: bool,
-        sent: Vec<Sent>,
-    }
-
-    impl Transport for Recorder {
-        fn send(
-            &mut self,
-            cluster: &str,
-            headers: &[(&str, &[u8])],
-            body: &[u8],
-            timeout_ms: u64,
-        ) -> Result<u64, u32> {
-            if self.refuse {
-                return Err(1);
-            }
-            self.next += 1;
-            self.sent.push((
-                cluster.to_string(),
-                headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_vec()))
-                    .collect(),
-                body.to_vec(),
-                timeout_ms,
-            ));
-            Ok(self.next)
-        }
-    }
 
     fn cfg() -> Config {
         Config::parse(
@@ -346,7 +303,7 @@ mod tests {
         let a = Alerts::new(&cfg);
         a.push_webhook("x".into());
         let mut t = Recorder {
-            refuse: true,
+            refuse: Some(1),
             ..Recorder::default()
         };
         run(&mut t, 1, |io| a.flush(&cfg, &res, io));

@@ -178,6 +178,11 @@ impl Totals {
             *c = c.saturating_add(n);
         }
     }
+
+    /// Add what a cumulative count of the core's (`now`) grew by since it was last published (`before`).
+    pub fn grew(&mut self, o: Own, now: u64, before: u64) {
+        self.add(Stat::Own(o), now.saturating_sub(before));
+    }
 }
 
 /// Envoy's ids for this config's stats (defined in `config_new`, the only time the ABI allows it).
