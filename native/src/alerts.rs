@@ -63,13 +63,25 @@ impl Alerts {
         self.lock().webhook.as_mut().is_some_and(|q| q.push(body))
     }
 
-    /// Send what is due (main thread). `resource` is the one the log records are exported under.
+    /// Send what is due (main thread). `resource` is the one the log records are exported under. The lock
+    /// is not held while a request is compressed and dispatched, so a worker pushing an alert never waits for
+    /// that: only the main thread takes requests out, and Envoy never answers a config callout inside the
+    /// dispatch (`DynamicModuleHttpFilterConfig::sendHttpCallout` registers the callout after
+    /// `AsyncClient::send` returns, and an answer that came inline is dropped and the dispatch refused).
     pub fn flush(&self, cfg: &Config, resource: &Resource, io: &mut Io) {
         let now = io.now_ns / 1_000_000;
-        let mut a = self.lock();
-        if let (Some(otlp), None) = (cfg.otlp.as_ref(), a.logs_in_flight) {
-            if let Some(body) = a.logs.next(resource, now) {
-                match export::dispatch(io.transport, otlp, &otlp.logs_path, &body) {
+        if let Some(otlp) = cfg.otlp.as_ref() {
+            let body = {
+                let mut a = self.lock();
+                match a.logs_in_flight {
+                    None => a.logs.next(resource, now),
+                    Some(_) => None,
+                }
+            };
+            if let Some(body) = body {
+                let sent = export::dispatch(io.transport, otlp, &otlp.logs_path, &body);
+                let mut a = self.lock();
+                match sent {
                     Ok(id) => a.logs_in_flight = Some(id),
                     Err(r) => {
                         (io.log)(format!(
@@ -81,24 +93,33 @@ impl Alerts {
                 }
             }
         }
-        let hook = cfg.budgets.as_ref().and_then(|b| b.webhook.as_ref());
-        let in_flight = a.webhook_in_flight;
-        if let (Some(w), Some(q), None) = (hook, a.webhook.as_mut(), in_flight) {
-            if let Some(body) = q.next(now).map(str::to_owned) {
+        if let Some(w) = cfg.budgets.as_ref().and_then(|b| b.webhook.as_ref()) {
+            let body = {
+                let mut a = self.lock();
+                let idle = a.webhook_in_flight.is_none();
+                a.webhook
+                    .as_mut()
+                    .filter(|_| idle)
+                    .and_then(|q| q.next(now).map(str::to_owned))
+            };
+            if let Some(body) = body {
                 let headers = w.request_headers(body.len());
                 let headers: Vec<(&str, &[u8])> =
                     headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-                match io
+                let sent = io
                     .transport
-                    .send(&w.cluster, &headers, body.as_bytes(), w.timeout_ms)
-                {
+                    .send(&w.cluster, &headers, body.as_bytes(), w.timeout_ms);
+                let mut a = self.lock();
+                match sent {
                     Ok(id) => a.webhook_in_flight = Some(id),
                     Err(r) => {
                         (io.log)(format!(
                             "tollgate: budget webhook dispatch to cluster '{}' failed (http_callout_init_result {r})",
                             w.cluster
                         ));
-                        q.dispatch_failed(now, (io.jitter)());
+                        if let Some(q) = a.webhook.as_mut() {
+                            q.dispatch_failed(now, (io.jitter)());
+                        }
                     }
                 }
             }
