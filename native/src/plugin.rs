@@ -278,3 +278,26 @@ impl ConfigScheduler {
         SharedScheduler(self.raw())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envoy::fake;
+
+    #[test]
+    fn every_jwt_claim_source_is_named_in_a_warning() {
+        let json = br#"{"tenant":{"jwt_claim":"sub","default":"anon"},
+            "budgets":{"dimensions":{"team":{"header":"x-team"},"user":{"jwt_claim":"sub","default":"nobody"}},
+              "rules":[{"user":"*","window":"1h","tokens":10}]}}"#;
+        assert!(Plugin::new(fake::config(), FILTER_NAME, json, 1, 0).is_ok());
+        let warnings: Vec<String> = fake::logs()
+            .into_iter()
+            .filter(|(l, m)| *l == log_level::WARN && m.contains("jwt_authn"))
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("tenant.jwt_claim") && warnings[0].contains("tenant.default"));
+        assert!(warnings[1].contains("budgets.dimensions.user.jwt_claim"));
+        assert!(warnings[1].contains("budgets.dimensions.user.default"));
+    }
+}
