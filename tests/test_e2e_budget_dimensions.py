@@ -21,7 +21,16 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testenv"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gateway import Background, Topology, default_plugin_config, free_port, get_json, request, wait_for  # noqa: E402
+from gateway import (  # noqa: E402
+    Background,
+    Topology,
+    current_build,
+    default_plugin_config,
+    free_port,
+    get_json,
+    request,
+    wait_for,
+)
 from test_e2e_budgets import (  # noqa: E402
     CHAT,
     JWT_FILTER,
@@ -40,13 +49,24 @@ USER_BUDGET = 8_000
 USERS = ["u0", "u1", "u2", "u3"]
 
 
+# The native build cannot read jwt_authn's payload (Envoy 1.40's dynamic-modules ABI reads a dynamic metadata
+# value only as a scalar or a list element; the payload is a Struct: docs/native-module.md, "JWT claims"). There the user
+# comes from the header jwt_authn's `claim_to_headers` sets from the verified token, the documented way.
+CLAIM_HEADER = "x-jwt-sub"
+
+
+def user_dimension():
+    if current_build() == "native":
+        return {"header": CLAIM_HEADER, "default": "nobody"}
+    return {"jwt_claim": "sub", "metadata_key": "jwt_payload", "default": "nobody"}
+
+
 def plugin(rules, webhook=None, inspect=None):
     c = default_plugin_config()
     c["otlp"]["metrics_interval_ms"] = 1000
     c["tenant"] = {"header": "x-tenant-id", "default": "anonymous"}
     c["budgets"] = {
-        "dimensions": {"team": {"header": "x-team", "default": "no-team"},
-                       "user": {"jwt_claim": "sub", "metadata_key": "jwt_payload", "default": "nobody"}},
+        "dimensions": {"team": {"header": "x-team", "default": "no-team"}, "user": user_dimension()},
         "rules": rules,
     }
     if webhook:
@@ -71,10 +91,16 @@ def with_jwt(t):
     jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "k": b64url(SECRET)}]})
     with open(t.envoy.config_path, encoding="utf-8") as f:
         yaml = f.read()
-    marker = "          - name: envoy.filters.http.wasm\n"
+    marker = t.envoy.filter_marker
     assert marker in yaml
+    jwt = JWT_FILTER % jwks
+    if current_build() == "native":
+        forward = "                  forward: true\n"
+        jwt = jwt.replace(forward, forward + "                  claim_to_headers: "
+                          f"[{{header_name: {CLAIM_HEADER}, claim_name: sub}}]\n")
+        assert "claim_to_headers" in jwt
     with open(t.envoy.config_path, "w", encoding="utf-8") as f:
-        f.write(yaml.replace(marker, JWT_FILTER % jwks + marker))
+        f.write(yaml.replace(marker, jwt + marker))
     return t.start()
 
 

@@ -353,8 +353,9 @@ JWT_FILTER = """          - name: envoy.filters.http.jwt_authn
 """
 
 
-@pytest.mark.wasm_only("Envoy 1.40's dynamic-modules ABI reads dynamic metadata only as a string or number "
-                       "value (http_get_metadata_string/_number); jwt_authn's payload_in_metadata is a Struct")
+@pytest.mark.wasm_only("Envoy 1.40's dynamic-modules ABI reads a dynamic metadata value only as a scalar or a "
+                       "list element (http_get_metadata_{string,number,bool,list_*}); jwt_authn's "
+                       "payload_in_metadata is a Struct")
 def test_tenant_from_a_jwt_claim(topology):
     cfg = config([{"tenant": "team-jwt", "window": "1d", "tokens": 5},
                   {"tenant": "*", "window": "1d", "tokens": 1_000_000}],

@@ -26,7 +26,7 @@ use crate::core::{
     export, partial_success, Aggregator, Attr, Call, Compression, Config, ExportStats, Instrument,
     MetricsStats, Otlp, Outcome, Resource, Semconv, Span, SpanQueue,
 };
-use crate::stats::{Own, Pending, Stat, Totals};
+use crate::stats::{Own, Pending, Totals};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -252,6 +252,11 @@ impl Exporter {
         self.lanes.get(usize::try_from(index).unwrap_or(0) % n)
     }
 
+    /// The first lane's resource: what the budget alerts' log records are exported under (`alerts.rs`).
+    pub fn resource(&self) -> Option<Resource> {
+        self.state().lanes.first().map(|l| l.resource.clone())
+    }
+
     pub fn lanes(&self) -> &[Lane] {
         &self.lanes
     }
@@ -429,52 +434,27 @@ impl Exporter {
             let tel = lane.lock();
             depth = depth.saturating_add(tel.queue.len() as u64);
             let (now, p) = (tel.queue.stats, ex.published);
-            totals.add(
-                Stat::Own(Own::SpansEnqueued),
-                now.enqueued.saturating_sub(p.enqueued),
+            totals.grew(Own::SpansEnqueued, now.enqueued, p.enqueued);
+            totals.grew(Own::SpansExported, now.exported, p.exported);
+            totals.grew(
+                Own::SpansDroppedQueueFull,
+                now.dropped_queue_full,
+                p.dropped_queue_full,
             );
-            totals.add(
-                Stat::Own(Own::SpansExported),
-                now.exported.saturating_sub(p.exported),
+            totals.grew(
+                Own::SpansDroppedFailed,
+                now.dropped_failed,
+                p.dropped_failed,
             );
-            totals.add(
-                Stat::Own(Own::SpansDroppedQueueFull),
-                now.dropped_queue_full.saturating_sub(p.dropped_queue_full),
-            );
-            totals.add(
-                Stat::Own(Own::SpansDroppedFailed),
-                now.dropped_failed.saturating_sub(p.dropped_failed),
-            );
-            totals.add(
-                Stat::Own(Own::ExportRetries),
-                now.retries.saturating_sub(p.retries),
-            );
-            totals.add(
-                Stat::Own(Own::SpansRejected),
-                now.rejected.saturating_sub(p.rejected),
-            );
+            totals.grew(Own::ExportRetries, now.retries, p.retries);
+            totals.grew(Own::SpansRejected, now.rejected, p.rejected);
             ex.published = now;
             let (now, p) = (tel.metrics.stats, ex.published_metrics);
-            totals.add(
-                Stat::Own(Own::MetricsExported),
-                now.exported_points.saturating_sub(p.exported_points),
-            );
-            totals.add(
-                Stat::Own(Own::MetricsDropped),
-                now.dropped_points.saturating_sub(p.dropped_points),
-            );
-            totals.add(
-                Stat::Own(Own::MetricsRejected),
-                now.rejected_points.saturating_sub(p.rejected_points),
-            );
-            totals.add(
-                Stat::Own(Own::MetricsExportRetries),
-                now.retries.saturating_sub(p.retries),
-            );
-            totals.add(
-                Stat::Own(Own::MetricsOverflow),
-                now.overflow.saturating_sub(p.overflow),
-            );
+            totals.grew(Own::MetricsExported, now.exported_points, p.exported_points);
+            totals.grew(Own::MetricsDropped, now.dropped_points, p.dropped_points);
+            totals.grew(Own::MetricsRejected, now.rejected_points, p.rejected_points);
+            totals.grew(Own::MetricsExportRetries, now.retries, p.retries);
+            totals.grew(Own::MetricsOverflow, now.overflow, p.overflow);
             ex.published_metrics = now;
         }
         depth
@@ -482,8 +462,8 @@ impl Exporter {
 }
 
 /// The export request: OTLP/HTTP protobuf to `path` on the collector cluster, gzip when configured, the
-/// configured extra headers (the Wasm build sends the same).
-fn dispatch(t: &mut dyn Transport, otlp: &Otlp, path: &str, body: &[u8]) -> Result<u64, u32> {
+/// configured extra headers (the Wasm build sends the same). Spans, metrics and the budget alerts' log records.
+pub fn dispatch(t: &mut dyn Transport, otlp: &Otlp, path: &str, body: &[u8]) -> Result<u64, u32> {
     let ua = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
     let gz = match otlp.compression {
         Compression::Gzip => export::gzip(body),
@@ -509,19 +489,22 @@ fn dispatch(t: &mut dyn Transport, otlp: &Otlp, path: &str, body: &[u8]) -> Resu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::Call;
+    use crate::stats::Stat;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
 
-    type Sent = (String, Vec<(String, Vec<u8>)>, Vec<u8>);
+    /// Cluster, headers, body and timeout of one request.
+    pub(crate) type Sent = (String, Vec<(String, Vec<u8>)>, Vec<u8>, u64);
 
+    /// A transport that records what it is asked to send (or refuses it with `refuse`).
     #[derive(Default)]
-    struct Recorder {
-        sent: Vec<Sent>,
-        refuse: Option<u32>,
-        next: u64,
+    pub(crate) struct Recorder {
+        pub(crate) sent: Vec<Sent>,
+        pub(crate) refuse: Option<u32>,
+        pub(crate) next: u64,
     }
 
     impl Transport for Recorder {
@@ -530,7 +513,7 @@ mod tests {
             cluster: &str,
             headers: &[(&str, &[u8])],
             body: &[u8],
-            _timeout_ms: u64,
+            timeout_ms: u64,
         ) -> Result<u64, u32> {
             if let Some(r) = self.refuse {
                 return Err(r);
@@ -543,6 +526,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_vec()))
                     .collect(),
                 body.to_vec(),
+                timeout_ms,
             ));
             Ok(self.next)
         }
@@ -633,7 +617,7 @@ mod tests {
         // Lane 1 has a full batch: sent at once; lane 0 waits for its flush interval.
         tick(&ex, &cfg, 100 * S + 1, 0.5, &mut t, &mut logs);
         assert_eq!(t.sent.len(), 1);
-        let (cluster, headers, body) = &t.sent[0];
+        let (cluster, headers, body, _) = &t.sent[0];
         assert_eq!(cluster, "otel");
         assert!(headers.contains(&(":authority".into(), b"collector".to_vec())));
         assert!(headers.contains(&(":path".into(), b"/v1/traces".to_vec())));
@@ -783,7 +767,7 @@ mod tests {
         let metrics: Vec<_> = t
             .sent
             .iter()
-            .filter(|(_, h, _)| h.contains(&(":path".into(), b"/v1/metrics".to_vec())))
+            .filter(|(_, h, _, _)| h.contains(&(":path".into(), b"/v1/metrics".to_vec())))
             .collect();
         assert_eq!(
             metrics.len(),

@@ -300,8 +300,8 @@ impl Host for NativeHost<'_> {
             Attribute::PeerUriSan => self.property(&["connection", "uri_san_peer_certificate"]),
             Attribute::ResponseCodeDetails => self.property(&["response", "code_details"]),
             // The dynamic-modules ABI of Envoy 1.40 reads a metadata value by namespace and key only as a
-            // string or a number (`http_get_metadata_string` / `_number`); jwt_authn's payload is a Struct
-            // under its key, out of its reach (docs/native-module.md, "JWT claims").
+            // scalar or a list element (`http_get_metadata_{string,number,bool,list_*}`); jwt_authn's payload
+            // is a Struct under its key, out of its reach (docs/native-module.md, "JWT claims").
             Attribute::JwtPayload(_) => None,
         }
     }
@@ -419,11 +419,19 @@ impl Host for NativeHost<'_> {
         }
     }
 
-    /// Budget alerts are not delivered by the native build (docs/native-module.md): the record is dropped.
-    fn export_log(&mut self, _record: LogRecord) {}
+    /// A budget alert's log record: queued for the main thread, which exports it (`alerts.rs`).
+    fn export_log(&mut self, record: LogRecord) {
+        if self.plugin.alerts.push_log(&self.plugin.config, record) {
+            self.plugin.wake();
+        }
+    }
 
-    /// Budget alerts are not delivered by the native build (docs/native-module.md): the body is dropped.
-    fn post_alert(&mut self, _body: String) {}
+    /// A budget alert's webhook body: queued for the main thread, which posts it (`alerts.rs`).
+    fn post_alert(&mut self, body: String) {
+        if self.plugin.alerts.push_webhook(body) {
+            self.plugin.wake();
+        }
+    }
 }
 
 /// Wall clock in ns since the Unix epoch (0 if the clock is before it).

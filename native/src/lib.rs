@@ -31,6 +31,7 @@
 )]
 
 mod abi;
+mod alerts;
 mod core;
 #[cfg(not(test))]
 mod envoy;
@@ -147,7 +148,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     })
 }
 
-/// The collector answered an export (main thread).
+/// The collector answered an export, or a webhook receiver an alert (main thread).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     config_envoy: FilterConfigEnvoyPtr,
@@ -179,6 +180,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
         if p.exporter
             .on_answer(&p.config, callout_id, &answer, &mut io)
         {
+            p.publish(handle);
+        } else if p.alerts.on_answer(callout_id, &answer, &mut io) {
+            // The next alert goes now rather than at the next tick.
+            p.flush_alerts(&mut io);
             p.publish(handle);
         }
     })

@@ -6,7 +6,8 @@
 //! config as the Wasm build's shared data is shared by every VM.
 
 use crate::abi::log_level;
-use crate::core::{exchange, Config, Once};
+use crate::alerts::Alerts;
+use crate::core::{exchange, Config, Once, Resource};
 use crate::envoy::{self, ConfigHandle, ConfigScheduler};
 use crate::export::{Exporter, Io, Transport};
 use crate::rlsdebit::Debits;
@@ -24,7 +25,7 @@ pub const FILTER_NAME: &[u8] = b"tollgate";
 pub mod event {
     /// The periodic tick: export, rate-limit debits, stats.
     pub const TICK: u64 = 1;
-    /// Something waits that should not wait for the tick (a full span batch, a rate-limit debit).
+    /// Something waits that should not wait for the tick (a full span batch, a rate-limit debit, an alert).
     pub const WAKE: u64 = 2;
 }
 
@@ -35,6 +36,10 @@ pub struct Plugin {
     pub exporter: Exporter,
     /// Counts made on the main thread (rate-limit debits).
     pub main: Pending,
+    /// Budget alerts waiting for the main thread: OTLP log records and webhook bodies.
+    pub alerts: Alerts,
+    /// What the alerts' log records are exported under (the first worker's resource).
+    alerts_resource: Option<Resource>,
     /// Rate-limit debits waiting for the main thread (`budgets.backend: "rls"`).
     pub debits: Debits,
     scheduler: Option<ConfigScheduler>,
@@ -66,16 +71,30 @@ impl Plugin {
         }
         // The same parser, hence the same errors naming the key, as the Wasm build.
         let config = Config::parse(raw).map_err(|e| Refused(e.to_string()))?;
-        if matches!(
-            config.tenant.source,
-            tollgate::budget::TenantSource::JwtClaim { .. }
-        ) {
-            // Envoy 1.40's dynamic-modules ABI reads a metadata value only as a string or a number; the JWT
-            // payload jwt_authn stores is a Struct (docs/native-module.md, "JWT claims").
+        // Envoy 1.40's dynamic-modules ABI reads a metadata value by namespace and key only as a scalar (string,
+        // number, bool) or a list element; the JWT payload jwt_authn stores is a Struct under its key
+        // (docs/native-module.md, "JWT claims").
+        let jwt = |s: &tollgate::budget::TenantSource| {
+            matches!(s, tollgate::budget::TenantSource::JwtClaim { .. })
+        };
+        let mut unreadable = Vec::new();
+        if jwt(&config.tenant.source) {
+            unreadable.push(("tenant.jwt_claim".to_string(), "tenant.default".to_string()));
+        }
+        for d in config.budgets.iter().flat_map(|b| b.dimensions.iter()) {
+            if jwt(&d.source.source) {
+                let key = format!("budgets.dimensions.{}", d.name);
+                unreadable.push((format!("{key}.jwt_claim"), format!("{key}.default")));
+            }
+        }
+        for (key, default) in unreadable {
             envoy::log(
                 log_level::WARN,
-                "tollgate: tenant.jwt_claim: the native build cannot read jwt_authn's payload through Envoy \
-                 1.40's dynamic-modules ABI; every request gets tenant.default",
+                &format!(
+                    "tollgate: {key}: the native build cannot read jwt_authn's payload through Envoy 1.40's \
+                     dynamic-modules ABI; every request gets {default} (use a header jwt_authn's \
+                     claim_to_headers sets)"
+                ),
             );
         }
         // The budget ledger's key-creation lock, before traffic flows (as the Wasm build's on_configure).
@@ -91,6 +110,8 @@ impl Plugin {
         );
         let scheduler = handle.new_scheduler();
         let plugin = Plugin {
+            alerts: Alerts::new(&config),
+            alerts_resource: exporter.resource(),
             ids,
             exporter,
             main: Pending::new(detectors),
@@ -156,8 +177,16 @@ impl Plugin {
             log: &mut |m: String| envoy::log(log_level::WARN, &m),
         };
         self.exporter.tick(&self.config, &mut io);
+        self.flush_alerts(&mut io);
         self.debits.send(&self.config, handle, &self.main);
         self.publish(handle);
+    }
+
+    /// Send the budget alerts that are due (main thread).
+    pub fn flush_alerts(&self, io: &mut Io) {
+        if let Some(r) = self.alerts_resource.as_ref() {
+            self.alerts.flush(&self.config, r, io);
+        }
     }
 
     /// Hand every count since the last publication to Envoy (main thread).
@@ -165,6 +194,7 @@ impl Plugin {
         let mut totals = Totals::new(self.ids.detectors());
         self.main.drain_into(&mut totals);
         let depth = self.exporter.drain_stats(&mut totals);
+        self.alerts.drain_stats(&mut totals);
         totals.add(
             Stat::Own(Own::NativePanics),
             crate::guard::take_unpublished(),
@@ -246,5 +276,28 @@ impl SharedScheduler {
 impl ConfigScheduler {
     fn share(&self) -> SharedScheduler {
         SharedScheduler(self.raw())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envoy::fake;
+
+    #[test]
+    fn every_jwt_claim_source_is_named_in_a_warning() {
+        let json = br#"{"tenant":{"jwt_claim":"sub","default":"anon"},
+            "budgets":{"dimensions":{"team":{"header":"x-team"},"user":{"jwt_claim":"sub","default":"nobody"}},
+              "rules":[{"user":"*","window":"1h","tokens":10}]}}"#;
+        assert!(Plugin::new(fake::config(), FILTER_NAME, json, 1, 0).is_ok());
+        let warnings: Vec<String> = fake::logs()
+            .into_iter()
+            .filter(|(l, m)| *l == log_level::WARN && m.contains("jwt_authn"))
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("tenant.jwt_claim") && warnings[0].contains("tenant.default"));
+        assert!(warnings[1].contains("budgets.dimensions.user.jwt_claim"));
+        assert!(warnings[1].contains("budgets.dimensions.user.default"));
     }
 }

@@ -22,6 +22,7 @@ use crate::envoy::Stream;
 use crate::host::now_ns;
 use crate::stats::Stat;
 use crate::stream::StreamState;
+use tollgate::budget::calendar::Window;
 use tollgate::budget::ledger;
 use tollgate::budget::Limits;
 
@@ -180,11 +181,12 @@ fn budget(s: &mut StreamState, stream: Stream, limit: &str, tenant: &str) -> u32
         rule: 0,
         key: ledger::counter_key("probe", tenant),
         overflow_key: ledger::overflow_key("probe"),
-        window_s: 3600,
+        window: Window::Fixed(3600),
         limits: Limits {
             tokens: Some(limit),
             ..Limits::default()
         },
+        subject: tenant.to_string(),
     };
     let want = ledger::Want {
         input: 1,
@@ -217,11 +219,12 @@ fn budget(s: &mut StreamState, stream: Stream, limit: &str, tenant: &str) -> u32
 
 fn rls_admit(s: &mut StreamState, stream: Stream, limit: &str, tenant: &str) -> u32 {
     let counters = vec![rls::Counter {
+        dimension: "tenant".to_string(),
         tenant: tenant.to_string(),
         rule: "probe".to_string(),
         kind: rls::Kind::Tokens,
         limit: limit.parse().unwrap_or(0),
-        window_secs: 3600,
+        window: Window::Fixed(3600),
     }];
     let Some(host) = s.host(stream) else {
         return headers_status::CONTINUE;

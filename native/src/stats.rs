@@ -16,9 +16,9 @@ use crate::core::Counter;
 use crate::envoy::ConfigHandle;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The counters of this host beside the exchange's (`Counter::ALL`): the export's, as the Wasm build names
-/// them, and two of the native build's own. (`tollgate.queue_depth`, the one gauge, is defined apart.)
-pub const OWN: [&str; 13] = [
+/// The counters of this host beside the exchange's (`Counter::ALL`): the export's and the budget alerts', as the
+/// Wasm build names them, and two of the native build's own. (`tollgate.queue_depth`, the one gauge, is defined apart.)
+pub const OWN: [&str; 18] = [
     "tollgate.spans_enqueued",
     "tollgate.spans_exported",
     "tollgate.spans_dropped_queue_full",
@@ -30,6 +30,11 @@ pub const OWN: [&str; 13] = [
     "tollgate.metrics_rejected",
     "tollgate.metrics_export_retries",
     "tollgate.metrics_overflow",
+    "tollgate.budget_alert_logs_exported",
+    "tollgate.budget_alert_logs_dropped",
+    "tollgate.budget_webhook_delivered",
+    "tollgate.budget_webhook_retries",
+    "tollgate.budget_webhook_dropped",
     // Panics caught at the ABI boundary (src/guard.rs).
     "tollgate.native.panics",
     // Rate-limit debits the service answered with an error (the Wasm build cannot see those: its debit's
@@ -54,6 +59,11 @@ pub enum Own {
     MetricsRejected,
     MetricsExportRetries,
     MetricsOverflow,
+    AlertLogsExported,
+    AlertLogsDropped,
+    WebhookDelivered,
+    WebhookRetries,
+    WebhookDropped,
     NativePanics,
     RlsDebitErrors,
 }
@@ -167,6 +177,11 @@ impl Totals {
         if let Some(c) = self.counters.get_mut(s.index()) {
             *c = c.saturating_add(n);
         }
+    }
+
+    /// Add what a cumulative count of the core's (`now`) grew by since it was last published (`before`).
+    pub fn grew(&mut self, o: Own, now: u64, before: u64) {
+        self.add(Stat::Own(o), now.saturating_sub(before));
     }
 }
 
