@@ -298,7 +298,7 @@ mod tests {
         assert!(!has_object_member(b"", b"usage"));
     }
 
-    /// The quote-anchored scan this prefilter used to be; the brace-anchored one must agree with it.
+    /// A quote-anchored scan, the reference the brace-anchored prefilter must agree with.
     fn reference(raw: &[u8], key: &[u8]) -> bool {
         let mut rest = raw;
         while let Some(q) = memchr::memchr(b'"', rest) {

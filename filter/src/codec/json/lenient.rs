@@ -645,7 +645,7 @@ mod tests {
         assert_eq!(new.usage.0.unwrap().completion_tokens.0, Some(2));
         assert_eq!((new.id.0, old_.id.0), (Some("x".into()), Some("x".into())));
 
-        // A key that cannot be read: its member is ignored (the old reader dropped the object).
+        // A key that cannot be read: its member is ignored (the serde reference drops the object).
         let body = r#"{"usage":{"\ud800":1,"prompt_tokens":2},"id":"x"}"#;
         assert_eq!(
             read(body).unwrap().usage.0.unwrap().prompt_tokens.0,
@@ -723,7 +723,7 @@ mod tests {
             if let Some(c) = sanitised(&t) {
                 assert_eq!(c.len(), t.len());
                 assert!(sanitised(&c).is_none(), "{t} -> {c}");
-                // Whatever the single pass makes of the copy is what the old reader makes of it.
+                // Whatever the single pass makes of the copy is what the serde reference makes of it.
                 let d = super::read::<Doc<'_>>(c.as_bytes());
                 assert_eq!(
                     d,
