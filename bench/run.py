@@ -612,7 +612,10 @@ def scenarios(args):
            # The native build, same plugin JSON: the targets compare it with "none" and "native".
            ("dynmod", "tollgate native module", native_module_filter(tollgate_config(True))),
            ("dynmod-budgets", "tollgate native module + budgets",
-            native_module_filter(tollgate_config(True, BUDGETS)))]
+            native_module_filter(tollgate_config(True, BUDGETS))),
+           # What the span and metric export costs the native build (callouts to the collector, their sockets).
+           ("dynmod-noexport", "tollgate native module without OTLP export",
+            native_module_filter(tollgate_config(False)))]
     return [s for s in out if not args.only or s[0] in args.only.split(",")]
 
 
@@ -940,7 +943,7 @@ def write(res, args):
     with open(stem + ".json", "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
     order = ["none", "noop", "floor", "native", "tollgate", "budgets", "budgets-unheld", "redaction", "dynmod",
-             "dynmod-budgets"]
+             "dynmod-budgets", "dynmod-noexport"]
     sc = {k: res["scenarios"][k] for k in sorted(res["scenarios"], key=lambda k: (order + [k]).index(k))}
     d = res["derived"]
     L = [f"# tollgate benchmark — {m['date']}", "",
