@@ -237,8 +237,6 @@ impl Stream {
         }
     }
 
-    /// Starts a streamed callout to `cluster` from this stream. The answer arrives in the stream's
-    /// `on_http_filter_http_stream_*` hooks, on this worker; the callout dies with the stream. Returns
     /// Adds `value` to a counter the stream's config defined (any worker: Envoy's counters are atomic).
     pub fn increment_counter(self, id: usize, value: u64) -> u32 {
         // SAFETY: no labels; the filter pointer of the running hook.
@@ -253,6 +251,8 @@ impl Stream {
         }
     }
 
+    /// Starts a streamed callout to `cluster` from this stream. The answer arrives in the stream's
+    /// `on_http_filter_http_stream_*` hooks, on this worker; the callout dies with the stream. Returns
     /// Envoy's `http_callout_init_result` and the stream id.
     pub fn start_http_stream(
         self,
